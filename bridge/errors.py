@@ -1,0 +1,90 @@
+"""The bridge's one exception hierarchy.
+
+Every expected failure is a :class:`BridgeError`. Each kind carries the exit code a hook or
+the CLI returns (sysexits.h values, so Slurm's log and an admin's shell see a meaningful
+number), and :func:`bridge.hooks.run_hook` / the CLI turn it into one line on stderr.
+Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base of all expected failures."""
+
+    exit_code = 70  # EX_SOFTWARE
+    kind = "error"
+
+
+class UsageError(BridgeError):
+    """Bad arguments: a malformed hostlist, a missing argument."""
+
+    exit_code = 64  # EX_USAGE
+    kind = "usage"
+
+
+class ConfigError(BridgeError):
+    """The config file is missing, unreadable or invalid, or names no nodeset for a node."""
+
+    exit_code = 78  # EX_CONFIG
+    kind = "config"
+
+
+class TemplateError(BridgeError):
+    """A pod template failed to render, parse or validate."""
+
+    exit_code = 65  # EX_DATAERR
+    kind = "template"
+
+
+class ResumeFileError(BridgeError):
+    """$SLURM_RESUME_FILE is unreadable or not in a format Slurm writes."""
+
+    exit_code = 65  # EX_DATAERR
+    kind = "resume-file"
+
+
+class SlurmError(BridgeError):
+    """A Slurm command failed or answered something we cannot read."""
+
+    exit_code = 69  # EX_UNAVAILABLE
+    kind = "slurm"
+
+
+class KubernetesError(BridgeError):
+    """The Kubernetes API refused a call or could not be reached.
+
+    ``transient`` says whether the same call may succeed later (no capacity, throttling,
+    timeouts, 5xx): resume failures of that kind power nodes back down for another try,
+    permanent ones (forbidden, invalid) leave them DOWN for an admin.
+    """
+
+    exit_code = 69  # EX_UNAVAILABLE
+    kind = "kubernetes"
+
+    def __init__(self, message: str, *, code: int | None = None, reason: str | None = None,
+                 transient: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.transient = transient
+
+
+class KubernetesUnavailable(KubernetesError):
+    """The API server could not be reached at all (connection refused, DNS, TLS, timeout)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=True)
+
+
+class PartialFailure(BridgeError):
+    """Some nodes of a hook call failed; they were marked in Slurm, the others went ahead."""
+
+    exit_code = 75  # EX_TEMPFAIL
+    kind = "partial"
+
+    def __init__(self, message: str, *, failed: dict[str, str], exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.failed = failed
+        if exit_code is not None:
+            self.exit_code = exit_code  # every node failed for one kind of reason: say which

@@ -1,0 +1,156 @@
+"""The programs slurm.conf names: ResumeProgram, SuspendProgram, ResumeFailProgram.
+
+slurmctld runs them with the hostlist as argv[1], no PATH, and only ``SLURM_CONF`` (and
+``SLURM_RESUME_FILE``) in the environment; every elastic job waits on the resume hook, so
+this module imports nothing heavy until it knows it has work, and reads the resume file
+before anything else (it is a descriptor of slurmctld's that does not outlive the hook).
+
+Every expected failure ends as one line on stderr, one JSON log line and a sysexits code
+(:mod:`bridge.errors`); when resume fails, its nodes are set DOWN with the cause so Slurm
+requeues the jobs rather than losing them.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bridge.errors import BridgeError, PartialFailure, UsageError
+
+
+def resume_main() -> None:
+    from bridge import resumefile
+
+    started = time.monotonic()
+    try:
+        request = resumefile.read_env()
+    except BridgeError as e:
+        request, early = None, e
+    else:
+        early = None
+    sys.exit(run_hook("resume", lambda ctx: _resume(ctx, request, early), started=started))
+
+
+def suspend_main() -> None:
+    sys.exit(run_hook("suspend", _suspend, started=time.monotonic()))
+
+
+def resume_fail_main() -> None:
+    sys.exit(run_hook("resume-fail", _resume_fail, started=time.monotonic()))
+
+
+class HookContext:
+    """What every hook has once its arguments and config are read."""
+
+    def __init__(self, hook: str, nodes: list[str], config: Any, log: Any) -> None:
+        self.hook, self.nodes, self.config, self.log = hook, nodes, config, log
+
+    def slurm(self) -> Any:
+        from bridge.slurm import CommandSlurm
+
+        return CommandSlurm(self.config.slurm.bin_dir)
+
+    def kube(self) -> Any:
+        from bridge.kube import LightkubeApi
+
+        return LightkubeApi(self.config.kubernetes)
+
+
+def run_hook(hook: str, body: Callable[[HookContext], None], *, argv: list[str] | None = None,
+             started: float | None = None) -> int:
+    """Run one hook call; return its exit code. Expected errors never show a traceback."""
+    from bridge import config as config_module, hostlist, log as log_module
+
+    argv = sys.argv[1:] if argv is None else argv
+    started = time.monotonic() if started is None else started
+    log = None
+    nodes: list[str] = []
+    try:
+        if len(argv) != 1:
+            raise UsageError(f"expected one argument, a Slurm hostlist; got {len(argv)}")
+        nodes = hostlist.expand(argv[0])
+        try:
+            cfg = config_module.load(None)
+        except BridgeError:
+            log = log_module.configure(None, hook=hook, nodes=argv[0])
+            raise
+        log = log_module.configure(cfg.log, hook=hook, nodes=argv[0])
+        body(HookContext(hook, nodes, cfg, log))
+    except BridgeError as e:
+        _report(hook, e, log, nodes)
+        if hook == "resume" and nodes and not isinstance(e, PartialFailure):
+            _down_after_error(nodes, e, log)
+        return e.exit_code
+    if log is not None:
+        log.info("hook finished", outcome="ok", seconds=round(time.monotonic() - started, 3))
+    return 0
+
+
+def _report(hook: str, error: BridgeError, log: Any, nodes: list[str]) -> None:
+    print(f"slurm-k8s-{hook}: {error.kind}: {error}", file=sys.stderr)
+    if log is not None:
+        log.error("hook failed", outcome="error", kind=error.kind, error=str(error), exit_code=error.exit_code)
+
+
+def _down_after_error(nodes: list[str], error: BridgeError, log: Any) -> None:
+    """The whole resume failed before any pod could be planned (no config, API down...):
+    set the nodes DOWN so their jobs are requeued now, not after ResumeTimeout."""
+    from bridge import config as config_module
+    from bridge.slurm import CommandSlurm
+
+    try:
+        bin_dir = config_module.load(None).slurm.bin_dir
+    except BridgeError:
+        bin_dir = "/usr/bin"  # no usable config: Debian's place for scontrol
+    try:
+        CommandSlurm(bin_dir).set_down(nodes, f"{error.kind}: {error}")
+    except BridgeError as e:
+        print(f"slurm-k8s-resume: slurm: could not mark nodes down: {e}", file=sys.stderr)
+        if log is not None:
+            log.error("could not mark nodes down", error=str(e))
+
+
+def _resume(ctx: HookContext, request: Any, early: BridgeError | None) -> None:
+    from bridge import resume
+
+    if early is not None:
+        raise early
+    if request is not None:
+        ctx.log = ctx.log.bind(jobs=[j.job_id for j in request.jobs])
+    kube = ctx.kube()
+    try:
+        outcome = resume.resume(ctx.nodes, config=ctx.config, slurm=ctx.slurm(), kube=kube,
+                                request=request, log=ctx.log)
+    finally:
+        kube.close()
+    if outcome.failed:
+        every = not outcome.created and not outcome.existing
+        raise PartialFailure(f"{'all ' if every else ''}{len(outcome.failed)} of {len(ctx.nodes)} node(s) failed "
+                             "and were set DOWN: " + "; ".join(f"{n}: {c}" for n, c in list(outcome.failed.items())[:3]),
+                             failed=outcome.failed, exit_code=outcome.exit_code())
+
+
+def _suspend(ctx: HookContext) -> None:
+    from bridge import suspend
+
+    kube = ctx.kube()
+    try:
+        outcome = suspend.suspend(ctx.nodes, config=ctx.config, kube=kube, log=ctx.log)
+    finally:
+        kube.close()
+    if outcome.failed:
+        raise PartialFailure(f"{len(outcome.failed)} pod(s) not deleted", failed=outcome.failed)
+
+
+def _resume_fail(ctx: HookContext) -> None:
+    from bridge import suspend
+
+    kube = ctx.kube()
+    try:
+        outcome = suspend.resume_failed(ctx.nodes, config=ctx.config, slurm=ctx.slurm(), kube=kube, log=ctx.log)
+    finally:
+        kube.close()
+    if outcome.failed:
+        raise PartialFailure(f"{len(outcome.failed)} pod(s) not deleted", failed=outcome.failed)

@@ -1,0 +1,77 @@
+"""Pod names and labels for Slurm nodes.
+
+Slurm node names may hold upper case, ``_`` and ``.``, and be long; Kubernetes wants DNS-1123
+names and label values of at most 63 characters. A name that had to change gets a short hash of
+the original, so two Slurm nodes never share a pod and a node's pod name never changes.
+The exact Slurm name always travels in an annotation: that, not the label, is what the bridge
+matches on before it deletes anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from bridge import NAME
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+CLUSTER_LABEL = f"{NAME}/cluster"
+NODE_LABEL = f"{NAME}/node"
+NODESET_LABEL = f"{NAME}/nodeset"
+JOB_LABEL = f"{NAME}/job-id"
+NODE_ANNOTATION = f"{NAME}/node-name"
+
+_MAX = 63
+_INVALID = re.compile(r"[^a-z0-9-]+")
+
+
+def dns_label(text: str, *, limit: int = _MAX) -> str:
+    """A DNS-1123 label for ``text``: itself if already valid, else a readable form plus a hash.
+
+    The hash is of the original text, so ``Node_1`` and ``node-1`` get different labels.
+    """
+    clean = _INVALID.sub("-", text.lower()).strip("-")
+    if clean == text and len(clean) <= limit:
+        return clean
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    head = clean[: limit - len(digest) - 1].rstrip("-")
+    return f"{head}-{digest}" if head else digest
+
+
+def pod_name(cluster: str, node: str) -> str:
+    """The pod of Slurm node ``node`` in Slurm cluster ``cluster``: stable and unique."""
+    return dns_label(f"{cluster}-{node}")
+
+
+def hostname(node: str) -> str:
+    """The pod's hostname (``spec.hostname``), as close to the Slurm node name as DNS allows."""
+    return dns_label(node)
+
+
+def owner_labels(cluster: str) -> dict[str, str]:
+    """The labels that say a pod is the bridge's, for this Slurm cluster: the list selector."""
+    return {MANAGED_BY: NAME, CLUSTER_LABEL: dns_label(cluster)}
+
+
+def selector(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in labels.items())
+
+
+def is_ours(pod: dict, *, cluster: str, node: str | None = None) -> bool:
+    """Whether ``pod`` was created by the bridge for ``cluster`` (and for ``node``, if given).
+
+    Both the labels and the exact node-name annotation must agree: a pod someone else
+    made with a look-alike name is never touched.
+    """
+    meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if any(labels.get(k) != v for k, v in owner_labels(cluster).items()):
+        return False
+    annotation = (meta.get("annotations") or {}).get(NODE_ANNOTATION)
+    if annotation is None:
+        return False
+    return node is None or annotation == node
+
+
+def node_of(pod: dict) -> str | None:
+    return ((pod.get("metadata") or {}).get("annotations") or {}).get(NODE_ANNOTATION)

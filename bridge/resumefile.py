@@ -1,0 +1,102 @@
+"""What slurmctld tells ResumeProgram in ``$SLURM_RESUME_FILE``.
+
+The variable names ``/proc/<slurmctld pid>/fd/N``, a memfd that exists only while the hook's
+parent holds it: read it first thing, before anything else can take time. Two formats:
+
+* 22.05: ``{"all_nodes": "...", "jobs": [{"job_id": 6, "nodes": "elastic1"}]}``
+* 23.02 and later: ``all_nodes_resume``, and per job ``nodes_resume`` (the nodes being
+  resumed), ``nodes_alloc`` (all of the job's nodes, some maybe already up), ``partition``,
+  ``features``, ``reservation``, ... A manual ``scontrol update state=power_up`` has no job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from bridge import hostlist
+from bridge.errors import ResumeFileError, UsageError
+
+ENV_VAR = "SLURM_RESUME_FILE"
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    job_id: int
+    nodes: tuple[str, ...]
+    """Nodes of this job that are being resumed now."""
+    nodes_alloc: tuple[str, ...] = ()
+    """All nodes allocated to the job (23.02+; empty when Slurm did not say)."""
+    partition: str | None = None
+    features: str | None = None
+    reservation: str | None = None
+
+
+@dataclass(frozen=True)
+class ResumeRequest:
+    nodes: tuple[str, ...]
+    jobs: tuple[JobRequest, ...] = field(default=())
+
+    def job_of(self, node: str) -> JobRequest | None:
+        """The job a node is resumed for; None for a manual power up."""
+        for job in self.jobs:
+            if node in job.nodes:
+                return job
+        return None
+
+
+def read_env() -> ResumeRequest | None:
+    """Read ``$SLURM_RESUME_FILE`` if Slurm set it; None when it did not (manual runs).
+
+    Raises:
+        ResumeFileError: it is set but unreadable or malformed.
+    """
+    path = os.environ.get(ENV_VAR)
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except OSError as e:
+        raise ResumeFileError(f"cannot read {ENV_VAR}={path}: {e.strerror}") from None
+    return parse(text, source=path)
+
+
+def parse(text: bytes | str, *, source: str = ENV_VAR) -> ResumeRequest:
+    """Parse either format (see the module docstring).
+
+    Raises:
+        ResumeFileError: not JSON, or not the shape Slurm writes.
+    """
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise ResumeFileError(f"{source}: not JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ResumeFileError(f"{source}: expected a JSON object")
+    try:
+        nodes = _nodes(data.get("all_nodes_resume", data.get("all_nodes")))
+        jobs = tuple(_job(j) for j in data.get("jobs") or [])
+    except (UsageError, TypeError, ValueError, KeyError) as e:
+        raise ResumeFileError(f"{source}: unexpected content: {e}") from None
+    return ResumeRequest(nodes=nodes, jobs=jobs)
+
+
+def _nodes(expression: object) -> tuple[str, ...]:
+    if expression in (None, ""):
+        return ()
+    if not isinstance(expression, str):
+        raise TypeError(f"a hostlist must be a string, got {expression!r}")
+    return tuple(hostlist.expand(expression))
+
+
+def _job(job: dict) -> JobRequest:
+    return JobRequest(
+        job_id=int(job["job_id"]),
+        nodes=_nodes(job.get("nodes_resume", job.get("nodes"))),
+        nodes_alloc=_nodes(job.get("nodes_alloc")),
+        partition=job.get("partition"),
+        features=job.get("features"),
+        reservation=job.get("reservation"),
+    )

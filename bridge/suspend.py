@@ -1,0 +1,80 @@
+"""SuspendProgram's and ResumeFailProgram's flow: delete the pods of nodes Slurm is done with.
+
+Only pods the bridge created for these very nodes are deleted (labels and the exact node-name
+annotation must match): a pod someone else made in the namespace is never touched.
+Pods get their own grace period, so slurmd leaves cleanly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge import naming
+from bridge.config import Config
+from bridge.kube import KubeClient
+from bridge.slurm import SlurmClient
+
+
+@dataclass
+class Outcome:
+    deleted: list[str] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)
+    """Nodes that had no pod of ours (already gone: nothing to do)."""
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any) -> Outcome:
+    """Delete the pods of ``nodes``."""
+    outcome = Outcome()
+    pods = _pods_of(set(nodes), config=config, kube=kube)
+    errors = kube.delete_pods(list(pods.values())) if pods else {}
+    for node in nodes:
+        name = pods.get(node)
+        if name is None:
+            outcome.absent.append(node)
+        elif errors.get(name) is None:
+            outcome.deleted.append(node)
+        else:
+            outcome.failed[node] = f"pod {name}: {errors[name]}"
+    for node, cause in outcome.failed.items():
+        log.error("pod not deleted", node=node, cause=cause)
+    log.info("suspend done", deleted=len(outcome.deleted), absent=len(outcome.absent),
+             failed=len(outcome.failed))
+    return outcome
+
+
+def resume_failed(nodes: list[str], *, config: Config, slurm: SlurmClient, kube: KubeClient, log: Any) -> Outcome:
+    """Slurm gave up on ``nodes`` (ResumeTimeout): record why their pods did not come up,
+    then delete them. Slurm does not call SuspendProgram for these nodes, so this is the
+    only cleanup they get."""
+    pods = {naming.node_of(p): p for p in kube.list_pods(naming.owner_labels(config.slurm.cluster_name))
+            if naming.node_of(p) in set(nodes)}
+    for node, pod in pods.items():
+        cause = pod_problem(pod)
+        log.error("node did not come up", node=node, pod=pod["metadata"]["name"], cause=cause)
+        kube.emit_event(pod, reason="ResumeTimeout", message=f"Slurm node {node} did not register in time: {cause}")
+    return suspend(nodes, config=config, kube=kube, log=log)
+
+
+def _pods_of(nodes: set[str], *, config: Config, kube: KubeClient) -> dict[str, str]:
+    """Node → name of its pod, for the bridge's pods of ``nodes``."""
+    cluster = config.slurm.cluster_name
+    return {naming.node_of(p): p["metadata"]["name"] for p in kube.list_pods(naming.owner_labels(cluster))
+            if naming.node_of(p) in nodes and naming.is_ours(p, cluster=cluster)}
+
+
+def pod_problem(pod: dict[str, Any]) -> str:
+    """Why a pod is not running, in words the pod's own status gives."""
+    status = pod.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return f"{condition.get('reason', 'Unschedulable')}: {condition.get('message', '')}".strip()
+    for container in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        state = container.get("state") or {}
+        waiting, terminated = state.get("waiting"), state.get("terminated")
+        if waiting and waiting.get("reason") not in (None, "ContainerCreating", "PodInitializing"):
+            return f"{container.get('name')}: {waiting['reason']}: {waiting.get('message', '')}".strip()
+        if terminated:
+            return f"{container.get('name')}: {terminated.get('reason', 'terminated')} (exit {terminated.get('exitCode')})"
+    return f"pod phase {status.get('phase', 'unknown')}"

@@ -1,0 +1,104 @@
+#!/bin/sh
+# Entrypoint of the slurmd pod: start munged with the cluster's key, then become slurmd.
+#
+#   slurmd-entrypoint [slurmd arguments...]     e.g. -b -N elastic1 --conf-server ctl:6817
+#
+# The arguments go to `slurmd -D` unchanged. A containerised slurmd needs -b (the container
+# reports the host's boot time, so without it slurmctld waits for a reboot until
+# ResumeTimeout) and --conf-server (configless: the image carries no slurm.conf).
+#
+# Environment (defaults suit the image; tests on a plain host override them):
+#   MUNGE_KEY_FILE       the cluster's munge key, mounted from a Secret [/etc/munge/munge.key]
+#   MUNGE_SOCKET         munged's socket [/run/munge/munge.socket.2]. A configless slurmd 22.05
+#                        fetches its config through this default path, whatever AuthInfo says.
+#   MUNGE_STATE_DIR      private dir for munged's key copy, pid and seed files [/run/munged]
+#   MUNGE_LOG_FILE       munged's log [/dev/stderr, i.e. the pod's log]
+#   MUNGE_START_TIMEOUT  seconds to wait for munged to answer [10]
+#   SLURMD_SPOOL_DIR     created before slurmd starts: the SlurmdSpoolDir of slurm.conf, with
+#                        %n already replaced by the node name [/var/spool/slurmd]
+#
+# Exit codes, each with one line on stderr: 2 munge key missing, unreadable or empty;
+# 3 munge key writable by group or others; 4 munged did not start. Then slurmd's own.
+#
+# Lifetime: slurmd is exec'd, so it is the container's main process and gets the pod's SIGTERM
+# directly (slurmd exits on SIGTERM and the node leaves). munged is left running as slurmd's
+# child: when the main process exits the runtime tears down the container's PID namespace,
+# munged included, so it never keeps the pod alive. On a plain host there is no such
+# namespace: start this script as a session leader (setsid) and signal the whole process
+# group (kill -TERM -- -PID) to end munged with slurmd.
+set -eu
+
+prog=slurmd-entrypoint
+key_file=${MUNGE_KEY_FILE:-/etc/munge/munge.key}
+socket=${MUNGE_SOCKET:-/run/munge/munge.socket.2}
+state_dir=${MUNGE_STATE_DIR:-/run/munged}
+munge_log=${MUNGE_LOG_FILE:-/dev/stderr}
+start_timeout=${MUNGE_START_TIMEOUT:-10}
+spool_dir=${SLURMD_SPOOL_DIR:-/var/spool/slurmd}
+secret_hint="mount the munge key Secret there (see rbac/munge-key-secret.example.yaml)"
+
+die() {
+	code=$1
+	shift
+	printf '%s: %s\n' "$prog" "$*" >&2
+	exit "$code"
+}
+
+check_key() {
+	[ -e "$key_file" ] || die 2 "munge key $key_file is missing: $secret_hint"
+	[ -r "$key_file" ] || die 2 "munge key $key_file is not readable by uid $(id -u): $secret_hint"
+	[ -s "$key_file" ] || die 2 "munge key $key_file is empty: $secret_hint"
+	# A key others may write could have been replaced: refuse it rather than copy it.
+	mode=$(stat -L -c '%a' "$key_file")
+	if [ $((0$mode & 022)) -ne 0 ]; then
+		die 3 "munge key $key_file has mode $mode, writable by group or others: use defaultMode 0400 on the Secret volume"
+	fi
+}
+
+# munged accepts only a regular file owned by its own uid with no group/other bits. A Secret
+# volume gives a symlink (munge.key -> ..data/munge.key), mode 0644 unless defaultMode says
+# otherwise, and the owner the kubelet chooses; the volume is read-only, so nothing can be
+# fixed in place. A private 0400 copy satisfies munged whatever the mount looks like, and
+# readable-by-others on a read-only mount leaks nothing the pod's other users could not read.
+copy_key() {
+	umask 077
+	mkdir -p "$state_dir"
+	chmod 700 "$state_dir"
+	rm -f "$state_dir/munge.key"
+	cp "$key_file" "$state_dir/munge.key"
+	chmod 400 "$state_dir/munge.key"
+	umask 022
+}
+
+# kill -0 cannot tell: an exited munged stays a zombie until this shell waits for it.
+munged_alive() {
+	state=$(cut -d' ' -f3 "/proc/$munged_pid/stat" 2>/dev/null) || return 1
+	[ -n "$state" ] && [ "$state" != Z ]
+}
+
+munge_answers() {
+	munge -n -S "$socket" 2>/dev/null | unmunge -S "$socket" >/dev/null 2>&1
+}
+
+start_munged() {
+	socket_dir=$(dirname "$socket")
+	mkdir -p "$socket_dir"
+	chmod 755 "$socket_dir" # munged refuses a socket dir others cannot traverse
+	munged --foreground --key-file="$state_dir/munge.key" --socket="$socket" \
+		--pid-file="$state_dir/munged.pid" --seed-file="$state_dir/munged.seed" \
+		--log-file="$munge_log" &
+	munged_pid=$!
+	tries=$((start_timeout * 10))
+	until munge_answers; do
+		munged_alive || die 4 "munged exited at start; its log: $munge_log"
+		tries=$((tries - 1))
+		[ "$tries" -gt 0 ] || die 4 "munged did not answer on $socket within ${start_timeout}s"
+		sleep 0.1
+	done
+}
+
+check_key
+copy_key
+start_munged
+mkdir -p "$spool_dir"
+exec slurmd -D "$@"

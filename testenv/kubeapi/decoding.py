@@ -1,0 +1,158 @@
+"""Decode request bodies into built-in kinds the way the Go server does.
+
+The real server unmarshals JSON into typed structs: unknown fields vanish,
+a string where an integer belongs is a 400, JSON null on a pointer is
+"unset". lightkube's generated models describe the same structs, so their
+type information is our schema; we walk it instead of writing one.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import msgspec
+from msgspec import inspect as mi
+
+from .errors import ApiError, bad_request
+
+
+class DecodeError(ValueError):
+    """A value does not fit the Go type; the message follows encoding/json."""
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "null"
+
+
+def _go_type(t: mi.Type) -> str:
+    if isinstance(t, mi.StrType):
+        return "string"
+    if isinstance(t, mi.BoolType):
+        return "bool"
+    if isinstance(t, mi.IntType):
+        return "int32"
+    if isinstance(t, mi.FloatType):
+        return "float64"
+    if isinstance(t, mi.ListType):
+        return "[]" + _go_type(t.item_type)
+    if isinstance(t, mi.DictType):
+        return "map[string]string"
+    if isinstance(t, mi.StructType):
+        return t.cls.__name__
+    return "interface {}"
+
+
+class _Walker:
+    def __init__(self, struct_name: str) -> None:
+        self.struct_name = struct_name
+
+    def fail(self, value: Any, t: mi.Type, path: list[str]) -> DecodeError:
+        where = ".".join(path)
+        return DecodeError(
+            f"json: cannot unmarshal {_json_kind(value)} into Go struct field "
+            f"{self.struct_name}.{where} of type {_go_type(t)}"
+        )
+
+    def conform(self, value: Any, t: mi.Type, path: list[str]) -> Any:
+        if isinstance(t, mi.UnionType):
+            return self.union(value, t, path)
+        if isinstance(t, mi.StructType):
+            return self.struct(value, t, path)
+        if isinstance(t, mi.ListType):
+            if not isinstance(value, list):
+                raise self.fail(value, t, path)
+            return [self.conform(v, t.item_type, path) for v in value]
+        if isinstance(t, mi.DictType):
+            if not isinstance(value, dict):
+                raise self.fail(value, t, path)
+            return {k: self.conform(v, t.value_type, path) for k, v in value.items()}
+        return self.scalar(value, t, path)
+
+    def union(self, value: Any, t: mi.UnionType, path: list[str]) -> Any:
+        if value is None:
+            return None
+        options = [o for o in t.types if not isinstance(o, mi.NoneType)]
+        if len(options) == 1:
+            return self.conform(value, options[0], path)
+        for option in options:  # int-or-string and friends
+            try:
+                return self.conform(value, option, path)
+            except DecodeError:
+                continue
+        raise self.fail(value, options[0], path)
+
+    def struct(self, value: Any, t: mi.StructType, path: list[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(value, t, path)
+        outer, self.struct_name = self.struct_name, t.cls.__name__
+        out: dict[str, Any] = {}
+        for f in t.fields:
+            if f.encode_name in value:
+                conformed = self.conform(value[f.encode_name], f.type, [*path, f.encode_name])
+                if conformed is not None:
+                    out[f.encode_name] = conformed
+        self.struct_name = outer
+        return out
+
+    def scalar(self, value: Any, t: mi.Type, path: list[str]) -> Any:
+        if isinstance(t, (mi.StrType, mi.DateTimeType)) and isinstance(value, str):
+            return value
+        if isinstance(t, mi.BoolType) and isinstance(value, bool):
+            return value
+        if isinstance(t, mi.IntType) and not isinstance(value, bool):
+            if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+                return int(value)
+        if isinstance(t, mi.FloatType) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+        if isinstance(t, mi.AnyType):
+            return value
+        if value is None:
+            return None
+        raise self.fail(value, t, path)
+
+
+@lru_cache(maxsize=None)
+def _type_info(model: type) -> mi.StructType:
+    info = mi.type_info(model)
+    assert isinstance(info, mi.StructType)
+    return info
+
+
+def conform(body: dict[str, Any], model: type[msgspec.Struct], kind: str, version: str) -> dict[str, Any]:
+    """Keep only the fields `model` knows, with JSON types checked.
+
+    Raises ApiError 400 worded like the server's "cannot be handled as" error.
+    """
+    try:
+        out = _Walker(model.__name__).struct(body, _type_info(model), [])
+        _check_string_maps(out)
+        return out
+    except DecodeError as e:
+        raise cannot_handle(kind, version, str(e)) from e
+
+
+def cannot_handle(kind: str, version: str, cause: str) -> ApiError:
+    return bad_request(f'{kind} in version "{version}" cannot be handled as a {kind}: {cause}')
+
+
+def _check_string_maps(obj: dict[str, Any]) -> None:
+    """Labels and annotations are map[string]string even though the models say `dict`."""
+    meta = obj.get("metadata") or {}
+    for key in ("labels", "annotations"):
+        for value in (meta.get(key) or {}).values():
+            if not isinstance(value, str):
+                raise DecodeError(
+                    f"json: cannot unmarshal {_json_kind(value)} into Go struct field "
+                    f"ObjectMeta.metadata.{key} of type string"
+                )

@@ -1,0 +1,309 @@
+"""A real Slurm controller (munged + slurmctld) for tests, on loopback, in a throw-away dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from testenv.slurm import processes
+from testenv.slurm.config import (
+    NVIDIA_MAJOR, PARTITION, ClusterConfig, Hooks, Layout, NodeGroup, Timeouts, gpu_devices,
+    render_gres_conf, render_slurm_conf,
+)
+
+SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the trailing NUL
+
+
+class SlurmClusterError(RuntimeError):
+    """A daemon did not start, a client command failed, or a wait timed out."""
+
+
+def _port_is_free(port: int) -> bool:
+    # The daemons bind every address, so check the wildcard address.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count: int, *, low: int = 20000, high: int = 32000) -> int:
+    """First of `count` consecutive free ports, below Linux's ephemeral range (32768+)."""
+    for _ in range(100):
+        base = random.randrange(low, high - count)
+        if all(_port_is_free(port) for port in range(base, base + count)):
+            return base
+    raise SlurmClusterError(f"no {count} consecutive free ports in [{low}, {high})")
+
+
+def _write_munge_key(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    with os.fdopen(fd, "wb") as key:
+        key.write(os.urandom(1024))
+
+
+def _check_state_dir(state_dir: Path) -> None:
+    """munged refuses a socket under a directory others cannot traverse; say so up front."""
+    socket_path = Layout(state_dir).munge_socket
+    if len(str(socket_path)) > SOCKET_PATH_MAX:
+        raise SlurmClusterError(f"state dir {state_dir} is too long for a unix socket path")
+    for parent in state_dir.parents:
+        if not parent.stat().st_mode & stat.S_IXOTH:
+            raise SlurmClusterError(
+                f"state dir {state_dir}: {parent} is not o+x, munged would refuse its socket "
+                "(pytest's tmp_path is 0700: leave state_dir unset to get one in /tmp)")
+
+
+class SlurmCluster:
+    """munged + `slurmctld -D` with CLOUD nodes, as children of this process.
+
+    The nodes start powered down (idle~); the hooks given here bring them up. Use as a
+    context manager, or call start() and stop(). stop() leaves no process and no directory.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        *,
+        node_groups: Sequence[NodeGroup] = (NodeGroup(),),
+        hooks: Hooks = Hooks(),
+        timeouts: Timeouts = Timeouts(),
+        start_timeout: float = 30.0,
+        stop_grace: float = 10.0,
+    ) -> None:
+        """state_dir: created if missing and removed at stop(); default: a new dir in /tmp."""
+        self._requested_dir = Path(state_dir) if state_dir else None
+        self._node_groups = tuple(node_groups)
+        self._hooks = hooks
+        self._timeouts = timeouts
+        self._start_timeout = start_timeout
+        self._stop_grace = stop_grace
+        self._config: ClusterConfig | None = None
+        self._munged: subprocess.Popen[bytes] | None = None
+        self._slurmctld: subprocess.Popen[bytes] | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> SlurmCluster:
+        if self._config is not None:
+            raise SlurmClusterError("cluster already started")
+        self._config = self._configure(self._make_state_dir())
+        try:
+            self._write_files()
+            self._start_munged()
+            self._start_slurmctld()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop the daemons and everything the hooks started, then remove the state dir."""
+        if self._config is None:
+            return
+        for proc in (self._slurmctld, self._munged):
+            if proc is not None:
+                processes.stop_child(proc, grace=self._stop_grace)
+        processes.terminate(processes.processes_using(self.state_dir), grace=self._stop_grace)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        self._slurmctld = self._munged = self._config = None
+
+    def __enter__(self) -> SlurmCluster:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def _make_state_dir(self) -> Path:
+        if self._requested_dir is None:
+            return Path(tempfile.mkdtemp(prefix="slurm-testenv-", dir="/tmp"))
+        self._requested_dir.mkdir(parents=True, exist_ok=True)
+        return self._requested_dir.resolve()
+
+    def _configure(self, state_dir: Path) -> ClusterConfig:
+        node_count = sum(group.count for group in self._node_groups)
+        base = free_ports(node_count + 1)
+        return ClusterConfig(
+            layout=Layout(state_dir), slurmctld_port=base, node_base_port=base + 1,
+            node_groups=self._node_groups, hooks=self._hooks, timeouts=self._timeouts)
+
+    def _write_files(self) -> None:
+        cfg = self.config
+        _check_state_dir(self.state_dir)
+        for directory in cfg.layout.directories():
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.chmod(0o755)
+        for node in cfg.node_names:
+            cfg.layout.slurmd_spool_dir(node).mkdir(exist_ok=True)
+        _write_munge_key(cfg.layout.munge_key)
+        cfg.layout.slurm_conf.write_text(render_slurm_conf(cfg))
+        if cfg.gres_nodes:
+            cfg.layout.gres_conf.write_text(render_gres_conf(cfg))
+            for minor, device in enumerate(gpu_devices(cfg)):
+                os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(NVIDIA_MAJOR, minor))
+
+    def _start_munged(self) -> None:
+        lay = self.layout
+        self._munged = processes.spawn(
+            ["munged", "--foreground", f"--key-file={lay.munge_key}",
+             f"--socket={lay.munge_socket}", f"--pid-file={lay.run_dir / 'munged.pid'}",
+             f"--seed-file={lay.run_dir / 'munged.seed'}", f"--log-file={lay.munged_log}"],
+            log=lay.log_dir / "munged.stderr", env=self.env)
+        self._wait(lambda: lay.munge_socket.exists(), "munged's socket", self._munged)
+
+    def _start_slurmctld(self) -> None:
+        lay = self.layout
+        self._slurmctld = processes.spawn(
+            ["slurmctld", "-D", "-f", str(lay.slurm_conf)],
+            log=lay.log_dir / "slurmctld.stderr", env=self.env)
+        self._wait(self._controller_answers, "slurmctld to answer scontrol ping",
+                   self._slurmctld)
+
+    def _controller_answers(self) -> bool:
+        ping = self.run("scontrol", "ping", check=False, timeout=10)
+        return ping.returncode == 0 and "is UP" in ping.stdout
+
+    def _wait(self, ready: Callable[[], bool], what: str,
+              proc: subprocess.Popen[bytes]) -> None:
+        deadline, pause = time.monotonic() + self._start_timeout, 0.02
+        while not ready():
+            if proc.poll() is not None:
+                raise SlurmClusterError(f"{proc.args[0]} exited ({proc.returncode}) "
+                                        f"while waiting for {what}; logs in {self.log_dir}")
+            if time.monotonic() > deadline:
+                raise SlurmClusterError(f"timed out waiting for {what}; logs in {self.log_dir}")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
+
+    # ---- what tests and other test-environment parts use ----------------------------------------
+
+    @property
+    def config(self) -> ClusterConfig:
+        if self._config is None:
+            raise SlurmClusterError("cluster not started")
+        return self._config
+
+    @property
+    def layout(self) -> Layout:
+        return self.config.layout
+
+    @property
+    def state_dir(self) -> Path:
+        return self.layout.state_dir
+
+    @property
+    def conf_path(self) -> Path:
+        return self.layout.slurm_conf
+
+    @property
+    def env(self) -> dict[str, str]:
+        """A full environment for Slurm client commands: ours, minus any outer job's SLURM_*."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+        env["SLURM_CONF"] = str(self.conf_path)
+        return env
+
+    @property
+    def slurmctld_port(self) -> int:
+        return self.config.slurmctld_port
+
+    @property
+    def slurmctld_address(self) -> str:
+        """host:port for `slurmd --conf-server`."""
+        return f"127.0.0.1:{self.slurmctld_port}"
+
+    @property
+    def munge_key_path(self) -> Path:
+        return self.layout.munge_key
+
+    @property
+    def munge_socket(self) -> Path:
+        return self.layout.munge_socket
+
+    @property
+    def node_names(self) -> list[str]:
+        return self.config.node_names
+
+    @property
+    def node_ports(self) -> dict[str, int]:
+        """The port each node's slurmd listens on (slurm.conf Port=, one host for all)."""
+        return self.config.node_ports()
+
+    @property
+    def partition(self) -> str:
+        return PARTITION
+
+    @property
+    def log_dir(self) -> Path:
+        return self.layout.log_dir
+
+    @property
+    def slurmctld_log(self) -> Path:
+        return self.layout.slurmctld_log
+
+    @property
+    def munged_log(self) -> Path:
+        return self.layout.munged_log
+
+    def slurmd_log(self, node: str) -> Path:
+        return self.layout.slurmd_log(node)
+
+    def slurmd_spool_dir(self, node: str) -> Path:
+        return self.layout.slurmd_spool_dir(node)
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """The daemons this object supervises, by name."""
+        procs = {"munged": self._munged, "slurmctld": self._slurmctld}
+        return {name: p.pid for name, p in procs.items() if p is not None and p.poll() is None}
+
+    def run(self, *args: str, check: bool = True,
+            timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """Run a Slurm client command against this cluster, from its job directory."""
+        try:
+            result = subprocess.run(list(args), env=self.env, cwd=self.layout.job_dir,
+                                    capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise SlurmClusterError(f"{' '.join(args)}: no answer in {timeout} s") from e
+        if check and result.returncode != 0:
+            raise SlurmClusterError(
+                f"{' '.join(args)} exited {result.returncode}: {result.stderr.strip()}")
+        return result
+
+    def sinfo_nodes(self) -> list[dict[str, Any]]:
+        """`sinfo --json` node records of this cluster (22.05 ignores sinfo's filters)."""
+        nodes = json.loads(self.run("sinfo", "--json").stdout)["nodes"]
+        return [n for n in nodes if n["name"] in set(self.node_names)]
+
+    def node_states(self) -> dict[str, str]:
+        """Short states as sinfo prints them: "idle~", "mix#", "alloc", "idle%"..."""
+        out = self.run("sinfo", "--noheader", "--Node", "--format=%N %t").stdout
+        return dict(line.split() for line in out.splitlines() if line.strip())
+
+    def job_state(self, job_id: int | str) -> str:
+        """JobState of one job, e.g. PENDING, CONFIGURING, RUNNING, COMPLETED."""
+        line = self.run("scontrol", "--oneliner", "show", "job", str(job_id)).stdout
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        return fields["JobState"]
+
+    def wait_until(self, condition: Callable[[], bool], *, timeout: float, what: str,
+                   interval: float = 0.2) -> float:
+        """Poll `condition` until true; returns the seconds it took. Raises on timeout."""
+        start = time.monotonic()
+        while not condition():
+            if time.monotonic() - start > timeout:
+                raise SlurmClusterError(f"timed out after {timeout} s waiting for {what}")
+            time.sleep(interval)
+        return time.monotonic() - start

@@ -1,0 +1,307 @@
+"""The test cluster's configuration: where everything lives, and slurm.conf rendered from it.
+
+The power-saving settings come from the snippet sites deploy (slurm/slurm.conf.power-saving);
+only the hook paths and the timeouts are replaced, so the tests run what users run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SNIPPET = Path(__file__).resolve().parents[2] / "slurm" / "slurm.conf.power-saving"
+
+HOOK_KEYS = ("ResumeProgram", "SuspendProgram", "ResumeFailProgram", "PrologSlurmctld")
+TIMEOUT_KEYS = ("SuspendTime", "ResumeTimeout", "SuspendTimeout")
+CALLER_KEYS = frozenset(HOOK_KEYS + TIMEOUT_KEYS)
+"""Snippet keys whose value the test environment takes from its caller; the rest are verbatim."""
+
+PARTITION = "elastic"
+NVIDIA_MAJOR = 195  # char device major of /dev/nvidia*: slurmd reads it for gres File=
+
+
+@dataclass(frozen=True)
+class NodeGroup:
+    """Powered-down CLOUD nodes sharing one NodeName line: `<prefix>1` ... `<prefix><count>`."""
+
+    prefix: str = "elastic"
+    count: int = 4
+    cpus: int = 1
+    """Slurm schedules by these, not the host's: the test config sets config_overrides."""
+    real_memory: int = 1000
+    """MiB."""
+    gres: str = ""
+    """Slurm's Gres= value, e.g. "gpu:2" or "gpu:a100:2"; only gpu is supported."""
+    features: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z][a-z-]*", self.prefix):
+            raise ValueError(f"node prefix {self.prefix!r}: lowercase letters and '-' only")
+        if self.count < 1:
+            raise ValueError(f"node group {self.prefix!r}: count must be >= 1")
+        if self.gres and not re.fullmatch(r"gpu(:[\w.-]+)?:\d+", self.gres):
+            raise ValueError(f"node group {self.prefix!r}: gres {self.gres!r} is not gpu[:type]:N")
+
+    @property
+    def names(self) -> list[str]:
+        return [f"{self.prefix}{i}" for i in range(1, self.count + 1)]
+
+    @property
+    def hostlist(self) -> str:
+        return f"{self.prefix}[1-{self.count}]" if self.count > 1 else f"{self.prefix}1"
+
+    @property
+    def gpus(self) -> int:
+        return int(self.gres.rsplit(":", 1)[1]) if self.gres else 0
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Absolute paths of the programs slurmctld runs; None leaves the setting out."""
+
+    resume: Path | None = None
+    suspend: Path | None = None
+    resume_fail: Path | None = None
+    prolog_slurmctld: Path | None = None
+
+    def settings(self) -> dict[str, Path | None]:
+        values = (self.resume, self.suspend, self.resume_fail, self.prolog_slurmctld)
+        return dict(zip(HOOK_KEYS, values))
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds; short by default so a resume/suspend round trip fits in a test."""
+
+    suspend_time: int = 5
+    resume_timeout: int = 30
+    suspend_timeout: int = 2
+
+    def settings(self) -> dict[str, int]:
+        values = (self.suspend_time, self.resume_timeout, self.suspend_timeout)
+        return dict(zip(TIMEOUT_KEYS, values))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every file the cluster uses, inside one state directory (removed at stop)."""
+
+    state_dir: Path
+
+    @property
+    def slurm_conf(self) -> Path:
+        return self.state_dir / "slurm.conf"
+
+    @property
+    def gres_conf(self) -> Path:
+        return self.state_dir / "gres.conf"
+
+    @property
+    def munge_key(self) -> Path:
+        return self.state_dir / "munge.key"
+
+    @property
+    def munge_dir(self) -> Path:
+        """munged insists this is o+x (0755)."""
+        return self.state_dir / "munge"
+
+    @property
+    def munge_socket(self) -> Path:
+        return self.munge_dir / "munge.socket.2"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "log"
+
+    @property
+    def munged_log(self) -> Path:
+        return self.log_dir / "munged.log"
+
+    @property
+    def slurmctld_log(self) -> Path:
+        return self.log_dir / "slurmctld.log"
+
+    def slurmd_log(self, node: str) -> Path:
+        return self.log_dir / f"slurmd-{node}.log"
+
+    def slurmd_spool_dir(self, node: str) -> Path:
+        return self.state_dir / "spool" / node
+
+    @property
+    def ctld_state_dir(self) -> Path:
+        return self.state_dir / "ctld"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def dev_dir(self) -> Path:
+        """Fake /dev/nvidia* character devices for gres.conf's File=."""
+        return self.state_dir / "dev"
+
+    @property
+    def job_dir(self) -> Path:
+        """Working directory of client commands: batch output files land here."""
+        return self.state_dir / "jobs"
+
+    def directories(self) -> list[Path]:
+        return [self.state_dir, self.munge_dir, self.log_dir, self.ctld_state_dir,
+                self.state_dir / "spool", self.run_dir, self.dev_dir, self.job_dir]
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """What a test cluster is: its nodes, hooks, timeouts, ports and where it lives."""
+
+    layout: Layout
+    slurmctld_port: int
+    node_base_port: int
+    """Nodes listen on consecutive ports from here, in node_groups order (all on one host)."""
+    node_groups: tuple[NodeGroup, ...] = (NodeGroup(),)
+    hooks: Hooks = field(default_factory=Hooks)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+    def __post_init__(self) -> None:
+        prefixes = [g.prefix for g in self.node_groups]
+        if not prefixes or len(set(prefixes)) != len(prefixes):
+            raise ValueError(f"node groups need distinct prefixes, got {prefixes}")
+        for key, path in self.hooks.settings().items():
+            if path is not None and not Path(path).is_absolute():
+                raise ValueError(f"{key} must be an absolute path (hooks run without PATH): {path}")
+
+    @property
+    def node_names(self) -> list[str]:
+        return [name for group in self.node_groups for name in group.names]
+
+    def node_ports(self) -> dict[str, int]:
+        return {name: self.node_base_port + i for i, name in enumerate(self.node_names)}
+
+    @property
+    def gres_nodes(self) -> tuple[NodeGroup, ...]:
+        return tuple(g for g in self.node_groups if g.gres)
+
+
+def read_settings(path: Path = SNIPPET) -> dict[str, str]:
+    """The `Key=Value` lines of a slurm.conf fragment, in order; comments and blanks skipped."""
+    settings: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip() or " " in key.strip():
+            raise ValueError(f"{path}:{number}: expected Key=Value, got {raw!r}")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def _base_settings(cfg: ClusterConfig) -> dict[str, str]:
+    """What makes a real Slurm run unprivileged-style in a temp dir on one host."""
+    lay = cfg.layout
+    settings = {
+        "ClusterName": "testenv",
+        "SlurmctldHost": "localhost",
+        "SlurmctldPort": str(cfg.slurmctld_port),
+        "SlurmUser": "root",
+        "SlurmdUser": "root",
+        "AuthType": "auth/munge",
+        "AuthInfo": f"socket={lay.munge_socket}",
+        # The cgroup plugins need mounts this VM (and a container) lacks.
+        "ProctrackType": "proctrack/linuxproc",
+        "TaskPlugin": "task/none",
+        "MpiDefault": "none",
+        "StateSaveLocation": str(lay.ctld_state_dir),
+        "SlurmdSpoolDir": str(lay.state_dir / "spool" / "%n"),
+        "SlurmctldPidFile": str(lay.run_dir / "slurmctld.pid"),
+        "SlurmdPidFile": str(lay.run_dir / "slurmd-%n.pid"),
+        "SlurmctldLogFile": str(lay.slurmctld_log),
+        "SlurmdLogFile": str(lay.log_dir / "slurmd-%n.log"),
+        "SlurmctldDebug": "info",
+        "SlurmdDebug": "info",
+        "DebugFlags": "Power",
+        "MailProg": "/bin/true",
+        "SelectType": "select/cons_tres",
+        "SelectTypeParameters": "CR_Core",
+        # Every fake node runs on this 2-core host: schedule by the node lines, not the host.
+        "SlurmdParameters": "config_overrides",
+        # Start batch jobs at submit time (default delay 3 s) and rescan often.
+        "SchedulerParameters": "batch_sched_delay=0,sched_interval=10,bf_interval=5",
+        "KillWait": "5",
+    }
+    if cfg.gres_nodes:
+        settings["GresTypes"] = "gpu"
+    return settings
+
+
+def _power_saving_settings(cfg: ClusterConfig, snippet: Path) -> dict[str, str]:
+    """The site snippet with the caller's hook paths and timeouts in place of the site's."""
+    settings = read_settings(snippet)
+    missing = CALLER_KEYS - settings.keys()
+    if missing:
+        raise ValueError(f"{snippet}: lacks {sorted(missing)}, which the test cluster sets")
+    for key, path in cfg.hooks.settings().items():
+        if path is None:
+            del settings[key]
+        else:
+            settings[key] = str(path)
+    for key, seconds in cfg.timeouts.settings().items():
+        settings[key] = str(seconds)
+    return settings
+
+
+def _node_line(group: NodeGroup, first_port: int) -> str:
+    parts = [f"NodeName={group.hostlist}", f"CPUs={group.cpus}",
+             f"RealMemory={group.real_memory}"]
+    if group.gres:
+        parts.append(f"Gres={group.gres}")
+    if group.features:
+        parts.append(f"Features={','.join(group.features)}")
+    last_port = first_port + group.count - 1
+    port = f"[{first_port}-{last_port}]" if group.count > 1 else str(first_port)
+    parts += ["State=CLOUD", f"Port={port}"]
+    return " ".join(parts)
+
+
+def _node_lines(cfg: ClusterConfig) -> list[str]:
+    lines, port = [], cfg.node_base_port
+    for group in cfg.node_groups:
+        lines.append(_node_line(group, port))
+        port += group.count
+    return lines
+
+
+def render_slurm_conf(cfg: ClusterConfig, snippet: Path = SNIPPET) -> str:
+    base = _base_settings(cfg)
+    power = _power_saving_settings(cfg, snippet)
+    clash = base.keys() & power.keys()
+    if clash:
+        raise ValueError(f"{snippet} sets {sorted(clash)}, which the test cluster owns")
+    hostlists = ",".join(g.hostlist for g in cfg.node_groups)
+    lines = ["# Generated by testenv/slurm for a throw-away test cluster.", ""]
+    lines += [f"{k}={v}" for k, v in base.items()]
+    lines += ["", f"# From {snippet.name}, hooks and timeouts from the test."]
+    lines += [f"{k}={v}" for k, v in power.items()]
+    lines += ["", *_node_lines(cfg)]
+    lines.append(f"PartitionName={PARTITION} Nodes={hostlists} Default=YES "
+                 "MaxTime=INFINITE State=UP")
+    return "\n".join(lines) + "\n"
+
+
+def gpu_devices(cfg: ClusterConfig) -> list[Path]:
+    """The fake device files gres.conf points at: one per GPU of the largest GPU node."""
+    most = max((g.gpus for g in cfg.gres_nodes), default=0)
+    return [cfg.layout.dev_dir / f"nvidia{i}" for i in range(most)]
+
+
+def render_gres_conf(cfg: ClusterConfig) -> str:
+    """One line per GPU node group. Without File= slurmd registers INVALID_REG and drains."""
+    lines = ["# Generated by testenv/slurm: fake GPUs, device files in the state dir."]
+    for group in cfg.gres_nodes:
+        last = group.gpus - 1
+        files = cfg.layout.dev_dir / (f"nvidia[0-{last}]" if last else "nvidia0")
+        gpu_type = group.gres.split(":")[1] if group.gres.count(":") == 2 else ""
+        type_part = f" Type={gpu_type}" if gpu_type else ""
+        lines.append(f"NodeName={group.hostlist} Name=gpu{type_part} File={files}")
+    return "\n".join(lines) + "\n"

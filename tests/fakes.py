@@ -1,0 +1,66 @@
+"""In-memory stand-ins for the two client protocols (:class:`bridge.slurm.SlurmClient`,
+:class:`bridge.kube.KubeClient`), for unit tests of the flows."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from bridge.errors import KubernetesError
+from bridge.slurm import NodeFacts, reason
+
+
+class FakeSlurm:
+    def __init__(self, facts: dict[str, NodeFacts]) -> None:
+        self.facts = facts
+        self.down: dict[str, str] = {}
+
+    def node_facts(self, nodes: list[str]) -> dict[str, NodeFacts]:
+        return {n: self.facts[n] for n in nodes if n in self.facts}
+
+    def set_down(self, nodes: list[str], reason_text: str) -> None:
+        for node in nodes:
+            self.down[node] = reason(reason_text)
+
+
+class FakeKube:
+    """Pods by name; ``refuse[name] = error`` makes creating that pod fail."""
+
+    namespace = "slurm"
+
+    def __init__(self) -> None:
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.refuse: dict[str, KubernetesError] = {}
+        self.events: list[dict[str, Any]] = []
+        self.calls: list[str] = []
+
+    def create_pods(self, manifests: list[dict[str, Any]]) -> dict[str, KubernetesError | None]:
+        self.calls.append(f"create {len(manifests)}")
+        out: dict[str, KubernetesError | None] = {}
+        for manifest in manifests:
+            name = manifest["metadata"]["name"]
+            if name in self.refuse:
+                out[name] = self.refuse[name]
+            elif name in self.pods:
+                out[name] = KubernetesError(f'AlreadyExists: pods "{name}" already exists', code=409,
+                                            reason="AlreadyExists")
+            else:
+                pod = copy.deepcopy(manifest)
+                pod.setdefault("status", {"phase": "Pending"})
+                self.pods[name] = pod
+                out[name] = None
+        return out
+
+    def list_pods(self, labels: dict[str, str]) -> list[dict[str, Any]]:
+        self.calls.append("list")
+        return [copy.deepcopy(p) for p in self.pods.values()
+                if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())]
+
+    def delete_pods(self, names: list[str]) -> dict[str, KubernetesError | None]:
+        self.calls.append(f"delete {len(names)}")
+        for name in names:
+            self.pods.pop(name, None)
+        return {name: None for name in names}
+
+    def emit_event(self, pod: dict[str, Any], *, reason: str, message: str, warning: bool = True) -> None:
+        self.events.append({"pod": pod["metadata"]["name"], "reason": reason, "message": message})

@@ -1,0 +1,45 @@
+"""Pod names for any Slurm node name: valid, unique, stable."""
+
+import re
+
+import pytest
+
+from bridge import naming
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def test_plain_node_name_is_kept_readable():
+    assert naming.pod_name("linux", "elastic1") == "linux-elastic1"
+    assert naming.hostname("elastic1") == "elastic1"
+
+
+@pytest.mark.parametrize("node", ["Elastic_1", "node.a", "UPPER", "x" * 300, "a_b.c-D", "___", "-a-"])
+def test_any_slurm_name_gives_a_valid_dns_label(node):
+    for name in (naming.pod_name("linux", node), naming.hostname(node)):
+        assert DNS_LABEL.match(name), name
+        assert len(name) <= 63
+
+
+def test_names_that_differ_only_by_case_or_punctuation_get_different_pods():
+    names = {naming.pod_name("linux", n) for n in ["node-1", "Node-1", "node_1", "node.1", "NODE_1"]}
+    assert len(names) == 5
+
+
+def test_names_are_stable_across_calls():
+    assert naming.pod_name("linux", "Gpu_07") == naming.pod_name("linux", "Gpu_07")
+
+
+def test_long_names_that_share_a_prefix_stay_unique():
+    a, b = "n" * 200 + "a", "n" * 200 + "b"
+    assert naming.pod_name("linux", a) != naming.pod_name("linux", b)
+
+
+def test_is_ours_needs_labels_and_the_exact_node_annotation():
+    pod = {"metadata": {"labels": naming.owner_labels("linux"),
+                        "annotations": {naming.NODE_ANNOTATION: "elastic1"}}}
+    assert naming.is_ours(pod, cluster="linux", node="elastic1")
+    assert not naming.is_ours(pod, cluster="linux", node="elastic2")
+    assert not naming.is_ours(pod, cluster="other", node="elastic1")
+    assert not naming.is_ours({"metadata": {"labels": naming.owner_labels("linux")}}, cluster="linux")
+    assert not naming.is_ours({"metadata": {"name": "linux-elastic1"}}, cluster="linux")

@@ -1,0 +1,80 @@
+"""The resume flow against in-memory Slurm and Kubernetes."""
+
+from bridge import resume as flow
+from bridge.errors import KubernetesError
+from bridge.resumefile import parse
+
+
+def run(nodes, config, slurm, kube, log, request=None):
+    return flow.resume(nodes, config=config, slurm=slurm, kube=kube, request=request, log=log)
+
+
+def test_resume_creates_one_pod_per_node_in_one_batch(config, slurm, kube, log):
+    outcome = run(["elastic1", "elastic2"], config, slurm, kube, log)
+    assert sorted(outcome.created) == ["elastic1", "elastic2"]
+    assert sorted(kube.pods) == ["linux-elastic1", "linux-elastic2"]
+    assert kube.calls == ["create 2"]
+    assert slurm.down == {}
+
+
+def test_pods_are_labelled_with_their_job(config, slurm, kube, log):
+    request = parse('{"jobs":[{"job_id":6,"nodes":"elastic1"},{"job_id":7,"nodes":"elastic2"}],"all_nodes":"elastic[1-2]"}')
+    run(["elastic1", "elastic2"], config, slurm, kube, log, request)
+    assert kube.pods["linux-elastic1"]["metadata"]["labels"]["slurm-k8s-bridge/job-id"] == "6"
+    assert kube.pods["linux-elastic2"]["metadata"]["labels"]["slurm-k8s-bridge/job-id"] == "7"
+
+
+def test_repeated_resume_creates_no_duplicate(config, slurm, kube, log):
+    run(["elastic1", "elastic2"], config, slurm, kube, log)
+    outcome = run(["elastic1", "elastic2"], config, slurm, kube, log)
+    assert outcome.created == [] and sorted(outcome.existing) == ["elastic1", "elastic2"]
+    assert len(kube.pods) == 2 and slurm.down == {}
+
+
+def test_refused_pod_sets_its_node_down_with_the_cause(config, slurm, kube, log):
+    kube.refuse["linux-elastic2"] = KubernetesError('Forbidden: pods "linux-elastic2" is forbidden: quota', code=403)
+    outcome = run(["elastic1", "elastic2"], config, slurm, kube, log)
+    assert outcome.created == ["elastic1"]
+    assert list(slurm.down) == ["elastic2"]
+    assert slurm.down["elastic2"].startswith("slurm-k8s-bridge: pod linux-elastic2: Forbidden")
+    assert "linux-elastic2" not in kube.pods
+
+
+def test_node_slurm_does_not_know_fails_alone(config, slurm, kube, log):
+    outcome = run(["elastic1", "elastic9"], config, slurm, kube, log)
+    assert outcome.created == ["elastic1"]
+    assert slurm.down == {"elastic9": "slurm-k8s-bridge: Slurm does not know this node"}
+
+
+def test_node_in_no_nodeset_is_set_down_with_a_config_reason(config, slurm, kube, log):
+    from bridge.slurm import NodeFacts
+    slurm.facts["other1"] = NodeFacts("other1", cpus=1, real_memory_mb=100)
+    outcome = run(["other1", "elastic1"], config, slurm, kube, log)
+    assert outcome.created == ["elastic1"]
+    assert "no nodeset matches node 'other1'" in slurm.down["other1"]
+    assert outcome.exit_code() is None  # elastic1 went ahead
+
+
+def test_all_nodes_failing_for_one_reason_report_its_exit_code(config, slurm, kube, log):
+    from bridge.errors import KubernetesUnavailable
+    kube.refuse = {f"linux-elastic{i}": KubernetesUnavailable("cannot reach the Kubernetes API") for i in (1, 2)}
+    outcome = run(["elastic1", "elastic2"], config, slurm, kube, log)
+    assert outcome.created == [] and len(outcome.failed) == 2
+    assert outcome.exit_code() == 69
+
+
+def test_pod_with_our_name_made_by_someone_else_is_never_touched(config, slurm, kube, log):
+    foreign = {"metadata": {"name": "linux-elastic1", "labels": {"app": "mine"}}, "spec": {}}
+    kube.pods["linux-elastic1"] = foreign
+    outcome = run(["elastic1"], config, slurm, kube, log)
+    assert kube.pods["linux-elastic1"] == foreign
+    assert "not created by the bridge" in slurm.down["elastic1"]
+    assert outcome.created == []
+
+
+def test_finished_pod_of_ours_is_replaced(config, slurm, kube, log):
+    run(["elastic1"], config, slurm, kube, log)
+    kube.pods["linux-elastic1"]["status"] = {"phase": "Failed"}
+    outcome = run(["elastic1"], config, slurm, kube, log)
+    assert outcome.created == ["elastic1"]
+    assert kube.pods["linux-elastic1"]["status"] == {"phase": "Pending"}

@@ -1,0 +1,54 @@
+"""$SLURM_RESUME_FILE in both formats Slurm writes (real samples from ../shared/samples)."""
+
+from pathlib import Path
+
+import pytest
+
+from bridge import resumefile
+from bridge.errors import ResumeFileError
+
+HERE_SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def sample(name: str) -> str:
+    path = HERE_SAMPLES / name
+    return path.read_text()
+
+
+def test_2205_format_groups_nodes_by_job():
+    request = resumefile.parse(sample("resume-file-22.05.json"))
+    assert request.nodes == ("elastic1", "elastic2", "elastic3")
+    assert [(j.job_id, j.nodes) for j in request.jobs] == [(6, ("elastic1",)), (7, ("elastic2", "elastic3"))]
+    assert request.job_of("elastic3").job_id == 7
+
+
+def test_manual_power_up_has_no_job():
+    request = resumefile.parse(sample("resume-file-22.05-manual.json"))
+    assert request.nodes == ("elastic4",)
+    assert request.job_of("elastic4") is None
+
+
+def test_2302_format_reads_renamed_and_new_keys():
+    request = resumefile.parse(sample("resume-file-23.02.json"))
+    assert request.nodes == ("elastic1", "elastic2", "elastic3")
+    job = request.job_of("elastic2")
+    assert job.job_id == 140814
+    assert job.nodes == ("elastic1", "elastic2")
+    assert job.nodes_alloc == ("elastic1", "elastic2", "static1")
+    assert (job.partition, job.features) == ("elastic", "gpu")
+    assert request.job_of("elastic3").reservation == "resv_1"
+
+
+@pytest.mark.parametrize("text", ["not json", "[]", '{"all_nodes": "x[", "jobs": []}', '{"jobs": [{"nodes": "a"}]}'])
+def test_malformed_resume_file_is_a_clear_error(text):
+    with pytest.raises(ResumeFileError):
+        resumefile.parse(text)
+
+
+def test_read_env_reads_the_file_slurm_names(monkeypatch, tmp_path):
+    path = tmp_path / "resume"
+    path.write_text(sample("resume-file-22.05.json"))
+    monkeypatch.setenv("SLURM_RESUME_FILE", str(path))
+    assert resumefile.read_env().nodes == ("elastic1", "elastic2", "elastic3")
+    monkeypatch.delenv("SLURM_RESUME_FILE")
+    assert resumefile.read_env() is None
