@@ -32,6 +32,10 @@ class KubeClient(Protocol):
         """Create pods at once; per pod name, None or the error (409 AlreadyExists included)."""
         ...
 
+    def get_pod(self, name: str) -> dict[str, Any] | None:
+        """The pod of that name in the namespace, None if there is none."""
+        ...
+
     def list_pods(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         """Pods in the namespace with all these labels."""
         ...
@@ -101,6 +105,17 @@ class LightkubeApi:
             await self._call(lambda: self._client.create(codecs.from_dict(manifest)))
 
         return self._each({m["metadata"]["name"]: m for m in manifests}, create)
+
+    def get_pod(self, name: str) -> dict[str, Any] | None:
+        async def get() -> dict[str, Any] | None:
+            try:
+                return (await self._call(lambda: self._client.get(self._pod, name))).to_dict()
+            except KubernetesError as e:
+                if e.code == 404:
+                    return None
+                raise
+
+        return self._loop.run_until_complete(get())
 
     def list_pods(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         async def listing() -> list[dict[str, Any]]:

@@ -94,9 +94,8 @@ def _settle_conflicts(conflicts: list[PodPlan], *, config: Config, kube: KubeCli
     Not ours: never touched; the node fails."""
     deadline = time.monotonic() + TERMINATING_WAIT
     pending = conflicts
-    while pending:
-        ours = {p["metadata"]["name"]: p for p in kube.list_pods(naming.owner_labels(config.slurm.cluster_name))}
-        retry = _sort_conflicts(pending, ours, config=config, kube=kube, outcome=outcome)
+    while True:
+        retry = [plan for plan in pending if _needs_retry(plan, config=config, kube=kube, outcome=outcome)]
         if not retry:
             return
         if time.monotonic() > deadline:
@@ -104,34 +103,32 @@ def _settle_conflicts(conflicts: list[PodPlan], *, config: Config, kube: KubeCli
                 outcome.failed[plan.node] = f"pod {plan.name} from an earlier resume is still terminating"
             return
         time.sleep(0.5)
-        errors = kube.create_pods([p.manifest for p in retry if p.name not in ours])
+        errors = kube.create_pods([p.manifest for p in retry])
         for plan in retry:
-            if plan.name in errors and errors[plan.name] is None:
+            if errors[plan.name] is None:
                 outcome.created.append(plan.node)
-            elif plan.name in errors and not _already_exists(errors[plan.name]):
+            elif not _already_exists(errors[plan.name]):
                 outcome.failed[plan.node] = f"pod {plan.name}: {errors[plan.name]}"
-        pending = [p for p in retry if p.name not in errors or _already_exists(errors[p.name])]
+                outcome.errors.append(errors[plan.name])
+        pending = [p for p in retry if _already_exists(errors[p.name])]
 
 
-def _sort_conflicts(pending: list[PodPlan], ours: dict[str, dict], *, config: Config, kube: KubeClient,
-                    outcome: Outcome) -> list[PodPlan]:
-    retry = []
-    for plan in pending:
-        pod = ours.get(plan.name)
-        if pod is None:
-            retry.append(plan)  # gone since the conflict, or someone else's: create tells which
-            continue
-        if not naming.is_ours(pod, cluster=config.slurm.cluster_name, node=plan.node):
-            outcome.failed[plan.node] = f"pod {plan.name} exists and was not created by the bridge for this node"
-            continue
-        phase = (pod.get("status") or {}).get("phase")
-        if pod["metadata"].get("deletionTimestamp") is None and phase not in ("Succeeded", "Failed"):
-            outcome.existing.append(plan.node)
-            continue
-        if phase in ("Succeeded", "Failed") and pod["metadata"].get("deletionTimestamp") is None:
-            kube.delete_pods([plan.name])
-        retry.append(plan)
-    return retry
+def _needs_retry(plan: PodPlan, *, config: Config, kube: KubeClient, outcome: Outcome) -> bool:
+    """Sort one conflict; True when the old pod is going away and create must be tried again."""
+    pod = kube.get_pod(plan.name)
+    if pod is None:
+        return True  # gone since the conflict
+    if not naming.is_ours(pod, cluster=config.slurm.cluster_name, node=plan.node):
+        outcome.failed[plan.node] = f"pod {plan.name} exists and was not created by the bridge for this node"
+        return False
+    terminating = pod["metadata"].get("deletionTimestamp") is not None
+    finished = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+    if not terminating and not finished:
+        outcome.existing.append(plan.node)
+        return False
+    if finished and not terminating:
+        kube.delete_pods([plan.name])
+    return True
 
 
 def _fail(failed: dict[str, str], *, config: Config, slurm: SlurmClient, kube: KubeClient, log: Any) -> None:

@@ -78,7 +78,7 @@ def reason(text: str) -> str:
 class CommandSlurm:
     """:class:`SlurmClient` through ``scontrol``."""
 
-    def __init__(self, bin_dir: str = "/usr/bin", *, timeout: float = 30.0) -> None:
+    def __init__(self, bin_dir: str = "/usr/bin", *, timeout: float = 10.0) -> None:
         self._scontrol = str(Path(bin_dir) / "scontrol")
         self._timeout = timeout
 

@@ -51,6 +51,10 @@ class FakeKube:
                 out[name] = None
         return out
 
+    def get_pod(self, name: str) -> dict[str, Any] | None:
+        self.calls.append("get")
+        return copy.deepcopy(self.pods.get(name))
+
     def list_pods(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         self.calls.append("list")
         return [copy.deepcopy(p) for p in self.pods.values()
