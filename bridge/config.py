@@ -46,6 +46,8 @@ class KubernetesSettings(_Strict):
     """Requests allowed at once above ``qps`` before the limiter waits."""
     timeout: float = 10.0
     """Seconds for any one API call."""
+    retry_seconds: float = 20.0
+    """How long to keep retrying a transiently failing call (429, 5xx, unreachable)."""
 
 
 class SlurmSettings(_Strict):

@@ -74,14 +74,14 @@ class RateLimiter:
 class LightkubeApi:
     """:class:`KubeClient` over lightkube's async client."""
 
-    def __init__(self, settings: KubernetesSettings, *, retry_seconds: float = 20.0) -> None:
+    def __init__(self, settings: KubernetesSettings) -> None:
         import httpx2
         import lightkube
         from lightkube.resources.core_v1 import Event, Pod
 
         self.namespace = settings.namespace
         self._settings = settings
-        self._retry_seconds = retry_seconds
+        self._retry_seconds = settings.retry_seconds
         self._pod, self._event = Pod, Event
         self._loop = asyncio.new_event_loop()
         config = _kubeconfig(settings)

@@ -1,0 +1,88 @@
+"""The hooks as slurmctld runs them: bare environment, hostlist in argv[1].
+
+Every expected failure is one line on stderr and a distinct exit code, never a traceback.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def hook(name: str, *args: str, slurm_conf: Path, extra_env: dict | None = None):
+    script = BIN / name
+    if not script.exists():
+        pytest.skip(f"{name} is not installed in this interpreter's environment (run testenv/setup.sh)")
+    env = {"SLURM_CONF": str(slurm_conf), **(extra_env or {})}  # what slurmctld gives: no PATH
+    return subprocess.run([str(script), *args], env=env, capture_output=True, text=True, timeout=60,
+                          cwd=slurm_conf.parent)
+
+
+def one_line_error(result, prefix: str) -> str:
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(prefix), lines[0]
+    return lines[0]
+
+
+def write_config(directory: Path, kube_server: str = "http://127.0.0.1:1") -> None:
+    (directory / "kubeconfig").write_text(textwrap.dedent(f"""
+        apiVersion: v1
+        kind: Config
+        clusters: [{{name: c, cluster: {{server: "{kube_server}"}}}}]
+        users: [{{name: u, user: {{token: t}}}}]
+        contexts: [{{name: x, context: {{cluster: c, user: u, namespace: slurm}}}}]
+        current-context: x
+        """))
+    (directory / "k8s-bridge.yaml").write_text(textwrap.dedent(f"""
+        slurm: {{conf_server: "127.0.0.1:6817"}}
+        kubernetes: {{kubeconfig: {directory / 'kubeconfig'}, retry_seconds: 0.5, timeout: 2}}
+        log: {{file: {directory / 'bridge.log'}}}
+        nodesets:
+          - {{name: cpu, nodes: "elastic[1-4]", image: "slurm-k8s-bridge/slurmd:22.05.8"}}
+        """))
+
+
+@pytest.mark.parametrize("name", ["slurm-k8s-resume", "slurm-k8s-suspend", "slurm-k8s-resume-fail"])
+def test_malformed_hostlist_is_exit_64_and_one_line(tmp_path, name):
+    result = hook(name, "elastic[1-", slurm_conf=tmp_path / "slurm.conf")
+    assert result.returncode == 64
+    assert "malformed hostlist 'elastic[1-'" in one_line_error(result, f"{name}: usage:")
+
+
+def test_missing_argument_is_a_usage_error(tmp_path):
+    result = hook("slurm-k8s-suspend", slurm_conf=tmp_path / "slurm.conf")
+    assert result.returncode == 64
+    one_line_error(result, "slurm-k8s-suspend: usage: expected one argument")
+
+
+def test_missing_config_is_exit_78_naming_the_file(tmp_path):
+    result = hook("slurm-k8s-suspend", "elastic1", slurm_conf=tmp_path / "slurm.conf")
+    assert result.returncode == 78
+    line = one_line_error(result, "slurm-k8s-suspend: config:")
+    assert str(tmp_path / "k8s-bridge.yaml") in line
+
+
+def test_invalid_config_is_exit_78_naming_the_field(tmp_path):
+    (tmp_path / "k8s-bridge.yaml").write_text("slurm: {conf_server: 1}\nnodesets: []\n")
+    result = hook("slurm-k8s-suspend", "elastic1", slurm_conf=tmp_path / "slurm.conf")
+    assert result.returncode == 78
+    assert "slurm.conf_server: expected `str`, got `int`" in one_line_error(result, "slurm-k8s-suspend: config:")
+
+
+def test_unreachable_api_is_exit_69_and_logged_as_json(tmp_path):
+    write_config(tmp_path)
+    result = hook("slurm-k8s-suspend", "elastic[1-2]", slurm_conf=tmp_path / "slurm.conf")
+    assert result.returncode == 69
+    assert "cannot reach the Kubernetes API at http://127.0.0.1:1" in one_line_error(result, "slurm-k8s-suspend: kubernetes:")
+    import json
+    records = [json.loads(line) for line in (tmp_path / "bridge.log").read_text().splitlines()]
+    failure = records[-1]
+    assert failure["hook"] == "suspend" and failure["nodes"] == "elastic[1-2]"
+    assert failure["outcome"] == "error" and failure["exit_code"] == 69
