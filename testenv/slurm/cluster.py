@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
+import shlex
 import shutil
 import socket
 import stat
@@ -22,6 +24,9 @@ from testenv.slurm.config import (
     render_gres_conf, render_slurm_conf,
 )
 
+STRAY_GRACE = 2.0
+"""Seconds between SIGTERM and SIGKILL for what the hooks started: slurmd and munged exit at
+once on SIGTERM, slurmstepd ignores it (it outlives slurmd restarts by design)."""
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the trailing NUL
 
 
@@ -113,10 +118,15 @@ class SlurmCluster:
         """Stop the daemons and everything the hooks started, then remove the state dir."""
         if self._config is None:
             return
-        for proc in (self._slurmctld, self._munged):
+        for proc in (self._slurmctld, self._munged):  # slurmctld first: no new hooks
             if proc is not None:
                 processes.stop_child(proc, grace=self._stop_grace)
-        processes.terminate(processes.processes_using(self.state_dir), grace=self._stop_grace)
+        # Nodes, job steps and hooks in flight; a hook may start a node while we look.
+        for _ in range(3):
+            strays = processes.processes_using(self.state_dir)
+            if not strays:
+                break
+            processes.terminate(strays, grace=STRAY_GRACE)
         shutil.rmtree(self.state_dir, ignore_errors=True)
         self._slurmctld = self._munged = self._config = None
 
@@ -135,10 +145,12 @@ class SlurmCluster:
 
     def _configure(self, state_dir: Path) -> ClusterConfig:
         node_count = sum(group.count for group in self._node_groups)
-        base = free_ports(node_count + 1)
+        base, layout, hooks = free_ports(node_count + 1), Layout(state_dir), self._hooks
+        if hooks.prolog_slurmctld is not None:
+            hooks = dataclasses.replace(hooks, prolog_slurmctld=layout.prolog_wrapper)
         return ClusterConfig(
-            layout=Layout(state_dir), slurmctld_port=base, node_base_port=base + 1,
-            node_groups=self._node_groups, hooks=self._hooks, timeouts=self._timeouts)
+            layout=layout, slurmctld_port=base, node_base_port=base + 1,
+            node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts)
 
     def _write_files(self) -> None:
         cfg = self.config
@@ -150,10 +162,22 @@ class SlurmCluster:
             cfg.layout.slurmd_spool_dir(node).mkdir(exist_ok=True)
         _write_munge_key(cfg.layout.munge_key)
         cfg.layout.slurm_conf.write_text(render_slurm_conf(cfg))
+        self._write_prolog_wrapper()
         if cfg.gres_nodes:
             cfg.layout.gres_conf.write_text(render_gres_conf(cfg))
             for minor, device in enumerate(gpu_devices(cfg)):
                 os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(NVIDIA_MAJOR, minor))
+
+    def _write_prolog_wrapper(self) -> None:
+        """slurmctld runs PrologSlurmctld with a fresh environment that lacks SLURM_CONF, so its
+        Slurm commands would read /etc/slurm/slurm.conf: right on a site, wrong here."""
+        prolog = self._hooks.prolog_slurmctld
+        if prolog is None:
+            return
+        wrapper = self.layout.prolog_wrapper
+        wrapper.write_text(f'#!/bin/sh\nSLURM_CONF={shlex.quote(str(self.conf_path))}\n'
+                           f'export SLURM_CONF\nexec {shlex.quote(str(prolog))} "$@"\n')
+        wrapper.chmod(0o755)
 
     def _start_munged(self) -> None:
         lay = self.layout
@@ -161,14 +185,14 @@ class SlurmCluster:
             ["munged", "--foreground", f"--key-file={lay.munge_key}",
              f"--socket={lay.munge_socket}", f"--pid-file={lay.run_dir / 'munged.pid'}",
              f"--seed-file={lay.run_dir / 'munged.seed'}", f"--log-file={lay.munged_log}"],
-            log=lay.log_dir / "munged.stderr", env=self.env)
+            log=lay.log_dir / "munged.stderr", env=self.env, cwd=lay.log_dir)
         self._wait(lambda: lay.munge_socket.exists(), "munged's socket", self._munged)
 
     def _start_slurmctld(self) -> None:
         lay = self.layout
         self._slurmctld = processes.spawn(
             ["slurmctld", "-D", "-f", str(lay.slurm_conf)],
-            log=lay.log_dir / "slurmctld.stderr", env=self.env)
+            log=lay.log_dir / "slurmctld.stderr", env=self.env, cwd=lay.log_dir)
         self._wait(self._controller_answers, "slurmctld to answer scontrol ping",
                    self._slurmctld)
 

@@ -34,6 +34,8 @@ class NodeGroup:
     gres: str = ""
     """Slurm's Gres= value, e.g. "gpu:2" or "gpu:a100:2"; only gpu is supported."""
     features: tuple[str, ...] = ()
+    weight: int | None = None
+    """Slurm allocates lower weights first."""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z-]*", self.prefix):
@@ -142,13 +144,19 @@ class Layout:
         return self.state_dir / "dev"
 
     @property
+    def prolog_wrapper(self) -> Path:
+        """Runs the caller's PrologSlurmctld with SLURM_CONF set (see SlurmCluster)."""
+        return self.state_dir / "hooks" / "prolog-slurmctld"
+
+    @property
     def job_dir(self) -> Path:
         """Working directory of client commands: batch output files land here."""
         return self.state_dir / "jobs"
 
     def directories(self) -> list[Path]:
         return [self.state_dir, self.munge_dir, self.log_dir, self.ctld_state_dir,
-                self.state_dir / "spool", self.run_dir, self.dev_dir, self.job_dir]
+                self.state_dir / "spool", self.run_dir, self.dev_dir, self.job_dir,
+                self.prolog_wrapper.parent]
 
 
 @dataclass(frozen=True)
@@ -258,6 +266,8 @@ def _node_line(group: NodeGroup, first_port: int) -> str:
         parts.append(f"Gres={group.gres}")
     if group.features:
         parts.append(f"Features={','.join(group.features)}")
+    if group.weight is not None:
+        parts.append(f"Weight={group.weight}")
     last_port = first_port + group.count - 1
     port = f"[{first_port}-{last_port}]" if group.count > 1 else str(first_port)
     parts += ["State=CLOUD", f"Port={port}"]

@@ -1,15 +1,18 @@
 """Power-saving hooks that run nodes as processes on this host (no Kubernetes): for tests of
 the Slurm side alone, e.g. that the slurmd entrypoint and the cluster's config work together.
 
-write_host_hooks(dir) writes executable ResumeProgram/SuspendProgram/ResumeFailProgram files;
-slurmctld runs them with no PATH and only SLURM_CONF set, from which they find the rest.
+write_host_hooks(dir) writes executable ResumeProgram/SuspendProgram/ResumeFailProgram and
+PrologSlurmctld files (the prolog a stand-in for bridge/prolog.py); slurmctld runs them with
+no PATH and only SLURM_CONF set, from which they find the rest.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from testenv.slurm.config import Hooks, Layout, read_settings
@@ -37,10 +40,10 @@ def resume(hostlist: str, slurm_conf: str) -> None:
     layout = _layout(slurm_conf)
     port = read_settings(layout.slurm_conf)["SlurmctldPort"]
     for node in _nodes(hostlist, slurm_conf):
-        pid = start_slurmd(node, conf_server=f"127.0.0.1:{port}", munge_key=layout.munge_key,
+        proc = start_slurmd(node, conf_server=f"127.0.0.1:{port}", munge_key=layout.munge_key,
                            spool_dir=layout.slurmd_spool_dir(node),
                            log=layout.log_dir / f"node-{node}.out")
-        _pid_file(layout, node).write_text(f"{pid}\n")
+        _pid_file(layout, node).write_text(f"{proc.pid}\n")
 
 
 def suspend(hostlist: str, slurm_conf: str) -> None:
@@ -53,9 +56,47 @@ def suspend(hostlist: str, slurm_conf: str) -> None:
             pid_file.unlink()
 
 
+def _scontrol_fields(slurm_conf: str, *args: str) -> list[dict[str, str]]:
+    out = subprocess.run([SCONTROL, "--oneliner", "show", *args], capture_output=True,
+                         text=True, env={"SLURM_CONF": slurm_conf}).stdout
+    return [dict(f.split("=", 1) for f in line.split() if "=" in f)
+            for line in out.splitlines()]
+
+
+def _still_booting(nodes: list[dict[str, str]]) -> bool:
+    return any("POWERING_UP" in n["State"] or "POWERED_DOWN" in n["State"] for n in nodes)
+
+
+def prolog(job_id: str, nodelist: str, slurm_conf: str) -> None:
+    """PrologSlurmctld: return once the job's nodes registered (ends CONFIGURING at once
+    instead of at slurmctld's next 30 s pass), or when the job stopped waiting."""
+    layout = _layout(slurm_conf)
+    deadline = time.monotonic() + int(read_settings(layout.slurm_conf)["ResumeTimeout"])
+    while time.monotonic() < deadline:
+        if not _still_booting(_scontrol_fields(slurm_conf, "node", nodelist)):
+            return
+        jobs = _scontrol_fields(slurm_conf, "job", job_id)
+        if not jobs or jobs[0].get("JobState") not in ("CONFIGURING", "RUNNING"):
+            return
+        time.sleep(0.2)
+
+
+def _log_stderr(slurm_conf: str, action: str) -> None:
+    """slurmctld discards a hook's output: keep tracebacks where a failing test can show them."""
+    log = _layout(slurm_conf).log_dir / f"hook-{action}.log"
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 def main(action: str, argv: list[str], environ: dict[str, str]) -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, set())  # slurmctld's blocked mask
-    {"resume": resume, "suspend": suspend}[action](argv[1], environ["SLURM_CONF"])
+    conf = environ["SLURM_CONF"]
+    _log_stderr(conf, action)
+    if action == "prolog":
+        prolog(environ["SLURM_JOB_ID"], environ["SLURM_JOB_NODELIST"], conf)
+    else:
+        {"resume": resume, "suspend": suspend}[action](argv[1], conf)
 
 
 _WRAPPER = """#!{python}
@@ -71,10 +112,10 @@ def write_host_hooks(directory: Path) -> Hooks:
     directory.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, action in (("resume", "resume"), ("suspend", "suspend"),
-                         ("resume-fail", "suspend")):
+                         ("resume-fail", "suspend"), ("prolog", "prolog")):
         path = directory / f"host-{name}"
         path.write_text(_WRAPPER.format(python=sys.executable, repo=str(REPO), action=action))
         path.chmod(0o755)
         paths[name] = path.resolve()
     return Hooks(resume=paths["resume"], suspend=paths["suspend"],
-                 resume_fail=paths["resume-fail"])
+                 resume_fail=paths["resume-fail"], prolog_slurmctld=paths["prolog"])

@@ -40,18 +40,17 @@ def node_env(*, munge_key: Path, spool_dir: Path) -> dict[str, str]:
 
 
 def start_slurmd(node: str, *, conf_server: str, munge_key: Path, spool_dir: Path,
-                 log: Path) -> int:
-    """Start one node's entrypoint in its own session; returns its pid, which is slurmd's."""
+                 log: Path) -> subprocess.Popen[bytes]:
+    """Start one node's entrypoint in its own session. Its pid becomes slurmd's (exec)."""
     # A hook's children inherit slurmctld's blocked SIGTERM/SIGINT/SIGHUP: unblock them, or
     # slurmd would never see the SIGTERM that stops it.
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     with open(log, "ab") as out:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             slurmd_command(node, conf_server), env=node_env(munge_key=munge_key,
                                                             spool_dir=spool_dir),
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True)
-    return proc.pid
 
 
 def stop_slurmd(pid: int, *, grace: float = 10.0) -> None:

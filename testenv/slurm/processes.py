@@ -23,11 +23,14 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def spawn(argv: list[str], *, log: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-    """Start a foreground daemon in its own session (a Ctrl-C to pytest is ours to handle)."""
+def spawn(argv: list[str], *, log: Path, env: Mapping[str, str],
+          cwd: Path) -> subprocess.Popen[bytes]:
+    """Start a foreground daemon in its own session (a Ctrl-C to pytest is ours to handle).
+
+    Its children (slurmctld's hooks and prolog) inherit `cwd`."""
     with open(log, "ab") as out:
         return subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
             env=dict(env), start_new_session=True, preexec_fn=_die_with_parent,
         )
 
