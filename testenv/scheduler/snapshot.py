@@ -47,6 +47,15 @@ class NodeInfo:
         self.nonzero_memory += memory
         self.pod_count += 1
 
+    def forget(self, pod: Pod) -> None:
+        """Undo assume()."""
+        for name, value in pod_requests(pod.spec).items():
+            self.requested[name] -= value
+        cpu, memory = pod_nonzero_requests(pod.spec)
+        self.nonzero_cpu -= cpu
+        self.nonzero_memory -= memory
+        self.pod_count -= 1
+
 
 def node_allocatable(node: Node) -> Resources:
     status = node.status

@@ -1,0 +1,62 @@
+"""python -m testenv.runner --kubeconfig K --nodes NODES.yaml --runtime process --state-dir DIR [--images IMAGES.yaml]"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from lightkube.core.exceptions import ConfigError as KubeconfigError
+
+from .backoff import BackoffPolicy
+from .config import ConfigError
+from .images import ImageTable
+from .kubelet import KubeletService
+from .nodes import load_nodes
+from .process import ProcessRuntime
+from .service import run_until_signal
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m testenv.runner", description=__doc__)
+    parser.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server")
+    parser.add_argument("--nodes", required=True, type=Path, help="NODES.yaml: the virtual nodes to run")
+    parser.add_argument("--runtime", choices=["process"], default="process", help="container runtime")
+    parser.add_argument("--state-dir", required=True, type=Path, help="directory for pod volumes and logs")
+    parser.add_argument("--images", type=Path, help="IMAGES.yaml: image table of the process runtime")
+    parser.add_argument("--backoff", type=float, default=10.0, help="initial crash-loop/pull back-off, seconds")
+    parser.add_argument("--max-backoff", type=float, default=300.0, help="longest back-off, seconds")
+    parser.add_argument("--heartbeat-interval", type=float, default=5.0, help="seconds between node heartbeats")
+    parser.add_argument(
+        "--on-stop", choices=["notready", "delete"], default="notready", help="what becomes of the nodes at stop"
+    )
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # A parent such as a Slurm hook may have blocked these: they must reach us to stop cleanly.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+    try:
+        service = KubeletService(
+            args.kubeconfig,
+            nodes=load_nodes(args.nodes),
+            state_dir=args.state_dir,
+            runtime=ProcessRuntime(images=ImageTable.load(args.images), state_dir=args.state_dir),
+            backoff=BackoffPolicy(initial=args.backoff, maximum=args.max_backoff),
+            heartbeat_interval=args.heartbeat_interval,
+            on_stop=args.on_stop,
+        )
+        run_until_signal(service)
+    except (ConfigError, KubeconfigError, OSError) as e:
+        print(f"testenv.runner: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""The container's first process: set up its namespaces and exec its command (runc's "init").
+
+Started by the process runtime as
+
+    unshare --mount --uts --pid --propagation private -- python3 -I -S nsinit.py SPEC.json STATUS_FIFO
+
+This process stays outside as the container's shim: it forks the container's PID 1 into the new
+PID namespace, reports that child's host PID, waits for it and exits the way it did (same exit
+code, or killed by the same signal), so the runtime sees the container's real exit status
+(util-linux's own --fork cannot re-raise SIGKILL and exits 1 instead).
+
+The child bind-mounts the volumes, mounts a /proc of its PID namespace, sets the hostname,
+working directory and user, resets the signal mask and dispositions (a hook of Slurm's starts us
+with SIGTERM/SIGINT/SIGHUP blocked) and execs the command. Both report on STATUS_FIFO (a named
+pipe: an inherited pipe would stay open in unshare): the PID first, then either nothing (the
+close-on-exec descriptor closes when the exec succeeds) or {"error": ...}.
+
+Standard library only: it runs with -I -S, before anything else of the project is importable.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_REC = 0x4000
+PR_SET_PDEATHSIG = 1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p)
+
+
+class SetupError(Exception):
+    pass
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int) -> None:
+    def encode(text: str | None) -> bytes | None:
+        return text.encode() if text is not None else None
+
+    if _libc.mount(encode(source), encode(target), encode(fstype), flags, None) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), target)
+
+
+def _ensure_target(source: str, target: str) -> None:
+    if os.path.lexists(target):
+        return
+    if os.path.isdir(source):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "a"):
+            pass
+
+
+def bind_mounts(mounts: list[dict]) -> None:
+    for mount in sorted(mounts, key=lambda m: m["target"].count("/")):
+        source, target = mount["source"], mount["target"]
+        try:
+            _ensure_target(source, target)
+            _mount(source, target, None, MS_BIND | MS_REC)
+            if mount.get("readOnly"):
+                _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        except OSError as e:
+            reason = (e.strerror or str(e)).lower()
+            raise SetupError(f'error mounting "{source}" to rootfs at "{target}": {reason}') from e
+
+
+def mount_proc() -> None:
+    try:
+        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    except OSError as e:
+        raise SetupError(f"error mounting proc: {e.strerror}") from e
+
+
+def change_user(uid: int | None, gid: int | None) -> None:
+    if gid is not None:
+        os.setgroups([])
+        os.setgid(gid)
+    if uid is not None:
+        os.setuid(uid)
+
+
+def reset_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):  # signals reserved by the C library
+            pass
+
+
+def exec_command(argv: list[str], env: dict[str, str]) -> None:
+    try:
+        os.execvpe(argv[0], argv, env)
+    except FileNotFoundError as e:
+        where = "executable file not found in $PATH" if "/" not in argv[0] else "no such file or directory"
+        raise SetupError(f'exec: "{argv[0]}": {where}') from e
+    except OSError as e:
+        raise SetupError(f'exec: "{argv[0]}": {(e.strerror or str(e)).lower()}') from e
+
+
+def set_up(spec: dict) -> None:
+    socket.sethostname(spec["hostname"])
+    bind_mounts(spec["mounts"])
+    mount_proc()
+    cwd = spec.get("cwd") or "/"
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise SetupError(f'chdir to cwd ("{cwd}") set in config failed: {(e.strerror or "").lower()}') from e
+    change_user(spec.get("uid"), spec.get("gid"))
+
+
+def _report(status: int, **message: object) -> None:
+    os.write(status, (json.dumps(message) + "\n").encode())
+
+
+def run_child(spec: dict, status: int) -> None:
+    """In the new PID namespace (PID 1): set up, then exec. Never returns."""
+    try:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # die with the shim
+        if not spec["argv"]:
+            raise SetupError("no command specified")
+        set_up(spec)
+        reset_signals()
+        exec_command(spec["argv"], spec["env"])
+    except (SetupError, OSError) as e:
+        _report(status, error=str(e))
+    os._exit(128)
+
+
+def exit_like(wait_status: int) -> int:
+    """The child's exit code to return; or die by the signal that killed the child."""
+    code = os.waitstatus_to_exitcode(wait_status)
+    if code >= 0:
+        return code
+    sig = -code
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if sig != signal.SIGKILL:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+    os.kill(os.getpid(), sig)
+    return 128 + sig  # not reached for signals that terminate
+
+
+def main() -> int:
+    spec_path, status_path = sys.argv[1], sys.argv[2]
+    status = os.open(status_path, os.O_WRONLY | os.O_CLOEXEC)  # the child's copy closes on exec
+    try:
+        with open(spec_path) as f:
+            spec = json.load(f)
+    except (OSError, ValueError) as e:
+        _report(status, error=f"cannot read the container spec: {e}")
+        return 128
+    child = os.fork()
+    if child == 0:
+        run_child(spec, status)
+    _report(status, pid=child)
+    os.close(status)
+    _, wait_status = os.waitpid(child, 0)
+    return exit_like(wait_status)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

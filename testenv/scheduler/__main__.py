@@ -1,0 +1,39 @@
+"""python -m testenv.scheduler --kubeconfig K [--name default-scheduler] [--retry-interval 1]"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from lightkube.core.exceptions import ConfigError
+
+from testenv.runner.service import run_until_signal
+
+from .scheduler import DEFAULT_NAME, SchedulerService
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m testenv.scheduler", description=__doc__)
+    parser.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server")
+    parser.add_argument("--name", default=DEFAULT_NAME, help="schedulerName of the pods to schedule")
+    parser.add_argument(
+        "--retry-interval", type=float, default=1.0, help="seconds between retries of unschedulable pods"
+    )
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        run_until_signal(SchedulerService(args.kubeconfig, name=args.name, retry_interval=args.retry_interval))
+    except (OSError, ConfigError) as e:
+        print(f"testenv.scheduler: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
