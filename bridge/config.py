@@ -25,6 +25,19 @@ DEFAULT_PATH = "/etc/slurm/k8s-bridge.yaml"
 ENV_VAR = "SLURM_K8S_BRIDGE_CONFIG"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_NAME_PART = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_INTERFACE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")  # Linux IFNAMSIZ: 15 characters
+
+OWNED_ENV = frozenset({"SLURM_NODENAME", "POD_NAME", "SLURMD_GRES", "SLURMD_GPU_COUNT", "SLURMD_GPU_VENDOR",
+                       "SLURMD_GPU_SHARING"})
+"""Set by the template: a nodeset's ``env`` cannot change them."""
+GPU_VISIBILITY_ENV = frozenset({"NVIDIA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
+                                "HIP_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL"})
+"""Would show the pod GPUs other than those Kubernetes allocated (``NVIDIA_VISIBLE_DEVICES=all``
+bypasses the device plugin), or hide some of them from Slurm's jobs."""
+OWNED_SLURMD_ARGS = ("-N", "--conf-server")
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -61,10 +74,90 @@ class SlurmSettings(_Strict):
     """Seconds slurm-k8s-prolog waits for a job's nodes to register before letting it go."""
 
 
+class ResumeSettings(_Strict):
+    """How resume follows the pods it created, and what it does when they do not come up."""
+
+    follow: bool = True
+    """Follow each job's pods after the hook returns, and fail the job fast."""
+    deadline: float = 120.0
+    """Seconds a job's pods get to run and register their nodes; keep it well under ResumeTimeout."""
+    unschedulable_after: float = 0.0
+    """Seconds a pod may stay Unschedulable before the job fails (raise it where a cluster
+    autoscaler adds capacity on demand)."""
+    cooldown: float = 60.0
+    """Seconds before a job whose resume failed for a passing reason may start again."""
+    max_attempts: int = 3
+    """Failed resumes after which a job is held (with the cause) instead of requeued."""
+    state_dir: str = "/var/lib/slurm-k8s-bridge"
+    """Where the bridge remembers why a node was set DOWN, to restore the reason after
+    Slurm's ResumeTimeout overwrites it."""
+    poll: float = 0.5
+    """Seconds between two looks at the pods and nodes while following."""
+
+
 class LogSettings(_Strict):
     file: str | None = "/var/log/slurm/k8s-bridge.log"
     """JSON-lines log file; None logs to stderr only."""
     level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class GpuSettings(_Strict):
+    """How the node's Slurm ``gpu`` Gres becomes a Kubernetes device resource.
+
+    The count always comes from the node's Gres in Slurm, never from this file: the pod asks
+    for exactly the GPUs Slurm will hand to jobs, so the two cannot disagree.
+    """
+
+    vendor: Literal["nvidia", "amd"] = "nvidia"
+    """Whose device plugin serves the GPUs: ``nvidia.com/gpu`` or ``amd.com/gpu``."""
+    sharing: Literal["none", "mig", "time-slicing"] = "none"
+    """``none``: whole GPUs. ``mig``: MIG slices, mixed strategy; the profile is the Gres type
+    (``Gres=gpu:1g.10gb:1`` → ``nvidia.com/mig-1g.10gb``). ``time-slicing``: a replica of a
+    shared GPU (``nvidia.com/gpu.shared``, the device plugin's ``renameByDefault``); Slurm's
+    Gres must then be ``gpu:1``, as two replicas may be the same GPU."""
+    resource: str | None = None
+    """Overrides the resource name, e.g. ``nvidia.com/gpu`` for time-slicing without
+    ``renameByDefault``, or the MIG single strategy (slices advertised as ``nvidia.com/gpu``)."""
+
+
+class NetworkAttachment(_Strict):
+    """One secondary interface through Multus (SR-IOV, RDMA)."""
+
+    name: str
+    """The NetworkAttachmentDefinition's name."""
+    resource: str
+    """The device resource behind it: the NetworkAttachmentDefinition's
+    ``k8s.v1.cni.cncf.io/resourceName`` annotation, e.g. ``nvidia.com/rdma_ib0``. The pod
+    requests one per attachment, in requests and limits."""
+    namespace: str | None = None
+    """Namespace of the NetworkAttachmentDefinition; None: the pods' own."""
+    interface: str | None = None
+    """Interface name in the pod (``net1``...); None lets Multus choose."""
+    rdma: bool = False
+    """RDMA over this interface: the container gets ``IPC_LOCK`` to pin memory for verbs."""
+
+
+class Hugepages(_Strict):
+    """Huge pages for the slurmd container, mounted at ``/dev/hugepages`` (``medium: HugePages``)."""
+
+    size: Literal["2Mi", "1Gi"]
+    """Page size: the resource is ``hugepages-<size>``."""
+    pages: int
+    """How many pages; requests == limits. Not part of RealMemory: Kubernetes counts them apart."""
+
+
+class Capacity(_Strict):
+    """Which capacity pool (spot or on-demand) the nodeset's pods may run on."""
+
+    type: Literal["spot", "on-demand"]
+    label: str = "karpenter.sh/capacity-type"
+    """Node label that names the pool (Karpenter's by default; EKS managed node groups use
+    ``eks.amazonaws.com/capacityType``, GKE ``cloud.google.com/gke-spot``)."""
+    value: str | None = None
+    """The label's value for this pool; None: ``type`` itself (``spot``, ``on-demand``)."""
+    taint: str | None = None
+    """Key of a NoSchedule taint the pool's nodes carry (e.g. AKS's
+    ``kubernetes.azure.com/scalesetpriority``); the pods tolerate it."""
 
 
 class Nodeset(_Strict):
@@ -79,20 +172,47 @@ class Nodeset(_Strict):
     template: str = "slurmd.yaml.j2"
     """Pod template file in ``templates_dir`` (or an absolute path)."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    image_pull_secrets: list[str] = []
+    """Names of Secrets for a private registry."""
     munge_secret: str = "munge-key"
     """Secret holding ``munge.key``, mounted into every pod."""
     memory_overhead_mb: int = 0
     """Added to the node's RealMemory for the pod's memory (munged, slurmd itself)."""
+    cpu_pinning: bool = False
+    """Exclusive cores: the pod must be in the Guaranteed QoS class with whole CPUs, so a node
+    without CPUs or RealMemory in Slurm is an error (the kubelet needs the static CPU manager)."""
+    hugepages: Hugepages | None = None
+    gpus: GpuSettings = GpuSettings()
+    networks: list[NetworkAttachment] = []
+    """Secondary networks (Multus), in order: ``net1``, ``net2``... unless named."""
     host_network: bool = False
     """Run the pod on the host's network (dnsPolicy ClusterFirstWithHostNet)."""
+    slurmd_port: int = 6818
+    """slurmd's port (SlurmdPort): with ``host_network`` a hostPort, so two pods never share a host."""
+    subdomain: str | None = None
+    """A headless Service's name: the pod is ``<hostname>.<subdomain>.<namespace>.svc``, and
+    short node names resolve between pods (see examples/slurmd-service.yaml)."""
+    cluster_domain: str = "cluster.local"
+    """The cluster's DNS domain, for the pods' search path when ``subdomain`` is set."""
     node_selector: dict[str, str] = {}
+    affinity: dict[str, Any] = {}
+    """A Kubernetes ``affinity`` (nodeAffinity, podAffinity, podAntiAffinity), as is."""
     tolerations: list[dict[str, Any]] = []
+    topology_spread: list[dict[str, Any]] = []
+    """``topologySpreadConstraints``; a constraint without ``labelSelector`` counts this
+    nodeset's pods."""
+    capacity: Capacity | None = None
     labels: dict[str, str] = {}
     """Extra pod labels (the bridge's own labels cannot be overridden)."""
     annotations: dict[str, str] = {}
     service_account: str | None = None
     priority_class: str | None = None
+    runtime_class: str | None = None
+    """RuntimeClass, e.g. ``nvidia`` where the GPU runtime is not containerd's default."""
     termination_grace_period: int = 30
+    drain_on_stop: bool = True
+    """A preStop hook drains the Slurm node when Kubernetes (not the bridge) stops the pod:
+    eviction, spot reclaim, node drain. No new job lands on a node about to vanish."""
     slurmd_args: list[str] = []
     """Extra arguments for slurmd after the ones the template sets."""
     env: dict[str, str] = {}
@@ -106,6 +226,7 @@ class Config(_Strict):
     nodesets: list[Nodeset]
     kubernetes: KubernetesSettings = KubernetesSettings()
     log: LogSettings = LogSettings()
+    resume: ResumeSettings = ResumeSettings()
     templates_dir: str | None = None
     """Directory of pod templates; None uses the ones shipped with the bridge."""
     path: str = ""
@@ -216,3 +337,118 @@ def _check(config: Config) -> None:
             raise ConfigError(f"{where}.nodes: {e}") from None
         if not config.template_path(nodeset).is_file():
             raise ConfigError(f"{where}.template: no template {str(config.template_path(nodeset))!r}")
+        _check_nodeset(nodeset, where)
+
+
+def _check_nodeset(nodeset: Nodeset, where: str) -> None:
+    """A nodeset's own rules; each error is ``<file>: nodesets[i].<field>: expected ...``."""
+    _check_pod_fields(nodeset, where)
+    _check_gpus(nodeset.gpus, f"{where}.gpus")
+    _check_networks(nodeset.networks, f"{where}.networks")
+    if nodeset.hugepages is not None and nodeset.hugepages.pages < 1:
+        raise ConfigError(f"{where}.hugepages.pages: expected at least 1, got {nodeset.hugepages.pages}")
+    if nodeset.capacity is not None:
+        _check_capacity(nodeset.capacity, nodeset.node_selector, f"{where}.capacity")
+    _check_env_and_args(nodeset, where)
+    if nodeset.networks and "k8s.v1.cni.cncf.io/networks" in nodeset.annotations:
+        raise ConfigError(f"{where}.annotations: k8s.v1.cni.cncf.io/networks is written from networks; "
+                          f"expected one or the other")
+
+
+def _check_pod_fields(nodeset: Nodeset, where: str) -> None:
+    if nodeset.memory_overhead_mb < 0:
+        raise ConfigError(f"{where}.memory_overhead_mb: expected 0 or more, got {nodeset.memory_overhead_mb}")
+    if nodeset.termination_grace_period < 0:
+        raise ConfigError(f"{where}.termination_grace_period: expected 0 or more seconds")
+    if not 1 <= nodeset.slurmd_port <= 65535:
+        raise ConfigError(f"{where}.slurmd_port: expected a port 1-65535, got {nodeset.slurmd_port}")
+    _expect(_is_label(nodeset.subdomain), f"{where}.subdomain", "a DNS-1123 label", nodeset.subdomain)
+    for field in ("munge_secret", "service_account", "priority_class", "runtime_class", "cluster_domain"):
+        _expect(_is_subdomain(getattr(nodeset, field)), f"{where}.{field}", "a DNS-1123 subdomain",
+                getattr(nodeset, field))
+    for i, secret in enumerate(nodeset.image_pull_secrets):
+        _expect(_is_subdomain(secret), f"{where}.image_pull_secrets[{i}]", "a DNS-1123 subdomain", secret)
+    for key, value in {**nodeset.labels, **nodeset.node_selector}.items():
+        field = "labels" if key in nodeset.labels else "node_selector"
+        _expect(is_qualified_name(key), f"{where}.{field}", "label keys like 'example.com/name'", key)
+        _expect(len(value) <= 63 and bool(_LABEL_VALUE.match(value)), f"{where}.{field}.{key}",
+                "a label value (63 characters of [A-Za-z0-9-_.])", value)
+    for key in nodeset.annotations:
+        _expect(is_qualified_name(key), f"{where}.annotations", "annotation keys like 'example.com/name'", key)
+
+
+def _check_gpus(gpus: GpuSettings, where: str) -> None:
+    if gpus.vendor == "amd" and gpus.sharing != "none":
+        raise ConfigError(f"{where}.sharing: expected 'none' for AMD GPUs (MIG and time-slicing are NVIDIA's), "
+                          f"got {gpus.sharing!r}")
+    if gpus.resource is not None:
+        _expect(is_extended_resource(gpus.resource), f"{where}.resource",
+                "an extended resource name like 'nvidia.com/gpu'", gpus.resource)
+
+
+def _check_networks(networks: list[NetworkAttachment], where: str) -> None:
+    interfaces: set[str] = set()
+    for i, network in enumerate(networks):
+        here = f"{where}[{i}]"
+        _expect(_is_subdomain(network.name), f"{here}.name", "a NetworkAttachmentDefinition name", network.name)
+        _expect(_is_label(network.namespace), f"{here}.namespace", "a DNS-1123 label", network.namespace)
+        _expect(is_extended_resource(network.resource), f"{here}.resource",
+                "the device resource of the NetworkAttachmentDefinition, like 'nvidia.com/rdma_ib0'",
+                network.resource)
+        if network.interface is not None:
+            _expect(bool(_INTERFACE.match(network.interface)) and network.interface not in ("eth0", "lo"),
+                    f"{here}.interface", "an interface name of 1-15 characters other than eth0 and lo",
+                    network.interface)
+            if network.interface in interfaces:
+                raise ConfigError(f"{here}.interface: {network.interface!r} is used by an earlier attachment")
+            interfaces.add(network.interface)
+
+
+def _check_capacity(capacity: Capacity, node_selector: dict[str, str], where: str) -> None:
+    _expect(is_qualified_name(capacity.label), f"{where}.label", "a label key", capacity.label)
+    value = capacity.value or capacity.type
+    _expect(len(value) <= 63 and bool(_LABEL_VALUE.match(value)), f"{where}.value", "a label value", value)
+    if capacity.taint is not None:
+        _expect(is_qualified_name(capacity.taint), f"{where}.taint", "a taint key", capacity.taint)
+    if node_selector.get(capacity.label, value) != value:
+        raise ConfigError(f"{where}: node_selector sets {capacity.label}={node_selector[capacity.label]!r}, "
+                          f"expected {value!r} for {capacity.type} capacity")
+
+
+def _check_env_and_args(nodeset: Nodeset, where: str) -> None:
+    for key in nodeset.env:
+        if key in OWNED_ENV:
+            raise ConfigError(f"{where}.env.{key}: set by the pod template, expected another name")
+        if key in GPU_VISIBILITY_ENV:
+            raise ConfigError(f"{where}.env.{key}: would show the pod other GPUs than Kubernetes allocated "
+                              f"and Slurm counts; expected the device plugin to set it")
+    for arg in nodeset.slurmd_args:
+        if arg.split("=", 1)[0] in OWNED_SLURMD_ARGS:
+            raise ConfigError(f"{where}.slurmd_args: {arg!r} is set by the pod template")
+
+
+def _expect(ok: bool, where: str, expected: str, got: object) -> None:
+    if not ok:
+        raise ConfigError(f"{where}: expected {expected}, got {got!r}")
+
+
+def _is_label(value: str | None) -> bool:
+    return value is None or (len(value) <= 63 and bool(_DNS_LABEL.match(value)))
+
+
+def _is_subdomain(value: str | None) -> bool:
+    return value is None or (len(value) <= 253 and bool(_DNS_SUBDOMAIN.match(value)))
+
+
+def is_qualified_name(key: str) -> bool:
+    """A label/annotation key or resource name: ``[prefix/]name`` as Kubernetes validates it."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and not _is_subdomain(prefix):
+        return False
+    return len(name) <= 63 and bool(_NAME_PART.match(name))
+
+
+def is_extended_resource(name: str) -> bool:
+    """A device plugin's resource: ``vendor-domain/name``, outside ``kubernetes.io``."""
+    prefix, _, _ = name.rpartition("/")
+    return bool(prefix) and is_qualified_name(name) and not prefix.endswith("kubernetes.io")

@@ -96,7 +96,8 @@ def _report(hook: str, error: BridgeError, log: Any, nodes: list[str]) -> None:
 
 def _down_after_error(nodes: list[str], error: BridgeError, log: Any) -> None:
     """The whole resume failed before any pod could be planned (no config, API down...):
-    set the nodes DOWN so their jobs are requeued now, not after ResumeTimeout."""
+    give the nodes back to Slurm so their jobs are requeued now, not after ResumeTimeout —
+    powered down if the cause may pass, DOWN with the cause if an admin must act."""
     from bridge import config as config_module
     from bridge.slurm import CommandSlurm
 
@@ -104,8 +105,15 @@ def _down_after_error(nodes: list[str], error: BridgeError, log: Any) -> None:
         bin_dir = config_module.load(None).slurm.bin_dir
     except BridgeError:
         bin_dir = "/usr/bin"  # no usable config: Debian's place for scontrol
+    from bridge.failure import classify
+
+    failure = classify(error)
+    slurm = CommandSlurm(bin_dir)
     try:
-        CommandSlurm(bin_dir).set_down(nodes, f"{error.kind}: {error}")
+        if failure.transient:
+            slurm.power_down(nodes, failure.cause)
+        else:
+            slurm.set_down(nodes, failure.cause)
     except BridgeError as e:
         print(f"slurm-k8s-resume: slurm: could not mark nodes down: {e}", file=sys.stderr)
         if log is not None:
@@ -125,6 +133,12 @@ def _resume(ctx: HookContext, request: Any, early: BridgeError | None) -> None:
                                 request=request, log=ctx.log)
     finally:
         kube.close()
+    if ctx.config.resume.follow and outcome.up():
+        from bridge import follow
+
+        groups = [(job, nodes) for job, group in resume.jobs_of(outcome.up(), request).items()
+                  for nodes in ([group] if job is not None else [[n] for n in group])]
+        follow.spawn(ctx.config.path, groups)
     if outcome.failed:
         every = not outcome.created and not outcome.existing
         raise PartialFailure(f"{'all ' if every else ''}{len(outcome.failed)} of {len(ctx.nodes)} node(s) failed "

@@ -21,7 +21,8 @@ import yaml
 from bridge import NAME, naming
 from bridge.config import Config, Nodeset
 from bridge.errors import TemplateError
-from bridge.resources import pod_resources
+from bridge.placement import dns_config, placement
+from bridge.resources import MULTUS_ANNOTATION, gpu_grant, network_annotation, pod_resources
 from bridge.slurm import NodeFacts
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -57,7 +58,10 @@ def render_pod(config: Config, facts: NodeFacts, *, job_id: int | None = None) -
 
 
 def _context(config: Config, nodeset: Nodeset, facts: NodeFacts, job_id: int | None) -> dict[str, Any]:
+    """The template's variables. Everything a template needs is computed here, so a site's own
+    template stays a description of the pod, not a program."""
     cluster = config.slurm.cluster_name
+    where = f"{config.path}: nodesets[{config.nodesets.index(nodeset)}]"
     labels = {
         **nodeset.labels,
         "app.kubernetes.io/name": "slurmd",
@@ -68,6 +72,9 @@ def _context(config: Config, nodeset: Nodeset, facts: NodeFacts, job_id: int | N
     if job_id is not None:
         labels[naming.JOB_LABEL] = str(job_id)
     annotations = {**nodeset.annotations, naming.NODE_ANNOTATION: facts.name}
+    if nodeset.networks:
+        annotations[MULTUS_ANNOTATION] = network_annotation(nodeset.networks)
+    grant = gpu_grant(facts, nodeset.gpus, where=f"{where}.gpus")
     return {
         "node": {
             "name": facts.name,
@@ -81,12 +88,20 @@ def _context(config: Config, nodeset: Nodeset, facts: NodeFacts, job_id: int | N
             "name": naming.pod_name(cluster, facts.name),
             "namespace": config.kubernetes.namespace,
             "hostname": naming.hostname(facts.name),
+            "subdomain": nodeset.subdomain,
+            "dns_config": dns_config(nodeset, namespace=config.kubernetes.namespace),
             "labels": labels,
             "annotations": annotations,
         },
+        "placement": placement(nodeset, cluster=cluster),
+        "container": {
+            "env": {"SLURM_NODENAME": facts.name, **(grant.env() if grant else {}), **nodeset.env},
+            "capabilities": ["IPC_LOCK"] if any(n.rdma for n in nodeset.networks) else [],
+        },
+        "gpus": {"resource": grant.resource, "count": grant.count, "gres": grant.gres} if grant else None,
         "slurm": {"conf_server": config.slurm.conf_server, "cluster_name": cluster},
         "job": {"id": job_id} if job_id is not None else None,
-        "resources": pod_resources(facts, nodeset),
+        "resources": pod_resources(facts, nodeset, where=where),
         "bridge": {"name": NAME},
     }
 

@@ -1,8 +1,11 @@
 """ResumeProgram's flow: Slurm nodes in, one slurmd pod per node out.
 
-Nodes are planned (Slurm facts → nodeset → rendered pod), their pods created at once, and
-every node that cannot get a pod is set DOWN with the cause as its Reason, so Slurm requeues
-the job at once instead of waiting ResumeTimeout. A repeated resume creates nothing twice.
+Nodes are planned (Slurm facts → nodeset → rendered pod) and their pods created at once. A
+job is all or nothing: if any of its nodes cannot get a pod, the job's other pods are deleted
+too and Slurm requeues it at once (:mod:`bridge.failure`), instead of waiting ResumeTimeout.
+A repeated resume creates nothing twice. The jobs that did get their pods are then followed
+in the background (:mod:`bridge.follow`) until their nodes register, so the hook returns
+promptly.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge import naming
+from bridge import causes, naming
 from bridge.config import Config
 from bridge.errors import BridgeError, KubernetesError
+from bridge.failure import Failure, classify, release_job
 from bridge.kube import KubeClient
 from bridge.render import PodPlan, render_pod
 from bridge.resumefile import ResumeRequest
@@ -31,40 +35,55 @@ class Outcome:
     created: list[str] = field(default_factory=list)
     existing: list[str] = field(default_factory=list)
     """Nodes whose pod the bridge had already created (a repeated resume)."""
-    failed: dict[str, str] = field(default_factory=dict)
-    """Node → cause, as set in the node's Reason."""
+    failures: dict[str, Failure] = field(default_factory=dict)
+    """Node → why it failed, as set in the node's Reason."""
+    released: list[str] = field(default_factory=list)
+    """Nodes that got a pod but were released because another node of their job failed."""
     errors: list[BridgeError] = field(default_factory=list)
+
+    @property
+    def failed(self) -> dict[str, str]:
+        return {node: failure.cause for node, failure in self.failures.items()}
+
+    def up(self) -> list[str]:
+        """Nodes whose pods stand: created now or before, and not released."""
+        return [n for n in self.created + self.existing if n not in self.released]
 
     def exit_code(self) -> int | None:
         """When every node failed for one kind of reason (e.g. the API is unreachable), that
         kind's exit code; None when some nodes went ahead or the causes differ."""
-        if self.created or self.existing:
+        if self.up():
             return None
         codes = {e.exit_code for e in self.errors}
-        return codes.pop() if len(codes) == 1 and len(self.errors) == len(self.failed) else None
+        return codes.pop() if len(codes) == 1 and len(self.errors) == len(self.failures) else None
 
 
 def resume(nodes: list[str], *, config: Config, slurm: SlurmClient, kube: KubeClient,
            request: ResumeRequest | None = None, log: Any) -> Outcome:
-    """Create the pods of ``nodes``; mark in Slurm the nodes that cannot have one."""
+    """Create the pods of ``nodes``; release the jobs that cannot have all of theirs."""
     outcome = Outcome()
     plans = _plan(nodes, config=config, slurm=slurm, request=request, outcome=outcome)
     errors = kube.create_pods([p.manifest for p in plans]) if plans else {}
     conflicts = [p for p in plans if _already_exists(errors[p.name])]
     for plan in plans:
-        error = errors[plan.name]
-        if error is None:
-            outcome.created.append(plan.node)
-        elif not _already_exists(error):
-            outcome.failed[plan.node] = f"pod {plan.name}: {error}"
-            outcome.errors.append(error)
+        _record(plan, errors[plan.name], outcome)
     if conflicts:
         _settle_conflicts(conflicts, config=config, kube=kube, outcome=outcome)
-    if outcome.failed:
-        _fail(outcome.failed, config=config, slurm=slurm, kube=kube, log=log)
+    if outcome.failures:
+        _release(nodes, request, outcome, config=config, slurm=slurm, kube=kube, log=log)
+    causes.forget(config.resume.state_dir, outcome.up())
     log.info("resume done", created=len(outcome.created), existing=len(outcome.existing),
-             failed=len(outcome.failed))
+             failed=len(outcome.failures), released=len(outcome.released))
     return outcome
+
+
+def jobs_of(nodes: list[str], request: ResumeRequest | None) -> dict[int | None, list[str]]:
+    """Nodes grouped by the job they are resumed for; nodes without a job under None."""
+    groups: dict[int | None, list[str]] = {}
+    for node in nodes:
+        job = request.job_of(node) if request else None
+        groups.setdefault(job.job_id if job else None, []).append(node)
+    return groups
 
 
 def _plan(nodes: list[str], *, config: Config, slurm: SlurmClient, request: ResumeRequest | None,
@@ -73,15 +92,36 @@ def _plan(nodes: list[str], *, config: Config, slurm: SlurmClient, request: Resu
     plans = []
     for node in nodes:
         if node not in facts:
-            outcome.failed[node] = "Slurm does not know this node"
+            outcome.failures[node] = Failure("Slurm does not know this node", transient=False)
             continue
         job = request.job_of(node) if request else None
         try:
             plans.append(render_pod(config, facts[node], job_id=job.job_id if job else None))
         except BridgeError as e:
-            outcome.failed[node] = f"{e.kind}: {e}"
+            outcome.failures[node] = classify(e)
             outcome.errors.append(e)
     return plans
+
+
+def _record(plan: PodPlan, error: KubernetesError | None, outcome: Outcome) -> None:
+    if error is None:
+        outcome.created.append(plan.node)
+    elif not _already_exists(error):
+        failure = classify(error)
+        outcome.failures[plan.node] = Failure(f"pod {plan.name}: {failure.cause}", failure.transient)
+        outcome.errors.append(error)
+
+
+def _release(nodes: list[str], request: ResumeRequest | None, outcome: Outcome, *, config: Config,
+             slurm: SlurmClient, kube: KubeClient, log: Any) -> None:
+    """All or nothing per job: a job with a failed node gives back all of its nodes."""
+    for job_id, job_nodes in jobs_of(nodes, request).items():
+        groups = [job_nodes] if job_id is not None else [[n] for n in job_nodes]
+        for group in groups:
+            failed = {n: outcome.failures[n] for n in group if n in outcome.failures}
+            if failed:
+                release_job(job_id, group, failed, config=config, slurm=slurm, kube=kube, log=log)
+                outcome.released += [n for n in group if n not in failed]
 
 
 def _already_exists(error: KubernetesError | None) -> bool:
@@ -100,16 +140,13 @@ def _settle_conflicts(conflicts: list[PodPlan], *, config: Config, kube: KubeCli
             return
         if time.monotonic() > deadline:
             for plan in retry:
-                outcome.failed[plan.node] = f"pod {plan.name} from an earlier resume is still terminating"
+                outcome.failures[plan.node] = Failure(f"pod {plan.name} from an earlier resume is still terminating",
+                                                      transient=True)
             return
         time.sleep(0.5)
         errors = kube.create_pods([p.manifest for p in retry])
         for plan in retry:
-            if errors[plan.name] is None:
-                outcome.created.append(plan.node)
-            elif not _already_exists(errors[plan.name]):
-                outcome.failed[plan.node] = f"pod {plan.name}: {errors[plan.name]}"
-                outcome.errors.append(errors[plan.name])
+            _record(plan, errors[plan.name], outcome)
         pending = [p for p in retry if _already_exists(errors[p.name])]
 
 
@@ -119,7 +156,8 @@ def _needs_retry(plan: PodPlan, *, config: Config, kube: KubeClient, outcome: Ou
     if pod is None:
         return True  # gone since the conflict
     if not naming.is_ours(pod, cluster=config.slurm.cluster_name, node=plan.node):
-        outcome.failed[plan.node] = f"pod {plan.name} exists and was not created by the bridge for this node"
+        outcome.failures[plan.node] = Failure(
+            f"pod {plan.name} exists and was not created by the bridge for this node", transient=False)
         return False
     terminating = pod["metadata"].get("deletionTimestamp") is not None
     finished = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
@@ -129,28 +167,3 @@ def _needs_retry(plan: PodPlan, *, config: Config, kube: KubeClient, outcome: Ou
     if finished and not terminating:
         kube.delete_pods([plan.name])
     return True
-
-
-def _fail(failed: dict[str, str], *, config: Config, slurm: SlurmClient, kube: KubeClient, log: Any) -> None:
-    """Set failed nodes DOWN (Slurm requeues their jobs) and remove any pod they may have
-    got anyway (a create that timed out may still have happened)."""
-    by_reason: dict[str, list[str]] = {}
-    for node, cause in failed.items():
-        by_reason.setdefault(cause, []).append(node)
-    for cause, nodes in by_reason.items():
-        log.error("node failed", nodes=nodes, cause=cause)
-        slurm.set_down(nodes, cause)
-    _remove_pods_of(set(failed), config=config, kube=kube, log=log)
-
-
-def _remove_pods_of(nodes: set[str], *, config: Config, kube: KubeClient, log: Any) -> None:
-    try:
-        pods = kube.list_pods(naming.owner_labels(config.slurm.cluster_name))
-    except KubernetesError as e:
-        log.warning("cannot check for pods of failed nodes", error=str(e))
-        return
-    names = [p["metadata"]["name"] for p in pods if naming.node_of(p) in nodes
-             and naming.is_ours(p, cluster=config.slurm.cluster_name)]
-    if names:
-        log.info("deleting pods of failed nodes", pods=names)
-        kube.delete_pods(names)

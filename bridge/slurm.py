@@ -63,7 +63,24 @@ class SlurmClient(Protocol):
 
     def set_down(self, nodes: list[str], reason: str) -> None:
         """Mark nodes DOWN with ``reason`` (prefixed with the bridge's name): Slurm requeues
-        their batch jobs."""
+        their batch jobs. They stay DOWN until an admin resumes them."""
+        ...
+
+    def power_down(self, nodes: list[str], reason: str) -> None:
+        """Power nodes down now (POWER_DOWN_FORCE): their jobs are requeued and the nodes
+        are back in service, powered down, after SuspendTimeout."""
+        ...
+
+    def job_restarts(self, job_id: int) -> int | None:
+        """How often Slurm has requeued the job; None if the job is gone."""
+        ...
+
+    def hold(self, job_id: int, comment: str) -> None:
+        """Hold a pending job and say why in its AdminComment."""
+        ...
+
+    def delay(self, job_id: int, seconds: float) -> None:
+        """Let a pending job start no sooner than ``seconds`` from now."""
         ...
 
 
@@ -93,6 +110,24 @@ class CommandSlurm:
         if nodes:
             self._run("update", f"NodeName={hostlist.fold(nodes)}", "State=DOWN",
                       f"Reason={reason(reason_text)}")
+
+    def power_down(self, nodes: list[str], reason_text: str) -> None:
+        if nodes:
+            self._run("update", f"NodeName={hostlist.fold(nodes)}", "State=POWER_DOWN_FORCE",
+                      f"Reason={reason(reason_text)}")
+
+    def job_restarts(self, job_id: int) -> int | None:
+        out = self._run("-o", "show", "job", str(job_id), ok_missing=True)
+        if not out.strip():
+            return None
+        return _int(_fields(out.splitlines()[0]).get("Restarts"))
+
+    def hold(self, job_id: int, comment: str) -> None:
+        self._run("hold", str(job_id))
+        self._run("update", f"JobId={job_id}", f"AdminComment={reason(comment)}")
+
+    def delay(self, job_id: int, seconds: float) -> None:
+        self._run("update", f"JobId={job_id}", f"StartTime=now+{max(0, round(seconds))}")
 
     def job_waiting(self, job_id: str) -> bool:
         """Whether a job is still CONFIGURING or RUNNING (not cancelled, requeued or done)."""

@@ -22,6 +22,8 @@ kubernetes:
   namespace: slurm
 log:
   file: null
+resume:
+  state_dir: {state_dir}
 nodesets:
   - name: cpu
     nodes: elastic[1-4]
@@ -37,7 +39,7 @@ nodesets:
 def write_config(tmp_path: Path):
     def write(text: str = BASIC_CONFIG) -> Path:
         path = tmp_path / "k8s-bridge.yaml"
-        path.write_text(textwrap.dedent(text))
+        path.write_text(textwrap.dedent(text).replace("{state_dir}", str(tmp_path / "state")))
         return path
 
     return write

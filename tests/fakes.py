@@ -11,9 +11,37 @@ from bridge.slurm import NodeFacts, reason
 
 
 class FakeSlurm:
+    """Nodes and jobs; DOWN or POWER_DOWN_FORCE requeue a node's job, as slurmctld does."""
+
     def __init__(self, facts: dict[str, NodeFacts]) -> None:
         self.facts = facts
         self.down: dict[str, str] = {}
+        self.powered_down: dict[str, str] = {}
+        self.jobs: dict[int, dict] = {}  # job id -> {"nodes": [...], "restarts": n, "held": comment, "delay": s}
+
+    def add_job(self, job_id: int, nodes: list[str], restarts: int = 0) -> None:
+        self.jobs[job_id] = {"nodes": nodes, "restarts": restarts, "held": None, "delay": None, "requeued": False}
+
+    def _requeue_jobs_on(self, nodes: list[str]) -> None:
+        for job in self.jobs.values():
+            if set(job["nodes"]) & set(nodes) and not job["requeued"]:
+                job["restarts"] += 1
+                job["requeued"] = True
+
+    def power_down(self, nodes: list[str], reason_text: str) -> None:
+        for node in nodes:
+            self.powered_down[node] = reason(reason_text)
+        self._requeue_jobs_on(nodes)
+
+    def job_restarts(self, job_id: int) -> int | None:
+        job = self.jobs.get(job_id)
+        return None if job is None else job["restarts"]
+
+    def hold(self, job_id: int, comment: str) -> None:
+        self.jobs[job_id]["held"] = reason(comment)
+
+    def delay(self, job_id: int, seconds: float) -> None:
+        self.jobs[job_id]["delay"] = seconds
 
     def node_facts(self, nodes: list[str]) -> dict[str, NodeFacts]:
         return {n: self.facts[n] for n in nodes if n in self.facts}
@@ -21,6 +49,7 @@ class FakeSlurm:
     def set_down(self, nodes: list[str], reason_text: str) -> None:
         for node in nodes:
             self.down[node] = reason(reason_text)
+        self._requeue_jobs_on(nodes)
 
 
 class FakeKube:

@@ -1,0 +1,139 @@
+"""All or nothing: a job whose pods cannot all come up gives everything back, fast."""
+
+import itertools
+
+from bridge import causes, follow, resume
+from bridge.errors import KubernetesError
+from bridge.resumefile import parse
+
+JOB = '{"jobs":[{"job_id":7,"nodes":"elastic[1-3]"}],"all_nodes":"elastic[1-3]"}'
+
+
+def resume_job(config, slurm, kube, log):
+    slurm.add_job(7, ["elastic1", "elastic2", "elastic3"])
+    return resume.resume(["elastic1", "elastic2", "elastic3"], config=config, slurm=slurm, kube=kube,
+                         request=parse(JOB), log=log)
+
+
+def test_one_refused_pod_releases_the_whole_job(config, slurm, kube, log):
+    kube.refuse["linux-elastic3"] = KubernetesError("Forbidden: admission webhook denied", code=403)
+    outcome = resume_job(config, slurm, kube, log)
+    assert kube.pods == {}  # nothing half-started holds resources
+    assert list(slurm.down) == ["elastic3"]  # lasting cause: DOWN for an admin
+    assert "Forbidden: admission webhook denied" in slurm.down["elastic3"]
+    assert sorted(slurm.powered_down) == ["elastic1", "elastic2"]  # back in service by themselves
+    assert slurm.jobs[7]["restarts"] == 1 and slurm.jobs[7]["held"] is None
+    assert sorted(outcome.released) == ["elastic1", "elastic2"] and outcome.up() == []
+
+
+def test_passing_cause_powers_the_nodes_down_and_delays_the_job_by_the_cooldown(config, slurm, kube, log):
+    kube.refuse["linux-elastic2"] = KubernetesError("TooManyRequests: slow down", code=429, transient=True)
+    resume_job(config, slurm, kube, log)
+    assert slurm.down == {}
+    assert sorted(slurm.powered_down) == ["elastic1", "elastic2", "elastic3"]
+    assert "job 7 could not start: pod linux-elastic2: TooManyRequests" in slurm.powered_down["elastic1"]
+    assert slurm.jobs[7]["delay"] == config.resume.cooldown
+
+
+def test_job_that_keeps_failing_is_held_with_the_cause(config, slurm, kube, log):
+    kube.refuse["linux-elastic1"] = KubernetesError("TooManyRequests: slow down", code=429, transient=True)
+    slurm.add_job(7, ["elastic1", "elastic2", "elastic3"], restarts=config.resume.max_attempts - 1)
+    resume.resume(["elastic1", "elastic2", "elastic3"], config=config, slurm=slurm, kube=kube,
+                  request=parse(JOB), log=log)
+    assert slurm.jobs[7]["held"].startswith("slurm-k8s-bridge: held after 3 failed resumes: pod linux-elastic1")
+
+
+def test_lasting_cause_is_remembered_until_the_node_resumes_well(config, slurm, kube, log):
+    kube.refuse["linux-elastic3"] = KubernetesError("Forbidden: no", code=403)
+    resume_job(config, slurm, kube, log)
+    assert "Forbidden: no" in causes.recall(config.resume.state_dir, "elastic3")
+    del kube.refuse["linux-elastic3"]
+    resume.resume(["elastic3"], config=config, slurm=slurm, kube=kube, log=log)
+    assert causes.recall(config.resume.state_dir, "elastic3") is None
+
+
+def test_other_jobs_in_the_same_call_go_ahead(config, slurm, kube, log):
+    request = parse('{"jobs":[{"job_id":6,"nodes":"elastic1"},{"job_id":7,"nodes":"elastic[2-3]"}],'
+                    '"all_nodes":"elastic[1-3]"}')
+    slurm.add_job(6, ["elastic1"])
+    slurm.add_job(7, ["elastic2", "elastic3"])
+    kube.refuse["linux-elastic3"] = KubernetesError("Forbidden: no", code=403)
+    outcome = resume.resume(["elastic1", "elastic2", "elastic3"], config=config, slurm=slurm, kube=kube,
+                            request=request, log=log)
+    assert outcome.up() == ["elastic1"] and list(kube.pods) == ["linux-elastic1"]
+    assert slurm.jobs[6]["restarts"] == 0
+
+
+class Progress:
+    """Drives the fakes forward one step each time the follower sleeps."""
+
+    def __init__(self, steps):
+        self.steps = iter(steps)
+        self.now = itertools.count(0, 0.5)
+        self.t = 0.0
+
+    def clock(self):
+        return self.t
+
+    def sleep(self, seconds):
+        self.t += seconds
+        next(self.steps, lambda: None)()
+
+
+def set_state(slurm, node, *state):
+    from dataclasses import replace
+    slurm.facts[node] = replace(slurm.facts[node], state=state)
+
+
+def test_follower_sees_the_job_up_when_all_nodes_register(config, slurm, kube, log):
+    resume_job(config, slurm, kube, log)
+    for n in ("elastic1", "elastic2", "elastic3"):
+        set_state(slurm, n, "ALLOCATED", "CLOUD", "POWERING_UP")
+    progress = Progress([lambda: set_state(slurm, "elastic1", "ALLOCATED", "CLOUD"),
+                         lambda: [set_state(slurm, n, "ALLOCATED", "CLOUD") for n in ("elastic2", "elastic3")]])
+    ends = follow.follow([(7, ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
+                         clock=progress.clock, sleep=progress.sleep)
+    assert ends == {7: "up"}
+    assert len(kube.pods) == 3 and slurm.down == {} and slurm.powered_down == {}
+
+
+def test_follower_releases_the_job_when_one_pod_is_unschedulable(config, slurm, kube, log):
+    resume_job(config, slurm, kube, log)
+    for n in ("elastic1", "elastic2", "elastic3"):
+        set_state(slurm, n, "ALLOCATED", "CLOUD", "POWERING_UP")
+    message = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+    kube.pods["linux-elastic3"]["status"] = {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]}
+    progress = Progress([])
+    ends = follow.follow([(7, ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
+                         clock=progress.clock, sleep=progress.sleep)
+    assert ends == {7: "failed"}
+    assert kube.pods == {}
+    assert sorted(slurm.powered_down) == ["elastic1", "elastic2", "elastic3"]
+    assert message in slurm.powered_down["elastic3"]
+    assert any(e["reason"] == "SlurmResumeFailed" and message in e["message"] for e in kube.events)
+    assert progress.t < 1.0  # failed on first sight, not after a timeout
+
+
+def test_follower_treats_a_missing_image_as_lasting(config, slurm, kube, log):
+    resume_job(config, slurm, kube, log)
+    for n in ("elastic1", "elastic2", "elastic3"):
+        set_state(slurm, n, "ALLOCATED", "CLOUD", "POWERING_UP")
+    kube.pods["linux-elastic2"]["status"] = {"phase": "Pending", "containerStatuses": [
+        {"name": "slurmd", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "not found"}}}]}
+    follow.follow([(7, ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
+                  clock=Progress([]).clock, sleep=lambda s: None)
+    assert list(slurm.down) == ["elastic2"] and "ImagePullBackOff" in slurm.down["elastic2"]
+    assert kube.pods == {}
+
+
+def test_follower_gives_up_at_the_deadline(config, slurm, kube, log):
+    resume_job(config, slurm, kube, log)
+    for n in ("elastic1", "elastic2", "elastic3"):
+        set_state(slurm, n, "ALLOCATED", "CLOUD", "POWERING_UP")
+    progress = Progress([])
+    ends = follow.follow([(7, ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
+                         clock=progress.clock, sleep=progress.sleep)
+    assert ends == {7: "failed"}
+    assert progress.t >= config.resume.deadline
+    assert "did not register within 120 s" in slurm.powered_down["elastic1"]
