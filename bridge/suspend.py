@@ -47,7 +47,14 @@ def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any) -> 
 def resume_failed(nodes: list[str], *, config: Config, slurm: SlurmClient, kube: KubeClient, log: Any) -> Outcome:
     """Slurm gave up on ``nodes`` (ResumeTimeout): record why their pods did not come up,
     then delete them. Slurm does not call SuspendProgram for these nodes, so this is the
-    only cleanup they get."""
+    only cleanup they get. Where the bridge had already set a node DOWN with a cause, that
+    cause replaces Slurm's "ResumeTimeout reached"."""
+    from bridge import causes
+
+    for node in nodes:
+        cause = causes.recall(config.resume.state_dir, node)
+        if cause:
+            slurm.set_down([node], cause)
     pods = {naming.node_of(p): p for p in kube.list_pods(naming.owner_labels(config.slurm.cluster_name))
             if naming.node_of(p) in set(nodes)}
     for node, pod in pods.items():

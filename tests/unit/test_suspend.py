@@ -39,3 +39,10 @@ def test_pod_problem_reads_container_waiting_reasons():
     pod = {"status": {"phase": "Pending", "containerStatuses": [
         {"name": "slurmd", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "not found"}}}]}}
     assert suspend.pod_problem(pod) == "slurmd: ImagePullBackOff: not found"
+
+
+def test_resume_fail_puts_back_the_cause_slurm_overwrote(config, slurm, kube, log):
+    from bridge import causes
+    causes.remember(config.resume.state_dir, "elastic2", "pod linux-elastic2: Forbidden: quota", log=log)
+    suspend.resume_failed(["elastic2"], config=config, slurm=slurm, kube=kube, log=log)
+    assert slurm.down["elastic2"] == "slurm-k8s-bridge: pod linux-elastic2: Forbidden: quota"
