@@ -12,7 +12,6 @@
 #   MUNGE_SOCKET         munged's socket [/run/munge/munge.socket.2]. A configless slurmd 22.05
 #                        fetches its config through this default path, whatever AuthInfo says.
 #   MUNGE_STATE_DIR      private dir for munged's key copy, pid and seed files [/run/munged]
-#   MUNGE_LOG_FILE       munged's log [/dev/stderr, i.e. the pod's log]
 #   MUNGE_START_TIMEOUT  seconds to wait for munged to answer [10]
 #   SLURMD_SPOOL_DIR     created before slurmd starts: the SlurmdSpoolDir of slurm.conf, with
 #                        %n already replaced by the node name [/var/spool/slurmd]
@@ -32,7 +31,6 @@ prog=slurmd-entrypoint
 key_file=${MUNGE_KEY_FILE:-/etc/munge/munge.key}
 socket=${MUNGE_SOCKET:-/run/munge/munge.socket.2}
 state_dir=${MUNGE_STATE_DIR:-/run/munged}
-munge_log=${MUNGE_LOG_FILE:-/dev/stderr}
 start_timeout=${MUNGE_START_TIMEOUT:-10}
 spool_dir=${SLURMD_SPOOL_DIR:-/var/spool/slurmd}
 secret_hint="mount the munge key Secret there (see rbac/munge-key-secret.example.yaml)"
@@ -84,13 +82,13 @@ start_munged() {
 	socket_dir=$(dirname "$socket")
 	mkdir -p "$socket_dir"
 	chmod 755 "$socket_dir" # munged refuses a socket dir others cannot traverse
+	# In the foreground munged logs to stderr (the pod's log) and ignores --log-file.
 	munged --foreground --key-file="$state_dir/munge.key" --socket="$socket" \
-		--pid-file="$state_dir/munged.pid" --seed-file="$state_dir/munged.seed" \
-		--log-file="$munge_log" &
+		--pid-file="$state_dir/munged.pid" --seed-file="$state_dir/munged.seed" &
 	munged_pid=$!
 	tries=$((start_timeout * 10))
 	until munge_answers; do
-		munged_alive || die 4 "munged exited at start; its log: $munge_log"
+		munged_alive || die 4 "munged exited at start: see its messages above"
 		tries=$((tries - 1))
 		[ "$tries" -gt 0 ] || die 4 "munged did not answer on $socket within ${start_timeout}s"
 		sleep 0.1

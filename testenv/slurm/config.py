@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SNIPPET = Path(__file__).resolve().parents[2] / "slurm" / "slurm.conf.power-saving"
+CLOUD_NODES_EXAMPLE = SNIPPET.with_name("slurm.conf.cloud-nodes")
 
 HOOK_KEYS = ("ResumeProgram", "SuspendProgram", "ResumeFailProgram", "PrologSlurmctld")
 TIMEOUT_KEYS = ("SuspendTime", "ResumeTimeout", "SuspendTimeout")
@@ -203,6 +204,25 @@ def read_settings(path: Path = SNIPPET) -> dict[str, str]:
             raise ValueError(f"{path}:{number}: expected Key=Value, got {raw!r}")
         settings[key.strip()] = value.strip()
     return settings
+
+
+def _node_group(line: str) -> NodeGroup:
+    fields = dict(part.split("=", 1) for part in line.split())
+    match = re.fullmatch(r"([a-z-]+)(?:\[1-(\d+)\]|1)", fields["NodeName"])
+    if not match:
+        raise ValueError(f"NodeName={fields['NodeName']}: expected prefix[1-N] or prefix1")
+    weight = fields.get("Weight")
+    return NodeGroup(
+        prefix=match[1], count=int(match[2] or 1), cpus=int(fields.get("CPUs", 1)),
+        real_memory=int(fields.get("RealMemory", 1)), gres=fields.get("Gres", ""),
+        features=tuple(filter(None, fields.get("Features", "").split(","))),
+        weight=int(weight) if weight else None)
+
+
+def read_node_groups(path: Path = CLOUD_NODES_EXAMPLE) -> tuple[NodeGroup, ...]:
+    """The NodeName lines of a slurm.conf fragment, e.g. to run the documented example."""
+    lines = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+    return tuple(_node_group(line) for line in lines if line.startswith("NodeName="))
 
 
 def _base_settings(cfg: ClusterConfig) -> dict[str, str]:

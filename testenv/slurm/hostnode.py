@@ -26,11 +26,15 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _PRIVATE_RUN = 'mount -t tmpfs -o mode=755 tmpfs /run && exec "$@"'
 
 
-def slurmd_command(node: str, conf_server: str, *, entrypoint: Path = ENTRYPOINT) -> list[str]:
-    """The entrypoint with the arguments a pod template passes, inside a private /run."""
-    slurmd_args = ["-b", "-N", node, "--conf-server", conf_server]
+def entrypoint_command(*slurmd_args: str, entrypoint: Path = ENTRYPOINT) -> list[str]:
+    """The pod's entrypoint with these slurmd arguments, inside a private /run."""
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", _PRIVATE_RUN,
             "sh", str(entrypoint), *slurmd_args]
+
+
+def slurmd_args(node: str, conf_server: str) -> list[str]:
+    """What a pod template passes: -b because the node did not boot (see facts/slurm.md)."""
+    return ["-b", "-N", node, "--conf-server", conf_server]
 
 
 def node_env(*, munge_key: Path, spool_dir: Path) -> dict[str, str]:
@@ -47,7 +51,7 @@ def start_slurmd(node: str, *, conf_server: str, munge_key: Path, spool_dir: Pat
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     with open(log, "ab") as out:
         return subprocess.Popen(
-            slurmd_command(node, conf_server), env=node_env(munge_key=munge_key,
+            entrypoint_command(*slurmd_args(node, conf_server)), env=node_env(munge_key=munge_key,
                                                             spool_dir=spool_dir),
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True)

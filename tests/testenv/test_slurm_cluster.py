@@ -1,0 +1,187 @@
+"""The Slurm side of the test environment, against the real daemons: a controller with CLOUD
+nodes, whose ResumeProgram starts each node through the slurmd pod's entrypoint on this host."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from testenv.slurm import (
+    CLOUD_NODES_EXAMPLE, Hooks, NodeGroup, SlurmCluster, Timeouts, read_node_groups,
+)
+from testenv.slurm.hosthooks import write_host_hooks
+from testenv.slurm.hostnode import ENTRYPOINT, SYSTEM_PATH, entrypoint_command
+from testenv.slurm.processes import is_alive, processes_using
+
+pytestmark = pytest.mark.slurm
+
+FAST = Timeouts(suspend_time=5, resume_timeout=30, suspend_timeout=2)
+
+
+@pytest.fixture
+def host_hooks(tmp_path: Path) -> Hooks:
+    return write_host_hooks(tmp_path / "hooks")
+
+
+@pytest.fixture
+def cluster(host_hooks: Hooks) -> Iterator[SlurmCluster]:
+    with SlurmCluster(node_groups=(NodeGroup(count=3, cpus=2),), hooks=host_hooks,
+                      timeouts=FAST) as running:
+        yield running
+
+
+def _hook_logs(cluster: SlurmCluster) -> str:
+    """What the hooks and nodes wrote, for assertion messages."""
+    logs = sorted(cluster.log_dir.glob("hook-*.log")) + sorted(cluster.log_dir.glob("node-*"))
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in logs)
+
+
+def _node_pid(cluster: SlurmCluster, node: str) -> int:
+    return int((cluster.layout.run_dir / f"node-{node}.pid").read_text())
+
+
+def test_cloud_nodes_start_powered_down_and_visible() -> None:
+    groups = (NodeGroup(count=2, cpus=4, real_memory=2000, features=("cpu",)),
+              NodeGroup(prefix="gpu", count=1, cpus=8, gres="gpu:2", features=("a100",)))
+    with SlurmCluster(node_groups=groups) as cluster:
+        nodes = {n["name"]: n for n in cluster.sinfo_nodes()}
+        assert sorted(nodes) == ["elastic1", "elastic2", "gpu1"]
+        for node in nodes.values():
+            assert {"CLOUD", "POWERED_DOWN"} <= set(node["state_flags"]), node
+            assert node["partitions"] == ["elastic"]
+        assert nodes["elastic1"]["cpus"] == 4 and nodes["elastic1"]["real_memory"] == 2000
+        assert nodes["gpu1"]["gres"] == "gpu:2" and nodes["gpu1"]["features"] == "a100"
+        assert set(cluster.node_states().values()) == {"idle~"}
+
+
+def test_the_documented_cloud_nodes_are_accepted_by_slurmctld() -> None:
+    groups = read_node_groups(CLOUD_NODES_EXAMPLE)
+    with SlurmCluster(node_groups=groups) as cluster:
+        nodes = {n["name"]: n for n in cluster.sinfo_nodes()}
+        assert len(nodes) == sum(g.count for g in groups)
+        for group in groups:
+            node = nodes[group.names[-1]]
+            assert (node["cpus"], node["real_memory"], node["weight"]) == (
+                group.cpus, group.real_memory, group.weight)
+            assert node["features"] == ",".join(group.features)
+            assert node["gres"] == group.gres
+            assert node["reason"] == "", node["reason"]
+
+
+def test_batch_job_resumes_nodes_completes_and_nodes_power_down(
+        cluster: SlurmCluster, record_property: pytest.RecordProperty) -> None:
+    cluster.wait_for_first_scheduling_pass()
+    submitted = time.monotonic()
+    job = cluster.run("sbatch", "--parsable", "-N2", "--wrap", "hostname").stdout.strip()
+    try:
+        cluster.wait_until(lambda: cluster.job_state(job) in ("RUNNING", "COMPLETED"),
+                           timeout=25, what=f"job {job} to start", interval=0.05)
+    except Exception:
+        pytest.fail(f"job {job} never ran\n{_hook_logs(cluster)}")
+    latency = time.monotonic() - submitted
+    record_property("sbatch_to_running_s", round(latency, 2))
+    # ~1 s scheduling + ~1 s power-save tick + slurmd start; without a PrologSlurmctld that
+    # waits for the nodes, a batch job would sit in CONFIGURING for up to 30 s.
+    assert latency < 8
+    cluster.wait_until(lambda: cluster.job_state(job) == "COMPLETED", timeout=15,
+                       what=f"job {job} to complete")
+    assert (cluster.layout.job_dir / f"slurm-{job}.out").read_text().strip() == os.uname()[1]
+
+    # SuspendTime 5 s, then the SuspendProgram stops both slurmd, then SuspendTimeout 2 s.
+    cluster.wait_until(lambda: set(cluster.node_states().values()) == {"idle~"}, timeout=30,
+                       what="the nodes to power down again")
+    slurmds = [pid for pid in processes_using(cluster.state_dir)
+               if Path(f"/proc/{pid}/comm").read_text().strip() in ("slurmd", "munged")
+               and pid not in cluster.pids.values()]
+    assert slurmds == [], "the SuspendProgram left node processes behind"
+
+
+def test_stop_leaves_no_process_and_no_directory(cluster: SlurmCluster) -> None:
+    job = cluster.run("sbatch", "--parsable", "-N2", "--wrap", "sleep 300").stdout.strip()
+    cluster.wait_until(lambda: cluster.job_state(job) == "RUNNING", timeout=25,
+                       what=f"job {job} to run")
+    state_dir = cluster.state_dir
+    started = processes_using(state_dir)
+    assert len(started) >= 8  # munged, slurmctld (+scriptd), 2 x (slurmd, munged), the job
+
+    cluster.stop()
+
+    assert not state_dir.exists()
+    assert [pid for pid in started if is_alive(pid)] == []
+    assert processes_using(state_dir) == []
+
+
+def test_slurmd_leaves_on_sigterm(host_hooks: Hooks) -> None:
+    # A long SuspendTime: the SuspendProgram must not be what stops the node here.
+    with SlurmCluster(node_groups=(NodeGroup(count=1),), hooks=host_hooks,
+                      timeouts=Timeouts(suspend_time=300)) as cluster:
+        cluster.run("scontrol", "update", "nodename=elastic1", "state=power_up")
+        cluster.wait_until(lambda: cluster.node_states()["elastic1"] == "idle", timeout=20,
+                           what="elastic1 to register")
+        slurmd = _node_pid(cluster, "elastic1")
+        os.kill(slurmd, signal.SIGTERM)  # what the kubelet sends the pod's main process
+        cluster.wait_until(lambda: not is_alive(slurmd), timeout=10, what="slurmd to exit")
+        assert "Slurmd shutdown completing" in cluster.slurmd_log("elastic1").read_text()
+
+
+# ---- the entrypoint alone ----------------------------------------------------------------------
+
+def _entrypoint(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", str(ENTRYPOINT), *args], env={"PATH": SYSTEM_PATH, **env},
+                          capture_output=True, text=True, timeout=30)
+
+
+def _key(path: Path, mode: int, content: bytes = b"k" * 1024) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    path.chmod(mode)
+    return path
+
+
+def test_entrypoint_exits_2_with_one_line_when_key_missing(tmp_path: Path) -> None:
+    missing = tmp_path / "munge.key"
+    result = _entrypoint({"MUNGE_KEY_FILE": str(missing)})
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"slurmd-entrypoint: munge key {missing} is missing: mount the munge key Secret "
+        "there (see rbac/munge-key-secret.example.yaml)\n")
+
+
+def test_entrypoint_exits_2_when_key_empty(tmp_path: Path) -> None:
+    result = _entrypoint({"MUNGE_KEY_FILE": str(_key(tmp_path / "k", 0o400, b""))})
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "is empty" in result.stderr
+
+
+def test_entrypoint_exits_3_when_others_may_write_the_key(tmp_path: Path) -> None:
+    result = _entrypoint({"MUNGE_KEY_FILE": str(_key(tmp_path / "k", 0o664))})
+    assert result.returncode == 3
+    assert result.stderr.count("\n") == 1 and "mode 664" in result.stderr
+
+
+def test_entrypoint_accepts_a_secret_volume_key_and_execs_slurmd(tmp_path: Path) -> None:
+    # A Secret volume: munge.key -> ..data/munge.key, mode 0644. munged alone refuses both.
+    _key(tmp_path / "secret" / "..data" / "munge.key", 0o644)
+    (tmp_path / "secret" / "munge.key").symlink_to("..data/munge.key")
+    env = {"PATH": SYSTEM_PATH, "MUNGE_KEY_FILE": str(tmp_path / "secret" / "munge.key"),
+           "SLURMD_SPOOL_DIR": str(tmp_path / "spool")}
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    # slurmd -V prints its version and exits: it only runs once munged answers.
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = subprocess.Popen(entrypoint_command("-V"), env=env, stdout=stdout,
+                                stderr=stderr, start_new_session=True)
+    try:
+        returncode = proc.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # munged: a pod's PID namespace ends it
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert returncode == 0, err.read_text()
+    assert out.read_text().split()[-1] == "22.05.8"  # "slurm-wlm 22.05.8" on Debian
+    assert (tmp_path / "spool").is_dir()
