@@ -205,6 +205,8 @@ def translate(error: Exception, server: str) -> KubernetesError:
         code = status.code or error.response.status_code
         ours = KubernetesError(f"{status.reason or code}: {status.message}", code=code, reason=status.reason,
                                transient=code in _TRANSIENT_CODES)
+        if code in (401, 403):
+            ours.exit_code = 77  # EX_NOPERM: the kubeconfig's identity or its Role must change
         retry_after = error.response.headers.get("Retry-After") if error.response is not None else None
         ours.retry_after = float(retry_after) if retry_after and retry_after.isdigit() else None  # type: ignore[attr-defined]
         return ours
