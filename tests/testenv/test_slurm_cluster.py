@@ -103,6 +103,17 @@ def test_batch_job_resumes_nodes_completes_and_nodes_power_down(
     assert slurmds == [], "the SuspendProgram left node processes behind"
 
 
+def test_gpu_node_registers_with_its_fake_gpus(host_hooks: Hooks) -> None:
+    gpus = NodeGroup(prefix="gpu", count=1, cpus=4, gres="gpu:a100:2", real_memory=64000)
+    with SlurmCluster(node_groups=(gpus,), hooks=host_hooks, timeouts=FAST) as cluster:
+        job = cluster.run("sbatch", "--parsable", "--gres=gpu:2", "--wrap",
+                          "echo $CUDA_VISIBLE_DEVICES").stdout.strip()
+        cluster.wait_until(lambda: cluster.job_state(job) == "COMPLETED", timeout=25,
+                           what=f"job {job} to complete")
+        assert (cluster.layout.job_dir / f"slurm-{job}.out").read_text() == "0,1\n"
+        assert cluster.sinfo_nodes()[0]["reason"] == ""  # not drained as INVALID_REG
+
+
 def test_stop_leaves_no_process_and_no_directory(cluster: SlurmCluster) -> None:
     job = cluster.run("sbatch", "--parsable", "-N2", "--wrap", "sleep 300").stdout.strip()
     cluster.wait_until(lambda: cluster.job_state(job) == "RUNNING", timeout=25,
