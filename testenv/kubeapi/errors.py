@@ -191,6 +191,8 @@ class FieldError:
 
 def _go_value(value: Any) -> str:
     """Render a bad value the way Go's %q / %v do in field errors."""
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):

@@ -1,0 +1,190 @@
+"""The aiohttp application: request filters in the real server's order, then routing.
+
+audit -> authentication -> authorization -> fault injection -> handler.
+Errors anywhere become Status responses; nothing escapes as a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import yaml
+from aiohttp import web
+
+from . import discovery
+from . import errors as e
+from .audit import AuditLog
+from .auth import ANONYMOUS_PATHS, AuthConfig, User, forbidden_error
+from .faults import FaultRuleError, Faults, rule_from_json
+from .handlers import ResourceHandler
+from .requestinfo import RequestInfo, request_info
+from .resources import Registry
+from .responses import error_response, json_response, text_response
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ANONYMOUS = User("system:anonymous", ("system:unauthenticated",))
+MAX_BODY = 3 * 1024 * 1024  # the real server's request size limit
+
+
+@dataclass
+class AppState:
+    registry: Registry
+    handler: ResourceHandler
+    auth: AuthConfig
+    faults: Faults
+    audit: AuditLog
+    server_address: str = "127.0.0.1:0"
+
+
+def build_app(state: AppState) -> web.Application:
+    app = web.Application(
+        middlewares=[_audit(state), _authenticate(state), _inject_faults(state)], client_max_size=MAX_BODY
+    )
+    app.router.add_route("*", "/{tail:.*}", lambda request: _dispatch(state, request))
+    return app
+
+
+def _info(request: web.Request) -> RequestInfo:
+    return request["info"]
+
+
+def _audit(state: AppState) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request["info"] = request_info(request.method, request.path, request.query)
+        try:
+            response = await handler(request)
+        except e.ApiError as err:
+            response = error_response(err)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # a bug here must reach the client as a 500, not kill the server
+            traceback.print_exc(file=sys.stderr)
+            response = error_response(e.internal(f"{type(err).__name__}: {err}"))
+        user = request.get("user")
+        state.audit.record(
+            time.time(), user.name if user else "", request.method, _info(request), request.query_string, response.status
+        )
+        return response
+
+    return middleware
+
+
+def _authenticate(state: AppState) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        info = _info(request)
+        user = state.auth.authenticate(request.headers.get("Authorization"))
+        if user is None:
+            if request.path not in ANONYMOUS_PATHS:
+                raise e.unauthorized()
+            user = ANONYMOUS
+        request["user"] = user
+        if request.path.startswith("/_testenv"):
+            if not (user.admin or "system:masters" in user.groups):
+                raise forbidden_error(user, info)
+        elif user is not ANONYMOUS and not state.auth.allows(user, info):
+            raise forbidden_error(user, info)
+        return await handler(request)
+
+    return middleware
+
+
+def _inject_faults(state: AppState) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        info = _info(request)
+        if info.is_resource:
+            name, labels = info.name, {}
+            if request.method in ("POST", "PUT", "PATCH"):
+                name, labels = _name_and_labels(await request.read(), info.name)
+            rule = state.faults.take(info, request.method, request["user"].name, name, labels)
+            if rule is not None:
+                if rule.delay_seconds:
+                    await asyncio.sleep(rule.delay_seconds)
+                if rule.code:
+                    raise rule.error()
+        return await handler(request)
+
+    return middleware
+
+
+def _name_and_labels(raw: bytes, name: str) -> tuple[str, dict[str, str]]:
+    try:
+        body = yaml.safe_load(raw.decode()) if raw else None
+    except (ValueError, yaml.YAMLError):
+        return name, {}
+    meta = body.get("metadata") if isinstance(body, dict) else None
+    if not isinstance(meta, dict):
+        return name, {}
+    labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
+    return name or meta.get("name") or meta.get("generateName") or "", labels
+
+
+async def _dispatch(state: AppState, request: web.Request) -> web.StreamResponse:
+    info = _info(request)
+    if info.is_resource:
+        return await state.handler.handle(request, info)
+    path = request.path.rstrip("/") or "/"
+    if path.startswith("/_testenv/"):
+        return await _testenv(state, request, path)
+    if request.method != "GET":
+        raise e.method_not_allowed()
+    body = _non_resource(state, path)
+    if isinstance(body, str):
+        return text_response(body)
+    return json_response(body)
+
+
+def _non_resource(state: AppState, path: str) -> Any:
+    if path in ANONYMOUS_PATHS[:3] or path.split("/")[1] in ("healthz", "livez", "readyz"):
+        return "ok"
+    if path == "/version":
+        return discovery.VERSION_INFO
+    if path == "/api":
+        return discovery.api_versions(state.server_address)
+    if path == "/apis":
+        return discovery.group_list(state.registry)
+    parts = path.split("/")[1:]
+    found = None
+    if parts[0] == "api" and len(parts) == 2:
+        found = discovery.resource_list(state.registry, "", parts[1])
+    elif parts[0] == "apis" and len(parts) == 2:
+        found = discovery.api_group(state.registry, parts[1])
+    elif parts[0] == "apis" and len(parts) == 3:
+        found = discovery.resource_list(state.registry, parts[1], parts[2])
+    if found is None:
+        raise e.resource_not_found()
+    return found
+
+
+async def _testenv(state: AppState, request: web.Request, path: str) -> web.StreamResponse:
+    """Test-only endpoints; not part of the Kubernetes API."""
+    if path == "/_testenv/audit":
+        if request.method == "DELETE":
+            state.audit.clear()
+            return json_response({"items": []})
+        return json_response({"items": [a.as_dict() for a in state.audit.entries(request.query.get("user"))]})
+    if path == "/_testenv/faults":
+        if request.method == "POST":
+            try:
+                rule = state.faults.add(rule_from_json(json.loads(await request.read() or b"null")))
+            except (ValueError, TypeError, FaultRuleError) as err:
+                raise e.bad_request(f"invalid fault rule: {err}") from err
+            return json_response({"id": rule.id, "rule": state.faults.rules()[-1]}, 201)
+        if request.method == "DELETE":
+            state.faults.clear()
+            return json_response({"items": []})
+        return json_response({"items": state.faults.rules()})
+    if path.startswith("/_testenv/faults/") and request.method == "DELETE":
+        rule_id = path.rsplit("/", 1)[1]
+        if not rule_id.isdigit() or not state.faults.remove(int(rule_id)):
+            raise e.ApiError(e.status_body(404, "NotFound", f"fault rule {rule_id} not found"))
+        return json_response({"id": int(rule_id)})
+    raise e.resource_not_found()

@@ -1,0 +1,22 @@
+"""Timestamps as the server writes them (RFC 3339, whole seconds, "Z")."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rfc3339_micro(moment: datetime) -> str:
+    """MicroTime fields (events' eventTime) keep microseconds."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def timestamp(after_seconds: float = 0) -> str:
+    return rfc3339(now() + timedelta(seconds=after_seconds))

@@ -1,0 +1,173 @@
+"""Requests for resources (/api/..., /apis/...): route to the verb, shape the HTTP answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from . import errors as e
+from .deletion import Deleter, parse_delete_options
+from .listing import selection
+from .requestinfo import RequestInfo
+from .resources import Registry, ResourceType
+from .responses import JSON, dumps, json_response, text_response
+from .rest import Rest, WriteOptions, parse_json_body
+from .watch import WatchOptions, WatchStream, parse_resource_version
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    default_timeout: float = 300.0  # the real default is 30-60 minutes; tests want streams to end
+    bookmark_interval: float = 60.0
+
+
+class ResourceHandler:
+    def __init__(self, rest: Rest, deleter: Deleter, watch: WatchSettings) -> None:
+        self.rest = rest
+        self.deleter = deleter
+        self.registry: Registry = rest.registry
+        self.watch_settings = watch
+
+    async def handle(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+        rt = self._resource_type(info)
+        namespace = info.namespace if rt.namespaced else ""
+        if info.verb == "watch":
+            return await self._watch(request, rt, info)
+        if info.subresource:
+            return await self._subresource(request, rt, info, namespace)
+        query = request.query
+        if info.verb == "get":
+            return json_response(self.rest.get(rt, namespace, info.name))
+        if info.verb == "list":
+            return json_response(self.rest.list(rt, namespace or None, query))
+        if info.verb == "create":
+            return await self._create(request, rt, namespace)
+        if info.verb == "update":
+            body, created = self.rest.update(rt, namespace, info.name, await _body(request), _write_options(query))
+            return json_response(body, 201 if created else 200)
+        if info.verb == "patch":
+            return await self._patch(request, rt, namespace, info.name, "")
+        if info.verb == "delete":
+            options = parse_delete_options(await _optional_body(request), query)
+            return json_response(self.deleter.delete(rt, namespace, info.name, options))
+        if info.verb == "deletecollection":
+            options = parse_delete_options(await _optional_body(request), query)
+            return json_response(self.deleter.delete_collection(rt, namespace or None, query, options))
+        raise e.method_not_allowed()
+
+    def _resource_type(self, info: RequestInfo) -> ResourceType:
+        rt = self.registry.lookup(info.group, info.version, info.resource)
+        if rt is None or (info.namespace and not rt.namespaced and rt.plural != "namespaces"):
+            raise e.resource_not_found()
+        allowed = rt.verbs
+        if info.subresource:
+            sub = rt.subresource(info.subresource)
+            if sub is None:
+                raise e.resource_not_found()
+            allowed = sub.verbs
+        if info.verb not in allowed:
+            raise e.method_not_allowed()
+        if rt.namespaced and not info.namespace and info.verb not in ("list", "watch"):
+            raise e.method_not_allowed()
+        return rt
+
+    async def _create(self, request: web.Request, rt: ResourceType, namespace: str) -> web.Response:
+        body = await _body(request)
+        opts = _write_options(request.query)
+        if rt.plural == "bindings" and rt.group == "":
+            pods = self.registry.lookup("", "v1", "pods")
+            assert pods is not None
+            name = (body.get("metadata") or {}).get("name", "") if isinstance(body, dict) else ""
+            return json_response(self.rest.bind(pods, namespace, name, body, opts), 201)
+        return json_response(self.rest.create(rt, namespace, body, opts), 201)
+
+    async def _patch(self, request: web.Request, rt: ResourceType, namespace: str, name: str, sub: str) -> web.Response:
+        raw = await request.read()
+        opts = _write_options(request.query)
+        content_type = request.headers.get("Content-Type", "")
+        body, created = self.rest.patch(rt, namespace, name, content_type, raw, opts, sub)
+        return json_response(body, 201 if created else 200)
+
+    async def _subresource(
+        self, request: web.Request, rt: ResourceType, info: RequestInfo, namespace: str
+    ) -> web.StreamResponse:
+        sub = info.subresource
+        if sub == "binding":
+            body = await _body(request)
+            return json_response(self.rest.bind(rt, namespace, info.name, body, _write_options(request.query)), 201)
+        if sub == "log":
+            self.rest.get(rt, namespace, info.name)
+            return text_response("")  # nothing runs containers here; the pod runner has the output
+        if info.verb == "get":
+            return json_response(self.rest.get(rt, namespace, info.name))
+        if info.verb == "update":
+            body, _ = self.rest.update(rt, namespace, info.name, await _body(request), _write_options(request.query), sub)
+            return json_response(body)
+        if info.verb == "patch":
+            return await self._patch(request, rt, namespace, info.name, sub)
+        raise e.method_not_allowed()
+
+    async def _watch(self, request: web.Request, rt: ResourceType, info: RequestInfo) -> web.StreamResponse:
+        query = dict(request.query)
+        if info.name:  # a watch on one object is a watch on a name selector
+            name_term = f"metadata.name={info.name}"
+            query["fieldSelector"] = ",".join(x for x in (query.get("fieldSelector"), name_term) if x)
+        namespace = info.namespace if rt.namespaced and info.namespace else None
+        chosen = selection(rt, namespace, query)
+        stream = WatchStream(rt, chosen, self.rest.store, self._watch_options(query))
+        initial = stream.start()
+        response = web.StreamResponse(status=200, headers={"Content-Type": JSON})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+
+        async def send(item: dict) -> None:
+            await response.write(dumps(item) + b"\n")
+
+        try:
+            await stream.run(send, initial)
+        except (ConnectionResetError, RuntimeError):
+            pass  # the client went away
+        return response
+
+    def _watch_options(self, query: Any) -> WatchOptions:
+        timeout = self.watch_settings.default_timeout
+        if query.get("timeoutSeconds"):
+            try:
+                timeout = float(query["timeoutSeconds"])
+            except ValueError as err:
+                raise e.bad_request(f"invalid timeoutSeconds: {query['timeoutSeconds']}") from err
+        return WatchOptions(
+            resource_version=parse_resource_version(query.get("resourceVersion")),
+            bookmarks=query.get("allowWatchBookmarks", "").lower() in ("true", "1"),
+            timeout=timeout,
+            bookmark_interval=self.watch_settings.bookmark_interval,
+            send_initial_events=query.get("sendInitialEvents", "").lower() in ("true", "1"),
+        )
+
+
+def _write_options(query: Any) -> WriteOptions:
+    dry_run = query.getall("dryRun", []) if hasattr(query, "getall") else [query.get("dryRun")]
+    dry_run = [d for d in dry_run if d]
+    for value in dry_run:
+        if value != "All":
+            raise e.bad_request(f'Invalid dry run value: "{value}": dryRun: Unsupported value: "{value}": supported values: "All"')
+    return WriteOptions(dry_run=bool(dry_run), field_manager=query.get("fieldManager", "") or "")
+
+
+async def _body(request: web.Request) -> Any:
+    raw = await request.read()
+    content_type = request.headers.get("Content-Type", JSON).split(";")[0].strip()
+    if content_type in ("application/yaml", "application/x-yaml"):
+        try:
+            return yaml.safe_load(raw.decode())
+        except yaml.YAMLError as err:
+            raise e.bad_request(f"error decoding YAML: {err}") from err
+    return parse_json_body(raw)
+
+
+async def _optional_body(request: web.Request) -> Any:
+    raw = await request.read()
+    return parse_json_body(raw) if raw.strip() else None

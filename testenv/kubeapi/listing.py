@@ -1,0 +1,105 @@
+"""What a list, watch or deletecollection selects, and list pagination.
+
+`Selection` is the namespace + labelSelector + fieldSelector of a request;
+`paginate` cuts a list into `limit`-sized pages with opaque `continue`
+tokens, as the etcd-backed list does (pages are sorted by namespace/name).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Mapping
+
+from . import errors as e
+from .resources import ResourceType
+from .selectors import (
+    FieldGetter,
+    FieldSelector,
+    LabelSelector,
+    SelectorError,
+    parse_field_selector,
+    parse_label_selector,
+)
+
+
+@dataclass(frozen=True)
+class Selection:
+    namespace: str | None
+    labels: LabelSelector
+    fields: FieldSelector
+    getters: Mapping[str, FieldGetter]
+
+    def matches(self, obj: dict) -> bool:
+        """`obj` is in the API version of the request (field names differ between versions)."""
+        meta = obj.get("metadata") or {}
+        if self.namespace is not None and meta.get("namespace", "") != self.namespace:
+            return False
+        return self.labels.matches(meta.get("labels")) and self.fields.matches(obj, self.getters)
+
+    @property
+    def filters(self) -> bool:
+        return not self.labels.empty or bool(self.fields.terms)
+
+
+def selection(rt: ResourceType, namespace: str | None, query: Mapping[str, str]) -> Selection:
+    """Parse the selectors of a request; raises ApiError 400 with the parser's message."""
+    getters = rt.strategy.field_getters(rt)
+    try:
+        labels = parse_label_selector(query.get("labelSelector"))
+        fields = parse_field_selector(query.get("fieldSelector"), getters)
+    except SelectorError as err:
+        raise e.bad_request(str(err)) from err
+    return Selection(namespace, labels, fields, getters)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict]
+    resource_version: str
+    continue_token: str
+    remaining: int | None
+
+
+def _encode_token(rv: str, last_key: str) -> str:
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": int(rv), "start": last_key + "\x00"}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> tuple[str, str]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        return str(data["rv"]), str(data["start"])
+    except (binascii.Error, ValueError, KeyError, TypeError) as err:
+        raise e.bad_request(f"continue key is not valid: {err}") from err
+
+
+def _key(obj: dict) -> str:
+    meta = obj["metadata"]
+    return f"{meta.get('namespace', '')}/{meta['name']}"
+
+
+def parse_limit(query: Mapping[str, str]) -> int:
+    text = query.get("limit", "0") or "0"
+    try:
+        return max(int(text), 0)
+    except ValueError as err:
+        raise e.bad_request(f'strconv.ParseInt: parsing "{text}": invalid syntax') from err
+
+
+def paginate(items: list[dict], query: Mapping[str, str], current_rv: str, count_remaining: bool) -> Page:
+    """`items` are the matching objects, sorted; `current_rv` the store's revision now."""
+    limit = parse_limit(query)
+    rv = current_rv
+    token = query.get("continue", "")
+    if token:
+        rv, start = _decode_token(token)
+        items = [i for i in items if _key(i) + "\x00" > start]
+    if not limit or len(items) <= limit:
+        return Page(items, rv, "", None)
+    page = items[:limit]
+    remaining = len(items) - limit if count_remaining else None
+    return Page(page, rv, _encode_token(rv, _key(page[-1])), remaining)

@@ -1,0 +1,325 @@
+"""The verbs every kind shares: get, list, create, update, patch, bind.
+
+This is the generic registry store of the real server, in short: system
+metadata, generateName, admission, validation, optimistic concurrency,
+no-op detection, generation, the main resource/status split, finalizers.
+Deletion lives in `deletion.py`. Everything raises `errors.ApiError`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from . import errors as e
+from . import patch as patching
+from .admission import admit_create
+from .clock import timestamp
+from .listing import paginate, selection
+from .pod_validation import validate_binding
+from .pods import bind
+from .resources import Registry, ResourceType
+from .store import Store
+
+# utilrand.String's alphabet: no vowels, no look-alikes, so generated names never spell words.
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_SYSTEM_FIELDS = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
+
+
+def generate_name(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    dry_run: bool = False
+    field_manager: str = ""
+
+
+def present(rt: ResourceType, stored: dict) -> dict:
+    """A stored object as `rt`'s API version serves it (apiVersion and kind first)."""
+    body = rt.strategy.from_storage(stored)
+    out: dict[str, Any] = {"apiVersion": rt.api_version, "kind": rt.kind}
+    out.update((k, v) for k, v in body.items() if k not in ("apiVersion", "kind"))
+    return out
+
+
+def _spec_part(obj: dict, rt: ResourceType) -> dict:
+    """What generation tracks: everything but metadata, and status when it has its own endpoint."""
+    skip = {"metadata", "apiVersion", "kind"} | ({"status"} if rt.has_status else set())
+    return {k: v for k, v in obj.items() if k not in skip}
+
+
+class Rest:
+    def __init__(self, store: Store, registry: Registry) -> None:
+        self.store = store
+        self.registry = registry
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def get(self, rt: ResourceType, namespace: str, name: str) -> dict:
+        return present(rt, self._existing(rt, namespace, name))
+
+    def _existing(self, rt: ResourceType, namespace: str, name: str) -> dict:
+        stored = self.store.get(rt.storage_key, namespace if rt.namespaced else "", name)
+        if stored is None:
+            raise e.not_found(rt.group_resource, name)
+        return stored
+
+    def list(self, rt: ResourceType, namespace: str | None, query: Mapping[str, str]) -> dict:
+        chosen = selection(rt, namespace, query)
+        items = [present(rt, o) for o in self.store.items(rt.storage_key, namespace)]
+        matching = [o for o in items if chosen.matches(o)]
+        page = paginate(matching, query, str(self.store.resource_version), not chosen.filters)
+        metadata: dict[str, Any] = {"resourceVersion": page.resource_version}
+        if page.continue_token:
+            metadata["continue"] = page.continue_token
+        if page.remaining is not None:
+            metadata["remainingItemCount"] = page.remaining
+        return list_body(rt, page.items, metadata)
+
+    # --- create -----------------------------------------------------------------------------
+
+    def create(self, rt: ResourceType, namespace: str, body: Any, opts: WriteOptions) -> dict:
+        obj = self._decode(rt, body)
+        meta = obj["metadata"]
+        _place(rt, meta, namespace)
+        if meta.get("resourceVersion"):
+            raise e.bad_request("resourceVersion should not be set on objects to be created")
+        rt.strategy.default(obj, rt)
+        admit_create(self.store, rt, obj)
+        for field in (*_SYSTEM_FIELDS, "managedFields", "selfLink"):
+            meta.pop(field, None)
+        rt.strategy.prepare_for_create(obj, rt)
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = self._fresh_name(rt, meta)
+        errs = rt.strategy.validate(obj, rt)
+        if errs:
+            raise e.invalid_object(rt.group_kind, meta.get("name", ""), errs)
+        if self.store.get(rt.storage_key, meta.get("namespace", ""), meta["name"]) is not None:
+            raise e.already_exists(rt.group_resource, meta["name"])
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = timestamp()
+        if rt.strategy.tracks_generation:
+            meta["generation"] = 1
+        if opts.dry_run:
+            return present(rt, rt.strategy.to_storage(obj))
+        return present(rt, self.store.create(rt.storage_key, rt.strategy.to_storage(obj)))
+
+    def _fresh_name(self, rt: ResourceType, meta: dict) -> str:
+        for _ in range(8):
+            name = generate_name(meta["generateName"])
+            if self.store.get(rt.storage_key, meta.get("namespace", ""), name) is None:
+                return name
+        return name
+
+    def _decode(self, rt: ResourceType, body: Any) -> dict:
+        if not isinstance(body, dict):
+            raise e.bad_request(f"the object provided is unrecognized (must be of type {rt.kind})")
+        _check_type_meta(rt, body)
+        obj = rt.strategy.decode(copy.deepcopy(body), rt)
+        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+        obj.setdefault("metadata", {})
+        return obj
+
+    # --- update -----------------------------------------------------------------------------
+
+    def update(
+        self, rt: ResourceType, namespace: str, name: str, body: Any, opts: WriteOptions, subresource: str = ""
+    ) -> tuple[dict, bool]:
+        """PUT; returns (object, created). Raises 404 when absent, 409 when stale."""
+        old_stored = self._existing(rt, namespace, name)
+        new = self._decode(rt, body)
+        return self._write_update(rt, namespace, name, new, old_stored, opts, subresource), False
+
+    def _write_update(
+        self, rt: ResourceType, namespace: str, name: str, new: dict, old_stored: dict, opts: WriteOptions, subresource: str
+    ) -> dict:
+        old = present(rt, old_stored)
+        meta = new["metadata"]
+        _place(rt, meta, namespace)
+        if meta.get("name", name) != name:
+            raise e.bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
+        meta["name"] = name
+        self._check_version(rt, name, meta, old["metadata"])
+        rt.strategy.default(new, rt)
+        _keep_system_fields(meta, old["metadata"])
+        if subresource == "status":
+            new = rt.strategy.prepare_for_status_update(new, old, rt)
+            errs = rt.strategy.validate_status_update(new, old, rt)
+        elif subresource == "finalize":
+            new = {**old, "spec": {**old.get("spec", {}), "finalizers": (new.get("spec") or {}).get("finalizers") or []}}
+            errs = []
+        else:
+            rt.strategy.prepare_for_update(new, old, rt)
+            errs = rt.strategy.validate_update(new, old, rt)
+        if errs:
+            raise e.invalid_object(rt.group_kind, name, errs)
+        return self._commit_update(rt, new, old, opts)
+
+    def _check_version(self, rt: ResourceType, name: str, meta: dict, old_meta: dict) -> None:
+        given = meta.get("resourceVersion", "")
+        if not given:
+            if not rt.strategy.allow_unconditional_update:
+                raise e.invalid_object(
+                    rt.group_kind, name, [e.invalid("metadata.resourceVersion", "0x0", "must be specified for an update")]
+                )
+            meta["resourceVersion"] = old_meta["resourceVersion"]
+        elif given != old_meta["resourceVersion"]:
+            raise e.stale_update(rt.group_resource, name)
+
+    def _commit_update(self, rt: ResourceType, new: dict, old: dict, opts: WriteOptions) -> dict:
+        new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+        if new == old:
+            return old  # a no-op write neither bumps the resourceVersion nor emits an event
+        if rt.strategy.tracks_generation and _spec_part(new, rt) != _spec_part(old, rt):
+            new["metadata"]["generation"] = old["metadata"].get("generation", 0) + 1
+        if _finalized(new["metadata"], old["metadata"]):
+            stored = rt.strategy.to_storage(new)
+            if opts.dry_run:
+                return present(rt, stored)
+            self.store.update(rt.storage_key, stored)
+            return present(rt, self.store.delete(rt.storage_key, stored))
+        if opts.dry_run:
+            return present(rt, rt.strategy.to_storage(new))
+        return present(rt, self.store.update(rt.storage_key, rt.strategy.to_storage(new)))
+
+    # --- patch ------------------------------------------------------------------------------
+
+    def patch(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        content_type: str,
+        raw: bytes,
+        opts: WriteOptions,
+        subresource: str = "",
+    ) -> tuple[dict, bool]:
+        """PATCH of any supported type; returns (object, created). Apply creates when absent."""
+        content_type = _patch_type(rt, content_type)
+        if content_type == patching.APPLY and not opts.field_manager:
+            raise e.invalid_object(
+                e.GroupKind("meta.k8s.io", "PatchOptions"), "",
+                [e.required("fieldManager", "is required for apply patch")],
+            )
+        body = patching.parse_body(raw, content_type)
+        old_stored = self.store.get(rt.storage_key, namespace if rt.namespaced else "", name)
+        if old_stored is None:
+            if content_type == patching.APPLY and not subresource:
+                return self.create(rt, namespace, _named(body, name), opts), True
+            raise e.not_found(rt.group_resource, name)
+        current = present(rt, old_stored)
+        try:
+            patched = patching.apply(content_type, current, body)
+        except patching.PatchError as err:
+            raise e.ApiError(e.status_body(422, "Invalid", str(err))) from err
+        new = self._decode(rt, patched)
+        return self._write_update(rt, namespace, name, new, old_stored, opts, subresource), False
+
+    # --- binding ----------------------------------------------------------------------------
+
+    def bind(self, pods: ResourceType, namespace: str, name: str, body: Any, opts: WriteOptions) -> dict:
+        """POST pods/{name}/binding; answers a Success Status with code 201."""
+        binding_rt = self.registry.lookup("", "v1", "bindings")
+        assert binding_rt is not None
+        binding = self._decode(binding_rt, body)
+        if binding["metadata"].get("name", name) != name:
+            raise e.bad_request("name in URL does not match name in Binding object")
+        binding_ns = binding["metadata"].get("namespace", namespace)
+        if binding_ns != namespace:
+            raise e.bad_request("the namespace of the provided object does not match the namespace sent on the request")
+        errs = validate_binding(binding)
+        if errs:
+            raise e.invalid_object(binding_rt.group_kind, name, errs)
+        pod = self._existing(pods, namespace, name)
+        bound = bind(pod, binding)
+        if not opts.dry_run:
+            self.store.update(pods.storage_key, bound)
+        return e.success_status(201)
+
+
+def list_body(rt: ResourceType, items: list[dict], metadata: dict) -> dict:
+    # Built-in lists carry items without apiVersion/kind, as the typed Go encoder writes them.
+    if rt.builtin:
+        items = [{k: v for k, v in i.items() if k not in ("apiVersion", "kind")} for i in items]
+    return {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": metadata, "items": items}
+
+
+def _check_type_meta(rt: ResourceType, body: dict) -> None:
+    api_version, kind = body.get("apiVersion"), body.get("kind")
+    if kind and kind != rt.kind:
+        raise e.bad_request(
+            f"{kind} in version \"{rt.version}\" cannot be handled as a {rt.kind}: "
+            f"the object provided is unrecognized (must be of type {rt.kind})"
+        )
+    if api_version and api_version != rt.api_version and rt.builtin:
+        raise e.bad_request(
+            f"the API version in the data ({api_version}) does not match the expected API version ({rt.api_version})"
+        )
+    if api_version and not rt.builtin and api_version.split("/")[0] != rt.group:
+        raise e.bad_request(
+            f"the API version in the data ({api_version}) does not match the expected API version ({rt.api_version})"
+        )
+
+
+def _place(rt: ResourceType, meta: dict, namespace: str) -> None:
+    """Fill the namespace from the URL; a different one in the body is a 400, like the real server."""
+    if not rt.namespaced:
+        meta.pop("namespace", None)
+        return
+    given = meta.get("namespace", "")
+    if given and given != namespace:
+        raise e.bad_request("the namespace of the provided object does not match the namespace sent on the request")
+    meta["namespace"] = namespace
+
+
+def _keep_system_fields(meta: dict, old_meta: dict) -> None:
+    if not meta.get("uid"):
+        meta["uid"] = old_meta.get("uid")
+    for field in ("creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
+        if field in old_meta:
+            meta[field] = old_meta[field]
+        else:
+            meta.pop(field, None)
+    meta.pop("managedFields", None)
+    meta.pop("selfLink", None)
+
+
+def _finalized(meta: dict, old_meta: dict) -> bool:
+    """An update that removes the last finalizer of an object whose deletion is due deletes it."""
+    return (
+        bool(meta.get("deletionTimestamp"))
+        and not meta.get("finalizers")
+        and bool(old_meta.get("finalizers"))
+        and meta.get("deletionGracePeriodSeconds", 0) == 0
+    )
+
+
+def _patch_type(rt: ResourceType, content_type: str) -> str:
+    base = content_type.split(";")[0].strip()
+    accepted = [patching.JSON_PATCH, patching.MERGE, patching.APPLY]
+    if rt.builtin:
+        accepted.insert(2, patching.STRATEGIC)
+    if base not in accepted:
+        raise e.unsupported_media_type(base, accepted)
+    return base
+
+
+def _named(body: Any, name: str) -> Any:
+    if isinstance(body, dict):
+        body = copy.deepcopy(body)
+        body.setdefault("metadata", {}).setdefault("name", name)
+    return body
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """Request bodies are JSON; YAML is accepted too because kubectl can send it."""
+    try:
+        return json.loads(raw or b"null")
+    except ValueError as err:
+        raise e.bad_request(f"error decoding JSON: {err}") from err
