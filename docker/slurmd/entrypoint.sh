@@ -15,9 +15,16 @@
 #   MUNGE_START_TIMEOUT  seconds to wait for munged to answer [10]
 #   SLURMD_SPOOL_DIR     created before slurmd starts: the SlurmdSpoolDir of slurm.conf, with
 #                        %n already replaced by the node name [/var/spool/slurmd]
+# Set by the bridge for a node with GPUs (bridge/resources.py, GpuGrant.env):
+#   SLURMD_GPU_COUNT     GPUs the pod was granted, from the node's Gres [0: no GPU handling]
+#   SLURMD_GRES          that Gres as Slurm states it, e.g. gpu:a100:4 (for messages)
+#   SLURMD_GPU_VENDOR    nvidia (devices /dev/nvidiaN) or amd (/dev/dri/renderDN) [nvidia]
+#   SLURMD_GPU_SHARING   none, time-slicing or mig [none]
+#   SLURMD_DEV_DIR       where the devices are and the links go [/dev] (tests)
 #
 # Exit codes, each with one line on stderr: 2 munge key missing, unreadable or empty;
-# 3 munge key writable by group or others; 4 munged did not start. Then slurmd's own.
+# 3 munge key writable by group or others; 4 munged did not start; 5 the pod's GPU devices
+# do not match SLURMD_GPU_COUNT. Then slurmd's own.
 #
 # Lifetime: slurmd is exec'd, so it is the container's main process and gets the pod's SIGTERM
 # directly (slurmd exits on SIGTERM and the node leaves). munged is left running as slurmd's
@@ -90,12 +97,41 @@ start_munged() {
 	until munge_answers; do
 		munged_alive || die 4 "munged exited at start: see its messages above"
 		tries=$((tries - 1))
-		[ "$tries" -gt 0 ] || die 4 "munged did not answer on $socket within ${start_timeout}s"
+		if [ "$tries" -le 0 ]; then
+			kill "$munged_pid" 2>/dev/null || true
+			die 4 "munged did not answer on $socket within ${start_timeout}s"
+		fi
 		sleep 0.1
 	done
 }
 
+# The device plugin hands a container its GPUs under their host numbers (e.g. /dev/nvidia3
+# and /dev/nvidia5), which differ from pod to pod; gres.conf needs one name for all pods of a
+# node line. So the granted devices are linked as slurm-gpu0..N-1, in host order, and the
+# site's gres.conf says File=/dev/slurm-gpu[0-N-1]. A pod seeing more or fewer GPUs than
+# Slurm will hand out must not register: jobs would get GPUs the pod does not have.
+# MIG slices are not /dev/nvidiaN devices (Slurm finds them with AutoDetect=nvml): skipped.
+link_gpus() {
+	count=${SLURMD_GPU_COUNT:-0}
+	[ "$count" -gt 0 ] && [ "${SLURMD_GPU_SHARING:-none}" != mig ] || return 0
+	dev=${SLURMD_DEV_DIR:-/dev}
+	case ${SLURMD_GPU_VENDOR:-nvidia} in
+	amd) devices=$(ls "$dev"/dri/renderD[0-9]* 2>/dev/null | sort -V) ;;
+	*) devices=$(ls "$dev"/nvidia[0-9]* 2>/dev/null | sort -V) ;;
+	esac
+	found=$(printf '%s' "$devices" | grep -c . || true)
+	if [ "$found" -ne "$count" ]; then
+		die 5 "node has Gres ${SLURMD_GRES:-gpu:$count} but the pod sees $found GPU device(s) in $dev: check the pod's GPU resource and the device plugin"
+	fi
+	i=0
+	for device in $devices; do
+		ln -sfn "$device" "$dev/slurm-gpu$i"
+		i=$((i + 1))
+	done
+}
+
 check_key
+link_gpus
 copy_key
 start_munged
 mkdir -p "$spool_dir"

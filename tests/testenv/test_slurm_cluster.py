@@ -177,12 +177,33 @@ def test_entrypoint_exits_3_when_others_may_write_the_key(tmp_path: Path) -> Non
     assert result.stderr.count("\n") == 1 and "mode 664" in result.stderr
 
 
+def _fake_devices(dev: Path, *names: str) -> Path:
+    dev.mkdir()
+    for name in names:
+        (dev / name).touch()
+    return dev
+
+
+def test_entrypoint_exits_5_when_the_pod_lacks_granted_gpus(tmp_path: Path) -> None:
+    dev = _fake_devices(tmp_path / "dev", "nvidia0", "nvidiactl", "nvidia-uvm")
+    result = _entrypoint({"MUNGE_KEY_FILE": str(_key(tmp_path / "k", 0o400)),
+                          "SLURMD_GPU_COUNT": "2", "SLURMD_GRES": "gpu:a100:2",
+                          "SLURMD_DEV_DIR": str(dev)})
+    assert result.returncode == 5
+    assert result.stderr == (
+        f"slurmd-entrypoint: node has Gres gpu:a100:2 but the pod sees 1 GPU device(s) in "
+        f"{dev}: check the pod's GPU resource and the device plugin\n")
+
+
 def test_entrypoint_accepts_a_secret_volume_key_and_execs_slurmd(tmp_path: Path) -> None:
     # A Secret volume: munge.key -> ..data/munge.key, mode 0644. munged alone refuses both.
     _key(tmp_path / "secret" / "..data" / "munge.key", 0o644)
     (tmp_path / "secret" / "munge.key").symlink_to("..data/munge.key")
+    # The device plugin's GPUs keep their host numbers; gres.conf wants slurm-gpu0..N-1.
+    dev = _fake_devices(tmp_path / "dev", "nvidia10", "nvidia2", "nvidiactl", "nvidia-uvm")
     env = {"PATH": SYSTEM_PATH, "MUNGE_KEY_FILE": str(tmp_path / "secret" / "munge.key"),
-           "SLURMD_SPOOL_DIR": str(tmp_path / "spool")}
+           "SLURMD_SPOOL_DIR": str(tmp_path / "spool"), "SLURMD_GPU_COUNT": "2",
+           "SLURMD_DEV_DIR": str(dev)}
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     # slurmd -V prints its version and exits: it only runs once munged answers.
     with out.open("wb") as stdout, err.open("wb") as stderr:
@@ -196,3 +217,5 @@ def test_entrypoint_accepts_a_secret_volume_key_and_execs_slurmd(tmp_path: Path)
     assert returncode == 0, err.read_text()
     assert out.read_text().split()[-1] == "22.05.8"  # "slurm-wlm 22.05.8" on Debian
     assert (tmp_path / "spool").is_dir()
+    assert [os.readlink(dev / f"slurm-gpu{i}") for i in (0, 1)] == [
+        str(dev / "nvidia2"), str(dev / "nvidia10")]
