@@ -47,21 +47,58 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 @cli.command()
 @click.argument("nodes", nargs=-1, required=True)
 @click.option("--job-id", type=int, help="Label the pods with this job, as resume would.")
+@click.option("--check", is_flag=True,
+              help="Validate the pods against Kubernetes' own schema instead of printing them.")
+@click.option("--kubernetes-version", "kubernetes_versions", multiple=True, metavar="X.Y",
+              help="With --check: the Kubernetes version(s) to check against "
+                   "[default: the oldest and newest supported, 1.27 and 1.37].")
 @click.pass_obj
-def render(obj: _Obj, nodes: tuple[str, ...], job_id: int | None) -> None:
+def render(obj: _Obj, nodes: tuple[str, ...], job_id: int | None, check: bool,
+           kubernetes_versions: tuple[str, ...]) -> None:
     """Print the pods resume would create for NODES (hostlists), creating nothing."""
     import yaml
 
+    from bridge.errors import UsageError
     from bridge.render import render_pod
     from bridge.slurm import CommandSlurm
 
+    if kubernetes_versions and not check:
+        raise UsageError("--kubernetes-version goes with --check")
     names = _expand(nodes)
     facts = CommandSlurm(obj.config.slurm.bin_dir).node_facts(names)
     missing = [n for n in names if n not in facts]
     if missing:
         raise BridgeError(f"Slurm does not know node(s) {', '.join(missing)}")
+    if check:
+        _check_pods(obj.config, [facts[n] for n in names], job_id=job_id, versions=kubernetes_versions)
+        return
     manifests = [render_pod(obj.config, facts[n], job_id=job_id).manifest for n in names]
     click.echo(yaml.safe_dump_all(manifests, sort_keys=False), nl=False)
+
+
+def _check_pods(config: Any, facts: list[Any], *, job_id: int | None, versions: tuple[str, ...]) -> None:
+    """One line per node: valid (with its QoS class), or each problem on stderr."""
+    from bridge import validate
+    from bridge.errors import TemplateError
+    from bridge.render import render_pod
+
+    wanted = tuple(dict.fromkeys(validate.version(v) for v in versions)) or validate.SUPPORTED
+    failed = 0
+    for node in facts:
+        try:
+            problems = validate.check_pod(config, node, versions=wanted, job_id=job_id)
+        except BridgeError as e:
+            problems = [str(e)]
+        if problems:
+            failed += 1
+            for problem in problems:
+                click.echo(f"slurm-k8s-bridge: template: {problem}", err=True)
+            continue
+        pod = render_pod(config, node, job_id=job_id).manifest
+        click.echo(f"{node.name}: pod {pod['metadata']['name']} valid for Kubernetes {', '.join(wanted)} "
+                   f"(QoS {validate.qos_class(pod)})")
+    if failed:
+        raise TemplateError(f"{failed} of {len(facts)} pod(s) not valid (see above)")
 
 
 @cli.command()

@@ -92,6 +92,7 @@ def _context(config: Config, nodeset: Nodeset, facts: NodeFacts, job_id: int | N
             "dns_config": dns_config(nodeset, namespace=config.kubernetes.namespace),
             "labels": labels,
             "annotations": annotations,
+            "image_pull_secrets": [{"name": secret} for secret in nodeset.image_pull_secrets],
         },
         "placement": placement(nodeset, cluster=cluster),
         "container": {
