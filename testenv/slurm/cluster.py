@@ -62,6 +62,15 @@ def _write_munge_key(path: Path) -> None:
         key.write(os.urandom(1024))
 
 
+def _tail(log: Path, lines: int = 15) -> str:
+    """The end of a daemon's log for an error message: stop() removes the file itself."""
+    try:
+        text = log.read_text(errors="replace").splitlines()[-lines:]
+    except OSError as e:
+        return f"no log ({e})"
+    return f"last lines of {log.name}:\n" + "\n".join(text)
+
+
 def _check_state_dir(state_dir: Path) -> None:
     """munged refuses a socket under a directory others cannot traverse; say so up front."""
     socket_path = Layout(state_dir).munge_socket
@@ -119,7 +128,11 @@ class SlurmCluster:
         return self
 
     def stop(self) -> None:
-        """Stop the daemons and everything the hooks started, then remove the state dir."""
+        """Stop the daemons and everything the hooks started, then remove the state dir.
+
+        "Everything the hooks started" is every process whose command line or environment
+        names the state dir: slurmctld gives its hooks SLURM_CONF (the prolog through our
+        wrapper), and nodes, job steps and jobs inherit it or name the dir themselves."""
         if self._config is None:
             return
         for proc in (self._slurmctld, self._munged):  # slurmctld first: no new hooks
@@ -190,7 +203,8 @@ class SlurmCluster:
              f"--socket={lay.munge_socket}", f"--pid-file={lay.run_dir / 'munged.pid'}",
              f"--seed-file={lay.run_dir / 'munged.seed'}"],  # logs to stderr when -F
             log=lay.munged_log, env=self.env, cwd=lay.log_dir)
-        self._wait(lambda: lay.munge_socket.exists(), "munged's socket", self._munged)
+        self._wait(lambda: lay.munge_socket.exists(), "munged's socket", self._munged,
+                   lay.munged_log)
 
     def _start_slurmctld(self) -> None:
         lay = self.layout
@@ -199,21 +213,21 @@ class SlurmCluster:
             log=lay.log_dir / "slurmctld.stderr", env=self.env, cwd=lay.log_dir)
         self._started_at = time.monotonic()
         self._wait(self._controller_answers, "slurmctld to answer scontrol ping",
-                   self._slurmctld)
+                   self._slurmctld, lay.log_dir / "slurmctld.stderr")
 
     def _controller_answers(self) -> bool:
         ping = self.run("scontrol", "ping", check=False, timeout=10)
         return ping.returncode == 0 and "is UP" in ping.stdout
 
-    def _wait(self, ready: Callable[[], bool], what: str,
-              proc: subprocess.Popen[bytes]) -> None:
+    def _wait(self, ready: Callable[[], bool], what: str, proc: subprocess.Popen[bytes],
+              log: Path) -> None:
         deadline, pause = time.monotonic() + self._start_timeout, 0.02
         while not ready():
             if proc.poll() is not None:
-                raise SlurmClusterError(f"{proc.args[0]} exited ({proc.returncode}) "
-                                        f"while waiting for {what}; logs in {self.log_dir}")
+                raise SlurmClusterError(f"{proc.args[0]} exited ({proc.returncode}) while "
+                                        f"waiting for {what}; {_tail(log)}")
             if time.monotonic() > deadline:
-                raise SlurmClusterError(f"timed out waiting for {what}; logs in {self.log_dir}")
+                raise SlurmClusterError(f"timed out waiting for {what}; {_tail(log)}")
             time.sleep(pause)
             pause = min(pause * 2, 0.2)
 

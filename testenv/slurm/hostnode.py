@@ -46,15 +46,18 @@ def node_env(*, munge_key: Path, spool_dir: Path) -> dict[str, str]:
 def start_slurmd(node: str, *, conf_server: str, munge_key: Path, spool_dir: Path,
                  log: Path) -> subprocess.Popen[bytes]:
     """Start one node's entrypoint in its own session. Its pid becomes slurmd's (exec)."""
-    # A hook's children inherit slurmctld's blocked SIGTERM/SIGINT/SIGHUP: unblock them, or
-    # slurmd would never see the SIGTERM that stops it.
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     with open(log, "ab") as out:
         return subprocess.Popen(
-            entrypoint_command(*slurmd_args(node, conf_server)), env=node_env(munge_key=munge_key,
-                                                            spool_dir=spool_dir),
+            entrypoint_command(*slurmd_args(node, conf_server)),
+            env=node_env(munge_key=munge_key, spool_dir=spool_dir),
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=_unblock_signals)
+
+
+def _unblock_signals() -> None:
+    """In the child: a hook inherits slurmctld's blocked SIGTERM/SIGINT/SIGHUP and passes it
+    on, and slurmd would never see the SIGTERM that stops it."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
 def stop_slurmd(pid: int, *, grace: float = 10.0) -> None:
