@@ -108,16 +108,22 @@ start_munged() {
 # The device plugin hands a container its GPUs under their host numbers (e.g. /dev/nvidia3
 # and /dev/nvidia5), which differ from pod to pod; gres.conf needs one name for all pods of a
 # node line. So the granted devices are linked as slurm-gpu0..N-1, in host order, and the
-# site's gres.conf says File=/dev/slurm-gpu[0-N-1]. A pod seeing more or fewer GPUs than
+# site's gres.conf says e.g. File=/dev/slurm-gpu[0-3]. A pod seeing more or fewer GPUs than
 # Slurm will hand out must not register: jobs would get GPUs the pod does not have.
 # MIG slices are not /dev/nvidiaN devices (Slurm finds them with AutoDetect=nvml): skipped.
+existing() { # the paths a glob matched, in numeric order (nvidia2 before nvidia10)
+	for path in "$@"; do
+		[ -e "$path" ] && printf '%s\n' "$path"
+	done | sort -V
+}
+
 link_gpus() {
 	count=${SLURMD_GPU_COUNT:-0}
 	[ "$count" -gt 0 ] && [ "${SLURMD_GPU_SHARING:-none}" != mig ] || return 0
 	dev=${SLURMD_DEV_DIR:-/dev}
 	case ${SLURMD_GPU_VENDOR:-nvidia} in
-	amd) devices=$(ls "$dev"/dri/renderD[0-9]* 2>/dev/null | sort -V) ;;
-	*) devices=$(ls "$dev"/nvidia[0-9]* 2>/dev/null | sort -V) ;;
+	amd) devices=$(existing "$dev"/dri/renderD[0-9]*) ;;
+	*) devices=$(existing "$dev"/nvidia[0-9]*) ;; # not nvidiactl, nvidia-uvm...
 	esac
 	found=$(printf '%s' "$devices" | grep -c . || true)
 	if [ "$found" -ne "$count" ]; then
