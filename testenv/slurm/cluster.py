@@ -117,13 +117,15 @@ class SlurmCluster:
     def start(self) -> SlurmCluster:
         if self._config is not None:
             raise SlurmClusterError("cluster already started")
-        self._config = self._configure(self._make_state_dir())
+        state_dir = self._make_state_dir()
         try:
+            self._config = self._configure(state_dir)
             self._write_files()
             self._start_munged()
             self._start_slurmctld()
         except BaseException:
             self.stop()
+            shutil.rmtree(state_dir, ignore_errors=True)  # if it failed before _config was set
             raise
         return self
 
@@ -274,6 +276,10 @@ class SlurmCluster:
     @property
     def munge_socket(self) -> Path:
         return self.layout.munge_socket
+
+    @property
+    def node_groups(self) -> tuple[NodeGroup, ...]:
+        return self.config.node_groups
 
     @property
     def node_names(self) -> list[str]:

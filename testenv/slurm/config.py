@@ -126,10 +126,16 @@ class Layout:
         return self.log_dir / "slurmctld.log"
 
     def slurmd_log(self, node: str) -> Path:
+        """slurm.conf gets this with node "%n", which each slurmd expands to its name."""
         return self.log_dir / f"slurmd-{node}.log"
 
     def slurmd_spool_dir(self, node: str) -> Path:
-        return self.state_dir / "spool" / node
+        """Like slurmd_log: one per node, as several slurmd share this host."""
+        return self.spool_dir / node
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.state_dir / "spool"
 
     @property
     def ctld_state_dir(self) -> Path:
@@ -156,7 +162,7 @@ class Layout:
 
     def directories(self) -> list[Path]:
         return [self.state_dir, self.munge_dir, self.log_dir, self.ctld_state_dir,
-                self.state_dir / "spool", self.run_dir, self.dev_dir, self.job_dir,
+                self.spool_dir, self.run_dir, self.dev_dir, self.job_dir,
                 self.prolog_wrapper.parent]
 
 
@@ -226,7 +232,7 @@ def read_node_groups(path: Path = CLOUD_NODES_EXAMPLE) -> tuple[NodeGroup, ...]:
 
 
 def _base_settings(cfg: ClusterConfig) -> dict[str, str]:
-    """What makes a real Slurm run unprivileged-style in a temp dir on one host."""
+    """What makes a real Slurm run as root from one temp dir, all nodes on one host."""
     lay = cfg.layout
     settings = {
         "ClusterName": "testenv",
@@ -241,11 +247,11 @@ def _base_settings(cfg: ClusterConfig) -> dict[str, str]:
         "TaskPlugin": "task/none",
         "MpiDefault": "none",
         "StateSaveLocation": str(lay.ctld_state_dir),
-        "SlurmdSpoolDir": str(lay.state_dir / "spool" / "%n"),
+        "SlurmdSpoolDir": str(lay.slurmd_spool_dir("%n")),
         "SlurmctldPidFile": str(lay.run_dir / "slurmctld.pid"),
         "SlurmdPidFile": str(lay.run_dir / "slurmd-%n.pid"),
         "SlurmctldLogFile": str(lay.slurmctld_log),
-        "SlurmdLogFile": str(lay.log_dir / "slurmd-%n.log"),
+        "SlurmdLogFile": str(lay.slurmd_log("%n")),
         "SlurmctldDebug": "info",
         "SlurmdDebug": "info",
         "DebugFlags": "Power",

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from testenv.slurm import (
-    CLOUD_NODES_EXAMPLE, Hooks, NodeGroup, SlurmCluster, Timeouts, read_node_groups,
+    CLOUD_NODES_EXAMPLE, Hooks, NodeGroup, SlurmCluster, SlurmClusterError, Timeouts,
+    read_node_groups,
 )
 from testenv.slurm.hosthooks import write_host_hooks
 from testenv.slurm.hostnode import ENTRYPOINT, SYSTEM_PATH, entrypoint_command
@@ -126,6 +127,14 @@ def test_stop_leaves_no_process_and_no_directory(cluster: SlurmCluster) -> None:
 
     assert not state_dir.exists()
     assert [pid for pid in started if is_alive(pid)] == []
+    assert processes_using(state_dir) == []
+
+
+def test_a_failed_start_leaves_nothing_and_says_why(tmp_path: Path) -> None:
+    state_dir = tmp_path / "cluster"  # pytest's tmp_path is 0700: munged would refuse it
+    with pytest.raises(SlurmClusterError, match="is not o\\+x, munged would refuse"):
+        SlurmCluster(state_dir).start()
+    assert not state_dir.exists()
     assert processes_using(state_dir) == []
 
 
