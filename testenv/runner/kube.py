@@ -1,9 +1,10 @@
 """The Kubernetes API as the scheduler and the pod runner use it: lightkube clients from one kubeconfig.
 
 Everything goes through the public API so both programs work unchanged against a real API server.
-lightkube has no call for a DELETE with a body (DeleteOptions with a uid precondition, what the
-kubelet sends to remove a pod it has stopped): that one request goes through a plain HTTP client
-built by lightkube's own connection code from the same kubeconfig.
+Two requests go through a plain HTTP client built by lightkube's own connection code from the
+same kubeconfig: a DELETE with a body (DeleteOptions with a uid precondition, what the kubelet
+sends to remove a pod it has stopped), which lightkube cannot express, and the pods/binding POST,
+whose answer (a Status) lightkube would try to decode as a Binding.
 """
 
 from __future__ import annotations
@@ -71,6 +72,17 @@ class Api:
             return False
         _raise_for_status(response)
         return True
+
+    async def bind_pod(self, *, namespace: str, name: str, uid: str, node: str) -> None:
+        """POST pods/binding. The API answers with a Status, which lightkube would decode as a Binding."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name, "namespace": namespace, "uid": uid},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        }
+        response = await self._http.post(f"api/v1/namespaces/{namespace}/pods/{name}/binding", json=body)
+        _raise_for_status(response)
 
     async def patch_pod_status(self, *, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self.client.patch(

@@ -117,6 +117,8 @@ class KubeletService:
                     await node.heartbeat()
                 except API_ERRORS as e:
                     log.warning("heartbeat of node %s failed: %s", node.name, e)
+                except Exception:  # a bug must not stop the heartbeats: log it, try again next time
+                    log.exception("heartbeat of node %s failed", node.name)
 
     def _on_pod(self, kind: str, pod: Pod) -> None:
         uid = pod.metadata.uid

@@ -18,9 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from lightkube.models.core_v1 import ObjectReference
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Node, Pod, PodBinding
+from lightkube.resources.core_v1 import Node, Pod
 
 from testenv.runner.events import NORMAL, WARNING, EventRecorder, Subject
 from testenv.runner.informer import ADDED, DELETED, Informer
@@ -141,6 +139,8 @@ class SchedulerService:
                 await self.schedule_pending()
             except API_ERRORS as e:  # the next change or retry tries again
                 log.warning("scheduling cycle failed: %s", e)
+            except Exception:  # a bug must not stop scheduling: log it, the next cycle runs
+                log.exception("scheduling cycle failed")
 
     # --- one cycle ---------------------------------------------------------------------------
 
@@ -180,13 +180,9 @@ class SchedulerService:
     async def _bind(self, pod: Pod, node: str) -> None:
         assert self._api is not None and self._events is not None
         meta = pod.metadata
-        binding = PodBinding(
-            metadata=ObjectMeta(name=meta.name, namespace=meta.namespace, uid=meta.uid),
-            target=ObjectReference(apiVersion="v1", kind="Node", name=node),
-        )
         self._assumed[meta.uid] = node
         try:
-            await self._api.client.create(binding, meta.name, namespace=meta.namespace)
+            await self._api.bind_pod(namespace=meta.namespace, name=meta.name, uid=meta.uid, node=node)
         except API_ERRORS as e:
             self._assumed.pop(meta.uid, None)
             if status_code(e) in (404, 409):  # deleted, or bound by someone else meanwhile
