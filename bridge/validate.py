@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.config import Config
-from bridge.errors import UsageError
+from bridge.errors import TemplateError, UsageError
 from bridge.slurm import NodeFacts
 
 OLDEST = "1.27"
@@ -64,7 +64,13 @@ def check_pod(config: Config, facts: NodeFacts, *, versions: tuple[str, ...] = S
     """
     from bridge.render import render_pod
 
-    manifest = render_pod(config, facts, job_id=job_id).manifest
+    try:
+        manifest = render_pod(config, facts, job_id=job_id).manifest
+    except TemplateError:
+        unparsable = _yaml_problem(config, facts, job_id)  # render names the output's line
+        if unparsable:
+            return [unparsable]
+        raise
     nodeset = config.nodeset_for(facts.name)
     found: list[tuple[list[Any], str]] = []
     for kubernetes in versions:
@@ -184,22 +190,48 @@ def _dotted(where: list[Any]) -> str:
 def _line_of(config: Config, facts: NodeFacts, job_id: int | None, where: list[Any]) -> str:
     """The template line that wrote the field at ``where``, found by rendering again and
     following which template line produced each piece of output."""
+    path, pieces = _render_traced(config, facts, job_id)
+    offset = _offset_of("".join(piece for _, piece in pieces), where)
+    return "?" if offset is None else str(_template_line(path, pieces, offset))
+
+
+def _yaml_problem(config: Config, facts: NodeFacts, job_id: int | None) -> str | None:
+    """Rendered text that is not YAML, with the template line (render says the output's)."""
+    import yaml
+
+    import jinja2
+
+    try:
+        path, pieces = _render_traced(config, facts, job_id)
+    except jinja2.TemplateError:
+        return None  # not a YAML problem: render_pod's own message says what it is
+    try:
+        list(yaml.load_all("".join(piece for _, piece in pieces), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+    except yaml.YAMLError as e:
+        # An unclosed bracket is noticed lines later: its context mark is where it opened.
+        mark = getattr(e, "context_mark", None) or getattr(e, "problem_mark", None)
+        line = _template_line(path, pieces, mark.index) if mark is not None else "?"
+        return f"{path}:{line}: node {facts.name}: rendered YAML does not parse: {getattr(e, 'problem', e)}"
+    return None
+
+
+def _render_traced(config: Config, facts: NodeFacts, job_id: int | None) -> tuple[Path, list[tuple[int, str]]]:
     from bridge import render
 
     nodeset = config.nodeset_for(facts.name)
     path = config.template_path(nodeset)
     template = render._environment(str(path.parent)).get_template(path.name)
-    pieces = _traced(template, render._context(config, nodeset, facts, job_id))
+    return path, _traced(template, render._context(config, nodeset, facts, job_id))
+
+
+def _template_line(path: Path, pieces: list[tuple[int, str]], offset: int) -> int:
     text = "".join(piece for _, piece in pieces)
-    offset = _offset_of(text, where)
-    if offset is None:
-        return "?"
     start = 0
     for line, piece in pieces:
         if offset < start + len(piece):
-            return str(_static_line(path, line, text, offset, piece, start))
+            return _static_line(path, line, text, offset, piece, start)
         start += len(piece)
-    return "?"
+    return pieces[-1][0] + pieces[-1][1].count("\n") if pieces else 1
 
 
 def _traced(template: Any, context: dict[str, Any]) -> list[tuple[int, str]]:
@@ -251,8 +283,8 @@ def _offset_of(text: str, where: list[Any]) -> int | None:
             if not match:
                 return node.start_mark.index
             key, node = match[0]
-            if depth == len(where) and not isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
-                return key.start_mark.index
+            if depth == len(where):
+                return key.start_mark.index  # the line that names the field
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]
         else:
