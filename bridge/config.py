@@ -311,7 +311,28 @@ def _field_error(message: str) -> str:
     text, _, where = message.partition(" - at `$")
     where = where.rstrip("`").lstrip(".")
     text = text[0].lower() + text[1:] if text else text
+    if text.startswith("invalid enum value"):
+        choices = _choices(where)  # msgspec does not say which values it would take
+        text += f"; expected one of {', '.join(map(repr, choices))}" if choices else ""
     return f"{where}: {text}" if where else text
+
+
+def _choices(where: str) -> tuple[Any, ...]:
+    """The values a ``Literal`` field at ``where`` (``nodesets[0].gpus.sharing``) accepts."""
+    import types
+    import typing
+
+    kind: Any = Config
+    for part in re.findall(r"\[\d+\]|[^.\[\]]+", where):
+        if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None → X
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        if part.startswith("["):
+            kind = typing.get_args(kind)[0] if typing.get_args(kind) else Any
+        elif isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+            kind = typing.get_type_hints(kind).get(part, Any)
+        else:
+            return ()
+    return typing.get_args(kind) if typing.get_origin(kind) is Literal else ()
 
 
 def _check(config: Config) -> None:

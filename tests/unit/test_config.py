@@ -63,3 +63,75 @@ def test_config_is_found_beside_slurm_conf_when_nothing_else_says(monkeypatch, t
     monkeypatch.setenv(config_module.ENV_VAR, "/x/y.yaml")
     assert config_module.resolve_path(None) == "/x/y.yaml"
     assert config_module.resolve_path("/given.yaml") == "/given.yaml"
+
+
+# --- Nodesets for HPC hardware (issue #4) ------------------------------------------------------
+
+HPC_NODESET = """
+slurm: {conf_server: "ctl:6817"}
+log: {file: null}
+nodesets:
+  - name: hpc
+    nodes: n[1-4]
+    image: slurmd:22.05
+"""
+
+
+def test_hpc_nodeset_keys_load_into_typed_settings(write_config):
+    config = config_module.load(str(write_config(HPC_NODESET + """
+    gpus: {sharing: mig}
+    cpu_pinning: true
+    hugepages: {size: 1Gi, pages: 8}
+    networks: [{name: rdma0, resource: nvidia.com/rdma_ib0, interface: net1, rdma: true}]
+    capacity: {type: spot}
+    subdomain: slurmd
+""")))
+    nodeset = config.nodesets[0]
+    assert (nodeset.gpus.vendor, nodeset.gpus.sharing) == ("nvidia", "mig")
+    assert nodeset.cpu_pinning and (nodeset.hugepages.size, nodeset.hugepages.pages) == ("1Gi", 8)
+    assert nodeset.networks[0].rdma and nodeset.networks[0].interface == "net1"
+    assert (nodeset.capacity.type, nodeset.capacity.label) == ("spot", "karpenter.sh/capacity-type")
+    assert nodeset.drain_on_stop and nodeset.slurmd_port == 6818
+
+
+@pytest.mark.parametrize(("keys", "expected"), [
+    ("gpus: {vendr: amd}", "nodesets[0].gpus: object contains unknown field `vendr`"),
+    ("gpus: {vendor: intel}", "nodesets[0].gpus.vendor: invalid enum value 'intel'; expected one of 'nvidia', 'amd'"),
+    ("gpus: {vendor: amd, sharing: mig}", "nodesets[0].gpus.sharing: expected 'none' for AMD GPUs"),
+    ("gpus: {resource: gpu}", "nodesets[0].gpus.resource: expected an extended resource name"),
+    ("gpus: {resource: kubernetes.io/gpu}", "nodesets[0].gpus.resource: expected an extended resource name"),
+    ("networks: [{name: a}]", "nodesets[0].networks[0]: object missing required field `resource`"),
+    ("networks: [{name: a, resource: rdma}]", "nodesets[0].networks[0].resource: expected the device resource"),
+    ("networks: [{name: A_B, resource: x.com/y}]", "nodesets[0].networks[0].name: expected a NetworkAttachmentDefinition name"),
+    ("networks: [{name: a, resource: x.com/y, interface: eth0}]", "nodesets[0].networks[0].interface: expected an interface name"),
+    ("networks: [{name: a, resource: x.com/y, interface: net1}, {name: b, resource: x.com/y, interface: net1}]",
+     "nodesets[0].networks[1].interface: 'net1' is used by an earlier attachment"),
+    ("networks: [{name: a, resource: x.com/y}]\n    annotations: {k8s.v1.cni.cncf.io/networks: b}",
+     "nodesets[0].annotations: k8s.v1.cni.cncf.io/networks is written from networks"),
+    ("hugepages: {size: 4Mi, pages: 1}", "nodesets[0].hugepages.size: invalid enum value '4Mi'; expected one of '2Mi', '1Gi'"),
+    ("hugepages: {size: 2Mi, pages: 0}", "nodesets[0].hugepages.pages: expected at least 1"),
+    ("capacity: {type: preemptible}", "nodesets[0].capacity.type: invalid enum value 'preemptible'; expected one of 'spot', 'on-demand'"),
+    ("capacity: {type: spot}\n    node_selector: {karpenter.sh/capacity-type: on-demand}",
+     "nodesets[0].capacity: node_selector sets karpenter.sh/capacity-type='on-demand', expected 'spot'"),
+    ("env: {NVIDIA_VISIBLE_DEVICES: all}", "nodesets[0].env.NVIDIA_VISIBLE_DEVICES: would show the pod other GPUs"),
+    ("env: {SLURMD_GPU_COUNT: '8'}", "nodesets[0].env.SLURMD_GPU_COUNT: set by the pod template"),
+    ("slurmd_args: [-N, other]", "nodesets[0].slurmd_args: '-N' is set by the pod template"),
+    ("slurmd_args: ['--conf-server=x:1']", "nodesets[0].slurmd_args: '--conf-server=x:1' is set by the pod template"),
+    ("subdomain: Slurm_D", "nodesets[0].subdomain: expected a DNS-1123 label, got 'Slurm_D'"),
+    ("image_pull_secrets: [Reg_Cred]", "nodesets[0].image_pull_secrets[0]: expected a DNS-1123 subdomain"),
+    ("runtime_class: NVIDIA", "nodesets[0].runtime_class: expected a DNS-1123 subdomain"),
+    ("labels: {team: 'a b'}", "nodesets[0].labels.team: expected a label value"),
+    ("node_selector: {'bad key!': x}", "nodesets[0].node_selector: expected label keys"),
+    ("slurmd_port: 70000", "nodesets[0].slurmd_port: expected a port 1-65535"),
+    ("termination_grace_period: -1", "nodesets[0].termination_grace_period: expected 0 or more seconds"),
+    ("memory_overhead_mb: -5", "nodesets[0].memory_overhead_mb: expected 0 or more"),
+    ("cpu_pinning: maybe", "nodesets[0].cpu_pinning: expected `bool`"),
+])
+def test_invalid_hpc_nodeset_gives_one_line_naming_the_field(write_config, keys, expected):
+    path = write_config(HPC_NODESET + f"    {keys}\n")
+    with pytest.raises(ConfigError) as error:
+        config_module.load(str(path))
+    message = str(error.value)
+    assert message.startswith(f"{path}: ")
+    assert expected in message
+    assert "\n" not in message
