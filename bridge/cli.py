@@ -86,13 +86,13 @@ def _check_pods(config: Any, facts: list[Any], *, job_id: int | None, versions: 
     failed = 0
     for node in facts:
         try:
-            problems = validate.check_pod(config, node, versions=wanted, job_id=job_id)
+            problems = [("template", p) for p in validate.check_pod(config, node, versions=wanted, job_id=job_id)]
         except BridgeError as e:
-            problems = [str(e)]
+            problems = [(e.kind, str(e))]
         if problems:
             failed += 1
-            for problem in problems:
-                click.echo(f"slurm-k8s-bridge: template: {problem}", err=True)
+            for kind, problem in problems:
+                click.echo(f"slurm-k8s-bridge: {kind}: {problem}", err=True)
             continue
         pod = render_pod(config, node, job_id=job_id).manifest
         click.echo(f"{node.name}: pod {pod['metadata']['name']} valid for Kubernetes {', '.join(wanted)} "

@@ -402,3 +402,53 @@ class _AnyNode:
 
     def nodeset_for(self, node: str):
         return self._config.nodesets[0]
+
+
+# --- slurm-k8s-bridge render --check -----------------------------------------------------------
+
+def _cli(monkeypatch, capsys, config_path: Path, *args: str) -> tuple[int, str, str]:
+    from bridge import cli
+    from tests.fakes import FakeSlurm
+
+    facts = {f"n{i}": NodeFacts(f"n{i}", cpus=4, real_memory_mb=4000, gres=("gpu:2",) if i == 9 else ())
+             for i in range(1, 10)}
+    monkeypatch.setattr("bridge.slurm.CommandSlurm", lambda *a, **k: FakeSlurm(facts))
+    monkeypatch.setattr("sys.argv", ["slurm-k8s-bridge", "--config", str(config_path), *args])
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_render_check_reports_each_pod_valid_with_its_qos(write_config, monkeypatch, capsys):
+    code, out, err = _cli(monkeypatch, capsys, _path(write_config, "cpu_pinning: true"), "render", "n[1-2]", "--check")
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [f"n{i}: pod hpc-n{i} valid for Kubernetes 1.27, 1.37 (QoS Guaranteed)" for i in (1, 2)]
+
+
+def test_render_check_against_the_users_kubernetes_version(write_config, monkeypatch, capsys):
+    code, out, _ = _cli(monkeypatch, capsys, _path(write_config), "render", "n1", "--check", "--kubernetes-version", "v1.31.4")
+    assert code == 0 and out == "n1: pod hpc-n1 valid for Kubernetes 1.31 (QoS Guaranteed)\n"
+
+
+def test_render_check_fails_with_one_line_per_problem(write_config, monkeypatch, capsys):
+    code, out, err = _cli(monkeypatch, capsys, _path(write_config, "gpus: {sharing: time-slicing}"),
+                          "render", "n1,n9", "--check")
+    assert code == 65
+    assert out == "n1: pod hpc-n1 valid for Kubernetes 1.27, 1.37 (QoS Guaranteed)\n"
+    lines = err.splitlines()
+    assert lines[0].startswith("slurm-k8s-bridge: config: ") and "nodesets[0].gpus.sharing: node n9" in lines[0]
+    assert lines[-1] == "slurm-k8s-bridge: template: 1 of 2 pod(s) not valid (see above)"
+
+
+@pytest.mark.parametrize("args", [["--check", "--kubernetes-version", "1.20"], ["--kubernetes-version", "1.30"]])
+def test_render_refuses_an_unsupported_or_lone_kubernetes_version(write_config, monkeypatch, capsys, args):
+    code, _, err = _cli(monkeypatch, capsys, _path(write_config), "render", "n1", *args)
+    assert code == 64 and err.startswith("slurm-k8s-bridge: usage: --kubernetes-version")
+
+
+def _path(write_config, nodeset: str = "") -> Path:
+    return Path(load(write_config, nodeset).path)
