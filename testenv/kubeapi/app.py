@@ -23,6 +23,7 @@ from .audit import AuditLog
 from .auth import ANONYMOUS_PATHS, AuthConfig, User, forbidden_error
 from .faults import FaultRuleError, Faults, rule_from_json
 from .handlers import ResourceHandler
+from .keys import AUDIT, INFO, USER
 from .requestinfo import RequestInfo, request_info
 from .resources import Registry
 from .responses import error_response, json_response, text_response
@@ -46,31 +47,45 @@ def build_app(state: AppState) -> web.Application:
     app = web.Application(
         middlewares=[_audit(state), _authenticate(state), _inject_faults(state)], client_max_size=MAX_BODY
     )
-    app.router.add_route("*", "/{tail:.*}", lambda request: _dispatch(state, request))
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        return await _dispatch(state, request)
+
+    app.router.add_route("*", "/{tail:.*}", dispatch)
     return app
 
 
 def _info(request: web.Request) -> RequestInfo:
-    return request["info"]
+    return request[INFO]
 
 
 def _audit(state: AppState) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request["info"] = request_info(request.method, request.path, request.query)
+        request[INFO] = request_info(request.method, request.path, request.query)
+        recorded = False
+
+        def record(code: int) -> None:
+            # Watches record when their stream starts, like the ResponseStarted audit stage.
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                user = request.get(USER)
+                name = user.name if user else ""
+                state.audit.record(time.time(), name, request.method, _info(request), request.query_string, code)
+
+        request[AUDIT] = record
         try:
             response = await handler(request)
         except e.ApiError as err:
             response = error_response(err)
+        except web.HTTPRequestEntityTooLarge:
+            response = error_response(e.ApiError(e.status_body(413, "RequestEntityTooLarge", "Request entity too large")))
         except asyncio.CancelledError:
             raise
         except Exception as err:  # a bug here must reach the client as a 500, not kill the server
             traceback.print_exc(file=sys.stderr)
             response = error_response(e.internal(f"{type(err).__name__}: {err}"))
-        user = request.get("user")
-        state.audit.record(
-            time.time(), user.name if user else "", request.method, _info(request), request.query_string, response.status
-        )
+        record(response.status)
         return response
 
     return middleware
@@ -85,7 +100,7 @@ def _authenticate(state: AppState) -> Callable[[web.Request, Handler], Awaitable
             if request.path not in ANONYMOUS_PATHS:
                 raise e.unauthorized()
             user = ANONYMOUS
-        request["user"] = user
+        request[USER] = user
         if request.path.startswith("/_testenv"):
             if not (user.admin or "system:masters" in user.groups):
                 raise forbidden_error(user, info)
@@ -104,7 +119,7 @@ def _inject_faults(state: AppState) -> Callable[[web.Request, Handler], Awaitabl
             name, labels = info.name, {}
             if request.method in ("POST", "PUT", "PATCH"):
                 name, labels = _name_and_labels(await request.read(), info.name)
-            rule = state.faults.take(info, request.method, request["user"].name, name, labels)
+            rule = state.faults.take(info, request.method, request[USER].name, name, labels)
             if rule is not None:
                 if rule.delay_seconds:
                     await asyncio.sleep(rule.delay_seconds)

@@ -20,7 +20,7 @@ from .decoding import cannot_handle
 from .events import CoreEventStrategy, EventsV1Strategy
 from .pods import PodStrategy
 from .resources import STATUS, Registry, ResourceType, Subresource
-from .selectors import FieldGetter
+from .selector import FieldGetter
 from .strategy import Strategy, path_field
 
 

@@ -21,7 +21,7 @@ from .clock import timestamp
 from .crd_schema import apply_schema
 from .decoding import conform
 from .resources import STATUS, ResourceType, Subresource
-from .selectors import FieldGetter
+from .selector import FieldGetter
 from .strategy import COMMON_FIELDS, Strategy, path_field
 
 CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"

@@ -15,7 +15,7 @@ from lightkube.models import core_v1, events_v1
 
 from . import errors as e
 from . import names
-from .selectors import FieldGetter
+from .selector import FieldGetter
 from .strategy import Strategy, path_field
 
 if TYPE_CHECKING:
@@ -130,6 +130,7 @@ class EventsV1Strategy(Strategy):
     def validate(self, obj: dict, rt: "ResourceType") -> list[e.FieldError]:
         core = to_core(obj)
         errs = _legacy_errors(core, "reportingController") + super().validate(obj, rt)
+        errs += _reporting_errors(core, "reportingController")
         if not obj.get("eventTime"):
             errs.append(e.required("eventTime", ""))
         if obj.get("type") not in ("Normal", "Warning"):

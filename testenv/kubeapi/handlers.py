@@ -10,6 +10,7 @@ from aiohttp import web
 
 from . import errors as e
 from .deletion import Deleter, parse_delete_options
+from .keys import AUDIT
 from .listing import selection
 from .requestinfo import RequestInfo
 from .resources import Registry, ResourceType
@@ -70,6 +71,9 @@ class ResourceHandler:
             allowed = sub.verbs
         if info.verb not in allowed:
             raise e.method_not_allowed()
+        named = bool(info.name)
+        if info.verb in ("update", "patch") and not named or info.verb == "create" and named and not info.subresource:
+            raise e.method_not_allowed()
         if rt.namespaced and not info.namespace and info.verb not in ("list", "watch"):
             raise e.method_not_allowed()
         return rt
@@ -122,6 +126,7 @@ class ResourceHandler:
         response = web.StreamResponse(status=200, headers={"Content-Type": JSON})
         response.enable_chunked_encoding()
         await response.prepare(request)
+        request[AUDIT](200)
 
         async def send(item: dict) -> None:
             await response.write(dumps(item) + b"\n")
@@ -135,10 +140,10 @@ class ResourceHandler:
     def _watch_options(self, query: Any) -> WatchOptions:
         timeout = self.watch_settings.default_timeout
         if query.get("timeoutSeconds"):
-            try:
-                timeout = float(query["timeoutSeconds"])
-            except ValueError as err:
-                raise e.bad_request(f"invalid timeoutSeconds: {query['timeoutSeconds']}") from err
+            text = query["timeoutSeconds"]
+            if not text.isdigit():  # an int64 in ListOptions; "0.5" does not decode on a real server either
+                raise e.bad_request(f'timeoutSeconds: Invalid value: "{text}": strconv.ParseInt: parsing "{text}": invalid syntax')
+            timeout = float(text)
         return WatchOptions(
             resource_version=parse_resource_version(query.get("resourceVersion")),
             bookmarks=query.get("allowWatchBookmarks", "").lower() in ("true", "1"),

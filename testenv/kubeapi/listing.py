@@ -15,7 +15,7 @@ from typing import Mapping
 
 from . import errors as e
 from .resources import ResourceType
-from .selectors import (
+from .selector import (
     FieldGetter,
     FieldSelector,
     LabelSelector,

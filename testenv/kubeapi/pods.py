@@ -17,7 +17,7 @@ from . import names, pod_defaults, pod_validation
 from .clock import timestamp
 from .gvk import GroupResource
 from .qos import pod_qos
-from .selectors import FieldGetter
+from .selector import FieldGetter
 from .strategy import Strategy, meta_field, path_field
 from .validation import validate_object_meta_update
 

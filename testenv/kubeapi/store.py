@@ -131,6 +131,10 @@ class Store:
     def remove_watcher(self, watcher: Watcher) -> None:
         self._watchers.discard(watcher)
 
+    @property
+    def watcher_count(self) -> int:
+        return len(self._watchers)
+
     def close_watchers(self) -> None:
         for watcher in list(self._watchers):
             watcher.close()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 from . import errors as e
 from . import names
 from .decoding import conform
-from .selectors import FieldGetter
+from .selector import FieldGetter
 from .validation import NameCheck, validate_object_meta, validate_object_meta_update
 
 if TYPE_CHECKING:
