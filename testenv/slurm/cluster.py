@@ -33,6 +33,11 @@ first scheduling pass, which waits for batch_sched_delay's built-in 3 s default.
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the trailing NUL
 
 
+DEFAULT_NODES = (NodeGroup(),)
+NO_HOOKS = Hooks()
+TEST_TIMEOUTS = Timeouts()
+
+
 class SlurmClusterError(RuntimeError):
     """A daemon did not start, a client command failed, or a wait timed out."""
 
@@ -94,9 +99,9 @@ class SlurmCluster:
         self,
         state_dir: Path | None = None,
         *,
-        node_groups: Sequence[NodeGroup] = (NodeGroup(),),
-        hooks: Hooks = Hooks(),
-        timeouts: Timeouts = Timeouts(),
+        node_groups: Sequence[NodeGroup] = DEFAULT_NODES,
+        hooks: Hooks = NO_HOOKS,
+        timeouts: Timeouts = TEST_TIMEOUTS,
         start_timeout: float = 30.0,
         stop_grace: float = 10.0,
     ) -> None:
@@ -226,7 +231,7 @@ class SlurmCluster:
         deadline, pause = time.monotonic() + self._start_timeout, 0.02
         while not ready():
             if proc.poll() is not None:
-                raise SlurmClusterError(f"{proc.args[0]} exited ({proc.returncode}) while "
+                raise SlurmClusterError(f"{log.stem} exited ({proc.returncode}) while "
                                         f"waiting for {what}; {_tail(log)}")
             if time.monotonic() > deadline:
                 raise SlurmClusterError(f"timed out waiting for {what}; {_tail(log)}")

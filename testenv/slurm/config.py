@@ -70,7 +70,7 @@ class Hooks:
 
     def settings(self) -> dict[str, Path | None]:
         values = (self.resume, self.suspend, self.resume_fail, self.prolog_slurmctld)
-        return dict(zip(HOOK_KEYS, values))
+        return dict(zip(HOOK_KEYS, values, strict=True))
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class Timeouts:
 
     def settings(self) -> dict[str, int]:
         values = (self.suspend_time, self.resume_timeout, self.suspend_timeout)
-        return dict(zip(TIMEOUT_KEYS, values))
+        return dict(zip(TIMEOUT_KEYS, values, strict=True))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ What a pod gives slurmd and a plain host does not, and how it is stood in for:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -69,7 +70,5 @@ def stop_slurmd(pid: int, *, grace: float = 10.0) -> None:
     deadline = time.monotonic() + grace
     while is_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)  # munged, and slurmd if it hung
-    except ProcessLookupError:
-        pass
