@@ -117,7 +117,8 @@ class GpuSettings(_Strict):
     Gres must then be ``gpu:1``, as two replicas may be the same GPU."""
     resource: str | None = None
     """Overrides the resource name, e.g. ``nvidia.com/gpu`` for time-slicing without
-    ``renameByDefault``, or the MIG single strategy (slices advertised as ``nvidia.com/gpu``)."""
+    ``renameByDefault``, or with ``sharing: mig`` the single strategy (slices advertised as
+    ``nvidia.com/gpu``)."""
 
 
 class NetworkAttachment(_Strict):

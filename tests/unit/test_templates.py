@@ -452,3 +452,9 @@ def test_render_refuses_an_unsupported_or_lone_kubernetes_version(write_config, 
 
 def _path(write_config, nodeset: str = "") -> Path:
     return Path(load(write_config, nodeset).path)
+
+
+def test_mig_single_strategy_asks_for_slices_as_gpus_and_skips_device_linking(write_config):
+    manifest = pod(load(write_config, "gpus: {sharing: mig, resource: nvidia.com/gpu}"), ("gpu:3",))
+    assert limits(manifest)["nvidia.com/gpu"] == "3"
+    assert env(manifest)["SLURMD_GPU_SHARING"] == "mig"  # the entrypoint leaves slices to NVML
