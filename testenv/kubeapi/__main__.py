@@ -35,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     try:
         server = KubeApiServer(
-            args.host, args.port, auth=args.auth_file, admin_token=args.admin_token, tls=args.tls,
+            args.host,
+            args.port,
+            auth=args.auth_file,
+            admin_token=args.admin_token,
+            tls=args.tls,
             watch_timeout=args.watch_timeout,
         )
         server.start()

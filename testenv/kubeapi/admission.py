@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from . import errors as e
 from .gvk import GroupResource
+from .jsonobj import JsonObject
 from .pod_defaults import apply_admission_defaults
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ PRIORITY_CLASSES = "scheduling.k8s.io/priorityclasses"
 NAMESPACES_GR = GroupResource("", "namespaces")
 
 
-def admit_create(store: "Store", rt: "ResourceType", obj: dict) -> None:
+def admit_create(store: Store, rt: ResourceType, obj: JsonObject) -> None:
     """Mutate `obj` or raise ApiError, as the create admission chain would."""
     namespace = obj["metadata"].get("namespace", "")
     if rt.namespaced:
@@ -32,7 +33,7 @@ def admit_create(store: "Store", rt: "ResourceType", obj: dict) -> None:
         _admit_pod(store, rt, obj)
 
 
-def _namespace_lifecycle(store: "Store", rt: "ResourceType", namespace: str, name: str) -> None:
+def _namespace_lifecycle(store: Store, rt: ResourceType, namespace: str, name: str) -> None:
     ns = store.get(NAMESPACES, "", namespace)
     if ns is None:
         raise e.not_found(NAMESPACES_GR, namespace)
@@ -44,7 +45,7 @@ def _namespace_lifecycle(store: "Store", rt: "ResourceType", namespace: str, nam
         )
 
 
-def _admit_pod(store: "Store", rt: "ResourceType", pod: dict) -> None:
+def _admit_pod(store: Store, rt: ResourceType, pod: JsonObject) -> None:
     name = pod["metadata"].get("name", "")
     apply_admission_defaults(pod)
     spec = pod["spec"]
@@ -59,7 +60,7 @@ def _admit_pod(store: "Store", rt: "ResourceType", pod: dict) -> None:
     _admit_priority(store, rt, pod, name)
 
 
-def _admit_priority(store: "Store", rt: "ResourceType", pod: dict, name: str) -> None:
+def _admit_priority(store: Store, rt: ResourceType, pod: JsonObject, name: str) -> None:
     spec = pod["spec"]
     class_name = spec.get("priorityClassName", "")
     priority = 0

@@ -11,11 +11,13 @@ import json
 import sys
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import yaml
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from . import discovery
 from . import errors as e
@@ -47,6 +49,7 @@ def build_app(state: AppState) -> web.Application:
     app = web.Application(
         middlewares=[_audit(state), _authenticate(state), _inject_faults(state)], client_max_size=MAX_BODY
     )
+
     async def dispatch(request: web.Request) -> web.StreamResponse:
         return await _dispatch(state, request)
 
@@ -58,7 +61,7 @@ def _info(request: web.Request) -> RequestInfo:
     return request[INFO]
 
 
-def _audit(state: AppState) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def _audit(state: AppState) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         request[INFO] = request_info(request.method, request.path, request.query)
@@ -79,7 +82,9 @@ def _audit(state: AppState) -> Callable[[web.Request, Handler], Awaitable[web.St
         except e.ApiError as err:
             response = error_response(err)
         except web.HTTPRequestEntityTooLarge:
-            response = error_response(e.ApiError(e.status_body(413, "RequestEntityTooLarge", "Request entity too large")))
+            response = error_response(
+                e.ApiError(e.status_body(413, "RequestEntityTooLarge", "Request entity too large"))
+            )
         except asyncio.CancelledError:
             raise
         except Exception as err:  # a bug here must reach the client as a 500, not kill the server
@@ -91,7 +96,7 @@ def _audit(state: AppState) -> Callable[[web.Request, Handler], Awaitable[web.St
     return middleware
 
 
-def _authenticate(state: AppState) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def _authenticate(state: AppState) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         info = _info(request)
@@ -111,12 +116,12 @@ def _authenticate(state: AppState) -> Callable[[web.Request, Handler], Awaitable
     return middleware
 
 
-def _inject_faults(state: AppState) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def _inject_faults(state: AppState) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         info = _info(request)
         if info.is_resource:
-            name, labels = info.name, {}
+            name, labels = info.name, dict[str, str]()
             if request.method in ("POST", "PUT", "PATCH"):
                 name, labels = _name_and_labels(await request.read(), info.name)
             rule = state.faults.take(info, request.method, request[USER].name, name, labels)
@@ -138,8 +143,9 @@ def _name_and_labels(raw: bytes, name: str) -> tuple[str, dict[str, str]]:
     meta = body.get("metadata") if isinstance(body, dict) else None
     if not isinstance(meta, dict):
         return name, {}
-    labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
-    return name or meta.get("name") or meta.get("generateName") or "", labels
+    labels = meta.get("labels")
+    found = {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+    return str(name or meta.get("name") or meta.get("generateName") or ""), found
 
 
 async def _dispatch(state: AppState, request: web.Request) -> web.StreamResponse:

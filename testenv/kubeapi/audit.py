@@ -42,8 +42,17 @@ class AuditLog:
 
     def record(self, when: float, user: str, method: str, info: RequestInfo, query: str, code: int) -> None:
         entry = AuditEntry(
-            when, user, method, info.path, query, info.verb, info.group,
-            info.resource_with_sub if info.is_resource else "", info.namespace, info.name, code,
+            when,
+            user,
+            method,
+            info.path,
+            query,
+            info.verb,
+            info.group,
+            info.resource_with_sub if info.is_resource else "",
+            info.namespace,
+            info.name,
+            code,
         )
         with self._lock:
             self._entries.append(entry)

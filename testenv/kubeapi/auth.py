@@ -39,6 +39,7 @@ import yaml
 
 from . import errors as e
 from .gvk import GroupResource
+from .jsonobj import JsonObject
 from .requestinfo import RequestInfo
 
 ANONYMOUS_PATHS = ("/healthz", "/livez", "/readyz", "/version")
@@ -60,7 +61,7 @@ class User:
 class Grant:
     """A PolicyRule and where it applies: a namespace, or everywhere (None)."""
 
-    rule: dict
+    rule: JsonObject
     namespace: str | None = None
 
 
@@ -92,7 +93,7 @@ class AuthConfig:
             return ADMIN
         if not header or not header.startswith("Bearer "):
             return None
-        token = header[len("Bearer "):].strip()
+        token = header[len("Bearer ") :].strip()
         for known, user in self.tokens.items():
             if hmac.compare_digest(known, token):
                 return user
@@ -113,8 +114,10 @@ def _grant_allows(grant: Grant, info: RequestInfo) -> bool:
     if "*" not in verbs and info.verb not in verbs:
         return False
     if not info.is_resource:
-        return any(u == "*" or u == info.path or (u.endswith("*") and info.path.startswith(u[:-1]))
-                   for u in rule.get("nonResourceURLs") or [])
+        return any(
+            u == "*" or u == info.path or (u.endswith("*") and info.path.startswith(u[:-1]))
+            for u in rule.get("nonResourceURLs") or []
+        )
     if grant.namespace is not None and grant.namespace != info.namespace:
         return False
     groups = rule.get("apiGroups") or []
@@ -139,11 +142,12 @@ def _resource_matches(resources: list[str], info: RequestInfo) -> bool:
 def forbidden_error(user: User, info: RequestInfo) -> e.ApiError:
     """403 worded like the real authorizer's refusal."""
     if not info.is_resource:
-        return e.ApiError(e.status_body(403, "Forbidden", f'forbidden: User "{user.name}" cannot {info.verb} path "{info.path}"', {}))
+        return e.ApiError(
+            e.status_body(403, "Forbidden", f'forbidden: User "{user.name}" cannot {info.verb} path "{info.path}"', {})
+        )
     where = f'in the namespace "{info.namespace}"' if info.namespace else "at the cluster scope"
     cause = (
-        f'User "{user.name}" cannot {info.verb} resource "{info.resource_with_sub}" '
-        f'in API group "{info.group}" {where}'
+        f'User "{user.name}" cannot {info.verb} resource "{info.resource_with_sub}" in API group "{info.group}" {where}'
     )
     return e.forbidden(GroupResource(info.group, info.resource), info.name, cause)
 
@@ -163,13 +167,17 @@ def load_auth_file(path: str | Path) -> AuthConfig:
         where = f"{path}: users[{i}]"
         if not isinstance(entry, dict) or not entry.get("name") or not entry.get("token"):
             raise AuthConfigError(f"{where}: expected a mapping with 'name' and 'token'")
-        user = User(entry["name"], implied_groups(entry["name"]) + tuple(entry.get("groups") or ()), bool(entry.get("admin")))
+        user = User(
+            entry["name"], implied_groups(entry["name"]) + tuple(entry.get("groups") or ()), bool(entry.get("admin"))
+        )
         config.add_token(str(entry["token"]), user)
         grants = config.grants.setdefault(user.name, [])
         for j, rule in enumerate(entry.get("rules") or []):
             grants += _inline_grants(rule, f"{where}.rules[{j}]")
         for j, ref in enumerate(entry.get("roles") or []):
-            grants += _role_grants(path.parent / ref["file"], ref.get("name"), ref.get("namespace"), f"{where}.roles[{j}]")
+            grants += _role_grants(
+                path.parent / ref["file"], ref.get("name"), ref.get("namespace"), f"{where}.roles[{j}]"
+            )
     for manifest in data.get("rbac") or []:
         _bind_manifest(config, path.parent / manifest)
     return config
@@ -185,7 +193,7 @@ def _inline_grants(rule: Any, where: str) -> list[Grant]:
     return [Grant(policy, ns) for ns in namespaces]
 
 
-def _documents(path: Path) -> list[dict]:
+def _documents(path: Path) -> list[JsonObject]:
     try:
         return [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
     except (OSError, yaml.YAMLError) as err:
@@ -205,13 +213,13 @@ def _role_grants(path: Path, name: str | None, namespace: str | None, where: str
     return grants
 
 
-def _subject_key(subject: dict, binding_namespace: str) -> str:
+def _subject_key(subject: JsonObject, binding_namespace: str) -> str:
     kind = subject.get("kind")
     if kind == "ServiceAccount":
         return f"system:serviceaccount:{subject.get('namespace') or binding_namespace}:{subject['name']}"
     if kind == "Group":
         return f"group:{subject['name']}"
-    return subject["name"]
+    return str(subject["name"])
 
 
 def _bind_manifest(config: AuthConfig, path: Path) -> None:
@@ -221,7 +229,9 @@ def _bind_manifest(config: AuthConfig, path: Path) -> None:
         ref = binding.get("roleRef") or {}
         role = roles.get((ref.get("kind"), ref.get("name")))
         if role is None:
-            raise AuthConfigError(f"{path}: {binding['kind']} {binding['metadata']['name']} refers to a role not in the file")
+            raise AuthConfigError(
+                f"{path}: {binding['kind']} {binding['metadata']['name']} refers to a role not in the file"
+            )
         scope = binding["metadata"].get("namespace") if binding["kind"] == "RoleBinding" else None
         for subject in binding.get("subjects") or []:
             key = _subject_key(subject, binding["metadata"].get("namespace", ""))

@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-from typing import ClassVar, Mapping
+from collections.abc import Mapping
+from typing import ClassVar
 
 from lightkube.models import coordination_v1, core_v1, scheduling_v1
 
@@ -18,6 +19,7 @@ from . import names, quantity
 from .crds import CrdStrategy
 from .decoding import cannot_handle
 from .events import CoreEventStrategy, EventsV1Strategy
+from .jsonobj import JsonObject
 from .pods import PodStrategy
 from .resources import STATUS, Registry, ResourceType, Subresource
 from .selector import FieldGetter
@@ -34,7 +36,7 @@ class NodeStrategy(Strategy):
     keeps_status_on_create = True  # kubelets register with their capacity in one create
     extra_fields: ClassVar[Mapping[str, FieldGetter]] = {"spec.unschedulable": _bool_field("spec", "unschedulable")}
 
-    def decode(self, body: dict, rt: ResourceType) -> dict:
+    def decode(self, body: JsonObject, rt: ResourceType) -> JsonObject:
         node = super().decode(body, rt)
         status = node.get("status") or {}
         for key in ("capacity", "allocatable"):
@@ -45,17 +47,17 @@ class NodeStrategy(Strategy):
                     raise cannot_handle(rt.kind, rt.version, str(err)) from err
         return node
 
-    def validate(self, obj: dict, rt: ResourceType) -> list[e.FieldError]:
+    def validate(self, obj: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         return super().validate(obj, rt) + _taint_errors(obj)
 
-    def validate_update(self, new: dict, old: dict, rt: ResourceType) -> list[e.FieldError]:
+    def validate_update(self, new: JsonObject, old: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         return super().validate_update(new, old, rt) + _taint_errors(new)
 
 
 TAINT_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
 
-def _taint_errors(node: dict) -> list[e.FieldError]:
+def _taint_errors(node: JsonObject) -> list[e.FieldError]:
     errs = []
     for i, taint in enumerate((node.get("spec") or {}).get("taints") or []):
         if not taint.get("key"):
@@ -67,33 +69,36 @@ def _taint_errors(node: dict) -> list[e.FieldError]:
 
 class NamespaceStrategy(Strategy):
     model = core_v1.Namespace
-    name_check = staticmethod(names.is_dns1123_label)
+
+    def check_name(self, name: str) -> list[str]:
+        return names.is_dns1123_label(name)
+
     return_deleted_object = True
     extra_fields: ClassVar[Mapping[str, FieldGetter]] = {"status.phase": path_field("status", "phase")}
 
-    def default(self, obj: dict, rt: ResourceType) -> None:
+    def default(self, obj: JsonObject, rt: ResourceType) -> None:
         # The server labels every namespace with its own name (so selectors can pick namespaces).
         name = obj.get("metadata", {}).get("name")
         if name:
             obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = name
 
-    def prepare_for_create(self, obj: dict, rt: ResourceType) -> None:
+    def prepare_for_create(self, obj: JsonObject, rt: ResourceType) -> None:
         obj["status"] = {"phase": "Active"}
         obj.setdefault("spec", {})["finalizers"] = ["kubernetes"]
 
-    def prepare_for_update(self, new: dict, old: dict, rt: ResourceType) -> None:
+    def prepare_for_update(self, new: JsonObject, old: JsonObject, rt: ResourceType) -> None:
         super().prepare_for_update(new, old, rt)
         new["spec"] = old.get("spec", {})  # finalizers change only through namespaces/finalize
 
 
-def _validate_keys(data: dict | None, field: str) -> list[e.FieldError]:
+def _validate_keys(data: JsonObject | None, field: str) -> list[e.FieldError]:
     errs = []
     for key in data or {}:
         errs += [e.invalid(f"{field}[{key}]", key, m) for m in names.is_config_key(key)]
     return errs
 
 
-def _immutable_data(new: dict, old: dict, fields: tuple[str, ...]) -> list[e.FieldError]:
+def _immutable_data(new: JsonObject, old: JsonObject, fields: tuple[str, ...]) -> list[e.FieldError]:
     if not old.get("immutable"):
         return []
     errs = []
@@ -108,10 +113,14 @@ def _immutable_data(new: dict, old: dict, fields: tuple[str, ...]) -> list[e.Fie
 class ConfigMapStrategy(Strategy):
     model = core_v1.ConfigMap
 
-    def validate(self, obj: dict, rt: ResourceType) -> list[e.FieldError]:
-        return super().validate(obj, rt) + _validate_keys(obj.get("data"), "data") + _validate_keys(obj.get("binaryData"), "binaryData")
+    def validate(self, obj: JsonObject, rt: ResourceType) -> list[e.FieldError]:
+        return (
+            super().validate(obj, rt)
+            + _validate_keys(obj.get("data"), "data")
+            + _validate_keys(obj.get("binaryData"), "binaryData")
+        )
 
-    def validate_update(self, new: dict, old: dict, rt: ResourceType) -> list[e.FieldError]:
+    def validate_update(self, new: JsonObject, old: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         return super().validate_update(new, old, rt) + _immutable_data(new, old, ("data", "binaryData"))
 
 
@@ -119,7 +128,7 @@ class SecretStrategy(Strategy):
     model = core_v1.Secret
     extra_fields: ClassVar[Mapping[str, FieldGetter]] = {"type": path_field("type")}
 
-    def decode(self, body: dict, rt: ResourceType) -> dict:
+    def decode(self, body: JsonObject, rt: ResourceType) -> JsonObject:
         secret = super().decode(body, rt)
         for key, value in (secret.get("data") or {}).items():
             try:
@@ -133,13 +142,13 @@ class SecretStrategy(Strategy):
                 data[key] = base64.b64encode(value.encode()).decode()
         return secret
 
-    def default(self, obj: dict, rt: ResourceType) -> None:
+    def default(self, obj: JsonObject, rt: ResourceType) -> None:
         obj.setdefault("type", "Opaque")
 
-    def validate(self, obj: dict, rt: ResourceType) -> list[e.FieldError]:
+    def validate(self, obj: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         return super().validate(obj, rt) + _validate_keys(obj.get("data"), "data")
 
-    def validate_update(self, new: dict, old: dict, rt: ResourceType) -> list[e.FieldError]:
+    def validate_update(self, new: JsonObject, old: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         errs = super().validate_update(new, old, rt) + _immutable_data(new, old, ("data",))
         if new.get("type") != old.get("type"):
             errs.append(e.invalid("type", new.get("type", ""), "field is immutable"))
@@ -155,13 +164,16 @@ class ServiceStrategy(Strategy):
     """ClusterIP services get an address from 10.96.0.0/12 like a default kubeadm cluster."""
 
     model = core_v1.Service
-    name_check = staticmethod(names.is_dns1035_label)
+
+    def check_name(self, name: str) -> list[str]:
+        return names.is_dns1035_label(name)
+
     return_deleted_object = True
 
     def __init__(self) -> None:
         self._next_ip = int(ipaddress.IPv4Address("10.96.0.10"))
 
-    def default(self, obj: dict, rt: ResourceType) -> None:
+    def default(self, obj: JsonObject, rt: ResourceType) -> None:
         spec = obj.setdefault("spec", {})
         spec.setdefault("type", "ClusterIP")
         spec.setdefault("sessionAffinity", "None")
@@ -170,7 +182,7 @@ class ServiceStrategy(Strategy):
             port.setdefault("protocol", "TCP")
             port.setdefault("targetPort", port.get("port"))
 
-    def prepare_for_create(self, obj: dict, rt: ResourceType) -> None:
+    def prepare_for_create(self, obj: JsonObject, rt: ResourceType) -> None:
         super().prepare_for_create(obj, rt)
         spec = obj["spec"]
         if spec.get("type") != "ExternalName" and not spec.get("clusterIP"):
@@ -182,13 +194,13 @@ class ServiceStrategy(Strategy):
             spec.setdefault("ipFamilyPolicy", "SingleStack")
         obj["status"] = {"loadBalancer": {}}
 
-    def prepare_for_update(self, new: dict, old: dict, rt: ResourceType) -> None:
+    def prepare_for_update(self, new: JsonObject, old: JsonObject, rt: ResourceType) -> None:
         super().prepare_for_update(new, old, rt)
         for field in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
             if field in old.get("spec", {}) and not new["spec"].get(field):
                 new["spec"][field] = old["spec"][field]
 
-    def validate(self, obj: dict, rt: ResourceType) -> list[e.FieldError]:
+    def validate(self, obj: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         errs = super().validate(obj, rt)
         spec = obj.get("spec") or {}
         ports = spec.get("ports") or []
@@ -200,7 +212,7 @@ class ServiceStrategy(Strategy):
                 errs.append(e.invalid(f"spec.ports[{i}].port", number, "must be between 1 and 65535, inclusive"))
         return errs
 
-    def validate_update(self, new: dict, old: dict, rt: ResourceType) -> list[e.FieldError]:
+    def validate_update(self, new: JsonObject, old: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         errs = super().validate_update(new, old, rt)
         if new["spec"].get("clusterIP") != old["spec"].get("clusterIP"):
             errs.append(e.invalid("spec.clusterIP", new["spec"].get("clusterIP", ""), "field is immutable"))
@@ -214,10 +226,10 @@ class LeaseStrategy(Strategy):
 class PriorityClassStrategy(Strategy):
     model = scheduling_v1.PriorityClass
 
-    def default(self, obj: dict, rt: ResourceType) -> None:
+    def default(self, obj: JsonObject, rt: ResourceType) -> None:
         obj.setdefault("preemptionPolicy", "PreemptLowerPriority")
 
-    def validate(self, obj: dict, rt: ResourceType) -> list[e.FieldError]:
+    def validate(self, obj: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         errs = super().validate(obj, rt)
         if "value" not in obj:
             errs.append(e.required("value", ""))
@@ -237,27 +249,68 @@ def builtin_registry() -> Registry:
     """A registry with every built-in kind; CRDs add to it later."""
     registry = Registry()
     core = [
-        ResourceType("", "v1", "pods", "Pod", True, PodStrategy(), "pod", ("po",), ("all",),
-                     subresources=(STATUS, BINDING, LOG)),
+        ResourceType(
+            "", "v1", "pods", "Pod", True, PodStrategy(), "pod", ("po",), ("all",), subresources=(STATUS, BINDING, LOG)
+        ),
         ResourceType("", "v1", "nodes", "Node", False, NodeStrategy(), "node", ("no",), subresources=(STATUS,)),
-        ResourceType("", "v1", "namespaces", "Namespace", False, NamespaceStrategy(), "namespace", ("ns",),
-                     verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
-                     subresources=(STATUS, FINALIZE)),
+        ResourceType(
+            "",
+            "v1",
+            "namespaces",
+            "Namespace",
+            False,
+            NamespaceStrategy(),
+            "namespace",
+            ("ns",),
+            verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
+            subresources=(STATUS, FINALIZE),
+        ),
         ResourceType("", "v1", "secrets", "Secret", True, SecretStrategy(), "secret"),
         ResourceType("", "v1", "configmaps", "ConfigMap", True, ConfigMapStrategy(), "configmap", ("cm",)),
-        ResourceType("", "v1", "services", "Service", True, ServiceStrategy(), "service", ("svc",), ("all",),
-                     verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
-                     subresources=(STATUS,)),
-        ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, ServiceAccountStrategy(), "serviceaccount", ("sa",)),
+        ResourceType(
+            "",
+            "v1",
+            "services",
+            "Service",
+            True,
+            ServiceStrategy(),
+            "service",
+            ("svc",),
+            ("all",),
+            verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
+            subresources=(STATUS,),
+        ),
+        ResourceType(
+            "", "v1", "serviceaccounts", "ServiceAccount", True, ServiceAccountStrategy(), "serviceaccount", ("sa",)
+        ),
         ResourceType("", "v1", "events", "Event", True, CoreEventStrategy(), "event", ("ev",), storage="events"),
         ResourceType("", "v1", "bindings", "Binding", True, BindingStrategy(), "binding", verbs=("create",)),
-        ResourceType("events.k8s.io", "v1", "events", "Event", True, EventsV1Strategy(), "event", ("ev",), storage="events"),
-        ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False,
-                     CrdStrategy(), "customresourcedefinition", ("crd", "crds"), ("api-extensions",),
-                     subresources=(STATUS,)),
+        ResourceType(
+            "events.k8s.io", "v1", "events", "Event", True, EventsV1Strategy(), "event", ("ev",), storage="events"
+        ),
+        ResourceType(
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            "CustomResourceDefinition",
+            False,
+            CrdStrategy(),
+            "customresourcedefinition",
+            ("crd", "crds"),
+            ("api-extensions",),
+            subresources=(STATUS,),
+        ),
         ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True, LeaseStrategy(), "lease"),
-        ResourceType("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, PriorityClassStrategy(),
-                     "priorityclass", ("pc",)),
+        ResourceType(
+            "scheduling.k8s.io",
+            "v1",
+            "priorityclasses",
+            "PriorityClass",
+            False,
+            PriorityClassStrategy(),
+            "priorityclass",
+            ("pc",),
+        ),
     ]
     for rt in core:
         registry.add(rt)

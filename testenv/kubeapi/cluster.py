@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .builtin import builtin_registry
 from .controllers import Controllers
@@ -37,7 +37,10 @@ def _loop_defer(delay: float, work: Callable[[], None]) -> None:
 
 
 def new_cluster(
-    *, history_limit: int = 5000, namespace_delay: float = 0.05, defer: Callable[[float, Callable[[], None]], None] = _loop_defer
+    *,
+    history_limit: int = 5000,
+    namespace_delay: float = 0.05,
+    defer: Callable[[float, Callable[[], None]], None] = _loop_defer,
 ) -> Cluster:
     """A seeded cluster; call on the event loop that will serve it (controllers defer work to it)."""
     store = Store(history_limit)

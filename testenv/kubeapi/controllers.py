@@ -13,11 +13,11 @@ does a moment later is deferred to the event loop.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from . import crds
 from . import errors as e
-from .deletion import Deleter, DeleteOptions
+from .deletion import DeleteOptions, Deleter
 from .resources import Registry, ResourceType
 from .rest import Rest, WriteOptions
 from .store import Change
@@ -53,7 +53,9 @@ class Controllers:
             return
         for rt in crds.resource_types(crd):
             self.registry.add(rt, preferred=rt.version == crds.stored_version_name(crd))
-        if crd["metadata"].get("deletionTimestamp") and not (change.old or {}).get("metadata", {}).get("deletionTimestamp"):
+        if crd["metadata"].get("deletionTimestamp") and not (change.old or {}).get("metadata", {}).get(
+            "deletionTimestamp"
+        ):
             self.defer(0, lambda: self._cleanup_crd(crd["metadata"]["name"]))
 
     def _cleanup_crd(self, name: str) -> None:

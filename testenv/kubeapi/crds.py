@@ -11,7 +11,8 @@ requires a resourceVersion on update, no strategic merge patch.
 from __future__ import annotations
 
 import json
-from typing import Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from lightkube.models import apiextensions_v1, meta_v1
 
@@ -20,6 +21,7 @@ from . import names
 from .clock import timestamp
 from .crd_schema import apply_schema
 from .decoding import conform
+from .jsonobj import JsonObject
 from .resources import STATUS, ResourceType, Subresource
 from .selector import FieldGetter
 from .strategy import COMMON_FIELDS, Strategy, path_field
@@ -32,7 +34,7 @@ class CrdStrategy(Strategy):
     model = apiextensions_v1.CustomResourceDefinition
     tracks_generation = True
 
-    def default(self, obj: dict, rt: ResourceType) -> None:
+    def default(self, obj: JsonObject, rt: ResourceType) -> None:
         spec = obj.setdefault("spec", {})
         spec_names = spec.setdefault("names", {})
         if spec_names.get("kind"):
@@ -40,16 +42,26 @@ class CrdStrategy(Strategy):
             spec_names.setdefault("listKind", spec_names["kind"] + "List")
         spec.setdefault("conversion", {"strategy": "None"})
 
-    def prepare_for_create(self, obj: dict, rt: ResourceType) -> None:
+    def prepare_for_create(self, obj: JsonObject, rt: ResourceType) -> None:
         spec = obj["spec"]
         now = timestamp()
         stored = [v["name"] for v in spec.get("versions") or [] if v.get("storage")]
         obj["status"] = {
             "conditions": [
-                {"type": "NamesAccepted", "status": "True", "lastTransitionTime": now,
-                 "reason": "NoConflicts", "message": "no conflicts found"},
-                {"type": "Established", "status": "True", "lastTransitionTime": now,
-                 "reason": "InitialNamesAccepted", "message": "the initial names have been accepted"},
+                {
+                    "type": "NamesAccepted",
+                    "status": "True",
+                    "lastTransitionTime": now,
+                    "reason": "NoConflicts",
+                    "message": "no conflicts found",
+                },
+                {
+                    "type": "Established",
+                    "status": "True",
+                    "lastTransitionTime": now,
+                    "reason": "InitialNamesAccepted",
+                    "message": "the initial names have been accepted",
+                },
             ],
             "acceptedNames": dict(spec.get("names") or {}),
             "storedVersions": stored,
@@ -58,10 +70,10 @@ class CrdStrategy(Strategy):
         if CLEANUP_FINALIZER not in finalizers:
             finalizers.append(CLEANUP_FINALIZER)
 
-    def validate(self, obj: dict, rt: ResourceType) -> list[e.FieldError]:
+    def validate(self, obj: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         return super().validate(obj, rt) + _validate_crd_spec(obj)
 
-    def validate_update(self, new: dict, old: dict, rt: ResourceType) -> list[e.FieldError]:
+    def validate_update(self, new: JsonObject, old: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         errs = super().validate_update(new, old, rt) + _validate_crd_spec(new)
         for field in ("group",):
             if new["spec"].get(field) != old["spec"].get(field):
@@ -69,13 +81,15 @@ class CrdStrategy(Strategy):
         return errs
 
 
-def _validate_crd_spec(crd: dict) -> list[e.FieldError]:
+def _validate_crd_spec(crd: JsonObject) -> list[e.FieldError]:
     spec = crd.get("spec") or {}
     spec_names = spec.get("names") or {}
     group, plural = spec.get("group", ""), spec_names.get("plural", "")
     errs: list[e.FieldError] = []
     if crd["metadata"].get("name") != f"{plural}.{group}":
-        errs.append(e.invalid("metadata.name", crd["metadata"].get("name", ""), 'must be spec.names.plural+"."+spec.group'))
+        errs.append(
+            e.invalid("metadata.name", crd["metadata"].get("name", ""), 'must be spec.names.plural+"."+spec.group')
+        )
     if not group:
         errs.append(e.required("spec.group", ""))
     elif "." not in group:
@@ -92,7 +106,7 @@ def _validate_crd_spec(crd: dict) -> list[e.FieldError]:
     return errs
 
 
-def _validate_versions(versions: list) -> list[e.FieldError]:
+def _validate_versions(versions: list[Any]) -> list[e.FieldError]:
     if not versions:
         return [e.invalid("spec.versions", versions, "must have exactly one version marked as storage version")]
     errs: list[e.FieldError] = []
@@ -113,35 +127,35 @@ class CustomResourceStrategy(Strategy):
     tracks_generation = True
     allow_unconditional_update = False
 
-    def __init__(self, schema: dict | None, selectable: Mapping[str, FieldGetter]) -> None:
+    def __init__(self, schema: JsonObject | None, selectable: Mapping[str, FieldGetter]) -> None:
         self.schema = schema
         self.selectable = selectable
 
     def field_getters(self, rt: ResourceType) -> Mapping[str, FieldGetter]:
         return {**COMMON_FIELDS, **self.selectable}
 
-    def decode(self, body: dict, rt: ResourceType) -> dict:
+    def decode(self, body: JsonObject, rt: ResourceType) -> JsonObject:
         if not body.get("kind"):
             raise e.bad_request(f"Object 'Kind' is missing in '{_short(body)}'")
         obj, _ = apply_schema(body, self.schema)
         obj["metadata"] = conform(body.get("metadata") or {}, meta_v1.ObjectMeta, rt.kind, rt.version)
         return obj
 
-    def validate(self, obj: dict, rt: ResourceType) -> list[e.FieldError]:
+    def validate(self, obj: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         return super().validate(obj, rt) + apply_schema(obj, self.schema)[1]
 
-    def validate_update(self, new: dict, old: dict, rt: ResourceType) -> list[e.FieldError]:
+    def validate_update(self, new: JsonObject, old: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         return super().validate_update(new, old, rt) + apply_schema(new, self.schema)[1]
 
-    def validate_status_update(self, new: dict, old: dict, rt: ResourceType) -> list[e.FieldError]:
+    def validate_status_update(self, new: JsonObject, old: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         return apply_schema(new, self.schema)[1]
 
 
-def _short(body: dict) -> str:
+def _short(body: JsonObject) -> str:
     return json.dumps(body, separators=(",", ":"))[:200]
 
 
-def resource_types(crd: dict) -> list[ResourceType]:
+def resource_types(crd: JsonObject) -> list[ResourceType]:
     """The resource types a CRD defines, one per served version (storage version first)."""
     spec = crd["spec"]
     spec_names = spec["names"]
@@ -179,7 +193,7 @@ def resource_types(crd: dict) -> list[ResourceType]:
     return types
 
 
-def storage_key(crd: dict) -> str:
+def storage_key(crd: JsonObject) -> str:
     return f"{crd['spec']['group']}/{crd['spec']['names']['plural']}"
 
 
@@ -187,8 +201,8 @@ def is_crd_change(storage: str) -> bool:
     return storage == "apiextensions.k8s.io/customresourcedefinitions"
 
 
-def stored_version_name(crd: dict) -> str:
+def stored_version_name(crd: JsonObject) -> str:
     for version in crd["spec"].get("versions") or []:
         if version.get("storage"):
-            return version["name"]
+            return str(version["name"])
     return ""

@@ -8,7 +8,7 @@ type information is our schema; we walk it instead of writing one.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import msgspec
@@ -122,7 +122,7 @@ class _Walker:
         raise self.fail(value, t, path)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _type_info(model: type) -> mi.StructType:
     info = mi.type_info(model)
     assert isinstance(info, mi.StructType)

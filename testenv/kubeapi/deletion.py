@@ -10,11 +10,14 @@ controller for a namespace.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from . import errors as e
 from .clock import timestamp
+from .gvk import GroupKind
+from .jsonobj import JsonObject
 from .listing import selection
 from .resources import ResourceType
 from .rest import Rest, list_body, present
@@ -46,11 +49,13 @@ def parse_delete_options(body: Any, query: Mapping[str, str]) -> DeleteOptions:
     propagation = options.get("propagationPolicy", query.get("propagationPolicy"))
     if propagation not in (None, "Orphan", "Background", "Foreground"):
         raise e.invalid_object(
-            e.GroupKind("meta.k8s.io", "DeleteOptions"), "",
+            GroupKind("meta.k8s.io", "DeleteOptions"),
+            "",
             [e.not_supported("propagationPolicy", propagation, ["Foreground", "Background", "Orphan", "nil"])],
         )
-    return DeleteOptions(grace_period, propagation, preconditions.get("uid"), preconditions.get("resourceVersion"),
-                         "All" in dry_run)
+    return DeleteOptions(
+        grace_period, propagation, preconditions.get("uid"), preconditions.get("resourceVersion"), "All" in dry_run
+    )
 
 
 class Deleter:
@@ -58,9 +63,9 @@ class Deleter:
         self.rest = rest
         self.store = rest.store
 
-    def delete(self, rt: ResourceType, namespace: str, name: str, options: DeleteOptions) -> dict:
+    def delete(self, rt: ResourceType, namespace: str, name: str, options: DeleteOptions) -> JsonObject:
         """The response body of a DELETE (the object, or a Success Status); raises ApiError."""
-        stored = self.rest._existing(rt, namespace, name)
+        stored = self.rest.existing(rt, namespace, name)
         obj = present(rt, stored)
         _check_preconditions(rt, obj, options)
         if rt.group == "" and rt.plural == "namespaces":
@@ -79,7 +84,7 @@ class Deleter:
             return self._mark(rt, obj, grace, options)
         return self._remove(rt, stored, options)
 
-    def _mark(self, rt: ResourceType, obj: dict, grace: int, options: DeleteOptions) -> dict:
+    def _mark(self, rt: ResourceType, obj: JsonObject, grace: int, options: DeleteOptions) -> JsonObject:
         marked = copy.deepcopy(obj)
         meta = marked["metadata"]
         meta["deletionTimestamp"] = timestamp(grace)
@@ -90,7 +95,7 @@ class Deleter:
             return marked
         return present(rt, self.store.update(rt.storage_key, rt.strategy.to_storage(marked)))
 
-    def _remove(self, rt: ResourceType, stored: dict, options: DeleteOptions) -> dict:
+    def _remove(self, rt: ResourceType, stored: JsonObject, options: DeleteOptions) -> JsonObject:
         final = stored if options.dry_run else self.store.delete(rt.storage_key, stored)
         if rt.strategy.return_deleted_object:
             return present(rt, final)
@@ -101,13 +106,14 @@ class Deleter:
         details.update({"kind": rt.plural, "uid": meta.get("uid", "")})
         return e.success_status(200, details)
 
-    def _delete_namespace(self, rt: ResourceType, obj: dict, options: DeleteOptions) -> dict:
+    def _delete_namespace(self, rt: ResourceType, obj: JsonObject, options: DeleteOptions) -> JsonObject:
         name = obj["metadata"]["name"]
         if name in PROTECTED_NAMESPACES:
             raise e.forbidden(rt.group_resource, name, "this namespace may not be deleted")
         if obj["metadata"].get("deletionTimestamp"):
             raise e.conflict(
-                rt.group_resource, name,
+                rt.group_resource,
+                name,
                 "The system is ensuring all content is removed from this namespace.  "
                 "Upon completion, this namespace will automatically be purged by the system.",
             )
@@ -129,7 +135,7 @@ class Deleter:
 
     def delete_collection(
         self, rt: ResourceType, namespace: str | None, query: Mapping[str, str], options: DeleteOptions
-    ) -> dict:
+    ) -> JsonObject:
         chosen = selection(rt, namespace, query)
         deleted = []
         for stored in self.store.items(rt.storage_key, namespace):
@@ -147,17 +153,19 @@ class Deleter:
         return list_body(rt, deleted, {"resourceVersion": str(self.store.resource_version)})
 
 
-def _check_preconditions(rt: ResourceType, obj: dict, options: DeleteOptions) -> None:
+def _check_preconditions(rt: ResourceType, obj: JsonObject, options: DeleteOptions) -> None:
     meta = obj["metadata"]
     name = meta["name"]
     if options.uid is not None and options.uid != meta.get("uid"):
         raise e.conflict(
-            rt.group_resource, name,
+            rt.group_resource,
+            name,
             f"Precondition failed: UID in precondition: {options.uid}, UID in object meta: {meta.get('uid')}",
         )
     if options.resource_version is not None and options.resource_version != meta.get("resourceVersion"):
         raise e.conflict(
-            rt.group_resource, name,
+            rt.group_resource,
+            name,
             f"Precondition failed: ResourceVersion in precondition: {options.resource_version}, "
             f"ResourceVersion in object meta: {meta.get('resourceVersion')}",
         )

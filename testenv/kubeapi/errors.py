@@ -115,9 +115,7 @@ def method_not_allowed() -> ApiError:
 
 
 def unsupported_media_type(content_type: str, accepted: list[str]) -> ApiError:
-    message = (
-        f"the body of the request was in an unknown format - accepted media types include: {', '.join(accepted)}"
-    )
+    message = f"the body of the request was in an unknown format - accepted media types include: {', '.join(accepted)}"
     return ApiError(status_body(415, "UnsupportedMediaType", message, {}))
 
 
@@ -145,7 +143,9 @@ def too_many_requests(message: str, retry_after: int | None) -> ApiError:
 
 
 def internal(message: str) -> ApiError:
-    return ApiError(status_body(500, "InternalError", f"Internal error occurred: {message}", {"causes": [{"message": message}]}))
+    return ApiError(
+        status_body(500, "InternalError", f"Internal error occurred: {message}", {"causes": [{"message": message}]})
+    )
 
 
 # --- field errors and 422 Invalid ------------------------------------------------------------

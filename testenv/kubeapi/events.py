@@ -9,12 +9,14 @@ converts on the way in and out. events.k8s.io also validates more strictly
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, ClassVar
 
 from lightkube.models import core_v1, events_v1
 
 from . import errors as e
 from . import names
+from .jsonobj import JsonObject
 from .selector import FieldGetter
 from .strategy import Strategy, path_field
 
@@ -36,7 +38,18 @@ _RENAMES = {
     "deprecatedLastTimestamp": "lastTimestamp",
     "deprecatedCount": "count",
 }
-_SAME = ("apiVersion", "kind", "metadata", "eventTime", "series", "related", "action", "reason", "type", "reportingInstance")
+_SAME = (
+    "apiVersion",
+    "kind",
+    "metadata",
+    "eventTime",
+    "series",
+    "related",
+    "action",
+    "reason",
+    "type",
+    "reportingInstance",
+)
 
 
 def _involved(part: str) -> FieldGetter:
@@ -44,7 +57,10 @@ def _involved(part: str) -> FieldGetter:
 
 
 CORE_FIELDS: Mapping[str, FieldGetter] = {
-    **{f"involvedObject.{p}": _involved(p) for p in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")},
+    **{
+        f"involvedObject.{p}": _involved(p)
+        for p in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")
+    },
     "reason": path_field("reason"),
     "reportingComponent": path_field("reportingComponent"),
     "source": path_field("source", "component"),
@@ -52,7 +68,7 @@ CORE_FIELDS: Mapping[str, FieldGetter] = {
 }
 
 
-def to_core(event: dict) -> dict:
+def to_core(event: JsonObject) -> JsonObject:
     out = {k: event[k] for k in _SAME if k in event}
     for new, old in _RENAMES.items():
         if new in event:
@@ -60,7 +76,7 @@ def to_core(event: dict) -> dict:
     return out
 
 
-def from_core(event: dict) -> dict:
+def from_core(event: JsonObject) -> JsonObject:
     out = {k: event[k] for k in _SAME if k in event}
     for new, old in _RENAMES.items():
         if old in event:
@@ -68,7 +84,7 @@ def from_core(event: dict) -> dict:
     return out
 
 
-def _legacy_errors(event: dict, controller_field: str) -> list[e.FieldError]:
+def _legacy_errors(event: JsonObject, controller_field: str) -> list[e.FieldError]:
     """Checks both APIs apply (legacyValidateEvent), on the core/v1 shape."""
     errs: list[e.FieldError] = []
     namespace = event["metadata"].get("namespace", "")
@@ -84,7 +100,7 @@ def _legacy_errors(event: dict, controller_field: str) -> list[e.FieldError]:
     return errs
 
 
-def _reporting_errors(event: dict, controller_field: str) -> list[e.FieldError]:
+def _reporting_errors(event: JsonObject, controller_field: str) -> list[e.FieldError]:
     errs: list[e.FieldError] = []
     controller = event.get("reportingComponent", "")
     if not controller:
@@ -109,10 +125,10 @@ class CoreEventStrategy(Strategy):
     model = core_v1.Event
     extra_fields = CORE_FIELDS
 
-    def validate(self, obj: dict, rt: "ResourceType") -> list[e.FieldError]:
+    def validate(self, obj: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         return _legacy_errors(obj, "reportingComponent")
 
-    def validate_update(self, new: dict, old: dict, rt: "ResourceType") -> list[e.FieldError]:
+    def validate_update(self, new: JsonObject, old: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         return self.validate(new, rt)
 
 
@@ -127,7 +143,7 @@ class EventsV1Strategy(Strategy):
         "type": path_field("type"),
     }
 
-    def validate(self, obj: dict, rt: "ResourceType") -> list[e.FieldError]:
+    def validate(self, obj: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         core = to_core(obj)
         errs = _legacy_errors(core, "reportingController") + super().validate(obj, rt)
         errs += _reporting_errors(core, "reportingController")
@@ -146,13 +162,13 @@ class EventsV1Strategy(Strategy):
             errs.append(e.invalid("note", "", f"can have at most {NOTE_LIMIT} characters"))
         return _dedupe(errs)
 
-    def validate_update(self, new: dict, old: dict, rt: "ResourceType") -> list[e.FieldError]:
+    def validate_update(self, new: JsonObject, old: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         return super().validate_update(new, old, rt)
 
-    def to_storage(self, obj: dict) -> dict:
+    def to_storage(self, obj: JsonObject) -> JsonObject:
         return to_core(obj)
 
-    def from_storage(self, obj: dict) -> dict:
+    def from_storage(self, obj: JsonObject) -> JsonObject:
         return from_core(obj)
 
 

@@ -20,8 +20,16 @@ from . import errors as e
 from .requestinfo import RequestInfo
 
 DEFAULT_REASONS = {
-    400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
-    410: "Gone", 422: "Invalid", 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable",
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    410: "Gone",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
     504: "Timeout",
 }
 DEFAULT_MESSAGES = {
@@ -82,7 +90,9 @@ class FaultRule:
     def error(self) -> e.ApiError:
         reason = self.reason or DEFAULT_REASONS.get(self.code, "InternalError")
         message = self.message or DEFAULT_MESSAGES.get(self.code, f"injected fault {self.id}")
-        details: dict[str, Any] | None = {"retryAfterSeconds": self.retry_after} if self.retry_after is not None else None
+        details: dict[str, Any] | None = (
+            {"retryAfterSeconds": self.retry_after} if self.retry_after is not None else None
+        )
         headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
         return e.ApiError(e.status_body(self.code, reason, message, details), headers)
 

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from . import errors as e
 from .deletion import Deleter, parse_delete_options
+from .jsonobj import JsonObject
 from .keys import AUDIT
 from .listing import selection
 from .requestinfo import RequestInfo
@@ -108,7 +109,9 @@ class ResourceHandler:
         if info.verb == "get":
             return json_response(self.rest.get(rt, namespace, info.name))
         if info.verb == "update":
-            body, _ = self.rest.update(rt, namespace, info.name, await _body(request), _write_options(request.query), sub)
+            body, _ = self.rest.update(
+                rt, namespace, info.name, await _body(request), _write_options(request.query), sub
+            )
             return json_response(body)
         if info.verb == "patch":
             return await self._patch(request, rt, namespace, info.name, sub)
@@ -128,7 +131,7 @@ class ResourceHandler:
         await response.prepare(request)
         request[AUDIT](200)
 
-        async def send(item: dict) -> None:
+        async def send(item: JsonObject) -> None:
             await response.write(dumps(item) + b"\n")
 
         try:
@@ -142,7 +145,9 @@ class ResourceHandler:
         if query.get("timeoutSeconds"):
             text = query["timeoutSeconds"]
             if not text.isdigit():  # an int64 in ListOptions; "0.5" does not decode on a real server either
-                raise e.bad_request(f'timeoutSeconds: Invalid value: "{text}": strconv.ParseInt: parsing "{text}": invalid syntax')
+                raise e.bad_request(
+                    f'timeoutSeconds: Invalid value: "{text}": strconv.ParseInt: parsing "{text}": invalid syntax'
+                )
             timeout = float(text)
         return WatchOptions(
             resource_version=parse_resource_version(query.get("resourceVersion")),
@@ -158,7 +163,9 @@ def _write_options(query: Any) -> WriteOptions:
     dry_run = [d for d in dry_run if d]
     for value in dry_run:
         if value != "All":
-            raise e.bad_request(f'Invalid dry run value: "{value}": dryRun: Unsupported value: "{value}": supported values: "All"')
+            raise e.bad_request(
+                f'Invalid dry run value: "{value}": dryRun: Unsupported value: "{value}": supported values: "All"'
+            )
     return WriteOptions(dry_run=bool(dry_run), field_manager=query.get("fieldManager", "") or "")
 
 

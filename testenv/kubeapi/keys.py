@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Protocol
 
 from aiohttp import web
 
 from .auth import User
 from .requestinfo import RequestInfo
 
+
+class AuditRecorder(Protocol):
+    """Records the request in the audit log now (watches do it when their stream starts)."""
+
+    def __call__(self, code: int) -> None: ...
+
+
 INFO = web.RequestKey("info", RequestInfo)
 USER = web.RequestKey("user", User)
-# Records the request in the audit log now (watches do it when their stream starts).
-AUDIT = web.RequestKey("audit", Callable[[int], None])
+AUDIT = web.RequestKey("audit", AuditRecorder)

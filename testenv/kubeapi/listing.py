@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from . import errors as e
+from .jsonobj import JsonObject
 from .resources import ResourceType
 from .selector import (
     FieldGetter,
@@ -32,7 +33,7 @@ class Selection:
     fields: FieldSelector
     getters: Mapping[str, FieldGetter]
 
-    def matches(self, obj: dict) -> bool:
+    def matches(self, obj: JsonObject) -> bool:
         """`obj` is in the API version of the request (field names differ between versions)."""
         meta = obj.get("metadata") or {}
         if self.namespace is not None and meta.get("namespace", "") != self.namespace:
@@ -57,7 +58,7 @@ def selection(rt: ResourceType, namespace: str | None, query: Mapping[str, str])
 
 @dataclass(frozen=True)
 class Page:
-    items: list[dict]
+    items: list[JsonObject]
     resource_version: str
     continue_token: str
     remaining: int | None
@@ -77,7 +78,7 @@ def _decode_token(token: str) -> tuple[str, str]:
         raise e.bad_request(f"continue key is not valid: {err}") from err
 
 
-def _key(obj: dict) -> str:
+def _key(obj: JsonObject) -> str:
     meta = obj["metadata"]
     return f"{meta.get('namespace', '')}/{meta['name']}"
 
@@ -90,7 +91,7 @@ def parse_limit(query: Mapping[str, str]) -> int:
         raise e.bad_request(f'strconv.ParseInt: parsing "{text}": invalid syntax') from err
 
 
-def paginate(items: list[dict], query: Mapping[str, str], current_rv: str, count_remaining: bool) -> Page:
+def paginate(items: list[JsonObject], query: Mapping[str, str], current_rv: str, count_remaining: bool) -> Page:
     """`items` are the matching objects, sorted; `current_rv` the store's revision now."""
     limit = parse_limit(query)
     rv = current_rv

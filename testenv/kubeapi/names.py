@@ -113,7 +113,9 @@ def is_qualified_name(value: str) -> list[str]:
     elif len(name) > QUALIFIED_NAME_MAX:
         errors.append("name part " + max_len_error(QUALIFIED_NAME_MAX))
     if name and not _QUALIFIED_NAME.match(name):
-        errors.append("name part " + _regex_error(_QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc"))
+        errors.append(
+            "name part " + _regex_error(_QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc")
+        )
     return errors
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from . import errors as e
+from .jsonobj import JsonObject
 
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
@@ -118,7 +119,7 @@ def _strip_directives(value: Any) -> Any:
     return value
 
 
-def _merge_list_by_key(target: list, patch: list, key: str) -> list:
+def _merge_list_by_key(target: list[Any], patch: list[Any], key: str) -> list[Any]:
     result = [copy.deepcopy(item) for item in target]
     if any(isinstance(p, dict) and p.get("$patch") == "replace" for p in patch):
         return [_strip_directives(p) for p in patch if not (isinstance(p, dict) and p.get("$patch") == "replace")]
@@ -156,7 +157,7 @@ def _parent(doc: Any, parts: list[str], path: str) -> Any:
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         else:
-            raise PatchError(f"doc is missing path: \"{path}\": missing value")
+            raise PatchError(f'doc is missing path: "{path}": missing value')
     return node
 
 
@@ -170,7 +171,7 @@ def _get(doc: Any, path: str) -> Any:
         return parent[last]
     if isinstance(parent, list) and last.isdigit() and int(last) < len(parent):
         return parent[int(last)]
-    raise PatchError(f"doc is missing path: \"{path}\": missing value")
+    raise PatchError(f'doc is missing path: "{path}": missing value')
 
 
 def _add(doc: Any, path: str, value: Any) -> Any:
@@ -184,10 +185,10 @@ def _add(doc: Any, path: str, value: Any) -> Any:
     elif isinstance(parent, list):
         index = len(parent) if last == "-" else int(last) if last.isdigit() else -1
         if not 0 <= index <= len(parent):
-            raise PatchError(f"add operation does not apply: doc is missing path: \"{path}\": missing value")
+            raise PatchError(f'add operation does not apply: doc is missing path: "{path}": missing value')
         parent.insert(index, value)
     else:
-        raise PatchError(f"add operation does not apply: doc is missing path: \"{path}\": missing value")
+        raise PatchError(f'add operation does not apply: doc is missing path: "{path}": missing value')
     return doc
 
 
@@ -200,7 +201,7 @@ def _remove(doc: Any, path: str) -> Any:
     elif isinstance(parent, list) and last.isdigit() and int(last) < len(parent):
         parent.pop(int(last))
     else:
-        raise PatchError(f"remove operation does not apply: doc is missing path: \"{path}\": missing value")
+        raise PatchError(f'remove operation does not apply: doc is missing path: "{path}": missing value')
     return doc
 
 
@@ -231,7 +232,7 @@ def json_patch(doc: Any, operations: Any) -> Any:
     return doc
 
 
-def apply(content_type: str, current: dict, patch: Any) -> dict:
+def apply(content_type: str, current: JsonObject, patch: Any) -> JsonObject:
     """The object after the patch; raises PatchError."""
     if content_type == JSON_PATCH:
         result = json_patch(current, patch)

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from . import quantity
 from .decoding import cannot_handle
+from .jsonobj import JsonObject
 
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
 DEFAULT_TOLERATION_SECONDS = 300
 
 
-def all_containers(spec: dict) -> list[dict]:
+def all_containers(spec: JsonObject) -> list[JsonObject]:
     return [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
 
 
-def apply_scheme_defaults(pod: dict) -> None:
+def apply_scheme_defaults(pod: JsonObject) -> None:
     spec = pod.setdefault("spec", {})
     spec.setdefault("restartPolicy", "Always")
     spec.setdefault("terminationGracePeriodSeconds", 30)
@@ -36,7 +37,7 @@ def apply_scheme_defaults(pod: dict) -> None:
         _default_volume(volume)
 
 
-def _default_container(container: dict) -> None:
+def _default_container(container: JsonObject) -> None:
     container.setdefault("terminationMessagePath", "/dev/termination-log")
     container.setdefault("terminationMessagePolicy", "File")
     container.setdefault("imagePullPolicy", image_pull_policy(container.get("image", "")))
@@ -59,7 +60,7 @@ def _default_container(container: dict) -> None:
             _default_probe(probe)
 
 
-def _default_probe(probe: dict) -> None:
+def _default_probe(probe: JsonObject) -> None:
     probe.setdefault("timeoutSeconds", 1)
     probe.setdefault("periodSeconds", 10)
     probe.setdefault("successThreshold", 1)
@@ -70,15 +71,40 @@ def _default_probe(probe: dict) -> None:
 
 
 _VOLUME_SOURCES = (
-    "hostPath", "emptyDir", "secret", "configMap", "projected", "downwardAPI", "persistentVolumeClaim",
-    "nfs", "csi", "ephemeral", "image", "iscsi", "glusterfs", "rbd", "cephfs", "fc", "flexVolume",
-    "azureFile", "azureDisk", "awsElasticBlockStore", "gcePersistentDisk", "gitRepo", "cinder",
-    "flocker", "vsphereVolume", "quobyte", "photonPersistentDisk", "portworxVolume", "scaleIO",
+    "hostPath",
+    "emptyDir",
+    "secret",
+    "configMap",
+    "projected",
+    "downwardAPI",
+    "persistentVolumeClaim",
+    "nfs",
+    "csi",
+    "ephemeral",
+    "image",
+    "iscsi",
+    "glusterfs",
+    "rbd",
+    "cephfs",
+    "fc",
+    "flexVolume",
+    "azureFile",
+    "azureDisk",
+    "awsElasticBlockStore",
+    "gcePersistentDisk",
+    "gitRepo",
+    "cinder",
+    "flocker",
+    "vsphereVolume",
+    "quobyte",
+    "photonPersistentDisk",
+    "portworxVolume",
+    "scaleIO",
     "storageos",
 )
 
 
-def _default_volume(volume: dict) -> None:
+def _default_volume(volume: JsonObject) -> None:
     if not any(source in volume for source in _VOLUME_SOURCES):
         volume["emptyDir"] = {}
     for source in ("secret", "configMap", "projected", "downwardAPI"):
@@ -97,7 +123,7 @@ def image_pull_policy(image: str) -> str:
     return "Always" if tag in ("", "latest") else "IfNotPresent"
 
 
-def canonicalize_resources(pod: dict, version: str = "v1") -> None:
+def canonicalize_resources(pod: JsonObject, version: str = "v1") -> None:
     """Rewrite container quantities as the server stores them; raises ApiError 400 for bad text."""
     spec = pod.get("spec") or {}
     for container in [*all_containers(spec), *(spec.get("ephemeralContainers") or [])]:
@@ -109,14 +135,14 @@ def canonicalize_resources(pod: dict, version: str = "v1") -> None:
         spec["overhead"] = _canonical_list(spec["overhead"], version)
 
 
-def _canonical_list(resources: dict, version: str) -> dict:
+def _canonical_list(resources: JsonObject, version: str) -> JsonObject:
     try:
         return {name: quantity.canonical_text(value) for name, value in resources.items()}
     except quantity.QuantityError as err:
         raise cannot_handle("Pod", version, str(err)) from err
 
 
-def apply_admission_defaults(pod: dict) -> None:
+def apply_admission_defaults(pod: JsonObject) -> None:
     """What ServiceAccount, Priority and DefaultTolerationSeconds admission add on create."""
     spec = pod["spec"]
     account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
@@ -136,6 +162,6 @@ def apply_admission_defaults(pod: dict) -> None:
             )
 
 
-def _tolerates_no_execute(toleration: dict, taint: str) -> bool:
+def _tolerates_no_execute(toleration: JsonObject, taint: str) -> bool:
     # The plugin's own test, looser than the scheduler's: an empty key counts whatever the operator.
     return toleration.get("key", "") in ("", taint) and toleration.get("effect", "") in ("", "NoExecute")

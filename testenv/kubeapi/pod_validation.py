@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import copy
 import json
+from typing import Any
 
 from . import errors as e
 from . import names, quantity
+from .jsonobj import JsonObject
 from .validation import validate_labels
 
 RESTART_POLICIES = ["Always", "OnFailure", "Never"]
@@ -21,15 +23,28 @@ TOLERATION_OPERATORS = ["Equal", "Exists"]
 TAINT_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"]
 _STANDARD_CONTAINER_RESOURCES = {"cpu", "memory", "ephemeral-storage"}
 _STANDARD_QUOTA_RESOURCES = _STANDARD_CONTAINER_RESOURCES | {
-    "pods", "services", "replicationcontrollers", "resourcequotas", "secrets", "configmaps",
-    "persistentvolumeclaims", "storage", "requests.cpu", "requests.memory", "requests.storage",
-    "requests.ephemeral-storage", "limits.cpu", "limits.memory", "limits.ephemeral-storage",
-    "services.nodeports", "services.loadbalancers",
+    "pods",
+    "services",
+    "replicationcontrollers",
+    "resourcequotas",
+    "secrets",
+    "configmaps",
+    "persistentvolumeclaims",
+    "storage",
+    "requests.cpu",
+    "requests.memory",
+    "requests.storage",
+    "requests.ephemeral-storage",
+    "limits.cpu",
+    "limits.memory",
+    "limits.ephemeral-storage",
+    "services.nodeports",
+    "services.loadbalancers",
 }
 MAX_INT32 = 2147483647
 
 
-def validate_pod_spec(spec: dict) -> list[e.FieldError]:
+def validate_pod_spec(spec: JsonObject) -> list[e.FieldError]:
     errs: list[e.FieldError] = []
     volume_names = _validate_volumes(spec.get("volumes") or [], errs)
     if not spec.get("containers"):
@@ -43,7 +58,7 @@ def validate_pod_spec(spec: dict) -> list[e.FieldError]:
     return errs
 
 
-def _validate_container(container: dict, path: str, seen: set[str], volumes: set[str]) -> list[e.FieldError]:
+def _validate_container(container: JsonObject, path: str, seen: set[str], volumes: set[str]) -> list[e.FieldError]:
     errs: list[e.FieldError] = []
     name = container.get("name", "")
     if not name:
@@ -67,7 +82,7 @@ def _validate_container(container: dict, path: str, seen: set[str], volumes: set
     return errs
 
 
-def _validate_ports(ports: list, path: str) -> list[e.FieldError]:
+def _validate_ports(ports: list[Any], path: str) -> list[e.FieldError]:
     errs = []
     for j, port in enumerate(ports):
         number = port.get("containerPort", 0)
@@ -80,7 +95,7 @@ def _validate_ports(ports: list, path: str) -> list[e.FieldError]:
     return errs
 
 
-def _validate_mounts(mounts: list, path: str, volumes: set[str]) -> list[e.FieldError]:
+def _validate_mounts(mounts: list[Any], path: str, volumes: set[str]) -> list[e.FieldError]:
     errs = []
     paths: set[str] = set()
     for j, mount in enumerate(mounts):
@@ -98,7 +113,7 @@ def _validate_mounts(mounts: list, path: str, volumes: set[str]) -> list[e.Field
     return errs
 
 
-def _validate_volumes(volumes: list, errs: list[e.FieldError]) -> set[str]:
+def _validate_volumes(volumes: list[Any], errs: list[e.FieldError]) -> set[str]:
     seen: set[str] = set()
     for i, volume in enumerate(volumes):
         name = volume.get("name", "")
@@ -156,7 +171,7 @@ def _validate_quantity(name: str, text: str, path: str) -> list[e.FieldError]:
     return errs
 
 
-def validate_resources(resources: dict, path: str) -> list[e.FieldError]:
+def validate_resources(resources: JsonObject, path: str) -> list[e.FieldError]:
     """Requests/limits rules; quantities were parsed (and canonicalised) during decoding."""
     errs: list[e.FieldError] = []
     limits = resources.get("limits") or {}
@@ -174,7 +189,7 @@ def validate_resources(resources: dict, path: str) -> list[e.FieldError]:
     return errs
 
 
-def _request_against_limit(name: str, text: str, limits: dict, path: str) -> list[e.FieldError]:
+def _request_against_limit(name: str, text: str, limits: JsonObject, path: str) -> list[e.FieldError]:
     request = quantity.parse(text)
     if name not in limits:
         if overcommit_allowed(name):
@@ -191,7 +206,7 @@ def _request_against_limit(name: str, text: str, limits: dict, path: str) -> lis
 # --- policies and scheduling -------------------------------------------------------------------
 
 
-def _validate_policies(spec: dict) -> list[e.FieldError]:
+def _validate_policies(spec: JsonObject) -> list[e.FieldError]:
     errs: list[e.FieldError] = []
     restart = spec.get("restartPolicy", "")
     if restart not in RESTART_POLICIES:
@@ -211,7 +226,7 @@ def _validate_policies(spec: dict) -> list[e.FieldError]:
     return errs
 
 
-def _validate_scheduling(spec: dict) -> list[e.FieldError]:
+def _validate_scheduling(spec: JsonObject) -> list[e.FieldError]:
     errs: list[e.FieldError] = []
     node = spec.get("nodeName", "")
     if node:
@@ -231,21 +246,26 @@ def _validate_scheduling(spec: dict) -> list[e.FieldError]:
     return errs
 
 
-def _validate_toleration(toleration: dict, path: str) -> list[e.FieldError]:
+def _validate_toleration(toleration: JsonObject, path: str) -> list[e.FieldError]:
     errs: list[e.FieldError] = []
     key = toleration.get("key", "")
     operator = toleration.get("operator", "Equal")
     if key:
         errs += [e.invalid(f"{path}.key", key, m) for m in names.is_qualified_name(key)]
     elif operator != "Exists":
-        errs.append(e.invalid(
-            f"{path}.operator", operator,
-            'operator must be Exists when `key` is empty, which means "match all values and all keys"',
-        ))
+        errs.append(
+            e.invalid(
+                f"{path}.operator",
+                operator,
+                'operator must be Exists when `key` is empty, which means "match all values and all keys"',
+            )
+        )
     if operator not in TOLERATION_OPERATORS:
         errs.append(e.not_supported(f"{path}.operator", operator, TOLERATION_OPERATORS))
     elif operator == "Exists" and toleration.get("value"):
-        errs.append(e.invalid(f"{path}.operator", toleration["value"], "value must be empty when `operator` is 'Exists'"))
+        errs.append(
+            e.invalid(f"{path}.operator", toleration["value"], "value must be empty when `operator` is 'Exists'")
+        )
     effect = toleration.get("effect", "")
     if effect and effect not in TAINT_EFFECTS:
         errs.append(e.not_supported(f"{path}.effect", effect, TAINT_EFFECTS))
@@ -256,16 +276,18 @@ def _validate_toleration(toleration: dict, path: str) -> list[e.FieldError]:
 
 # --- updates ------------------------------------------------------------------------------------
 
-UPDATABLE_FIELDS = ",".join([
-    "`spec.containers[*].image`",
-    "`spec.initContainers[*].image`",
-    "`spec.activeDeadlineSeconds`",
-    "`spec.tolerations` (only additions to existing tolerations)",
-    "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
-])
+UPDATABLE_FIELDS = ",".join(
+    [
+        "`spec.containers[*].image`",
+        "`spec.initContainers[*].image`",
+        "`spec.activeDeadlineSeconds`",
+        "`spec.tolerations` (only additions to existing tolerations)",
+        "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+    ]
+)
 
 
-def validate_pod_spec_update(new: dict, old: dict) -> list[e.FieldError]:
+def validate_pod_spec_update(new: JsonObject, old: JsonObject) -> list[e.FieldError]:
     """Pod specs are immutable except images, a shorter deadline, added tolerations, removed gates."""
     errs: list[e.FieldError] = []
     for field in ("containers", "initContainers"):
@@ -276,20 +298,23 @@ def validate_pod_spec_update(new: dict, old: dict) -> list[e.FieldError]:
     errs += _gates_update(new.get("schedulingGates") or [], old.get("schedulingGates") or [])
     munged = _munge(new, old)
     if munged != old:
-        errs.append(e.forbidden_field("spec", f"pod updates may not change fields other than {UPDATABLE_FIELDS}\n{_diff(old, munged)}"))
+        errs.append(
+            e.forbidden_field(
+                "spec", f"pod updates may not change fields other than {UPDATABLE_FIELDS}\n{_diff(old, munged)}"
+            )
+        )
     return errs
 
 
-def _munge(new: dict, old: dict) -> dict:
+def _munge(new: JsonObject, old: JsonObject) -> JsonObject:
     """`new` with every field an update may change set back to `old`'s value."""
     munged = copy.deepcopy(new)
     for field in ("containers", "initContainers"):
         old_list = old.get(field) or []
         new_list = munged.get(field) or []
         if len(old_list) == len(new_list):
-            for container, previous in zip(new_list, old_list):
+            for container, previous in zip(new_list, old_list, strict=True):
                 container["image"] = previous.get("image")
-                container["imagePullPolicy"] = previous.get("imagePullPolicy")
     for field in ("activeDeadlineSeconds", "schedulingGates"):
         if field in old:
             munged[field] = old[field]
@@ -307,25 +332,30 @@ def _munge(new: dict, old: dict) -> dict:
 def _deadline_update(new: int | None, old: int | None) -> list[e.FieldError]:
     if old is None or new is None:
         if old is not None:
-            return [e.invalid("spec.activeDeadlineSeconds", None, "must not update from a positive integer to nil value")]
+            return [
+                e.invalid("spec.activeDeadlineSeconds", None, "must not update from a positive integer to nil value")
+            ]
         return []
     if new > old:
         return [e.invalid("spec.activeDeadlineSeconds", new, "must be less than or equal to previous value")]
     return []
 
 
-def _gates_update(new: list, old: list) -> list[e.FieldError]:
+def _gates_update(new: list[Any], old: list[Any]) -> list[e.FieldError]:
     old_names = {g.get("name") for g in old}
     errs = []
     for i, gate in enumerate(new):
         if gate.get("name") not in old_names:
-            errs.append(e.forbidden_field(
-                f"spec.schedulingGates[{i}]", f"only deletion is allowed, but found new scheduling gate '{gate.get('name')}'"
-            ))
+            errs.append(
+                e.forbidden_field(
+                    f"spec.schedulingGates[{i}]",
+                    f"only deletion is allowed, but found new scheduling gate '{gate.get('name')}'",
+                )
+            )
     return errs
 
 
-def _diff(old: dict, new: dict) -> str:
+def _diff(old: JsonObject, new: JsonObject) -> str:
     """A short account of which spec fields differ (the real server prints a Go cmp.Diff)."""
     lines = []
     for key in sorted(set(old) | set(new)):
@@ -335,7 +365,7 @@ def _diff(old: dict, new: dict) -> str:
     return "\n".join(lines)
 
 
-def validate_binding(binding: dict) -> list[e.FieldError]:
+def validate_binding(binding: JsonObject) -> list[e.FieldError]:
     target = binding.get("target") or {}
     errs = []
     if target.get("kind", "") not in ("", "Node"):

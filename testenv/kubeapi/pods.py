@@ -8,7 +8,8 @@ graceful, leaving it to the kubelet to remove it with grace 0.
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, ClassVar
 
 from lightkube.models import core_v1
 
@@ -16,6 +17,7 @@ from . import errors as e
 from . import names, pod_defaults, pod_validation
 from .clock import timestamp
 from .gvk import GroupResource
+from .jsonobj import JsonObject
 from .qos import pod_qos
 from .selector import FieldGetter
 from .strategy import Strategy, meta_field, path_field
@@ -28,7 +30,7 @@ TERMINAL_PHASES = ("Succeeded", "Failed")
 BINDING_GR = GroupResource("", "pods/binding")
 
 
-def _host_network(pod: dict) -> str:
+def _host_network(pod: JsonObject) -> str:
     return "true" if (pod.get("spec") or {}).get("hostNetwork") else "false"
 
 
@@ -48,32 +50,32 @@ class PodStrategy(Strategy):
         "metadata.uid": meta_field("uid"),
     }
 
-    def decode(self, body: dict, rt: "ResourceType") -> dict:
+    def decode(self, body: JsonObject, rt: ResourceType) -> JsonObject:
         pod = super().decode(body, rt)
         pod_defaults.canonicalize_resources(pod, rt.version)
         return pod
 
-    def default(self, obj: dict, rt: "ResourceType") -> None:
+    def default(self, obj: JsonObject, rt: ResourceType) -> None:
         pod_defaults.apply_scheme_defaults(obj)
 
-    def prepare_for_create(self, obj: dict, rt: "ResourceType") -> None:
+    def prepare_for_create(self, obj: JsonObject, rt: ResourceType) -> None:
         obj["status"] = {"phase": "Pending", "qosClass": pod_qos(obj["spec"])}
 
-    def validate(self, obj: dict, rt: "ResourceType") -> list[e.FieldError]:
+    def validate(self, obj: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         return super().validate(obj, rt) + pod_validation.validate_pod_spec(obj["spec"])
 
-    def validate_update(self, new: dict, old: dict, rt: "ResourceType") -> list[e.FieldError]:
+    def validate_update(self, new: JsonObject, old: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         errs = validate_object_meta_update(new["metadata"], old["metadata"])
         errs += pod_validation.validate_pod_spec(new["spec"])
         return errs + pod_validation.validate_pod_spec_update(new["spec"], old["spec"])
 
-    def validate_status_update(self, new: dict, old: dict, rt: "ResourceType") -> list[e.FieldError]:
+    def validate_status_update(self, new: JsonObject, old: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         nominated = (new.get("status") or {}).get("nominatedNodeName", "")
         if nominated and nominated != (old.get("status") or {}).get("nominatedNodeName", ""):
             return [e.invalid("status.nominatedNodeName", nominated, m) for m in names.is_dns1123_subdomain(nominated)]
         return []
 
-    def grace_period(self, obj: dict, requested: int | None) -> int:
+    def grace_period(self, obj: JsonObject, requested: int | None) -> int:
         spec = obj.get("spec") or {}
         period = requested if requested is not None else spec.get("terminationGracePeriodSeconds", 30)
         if not spec.get("nodeName"):
@@ -83,7 +85,7 @@ class PodStrategy(Strategy):
         return max(period, 1) if period != 0 else 0
 
 
-def bind(pod: dict, binding: dict) -> dict:
+def bind(pod: JsonObject, binding: JsonObject) -> JsonObject:
     """The pod after a Binding; raises ApiError 409 the way the binding REST does."""
     name = pod["metadata"]["name"]
     spec = pod["spec"]
@@ -103,7 +105,7 @@ def bind(pod: dict, binding: dict) -> dict:
     return bound
 
 
-def _set_condition(status: dict, condition: dict) -> None:
+def _set_condition(status: JsonObject, condition: JsonObject) -> None:
     conditions = status.setdefault("conditions", [])
     for existing in conditions:
         if existing.get("type") == condition["type"]:

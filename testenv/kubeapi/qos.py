@@ -5,11 +5,12 @@ from __future__ import annotations
 from fractions import Fraction
 
 from . import quantity
+from .jsonobj import JsonObject
 
 _COMPUTE = ("cpu", "memory")
 
 
-def _positive(resources: dict | None) -> dict[str, Fraction]:
+def _positive(resources: JsonObject | None) -> dict[str, Fraction]:
     out = {}
     for name, text in (resources or {}).items():
         if name in _COMPUTE:
@@ -19,7 +20,7 @@ def _positive(resources: dict | None) -> dict[str, Fraction]:
     return out
 
 
-def pod_qos(spec: dict) -> str:
+def pod_qos(spec: JsonObject) -> str:
     """Guaranteed, Burstable or BestEffort; expects requests already defaulted from limits."""
     requests: dict[str, Fraction] = {}
     limits: dict[str, Fraction] = {}

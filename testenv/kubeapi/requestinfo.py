@@ -11,8 +11,8 @@ would.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 _NAMESPACE_SUBRESOURCES = ("status", "finalize")
 

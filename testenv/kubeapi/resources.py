@@ -8,8 +8,9 @@ that holds its per-kind behaviour. Built-in kinds are listed in
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from .gvk import GroupKind, GroupResource
 
@@ -36,7 +37,7 @@ class ResourceType:
     plural: str
     kind: str
     namespaced: bool
-    strategy: "Strategy"
+    strategy: Strategy
     singular: str = ""
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()

@@ -12,13 +12,16 @@ import copy
 import json
 import secrets
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from . import errors as e
 from . import patch as patching
 from .admission import admit_create
 from .clock import timestamp
+from .gvk import GroupKind
+from .jsonobj import JsonObject
 from .listing import paginate, selection
 from .pod_validation import validate_binding
 from .pods import bind
@@ -40,7 +43,7 @@ class WriteOptions:
     field_manager: str = ""
 
 
-def present(rt: ResourceType, stored: dict) -> dict:
+def present(rt: ResourceType, stored: JsonObject) -> JsonObject:
     """A stored object as `rt`'s API version serves it (apiVersion and kind first)."""
     body = rt.strategy.from_storage(stored)
     out: dict[str, Any] = {"apiVersion": rt.api_version, "kind": rt.kind}
@@ -48,7 +51,7 @@ def present(rt: ResourceType, stored: dict) -> dict:
     return out
 
 
-def _spec_part(obj: dict, rt: ResourceType) -> dict:
+def _spec_part(obj: JsonObject, rt: ResourceType) -> JsonObject:
     """What generation tracks: everything but metadata, and status when it has its own endpoint."""
     skip = {"metadata", "apiVersion", "kind"} | ({"status"} if rt.has_status else set())
     return {k: v for k, v in obj.items() if k not in skip}
@@ -61,16 +64,16 @@ class Rest:
 
     # --- reads ------------------------------------------------------------------------------
 
-    def get(self, rt: ResourceType, namespace: str, name: str) -> dict:
-        return present(rt, self._existing(rt, namespace, name))
+    def get(self, rt: ResourceType, namespace: str, name: str) -> JsonObject:
+        return present(rt, self.existing(rt, namespace, name))
 
-    def _existing(self, rt: ResourceType, namespace: str, name: str) -> dict:
+    def existing(self, rt: ResourceType, namespace: str, name: str) -> JsonObject:
         stored = self.store.get(rt.storage_key, namespace if rt.namespaced else "", name)
         if stored is None:
             raise e.not_found(rt.group_resource, name)
         return stored
 
-    def list(self, rt: ResourceType, namespace: str | None, query: Mapping[str, str]) -> dict:
+    def list(self, rt: ResourceType, namespace: str | None, query: Mapping[str, str]) -> JsonObject:
         chosen = selection(rt, namespace, query)
         items = [present(rt, o) for o in self.store.items(rt.storage_key, namespace)]
         matching = [o for o in items if chosen.matches(o)]
@@ -84,7 +87,7 @@ class Rest:
 
     # --- create -----------------------------------------------------------------------------
 
-    def create(self, rt: ResourceType, namespace: str, body: Any, opts: WriteOptions) -> dict:
+    def create(self, rt: ResourceType, namespace: str, body: Any, opts: WriteOptions) -> JsonObject:
         obj = self._decode(rt, body)
         meta = obj["metadata"]
         _place(rt, meta, namespace)
@@ -110,14 +113,14 @@ class Rest:
             return present(rt, rt.strategy.to_storage(obj))
         return present(rt, self.store.create(rt.storage_key, rt.strategy.to_storage(obj)))
 
-    def _fresh_name(self, rt: ResourceType, meta: dict) -> str:
+    def _fresh_name(self, rt: ResourceType, meta: JsonObject) -> str:
         for _ in range(8):
             name = generate_name(meta["generateName"])
             if self.store.get(rt.storage_key, meta.get("namespace", ""), name) is None:
                 return name
         return name
 
-    def _decode(self, rt: ResourceType, body: Any) -> dict:
+    def _decode(self, rt: ResourceType, body: Any) -> JsonObject:
         if not isinstance(body, dict):
             raise e.bad_request(f"the object provided is unrecognized (must be of type {rt.kind})")
         _check_type_meta(rt, body)
@@ -130,15 +133,22 @@ class Rest:
 
     def update(
         self, rt: ResourceType, namespace: str, name: str, body: Any, opts: WriteOptions, subresource: str = ""
-    ) -> tuple[dict, bool]:
+    ) -> tuple[JsonObject, bool]:
         """PUT; returns (object, created). Raises 404 when absent, 409 when stale."""
-        old_stored = self._existing(rt, namespace, name)
+        old_stored = self.existing(rt, namespace, name)
         new = self._decode(rt, body)
         return self._write_update(rt, namespace, name, new, old_stored, opts, subresource), False
 
     def _write_update(
-        self, rt: ResourceType, namespace: str, name: str, new: dict, old_stored: dict, opts: WriteOptions, subresource: str
-    ) -> dict:
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        new: JsonObject,
+        old_stored: JsonObject,
+        opts: WriteOptions,
+        subresource: str,
+    ) -> JsonObject:
         old = present(rt, old_stored)
         meta = new["metadata"]
         _place(rt, meta, namespace)
@@ -152,7 +162,10 @@ class Rest:
             new = rt.strategy.prepare_for_status_update(new, old, rt)
             errs = rt.strategy.validate_status_update(new, old, rt)
         elif subresource == "finalize":
-            new = {**old, "spec": {**old.get("spec", {}), "finalizers": (new.get("spec") or {}).get("finalizers") or []}}
+            new = {
+                **old,
+                "spec": {**old.get("spec", {}), "finalizers": (new.get("spec") or {}).get("finalizers") or []},
+            }
             errs = []
         else:
             rt.strategy.prepare_for_update(new, old, rt)
@@ -161,18 +174,20 @@ class Rest:
             raise e.invalid_object(rt.group_kind, name, errs)
         return self._commit_update(rt, new, old, opts)
 
-    def _check_version(self, rt: ResourceType, name: str, meta: dict, old_meta: dict) -> None:
+    def _check_version(self, rt: ResourceType, name: str, meta: JsonObject, old_meta: JsonObject) -> None:
         given = meta.get("resourceVersion", "")
         if not given:
             if not rt.strategy.allow_unconditional_update:
                 raise e.invalid_object(
-                    rt.group_kind, name, [e.invalid("metadata.resourceVersion", "0x0", "must be specified for an update")]
+                    rt.group_kind,
+                    name,
+                    [e.invalid("metadata.resourceVersion", "0x0", "must be specified for an update")],
                 )
             meta["resourceVersion"] = old_meta["resourceVersion"]
         elif given != old_meta["resourceVersion"]:
             raise e.stale_update(rt.group_resource, name)
 
-    def _commit_update(self, rt: ResourceType, new: dict, old: dict, opts: WriteOptions) -> dict:
+    def _commit_update(self, rt: ResourceType, new: JsonObject, old: JsonObject, opts: WriteOptions) -> JsonObject:
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         if new == old:
             return old  # a no-op write neither bumps the resourceVersion nor emits an event
@@ -199,12 +214,13 @@ class Rest:
         raw: bytes,
         opts: WriteOptions,
         subresource: str = "",
-    ) -> tuple[dict, bool]:
+    ) -> tuple[JsonObject, bool]:
         """PATCH of any supported type; returns (object, created). Apply creates when absent."""
         content_type = _patch_type(rt, content_type)
         if content_type == patching.APPLY and not opts.field_manager:
             raise e.invalid_object(
-                e.GroupKind("meta.k8s.io", "PatchOptions"), "",
+                GroupKind("meta.k8s.io", "PatchOptions"),
+                "",
                 [e.required("fieldManager", "is required for apply patch")],
             )
         body = patching.parse_body(raw, content_type)
@@ -223,7 +239,7 @@ class Rest:
 
     # --- binding ----------------------------------------------------------------------------
 
-    def bind(self, pods: ResourceType, namespace: str, name: str, body: Any, opts: WriteOptions) -> dict:
+    def bind(self, pods: ResourceType, namespace: str, name: str, body: Any, opts: WriteOptions) -> JsonObject:
         """POST pods/{name}/binding; answers a Success Status with code 201."""
         binding_rt = self.registry.lookup("", "v1", "bindings")
         assert binding_rt is not None
@@ -236,25 +252,25 @@ class Rest:
         errs = validate_binding(binding)
         if errs:
             raise e.invalid_object(binding_rt.group_kind, name, errs)
-        pod = self._existing(pods, namespace, name)
+        pod = self.existing(pods, namespace, name)
         bound = bind(pod, binding)
         if not opts.dry_run:
             self.store.update(pods.storage_key, bound)
         return e.success_status(201)
 
 
-def list_body(rt: ResourceType, items: list[dict], metadata: dict) -> dict:
+def list_body(rt: ResourceType, items: list[JsonObject], metadata: JsonObject) -> JsonObject:
     # Built-in lists carry items without apiVersion/kind, as the typed Go encoder writes them.
     if rt.builtin:
         items = [{k: v for k, v in i.items() if k not in ("apiVersion", "kind")} for i in items]
     return {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": metadata, "items": items}
 
 
-def _check_type_meta(rt: ResourceType, body: dict) -> None:
+def _check_type_meta(rt: ResourceType, body: JsonObject) -> None:
     api_version, kind = body.get("apiVersion"), body.get("kind")
     if kind and kind != rt.kind:
         raise e.bad_request(
-            f"{kind} in version \"{rt.version}\" cannot be handled as a {rt.kind}: "
+            f'{kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
             f"the object provided is unrecognized (must be of type {rt.kind})"
         )
     if api_version and api_version != rt.api_version and rt.builtin:
@@ -267,7 +283,7 @@ def _check_type_meta(rt: ResourceType, body: dict) -> None:
         )
 
 
-def _place(rt: ResourceType, meta: dict, namespace: str) -> None:
+def _place(rt: ResourceType, meta: JsonObject, namespace: str) -> None:
     """Fill the namespace from the URL; a different one in the body is a 400, like the real server."""
     if not rt.namespaced:
         meta.pop("namespace", None)
@@ -278,7 +294,7 @@ def _place(rt: ResourceType, meta: dict, namespace: str) -> None:
     meta["namespace"] = namespace
 
 
-def _keep_system_fields(meta: dict, old_meta: dict) -> None:
+def _keep_system_fields(meta: JsonObject, old_meta: JsonObject) -> None:
     if not meta.get("uid"):
         meta["uid"] = old_meta.get("uid")
     for field in ("creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
@@ -290,7 +306,7 @@ def _keep_system_fields(meta: dict, old_meta: dict) -> None:
     meta.pop("selfLink", None)
 
 
-def _finalized(meta: dict, old_meta: dict) -> bool:
+def _finalized(meta: JsonObject, old_meta: JsonObject) -> bool:
     """An update that removes the last finalizer of an object whose deletion is due deletes it."""
     return (
         bool(meta.get("deletionTimestamp"))

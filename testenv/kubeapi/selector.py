@@ -10,10 +10,12 @@ supports is the resource's business (see `resources.FieldGetter`).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Any
 
 from . import names
+from .jsonobj import JsonObject
 
 
 class SelectorError(ValueError):
@@ -124,9 +126,7 @@ class _Parser:
         if token is None or token == ",":
             return _checked(Requirement(key, "exists"))
         if token not in _OPERATORS:
-            raise SelectorError(
-                f"unable to parse requirement: found '{token}', expected: in, notin, =, ==, !=, gt, lt"
-            )
+            raise SelectorError(f"unable to parse requirement: found '{token}', expected: in, notin, =, ==, !=, gt, lt")
         self.take()
         operator = _OPERATORS[token]
         values = self.set_values() if operator in ("in", "notin") else (self.single_value(),)
@@ -163,7 +163,9 @@ class _Parser:
                 want_value = True
                 continue
             if token is None or token in _SPECIAL or not want_value:
-                raise SelectorError(f"unable to parse requirement: found '{token or ''}', expected: ',', ')' or identifier")
+                raise SelectorError(
+                    f"unable to parse requirement: found '{token or ''}', expected: ',', ')' or identifier"
+                )
             values.append(token)
             want_value = False
 
@@ -172,7 +174,7 @@ def _checked(req: Requirement) -> Requirement:
     """Validate key and values the way labels.NewRequirement does."""
     problems = names.is_qualified_name(req.key)
     if problems:
-        raise SelectorError(f"unable to parse requirement: key: Invalid value: \"{req.key}\": {'; '.join(problems)}")
+        raise SelectorError(f'unable to parse requirement: key: Invalid value: "{req.key}": {"; ".join(problems)}')
     if req.operator in ("in", "notin") and not req.values:
         raise SelectorError(
             "unable to parse requirement: values: Invalid value: []: "
@@ -183,14 +185,14 @@ def _checked(req: Requirement) -> Requirement:
             int(req.values[0])
         except ValueError:
             raise SelectorError(
-                f"unable to parse requirement: values[0]: Invalid value: \"{req.values[0]}\": "
+                f'unable to parse requirement: values[0]: Invalid value: "{req.values[0]}": '
                 "for 'Gt', 'Lt' operators, the value must be an integer"
             ) from None
     for i, value in enumerate(req.values):
         problems = names.is_label_value(value)
         if problems:
             raise SelectorError(
-                f"unable to parse requirement: values[{i}][{req.key}]: Invalid value: \"{value}\": {'; '.join(problems)}"
+                f'unable to parse requirement: values[{i}][{req.key}]: Invalid value: "{value}": {"; ".join(problems)}'
             )
     return req
 
@@ -202,7 +204,7 @@ def parse_label_selector(text: str | None) -> LabelSelector:
     return _Parser(text).selector()
 
 
-def from_label_selector_object(selector: Mapping[str, object] | None) -> LabelSelector:
+def from_label_selector_object(selector: Mapping[str, Any] | None) -> LabelSelector:
     """A metav1.LabelSelector (matchLabels/matchExpressions) as a LabelSelector."""
     if not selector:
         return LabelSelector()
@@ -215,7 +217,7 @@ def from_label_selector_object(selector: Mapping[str, object] | None) -> LabelSe
 
 # --- field selectors ----------------------------------------------------------------------------
 
-FieldGetter = Callable[[dict], str]
+FieldGetter = Callable[[JsonObject], str]
 
 
 @dataclass(frozen=True)
@@ -229,7 +231,7 @@ class FieldTerm:
 class FieldSelector:
     terms: tuple[FieldTerm, ...] = ()
 
-    def matches(self, obj: dict, getters: Mapping[str, FieldGetter]) -> bool:
+    def matches(self, obj: JsonObject, getters: Mapping[str, FieldGetter]) -> bool:
         return all((getters[t.field](obj) == t.value) != t.negated for t in self.terms)
 
     def value_of(self, field: str) -> str | None:

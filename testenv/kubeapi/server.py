@@ -13,8 +13,9 @@ import concurrent.futures
 import ipaddress
 import secrets
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from aiohttp import web
 
@@ -25,7 +26,9 @@ from .cluster import Cluster, new_cluster
 from .faults import FaultRule, Faults, rule_from_json
 from .handlers import ResourceHandler, WatchSettings
 from .kubeconfig import kubeconfig, write_kubeconfig
-from .tls import Certificates, make_certificates
+
+if TYPE_CHECKING:
+    from .tls import Certificates
 
 T = TypeVar("T")
 
@@ -43,6 +46,13 @@ def check_loopback(host: str) -> None:
     except ValueError:
         pass
     raise NotLoopbackError(f"refusing to listen on {host!r}: only loopback addresses are allowed")
+
+
+def _certificates(host: str) -> Certificates:
+    # Imported only when asked for: `cryptography` is needed for TLS alone.
+    from .tls import make_certificates
+
+    return make_certificates(host)
 
 
 class KubeApiServer:
@@ -79,7 +89,7 @@ class KubeApiServer:
         self.admin_token = admin_token or secrets.token_urlsafe(24)
         self.auth = auth if isinstance(auth, AuthConfig) else load_auth_file(auth) if auth else AuthConfig()
         self.auth.add_token(self.admin_token, ADMIN)
-        self.certificates: Certificates | None = make_certificates(host) if tls else None
+        self.certificates: Certificates | None = _certificates(host) if tls else None
         self.faults = Faults()
         self.audit = AuditLog()
         self._watch = WatchSettings(watch_timeout, bookmark_interval)
@@ -95,7 +105,7 @@ class KubeApiServer:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    def start(self, timeout: float = 10.0) -> "KubeApiServer":
+    def start(self, timeout: float = 10.0) -> KubeApiServer:
         """Serve from a background thread; returns once listening. Raises what startup raised."""
         self._thread = threading.Thread(target=self._run, name="kubeapi", daemon=True)
         self._thread.start()
@@ -132,8 +142,7 @@ class KubeApiServer:
         ssl_context = self.certificates.server_context() if self.certificates else None
         site = web.TCPSite(self._runner, self.host, self._port, ssl_context=ssl_context)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets
+        server = cast(asyncio.base_events.Server, site._server)
         self._port = server.sockets[0].getsockname()[1]
         state.server_address = f"{self.host}:{self._port}"
 
@@ -169,7 +178,7 @@ class KubeApiServer:
         self.faults.clear()
         self.audit.clear()
 
-    def __enter__(self) -> "KubeApiServer":
+    def __enter__(self) -> KubeApiServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -190,7 +199,9 @@ class KubeApiServer:
     def ca_pem(self) -> bytes | None:
         return self.certificates.ca_pem if self.certificates else None
 
-    def kubeconfig(self, token: str | None = None, *, user: str = "admin", namespace: str = "default") -> dict[str, Any]:
+    def kubeconfig(
+        self, token: str | None = None, *, user: str = "admin", namespace: str = "default"
+    ) -> dict[str, Any]:
         """A kubeconfig dict for `token` (the admin token by default)."""
         return kubeconfig(self.url, token or self.admin_token, user=user, namespace=namespace, ca_pem=self.ca_pem)
 

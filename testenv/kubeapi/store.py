@@ -13,8 +13,11 @@ another's.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, Protocol
+from typing import Protocol
+
+from .jsonobj import JsonObject
 
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped
 
@@ -26,8 +29,8 @@ class Change:
     rv: int
     storage: str
     type: str  # ADDED, MODIFIED, DELETED
-    obj: dict
-    old: dict | None
+    obj: JsonObject
+    old: JsonObject | None
 
 
 class Watcher(Protocol):
@@ -41,7 +44,7 @@ class Watcher(Protocol):
 Hook = Callable[[Change], None]
 
 
-def object_key(obj: dict) -> Key:
+def object_key(obj: JsonObject) -> Key:
     meta = obj["metadata"]
     return meta.get("namespace", ""), meta["name"]
 
@@ -49,7 +52,7 @@ def object_key(obj: dict) -> Key:
 class Store:
     def __init__(self, history_limit: int = 5000) -> None:
         self._rv = 0
-        self._objects: dict[str, dict[Key, dict]] = {}
+        self._objects: dict[str, dict[Key, JsonObject]] = {}
         self._history: deque[Change] = deque(maxlen=history_limit)
         self._watchers: set[Watcher] = set()
         self._hooks: list[Hook] = []
@@ -69,10 +72,10 @@ class Store:
 
     # --- reads ------------------------------------------------------------------------------
 
-    def get(self, storage: str, namespace: str, name: str) -> dict | None:
+    def get(self, storage: str, namespace: str, name: str) -> JsonObject | None:
         return self._objects.get(storage, {}).get((namespace, name))
 
-    def items(self, storage: str, namespace: str | None = None) -> list[dict]:
+    def items(self, storage: str, namespace: str | None = None) -> list[JsonObject]:
         """Objects in etcd key order ("namespace/name" as a string)."""
         bucket = self._objects.get(storage, {})
         keys = sorted((k for k in bucket if namespace is None or k[0] == namespace), key=lambda k: f"{k[0]}/{k[1]}")
@@ -86,19 +89,19 @@ class Store:
 
     # --- writes -----------------------------------------------------------------------------
 
-    def _next_rv(self, obj: dict) -> dict:
+    def _next_rv(self, obj: JsonObject) -> JsonObject:
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
         return obj
 
-    def create(self, storage: str, obj: dict) -> dict:
+    def create(self, storage: str, obj: JsonObject) -> JsonObject:
         """Store a new object; the caller has checked it does not exist."""
         self._next_rv(obj)
         self._objects.setdefault(storage, {})[object_key(obj)] = obj
         self._record(Change(self._rv, storage, "ADDED", obj, None))
         return obj
 
-    def update(self, storage: str, obj: dict) -> dict:
+    def update(self, storage: str, obj: JsonObject) -> JsonObject:
         key = object_key(obj)
         old = self._objects[storage][key]
         self._next_rv(obj)
@@ -106,7 +109,7 @@ class Store:
         self._record(Change(self._rv, storage, "MODIFIED", obj, old))
         return obj
 
-    def delete(self, storage: str, obj: dict) -> dict:
+    def delete(self, storage: str, obj: JsonObject) -> JsonObject:
         """Remove the object; the DELETED event carries a new resourceVersion, like etcd's."""
         key = object_key(obj)
         old = self._objects[storage].pop(key)
@@ -115,7 +118,7 @@ class Store:
         self._record(Change(self._rv, storage, "DELETED", final, old))
         return final
 
-    def drop_storage(self, storage: str) -> list[dict]:
+    def drop_storage(self, storage: str) -> list[JsonObject]:
         """Delete every object of a storage (a CRD went away); returns the removed objects."""
         return [self.delete(storage, obj) for obj in self.items(storage)]
 

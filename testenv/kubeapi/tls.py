@@ -41,7 +41,7 @@ def _name(common_name: str) -> x509.Name:
 
 
 def make_certificates(host: str) -> Certificates:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
         x509.CertificateBuilder()

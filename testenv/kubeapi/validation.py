@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import errors as e
 from . import names
+from .jsonobj import JsonObject
 
 NameCheck = Callable[[str], list[str]]
 
@@ -21,12 +23,14 @@ def generate_name_check(check: NameCheck) -> NameCheck:
     return prefix_check
 
 
-def validate_object_meta(meta: dict, *, namespaced: bool, name_check: NameCheck) -> list[e.FieldError]:
+def validate_object_meta(meta: JsonObject, *, namespaced: bool, name_check: NameCheck) -> list[e.FieldError]:
     errs: list[e.FieldError] = []
     name = meta.get("name", "")
     generate_name = meta.get("generateName", "")
     if generate_name:
-        errs += [e.invalid("metadata.generateName", generate_name, m) for m in generate_name_check(name_check)(generate_name)]
+        errs += [
+            e.invalid("metadata.generateName", generate_name, m) for m in generate_name_check(name_check)(generate_name)
+        ]
     if not name:
         errs.append(e.required("metadata.name", "name or generateName is required"))
     else:
@@ -49,7 +53,7 @@ def _validate_namespace_field(namespace: str, namespaced: bool) -> list[e.FieldE
     return []
 
 
-def validate_labels(labels: dict, path: str) -> list[e.FieldError]:
+def validate_labels(labels: JsonObject, path: str) -> list[e.FieldError]:
     errs = []
     for key, value in labels.items():
         errs += [e.invalid(path, key, m) for m in names.is_qualified_name(key)]
@@ -57,7 +61,7 @@ def validate_labels(labels: dict, path: str) -> list[e.FieldError]:
     return errs
 
 
-def validate_annotations(annotations: dict, path: str) -> list[e.FieldError]:
+def validate_annotations(annotations: JsonObject, path: str) -> list[e.FieldError]:
     errs = []
     total = 0
     for key, value in annotations.items():
@@ -68,14 +72,14 @@ def validate_annotations(annotations: dict, path: str) -> list[e.FieldError]:
     return errs
 
 
-def _validate_finalizers(finalizers: list) -> list[e.FieldError]:
+def _validate_finalizers(finalizers: list[Any]) -> list[e.FieldError]:
     errs = []
     for i, finalizer in enumerate(finalizers):
         errs += [e.invalid(f"metadata.finalizers[{i}]", finalizer, m) for m in names.is_qualified_name(finalizer)]
     return errs
 
 
-def _validate_owner_references(refs: list) -> list[e.FieldError]:
+def _validate_owner_references(refs: list[Any]) -> list[e.FieldError]:
     errs = []
     for i, ref in enumerate(refs):
         path = f"metadata.ownerReferences[{i}]"
@@ -86,7 +90,7 @@ def _validate_owner_references(refs: list) -> list[e.FieldError]:
     return errs
 
 
-def validate_object_meta_update(new: dict, old: dict) -> list[e.FieldError]:
+def validate_object_meta_update(new: JsonObject, old: JsonObject) -> list[e.FieldError]:
     """Identity fields cannot change; the caller has already filled omitted ones from `old`."""
     errs = []
     for field in ("name", "namespace", "uid", "creationTimestamp"):

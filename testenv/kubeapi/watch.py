@@ -12,16 +12,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from . import errors as e
+from .jsonobj import JsonObject
 from .listing import Selection
 from .resources import ResourceType
 from .rest import present
 from .store import Change, Store
 
-Send = Callable[[dict], Awaitable[None]]
+Send = Callable[[JsonObject], Awaitable[None]]
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
@@ -40,11 +42,13 @@ def parse_resource_version(text: str | None) -> str:
         return text or ""
     assert text is not None
     if not text.isdigit():
-        raise e.bad_request(f'resourceVersion: Invalid value: "{text}": strconv.ParseUint: parsing "{text}": invalid syntax')
+        raise e.bad_request(
+            f'resourceVersion: Invalid value: "{text}": strconv.ParseUint: parsing "{text}": invalid syntax'
+        )
     return text
 
 
-def event(kind: str, obj: dict) -> dict:
+def event(kind: str, obj: JsonObject) -> JsonObject:
     return {"type": kind, "object": obj}
 
 
@@ -64,7 +68,7 @@ class WatchStream:
     def close(self) -> None:
         self.queue.put_nowait(None)
 
-    def start(self) -> list[dict]:
+    def start(self) -> list[JsonObject]:
         """Initial events; subscribes in the same step so no change falls in between."""
         rv = self.options.resource_version
         if rv and int(rv) < self.store.oldest_replayable:
@@ -81,7 +85,7 @@ class WatchStream:
         self.store.add_watcher(self)
         return initial
 
-    def translate(self, change: Change) -> dict | None:
+    def translate(self, change: Change) -> JsonObject | None:
         new = present(self.rt, change.obj)
         new_match = self.chosen.matches(new)
         old_match = change.old is not None and self.chosen.matches(present(self.rt, change.old))
@@ -97,13 +101,13 @@ class WatchStream:
             return event("DELETED", new)
         return None
 
-    def bookmark(self, initial_end: bool = False) -> dict:
+    def bookmark(self, initial_end: bool = False) -> JsonObject:
         meta: dict[str, Any] = {"resourceVersion": str(self.store.resource_version)}
         if initial_end:
             meta["annotations"] = {INITIAL_EVENTS_END: "true"}
         return event("BOOKMARK", {"kind": self.rt.kind, "apiVersion": self.rt.api_version, "metadata": meta})
 
-    async def run(self, send: Send, initial: list[dict]) -> None:
+    async def run(self, send: Send, initial: list[JsonObject]) -> None:
         """Send events until the timeout, server shutdown, or an ERROR; always unsubscribes."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.timeout
@@ -118,7 +122,7 @@ class WatchStream:
                 wake = min(deadline, next_bookmark) if self.options.bookmarks else deadline
                 try:
                     change = await asyncio.wait_for(self.queue.get(), max(wake - now, 0))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if self.options.bookmarks and loop.time() >= next_bookmark:
                         await send(self.bookmark())
                         next_bookmark = loop.time() + self.options.bookmark_interval

@@ -28,7 +28,17 @@ from lightkube.config.kubeconfig import KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.core_v1 import Container, PodSpec, ResourceRequirements, Toleration
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import ConfigMap, Event, Namespace, Node, NodeStatus, Pod, PodBinding, PodStatus, Secret
+from lightkube.resources.core_v1 import (
+    ConfigMap,
+    Event,
+    Namespace,
+    Node,
+    NodeStatus,
+    Pod,
+    PodBinding,
+    PodStatus,
+    Secret,
+)
 from lightkube.types import PatchType
 
 from testenv.kubeapi import KubeApiServer, NotLoopbackError, quantity
@@ -80,7 +90,9 @@ class Watcher:
     Returns once the server has registered the watch, so nothing the test does next is missed.
     """
 
-    def __init__(self, server: KubeApiServer, client: Client, res: Any, stop_after: tuple[str, str], **kwargs: Any) -> None:
+    def __init__(
+        self, server: KubeApiServer, client: Client, res: Any, stop_after: tuple[str, str], **kwargs: Any
+    ) -> None:
         self.events: list[tuple[str, Any]] = []
         self._done = threading.Event()
         self._args = (client, res, stop_after, kwargs)
@@ -151,8 +163,13 @@ def test_getting_a_missing_object_is_404_not_found(kubeapi_client: Client, kubea
     assert (status.code, status.reason, status.message) == (404, "NotFound", 'pods "nope" not found')
     body = kubeapi_http.get("/api/v1/namespaces/default/pods/nope").json()
     assert body == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": 'pods "nope" not found', "reason": "NotFound", "details": {"name": "nope", "kind": "pods"},
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'pods "nope" not found',
+        "reason": "NotFound",
+        "details": {"name": "nope", "kind": "pods"},
         "code": 404,
     }
 
@@ -160,7 +177,10 @@ def test_getting_a_missing_object_is_404_not_found(kubeapi_client: Client, kubea
 def test_a_name_that_is_not_dns1123_is_422_invalid(kubeapi_client: Client) -> None:
     status = api_error(kubeapi_client.create, make_pod("Bad_Name"))
     assert (status.code, status.reason) == (422, "Invalid")
-    assert status.message == f'Pod "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": {RFC1123_SUBDOMAIN_MESSAGE}'
+    assert (
+        status.message
+        == f'Pod "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": {RFC1123_SUBDOMAIN_MESSAGE}'
+    )
     cause = status.details.causes[0]
     assert (cause.reason, cause.field) == ("FieldValueInvalid", "metadata.name")
     assert cause.message == f'Invalid value: "Bad_Name": {RFC1123_SUBDOMAIN_MESSAGE}'
@@ -195,7 +215,10 @@ def test_namespace_comes_from_the_url_and_a_different_one_is_400(kubeapi_http: h
     response = kubeapi_http.post("/api/v1/namespaces/default/pods", json=body)
     assert response.status_code == 400
     assert response.json()["reason"] == "BadRequest"
-    assert response.json()["message"] == "the namespace of the provided object does not match the namespace sent on the request"
+    assert (
+        response.json()["message"]
+        == "the namespace of the provided object does not match the namespace sent on the request"
+    )
 
 
 def test_objects_in_a_missing_namespace_are_404_namespace_not_found(kubeapi_client: Client) -> None:
@@ -211,7 +234,9 @@ def test_unknown_fields_are_dropped_and_wrong_types_are_400(kubeapi_http: httpx2
     bad = pod_body("q", containers=[{"name": "c", "image": "i", "ports": [{"containerPort": "80"}]}])
     response = kubeapi_http.post("/api/v1/namespaces/default/pods", json=bad)
     assert response.status_code == 400
-    assert response.json()["message"].startswith('Pod in version "v1" cannot be handled as a Pod: json: cannot unmarshal string')
+    assert response.json()["message"].startswith(
+        'Pod in version "v1" cannot be handled as a Pod: json: cannot unmarshal string'
+    )
 
 
 # --- resourceVersion and optimistic concurrency -----------------------------------------------------
@@ -271,7 +296,9 @@ def labelled_pods(kubeapi_client: Client) -> Client:
         ("!nodeset", ["c"]),
     ],
 )
-def test_label_selectors_use_the_full_syntax(labelled_pods: Client, kubeapi_http: httpx2.Client, selector: str, expected: list[str]) -> None:
+def test_label_selectors_use_the_full_syntax(
+    labelled_pods: Client, kubeapi_http: httpx2.Client, selector: str, expected: list[str]
+) -> None:
     items = kubeapi_http.get("/api/v1/namespaces/default/pods", params={"labelSelector": selector}).json()["items"]
     assert [i["metadata"]["name"] for i in items] == expected
 
@@ -279,7 +306,9 @@ def test_label_selectors_use_the_full_syntax(labelled_pods: Client, kubeapi_http
 def test_lightkube_label_selectors(labelled_pods: Client) -> None:
     from lightkube import operators
 
-    names = [p.metadata.name for p in labelled_pods.list(Pod, labels={"app": "slurmd", "nodeset": operators.not_in(["gpu"])})]
+    names = [
+        p.metadata.name for p in labelled_pods.list(Pod, labels={"app": "slurmd", "nodeset": operators.not_in(["gpu"])})
+    ]
     assert names == ["a"]
 
 
@@ -339,7 +368,9 @@ def test_limit_and_continue_page_through_a_list(kubeapi_client: Client, kubeapi_
 # --- watch --------------------------------------------------------------------------------------
 
 
-def test_watch_streams_added_modified_deleted(kubeapi_server: KubeApiServer, kubeapi_client: Client, kubeapi_http: httpx2.Client) -> None:
+def test_watch_streams_added_modified_deleted(
+    kubeapi_server: KubeApiServer, kubeapi_client: Client, kubeapi_http: httpx2.Client
+) -> None:
     watcher = Watcher(kubeapi_server, kubeapi_client, Pod, ("DELETED", "p"), namespace="default")
     kubeapi_client.create(make_pod("p"))
     kubeapi_client.patch(Pod, "p", {"metadata": {"labels": {"x": "y"}}})
@@ -349,19 +380,28 @@ def test_watch_streams_added_modified_deleted(kubeapi_server: KubeApiServer, kub
     assert versions == sorted(versions)
 
 
-def test_watch_without_resource_version_starts_with_current_objects(kubeapi_server: KubeApiServer, kubeapi_client: Client) -> None:
+def test_watch_without_resource_version_starts_with_current_objects(
+    kubeapi_server: KubeApiServer, kubeapi_client: Client
+) -> None:
     kubeapi_client.create(make_pod("existing"))
     watcher = Watcher(kubeapi_server, kubeapi_client, Pod, ("ADDED", "new"), namespace="default")
     kubeapi_client.create(make_pod("new"))
     assert watcher.wait() == [("ADDED", "existing"), ("ADDED", "new")]
 
 
-def test_a_watch_by_node_sees_a_pod_arrive_when_bound_and_leave_when_it_stops_matching(kubeapi_server: KubeApiServer, 
-    kubeapi_client: Client, kubeapi_http: httpx2.Client
+def test_a_watch_by_node_sees_a_pod_arrive_when_bound_and_leave_when_it_stops_matching(
+    kubeapi_server: KubeApiServer, kubeapi_client: Client, kubeapi_http: httpx2.Client
 ) -> None:
     kubeapi_client.create(make_pod("p"))
-    watcher = Watcher(kubeapi_server, kubeapi_client, Pod, ("DELETED", "p"), namespace="default", labels={"run": "yes"},
-                      fields={"spec.nodeName": "n1"})
+    watcher = Watcher(
+        kubeapi_server,
+        kubeapi_client,
+        Pod,
+        ("DELETED", "p"),
+        namespace="default",
+        labels={"run": "yes"},
+        fields={"spec.nodeName": "n1"},
+    )
     kubeapi_client.patch(Pod, "p", {"metadata": {"labels": {"run": "yes"}}})  # matches labels, not the node yet
     assert bind(kubeapi_http, "p", "n1").status_code == 201  # now matches: ADDED
     kubeapi_client.patch(Pod, "p", {"metadata": {"labels": {"run": "no"}}})  # stops matching: DELETED
@@ -369,7 +409,9 @@ def test_a_watch_by_node_sees_a_pod_arrive_when_bound_and_leave_when_it_stops_ma
     assert watcher.events[-1][1].metadata.labels == {"run": "no"}
 
 
-def test_watch_from_a_resource_version_replays_what_followed(kubeapi_client: Client, kubeapi_http: httpx2.Client) -> None:
+def test_watch_from_a_resource_version_replays_what_followed(
+    kubeapi_client: Client, kubeapi_http: httpx2.Client
+) -> None:
     start = kubeapi_client.create(make_pod("a")).metadata.resourceVersion
     kubeapi_client.create(make_pod("b"))
     kubeapi_client.delete(Pod, "a")
@@ -437,7 +479,10 @@ def test_binding_sets_the_node_and_a_second_binding_is_409(kubeapi_client: Clien
     assert [(c.type, c.status) for c in pod.status.conditions] == [("PodScheduled", "True")]
     again = bind(kubeapi_http, "p", "n2")
     assert again.status_code == 409
-    assert again.json()["message"] == 'Operation cannot be fulfilled on pods/binding "p": pod p is already assigned to node "n1"'
+    assert (
+        again.json()["message"]
+        == 'Operation cannot be fulfilled on pods/binding "p": pod p is already assigned to node "n1"'
+    )
 
 
 def test_lightkube_cannot_decode_the_binding_answer_but_the_pod_is_bound(kubeapi_client: Client) -> None:
@@ -452,7 +497,9 @@ def test_lightkube_cannot_decode_the_binding_answer_but_the_pod_is_bound(kubeapi
 
 
 def test_a_pod_with_scheduling_gates_cannot_be_bound(kubeapi_http: httpx2.Client) -> None:
-    kubeapi_http.post("/api/v1/namespaces/default/pods", json=pod_body("gated", schedulingGates=[{"name": "example.com/wait"}]))
+    kubeapi_http.post(
+        "/api/v1/namespaces/default/pods", json=pod_body("gated", schedulingGates=[{"name": "example.com/wait"}])
+    )
     response = bind(kubeapi_http, "gated", "n1")
     assert response.status_code == 409
     assert response.json()["message"].endswith("pod gated has non-empty .spec.schedulingGates")
@@ -465,12 +512,16 @@ def test_status_changes_only_through_the_status_subresource(kubeapi_client: Clie
     conditions = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes"}]
     kubeapi_client.patch(PodStatus, "p", {"status": {"conditions": conditions}})
     ready = [{"type": "Ready", "status": "True"}, {"type": "PodScheduled", "status": "True"}]
-    patched = kubeapi_client.patch(PodStatus, "p", {"status": {"phase": "Running", "conditions": ready},
-                                                    "metadata": {"labels": {"a": "changed"}}})
+    patched = kubeapi_client.patch(
+        PodStatus, "p", {"status": {"phase": "Running", "conditions": ready}, "metadata": {"labels": {"a": "changed"}}}
+    )
     assert patched.status.phase == "Running"
     assert patched.metadata.labels == {"a": "b"}  # metadata does not change through status
     # strategic merge: conditions merge by type
-    assert sorted((c.type, c.status) for c in patched.status.conditions) == [("PodScheduled", "True"), ("Ready", "True")]
+    assert sorted((c.type, c.status) for c in patched.status.conditions) == [
+        ("PodScheduled", "True"),
+        ("Ready", "True"),
+    ]
     assert [c.reason for c in patched.status.conditions if c.type == "PodScheduled"] == ["Unschedulable"]
 
 
@@ -482,8 +533,8 @@ def test_status_replace_with_a_stale_version_is_409(kubeapi_client: Client) -> N
     assert status.code == 409
 
 
-def test_deleting_a_running_pod_is_graceful_until_the_kubelet_deletes_it_with_grace_0(kubeapi_server: KubeApiServer, 
-    kubeapi_client: Client, kubeapi_http: httpx2.Client
+def test_deleting_a_running_pod_is_graceful_until_the_kubelet_deletes_it_with_grace_0(
+    kubeapi_server: KubeApiServer, kubeapi_client: Client, kubeapi_http: httpx2.Client
 ) -> None:
     kubeapi_client.create(make_pod("p", node="n1"))
     watcher = Watcher(kubeapi_server, kubeapi_client, Pod, ("DELETED", "p"), namespace="default")
@@ -494,8 +545,12 @@ def test_deleting_a_running_pod_is_graceful_until_the_kubelet_deletes_it_with_gr
     still_there = kubeapi_client.get(Pod, "p")
     assert still_there.metadata.deletionTimestamp is not None
     # the kubelet stand-in: grace 0 with a uid precondition, as the real kubelet deletes
-    body = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
-            "preconditions": {"uid": still_there.metadata.uid}}
+    body = {
+        "kind": "DeleteOptions",
+        "apiVersion": "v1",
+        "gracePeriodSeconds": 0,
+        "preconditions": {"uid": still_there.metadata.uid},
+    }
     gone = kubeapi_http.request("DELETE", "/api/v1/namespaces/default/pods/p", json=body)
     assert gone.status_code == 200 and gone.json()["kind"] == "Pod"
     assert api_error(kubeapi_client.get, Pod, "p").code == 404
@@ -517,7 +572,8 @@ def test_a_delete_with_a_wrong_uid_precondition_is_409(kubeapi_client: Client, k
     response = kubeapi_http.request("DELETE", "/api/v1/namespaces/default/pods/p", json=body)
     assert response.status_code == 409
     assert response.json()["message"].startswith(
-        'Operation cannot be fulfilled on pods "p": Precondition failed: UID in precondition: not-the-uid, UID in object meta: '
+        'Operation cannot be fulfilled on pods "p": Precondition failed: '
+        "UID in precondition: not-the-uid, UID in object meta: "
     )
 
 
@@ -530,14 +586,24 @@ def test_finalizers_keep_an_object_until_they_are_removed(kubeapi_client: Client
     assert api_error(kubeapi_client.get, ConfigMap, "c").code == 404
 
 
-def test_deleting_an_object_without_graceful_deletion_answers_a_success_status(kubeapi_client: Client, kubeapi_http: httpx2.Client) -> None:
+def test_deleting_an_object_without_graceful_deletion_answers_a_success_status(
+    kubeapi_client: Client, kubeapi_http: httpx2.Client
+) -> None:
     uid = kubeapi_client.create(ConfigMap(metadata=ObjectMeta(name="c"))).metadata.uid
     body = kubeapi_http.delete("/api/v1/namespaces/default/configmaps/c").json()
-    assert body == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                    "details": {"name": "c", "kind": "configmaps", "uid": uid}, "code": 200}
+    assert body == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {"name": "c", "kind": "configmaps", "uid": uid},
+        "code": 200,
+    }
 
 
-def test_deletecollection_deletes_what_the_selector_matches(kubeapi_client: Client, kubeapi_http: httpx2.Client) -> None:
+def test_deletecollection_deletes_what_the_selector_matches(
+    kubeapi_client: Client, kubeapi_http: httpx2.Client
+) -> None:
     for name, app in (("a", "slurmd"), ("b", "slurmd"), ("c", "other")):
         kubeapi_client.create(make_pod(name, labels={"app": app}))
     response = kubeapi_http.delete("/api/v1/namespaces/default/pods", params={"labelSelector": "app=slurmd"})
@@ -570,7 +636,9 @@ def test_deleting_a_namespace_empties_it_then_removes_it(kubeapi_client: Client,
     assert terminating["status"]["phase"] == "Terminating"
     refused = api_error(kubeapi_client.create, make_pod("late"), namespace="slurm")
     assert (refused.code, refused.message) == (
-        403, 'pods "late" is forbidden: unable to create new content in namespace slurm because it is being terminated')
+        403,
+        'pods "late" is forbidden: unable to create new content in namespace slurm because it is being terminated',
+    )
     wait_for(lambda: [p.metadata.name for p in kubeapi_client.list(Pod, namespace="slurm")] == ["running"])
     assert kubeapi_client.get(Pod, "running", namespace="slurm").metadata.deletionTimestamp is not None
     assert kubeapi_client.get(Namespace, "slurm").status.phase == "Terminating"
@@ -581,24 +649,34 @@ def test_deleting_a_namespace_empties_it_then_removes_it(kubeapi_client: Client,
 def test_system_namespaces_cannot_be_deleted(kubeapi_client: Client) -> None:
     assert {n.metadata.name for n in kubeapi_client.list(Namespace)} >= {"default", "kube-system"}
     status = api_error(kubeapi_client.delete, Namespace, "default")
-    assert (status.code, status.message) == (403, 'namespaces "default" is forbidden: this namespace may not be deleted')
+    assert (status.code, status.message) == (
+        403,
+        'namespaces "default" is forbidden: this namespace may not be deleted',
+    )
 
 
-def test_each_namespace_gets_a_default_service_account_that_pods_need(kubeapi_client: Client, kubeapi_http: httpx2.Client) -> None:
+def test_each_namespace_gets_a_default_service_account_that_pods_need(
+    kubeapi_client: Client, kubeapi_http: httpx2.Client
+) -> None:
     kubeapi_client.create(Namespace(metadata=ObjectMeta(name="slurm")))
     pod = kubeapi_client.create(make_pod("p"), namespace="slurm")
     assert pod.spec.serviceAccountName == "default"
     status = api_error(kubeapi_client.create, make_pod("q", serviceAccountName="bridge"), namespace="slurm")
     assert (status.code, status.message) == (
-        403, 'pods "q" is forbidden: error looking up service account slurm/bridge: serviceaccount "bridge" not found')
+        403,
+        'pods "q" is forbidden: error looking up service account slurm/bridge: serviceaccount "bridge" not found',
+    )
 
 
 # --- pods: defaults and validation --------------------------------------------------------------
 
 
 def test_pods_get_the_real_servers_defaults(kubeapi_client: Client) -> None:
-    containers = [Container(name="latest", image="slurmd:latest"), Container(name="untagged", image="registry:5000/slurmd"),
-                  Container(name="tagged", image="slurmd:22.05")]
+    containers = [
+        Container(name="latest", image="slurmd:latest"),
+        Container(name="untagged", image="registry:5000/slurmd"),
+        Container(name="tagged", image="slurmd:22.05"),
+    ]
     pod = kubeapi_client.create(make_pod("p", containers=containers))
     spec = pod.spec
     assert (spec.schedulerName, spec.restartPolicy, spec.dnsPolicy) == ("default-scheduler", "Always", "ClusterFirst")
@@ -606,7 +684,9 @@ def test_pods_get_the_real_servers_defaults(kubeapi_client: Client) -> None:
     assert [c.imagePullPolicy for c in spec.containers] == ["Always", "Always", "IfNotPresent"]
     assert {c.terminationMessagePath for c in spec.containers} == {"/dev/termination-log"}
     assert [(t.key, t.effect, t.tolerationSeconds) for t in spec.tolerations] == [
-        ("node.kubernetes.io/not-ready", "NoExecute", 300), ("node.kubernetes.io/unreachable", "NoExecute", 300)]
+        ("node.kubernetes.io/not-ready", "NoExecute", 300),
+        ("node.kubernetes.io/unreachable", "NoExecute", 300),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -627,8 +707,10 @@ def test_qos_class_is_computed_like_the_real_server(kubeapi_client: Client, reso
 
 
 def test_quantities_come_back_in_canonical_form(kubeapi_client: Client, kubeapi_http: httpx2.Client) -> None:
-    resources = {"requests": {"cpu": "0.5", "memory": "1024Mi", "example.com/gpu": 2},
-                 "limits": {"cpu": "1000m", "memory": "1536Mi", "example.com/gpu": "2"}}
+    resources = {
+        "requests": {"cpu": "0.5", "memory": "1024Mi", "example.com/gpu": 2},
+        "limits": {"cpu": "1000m", "memory": "1536Mi", "example.com/gpu": "2"},
+    }
     body = pod_body("p", containers=[{"name": "c", "image": "i", "resources": resources}])
     created = kubeapi_http.post("/api/v1/namespaces/default/pods", json=body).json()
     assert created["spec"]["containers"][0]["resources"] == {
@@ -638,13 +720,28 @@ def test_quantities_come_back_in_canonical_form(kubeapi_client: Client, kubeapi_
     bad = pod_body("q", containers=[{"name": "c", "image": "i", "resources": {"limits": {"cpu": "lots"}}}])
     response = kubeapi_http.post("/api/v1/namespaces/default/pods", json=bad)
     assert response.status_code == 400
-    assert "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'" in response.json()["message"]
+    assert (
+        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+        in response.json()["message"]
+    )
 
 
 @pytest.mark.parametrize(
     ("text", "canonical"),
-    [("100m", "100m"), ("2", "2"), ("1Gi", "1Gi"), ("500M", "500M"), ("1e3", "1e3"), ("0.5", "500m"),
-     ("1024Mi", "1Gi"), ("1.5Gi", "1536Mi"), ("1000", "1k"), ("1500", "1500"), ("0.1n", "1n"), ("512", "512")],
+    [
+        ("100m", "100m"),
+        ("2", "2"),
+        ("1Gi", "1Gi"),
+        ("500M", "500M"),
+        ("1e3", "1e3"),
+        ("0.5", "500m"),
+        ("1024Mi", "1Gi"),
+        ("1.5Gi", "1536Mi"),
+        ("1000", "1k"),
+        ("1500", "1500"),
+        ("0.1n", "1n"),
+        ("512", "512"),
+    ],
 )
 def test_quantity_parsing(text: str, canonical: str) -> None:
     assert quantity.canonical_text(text) == canonical
@@ -659,17 +756,31 @@ def test_quantities_compare_exactly() -> None:
 @pytest.mark.parametrize(
     ("resources", "message"),
     [
-        ({"requests": {"cpu": "2"}, "limits": {"cpu": "1"}},
-         "spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1"),
-        ({"requests": {"example.com/gpu": "1"}, "limits": {"example.com/gpu": "2"}},
-         "spec.containers[0].resources.requests: Invalid value: \"1\": must be equal to example.com/gpu limit of 2"),
-        ({"requests": {"example.com/gpu": "1"}},
-         "spec.containers[0].resources.limits: Required value: Limit must be set for non overcommitable resources"),
-        ({"limits": {"hugepages-2Mi": "4Mi"}}, "spec.containers[0].resources: Forbidden: HugePages require cpu or memory"),
-        ({"limits": {"example.com/gpu": "500m"}},
-         'spec.containers[0].resources.limits[example.com/gpu]: Invalid value: "500m": must be an integer'),
-        ({"limits": {"gpu": "1"}},
-         'spec.containers[0].resources.limits[gpu]: Invalid value: "gpu": must be a standard resource type or fully qualified'),
+        (
+            {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}},
+            'spec.containers[0].resources.requests: Invalid value: "2": must be less than or equal to cpu limit of 1',
+        ),
+        (
+            {"requests": {"example.com/gpu": "1"}, "limits": {"example.com/gpu": "2"}},
+            'spec.containers[0].resources.requests: Invalid value: "1": must be equal to example.com/gpu limit of 2',
+        ),
+        (
+            {"requests": {"example.com/gpu": "1"}},
+            "spec.containers[0].resources.limits: Required value: Limit must be set for non overcommitable resources",
+        ),
+        (
+            {"limits": {"hugepages-2Mi": "4Mi"}},
+            "spec.containers[0].resources: Forbidden: HugePages require cpu or memory",
+        ),
+        (
+            {"limits": {"example.com/gpu": "500m"}},
+            'spec.containers[0].resources.limits[example.com/gpu]: Invalid value: "500m": must be an integer',
+        ),
+        (
+            {"limits": {"gpu": "1"}},
+            'spec.containers[0].resources.limits[gpu]: Invalid value: "gpu": '
+            "must be a standard resource type or fully qualified",
+        ),
     ],
 )
 def test_resource_rules_are_enforced(kubeapi_http: httpx2.Client, resources: dict, message: str) -> None:
@@ -682,20 +793,34 @@ def test_resource_rules_are_enforced(kubeapi_http: httpx2.Client, resources: dic
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"containers": [{"name": "a", "image": "i"}], "initContainers": [{"name": "a", "image": "i"}]},
-         'spec.containers[0].name: Duplicate value: "a"'),
-        ({"containers": [{"name": "Bad", "image": "i"}]}, 'spec.containers[0].name: Invalid value: "Bad": a lowercase RFC 1123 label'),
+        (
+            {"containers": [{"name": "a", "image": "i"}], "initContainers": [{"name": "a", "image": "i"}]},
+            'spec.containers[0].name: Duplicate value: "a"',
+        ),
+        (
+            {"containers": [{"name": "Bad", "image": "i"}]},
+            'spec.containers[0].name: Invalid value: "Bad": a lowercase RFC 1123 label',
+        ),
         ({"containers": [{"name": "c"}]}, "spec.containers[0].image: Required value"),
-        ({"containers": [{"name": "c", "image": "i", "volumeMounts": [{"name": "data", "mountPath": "/d"}]}]},
-         'spec.containers[0].volumeMounts[0].name: Not found: "data"'),
-        ({"volumes": [{"name": "v", "emptyDir": {}}, {"name": "v", "emptyDir": {}}]}, 'spec.volumes[1].name: Duplicate value: "v"'),
-        ({"restartPolicy": "Sometimes"},
-         'spec.restartPolicy: Unsupported value: "Sometimes": supported values: "Always", "OnFailure", "Never"'),
+        (
+            {"containers": [{"name": "c", "image": "i", "volumeMounts": [{"name": "data", "mountPath": "/d"}]}]},
+            'spec.containers[0].volumeMounts[0].name: Not found: "data"',
+        ),
+        (
+            {"volumes": [{"name": "v", "emptyDir": {}}, {"name": "v", "emptyDir": {}}]},
+            'spec.volumes[1].name: Duplicate value: "v"',
+        ),
+        (
+            {"restartPolicy": "Sometimes"},
+            'spec.restartPolicy: Unsupported value: "Sometimes": supported values: "Always", "OnFailure", "Never"',
+        ),
         ({"dnsPolicy": "Google"}, 'spec.dnsPolicy: Unsupported value: "Google"'),
         ({"hostname": "Node_1"}, 'spec.hostname: Invalid value: "Node_1"'),
         ({"subdomain": "a.b"}, 'spec.subdomain: Invalid value: "a.b"'),
-        ({"nodeName": "n1", "schedulingGates": [{"name": "wait"}]},
-         "spec.nodeName: Forbidden: cannot be set until all schedulingGates have been cleared"),
+        (
+            {"nodeName": "n1", "schedulingGates": [{"name": "wait"}]},
+            "spec.nodeName: Forbidden: cannot be set until all schedulingGates have been cleared",
+        ),
     ],
 )
 def test_pod_spec_rules_are_enforced(kubeapi_http: httpx2.Client, spec: dict, message: str) -> None:
@@ -722,16 +847,25 @@ def test_a_pod_spec_is_immutable_except_images_and_added_tolerations(kubeapi_cli
     pod.spec.containers[0].resources = ResourceRequirements(limits={"cpu": "1"})
     status = api_error(kubeapi_client.replace, pod)
     assert status.code == 422
-    assert status.message.startswith('Pod "p" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`')
+    assert status.message.startswith(
+        'Pod "p" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`'
+    )
     removed = api_error(kubeapi_client.patch, Pod, "p", {"spec": {"tolerations": None}}, patch_type=PatchType.MERGE)
     assert removed.code == 422
 
 
 def test_scheduling_gates_can_only_be_removed(kubeapi_client: Client, kubeapi_http: httpx2.Client) -> None:
-    kubeapi_http.post("/api/v1/namespaces/default/pods", json=pod_body("p", schedulingGates=[{"name": "a"}, {"name": "b"}]))
+    kubeapi_http.post(
+        "/api/v1/namespaces/default/pods", json=pod_body("p", schedulingGates=[{"name": "a"}, {"name": "b"}])
+    )
     kubeapi_client.patch(Pod, "p", [{"op": "remove", "path": "/spec/schedulingGates/0"}], patch_type=PatchType.JSON)
-    added = api_error(kubeapi_client.patch, Pod, "p", {"spec": {"schedulingGates": [{"name": "b"}, {"name": "c"}]}},
-                      patch_type=PatchType.MERGE)
+    added = api_error(
+        kubeapi_client.patch,
+        Pod,
+        "p",
+        {"spec": {"schedulingGates": [{"name": "b"}, {"name": "c"}]}},
+        patch_type=PatchType.MERGE,
+    )
     assert "only deletion is allowed, but found new scheduling gate 'c'" in added.message
 
 
@@ -754,18 +888,27 @@ def test_strategic_merge_patch_merges_containers_by_name(kubeapi_client: Client)
 
 def test_merge_patch_replaces_lists_and_null_deletes(kubeapi_client: Client) -> None:
     kubeapi_client.create(ConfigMap(metadata=ObjectMeta(name="c", labels={"a": "1", "b": "2"}), data={"k": "v"}))
-    patched = kubeapi_client.patch(ConfigMap, "c", {"metadata": {"labels": {"a": None}}, "data": {"x": "y"}},
-                                   patch_type=PatchType.MERGE)
+    patched = kubeapi_client.patch(
+        ConfigMap, "c", {"metadata": {"labels": {"a": None}}, "data": {"x": "y"}}, patch_type=PatchType.MERGE
+    )
     assert patched.metadata.labels == {"b": "2"} and patched.data == {"k": "v", "x": "y"}
 
 
 def test_json_patch_operations_and_a_failed_test_op(kubeapi_client: Client) -> None:
     kubeapi_client.create(ConfigMap(metadata=ObjectMeta(name="c"), data={"k": "v"}))
-    ops = [{"op": "test", "path": "/data/k", "value": "v"}, {"op": "add", "path": "/data/n", "value": "1"},
-           {"op": "replace", "path": "/data/k", "value": "w"}]
+    ops = [
+        {"op": "test", "path": "/data/k", "value": "v"},
+        {"op": "add", "path": "/data/n", "value": "1"},
+        {"op": "replace", "path": "/data/k", "value": "w"},
+    ]
     assert kubeapi_client.patch(ConfigMap, "c", ops, patch_type=PatchType.JSON).data == {"k": "w", "n": "1"}
-    failed = api_error(kubeapi_client.patch, ConfigMap, "c", [{"op": "test", "path": "/data/k", "value": "v"}],
-                       patch_type=PatchType.JSON)
+    failed = api_error(
+        kubeapi_client.patch,
+        ConfigMap,
+        "c",
+        [{"op": "test", "path": "/data/k", "value": "v"}],
+        patch_type=PatchType.JSON,
+    )
     assert failed.code == 422
 
 
@@ -776,8 +919,11 @@ def test_server_side_apply_creates_then_merges_and_needs_a_field_manager(kubeapi
     applied = client.apply(ConfigMap(metadata=ObjectMeta(name="c"), data={"b": "2"}), field_manager="bridge")
     assert applied.data == {"a": "1", "b": "2"}
     with httpx2.Client(base_url=kubeapi_server.url) as http:
-        response = http.patch("/api/v1/namespaces/default/configmaps/c", content=b"data: {c: '3'}",
-                              headers={"Content-Type": "application/apply-patch+yaml"})
+        response = http.patch(
+            "/api/v1/namespaces/default/configmaps/c",
+            content=b"data: {c: '3'}",
+            headers={"Content-Type": "application/apply-patch+yaml"},
+        )
     assert response.status_code == 422
     assert "fieldManager: Required value: is required for apply patch" in response.json()["message"]
 
@@ -792,21 +938,36 @@ PODGROUP_CRD = {
         "group": "scheduling.volcano.sh",
         "names": {"kind": "PodGroup", "plural": "podgroups", "singular": "podgroup", "shortNames": ["pg"]},
         "scope": "Namespaced",
-        "versions": [{
-            "name": "v1beta1", "served": True, "storage": True,
-            "subresources": {"status": {}},
-            "schema": {"openAPIV3Schema": {
-                "type": "object",
-                "properties": {
-                    "spec": {"type": "object", "properties": {
-                        "minMember": {"type": "integer", "format": "int32", "minimum": 0},
-                        "queue": {"type": "string", "default": "default"},
-                        "minResources": {"type": "object", "additionalProperties": {"x-kubernetes-int-or-string": True}},
-                    }},
-                    "status": {"type": "object", "properties": {"phase": {"type": "string"}, "running": {"type": "integer"}}},
+        "versions": [
+            {
+                "name": "v1beta1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "properties": {
+                                    "minMember": {"type": "integer", "format": "int32", "minimum": 0},
+                                    "queue": {"type": "string", "default": "default"},
+                                    "minResources": {
+                                        "type": "object",
+                                        "additionalProperties": {"x-kubernetes-int-or-string": True},
+                                    },
+                                },
+                            },
+                            "status": {
+                                "type": "object",
+                                "properties": {"phase": {"type": "string"}, "running": {"type": "integer"}},
+                            },
+                        },
+                    }
                 },
-            }},
-        }],
+            }
+        ],
     },
 }
 
@@ -819,11 +980,19 @@ def podgroups(kubeapi_http: httpx2.Client) -> Any:
 
 
 def test_a_crd_is_established_and_its_resources_served(kubeapi_http: httpx2.Client, podgroups: Any) -> None:
-    crd = kubeapi_http.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/podgroups.scheduling.volcano.sh").json()
-    assert {c["type"]: c["status"] for c in crd["status"]["conditions"]} == {"NamesAccepted": "True", "Established": "True"}
+    crd = kubeapi_http.get(
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/podgroups.scheduling.volcano.sh"
+    ).json()
+    assert {c["type"]: c["status"] for c in crd["status"]["conditions"]} == {
+        "NamesAccepted": "True",
+        "Established": "True",
+    }
     groups = kubeapi_http.get("/apis").json()["groups"]
-    assert {"name": "scheduling.volcano.sh", "versions": [{"groupVersion": "scheduling.volcano.sh/v1beta1", "version": "v1beta1"}],
-            "preferredVersion": {"groupVersion": "scheduling.volcano.sh/v1beta1", "version": "v1beta1"}} in groups
+    assert {
+        "name": "scheduling.volcano.sh",
+        "versions": [{"groupVersion": "scheduling.volcano.sh/v1beta1", "version": "v1beta1"}],
+        "preferredVersion": {"groupVersion": "scheduling.volcano.sh/v1beta1", "version": "v1beta1"},
+    } in groups
     resources = kubeapi_http.get("/apis/scheduling.volcano.sh/v1beta1").json()["resources"]
     assert [(r["name"], r["kind"]) for r in resources] == [("podgroups", "PodGroup"), ("podgroups/status", "PodGroup")]
 
@@ -842,21 +1011,34 @@ def test_podgroup_crud_watch_and_status(kubeapi_server: KubeApiServer, kubeapi_c
     assert watcher.wait() == [("ADDED", "job-42"), ("MODIFIED", "job-42"), ("DELETED", "job-42")]
 
 
-def test_podgroup_status_subresource_and_rules_for_custom_resources(kubeapi_http: httpx2.Client, podgroups: Any) -> None:
+def test_podgroup_status_subresource_and_rules_for_custom_resources(
+    kubeapi_http: httpx2.Client, podgroups: Any
+) -> None:
     base = "/apis/scheduling.volcano.sh/v1beta1/namespaces/default/podgroups"
-    body = {"apiVersion": "scheduling.volcano.sh/v1beta1", "kind": "PodGroup", "metadata": {"name": "pg"}, "spec": {"minMember": 1}}
+    body = {
+        "apiVersion": "scheduling.volcano.sh/v1beta1",
+        "kind": "PodGroup",
+        "metadata": {"name": "pg"},
+        "spec": {"minMember": 1},
+    }
     assert kubeapi_http.post(base, json=body).status_code == 201
     merge = {"Content-Type": "application/merge-patch+json"}
     status = kubeapi_http.patch(f"{base}/pg/status", json={"status": {"phase": "Running", "running": 1}}, headers=merge)
     assert status.status_code == 200 and status.json()["status"] == {"phase": "Running", "running": 1}
-    strategic = kubeapi_http.patch(f"{base}/pg", json={"spec": {"minMember": 2}},
-                                   headers={"Content-Type": "application/strategic-merge-patch+json"})
+    strategic = kubeapi_http.patch(
+        f"{base}/pg",
+        json={"spec": {"minMember": 2}},
+        headers={"Content-Type": "application/strategic-merge-patch+json"},
+    )
     assert strategic.status_code == 415  # custom resources do not support strategic merge patch
     current = kubeapi_http.get(f"{base}/pg").json()
     del current["metadata"]["resourceVersion"]
     unconditional = kubeapi_http.put(f"{base}/pg", json=current)
     assert unconditional.status_code == 422
-    assert "metadata.resourceVersion: Invalid value: \"0x0\": must be specified for an update" in unconditional.json()["message"]
+    assert (
+        'metadata.resourceVersion: Invalid value: "0x0": must be specified for an update'
+        in unconditional.json()["message"]
+    )
     wrong_type = dict(body, metadata={"name": "bad"}, spec={"minMember": "three"})
     invalid = kubeapi_http.post(base, json=wrong_type)
     assert invalid.status_code == 422
@@ -869,7 +1051,9 @@ def test_podgroup_status_subresource_and_rules_for_custom_resources(kubeapi_http
     assert missing["details"] == {"name": "nope", "group": "scheduling.volcano.sh", "kind": "podgroups"}
 
 
-def test_deleting_a_crd_removes_its_objects_and_its_api(kubeapi_client: Client, kubeapi_http: httpx2.Client, podgroups: Any) -> None:
+def test_deleting_a_crd_removes_its_objects_and_its_api(
+    kubeapi_client: Client, kubeapi_http: httpx2.Client, podgroups: Any
+) -> None:
     kubeapi_client.create(podgroups(metadata=ObjectMeta(name="pg"), spec={"minMember": 1}))
     kubeapi_http.delete("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/podgroups.scheduling.volcano.sh")
     wait_for(lambda: kubeapi_http.get("/apis/scheduling.volcano.sh/v1beta1").status_code == 404)
@@ -884,19 +1068,41 @@ def test_other_scheduler_crds_register_too(kubeapi_http: httpx2.Client) -> None:
     crd["spec"]["versions"][0]["name"] = "v1alpha1"
     assert kubeapi_http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd).status_code == 201
     nad = {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
         "metadata": {"name": "network-attachment-definitions.k8s.cni.cncf.io"},
-        "spec": {"group": "k8s.cni.cncf.io", "scope": "Namespaced",
-                 "names": {"kind": "NetworkAttachmentDefinition", "plural": "network-attachment-definitions",
-                           "shortNames": ["net-attach-def"]},
-                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                     "type": "object", "properties": {"spec": {"type": "object", "properties": {"config": {"type": "string"}}}}}}}]},
+        "spec": {
+            "group": "k8s.cni.cncf.io",
+            "scope": "Namespaced",
+            "names": {
+                "kind": "NetworkAttachmentDefinition",
+                "plural": "network-attachment-definitions",
+                "shortNames": ["net-attach-def"],
+            },
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {"spec": {"type": "object", "properties": {"config": {"type": "string"}}}},
+                        }
+                    },
+                }
+            ],
+        },
     }
     assert kubeapi_http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=nad).status_code == 201
     created = kubeapi_http.post(
         "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions",
-        json={"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition", "metadata": {"name": "ib"},
-              "spec": {"config": "{}"}},
+        json={
+            "apiVersion": "k8s.cni.cncf.io/v1",
+            "kind": "NetworkAttachmentDefinition",
+            "metadata": {"name": "ib"},
+            "spec": {"config": "{}"},
+        },
     )
     assert created.status_code == 201
     listed = kubeapi_http.get("/apis/scheduling.x-k8s.io/v1alpha1/namespaces/default/podgroups").json()
@@ -908,15 +1114,24 @@ def test_a_crd_whose_name_does_not_match_is_422(kubeapi_http: httpx2.Client) -> 
     crd["metadata"]["name"] = "wrong.example.com"
     response = kubeapi_http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd)
     assert response.status_code == 422
-    assert 'metadata.name: Invalid value: "wrong.example.com": must be spec.names.plural+"."+spec.group' in response.json()["message"]
+    assert (
+        'metadata.name: Invalid value: "wrong.example.com": must be spec.names.plural+"."+spec.group'
+        in response.json()["message"]
+    )
 
 
 # --- nodes, events, secrets ---------------------------------------------------------------------
 
 
-def test_nodes_keep_status_from_create_and_change_it_only_through_status(kubeapi_client: Client, kubeapi_http: httpx2.Client) -> None:
-    body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "labels": {"slurm": "yes"}},
-            "status": {"capacity": {"cpu": "4", "memory": "8192Mi"}, "conditions": [{"type": "Ready", "status": "True"}]}}
+def test_nodes_keep_status_from_create_and_change_it_only_through_status(
+    kubeapi_client: Client, kubeapi_http: httpx2.Client
+) -> None:
+    body = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "n1", "labels": {"slurm": "yes"}},
+        "status": {"capacity": {"cpu": "4", "memory": "8192Mi"}, "conditions": [{"type": "Ready", "status": "True"}]},
+    }
     created = kubeapi_http.post("/api/v1/nodes", json=body).json()
     assert created["status"]["capacity"] == {"cpu": "4", "memory": "8Gi"}
     ignored = kubeapi_client.patch(Node, "n1", {"status": {"conditions": [{"type": "Ready", "status": "False"}]}})
@@ -938,31 +1153,50 @@ def test_deleting_a_node_leaves_its_pods(kubeapi_client: Client) -> None:
 def test_core_events_and_events_k8s_io_are_one_store(kubeapi_client: Client, kubeapi_http: httpx2.Client) -> None:
     pod = kubeapi_client.create(make_pod("p"))
     involved = {"kind": "Pod", "name": "p", "namespace": "default", "uid": pod.metadata.uid, "apiVersion": "v1"}
-    core = {"metadata": {"name": "p.1"}, "involvedObject": involved, "reason": "Scheduled", "message": "bound",
-            "type": "Normal", "source": {"component": "default-scheduler"}}
+    core = {
+        "metadata": {"name": "p.1"},
+        "involvedObject": involved,
+        "reason": "Scheduled",
+        "message": "bound",
+        "type": "Normal",
+        "source": {"component": "default-scheduler"},
+    }
     assert kubeapi_http.post("/api/v1/namespaces/default/events", json=core).status_code == 201
     listed = kubeapi_http.get("/apis/events.k8s.io/v1/namespaces/default/events").json()["items"]
     assert listed[0]["regarding"]["name"] == "p" and listed[0]["note"] == "bound"
     assert [e.reason for e in kubeapi_client.list(Event, fields={"involvedObject.name": "p"})] == ["Scheduled"]
-    strict = {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "p.2"}, "regarding": involved,
-              "reason": "Started", "note": "n", "type": "Normal"}
+    strict = {
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"name": "p.2"},
+        "regarding": involved,
+        "reason": "Started",
+        "note": "n",
+        "type": "Normal",
+    }
     response = kubeapi_http.post("/apis/events.k8s.io/v1/namespaces/default/events", json=strict)
     assert response.status_code == 422
     message = response.json()["message"]
     assert "eventTime: Required value" in message and "reportingController: Required value" in message
-    strict.update(eventTime="2024-01-01T00:00:00.000000Z", reportingController="slurm-k8s-bridge",
-                  reportingInstance="bridge-1", action="Resume")
+    strict.update(
+        eventTime="2024-01-01T00:00:00.000000Z",
+        reportingController="slurm-k8s-bridge",
+        reportingInstance="bridge-1",
+        action="Resume",
+    )
     assert kubeapi_http.post("/apis/events.k8s.io/v1/namespaces/default/events", json=strict).status_code == 201
     assert {e.message for e in kubeapi_client.list(Event)} == {"bound", "n"}
 
 
-def test_secrets_take_string_data_and_configmaps_check_keys(kubeapi_client: Client, kubeapi_http: httpx2.Client) -> None:
+def test_secrets_take_string_data_and_configmaps_check_keys(
+    kubeapi_client: Client, kubeapi_http: httpx2.Client
+) -> None:
     secret = kubeapi_client.create(Secret(metadata=ObjectMeta(name="munge"), stringData={"munge.key": "k3y"}))
     assert secret.type == "Opaque" and base64.b64decode(secret.data["munge.key"]) == b"k3y"
     assert secret.stringData is None
     bad = {"metadata": {"name": "c"}, "data": {"bad key": "v"}}
     response = kubeapi_http.post("/api/v1/namespaces/default/configmaps", json=bad)
-    assert response.status_code == 422 and "data[bad key]: Invalid value: \"bad key\"" in response.json()["message"]
+    assert response.status_code == 422 and 'data[bad key]: Invalid value: "bad key"' in response.json()["message"]
 
 
 # --- HTTP errors, discovery ---------------------------------------------------------------------
@@ -982,8 +1216,13 @@ def test_discovery_documents(kubeapi_http: httpx2.Client) -> None:
     resources = {r["name"]: r for r in kubeapi_http.get("/api/v1").json()["resources"]}
     assert resources["pods"]["namespaced"] is True and "watch" in resources["pods"]["verbs"]
     assert resources["pods/status"]["verbs"] == ["get", "patch", "update"]
-    assert resources["pods/binding"] == {"name": "pods/binding", "singularName": "", "namespaced": True,
-                                         "kind": "Binding", "verbs": ["create"]}
+    assert resources["pods/binding"] == {
+        "name": "pods/binding",
+        "singularName": "",
+        "namespaced": True,
+        "kind": "Binding",
+        "verbs": ["create"],
+    }
     assert resources["nodes"]["namespaced"] is False
     groups = {g["name"] for g in kubeapi_http.get("/apis").json()["groups"]}
     assert {"apiextensions.k8s.io", "events.k8s.io", "coordination.k8s.io"} <= groups
@@ -1001,19 +1240,27 @@ BRIDGE_USER = "system:serviceaccount:slurm:slurm-k8s-bridge"
 @pytest.fixture
 def secured(tmp_path: Path) -> Any:
     role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
         "metadata": {"name": "slurm-k8s-bridge", "namespace": "slurm"},
-        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "delete"]},
-                  {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]},
-                  {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"], "resourceNames": ["slurm-conf"]}],
+        "rules": [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "delete"]},
+            {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"], "resourceNames": ["slurm-conf"]},
+        ],
     }
     (tmp_path / "role.yaml").write_text(yaml.safe_dump(role))
-    auth = {"users": [
-        {"name": BRIDGE_USER, "token": "bridge-token", "roles": [{"file": "role.yaml"}]},
-        {"name": "scheduler", "token": "scheduler-token",
-         "rules": [{"apiGroups": [""], "resources": ["pods/binding"], "verbs": ["create"]}]},
-        {"name": "root", "token": "root-token", "admin": True},
-    ]}
+    auth = {
+        "users": [
+            {"name": BRIDGE_USER, "token": "bridge-token", "roles": [{"file": "role.yaml"}]},
+            {
+                "name": "scheduler",
+                "token": "scheduler-token",
+                "rules": [{"apiGroups": [""], "resources": ["pods/binding"], "verbs": ["create"]}],
+            },
+            {"name": "root", "token": "root-token", "admin": True},
+        ]
+    }
     (tmp_path / "auth.yaml").write_text(yaml.safe_dump(auth))
     with KubeApiServer(auth=tmp_path / "auth.yaml") as server:
         admin = Client(KubeConfig.from_dict(server.kubeconfig("root-token")), trust_env=False)
@@ -1031,11 +1278,13 @@ def test_rules_from_a_role_manifest_allow_exactly_what_they_say(secured: KubeApi
     status = api_error(bridge.create, make_pod("p"))
     assert (status.code, status.reason) == (403, "Forbidden")
     assert status.message == (
-        f'pods is forbidden: User "{BRIDGE_USER}" cannot create resource "pods" in API group "" in the namespace "slurm"'
+        f'pods is forbidden: User "{BRIDGE_USER}" cannot create resource "pods" '
+        'in API group "" in the namespace "slurm"'
     )
     elsewhere = api_error(bridge.get, Pod, "p", namespace="default")
     assert elsewhere.message == (
-        f'pods "p" is forbidden: User "{BRIDGE_USER}" cannot get resource "pods" in API group "" in the namespace "default"'
+        f'pods "p" is forbidden: User "{BRIDGE_USER}" cannot get resource "pods" '
+        'in API group "" in the namespace "default"'
     )
     cluster = api_error(lambda: list(bridge.list(Node)))
     assert cluster.message.endswith('cannot list resource "nodes" in API group "" at the cluster scope')
@@ -1050,7 +1299,7 @@ def test_subresources_need_their_own_rule(secured: KubeApiServer) -> None:
     with httpx2.Client(base_url=secured.url, headers={"Authorization": "Bearer scheduler-token"}) as http:
         assert bind(http, "p", "n1", namespace="slurm").status_code == 201
     status = api_error(scheduler.patch, PodStatus, "p", {"status": {"phase": "Running"}})
-    assert status.message.startswith(f'pods "p" is forbidden: User "scheduler" cannot patch resource "pods/status"')
+    assert status.message.startswith('pods "p" is forbidden: User "scheduler" cannot patch resource "pods/status"')
     client_for(secured, "bridge-token").patch(PodStatus, "p", {"status": {"phase": "Running"}})
 
 
@@ -1065,11 +1314,19 @@ def test_unknown_or_missing_tokens_are_401(secured: KubeApiServer) -> None:
 def test_the_repositorys_rbac_manifests_can_be_loaded_with_their_bindings(tmp_path: Path) -> None:
     manifests = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "bridge", "namespace": "slurm"}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "node-reader"},
-         "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "bridge-nodes"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "node-reader"},
-         "subjects": [{"kind": "ServiceAccount", "name": "bridge", "namespace": "slurm"}]},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "node-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "bridge-nodes"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "node-reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "bridge", "namespace": "slurm"}],
+        },
     ]
     (tmp_path / "rbac.yaml").write_text(yaml.safe_dump_all(manifests))
     auth = {"users": [{"name": "system:serviceaccount:slurm:bridge", "token": "t"}], "rbac": ["rbac.yaml"]}
@@ -1083,28 +1340,53 @@ def test_the_repositorys_rbac_manifests_can_be_loaded_with_their_bindings(tmp_pa
 # --- fault injection and audit ------------------------------------------------------------------
 
 
-def test_an_injected_429_carries_retry_after_and_is_spent_after_count(kubeapi_client: Client, kubeapi_http: httpx2.Client) -> None:
-    rule = {"verb": "create", "resource": "pods", "namespace": "default", "name": "slurmd-.*", "code": 429,
-            "retry_after": 2, "count": 1}
+def test_an_injected_429_carries_retry_after_and_is_spent_after_count(
+    kubeapi_client: Client, kubeapi_http: httpx2.Client
+) -> None:
+    rule = {
+        "verb": "create",
+        "resource": "pods",
+        "namespace": "default",
+        "name": "slurmd-.*",
+        "code": 429,
+        "retry_after": 2,
+        "count": 1,
+    }
     added = kubeapi_http.post("/_testenv/faults", json=rule)
     assert added.status_code == 201
     response = kubeapi_http.post("/api/v1/namespaces/default/pods", json=pod_body("slurmd-1"))
     assert response.status_code == 429 and response.headers["Retry-After"] == "2"
-    assert response.json() == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                               "message": "Too many requests, please try again later.", "reason": "TooManyRequests",
-                               "details": {"retryAfterSeconds": 2}, "code": 429}
+    assert response.json() == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": "Too many requests, please try again later.",
+        "reason": "TooManyRequests",
+        "details": {"retryAfterSeconds": 2},
+        "code": 429,
+    }
     assert kubeapi_client.create(make_pod("slurmd-1")).metadata.name == "slurmd-1"
     assert kubeapi_http.get("/_testenv/faults").json() == {"items": []}
 
 
-def test_a_webhook_like_refusal_matches_on_labels_until_cleared(kubeapi_server: KubeApiServer, kubeapi_client: Client,
-                                                                kubeapi_http: httpx2.Client) -> None:
-    kubeapi_server.add_fault(verb="create", resource="pods", labels={"nodeset": "gpu"}, code=400,
-                             message='admission webhook "deny.example.com" denied the request: no GPUs today')
+def test_a_webhook_like_refusal_matches_on_labels_until_cleared(
+    kubeapi_server: KubeApiServer, kubeapi_client: Client, kubeapi_http: httpx2.Client
+) -> None:
+    kubeapi_server.add_fault(
+        verb="create",
+        resource="pods",
+        labels={"nodeset": "gpu"},
+        code=400,
+        message='admission webhook "deny.example.com" denied the request: no GPUs today',
+    )
     kubeapi_client.create(make_pod("cpu", labels={"nodeset": "cpu"}))
     for _ in range(2):
         status = api_error(kubeapi_client.create, make_pod("gpu", labels={"nodeset": "gpu"}))
-        assert (status.code, status.message) == (400, 'admission webhook "deny.example.com" denied the request: no GPUs today')
+        assert (status.code, status.message) == (
+            400,
+            'admission webhook "deny.example.com" denied the request: no GPUs today',
+        )
     kubeapi_http.delete("/_testenv/faults")
     kubeapi_client.create(make_pod("gpu", labels={"nodeset": "gpu"}))
 
@@ -1132,7 +1414,9 @@ def test_the_audit_log_shows_which_verbs_a_user_needed(secured: KubeApiServer) -
     with httpx2.Client(base_url=secured.url, headers={"Authorization": "Bearer root-token"}) as http:
         entries = http.get("/_testenv/audit", params={"user": BRIDGE_USER}).json()["items"]
     assert [(a["verb"], a["resource"], a["namespace"], a["code"]) for a in entries] == [
-        ("list", "pods", "slurm", 200), ("create", "pods", "slurm", 403)]
+        ("list", "pods", "slurm", 200),
+        ("create", "pods", "slurm", 403),
+    ]
 
 
 # --- running it ---------------------------------------------------------------------------------
@@ -1144,6 +1428,7 @@ def test_it_refuses_to_listen_beyond_loopback() -> None:
 
 
 def test_tls_with_the_ca_in_the_kubeconfig(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography", reason="TLS certificates need the cryptography package")
     with KubeApiServer(tls=True) as server:
         assert server.url.startswith("https://127.0.0.1:")
         path = server.write_kubeconfig(tmp_path / "kubeconfig")
@@ -1156,7 +1441,11 @@ def test_it_runs_as_a_process_and_stops_on_sigterm(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     process = subprocess.Popen(
         [sys.executable, "-m", "testenv.kubeapi", "--host", "127.0.0.1", "--port", "0", "--state-dir", str(tmp_path)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout is not None
@@ -1175,17 +1464,35 @@ def test_it_runs_as_a_process_and_stops_on_sigterm(tmp_path: Path) -> None:
 def test_a_bad_auth_file_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "auth.yaml").write_text("users: [{token: t}]")
     result = subprocess.run(
-        [sys.executable, "-m", "testenv.kubeapi", "--state-dir", str(tmp_path), "--auth-file", str(tmp_path / "auth.yaml")],
-        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            "-m",
+            "testenv.kubeapi",
+            "--state-dir",
+            str(tmp_path),
+            "--auth-file",
+            str(tmp_path / "auth.yaml"),
+        ],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 2
-    assert result.stderr.startswith("kubeapi: error: ") and "users[0]" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.stderr.startswith("kubeapi: error: ")
+        and "users[0]" in result.stderr
+        and "Traceback" not in result.stderr
+    )
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 def test_kubectl_can_get_pods(kubeapi_server: KubeApiServer, kubeapi_client: Client, tmp_path: Path) -> None:
     kubeapi_client.create(make_pod("slurmd-1"))
     path = kubeapi_server.write_kubeconfig(tmp_path / "kubeconfig")
-    result = subprocess.run(["kubectl", "--kubeconfig", str(path), "get", "pods"], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        ["kubectl", "--kubeconfig", str(path), "get", "pods"], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0, result.stderr
     assert "slurmd-1" in result.stdout
