@@ -161,6 +161,19 @@ class Capacity(_Strict):
     ``kubernetes.azure.com/scalesetpriority``); the pods tolerate it."""
 
 
+class Gang(_Strict):
+    """All-or-nothing scheduling of one job's pods on the Kubernetes side, so two jobs never
+    each hold part of what both need (the gang deadlock)."""
+
+    kind: Literal["volcano", "coscheduling", "kueue"]
+    """Volcano PodGroup, scheduler-plugins coscheduling PodGroup, or Kueue plain-pod groups."""
+    queue: str | None = None
+    """Volcano queue, or Kueue LocalQueue (required for kueue)."""
+    scheduler_name: str | None = None
+    """schedulerName of the pods; default ``volcano`` for volcano, ``scheduler-plugins-scheduler``
+    for coscheduling, the cluster's default for kueue."""
+
+
 class Nodeset(_Strict):
     """Which Slurm nodes become which pods."""
 
@@ -211,6 +224,8 @@ class Nodeset(_Strict):
     runtime_class: str | None = None
     """RuntimeClass, e.g. ``nvidia`` where the GPU runtime is not containerd's default."""
     termination_grace_period: int = 30
+    gang: Gang | None = None
+    """Gang-schedule the pods of one job (per nodeset); none by default."""
     drain_on_stop: bool = True
     """A preStop hook drains the Slurm node when Kubernetes (not the bridge) stops the pod:
     eviction, spot reclaim, node drain. No new job lands on a node about to vanish."""
@@ -371,6 +386,8 @@ def _check_nodeset(nodeset: Nodeset, where: str) -> None:
         raise ConfigError(f"{where}.hugepages.pages: expected at least 1, got {nodeset.hugepages.pages}")
     if nodeset.capacity is not None:
         _check_capacity(nodeset.capacity, nodeset.node_selector, f"{where}.capacity")
+    if nodeset.gang is not None and nodeset.gang.kind == "kueue" and not nodeset.gang.queue:
+        raise ConfigError(f"{where}.gang.queue: expected the Kueue LocalQueue name (kueue needs one)")
     _check_env_and_args(nodeset, where)
     if nodeset.networks and "k8s.v1.cni.cncf.io/networks" in nodeset.annotations:
         raise ConfigError(f"{where}.annotations: k8s.v1.cni.cncf.io/networks is written from networks; "

@@ -45,9 +45,9 @@ def classify(error: BridgeError) -> Failure:
 
 
 def release_job(job_id: int | None, nodes: list[str], failed: dict[str, Failure], *, config: Config,
-                slurm: SlurmClient, kube: KubeClient, log: Any) -> None:
+                slurm: SlurmClient, kube: KubeClient, log: Any, groups: set[naming.Ref] = frozenset()) -> None:
     """Undo a job's resume: ``nodes`` are all the nodes resumed for it, ``failed`` the ones
-    that failed and why."""
+    that failed and why, ``groups`` pod groups made for it (more are found on its pods)."""
     log = log.bind(job=job_id)
     first = next(iter(failed.values()))
     pods = _pods_of(set(nodes), config=config, kube=kube)
@@ -59,6 +59,9 @@ def release_job(job_id: int | None, nodes: list[str], failed: dict[str, Failure]
     if pods:
         kube.delete_pods([p["metadata"]["name"] for p in pods.values()])
         log.info("pods of failed job deleted", pods=sorted(p["metadata"]["name"] for p in pods.values()))
+    refs = set(groups) | {ref for p in pods.values() if (ref := naming.group_of(p))}
+    if refs:
+        kube.delete_objects(sorted(refs))
 
 
 def _update_slurm(job_id: int | None, nodes: list[str], failed: dict[str, Failure], first: Failure, *,

@@ -23,6 +23,7 @@ from bridge.errors import ConfigError, KubernetesError, KubernetesUnavailable
 
 T = TypeVar("T")
 _TRANSIENT_CODES = {429, 500, 502, 503, 504}
+_PLURALS = {"PodGroup": "podgroups"}  # the custom kinds the bridge creates (bridge/gang.py)
 
 
 class KubeClient(Protocol):
@@ -46,6 +47,14 @@ class KubeClient(Protocol):
 
     def emit_event(self, pod: dict[str, Any], *, reason: str, message: str, warning: bool = True) -> None:
         """Record a Kubernetes Event on a pod, for ``kubectl describe`` (best effort)."""
+        ...
+
+    def create_objects(self, manifests: list[dict[str, Any]]) -> dict[str, KubernetesError | None]:
+        """Create namespaced objects of other kinds (PodGroups) at once; per name, None or the error."""
+        ...
+
+    def delete_objects(self, refs: list[tuple[str, str, str]]) -> dict[str, KubernetesError | None]:
+        """Delete objects given as (apiVersion, kind, name); one already gone is not an error."""
         ...
 
 
@@ -142,6 +151,37 @@ class LightkubeApi:
             self._loop.run_until_complete(self._call(lambda: self._client.create(event)))
         except KubernetesError:
             pass  # an event is a courtesy: never fail a hook over it
+
+    def create_objects(self, manifests: list[dict[str, Any]]) -> dict[str, KubernetesError | None]:
+        from lightkube import codecs
+
+        async def create(manifest: dict[str, Any]) -> None:
+            self._resource(manifest["apiVersion"], manifest["kind"])
+            await self._call(lambda: self._client.create(codecs.from_dict(manifest)))
+
+        return self._each({m["metadata"]["name"]: m for m in manifests}, create)
+
+    def delete_objects(self, refs: list[tuple[str, str, str]]) -> dict[str, KubernetesError | None]:
+        async def delete(ref: tuple[str, str, str]) -> None:
+            resource = self._resource(ref[0], ref[1])
+            try:
+                await self._call(lambda: self._client.delete(resource, ref[2]))
+            except KubernetesError as e:
+                if e.code != 404:
+                    raise
+
+        return self._each({ref[2]: ref for ref in refs}, delete)
+
+    @staticmethod
+    def _resource(api_version: str, kind: str) -> Any:
+        """lightkube's class for a custom kind, declared on first use."""
+        from lightkube.generic_resource import create_namespaced_resource, get_generic_resource
+
+        found = get_generic_resource(api_version, kind)
+        if found is not None:
+            return found
+        group, version = api_version.split("/")
+        return create_namespaced_resource(group, version, kind, _PLURALS[kind])
 
     def _each(self, items: dict[str, T], action: Callable[[T], Awaitable[None]]) -> dict[str, KubernetesError | None]:
         async def one(key: str, item: T) -> tuple[str, KubernetesError | None]:

@@ -20,6 +20,11 @@ NODE_LABEL = f"{NAME}/node"
 NODESET_LABEL = f"{NAME}/nodeset"
 JOB_LABEL = f"{NAME}/job-id"
 NODE_ANNOTATION = f"{NAME}/node-name"
+GROUP_ANNOTATION = f"{NAME}/pod-group"
+"""On a gang's pods: ``<apiVersion>/<kind>/<name>`` of the PodGroup the bridge made for them."""
+
+Ref = tuple[str, str, str]
+"""(apiVersion, kind, name) of an object."""
 
 _MAX = 63
 _INVALID = re.compile(r"[^a-z0-9-]+")
@@ -75,3 +80,12 @@ def is_ours(pod: dict, *, cluster: str, node: str | None = None) -> bool:
 
 def node_of(pod: dict) -> str | None:
     return ((pod.get("metadata") or {}).get("annotations") or {}).get(NODE_ANNOTATION)
+
+
+def group_of(pod: dict) -> Ref | None:
+    """The pod group object a pod belongs to, if the bridge made one."""
+    value = ((pod.get("metadata") or {}).get("annotations") or {}).get(GROUP_ANNOTATION)
+    if not value or value.count("/") < 2:
+        return None
+    api_version, kind, name = value.rsplit("/", 2)
+    return api_version, kind, name

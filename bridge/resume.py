@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge import causes, naming
+from bridge import causes, gang, naming
 from bridge.config import Config
 from bridge.errors import BridgeError, KubernetesError
 from bridge.failure import Failure, classify, release_job
@@ -62,7 +62,8 @@ def resume(nodes: list[str], *, config: Config, slurm: SlurmClient, kube: KubeCl
            request: ResumeRequest | None = None, log: Any) -> Outcome:
     """Create the pods of ``nodes``; release the jobs that cannot have all of theirs."""
     outcome = Outcome()
-    plans = _plan(nodes, config=config, slurm=slurm, request=request, outcome=outcome)
+    all_plans = _plan(nodes, config=config, slurm=slurm, request=request, outcome=outcome)
+    plans = _create_groups(all_plans, request, config=config, kube=kube, outcome=outcome)
     errors = kube.create_pods([p.manifest for p in plans]) if plans else {}
     conflicts = [p for p in plans if _already_exists(errors[p.name])]
     for plan in plans:
@@ -70,7 +71,7 @@ def resume(nodes: list[str], *, config: Config, slurm: SlurmClient, kube: KubeCl
     if conflicts:
         _settle_conflicts(conflicts, config=config, kube=kube, outcome=outcome)
     if outcome.failures:
-        _release(nodes, request, outcome, config=config, slurm=slurm, kube=kube, log=log)
+        _release(nodes, request, outcome, all_plans, config=config, slurm=slurm, kube=kube, log=log)
     causes.forget(config.resume.state_dir, outcome.up())
     log.info("resume done", created=len(outcome.created), existing=len(outcome.existing),
              failed=len(outcome.failures), released=len(outcome.released))
@@ -103,6 +104,25 @@ def _plan(nodes: list[str], *, config: Config, slurm: SlurmClient, request: Resu
     return plans
 
 
+def _create_groups(plans: list[PodPlan], request: ResumeRequest | None, *, config: Config, kube: KubeClient,
+                   outcome: Outcome) -> list[PodPlan]:
+    """Gang groups go first: a pod of a gang must never wait for a group that is not there."""
+    groups = gang.apply(plans, request, config)
+    objects = [o for g in groups for o in g.objects]
+    if not objects:
+        return plans
+    errors = kube.create_objects(objects)
+    for group in groups:
+        error = next((errors[o["metadata"]["name"]] for o in group.objects
+                      if not _already_exists(errors[o["metadata"]["name"]])), None)
+        if error is not None:
+            failure = classify(error)
+            for node in group.nodes:
+                outcome.failures[node] = Failure(f"pod group {group.name}: {failure.cause}", failure.transient)
+            outcome.errors.append(error)
+    return [p for p in plans if p.node not in outcome.failures]
+
+
 def _record(plan: PodPlan, error: KubernetesError | None, outcome: Outcome) -> None:
     if error is None:
         outcome.created.append(plan.node)
@@ -112,15 +132,17 @@ def _record(plan: PodPlan, error: KubernetesError | None, outcome: Outcome) -> N
         outcome.errors.append(error)
 
 
-def _release(nodes: list[str], request: ResumeRequest | None, outcome: Outcome, *, config: Config,
-             slurm: SlurmClient, kube: KubeClient, log: Any) -> None:
+def _release(nodes: list[str], request: ResumeRequest | None, outcome: Outcome, plans: list[PodPlan], *,
+             config: Config, slurm: SlurmClient, kube: KubeClient, log: Any) -> None:
     """All or nothing per job: a job with a failed node gives back all of its nodes."""
+    refs = {p.node: ref for p in plans if (ref := naming.group_of(p.manifest))}
     for job_id, job_nodes in jobs_of(nodes, request).items():
         groups = [job_nodes] if job_id is not None else [[n] for n in job_nodes]
         for group in groups:
             failed = {n: outcome.failures[n] for n in group if n in outcome.failures}
             if failed:
-                release_job(job_id, group, failed, config=config, slurm=slurm, kube=kube, log=log)
+                release_job(job_id, group, failed, config=config, slurm=slurm, kube=kube, log=log,
+                            groups={refs[n] for n in group if n in refs})
                 outcome.released += [n for n in group if n not in failed]
 
 

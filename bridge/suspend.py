@@ -27,8 +27,10 @@ class Outcome:
 def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any) -> Outcome:
     """Delete the pods of ``nodes``."""
     outcome = Outcome()
-    pods = _pods_of(set(nodes), config=config, kube=kube)
+    ours = _ours(config=config, kube=kube)
+    pods = {naming.node_of(p): p["metadata"]["name"] for p in ours if naming.node_of(p) in set(nodes)}
     errors = kube.delete_pods(list(pods.values())) if pods else {}
+    _delete_finished_groups(ours, set(pods.values()), kube=kube)
     for node in nodes:
         name = pods.get(node)
         if name is None:
@@ -64,11 +66,17 @@ def resume_failed(nodes: list[str], *, config: Config, slurm: SlurmClient, kube:
     return suspend(nodes, config=config, kube=kube, log=log)
 
 
-def _pods_of(nodes: set[str], *, config: Config, kube: KubeClient) -> dict[str, str]:
-    """Node → name of its pod, for the bridge's pods of ``nodes``."""
+def _ours(*, config: Config, kube: KubeClient) -> list[dict[str, Any]]:
     cluster = config.slurm.cluster_name
-    return {naming.node_of(p): p["metadata"]["name"] for p in kube.list_pods(naming.owner_labels(cluster))
-            if naming.node_of(p) in nodes and naming.is_ours(p, cluster=cluster)}
+    return [p for p in kube.list_pods(naming.owner_labels(cluster)) if naming.is_ours(p, cluster=cluster)]
+
+
+def _delete_finished_groups(ours: list[dict[str, Any]], deleted: set[str], *, kube: KubeClient) -> None:
+    """A gang's pod group goes with the last of its pods."""
+    going = {ref for p in ours if p["metadata"]["name"] in deleted and (ref := naming.group_of(p))}
+    staying = {naming.group_of(p) for p in ours if p["metadata"]["name"] not in deleted}
+    if going - staying:
+        kube.delete_objects(sorted(going - staying))
 
 
 def pod_problem(pod: dict[str, Any]) -> str:

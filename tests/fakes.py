@@ -61,6 +61,7 @@ class FakeKube:
         self.pods: dict[str, dict[str, Any]] = {}
         self.refuse: dict[str, KubernetesError] = {}
         self.events: list[dict[str, Any]] = []
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.calls: list[str] = []
 
     def create_pods(self, manifests: list[dict[str, Any]]) -> dict[str, KubernetesError | None]:
@@ -94,6 +95,22 @@ class FakeKube:
         for name in names:
             self.pods.pop(name, None)
         return {name: None for name in names}
+
+    def create_objects(self, manifests: list[dict[str, Any]]) -> dict[str, KubernetesError | None]:
+        self.calls.append(f"create-objects {len(manifests)}")
+        out: dict[str, KubernetesError | None] = {}
+        for manifest in manifests:
+            name = manifest["metadata"]["name"]
+            out[name] = self.refuse.get(name)
+            if out[name] is None:
+                self.objects[(manifest["apiVersion"], manifest["kind"], name)] = copy.deepcopy(manifest)
+        return out
+
+    def delete_objects(self, refs: list[tuple[str, str, str]]) -> dict[str, KubernetesError | None]:
+        self.calls.append(f"delete-objects {len(refs)}")
+        for ref in refs:
+            self.objects.pop(tuple(ref), None)
+        return {ref[2]: None for ref in refs}
 
     def emit_event(self, pod: dict[str, Any], *, reason: str, message: str, warning: bool = True) -> None:
         self.events.append({"pod": pod["metadata"]["name"], "reason": reason, "message": message})

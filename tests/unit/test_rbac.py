@@ -24,6 +24,7 @@ import yaml
 from bridge import config as config_module
 from bridge import kube as kube_module
 from bridge import resume, suspend
+from bridge.resumefile import parse as parse_resume
 from bridge.slurm import NodeFacts
 from tests.fakes import FakeSlurm
 
@@ -49,6 +50,9 @@ class RecordingApi:
         self.needs.add((match["group"] or "", resource, verb, match["namespace"]))
         if match["resource"] == "pods":
             return self._pods(request, verb, match["name"])
+        if verb == "delete":
+            return httpx2.Response(200, json={
+                "apiVersion": "v1", "kind": "Status", "status": "Success", "code": 200})
         return httpx2.Response(201, json=json.loads(request.content))
 
     def _pods(self, request: httpx2.Request, verb: str, name: str | None) -> httpx2.Response:
@@ -140,15 +144,23 @@ def _run_flows(client: Any, recording: RecordingApi, tmp_path: Path) -> None:
         resume: {{state_dir: "{tmp_path / 'state'}", follow: false}}
         nodesets:
           - {{name: cpu, nodes: "elastic[1-4]", image: "slurmd:22.05"}}
+          - {{name: volcano, nodes: "v[1-2]", image: "slurmd:22.05", gang: {{kind: volcano, queue: hpc}}}}
+          - {{name: cosched, nodes: "c[1-2]", image: "slurmd:22.05", gang: {{kind: coscheduling}}}}
         """))
     config = config_module.load(str(tmp_path / "k8s-bridge.yaml"))
-    slurm = FakeSlurm({f"elastic{i}": NodeFacts(f"elastic{i}", cpus=2, real_memory_mb=1000) for i in range(1, 5)})
+    names = [f"elastic{i}" for i in range(1, 5)] + ["v1", "v2", "c1", "c2"]
+    slurm = FakeSlurm({n: NodeFacts(n, cpus=2, real_memory_mb=1000) for n in names})
     log = structlog.get_logger()
     resume.resume(["elastic3"], config=config, slurm=slurm, kube=client, log=log)
     recording.pods["linux-elastic3"]["status"] = {"phase": "Succeeded"}  # its slurmd exited
     resume.resume(["elastic1", "elastic3", "elastic9"], config=config, slurm=slurm, kube=client, log=log)
     suspend.resume_failed(["elastic1"], config=config, slurm=slurm, kube=client, log=log)
     suspend.suspend(["elastic3"], config=config, kube=client, log=log)
+    # Gangs: a PodGroup of each kind made before the pods, deleted with the last of them.
+    gangs = parse_resume('{"jobs":[{"job_id":5,"nodes":"v[1-2]"},{"job_id":6,"nodes":"c[1-2]"}],'
+                         '"all_nodes":"v[1-2],c[1-2]"}')
+    resume.resume(["v1", "v2", "c1", "c2"], config=config, slurm=slurm, kube=client, request=gangs, log=log)
+    suspend.suspend(["v1", "v2", "c1", "c2"], config=config, kube=client, log=log)
 
 
 def test_role_grants_exactly_the_calls_the_bridge_makes(api, tmp_path):

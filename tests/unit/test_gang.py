@@ -1,0 +1,96 @@
+"""Gang scheduling: a job's pods are one group in the scheduler's own terms."""
+
+import pytest
+
+from bridge import config as config_module, resume, suspend
+from bridge.errors import KubernetesError
+from bridge.resumefile import parse
+from bridge.slurm import NodeFacts
+from tests.fakes import FakeSlurm
+
+JOB = parse('{"jobs":[{"job_id":7,"nodes":"g[1-3]"}],"all_nodes":"g[1-3]"}')
+
+
+@pytest.fixture
+def gang_config(write_config, tmp_path):
+    def make(gang: str):
+        return config_module.load(str(write_config(f"""
+            slurm: {{conf_server: "ctl:6817", cluster_name: linux}}
+            log: {{file: null}}
+            resume: {{state_dir: "{tmp_path / 'state'}"}}
+            nodesets:
+              - {{name: gpu, nodes: "g[1-4]", image: "slurmd:22.05", gang: {gang}}}
+            """)))
+    return make
+
+
+@pytest.fixture
+def gslurm():
+    slurm = FakeSlurm({f"g{i}": NodeFacts(f"g{i}", cpus=8, real_memory_mb=8000) for i in range(1, 5)})
+    slurm.add_job(7, ["g1", "g2", "g3"])
+    return slurm
+
+
+def test_volcano_podgroup_is_made_before_the_pods_with_the_jobs_size(gang_config, gslurm, kube, log):
+    config = gang_config("{kind: volcano, queue: hpc}")
+    resume.resume(["g1", "g2", "g3"], config=config, slurm=gslurm, kube=kube, request=JOB, log=log)
+    assert kube.calls[:2] == ["create-objects 1", "create 3"]
+    group = kube.objects[("scheduling.volcano.sh/v1beta1", "PodGroup", "linux-job-7-gpu")]
+    assert group["spec"] == {"minMember": 3, "queue": "hpc"}
+    for pod in kube.pods.values():
+        assert pod["spec"]["schedulerName"] == "volcano"
+        assert pod["metadata"]["annotations"]["scheduling.k8s.io/group-name"] == "linux-job-7-gpu"
+
+
+def test_coscheduling_labels_the_pods_and_uses_its_scheduler(gang_config, gslurm, kube, log):
+    config = gang_config("{kind: coscheduling}")
+    resume.resume(["g1", "g2", "g3"], config=config, slurm=gslurm, kube=kube, request=JOB, log=log)
+    assert kube.objects[("scheduling.x-k8s.io/v1alpha1", "PodGroup", "linux-job-7-gpu")]["spec"] == {"minMember": 3}
+    pod = kube.pods["linux-g1"]
+    assert pod["metadata"]["labels"]["scheduling.x-k8s.io/pod-group"] == "linux-job-7-gpu"
+    assert pod["spec"]["schedulerName"] == "scheduler-plugins-scheduler"
+
+
+def test_kueue_needs_labels_and_the_total_count_annotation_only(gang_config, gslurm, kube, log):
+    config = gang_config("{kind: kueue, queue: research}")
+    resume.resume(["g1", "g2", "g3"], config=config, slurm=gslurm, kube=kube, request=JOB, log=log)
+    assert kube.objects == {}
+    meta = kube.pods["linux-g2"]["metadata"]
+    assert meta["labels"]["kueue.x-k8s.io/queue-name"] == "research"
+    assert meta["labels"]["kueue.x-k8s.io/pod-group-name"] == "linux-job-7-gpu"
+    assert meta["annotations"]["kueue.x-k8s.io/pod-group-total-count"] == "3"
+
+
+def test_kueue_without_a_queue_is_a_config_error(gang_config):
+    with pytest.raises(config_module.ConfigError, match=r"nodesets\[0\].gang.queue"):
+        gang_config("{kind: kueue}")
+
+
+def test_manual_power_up_has_no_gang(gang_config, gslurm, kube, log):
+    config = gang_config("{kind: volcano}")
+    resume.resume(["g4"], config=config, slurm=gslurm, kube=kube, log=log)
+    assert kube.objects == {} and "schedulerName" not in kube.pods["linux-g4"]["spec"]
+
+
+def test_failed_job_takes_its_podgroup_with_it(gang_config, gslurm, kube, log):
+    config = gang_config("{kind: volcano}")
+    kube.refuse["linux-g3"] = KubernetesError("Forbidden: no", code=403)
+    resume.resume(["g1", "g2", "g3"], config=config, slurm=gslurm, kube=kube, request=JOB, log=log)
+    assert kube.pods == {} and kube.objects == {}
+
+
+def test_podgroup_refused_fails_the_whole_gang_before_any_pod(gang_config, gslurm, kube, log):
+    config = gang_config("{kind: volcano}")
+    kube.refuse["linux-job-7-gpu"] = KubernetesError('NotFound: the server could not find the requested resource', code=404)
+    outcome = resume.resume(["g1", "g2", "g3"], config=config, slurm=gslurm, kube=kube, request=JOB, log=log)
+    assert kube.pods == {} and "create 3" not in kube.calls
+    assert "pod group linux-job-7-gpu: NotFound" in outcome.failed["g1"]
+
+
+def test_suspend_deletes_the_group_with_its_last_pod(gang_config, gslurm, kube, log):
+    config = gang_config("{kind: volcano}")
+    resume.resume(["g1", "g2", "g3"], config=config, slurm=gslurm, kube=kube, request=JOB, log=log)
+    suspend.suspend(["g1", "g2"], config=config, kube=kube, log=log)
+    assert len(kube.objects) == 1
+    suspend.suspend(["g3"], config=config, kube=kube, log=log)
+    assert kube.objects == {}
