@@ -29,6 +29,8 @@ from .keys import AUDIT, INFO, USER
 from .requestinfo import RequestInfo, request_info
 from .resources import Registry
 from .responses import error_response, json_response, text_response
+from .rest import parse_json_body
+from .reviews import REVIEW_KINDS, impersonate, review
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ANONYMOUS = User("system:anonymous", ("system:unauthenticated",))
@@ -105,6 +107,7 @@ def _authenticate(state: AppState) -> Middleware:
             if request.path not in ANONYMOUS_PATHS:
                 raise e.unauthorized()
             user = ANONYMOUS
+        user = impersonate(state.auth, user, request.headers, request.headers.getall("Impersonate-Group", []))
         request[USER] = user
         if request.path.startswith("/_testenv"):
             if not (user.admin or "system:masters" in user.groups):
@@ -150,6 +153,11 @@ def _name_and_labels(raw: bytes, name: str) -> tuple[str, dict[str, str]]:
 
 async def _dispatch(state: AppState, request: web.Request) -> web.StreamResponse:
     info = _info(request)
+    if info.is_resource and info.group == "authorization.k8s.io" and info.resource in REVIEW_KINDS:
+        if info.verb != "create":
+            raise e.method_not_allowed()
+        body = review(state.auth, request[USER], info.resource, parse_json_body(await request.read()))
+        return json_response(body, 201)
     if info.is_resource:
         return await state.handler.handle(request, info)
     path = request.path.rstrip("/") or "/"

@@ -22,6 +22,7 @@ from .events import CoreEventStrategy, EventsV1Strategy
 from .jsonobj import JsonObject
 from .pods import PodStrategy
 from .resources import STATUS, Registry, ResourceType, Subresource
+from .reviews import REVIEW_KINDS
 from .selector import FieldGetter
 from .strategy import Strategy, path_field
 
@@ -312,6 +313,10 @@ def builtin_registry() -> Registry:
             ("pc",),
         ),
     ]
-    for rt in core:
+    reviews = [
+        ResourceType("authorization.k8s.io", "v1", plural, kind, False, Strategy(), verbs=("create",))
+        for plural, kind in REVIEW_KINDS.items()
+    ]
+    for rt in core + reviews:
         registry.add(rt)
     return registry

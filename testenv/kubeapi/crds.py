@@ -127,9 +127,12 @@ class CustomResourceStrategy(Strategy):
     tracks_generation = True
     allow_unconditional_update = False
 
-    def __init__(self, schema: JsonObject | None, selectable: Mapping[str, FieldGetter]) -> None:
+    def __init__(
+        self, schema: JsonObject | None, selectable: Mapping[str, FieldGetter], printer_columns: list[JsonObject]
+    ) -> None:
         self.schema = schema
         self.selectable = selectable
+        self.printer_columns = printer_columns
 
     def field_getters(self, rt: ResourceType) -> Mapping[str, FieldGetter]:
         return {**COMMON_FIELDS, **self.selectable}
@@ -182,7 +185,7 @@ def resource_types(crd: JsonObject) -> list[ResourceType]:
                 plural=spec_names["plural"],
                 kind=spec_names["kind"],
                 namespaced=spec.get("scope") == "Namespaced",
-                strategy=CustomResourceStrategy(schema, selectable),
+                strategy=CustomResourceStrategy(schema, selectable, version.get("additionalPrinterColumns") or []),
                 singular=spec_names.get("singular", spec_names["kind"].lower()),
                 short_names=tuple(spec_names.get("shortNames") or ()),
                 categories=tuple(spec_names.get("categories") or ()),

@@ -9,6 +9,7 @@ import yaml
 from aiohttp import web
 
 from . import errors as e
+from . import tables
 from .deletion import Deleter, parse_delete_options
 from .jsonobj import JsonObject
 from .keys import AUDIT
@@ -17,6 +18,7 @@ from .requestinfo import RequestInfo
 from .resources import Registry, ResourceType
 from .responses import JSON, dumps, json_response, text_response
 from .rest import Rest, WriteOptions, parse_json_body
+from .tables import wants_table
 from .watch import WatchOptions, WatchStream, parse_resource_version
 
 
@@ -41,10 +43,14 @@ class ResourceHandler:
         if info.subresource:
             return await self._subresource(request, rt, info, namespace)
         query = request.query
+        table = wants_table(request.headers.get("Accept", ""))
+        include = query.get("includeObject", "Metadata")
         if info.verb == "get":
-            return json_response(self.rest.get(rt, namespace, info.name))
+            obj = self.rest.get(rt, namespace, info.name)
+            return json_response(tables.table(rt, [obj], {}, include) if table else obj)
         if info.verb == "list":
-            return json_response(self.rest.list(rt, namespace or None, query))
+            body = self.rest.list(rt, namespace or None, query)
+            return json_response(tables.table(rt, body["items"], body["metadata"], include) if table else body)
         if info.verb == "create":
             return await self._create(request, rt, namespace)
         if info.verb == "update":

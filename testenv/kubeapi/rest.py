@@ -197,7 +197,6 @@ class Rest:
             stored = rt.strategy.to_storage(new)
             if opts.dry_run:
                 return present(rt, stored)
-            self.store.update(rt.storage_key, stored)
             return present(rt, self.store.delete(rt.storage_key, stored))
         if opts.dry_run:
             return present(rt, rt.strategy.to_storage(new))

@@ -110,10 +110,11 @@ class Store:
         return obj
 
     def delete(self, storage: str, obj: JsonObject) -> JsonObject:
-        """Remove the object; the DELETED event carries a new resourceVersion, like etcd's."""
+        """Remove the object, whose last state is `obj` (it may differ from the stored one when an
+        update removed the last finalizer); the DELETED event carries a new resourceVersion, like etcd's."""
         key = object_key(obj)
         old = self._objects[storage].pop(key)
-        final = {**old, "metadata": dict(old["metadata"])}
+        final = {**obj, "metadata": dict(obj["metadata"])}
         self._next_rv(final)
         self._record(Change(self._rv, storage, "DELETED", final, old))
         return final

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -1237,8 +1238,8 @@ def test_discovery_documents(kubeapi_http: httpx2.Client) -> None:
 BRIDGE_USER = "system:serviceaccount:slurm:slurm-k8s-bridge"
 
 
-@pytest.fixture
-def secured(tmp_path: Path) -> Any:
+def auth_file(tmp_path: Path) -> Path:
+    """A bridge user from a Role manifest, a scheduler with one inline rule, and an admin."""
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -1262,7 +1263,12 @@ def secured(tmp_path: Path) -> Any:
         ]
     }
     (tmp_path / "auth.yaml").write_text(yaml.safe_dump(auth))
-    with KubeApiServer(auth=tmp_path / "auth.yaml") as server:
+    return tmp_path / "auth.yaml"
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[KubeApiServer]:
+    with KubeApiServer(auth=auth_file(tmp_path)) as server:
         admin = Client(KubeConfig.from_dict(server.kubeconfig("root-token")), trust_env=False)
         admin.create(Namespace(metadata=ObjectMeta(name="slurm")))
         yield server
@@ -1335,6 +1341,54 @@ def test_the_repositorys_rbac_manifests_can_be_loaded_with_their_bindings(tmp_pa
         client = client_for(server, "t")
         assert list(client.list(Node)) == []
         assert api_error(lambda: list(client.list(Pod))).code == 403
+
+
+def test_access_reviews_answer_what_the_authorizer_would(secured: KubeApiServer) -> None:
+    from lightkube.models.authorization_v1 import ResourceAttributes, SelfSubjectAccessReviewSpec
+    from lightkube.resources.authorization_v1 import SelfSubjectAccessReview
+
+    bridge = client_for(secured, "bridge-token")
+
+    def can(verb: str, resource: str) -> bool:
+        attributes = ResourceAttributes(verb=verb, resource=resource, namespace="slurm")
+        review = bridge.create(SelfSubjectAccessReview(spec=SelfSubjectAccessReviewSpec(resourceAttributes=attributes)))
+        return bool(review.status.allowed)
+
+    assert can("delete", "pods") and not can("create", "pods")
+
+
+def test_admins_can_impersonate_and_others_cannot(secured: KubeApiServer) -> None:
+    as_bridge = {"Authorization": "Bearer root-token", "Impersonate-User": BRIDGE_USER}
+    with httpx2.Client(base_url=secured.url, headers=as_bridge) as http:
+        assert http.get("/api/v1/namespaces/slurm/pods").status_code == 200
+        refused = http.post("/api/v1/namespaces/slurm/pods", json=pod_body("p"))
+        assert refused.status_code == 403 and f'User "{BRIDGE_USER}" cannot create' in refused.json()["message"]
+    as_root = {"Authorization": "Bearer bridge-token", "Impersonate-User": "root"}
+    with httpx2.Client(base_url=secured.url, headers=as_root) as http:
+        response = http.get("/api/v1/namespaces/slurm/pods")
+        assert response.status_code == 403
+        assert response.json()["message"] == (
+            f'users "root" is forbidden: User "{BRIDGE_USER}" cannot impersonate resource "users" '
+            'in API group "" at the cluster scope'
+        )
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kubectl_auth_can_i_as_the_bridge(tmp_path: Path) -> None:
+    # kubectl sends bearer tokens only over TLS, as it does to a real cluster.
+    pytest.importorskip("cryptography", reason="TLS certificates need the cryptography package")
+    with KubeApiServer(auth=auth_file(tmp_path), tls=True) as server:
+        path = server.write_kubeconfig(tmp_path / "kubeconfig", "root-token", namespace="slurm")
+
+        def can_i(*args: str) -> str:
+            command = ["kubectl", "--kubeconfig", str(path), "auth", "can-i", *args, "--as", BRIDGE_USER]
+            return subprocess.run(command, capture_output=True, text=True, timeout=30).stdout.strip()
+
+        assert (can_i("list", "pods"), can_i("create", "pods"), can_i("patch", "pods", "--subresource=status")) == (
+            "yes",
+            "no",
+            "yes",
+        )
 
 
 # --- fault injection and audit ------------------------------------------------------------------
@@ -1492,7 +1546,19 @@ def test_kubectl_can_get_pods(kubeapi_server: KubeApiServer, kubeapi_client: Cli
     kubeapi_client.create(make_pod("slurmd-1"))
     path = kubeapi_server.write_kubeconfig(tmp_path / "kubeconfig")
     result = subprocess.run(
-        ["kubectl", "--kubeconfig", str(path), "get", "pods"], capture_output=True, text=True, timeout=30
+        ["kubectl", "--kubeconfig", str(path), "get", "pods", "-o", "wide"], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 0, result.stderr
-    assert "slurmd-1" in result.stdout
+    header, row = result.stdout.splitlines()
+    assert header.split()[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert row.split()[:4] == ["slurmd-1", "0/1", "Pending", "0"]
+
+
+def test_tables_for_clients_that_ask_for_them(kubeapi_client: Client, kubeapi_http: httpx2.Client) -> None:
+    kubeapi_client.create(make_pod("p", node="n1"))
+    accept = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
+    table = kubeapi_http.get("/api/v1/namespaces/default/pods", headers=accept).json()
+    assert (table["kind"], table["apiVersion"]) == ("Table", "meta.k8s.io/v1")
+    assert [c["name"] for c in table["columnDefinitions"]][:5] == ["Name", "Ready", "Status", "Restarts", "Age"]
+    assert table["rows"][0]["cells"][:4] == ["p", "0/1", "Pending", 0]
+    assert table["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
