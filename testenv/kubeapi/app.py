@@ -2,12 +2,12 @@
 
 audit -> authentication -> authorization -> fault injection -> handler.
 Errors anywhere become Status responses; nothing escapes as a traceback.
+What is not Kubernetes API (faults, /_testenv) lives in `testenv_api.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 import traceback
@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -23,7 +22,7 @@ from . import discovery
 from . import errors as e
 from .audit import AuditLog
 from .auth import ANONYMOUS_PATHS, AuthConfig, User, forbidden_error
-from .faults import FaultRuleError, Faults, rule_from_json
+from .faults import Faults
 from .handlers import ResourceHandler
 from .keys import AUDIT, INFO, USER
 from .requestinfo import RequestInfo, request_info
@@ -31,6 +30,7 @@ from .resources import Registry
 from .responses import error_response, json_response, text_response
 from .rest import parse_json_body
 from .reviews import REVIEW_KINDS, impersonate, review
+from .testenv_api import fault_injection, testenv_endpoint
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ANONYMOUS = User("system:anonymous", ("system:unauthenticated",))
@@ -49,7 +49,7 @@ class AppState:
 
 def build_app(state: AppState) -> web.Application:
     app = web.Application(
-        middlewares=[_audit(state), _authenticate(state), _inject_faults(state)], client_max_size=MAX_BODY
+        middlewares=[_audit(state), _authenticate(state), fault_injection(state.faults)], client_max_size=MAX_BODY
     )
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -119,38 +119,6 @@ def _authenticate(state: AppState) -> Middleware:
     return middleware
 
 
-def _inject_faults(state: AppState) -> Middleware:
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        info = _info(request)
-        if info.is_resource:
-            name, labels = info.name, dict[str, str]()
-            if request.method in ("POST", "PUT", "PATCH"):
-                name, labels = _name_and_labels(await request.read(), info.name)
-            rule = state.faults.take(info, request.method, request[USER].name, name, labels)
-            if rule is not None:
-                if rule.delay_seconds:
-                    await asyncio.sleep(rule.delay_seconds)
-                if rule.code:
-                    raise rule.error()
-        return await handler(request)
-
-    return middleware
-
-
-def _name_and_labels(raw: bytes, name: str) -> tuple[str, dict[str, str]]:
-    try:
-        body = yaml.safe_load(raw.decode()) if raw else None
-    except (ValueError, yaml.YAMLError):
-        return name, {}
-    meta = body.get("metadata") if isinstance(body, dict) else None
-    if not isinstance(meta, dict):
-        return name, {}
-    labels = meta.get("labels")
-    found = {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
-    return str(name or meta.get("name") or meta.get("generateName") or ""), found
-
-
 async def _dispatch(state: AppState, request: web.Request) -> web.StreamResponse:
     info = _info(request)
     if info.is_resource and info.group == "authorization.k8s.io" and info.resource in REVIEW_KINDS:
@@ -162,7 +130,7 @@ async def _dispatch(state: AppState, request: web.Request) -> web.StreamResponse
         return await state.handler.handle(request, info)
     path = request.path.rstrip("/") or "/"
     if path.startswith("/_testenv/"):
-        return await _testenv(state, request, path)
+        return await testenv_endpoint(state.faults, state.audit, request, path)
     if request.method != "GET":
         raise e.method_not_allowed()
     body = _non_resource(state, path)
@@ -172,7 +140,7 @@ async def _dispatch(state: AppState, request: web.Request) -> web.StreamResponse
 
 
 def _non_resource(state: AppState, path: str) -> Any:
-    if path in ANONYMOUS_PATHS[:3] or path.split("/")[1] in ("healthz", "livez", "readyz"):
+    if path.split("/")[1] in ("healthz", "livez", "readyz"):
         return "ok"
     if path == "/version":
         return discovery.VERSION_INFO
@@ -191,29 +159,3 @@ def _non_resource(state: AppState, path: str) -> Any:
     if found is None:
         raise e.resource_not_found()
     return found
-
-
-async def _testenv(state: AppState, request: web.Request, path: str) -> web.StreamResponse:
-    """Test-only endpoints; not part of the Kubernetes API."""
-    if path == "/_testenv/audit":
-        if request.method == "DELETE":
-            state.audit.clear()
-            return json_response({"items": []})
-        return json_response({"items": [a.as_dict() for a in state.audit.entries(request.query.get("user"))]})
-    if path == "/_testenv/faults":
-        if request.method == "POST":
-            try:
-                rule = state.faults.add(rule_from_json(json.loads(await request.read() or b"null")))
-            except (ValueError, TypeError, FaultRuleError) as err:
-                raise e.bad_request(f"invalid fault rule: {err}") from err
-            return json_response({"id": rule.id, "rule": state.faults.rules()[-1]}, 201)
-        if request.method == "DELETE":
-            state.faults.clear()
-            return json_response({"items": []})
-        return json_response({"items": state.faults.rules()})
-    if path.startswith("/_testenv/faults/") and request.method == "DELETE":
-        rule_id = path.rsplit("/", 1)[1]
-        if not rule_id.isdigit() or not state.faults.remove(int(rule_id)):
-            raise e.ApiError(e.status_body(404, "NotFound", f"fault rule {rule_id} not found"))
-        return json_response({"id": int(rule_id)})
-    raise e.resource_not_found()

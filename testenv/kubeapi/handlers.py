@@ -137,7 +137,14 @@ class ResourceHandler:
         await response.prepare(request)
         request[AUDIT](200)
 
+        as_table = wants_table(request.headers.get("Accept", ""))
+        include = query.get("includeObject", "Metadata")
+
         async def send(item: JsonObject) -> None:
+            if as_table and item["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                # kubectl get -w: each event carries a one-row Table
+                rv = {"resourceVersion": item["object"]["metadata"].get("resourceVersion", "")}
+                item = {"type": item["type"], "object": tables.table(rt, [item["object"]], rv, include)}
             await response.write(dumps(item) + b"\n")
 
         try:

@@ -436,6 +436,20 @@ def test_watch_from_a_compacted_resource_version_is_an_error_event_410() -> None
         assert status.code == 410
 
 
+def test_the_deprecated_watch_path_and_watch_1_still_work(kubeapi_client: Client, kubeapi_http: httpx2.Client) -> None:
+    kubeapi_client.create(make_pod("p"))
+    legacy = watch_lines(kubeapi_http, "/api/v1/watch/namespaces/default/pods/p", 1)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in legacy] == [("ADDED", "p")]
+    with kubeapi_http.stream("GET", "/api/v1/namespaces/default/pods", params={"watch": "1"}) as response:
+        first = json.loads(next(response.iter_lines()))
+    assert first["type"] == "ADDED"
+
+
+def test_a_bad_watch_timeout_is_400_like_an_int64_query_parameter(kubeapi_http: httpx2.Client) -> None:
+    response = kubeapi_http.get("/api/v1/pods", params={"watch": "true", "timeoutSeconds": "0.5"})
+    assert response.status_code == 400
+
+
 def test_watch_bookmarks_and_timeout_seconds(kubeapi_client: Client, kubeapi_http: httpx2.Client) -> None:
     kubeapi_client.create(make_pod("p"))
     started = time.monotonic()
@@ -837,6 +851,14 @@ def test_label_syntax_is_checked(kubeapi_http: httpx2.Client) -> None:
     assert "metadata.labels: Invalid value: " in message and "must be no more than 63 characters" in message
     body["metadata"]["labels"] = {"bad key": "v"}
     assert kubeapi_http.post("/api/v1/namespaces/default/pods", json=body).status_code == 422
+
+
+def test_annotations_are_limited_in_total_size(kubeapi_http: httpx2.Client) -> None:
+    body = pod_body("p")
+    body["metadata"]["annotations"] = {"a": "x" * 200_000, "b": "y" * 100_000}
+    response = kubeapi_http.post("/api/v1/namespaces/default/pods", json=body)
+    assert response.status_code == 422
+    assert "metadata.annotations: Too long: may not be more than 262144 bytes" in response.json()["message"]
 
 
 def test_a_pod_spec_is_immutable_except_images_and_added_tolerations(kubeapi_client: Client) -> None:
@@ -1476,6 +1498,19 @@ def test_the_audit_log_shows_which_verbs_a_user_needed(secured: KubeApiServer) -
 # --- running it ---------------------------------------------------------------------------------
 
 
+def test_reset_starts_over_with_a_fresh_cluster(kubeapi_server: KubeApiServer, kubeapi_client: Client) -> None:
+    kubeapi_client.create(make_pod("p"))
+    kubeapi_server.add_fault(verb="list", code=503)
+    kubeapi_server.reset()
+    assert list(kubeapi_client.list(Pod)) == []  # the fault went with the rest
+    assert {n.metadata.name for n in kubeapi_client.list(Namespace)} == {
+        "default",
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+    }
+
+
 def test_it_refuses_to_listen_beyond_loopback() -> None:
     with pytest.raises(NotLoopbackError):
         KubeApiServer("0.0.0.0")
@@ -1562,3 +1597,8 @@ def test_tables_for_clients_that_ask_for_them(kubeapi_client: Client, kubeapi_ht
     assert [c["name"] for c in table["columnDefinitions"]][:5] == ["Name", "Ready", "Status", "Restarts", "Age"]
     assert table["rows"][0]["cells"][:4] == ["p", "0/1", "Pending", 0]
     assert table["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+    with kubeapi_http.stream(
+        "GET", "/api/v1/namespaces/default/pods", params={"watch": "true"}, headers=accept
+    ) as watch:
+        event = json.loads(next(watch.iter_lines()))  # kubectl get -w: one-row tables
+    assert (event["type"], event["object"]["kind"], event["object"]["rows"][0]["cells"][0]) == ("ADDED", "Table", "p")
