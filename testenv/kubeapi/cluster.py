@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from .builtin import builtin_registry
 from .controllers import Controllers
 from .deletion import Deleter
+from .garbage import GarbageCollector
 from .resources import Registry, ResourceType
 from .rest import Rest, WriteOptions
 from .store import Store
@@ -49,6 +50,7 @@ def new_cluster(
     deleter = Deleter(rest)
     controllers = Controllers(rest, deleter, defer, namespace_delay)
     store.add_hook(controllers.on_change)
+    store.add_hook(GarbageCollector(rest, deleter, defer).on_change)
     cluster = Cluster(store, registry, rest, deleter, controllers)
     _seed(cluster)
     return cluster

@@ -10,12 +10,11 @@ module makes it lose the data here too.
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 
 from . import errors as e
-from .jsonobj import JsonObject
+from .jsonobj import JsonObject, clone
 
 _PRESERVE = "x-kubernetes-preserve-unknown-fields"
 _INT_OR_STRING = "x-kubernetes-int-or-string"
@@ -97,7 +96,7 @@ class SchemaWalker:
                 result[key] = item
         for key, prop in (properties or {}).items():
             if key not in result and "default" in prop:
-                result[key] = copy.deepcopy(prop["default"])
+                result[key] = clone(prop["default"])
         for key in schema.get("required") or []:
             if key not in result:
                 self.errors.append(e.required(f"{path}.{key}" if path else key, ""))

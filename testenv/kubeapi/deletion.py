@@ -9,7 +9,6 @@ controller for a namespace.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,12 +16,15 @@ from typing import Any
 from . import errors as e
 from .clock import timestamp
 from .gvk import GroupKind
-from .jsonobj import JsonObject
+from .jsonobj import JsonObject, clone
 from .listing import selection
 from .resources import ResourceType
 from .rest import Rest, list_body, present
 
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
+ORPHAN_FINALIZER = "orphan"
+FOREGROUND_FINALIZER = "foregroundDeletion"
+PROPAGATION_FINALIZERS = {"Orphan": ORPHAN_FINALIZER, "Foreground": FOREGROUND_FINALIZER}
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,10 @@ class Deleter:
             return self._delete_namespace(rt, obj, options)
         meta = obj["metadata"]
         grace = rt.strategy.grace_period(obj, options.grace_period)
+        propagation = PROPAGATION_FINALIZERS.get(options.propagation or "")
+        if propagation and not meta.get("deletionTimestamp") and propagation not in meta.get("finalizers", []):
+            # the garbage collector orphans or deletes the dependents, then removes this finalizer
+            meta["finalizers"] = [*meta.get("finalizers", []), propagation]
         finalizers = bool(meta.get("finalizers"))
         if meta.get("deletionTimestamp"):
             current = meta.get("deletionGracePeriodSeconds", 0)
@@ -85,7 +91,7 @@ class Deleter:
         return self._remove(rt, stored, options)
 
     def _mark(self, rt: ResourceType, obj: JsonObject, grace: int, options: DeleteOptions) -> JsonObject:
-        marked = copy.deepcopy(obj)
+        marked = clone(obj)
         meta = marked["metadata"]
         meta["deletionTimestamp"] = timestamp(grace)
         meta["deletionGracePeriodSeconds"] = grace
@@ -117,7 +123,7 @@ class Deleter:
                 "The system is ensuring all content is removed from this namespace.  "
                 "Upon completion, this namespace will automatically be purged by the system.",
             )
-        marked = copy.deepcopy(obj)
+        marked = clone(obj)
         marked["metadata"]["deletionTimestamp"] = timestamp()
         marked["metadata"]["deletionGracePeriodSeconds"] = 0
         marked["status"] = {"phase": "Terminating"}

@@ -10,14 +10,13 @@ approximated by the same strategic merge.
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
 import yaml
 
 from . import errors as e
-from .jsonobj import JsonObject
+from .jsonobj import JsonObject, clone
 
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
@@ -70,7 +69,7 @@ def parse_body(raw: bytes, content_type: str) -> Any:
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386: objects merge recursively, null deletes, anything else replaces."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return clone(patch)
     result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
@@ -84,7 +83,7 @@ def strategic_merge(target: Any, patch: Any, field: str = "") -> Any:
     """Merge patch plus merge-by-key for known list fields."""
     if isinstance(patch, dict):
         if patch.get("$patch") == "replace":
-            return {k: v for k, v in copy.deepcopy(patch).items() if k != "$patch"}
+            return {k: v for k, v in clone(patch).items() if k != "$patch"}
         if patch.get("$patch") == "delete":
             return None
         result = dict(target) if isinstance(target, dict) else {}
@@ -109,8 +108,8 @@ def strategic_merge(target: Any, patch: Any, field: str = "") -> Any:
             return _merge_list_by_key(target, patch, MERGE_KEYS[field])
         if field in SET_LISTS and isinstance(target, list):
             return target + [v for v in patch if v not in target]
-        return [_strip_directives(v) for v in copy.deepcopy(patch)]
-    return copy.deepcopy(patch)
+        return [_strip_directives(v) for v in clone(patch)]
+    return clone(patch)
 
 
 def _strip_directives(value: Any) -> Any:
@@ -120,7 +119,7 @@ def _strip_directives(value: Any) -> Any:
 
 
 def _merge_list_by_key(target: list[Any], patch: list[Any], key: str) -> list[Any]:
-    result = [copy.deepcopy(item) for item in target]
+    result = [clone(item) for item in target]
     if any(isinstance(p, dict) and p.get("$patch") == "replace" for p in patch):
         return [_strip_directives(p) for p in patch if not (isinstance(p, dict) and p.get("$patch") == "replace")]
     for item in patch:
@@ -209,21 +208,21 @@ def json_patch(doc: Any, operations: Any) -> Any:
     """Apply RFC 6902 operations to a copy of `doc`; raises PatchError."""
     if not isinstance(operations, list):
         raise PatchError("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
-    doc = copy.deepcopy(doc)
+    doc = clone(doc)
     for op in operations:
         kind, path = op.get("op"), op.get("path", "")
         if kind == "add":
-            doc = _add(doc, path, copy.deepcopy(op.get("value")))
+            doc = _add(doc, path, clone(op.get("value")))
         elif kind == "remove":
             doc = _remove(doc, path)
         elif kind == "replace":
             _get(doc, path)
-            doc = _add(_remove(doc, path), path, copy.deepcopy(op.get("value")))
+            doc = _add(_remove(doc, path), path, clone(op.get("value")))
         elif kind == "move":
             value = _get(doc, op.get("from", ""))
             doc = _add(_remove(doc, op.get("from", "")), path, value)
         elif kind == "copy":
-            doc = _add(doc, path, copy.deepcopy(_get(doc, op.get("from", ""))))
+            doc = _add(doc, path, clone(_get(doc, op.get("from", ""))))
         elif kind == "test":
             if _get(doc, path) != op.get("value"):
                 raise PatchError(f"testing value {path} failed: test failed")

@@ -7,13 +7,12 @@ which spec fields an update may change.
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
 from . import errors as e
 from . import names, quantity
-from .jsonobj import JsonObject
+from .jsonobj import JsonObject, clone
 from .validation import validate_labels
 
 RESTART_POLICIES = ["Always", "OnFailure", "Never"]
@@ -308,7 +307,7 @@ def validate_pod_spec_update(new: JsonObject, old: JsonObject) -> list[e.FieldEr
 
 def _munge(new: JsonObject, old: JsonObject) -> JsonObject:
     """`new` with every field an update may change set back to `old`'s value."""
-    munged = copy.deepcopy(new)
+    munged = clone(new)
     for field in ("containers", "initContainers"):
         old_list = old.get(field) or []
         new_list = munged.get(field) or []

@@ -7,7 +7,6 @@ graceful, leaving it to the kubelet to remove it with grace 0.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
@@ -17,7 +16,7 @@ from . import errors as e
 from . import names, pod_defaults, pod_validation
 from .clock import timestamp
 from .gvk import GroupResource
-from .jsonobj import JsonObject
+from .jsonobj import JsonObject, clone
 from .qos import pod_qos
 from .selector import FieldGetter
 from .strategy import Strategy, meta_field, path_field
@@ -95,7 +94,7 @@ def bind(pod: JsonObject, binding: JsonObject) -> JsonObject:
         raise e.conflict(BINDING_GR, name, f'pod {name} is already assigned to node "{spec["nodeName"]}"')
     if spec.get("schedulingGates"):
         raise e.conflict(BINDING_GR, name, f"pod {name} has non-empty .spec.schedulingGates")
-    bound = copy.deepcopy(pod)
+    bound = clone(pod)
     bound["spec"]["nodeName"] = binding["target"]["name"]
     annotations = (binding.get("metadata") or {}).get("annotations") or {}
     if annotations:

@@ -128,6 +128,13 @@ class Registry:
     def sharing_storage(self, storage_key: str) -> list[ResourceType]:
         return [rt for rt in self._types.values() if rt.storage_key == storage_key]
 
+    def by_storage(self) -> dict[str, ResourceType]:
+        """One type per storage (the first registered, i.e. the preferred version)."""
+        seen: dict[str, ResourceType] = {}
+        for rt in self._types.values():
+            seen.setdefault(rt.storage_key, rt)
+        return seen
+
     def namespaced_storages(self) -> list[ResourceType]:
         """One type per namespaced storage, for emptying a namespace."""
         seen: dict[str, ResourceType] = {}

@@ -8,7 +8,6 @@ Deletion lives in `deletion.py`. Everything raises `errors.ApiError`.
 
 from __future__ import annotations
 
-import copy
 import json
 import secrets
 import uuid
@@ -21,7 +20,7 @@ from . import patch as patching
 from .admission import admit_create
 from .clock import timestamp
 from .gvk import GroupKind
-from .jsonobj import JsonObject
+from .jsonobj import JsonObject, clone
 from .listing import paginate, selection
 from .pod_validation import validate_binding
 from .pods import bind
@@ -44,8 +43,8 @@ class WriteOptions:
 
 
 def present(rt: ResourceType, stored: JsonObject) -> JsonObject:
-    """A stored object as `rt`'s API version serves it (apiVersion and kind first)."""
-    body = rt.strategy.from_storage(stored)
+    """A copy of a stored object as `rt`'s API version serves it (apiVersion and kind first)."""
+    body = rt.strategy.from_storage(clone(stored))
     out: dict[str, Any] = {"apiVersion": rt.api_version, "kind": rt.kind}
     out.update((k, v) for k, v in body.items() if k not in ("apiVersion", "kind"))
     return out
@@ -124,7 +123,7 @@ class Rest:
         if not isinstance(body, dict):
             raise e.bad_request(f"the object provided is unrecognized (must be of type {rt.kind})")
         _check_type_meta(rt, body)
-        obj = rt.strategy.decode(copy.deepcopy(body), rt)
+        obj = rt.strategy.decode(clone(body), rt)
         obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
         obj.setdefault("metadata", {})
         return obj
@@ -327,7 +326,7 @@ def _patch_type(rt: ResourceType, content_type: str) -> str:
 
 def _named(body: Any, name: str) -> Any:
     if isinstance(body, dict):
-        body = copy.deepcopy(body)
+        body = clone(body)
         body.setdefault("metadata", {}).setdefault("name", name)
     return body
 

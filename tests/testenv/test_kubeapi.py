@@ -28,7 +28,7 @@ from lightkube import ApiError, Client
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.core_v1 import Container, PodSpec, ResourceRequirements, Toleration
-from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.models.meta_v1 import ObjectMeta, OwnerReference
 from lightkube.resources.core_v1 import (
     ConfigMap,
     Event,
@@ -40,7 +40,7 @@ from lightkube.resources.core_v1 import (
     PodStatus,
     Secret,
 )
-from lightkube.types import PatchType
+from lightkube.types import CascadeType, PatchType
 
 from testenv.kubeapi import KubeApiServer, NotLoopbackError, quantity
 from testenv.kubeapi.faults import FaultRuleError
@@ -614,6 +614,39 @@ def test_deleting_an_object_without_graceful_deletion_answers_a_success_status(
         "details": {"name": "c", "kind": "configmaps", "uid": uid},
         "code": 200,
     }
+
+
+def owned_pod(kubeapi_client: Client, name: str, owner: ConfigMap, node: str | None = None) -> None:
+    pod = make_pod(name, node=node)
+    reference = {"apiVersion": "v1", "kind": "ConfigMap", "name": owner.metadata.name, "uid": owner.metadata.uid}
+    pod.metadata.ownerReferences = [OwnerReference(**reference)]
+    kubeapi_client.create(pod)
+
+
+def test_deleting_an_owner_deletes_its_dependents_in_the_background(kubeapi_client: Client) -> None:
+    owner = kubeapi_client.create(ConfigMap(metadata=ObjectMeta(name="owner")))
+    owned_pod(kubeapi_client, "dependent", owner)
+    kubeapi_client.create(make_pod("independent"))
+    kubeapi_client.delete(ConfigMap, "owner")
+    wait_for(lambda: [p.metadata.name for p in kubeapi_client.list(Pod)] == ["independent"])
+
+
+def test_orphan_propagation_keeps_the_dependents(kubeapi_client: Client) -> None:
+    owner = kubeapi_client.create(ConfigMap(metadata=ObjectMeta(name="owner")))
+    owned_pod(kubeapi_client, "dependent", owner)
+    kubeapi_client.delete(ConfigMap, "owner", cascade=CascadeType.ORPHAN)
+    wait_for(lambda: not list(kubeapi_client.list(ConfigMap, fields={"metadata.name": "owner"})))
+    assert kubeapi_client.get(Pod, "dependent").metadata.ownerReferences is None
+
+
+def test_foreground_propagation_removes_the_owner_after_its_dependents(kubeapi_client: Client) -> None:
+    owner = kubeapi_client.create(ConfigMap(metadata=ObjectMeta(name="owner")))
+    owned_pod(kubeapi_client, "running", owner, node="n1")
+    kubeapi_client.delete(ConfigMap, "owner", cascade=CascadeType.FOREGROUND)
+    wait_for(lambda: kubeapi_client.get(Pod, "running").metadata.deletionTimestamp is not None)
+    assert kubeapi_client.get(ConfigMap, "owner").metadata.finalizers == ["foregroundDeletion"]
+    kubeapi_client.delete(Pod, "running", grace_period=0)
+    wait_for(lambda: not list(kubeapi_client.list(ConfigMap, fields={"metadata.name": "owner"})))
 
 
 def test_deletecollection_deletes_what_the_selector_matches(
