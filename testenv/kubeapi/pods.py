@@ -35,7 +35,7 @@ def _host_network(pod: JsonObject) -> str:
 
 class PodStrategy(Strategy):
     model = core_v1.Pod
-    tracks_generation = True
+    # No metadata.generation: pods only got one in 1.33, and discovery says 1.31.
     return_deleted_object = True
     extra_fields: ClassVar[Mapping[str, FieldGetter]] = {
         "spec.nodeName": path_field("spec", "nodeName"),
