@@ -13,10 +13,5 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def rfc3339_micro(moment: datetime) -> str:
-    """MicroTime fields (events' eventTime) keep microseconds."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def timestamp(after_seconds: float = 0) -> str:
     return rfc3339(now() + timedelta(seconds=after_seconds))

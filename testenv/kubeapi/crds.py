@@ -200,10 +200,6 @@ def storage_key(crd: JsonObject) -> str:
     return f"{crd['spec']['group']}/{crd['spec']['names']['plural']}"
 
 
-def is_crd_change(storage: str) -> bool:
-    return storage == "apiextensions.k8s.io/customresourcedefinitions"
-
-
 def stored_version_name(crd: JsonObject) -> str:
     for version in crd["spec"].get("versions") or []:
         if version.get("storage"):

@@ -8,7 +8,7 @@ k8s.io/apimachinery/pkg/api/errors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .gvk import GroupKind, GroupResource
@@ -133,15 +133,6 @@ def gone(message: str) -> ApiError:
     return ApiError(status_body(410, "Gone", message))
 
 
-def too_many_requests(message: str, retry_after: int | None) -> ApiError:
-    details: dict[str, Any] | None = None
-    headers: dict[str, str] = {}
-    if retry_after is not None:
-        details = {"retryAfterSeconds": retry_after}
-        headers["Retry-After"] = str(retry_after)
-    return ApiError(status_body(429, "TooManyRequests", message, details), headers)
-
-
 def internal(message: str) -> ApiError:
     return ApiError(
         status_body(500, "InternalError", f"Internal error occurred: {message}", {"causes": [{"message": message}]})
@@ -254,19 +245,3 @@ def _unique(items: list[str]) -> list[str]:
     for item in items:
         seen.setdefault(item, None)
     return list(seen)
-
-
-@dataclass
-class ErrorList:
-    """Collects field errors while a validator walks an object."""
-
-    items: list[FieldError] = field(default_factory=list)
-
-    def add(self, *errors: FieldError) -> None:
-        self.items.extend(errors)
-
-    def extend(self, errors: list[FieldError]) -> None:
-        self.items.extend(errors)
-
-    def __bool__(self) -> bool:
-        return bool(self.items)

@@ -139,10 +139,3 @@ def is_config_key(value: str) -> list[str]:
     elif value.startswith(".."):
         errors.append("must not start with '..'")
     return errors
-
-
-def is_path_segment_name(value: str) -> list[str]:
-    """Every stored name must be usable as one URL path segment."""
-    if value in (".", ".."):
-        return [f"may not be '{value}'"]
-    return [f"may not contain '{c}'" for c in ("/", "%") if c in value]

@@ -119,14 +119,8 @@ class Registry:
             seen.setdefault(g, None)
         return [g for g in seen if g]
 
-    def preferred_version(self, group: str) -> str | None:
-        return self._preferred.get(group)
-
     def in_group_version(self, group: str, version: str) -> list[ResourceType]:
         return [rt for (g, v, _), rt in self._types.items() if g == group and v == version]
-
-    def sharing_storage(self, storage_key: str) -> list[ResourceType]:
-        return [rt for rt in self._types.values() if rt.storage_key == storage_key]
 
     def by_storage(self) -> dict[str, ResourceType]:
         """One type per storage (the first registered, i.e. the preferred version)."""

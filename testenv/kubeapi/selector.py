@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from . import names
 from .jsonobj import JsonObject
@@ -204,17 +203,6 @@ def parse_label_selector(text: str | None) -> LabelSelector:
     return _Parser(text).selector()
 
 
-def from_label_selector_object(selector: Mapping[str, Any] | None) -> LabelSelector:
-    """A metav1.LabelSelector (matchLabels/matchExpressions) as a LabelSelector."""
-    if not selector:
-        return LabelSelector()
-    reqs = [Requirement(k, "=", (str(v),)) for k, v in dict(selector.get("matchLabels") or {}).items()]
-    ops = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
-    for expr in list(selector.get("matchExpressions") or []):
-        reqs.append(Requirement(expr["key"], ops[expr["operator"]], tuple(expr.get("values") or ())))
-    return LabelSelector(tuple(reqs))
-
-
 # --- field selectors ----------------------------------------------------------------------------
 
 FieldGetter = Callable[[JsonObject], str]
@@ -233,13 +221,6 @@ class FieldSelector:
 
     def matches(self, obj: JsonObject, getters: Mapping[str, FieldGetter]) -> bool:
         return all((getters[t.field](obj) == t.value) != t.negated for t in self.terms)
-
-    def value_of(self, field: str) -> str | None:
-        """The value a positive term pins `field` to (used for `metadata.name`)."""
-        for term in self.terms:
-            if term.field == field and not term.negated:
-                return term.value
-        return None
 
 
 def _split_unescaped(text: str, separator: str) -> list[str]:

@@ -13,7 +13,7 @@ another's.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -162,6 +162,3 @@ class Store:
                     hook(change)
         finally:
             self._dispatching = False
-
-    def storages(self) -> Iterable[str]:
-        return list(self._objects)
