@@ -25,7 +25,8 @@ Auth file (YAML)::
       - name: admin
         token: admin-token
         admin: true
-    rbac: [../rbac/bridge.yaml]          # optional: roles + bindings, bound by subject
+    rbac: [../rbac]                      # optional: files or directories of roles and
+                                         # bindings, granted to the bindings' subjects
 """
 
 from __future__ import annotations
@@ -183,8 +184,8 @@ def load_auth_file(path: str | Path) -> AuthConfig:
             grants += _role_grants(
                 path.parent / ref["file"], ref.get("name"), ref.get("namespace"), f"{where}.roles[{j}]"
             )
-    for manifest in data.get("rbac") or []:
-        _bind_manifest(config, path.parent / manifest)
+    if data.get("rbac"):
+        _bind_manifests(config, [path.parent / manifest for manifest in data["rbac"]])
     return config
 
 
@@ -227,17 +228,39 @@ def _subject_key(subject: JsonObject, binding_namespace: str) -> str:
     return str(subject["name"])
 
 
-def _bind_manifest(config: AuthConfig, path: Path) -> None:
-    docs = _documents(path)
-    roles = {(d["kind"], d["metadata"]["name"]): d for d in docs if d.get("kind") in ("Role", "ClusterRole")}
+def _manifest_documents(paths: list[Path]) -> list[JsonObject]:
+    """Every document of the given files, and of the *.yaml/*.yml files of the given directories."""
+    docs: list[JsonObject] = []
+    for path in paths:
+        files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")]) if path.is_dir() else [path]
+        for file in files:
+            docs += _documents(file)
+    return docs
+
+
+def _role_key(kind: str, namespace: str, name: str) -> tuple[str, str, str]:
+    return (kind, namespace if kind == "Role" else "", name)
+
+
+def _bind_manifests(config: AuthConfig, paths: list[Path]) -> None:
+    """Grant each binding's subjects its role's rules, as the RBAC authorizer would."""
+    docs = _manifest_documents(paths)
+    roles = {
+        _role_key(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]): d
+        for d in docs
+        if d.get("kind") in ("Role", "ClusterRole")
+    }
     for binding in (d for d in docs if d.get("kind") in ("RoleBinding", "ClusterRoleBinding")):
         ref = binding.get("roleRef") or {}
-        role = roles.get((ref.get("kind"), ref.get("name")))
+        namespace = binding["metadata"].get("namespace", "")
+        role = roles.get(_role_key(ref.get("kind", ""), namespace, ref.get("name", "")))
         if role is None:
+            where = ", ".join(str(p) for p in paths)
             raise AuthConfigError(
-                f"{path}: {binding['kind']} {binding['metadata']['name']} refers to a role not in the file"
+                f"{where}: {binding['kind']} {binding['metadata']['name']} refers to "
+                f"{ref.get('kind')} {ref.get('name')}, which none of these files defines"
             )
-        scope = binding["metadata"].get("namespace") if binding["kind"] == "RoleBinding" else None
+        scope = namespace if binding["kind"] == "RoleBinding" else None
         for subject in binding.get("subjects") or []:
-            key = _subject_key(subject, binding["metadata"].get("namespace", ""))
+            key = _subject_key(subject, namespace)
             config.grants.setdefault(key, []).extend(Grant(rule, scope) for rule in role.get("rules") or [])

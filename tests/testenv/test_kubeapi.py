@@ -1446,6 +1446,22 @@ def test_kubectl_auth_can_i_as_the_bridge(tmp_path: Path) -> None:
         )
 
 
+@pytest.mark.skipif(not (REPO / "rbac" / "role.yaml").exists(), reason="the repository has no rbac/ manifests yet")
+def test_the_repositorys_own_rbac_directory_works_as_an_auth_source(tmp_path: Path) -> None:
+    auth = {
+        "users": [{"name": "system:serviceaccount:slurm:slurm-k8s-bridge", "token": "t"}],
+        "rbac": [str(REPO / "rbac")],
+    }
+    (tmp_path / "auth.yaml").write_text(yaml.safe_dump(auth))
+    with KubeApiServer(auth=tmp_path / "auth.yaml") as server:
+        with httpx2.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.admin_token}"}) as admin:
+            admin.post("/api/v1/namespaces", json={"metadata": {"name": "slurm"}})
+        bridge = client_for(server, "t")
+        bridge.create(make_pod("slurmd-1"))
+        assert [p.metadata.name for p in bridge.list(Pod)] == ["slurmd-1"]
+        assert api_error(bridge.get, Secret, "munge-key").code == 403
+
+
 # --- fault injection and audit ------------------------------------------------------------------
 
 
