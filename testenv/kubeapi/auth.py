@@ -19,7 +19,7 @@ Auth file (YAML)::
             verbs: [create, list, delete]
             namespaces: [slurm]          # optional: only in these namespaces
         roles:                           # rules of Role/ClusterRole manifests
-          - file: ../rbac/bridge.yaml    # relative to the auth file
+          - file: ../rbac/role.yaml      # relative to the auth file; a directory works too
             name: slurm-k8s-bridge       # optional: one role of the file
             namespace: slurm             # optional: where it applies
       - name: admin
@@ -207,7 +207,7 @@ def _documents(path: Path) -> list[JsonObject]:
 
 
 def _role_grants(path: Path, name: str | None, namespace: str | None, where: str) -> list[Grant]:
-    roles = [d for d in _documents(path) if d.get("kind") in ("Role", "ClusterRole")]
+    roles = [d for d in _manifest_documents([path]) if d.get("kind") in ("Role", "ClusterRole")]
     if name:
         roles = [r for r in roles if r.get("metadata", {}).get("name") == name]
     if not roles:
