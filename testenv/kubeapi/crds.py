@@ -171,8 +171,6 @@ def resource_types(crd: JsonObject) -> list[ResourceType]:
         subs: list[Subresource] = []
         if "status" in subresources:
             subs.append(STATUS)
-        if "scale" in subresources:
-            subs.append(Subresource("scale", "Scale", ("get", "patch", "update")))
         selectable = {
             f["jsonPath"].lstrip("."): path_field(*f["jsonPath"].lstrip(".").split("."))
             for f in version.get("selectableFields") or []

@@ -53,8 +53,6 @@ def _resource_entries(rt: ResourceType) -> list[dict[str, Any]]:
             "kind": sub.kind or rt.kind,
             "verbs": list(sub.verbs),
         }
-        if sub.name == "scale":
-            sub_entry.update({"group": "autoscaling", "version": "v1"})
         entries.append(sub_entry)
     return entries
 
