@@ -112,6 +112,8 @@ def exec_command(argv: list[str], env: dict[str, str]) -> None:
         raise SetupError(f'exec: "{argv[0]}": {where}') from e
     except OSError as e:
         raise SetupError(f'exec: "{argv[0]}": {(e.strerror or str(e)).lower()}') from e
+    except ValueError as e:  # a NUL byte in an argument or a variable
+        raise SetupError(f'exec: "{argv[0]}": invalid argument ({e})') from e
 
 
 def set_up(spec: dict) -> None:
