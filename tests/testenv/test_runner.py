@@ -1,0 +1,500 @@
+"""The pod runner (kubelet stand-in) with the process runtime, against the API stand-in.
+
+Containers write what they see into a hostPath directory of the test, which the test reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import pytest
+from lightkube import ApiError, Client
+from lightkube.resources.core_v1 import ConfigMap, Event, Node, Pod, Secret
+
+from testenv.kubeapi import KubeApiServer
+from testenv.runner import NodeSpec, PodRunner
+from testenv.scheduler import Scheduler
+
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def make_pod(
+    client: Client,
+    name: str,
+    script: str,
+    *,
+    out: Path | None = None,
+    labels: dict[str, str] | None = None,
+    container: dict[str, Any] | None = None,
+    **spec: Any,
+) -> Pod:
+    """A busybox pod running `script` with sh; `out` (a host directory) is mounted at /out."""
+    main: dict[str, Any] = {"name": "main", "image": "busybox", "command": ["sh", "-c", script], **(container or {})}
+    volumes = list(spec.pop("volumes", []))
+    if out is not None:
+        volumes.append({"name": "out", "hostPath": {"path": str(out), "type": "Directory"}})
+        main["volumeMounts"] = [*main.get("volumeMounts", []), {"name": "out", "mountPath": "/out"}]
+    body = {"metadata": {"name": name, "labels": labels or {}}, "spec": {"containers": [main], "volumes": volumes, **spec}}
+    body["spec"].setdefault("terminationGracePeriodSeconds", 5)
+    return client.create(Pod.from_dict(body))
+
+
+def pod_status(client: Client, name: str) -> Any:
+    return client.get(Pod, name).status
+
+
+def phase_is(client: Client, name: str, *phases: str) -> bool:
+    return pod_status(client, name).phase in phases
+
+
+def container_state(client: Client, name: str, index: int = 0) -> Any:
+    statuses = pod_status(client, name).containerStatuses or []
+    return statuses[index] if statuses else None
+
+
+def gone(client: Client, name: str) -> bool:
+    try:
+        client.get(Pod, name)
+    except ApiError as e:
+        return e.status.code == 404
+    return False
+
+
+def events_for(client: Client, pod: str) -> list[Event]:
+    return [e for e in client.list(Event, namespace="default") if e.involvedObject.name == pod]
+
+
+def reasons(client: Client, pod: str) -> set[str]:
+    return {e.reason for e in events_for(client, pod)}
+
+
+def pid_of(client: Client, name: str) -> int:
+    container_id = container_state(client, name).containerID
+    assert container_id.startswith("process://")
+    return int(container_id.removeprefix("process://"))
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    directory = tmp_path / "out"
+    directory.mkdir()
+    return directory
+
+
+# --- running pods --------------------------------------------------------------------------------
+
+
+def test_scheduled_pod_runs_and_reports_like_a_kubelet(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner
+) -> None:
+    make_pod(kubeapi_client, "web", "sleep 3600")
+    wait_until(lambda: phase_is(kubeapi_client, "web", "Running"), what="Running")
+
+    status = pod_status(kubeapi_client, "web")
+    assert (status.podIP, status.hostIP, status.podIPs[0].ip) == ("127.0.0.1", "127.0.0.1", "127.0.0.1")
+    assert status.startTime is not None
+    (container,) = status.containerStatuses
+    assert container.state.running.startedAt is not None
+    assert (container.ready, container.started, container.restartCount) == (True, True, 0)
+    assert container.image == "docker.io/library/busybox:latest"
+    assert container.imageID.startswith("docker.io/library/busybox@sha256:")
+    assert alive(pid_of(kubeapi_client, "web"))
+    conditions = {c.type: c.status for c in status.conditions}
+    assert conditions == {
+        "PodReadyToStartContainers": "True",
+        "Initialized": "True",
+        "Ready": "True",
+        "ContainersReady": "True",
+        "PodScheduled": "True",
+    }
+    assert all(c.lastTransitionTime is not None for c in status.conditions)
+    wait_until(lambda: {"Scheduled", "Pulling", "Pulled", "Created", "Started"} <= reasons(kubeapi_client, "web"))
+    started = next(e for e in events_for(kubeapi_client, "web") if e.reason == "Started")
+    assert (started.source.component, started.source.host) == ("kubelet", "node-1")
+    assert started.involvedObject.fieldPath == "spec.containers{main}"
+
+
+def test_container_sees_its_hostname_env_and_secret_files(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner, out: Path
+) -> None:
+    key = os.urandom(64)
+    kubeapi_client.create(
+        Secret.from_dict(
+            {
+                "metadata": {"name": "munge-key"},
+                "data": {"munge.key": base64.b64encode(key).decode(), "owner": base64.b64encode(b"munge").decode()},
+            }
+        )
+    )
+    kubeapi_client.create(ConfigMap.from_dict({"metadata": {"name": "site"}, "data": {"CLUSTER": "alpha"}}))
+    script = (
+        "hostname > /out/hostname; env > /out/env; stat -c %a /etc/munge/munge.key > /out/mode;"
+        " cat /etc/munge/munge.key > /out/key; { echo x >> /etc/munge/munge.key; } 2> /out/write-error; pwd > /out/pwd;"
+        " ps -e -o pid= | wc -l > /out/processes"
+    )
+    env = [
+        {"name": "GREETING", "value": "hello"},
+        {"name": "MESSAGE", "value": "$(GREETING) world"},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "TIER", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['tier']"}}},
+        {"name": "KEY_OWNER", "valueFrom": {"secretKeyRef": {"name": "munge-key", "key": "owner"}}},
+    ]
+    container = {
+        "env": env,
+        "envFrom": [{"configMapRef": {"name": "site"}, "prefix": "SITE_"}],
+        "workingDir": "/tmp",
+        "volumeMounts": [{"name": "munge-key", "mountPath": "/etc/munge/munge.key", "subPath": "munge.key"}],
+    }
+    volumes = [{"name": "munge-key", "secret": {"secretName": "munge-key", "defaultMode": 0o400}}]
+    make_pod(
+        kubeapi_client, "probe", script, out=out, labels={"tier": "compute"}, container=container,
+        volumes=volumes, hostname="elastic1", restartPolicy="Never",
+    )  # fmt: skip
+    wait_until(lambda: phase_is(kubeapi_client, "probe", "Succeeded", "Failed"), what="completion")
+    assert (out / "hostname").read_text().strip() == "elastic1"
+    assert (out / "key").read_bytes() == key
+    assert (out / "mode").read_text().strip() == "400"
+    assert "Read-only file system" in (out / "write-error").read_text()
+    assert (out / "pwd").read_text().strip() == "/tmp"
+    assert int((out / "processes").read_text()) < 10  # its own PID namespace, not the host's
+    env_seen = dict(line.split("=", 1) for line in (out / "env").read_text().splitlines() if "=" in line)
+    assert env_seen["MESSAGE"] == "hello world"
+    assert (env_seen["POD_NAME"], env_seen["NODE"], env_seen["POD_IP"]) == ("probe", "node-1", "127.0.0.1")
+    assert (env_seen["TIER"], env_seen["SITE_CLUSTER"], env_seen["HOSTNAME"]) == ("compute", "alpha", "elastic1")
+    assert env_seen["KEY_OWNER"] == "munge"
+    assert phase_is(kubeapi_client, "probe", "Succeeded")
+    assert not Path("/etc/munge/munge.key").exists() or Path("/etc/munge/munge.key").read_bytes() != key
+
+
+@pytest.mark.parametrize(("code", "phase", "reason", "ready_reason"), [(0, "Succeeded", "Completed", "PodCompleted"), (1, "Failed", "Error", "PodFailed")])
+def test_container_exit_with_restart_policy_never_ends_the_pod(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner, code: int, phase: str, reason: str, ready_reason: str
+) -> None:
+    make_pod(kubeapi_client, "job", f"exit {code}", restartPolicy="Never")
+    wait_until(lambda: phase_is(kubeapi_client, "job", phase), what=phase)
+    status = pod_status(kubeapi_client, "job")
+    terminated = status.containerStatuses[0].state.terminated
+    assert (terminated.exitCode, terminated.reason) == (code, reason)
+    assert terminated.startedAt is not None and terminated.finishedAt is not None
+    assert terminated.containerID.startswith("process://")
+    ready = next(c for c in status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", ready_reason)
+    time.sleep(0.3)
+    assert status.containerStatuses[0].restartCount == 0 == container_state(kubeapi_client, "job").restartCount
+
+
+def test_crashing_container_with_restart_policy_always_crash_loops(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner
+) -> None:
+    make_pod(kubeapi_client, "crasher", "echo starting; exit 3")
+
+    def in_back_off() -> Any:
+        state = container_state(kubeapi_client, "crasher")
+        waiting = state.state.waiting if state else None
+        return state if waiting and waiting.reason == "CrashLoopBackOff" and state.restartCount >= 2 else None
+
+    state = wait_until(in_back_off, what="CrashLoopBackOff with restarts")
+    assert "restarting failed container=main pod=crasher_default(" in state.state.waiting.message
+    assert (state.lastState.terminated.exitCode, state.lastState.terminated.reason) == (3, "Error")
+    assert pod_status(kubeapi_client, "crasher").phase == "Running"  # restarting is not failing
+    back_off = [e for e in events_for(kubeapi_client, "crasher") if e.reason == "BackOff"]
+    assert back_off and back_off[0].type == "Warning"
+    assert back_off[0].message.startswith("Back-off restarting failed container main in pod crasher_default(")
+    restarts = state.restartCount
+    wait_until(lambda: container_state(kubeapi_client, "crasher").restartCount > restarts, what="more restarts")
+
+
+def test_on_failure_restarts_until_success(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner, out: Path
+) -> None:
+    script = "echo run >> /out/runs; [ $(wc -l < /out/runs) -ge 3 ]"
+    make_pod(kubeapi_client, "flaky", script, out=out, restartPolicy="OnFailure")
+    wait_until(lambda: phase_is(kubeapi_client, "flaky", "Succeeded"), what="Succeeded")
+    assert container_state(kubeapi_client, "flaky").restartCount == 2
+    assert (out / "runs").read_text().count("run") == 3
+
+
+def test_missing_image_shows_err_image_pull_then_back_off(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner
+) -> None:
+    make_pod(kubeapi_client, "ghost", "true", container={"image": "registry.example.org/nope/missing:1.0"})
+
+    def waiting_reasons() -> set[str]:
+        state = container_state(kubeapi_client, "ghost")
+        if state and state.state.waiting:
+            seen.add(state.state.waiting.reason)
+            messages[state.state.waiting.reason] = state.state.waiting.message
+        return seen
+
+    seen: set[str] = set()
+    messages: dict[str, str] = {}
+    wait_until(lambda: "ImagePullBackOff" in waiting_reasons(), what="ImagePullBackOff")
+    assert phase_is(kubeapi_client, "ghost", "Pending")
+    wanted = {"Error: ErrImagePull", "Error: ImagePullBackOff"}
+    failed = wait_until(
+        lambda: (m := [e.message for e in events_for(kubeapi_client, "ghost") if e.reason == "Failed"]) and wanted <= set(m) and m,
+        what="Failed events",
+    )
+    assert (
+        'Failed to pull image "registry.example.org/nope/missing:1.0": rpc error: code = NotFound desc = '
+        'failed to pull and unpack image "registry.example.org/nope/missing:1.0"'
+    ) in failed[0]
+    assert messages["ImagePullBackOff"].startswith('Back-off pulling image "registry.example.org/nope/missing:1.0"')
+    wait_until(lambda: "ErrImagePull" in waiting_reasons(), what="ErrImagePull on a retry")
+
+
+def test_init_containers_run_in_order_before_the_container(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner, out: Path
+) -> None:
+    mount = [{"name": "out", "mountPath": "/out"}]
+    inits = [
+        {"name": "first", "image": "busybox", "command": ["sh", "-c", "echo first >> /out/order"], "volumeMounts": mount},
+        {"name": "second", "image": "busybox", "command": ["sh", "-c", "echo second >> /out/order"], "volumeMounts": mount},
+    ]
+    make_pod(kubeapi_client, "staged", "echo main >> /out/order", out=out, initContainers=inits, restartPolicy="Never")
+    wait_until(lambda: phase_is(kubeapi_client, "staged", "Succeeded"), what="Succeeded")
+    assert (out / "order").read_text().split() == ["first", "second", "main"]
+    status = pod_status(kubeapi_client, "staged")
+    assert [s.state.terminated.reason for s in status.initContainerStatuses] == ["Completed", "Completed"]
+    assert next(c for c in status.conditions if c.type == "Initialized").status == "True"
+
+
+def test_failed_init_container_fails_a_never_restarting_pod(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner, out: Path
+) -> None:
+    inits = [{"name": "check", "image": "busybox", "command": ["sh", "-c", "exit 7"]}]
+    make_pod(kubeapi_client, "blocked", "touch /out/main-ran", out=out, initContainers=inits, restartPolicy="Never")
+    wait_until(lambda: phase_is(kubeapi_client, "blocked", "Failed"), what="Failed")
+    status = pod_status(kubeapi_client, "blocked")
+    assert status.initContainerStatuses[0].state.terminated.exitCode == 7
+    assert status.containerStatuses[0].state.waiting.reason == "PodInitializing"
+    assert not (out / "main-ran").exists()
+
+
+def test_readiness_probe_gates_ready(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner, out: Path
+) -> None:
+    probe = {"exec": {"command": ["test", "-e", "/out/ready"]}, "periodSeconds": 1, "failureThreshold": 1}
+    make_pod(kubeapi_client, "slow-start", "sleep 3600", out=out, container={"readinessProbe": probe})
+    wait_until(lambda: phase_is(kubeapi_client, "slow-start", "Running"))
+    time.sleep(0.5)
+    ready = {c.type: c for c in pod_status(kubeapi_client, "slow-start").conditions}["Ready"]
+    assert (ready.status, ready.reason) == ("False", "ContainersNotReady")
+    assert ready.message == "containers with unready status: [main]"
+    (out / "ready").touch()
+    wait_until(lambda: container_state(kubeapi_client, "slow-start").ready, what="ready")
+    assert {c.type: c.status for c in pod_status(kubeapi_client, "slow-start").conditions}["Ready"] == "True"
+
+
+def test_missing_secret_holds_the_pod_until_it_exists(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner, out: Path
+) -> None:
+    volumes = [{"name": "conf", "configMap": {"name": "slurm-conf", "items": [{"key": "slurm.conf", "path": "slurm.conf"}]}}]
+    container = {"volumeMounts": [{"name": "conf", "mountPath": "/etc/slurm-test"}]}
+    make_pod(kubeapi_client, "waits", "cp /etc/slurm-test/slurm.conf /out/", out=out, volumes=volumes, container=container, restartPolicy="Never")
+    wait_until(lambda: "FailedMount" in reasons(kubeapi_client, "waits"), what="FailedMount")
+    mount_event = next(e for e in events_for(kubeapi_client, "waits") if e.reason == "FailedMount")
+    assert mount_event.message == 'MountVolume.SetUp failed for volume "conf" : configmap "slurm-conf" not found'
+    assert container_state(kubeapi_client, "waits").state.waiting.reason == "ContainerCreating"
+    kubeapi_client.create(ConfigMap.from_dict({"metadata": {"name": "slurm-conf"}, "data": {"slurm.conf": "ClusterName=t\n"}}))
+    wait_until(lambda: phase_is(kubeapi_client, "waits", "Succeeded"), timeout=15, what="Succeeded")
+    assert (out / "slurm.conf").read_text() == "ClusterName=t\n"
+
+
+def test_empty_dirs_are_private_to_each_pod(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner, out: Path
+) -> None:
+    """What munged needs: /run/munge of its own in every pod, shared by the pod's containers only."""
+    mount_point = Path("/run/testenv-munge")
+    assert not mount_point.exists()
+    for name in ("slurmd-a", "slurmd-b"):
+        script = f"echo {name} > /run/testenv-munge/owner; sleep 0.5; cat /run/testenv-munge/owner > /out/{name}; ls /run/testenv-munge | wc -l >> /out/{name}"
+        make_pod(
+            kubeapi_client, name, script, out=out, restartPolicy="Never",
+            volumes=[{"name": "run-munge", "emptyDir": {"medium": "Memory"}}],
+            container={"volumeMounts": [{"name": "run-munge", "mountPath": "/run/testenv-munge"}]},
+        )  # fmt: skip
+    for name in ("slurmd-a", "slurmd-b"):
+        wait_until(lambda name=name: phase_is(kubeapi_client, name, "Succeeded"), what=f"{name} done")
+        assert (out / name).read_text().split() == [name, "1"]
+    assert not mount_point.exists()  # the mount point made for them is gone with them
+    assert "testenv-munge" not in Path("/proc/mounts").read_text()
+
+
+# --- stopping pods -------------------------------------------------------------------------------
+
+
+def test_graceful_delete_runs_pre_stop_then_sigterm_and_removes_the_pod(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner, out: Path
+) -> None:
+    script = "trap 'echo term > /out/term; exit 0' TERM; while true; do sleep 0.1; done"
+    pre_stop = {"preStop": {"exec": {"command": ["sh", "-c", "echo drain > /out/pre-stop"]}}}
+    make_pod(kubeapi_client, "graceful", script, out=out, container={"lifecycle": pre_stop})
+    wait_until(lambda: phase_is(kubeapi_client, "graceful", "Running"))
+    pid = pid_of(kubeapi_client, "graceful")
+
+    kubeapi_client.delete(Pod, "graceful")
+    wait_until(lambda: gone(kubeapi_client, "graceful"), what="pod removed")
+    assert (out / "pre-stop").read_text().strip() == "drain"
+    assert (out / "term").read_text().strip() == "term"
+    assert not alive(pid)
+    killing = next(e for e in events_for(kubeapi_client, "graceful") if e.reason == "Killing")
+    assert killing.message == "Stopping container main"
+
+
+def test_sigterm_ignored_means_sigkill_after_the_grace_period(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner
+) -> None:
+    make_pod(kubeapi_client, "stubborn", "trap '' TERM; while true; do sleep 0.1; done", terminationGracePeriodSeconds=1)
+    wait_until(lambda: phase_is(kubeapi_client, "stubborn", "Running"))
+    pid = pid_of(kubeapi_client, "stubborn")
+    began = time.monotonic()
+    kubeapi_client.delete(Pod, "stubborn")
+    wait_until(lambda: gone(kubeapi_client, "stubborn"), what="pod removed")
+    assert 0.9 < time.monotonic() - began < 5
+    assert not alive(pid)
+
+
+def test_force_deleted_pod_is_killed(kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner) -> None:
+    make_pod(kubeapi_client, "forced", "sleep 3600")
+    wait_until(lambda: phase_is(kubeapi_client, "forced", "Running"))
+    pid = pid_of(kubeapi_client, "forced")
+    kubeapi_client.delete(Pod, "forced", grace_period=0)
+    assert gone(kubeapi_client, "forced")
+    wait_until(lambda: not alive(pid), timeout=5, what="process killed")
+
+
+def test_signals_blocked_by_the_runners_parent_reach_the_container(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_factory: Callable[..., PodRunner], out: Path
+) -> None:
+    """Slurm's hooks start children with SIGTERM/SIGINT/SIGHUP blocked (facts/slurm.md)."""
+    blocked = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        runner_factory()  # its thread, and every process it starts, inherit the mask
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    script = "grep -E '^Sig(Blk|Ign)' /proc/self/status > /out/signals; trap 'touch /out/term; exit 0' TERM; while true; do sleep 0.1; done"
+    make_pod(kubeapi_client, "masked", script, out=out)
+    wait_until(lambda: (out / "signals").exists() and (out / "signals").read_text().count("\n") == 2)
+    assert all(line.split()[1] == "0000000000000000" for line in (out / "signals").read_text().splitlines())
+    kubeapi_client.delete(Pod, "masked")
+    wait_until(lambda: gone(kubeapi_client, "masked"))
+    assert (out / "term").exists()
+
+
+# --- nodes and the runner itself -----------------------------------------------------------------
+
+
+def test_nodes_are_registered_ready_and_heartbeating(kubeapi_client: Client, runner_factory: Callable[..., PodRunner]) -> None:
+    gpu = {"cpu": "8", "memory": "32Gi", "pods": "110", "nvidia.com/gpu": "8", "nvidia.com/mig-1g.10gb": "7"}
+    spec = NodeSpec(
+        name="gpu-1",
+        capacity=gpu,
+        allocatable={**gpu, "cpu": "7500m"},
+        labels={"nvidia.com/gpu.product": "A100"},
+        taints=({"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"},),
+    )
+    runner_factory([spec], heartbeat_interval=0.2)
+    node = kubeapi_client.get(Node, "gpu-1")
+    assert node.status.capacity["nvidia.com/gpu"] == "8"
+    assert node.status.allocatable["cpu"] == "7500m"
+    assert node.metadata.labels["nvidia.com/gpu.product"] == "A100"
+    assert node.metadata.labels["kubernetes.io/hostname"] == "gpu-1"
+    assert [(t.key, t.value, t.effect) for t in node.spec.taints] == [("nvidia.com/gpu", "present", "NoSchedule")]
+    assert {(a.type, a.address) for a in node.status.addresses} == {("InternalIP", "127.0.0.1"), ("Hostname", "gpu-1")}
+    assert node.status.nodeInfo.operatingSystem == "linux"
+    ready = {c.type: c for c in node.status.conditions}["Ready"]
+    assert (ready.status, ready.reason) == ("True", "KubeletReady")
+    first_beat = ready.lastHeartbeatTime
+    wait_until(
+        lambda: {c.type: c for c in kubeapi_client.get(Node, "gpu-1").status.conditions}["Ready"].lastHeartbeatTime > first_beat,
+        timeout=5,
+        what="a later heartbeat",
+    )
+
+
+def test_stopping_the_runner_leaves_no_process_mount_or_directory(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_factory: Callable[..., PodRunner], tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    runner = runner_factory(state_dir=state)
+    volumes = [{"name": "scratch", "emptyDir": {"medium": "Memory"}}, {"name": "spool", "emptyDir": {}}]
+    mounts = [{"name": "scratch", "mountPath": "/run/testenv-scratch"}, {"name": "spool", "mountPath": "/var/spool/testenv-slurmd"}]
+    make_pod(kubeapi_client, "daemon", "sleep 3600 & wait", volumes=volumes, container={"volumeMounts": mounts})
+    make_pod(kubeapi_client, "looper", "while true; do sleep 0.1; done")
+    for name in ("daemon", "looper"):
+        wait_until(lambda name=name: phase_is(kubeapi_client, name, "Running"))
+    pids = [pid_of(kubeapi_client, name) for name in ("daemon", "looper")]
+    assert Path("/run/testenv-scratch").exists() and (state / "pods").exists()
+
+    runner.stop()
+    assert not any(alive(pid) for pid in pids)
+    assert not Path("/run/testenv-scratch").exists() and not Path("/var/spool/testenv-slurmd").exists()
+    assert str(state) not in Path("/proc/mounts").read_text()
+    assert not (state / "pods").exists() or not any((state / "pods").iterdir())
+    assert not (state / "containers").exists() or not any((state / "containers").iterdir())
+    ready = {c.type: c for c in kubeapi_client.get(Node, "node-1").status.conditions}["Ready"]
+    assert ready.status == "Unknown"
+
+
+@pytest.mark.timeout(60)
+def test_runner_cli_runs_pods_and_stops_on_sigterm(
+    kubeapi_server: KubeApiServer, kubeapi_client: Client, scheduler_default: Scheduler, tmp_path: Path, runner_images: Path
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeapi_server.write_kubeconfig(kubeconfig)
+    nodes = tmp_path / "nodes.yaml"
+    nodes.write_text("nodes:\n  - name: cli-node\n    capacity: {cpu: 2, memory: 4Gi, nvidia.com/gpu: 1}\n")
+    command = [
+        sys.executable, "-m", "testenv.runner", "--kubeconfig", str(kubeconfig), "--nodes", str(nodes),
+        "--runtime", "process", "--state-dir", str(tmp_path / "state"), "--images", str(runner_images),
+        "--on-stop", "delete",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: not gone_node(kubeapi_client, "cli-node"), timeout=20, what="node registered")
+        make_pod(kubeapi_client, "via-cli", "sleep 3600", container={"image": "example.org/tools/sleeper:1.0", "command": None})
+        wait_until(lambda: phase_is(kubeapi_client, "via-cli", "Running"), timeout=20)
+        pid = pid_of(kubeapi_client, "via-cli")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output.decode()
+    assert not alive(pid)
+    assert gone_node(kubeapi_client, "cli-node")
+
+
+def gone_node(client: Client, name: str) -> bool:
+    try:
+        client.get(Node, name)
+    except ApiError as e:
+        return e.status.code == 404
+    return False

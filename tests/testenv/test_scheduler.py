@@ -1,0 +1,244 @@
+"""The test environment's scheduler against the API stand-in: what a user sees of scheduling.
+
+Nodes are created through the API (no pod runner), so bound pods simply stay bound.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, TypeVar
+
+import pytest
+from lightkube import Client
+from lightkube.config.kubeconfig import KubeConfig
+from lightkube.resources.core_v1 import Event, Node, NodeStatus, Pod, PodStatus
+from lightkube.types import PatchType
+
+from testenv.kubeapi import KubeApiServer
+from testenv.scheduler import Scheduler
+
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def make_node(
+    client: Client,
+    name: str,
+    *,
+    labels: dict[str, str] | None = None,
+    taints: list[dict[str, str]] | None = None,
+    ready: str = "True",
+    unschedulable: bool = False,
+    resources: dict[str, str] | None = None,
+) -> None:
+    """A node with 4 cpu, 8Gi and 110 pods unless `resources` says otherwise."""
+    allocatable = {"cpu": "4", "memory": "8Gi", "pods": "110", **(resources or {})}
+    node = {"metadata": {"name": name, "labels": labels or {}}, "spec": {"taints": taints, "unschedulable": unschedulable}}
+    client.create(Node.from_dict(node))
+    status = {"capacity": allocatable, "allocatable": allocatable, "conditions": [{"type": "Ready", "status": ready}]}
+    client.patch(NodeStatus, name, {"status": status}, patch_type=PatchType.MERGE)
+
+
+def make_pod(client: Client, name: str, *, limits: dict[str, str] | None = None, **spec: Any) -> None:
+    container = {"name": "main", "image": "busybox", "resources": {"limits": limits or {}}}
+    body = {"metadata": {"name": name}, "spec": {"containers": [container], **spec}}
+    client.create(Pod.from_dict(body))
+
+
+def node_of(client: Client, name: str) -> str | None:
+    return client.get(Pod, name).spec.nodeName
+
+
+def unschedulable_message(client: Client, name: str) -> str | None:
+    for condition in client.get(Pod, name).status.conditions or []:
+        if condition.type == "PodScheduled" and condition.status == "False" and condition.reason == "Unschedulable":
+            return condition.message
+    return None
+
+
+def events_for(client: Client, pod: str, reason: str) -> list[Event]:
+    return [e for e in client.list(Event, namespace="default") if e.involvedObject.name == pod and e.reason == reason]
+
+
+def test_pod_that_fits_is_bound_with_a_scheduled_event(kubeapi_client: Client, scheduler_default: Scheduler) -> None:
+    make_node(kubeapi_client, "node-a")
+    make_pod(kubeapi_client, "web", limits={"cpu": "1", "memory": "1Gi"})
+
+    assert wait_until(lambda: node_of(kubeapi_client, "web"), what="binding") == "node-a"
+    pod = kubeapi_client.get(Pod, "web")
+    assert any(c.type == "PodScheduled" and c.status == "True" for c in pod.status.conditions)
+    (event,) = wait_until(lambda: events_for(kubeapi_client, "web", "Scheduled"), what="Scheduled event")
+    assert event.type == "Normal"
+    assert event.message == "Successfully assigned default/web to node-a"
+    assert event.source.component == "default-scheduler"
+
+
+def test_too_few_gpus_everywhere_is_reported_like_kube_scheduler(
+    kubeapi_client: Client, scheduler_default: Scheduler
+) -> None:
+    for name in ("gpu-1", "gpu-2", "gpu-3"):
+        make_node(kubeapi_client, name, resources={"nvidia.com/gpu": "1"})
+    make_pod(kubeapi_client, "trainer", limits={"nvidia.com/gpu": "2"})
+
+    message = wait_until(lambda: unschedulable_message(kubeapi_client, "trainer"), what="Unschedulable")
+    assert message == (
+        "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. "
+        "preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
+    )
+    (event,) = wait_until(lambda: events_for(kubeapi_client, "trainer", "FailedScheduling"), what="event")
+    assert (event.type, event.message, event.source.component) == ("Warning", message, "default-scheduler")
+    assert event.involvedObject.kind == "Pod" and event.involvedObject.uid == kubeapi_client.get(Pod, "trainer").metadata.uid
+    assert event.count >= 1 and event.firstTimestamp is not None and event.lastTimestamp is not None
+    assert node_of(kubeapi_client, "trainer") is None
+
+
+def test_every_rejection_reason_is_counted_and_sorted(kubeapi_client: Client, scheduler_default: Scheduler) -> None:
+    make_node(kubeapi_client, "small", resources={"cpu": "1", "memory": "1Gi"})
+    make_node(kubeapi_client, "cordoned", unschedulable=True)
+    make_node(kubeapi_client, "tainted", taints=[{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}])
+    make_node(kubeapi_client, "other-zone", labels={"zone": "b"})
+    make_node(kubeapi_client, "broken", ready="False")
+    make_node(kubeapi_client, "full", resources={"pods": "0"})
+    make_pod(kubeapi_client, "big", limits={"cpu": "2", "memory": "2Gi"}, nodeSelector={"zone": "a"})
+    # nodeSelector rejects "small" and "full" too: node affinity is checked before resources.
+    message = wait_until(lambda: unschedulable_message(kubeapi_client, "big"), what="Unschedulable")
+    assert message.split(" preemption: ")[0] == (
+        "0/6 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, "
+        "1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, "
+        "1 node(s) were unschedulable, 3 node(s) didn't match Pod's node affinity/selector."
+    )
+    assert message.endswith("preemption: 0/6 nodes are available: 6 Preemption is not helpful for scheduling.")
+
+    tolerant = [{"key": "dedicated", "operator": "Exists"}]
+    make_pod(kubeapi_client, "anywhere", limits={"cpu": "2", "memory": "2Gi"}, tolerations=tolerant)
+    assert wait_until(lambda: node_of(kubeapi_client, "anywhere")) in ("tainted", "other-zone")
+
+
+def test_resources_counted_per_kind(kubeapi_client: Client, scheduler_default: Scheduler) -> None:
+    make_node(kubeapi_client, "tiny", resources={"cpu": "1", "memory": "1Gi", "pods": "1", "hugepages-2Mi": "0"})
+    make_pod(kubeapi_client, "needs-all", limits={"cpu": "2", "memory": "2Gi", "hugepages-2Mi": "4Mi", "intel.com/sriov": "1"})
+    message = wait_until(lambda: unschedulable_message(kubeapi_client, "needs-all"), what="Unschedulable")
+    assert message.split(" preemption:")[0] == (
+        "0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient hugepages-2Mi, "
+        "1 Insufficient intel.com/sriov, 1 Insufficient memory."
+    )
+    # An init container needs more cpu than the node has: max(init, sum of containers) counts.
+    init = [{"name": "prepare", "image": "busybox", "resources": {"requests": {"cpu": "1500m"}}}]
+    make_pod(kubeapi_client, "init-heavy", limits={"cpu": "500m"}, initContainers=init)
+    message = wait_until(lambda: unschedulable_message(kubeapi_client, "init-heavy"), what="Unschedulable")
+    assert message.startswith("0/1 nodes are available: 1 Insufficient cpu.")
+
+
+def test_node_selector_and_required_affinity_pick_the_node(kubeapi_client: Client, scheduler_default: Scheduler) -> None:
+    make_node(kubeapi_client, "a100", labels={"gpu": "a100", "gen": "8"})
+    make_node(kubeapi_client, "v100", labels={"gpu": "v100", "gen": "7"})
+    make_node(kubeapi_client, "cpu-only")
+    make_pod(kubeapi_client, "by-selector", nodeSelector={"gpu": "v100"})
+    newer = {"key": "gen", "operator": "Gt", "values": ["7"]}
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": "gpu", "operator": "Exists"}, newer]}]
+            }
+        }
+    }
+    make_pod(kubeapi_client, "by-affinity", affinity=affinity)
+    no_gpu = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [{"key": "gpu", "operator": "DoesNotExist"}]}]}}}  # fmt: skip
+    make_pod(kubeapi_client, "no-gpu", affinity=no_gpu)
+
+    assert wait_until(lambda: node_of(kubeapi_client, "by-selector")) == "v100"
+    assert wait_until(lambda: node_of(kubeapi_client, "by-affinity")) == "a100"
+    assert wait_until(lambda: node_of(kubeapi_client, "no-gpu")) == "cpu-only"
+
+
+def test_taint_needs_a_matching_toleration(kubeapi_client: Client, scheduler_default: Scheduler) -> None:
+    make_node(kubeapi_client, "gpu-node", taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}])
+    make_pod(kubeapi_client, "plain")
+    make_pod(
+        kubeapi_client,
+        "tolerant",
+        tolerations=[{"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"}],
+    )
+    assert wait_until(lambda: node_of(kubeapi_client, "tolerant")) == "gpu-node"
+    message = wait_until(lambda: unschedulable_message(kubeapi_client, "plain"))
+    assert message.startswith("0/1 nodes are available: 1 node(s) had untolerated taint {nvidia.com/gpu: present}.")
+
+
+def test_pending_pod_is_bound_once_resources_free_up(kubeapi_client: Client, scheduler_default: Scheduler) -> None:
+    make_node(kubeapi_client, "one-gpu", resources={"nvidia.com/gpu": "1"})
+    make_pod(kubeapi_client, "first", limits={"nvidia.com/gpu": "1"})
+    assert wait_until(lambda: node_of(kubeapi_client, "first")) == "one-gpu"
+    make_pod(kubeapi_client, "second", limits={"nvidia.com/gpu": "1"})
+    assert wait_until(lambda: unschedulable_message(kubeapi_client, "second")).startswith(
+        "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
+    )
+    # The first pod completes: a terminal pod holds no resources.
+    kubeapi_client.patch(PodStatus, "first", {"status": {"phase": "Succeeded"}}, patch_type=PatchType.MERGE)
+    assert wait_until(lambda: node_of(kubeapi_client, "second"), what="second bound") == "one-gpu"
+
+
+def test_pending_pod_is_bound_when_a_node_appears(kubeapi_client: Client, scheduler_default: Scheduler) -> None:
+    make_pod(kubeapi_client, "early")
+    assert wait_until(lambda: unschedulable_message(kubeapi_client, "early")) == "no nodes available to schedule pods"
+    make_node(kubeapi_client, "late")
+    assert wait_until(lambda: node_of(kubeapi_client, "early")) == "late"
+
+
+def test_pods_spread_over_the_least_allocated_nodes(kubeapi_client: Client, scheduler_default: Scheduler) -> None:
+    for name in ("n1", "n2", "n3"):
+        make_node(kubeapi_client, name)
+    for i in range(6):
+        make_pod(kubeapi_client, f"p{i}", limits={"cpu": "500m", "memory": "512Mi"})
+    placed = [wait_until(lambda i=i: node_of(kubeapi_client, f"p{i}")) for i in range(6)]
+    assert sorted(placed) == ["n1", "n1", "n2", "n2", "n3", "n3"]
+
+
+def test_scheduling_gates_and_other_schedulers_are_left_alone(
+    kubeapi_server: KubeApiServer, kubeapi_client: Client, scheduler_default: Scheduler
+) -> None:
+    make_node(kubeapi_client, "node-a")
+    make_pod(kubeapi_client, "gated", schedulingGates=[{"name": "example.com/wait"}])
+    make_pod(kubeapi_client, "volcano-pod", schedulerName="volcano")
+    make_pod(kubeapi_client, "canary")
+    assert wait_until(lambda: node_of(kubeapi_client, "canary")) == "node-a"
+    time.sleep(0.5)  # several retry intervals
+    assert node_of(kubeapi_client, "gated") is None and node_of(kubeapi_client, "volcano-pod") is None
+
+    kubeapi_client.patch(Pod, "gated", {"spec": {"schedulingGates": None}}, patch_type=PatchType.MERGE)
+    assert wait_until(lambda: node_of(kubeapi_client, "gated")) == "node-a"
+    with Scheduler(kubeconfig=KubeConfig.from_dict(kubeapi_server.kubeconfig()), name="volcano"):
+        assert wait_until(lambda: node_of(kubeapi_client, "volcano-pod")) == "node-a"
+
+
+@pytest.mark.timeout(60)
+def test_scheduler_cli_binds_and_stops_on_sigterm(kubeapi_server: KubeApiServer, kubeapi_client: Client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import subprocess
+    import sys
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeapi_server.write_kubeconfig(kubeconfig)
+    make_node(kubeapi_client, "node-a")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "testenv.scheduler", "--kubeconfig", str(kubeconfig), "--retry-interval", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        make_pod(kubeapi_client, "via-cli")
+        assert wait_until(lambda: node_of(kubeapi_client, "via-cli"), timeout=20) == "node-a"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output.decode()
