@@ -101,11 +101,9 @@ def runner_factory(kubeapi_server: KubeApiServer, runner_images: Path, tmp_path:
         options.setdefault("backoff", RUNNER_FAST_BACKOFF)
         options.setdefault("heartbeat_interval", 0.5)
         options.setdefault("state_dir", tmp_path / f"runner-{len(started)}")
+        options.setdefault("images", runner_images)
         runner = PodRunner(
-            kubeconfig=KubeConfig.from_dict(kubeapi_server.kubeconfig()),
-            nodes=nodes or [RUNNER_DEFAULT_NODE],
-            images=runner_images,
-            **options,
+            kubeconfig=KubeConfig.from_dict(kubeapi_server.kubeconfig()), nodes=nodes or [RUNNER_DEFAULT_NODE], **options
         )
         runner.start()
         started.append(runner)

@@ -498,3 +498,52 @@ def gone_node(client: Client, name: str) -> bool:
     except ApiError as e:
         return e.status.code == 404
     return False
+
+
+# --- the real consumer ---------------------------------------------------------------------------
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(120)
+def test_slurmd_pod_with_munge_key_secret_joins_slurm_and_runs_a_step(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_factory: Callable[..., PodRunner], tmp_path: Path
+) -> None:
+    """The slurmd pod as the bridge makes it: entrypoint (munged + slurmd -D -b -N), key from a
+    Secret with defaultMode 0400, private /run/munge and spool dir from emptyDirs."""
+    from testenv.slurm import NodeGroup, SlurmCluster
+    from testenv.slurm.hostnode import ENTRYPOINT
+
+    images = tmp_path / "slurm-images.yaml"
+    images.write_text(f"images:\n  example.org/slurm/slurmd:22.05: {{entrypoint: [{ENTRYPOINT}]}}\n")
+    with SlurmCluster(node_groups=(NodeGroup(count=1),)) as cluster:
+        key = base64.b64encode(cluster.munge_key_path.read_bytes()).decode()
+        kubeapi_client.create(Secret.from_dict({"metadata": {"name": "munge-key"}, "data": {"munge.key": key}}))
+        runner_factory(images=images)
+        spool = str(cluster.slurmd_spool_dir("elastic1"))
+        container = {
+            "name": "slurmd",
+            "image": "example.org/slurm/slurmd:22.05",
+            "args": ["-b", "-N", "elastic1", "--conf-server", cluster.slurmctld_address],
+            "env": [{"name": "SLURMD_SPOOL_DIR", "value": spool}],
+            "volumeMounts": [
+                {"name": "munge-key", "mountPath": "/etc/munge/munge.key", "subPath": "munge.key", "readOnly": True},
+                {"name": "run-munge", "mountPath": "/run/munge"},
+                {"name": "munged", "mountPath": "/run/munged"},
+                {"name": "spool", "mountPath": spool},
+            ],
+        }
+        volumes = [
+            {"name": "munge-key", "secret": {"secretName": "munge-key", "defaultMode": 0o400}},
+            {"name": "run-munge", "emptyDir": {"medium": "Memory"}},
+            {"name": "munged", "emptyDir": {"medium": "Memory"}},
+            {"name": "spool", "emptyDir": {}},
+        ]
+        spec = {"hostname": "elastic1", "terminationGracePeriodSeconds": 10, "containers": [container], "volumes": volumes}
+        kubeapi_client.create(Pod.from_dict({"metadata": {"name": "slurmd-elastic1"}, "spec": spec}))
+
+        wait_until(lambda: cluster.node_states().get("elastic1") == "idle", timeout=30, what="elastic1 idle")
+        step = cluster.run("srun", "-w", "elastic1", "-N1", "hostname", timeout=30)
+        assert step.stdout.strip() == "elastic1"  # the step ran in the pod's UTS namespace
+        assert phase_is(kubeapi_client, "slurmd-elastic1", "Running")
+        kubeapi_client.delete(Pod, "slurmd-elastic1")
+        wait_until(lambda: gone(kubeapi_client, "slurmd-elastic1"), timeout=15, what="slurmd pod removed")
