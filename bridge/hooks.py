@@ -12,6 +12,7 @@ requeues the jobs rather than losing them.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -20,10 +21,26 @@ from typing import Any
 from bridge.errors import BridgeError, PartialFailure, UsageError
 
 
+def ensure_stdio() -> None:
+    """slurmctld (slurmscriptd) starts hooks with stdin, stdout and stderr closed; Python then
+    has ``sys.stderr = None`` and the first print fails. Point the three at /dev/null."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, closefd=False))
+
+
 def resume_main() -> None:
     from bridge import resumefile
 
     started = time.monotonic()
+    ensure_stdio()
     try:
         request = resumefile.read_env()
     except BridgeError as e:
@@ -34,10 +51,12 @@ def resume_main() -> None:
 
 
 def suspend_main() -> None:
+    ensure_stdio()
     sys.exit(run_hook("suspend", _suspend, started=time.monotonic()))
 
 
 def resume_fail_main() -> None:
+    ensure_stdio()
     sys.exit(run_hook("resume-fail", _resume_fail, started=time.monotonic()))
 
 

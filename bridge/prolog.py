@@ -21,6 +21,9 @@ POLL = 0.2
 
 
 def main() -> None:
+    from bridge.hooks import ensure_stdio
+
+    ensure_stdio()
     sys.exit(wait_for_nodes(os.environ.get("SLURM_JOB_ID", ""), os.environ.get("SLURM_JOB_NODELIST", "")))
 
 

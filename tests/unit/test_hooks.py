@@ -86,3 +86,16 @@ def test_unreachable_api_is_exit_69_and_logged_as_json(tmp_path):
     failure = records[-1]
     assert failure["hook"] == "suspend" and failure["nodes"] == "elastic[1-2]"
     assert failure["outcome"] == "error" and failure["exit_code"] == 69
+
+
+def test_hooks_work_with_stdio_closed_as_slurmscriptd_starts_them(tmp_path):
+    """slurmctld's script daemon closes stdin/stdout/stderr: the hook must still do its work
+    and report through its exit code and log, not die with exit 1 on its first print."""
+    write_config(tmp_path)
+    script = BIN / "slurm-k8s-suspend"
+    closed = ["/bin/sh", "-c", 'exec "$0" "$@" <&- >&- 2>&-', str(script)]
+    bad = subprocess.run([*closed, "elastic[1-"], env={"SLURM_CONF": str(tmp_path / "slurm.conf")}, timeout=60)
+    assert bad.returncode == 64
+    down = subprocess.run([*closed, "elastic1"], env={"SLURM_CONF": str(tmp_path / "slurm.conf")}, timeout=60)
+    assert down.returncode == 69  # the API in write_config is unreachable
+    assert '"exit_code": 69' in (tmp_path / "bridge.log").read_text()

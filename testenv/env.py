@@ -1,0 +1,321 @@
+"""The whole one-machine environment: real Slurm, a Kubernetes API, a scheduler, a pod runner,
+and the bridge's hooks wired into slurm.conf — started together, stopped together.
+
+    with Environment() as env:
+        env.slurm.run("sbatch", "-N2", "--wrap", "hostname")
+
+Every component is a process of its own, talking to the others only the way it would in
+production: slurmctld runs the bridge's console scripts as its hooks; the bridge, the scheduler
+and the runner reach Kubernetes through a kubeconfig. With ``KUBECONFIG`` set (or
+``kubeconfig=`` given), no API stand-in and no scheduler are started: the runner registers its
+virtual nodes with that API server instead. ``stop()`` leaves no process and no directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from testenv.slurm import processes
+from testenv.slurm.cluster import SlurmCluster
+from testenv.slurm.config import Hooks, NodeGroup, Timeouts
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+NAMESPACE = "slurm"
+IMAGE = "slurm-k8s-bridge/slurmd:22.05.8"
+BRIDGE_USER = f"system:serviceaccount:{NAMESPACE}:slurm-k8s-bridge"
+
+
+@dataclass(frozen=True)
+class KubeNode:
+    """A virtual Kubernetes node the pod runner registers and runs pods on."""
+
+    name: str
+    capacity: dict[str, str]
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: tuple[dict[str, str], ...] = ()
+
+
+DEFAULT_KUBE_NODES = (
+    KubeNode("worker-1", {"cpu": "8", "memory": "16Gi", "pods": "110"}),
+    KubeNode("worker-2", {"cpu": "8", "memory": "16Gi", "pods": "110"}),
+)
+
+
+class EnvironmentError_(RuntimeError):
+    """A component did not start."""
+
+
+class Environment:
+    """Slurm + Kubernetes (stand-in or real) + pod runner + the bridge, on this machine."""
+
+    def __init__(
+        self,
+        *,
+        node_groups: Sequence[NodeGroup] = (NodeGroup(prefix="elastic", count=4, cpus=1, real_memory=500),),
+        kube_nodes: Sequence[KubeNode] = DEFAULT_KUBE_NODES,
+        timeouts: Timeouts = Timeouts(suspend_time=5, resume_timeout=60, suspend_timeout=2),
+        bridge: dict[str, Any] | None = None,
+        nodesets: list[dict[str, Any]] | None = None,
+        images: dict[str, dict[str, Any]] | None = None,
+        kubeconfig: str | None = None,
+        backoff: float = 1.0,
+    ) -> None:
+        """bridge: settings merged into the bridge config (e.g. ``{"resume": {"deadline": 20}}``);
+        nodesets: the bridge's nodesets (default: one per node group, the slurmd image);
+        images: extra process-runtime images (reference → entrypoint/cmd)."""
+        self._node_groups = tuple(node_groups)
+        self._kube_nodes = tuple(kube_nodes)
+        self._timeouts = timeouts
+        self._bridge_overrides = bridge or {}
+        self._nodesets = nodesets
+        self._images = images or {}
+        self._external = kubeconfig or os.environ.get("KUBECONFIG")
+        self._backoff = backoff
+        self.dir: Path | None = None
+        self.slurm: SlurmCluster | None = None
+        self._procs: dict[str, Any] = {}
+        self.admin_kubeconfig: Path | None = None
+        self.bridge_kubeconfig: Path | None = None
+        self.api_url = ""
+        self.admin_token = ""
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Environment:
+        self.dir = Path(tempfile.mkdtemp(prefix="k8s-bridge-env-", dir="/tmp"))
+        self.dir.chmod(0o755)
+        try:
+            self._start_kubernetes()
+            self._start_slurm()
+            self._write_bridge_config()
+            self._apply_cluster_objects()
+            self._start_runner()
+            self._wait_nodes_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop Slurm first (no new hooks), then the runner (it kills its pods), the scheduler
+        and the API; then remove every directory. Also kills followers the hooks started."""
+        if self.slurm is not None:
+            self.slurm.stop()
+            self.slurm = None
+        for name in ("runner", "scheduler", "kubeapi"):
+            proc = self._procs.pop(name, None)
+            if proc is not None:
+                processes.stop_child(proc, grace=30 if name == "runner" else 10)
+        if self.dir is not None:
+            strays = processes.processes_using(self.dir)
+            if strays:
+                processes.terminate(strays, grace=2)
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+    def __enter__(self) -> Environment:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- what tests use --------------------------------------------------------------------
+
+    @property
+    def bridge_config_path(self) -> Path:
+        assert self.slurm is not None
+        return self.slurm.state_dir / "k8s-bridge.yaml"
+
+    @property
+    def bridge_log(self) -> Path:
+        assert self.dir is not None
+        return self.dir / "bridge.log"
+
+    def bridge_log_records(self) -> list[dict[str, Any]]:
+        try:
+            return [json.loads(line) for line in self.bridge_log.read_text().splitlines() if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    def kube(self) -> Any:
+        """A lightkube client with the admin's kubeconfig (for tests to look and to meddle)."""
+        import lightkube
+
+        return lightkube.Client(lightkube.KubeConfig.from_file(str(self.admin_kubeconfig)), namespace=NAMESPACE)
+
+    def add_fault(self, **rule: Any) -> dict[str, Any]:
+        """Make the API stand-in refuse calls (see testenv/kubeapi/faults.py for the fields)."""
+        return self._testenv_api("POST", "/_testenv/faults", rule)
+
+    def clear_faults(self) -> None:
+        self._testenv_api("DELETE", "/_testenv/faults", None)
+
+    def audit(self, user: str | None = None) -> list[dict[str, Any]]:
+        path = "/_testenv/audit" + (f"?user={urllib.request.quote(user)}" if user else "")
+        answer = self._testenv_api("GET", path, None)
+        return answer.get("items", answer) if isinstance(answer, dict) else answer
+
+    # ---- start-up steps --------------------------------------------------------------------
+
+    def _start_kubernetes(self) -> None:
+        assert self.dir is not None
+        kube_dir = self.dir / "kube"
+        kube_dir.mkdir()
+        if self._external:
+            self.admin_kubeconfig = Path(self._external)
+            self.bridge_kubeconfig = Path(self._external)
+            return
+        self.admin_token = os.urandom(12).hex()
+        bridge_token = os.urandom(12).hex()
+        auth = {"users": [{"name": "testenv-admin", "token": self.admin_token, "admin": True},
+                          {"name": BRIDGE_USER, "token": bridge_token}],
+                "rbac": [str(REPO / "rbac")]}
+        (kube_dir / "auth.yaml").write_text(yaml.safe_dump(auth))
+        self._spawn("kubeapi", [sys.executable, "-m", "testenv.kubeapi", "--host", "127.0.0.1", "--port", "0",
+                                "--state-dir", str(kube_dir), "--auth-file", str(kube_dir / "auth.yaml"),
+                                "--admin-token", self.admin_token])
+        self.admin_kubeconfig = kube_dir / "kubeconfig-admin.yaml"
+        self._wait_file(self.admin_kubeconfig, "kubeapi")
+        self.api_url = (kube_dir / "url").read_text().strip()
+        self.bridge_kubeconfig = kube_dir / "kubeconfig-bridge.yaml"
+        config = yaml.safe_load(self.admin_kubeconfig.read_text())
+        for user in config["users"]:
+            user["user"] = {"token": bridge_token}
+        self.bridge_kubeconfig.write_text(yaml.safe_dump(config))
+        self.bridge_kubeconfig.chmod(0o600)
+        self._spawn("scheduler", [sys.executable, "-m", "testenv.scheduler", "--kubeconfig", str(self.admin_kubeconfig)])
+
+    def _start_slurm(self) -> None:
+        hooks = Hooks(resume=BIN / "slurm-k8s-resume", suspend=BIN / "slurm-k8s-suspend",
+                      resume_fail=BIN / "slurm-k8s-resume-fail", prolog_slurmctld=BIN / "slurm-k8s-prolog")
+        self.slurm = SlurmCluster(node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts).start()
+
+    def _write_bridge_config(self) -> None:
+        assert self.slurm is not None and self.dir is not None
+        nodesets = self._nodesets or [
+            {"name": group.prefix.lower().replace("_", "-"), "nodes": group.hostlist, "image": IMAGE}
+            for group in self._node_groups]
+        config = {
+            "slurm": {"conf_server": self.slurm.slurmctld_address, "cluster_name": "testenv"},
+            "kubernetes": {"kubeconfig": str(self.bridge_kubeconfig), "namespace": NAMESPACE,
+                           "retry_seconds": 3, "timeout": 5},
+            "log": {"file": str(self.bridge_log), "level": "debug"},
+            "resume": {"state_dir": str(self.dir / "bridge-state"), "deadline": 60, "cooldown": 5, "poll": 0.25},
+            "nodesets": nodesets,
+        }
+        _merge(config, self._bridge_overrides)
+        self.bridge_config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def _apply_cluster_objects(self) -> None:
+        """What a site applies once: namespace, RBAC, the munge key Secret."""
+        import base64
+
+        from lightkube import codecs
+
+        assert self.slurm is not None
+        client = self.kube()
+        for path in sorted((REPO / "rbac").glob("*.yaml")):
+            if path.name in ("kustomization.yaml", "munge-key-secret.example.yaml"):
+                continue
+            for obj in codecs.load_all_yaml(path.read_text()):
+                # The stand-in takes Roles and RoleBindings from its auth file (the same rbac/).
+                if self._external or obj.kind not in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"):
+                    _create(client, obj)
+        key = base64.b64encode(self.slurm.munge_key_path.read_bytes()).decode()
+        _create(client, codecs.from_dict({"apiVersion": "v1", "kind": "Secret",
+                                          "metadata": {"name": "munge-key", "namespace": NAMESPACE},
+                                          "data": {"munge.key": key}}))
+
+    def _start_runner(self) -> None:
+        assert self.dir is not None
+        runner_dir = self.dir / "runner"
+        runner_dir.mkdir()
+        nodes = {"nodes": [{"name": n.name, "capacity": n.capacity, "labels": n.labels, "taints": list(n.taints)}
+                           for n in self._kube_nodes]}
+        (self.dir / "nodes.yaml").write_text(yaml.safe_dump(nodes))
+        images = {IMAGE: {"entrypoint": [str(REPO / "docker" / "slurmd" / "entrypoint.sh")], "cmd": []},
+                  **self._images}
+        (self.dir / "images.yaml").write_text(yaml.safe_dump({"images": images}))
+        self._spawn("runner", [sys.executable, "-m", "testenv.runner", "--kubeconfig", str(self.admin_kubeconfig),
+                               "--nodes", str(self.dir / "nodes.yaml"), "--runtime", "process",
+                               "--state-dir", str(runner_dir), "--images", str(self.dir / "images.yaml"),
+                               "--backoff", str(self._backoff), "--max-backoff", str(self._backoff * 4),
+                               "--on-stop", "delete"])
+
+    def _wait_nodes_ready(self, timeout: float = 30.0) -> None:
+        from lightkube.resources.core_v1 import Node
+
+        client = self.kube()
+        wanted = {n.name for n in self._kube_nodes}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready = {n.metadata.name for n in client.list(Node)
+                     if n.status and any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))}
+            if wanted <= ready:
+                return
+            self._check_alive()
+            time.sleep(0.1)
+        raise EnvironmentError_(f"virtual nodes not Ready after {timeout} s; see {self.dir}/runner.log")
+
+    # ---- plumbing ------------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        assert self.dir is not None
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        self._procs[name] = processes.spawn(argv, log=self.dir / f"{name}.log", env=env, cwd=REPO)
+
+    def _check_alive(self) -> None:
+        assert self.dir is not None
+        for name, proc in self._procs.items():
+            if proc.poll() is not None:
+                tail = (self.dir / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise EnvironmentError_(f"{name} exited with {proc.returncode}:\n{tail}")
+
+    def _wait_file(self, path: Path, name: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise EnvironmentError_(f"{name} did not start in {timeout} s")
+            time.sleep(0.05)
+
+    def _testenv_api(self, method: str, path: str, body: Any) -> Any:
+        if not self.api_url:
+            raise EnvironmentError_("fault injection and audit need the API stand-in (no KUBECONFIG)")
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.api_url + path, data=data, method=method, headers={
+            "Authorization": f"Bearer {self.admin_token}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:  # loopback only
+            text = answer.read()
+        return json.loads(text) if text else None
+
+
+def _create(client: Any, obj: Any) -> None:
+    from lightkube import ApiError
+
+    try:
+        client.create(obj)
+    except ApiError as e:
+        if e.status.code != 409:
+            raise
+
+
+def _merge(into: dict[str, Any], overrides: dict[str, Any]) -> None:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
