@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 DEFAULT_GRACE = 30
 MIN_GRACE_AFTER_PRESTOP = 2.0
 VOLUME_RETRY = BackoffPolicy(initial=1.0, maximum=30.0)
+#: Waits between attempts of an API call that failed (status update, final delete).
+API_RETRY = BackoffPolicy(initial=0.2, maximum=5.0)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class PodWorker:
         self._start_time = now()
         self._last_sent: dict[str, Any] | None = None
         self._status_lock = asyncio.Lock()
+        self._status_retry: asyncio.Task | None = None
         self._supervisors: list[asyncio.Task] = []
         self.done = False
 
@@ -151,18 +154,23 @@ class PodWorker:
             return
         await self._report()
         meta = self.pod.metadata
-        try:
-            await self._node.api.delete_pod_now(namespace=meta.namespace, name=meta.name, uid=meta.uid)
-        except API_ERRORS as e:
-            log.warning("could not remove pod %s/%s: %s", meta.namespace, meta.name, e)
+        retry = Backoff(API_RETRY, immediate_first=False)
+        while True:
+            try:
+                await self._node.api.delete_pod_now(namespace=meta.namespace, name=meta.name, uid=meta.uid)
+                return
+            except API_ERRORS as e:
+                log.warning("could not remove pod %s/%s, retrying: %s", meta.namespace, meta.name, e)
+            await asyncio.sleep(retry.delay())
 
     async def kill_now(self) -> None:
         """The runner stops: end the containers at once, leave the API as it is."""
         self._gone = True
         self._terminate(0)
-        for task in self._supervisors:
+        tasks = [*self._supervisors, *([self._status_retry] if self._status_retry else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._supervisors, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._volumes.teardown()
 
     async def _setup_volumes(self) -> bool:
@@ -454,23 +462,41 @@ class PodWorker:
     # --- status and events -------------------------------------------------------------------
 
     async def _report(self) -> None:
-        """Send the pod's status if it changed since the last one sent."""
+        """Send the pod's status if it changed since the last one sent; retried until it is sent."""
         if self._gone:
             return
         async with self._status_lock:
-            status = self._status()
-            if status == self._last_sent:
-                return
-            meta = self.pod.metadata
-            try:
-                await self._node.api.patch_pod_status(namespace=meta.namespace, name=meta.name, status=status)
-            except API_ERRORS as e:
-                if status_code(e) == 404:
-                    self._gone = True
+            if not await self._send_if_changed():
+                self._retry_report()
+
+    async def _send_if_changed(self) -> bool:
+        """False if the status could not be sent (the API failed): it must be sent again."""
+        status = self._status()
+        if status == self._last_sent:
+            return True
+        meta = self.pod.metadata
+        try:
+            await self._node.api.patch_pod_status(namespace=meta.namespace, name=meta.name, status=status)
+        except API_ERRORS as e:
+            if status_code(e) == 404:
+                self._gone = True
+                return True
+            log.warning("status of %s not sent: %s", self._label, e)
+            return False
+        self._last_sent = status
+        return True
+
+    def _retry_report(self) -> None:
+        if self._status_retry is None or self._status_retry.done():
+            self._status_retry = asyncio.create_task(self._report_later())
+
+    async def _report_later(self) -> None:
+        retry = Backoff(API_RETRY, immediate_first=False)
+        while not self._gone:
+            await asyncio.sleep(retry.delay())
+            async with self._status_lock:
+                if await self._send_if_changed():
                     return
-                log.warning("status of %s not sent: %s", self._label, e)
-                return
-            self._last_sent = status
 
     def _status(self) -> dict[str, Any]:
         pod, records = self.pod, self._records

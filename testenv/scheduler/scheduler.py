@@ -72,6 +72,7 @@ class SchedulerService:
         self._assumed: dict[str, str] = {}  # pod uid -> node, bound but not yet seen bound
         self._failures: dict[str, _Failure] = {}  # pod uid -> last failure reported
         self._node_fingerprints: dict[str, Any] = {}
+        self._cycle_failed = False  # the API failed during the last cycle: retry it
 
     # --- service -----------------------------------------------------------------------------
 
@@ -128,17 +129,19 @@ class SchedulerService:
     async def _retry_forever(self) -> None:
         while True:
             await asyncio.sleep(self._retry_interval)
-            if self._failures:
+            if self._failures or self._cycle_failed:
                 self._wake.set()
 
     async def _schedule_forever(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            self._cycle_failed = False
             try:
                 await self.schedule_pending()
-            except API_ERRORS as e:  # the next change or retry tries again
-                log.warning("scheduling cycle failed: %s", e)
+            except API_ERRORS as e:
+                log.warning("scheduling cycle failed, retrying: %s", e)
+                self._cycle_failed = True
             except Exception:  # a bug must not stop scheduling: log it, the next cycle runs
                 log.exception("scheduling cycle failed")
 
@@ -201,8 +204,8 @@ class SchedulerService:
         last = self._failures.get(uid)
         if last is not None and last.message == message and time.monotonic() - last.recorded_at < self._event_refresh:
             return
-        self._failures[uid] = _Failure(message, time.monotonic())
         await self._set_unschedulable_condition(pod, message)
+        self._failures[uid] = _Failure(message, time.monotonic())
         await self._events.record(Subject.of_pod(pod), WARNING, "FailedScheduling", message)
 
     async def _set_unschedulable_condition(self, pod: Pod, message: str) -> None:

@@ -547,3 +547,17 @@ def test_slurmd_pod_with_munge_key_secret_joins_slurm_and_runs_a_step(
         assert phase_is(kubeapi_client, "slurmd-elastic1", "Running")
         kubeapi_client.delete(Pod, "slurmd-elastic1")
         wait_until(lambda: gone(kubeapi_client, "slurmd-elastic1"), timeout=15, what="slurmd pod removed")
+
+
+def test_failed_api_calls_are_retried(
+    kubeapi_server: KubeApiServer, kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner
+) -> None:
+    """An API that answers 503 for a while (an outage, API Priority and Fairness) delays, never loses, an update."""
+    kubeapi_server.add_fault(resource="pods/binding", code=503, count=2)
+    kubeapi_server.add_fault(resource="pods/status", verb="patch", code=503, count=3)
+    make_pod(kubeapi_client, "patient", "trap 'sleep 0.5; exit 0' TERM; while true; do sleep 0.1; done")
+    wait_until(lambda: phase_is(kubeapi_client, "patient", "Running"), timeout=15, what="Running despite 503s")
+
+    kubeapi_client.delete(Pod, "patient")
+    kubeapi_server.add_fault(resource="pods", verb="delete", code=503, count=2)  # the runner's final DELETE
+    wait_until(lambda: gone(kubeapi_client, "patient"), timeout=15, what="removed despite 503s")
