@@ -35,7 +35,7 @@ class Subject:
     field_path: str | None = None
 
     @classmethod
-    def of_pod(cls, pod: object, field_path: str | None = None) -> "Subject":
+    def of_pod(cls, pod: object, field_path: str | None = None) -> Subject:
         meta = pod.metadata  # type: ignore[attr-defined]
         return cls("Pod", meta.name, meta.uid, meta.namespace, "v1", field_path)
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -70,7 +71,7 @@ class ImageTable:
         return self.images.get(normalise(reference))
 
     @classmethod
-    def load(cls, path: Path | None) -> "ImageTable":
+    def load(cls, path: Path | None) -> ImageTable:
         entries: dict[str, Any] = dict(BUILTIN_IMAGES)
         source = "built-in images"
         if path is not None:

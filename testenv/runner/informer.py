@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable, Generic, Optional, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import NotReadyError
@@ -20,7 +21,7 @@ from .kube import API_ERRORS
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
-Key = tuple[Optional[str], str]
+Key = tuple[str | None, str]
 Handler = Callable[[str, Any], None]
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
@@ -116,4 +117,3 @@ class Informer(Generic[R]):
                 self._handler(ADDED, obj)
             elif before.metadata.resourceVersion != obj.metadata.resourceVersion:  # type: ignore[attr-defined]
                 self._handler(MODIFIED, obj)
-

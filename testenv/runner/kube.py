@@ -33,12 +33,12 @@ def load_kubeconfig(source: KubeconfigSource) -> KubeConfig:
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def timestamp(when: dt.datetime | None = None) -> str:
     """RFC 3339 in UTC with second precision, the form of metav1.Time."""
-    return (when or now()).astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (when or now()).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def status_code(error: BaseException) -> int | None:
@@ -85,9 +85,7 @@ class Api:
         _raise_for_status(response)
 
     async def patch_pod_status(self, *, namespace: str, name: str, status: dict[str, Any]) -> None:
-        await self.client.patch(
-            PodStatus, name, {"status": status}, namespace=namespace, patch_type=PatchType.MERGE
-        )
+        await self.client.patch(PodStatus, name, {"status": status}, namespace=namespace, patch_type=PatchType.MERGE)
 
     async def patch_node_status(self, *, name: str, status: dict[str, Any]) -> None:
         await self.client.patch(NodeStatus, name, {"status": status}, patch_type=PatchType.MERGE)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from lightkube.resources.core_v1 import Pod
 
@@ -29,6 +29,7 @@ from .service import ServiceThread
 log = logging.getLogger(__name__)
 
 OnStop = Literal["notready", "delete"]
+KUBELET_BACKOFF = BackoffPolicy()
 
 
 class KubeletService:
@@ -41,7 +42,7 @@ class KubeletService:
         nodes: list[NodeSpec],
         state_dir: Path,
         runtime: Runtime,
-        backoff: BackoffPolicy = BackoffPolicy(),
+        backoff: BackoffPolicy = KUBELET_BACKOFF,
         heartbeat_interval: float = 5.0,
         on_stop: OnStop = "notready",
     ) -> None:
@@ -159,7 +160,7 @@ class PodRunner:
         state_dir: Path | str,
         images: Path | str | None = None,
         runtime: Runtime | None = None,
-        backoff: BackoffPolicy = BackoffPolicy(),
+        backoff: BackoffPolicy = KUBELET_BACKOFF,
         heartbeat_interval: float = 5.0,
         on_stop: OnStop = "notready",
     ) -> None:
@@ -184,7 +185,7 @@ class PodRunner:
     def stop(self) -> None:
         self._thread.stop()
 
-    def __enter__(self) -> "PodRunner":
+    def __enter__(self) -> Self:
         self.start()
         return self
 

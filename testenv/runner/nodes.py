@@ -164,9 +164,7 @@ class VirtualNode:
     async def mark_unreachable(self) -> None:
         """What the node-lifecycle controller does when a kubelet stops posting its status."""
         conditions = self._conditions()
-        conditions[-1] = _ready(
-            "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.", timestamp()
-        )
+        conditions[-1] = _ready("Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.", timestamp())
         await self._api.patch_node_status(name=self.name, status={"conditions": conditions})
         taints = [*self.spec.taints, UNREACHABLE]
         await self._api.client.patch(Node, self.name, {"spec": {"taints": taints}}, patch_type=PatchType.MERGE)

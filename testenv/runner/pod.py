@@ -13,9 +13,10 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from lightkube.models.core_v1 import Container
 from lightkube.resources.core_v1 import Pod
@@ -25,7 +26,14 @@ from .env import EnvError, EnvResolver, PodAddresses, expand
 from .events import NORMAL, WARNING, EventRecorder, Subject
 from .kube import API_ERRORS, Api, now, status_code, timestamp
 from .probes import run_probe
-from .runtime import ContainerConfig, ContainerHandle, ContainerStartError, Image, ImagePullError, Runtime
+from .runtime import (
+    ContainerConfig,
+    ContainerHandle,
+    ContainerStartError,
+    Image,
+    ImagePullError,
+    Runtime,
+)
 from .status import (
     ContainerRecord,
     Running,
@@ -257,7 +265,9 @@ class PodWorker:
             error = record.state
             delay = retry.delay()
             if error.reason == "ErrImagePull":
-                record.state = Waiting("ImagePullBackOff", f'Back-off pulling image "{container.image}": {error.message}')
+                record.state = Waiting(
+                    "ImagePullBackOff", f'Back-off pulling image "{container.image}": {error.message}'
+                )
                 await self._report()
                 await self._event(NORMAL, "BackOff", f'Back-off pulling image "{container.image}"', container)
                 await self._event(WARNING, "Failed", "Error: ImagePullBackOff", container)
@@ -290,15 +300,21 @@ class PodWorker:
             await self._event(WARNING, "Failed", "Error: ErrImagePull", container)
             return None
         took = go_duration(time.monotonic() - began)
-        await self._event(NORMAL, "Pulled", f'Successfully pulled image "{name}" in {took} ({took} including waiting)', container)
+        await self._event(
+            NORMAL, "Pulled", f'Successfully pulled image "{name}" in {took} ({took} including waiting)', container
+        )
         return image
 
     # --- one container instance --------------------------------------------------------------
 
-    async def _start(self, container: Container, record: ContainerRecord, image: Image) -> ContainerHandle | Terminated | None:
+    async def _start(
+        self, container: Container, record: ContainerRecord, image: Image
+    ) -> ContainerHandle | Terminated | None:
         """Start an instance: its handle, a Terminated (StartError), or None (config error: retry)."""
         try:
-            config = await self._container_config(container, image, record.restart_count + (record.last_exit is not None))
+            config = await self._container_config(
+                container, image, record.restart_count + (record.last_exit is not None)
+            )
         except (EnvError, VolumeError) as e:
             record.state = Waiting("CreateContainerConfigError", str(e))
             await self._report()
@@ -343,7 +359,11 @@ class PodWorker:
             working_dir=container.workingDir,
             hostname=node.node_name if spec.hostNetwork else (spec.hostname or meta.name),
             mounts=tuple(self._volumes.mounts(container, variables)),
-            log_path=node.state_dir / "logs" / f"{meta.namespace}_{meta.name}_{meta.uid}" / container.name / f"{attempt}.log",
+            log_path=node.state_dir
+            / "logs"
+            / f"{meta.namespace}_{meta.name}_{meta.uid}"
+            / container.name
+            / f"{attempt}.log",
             run_as_user=_first(security, pod_security, "runAsUser"),
             run_as_group=_first(security, pod_security, "runAsGroup"),
         )
@@ -386,7 +406,7 @@ class PodWorker:
         remaining = max(self._deadline - time.monotonic(), extra)
         try:
             await asyncio.wait_for(asyncio.shield(exited), remaining)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await runtime.signal_container(handle, signal.SIGKILL)
 
     async def _pre_stop(self, container: Container, handle: ContainerHandle, hook: Any, exited: asyncio.Task) -> None:
@@ -398,7 +418,7 @@ class PodWorker:
             if result.exit_code != 0 or result.timed_out:
                 command = " ".join(hook.exec.command or [])
                 message = (
-                    f"PreStopHook Exec lifecycle hook ([{command}]) for Container \"{container.name}\" in Pod "
+                    f'PreStopHook Exec lifecycle hook ([{command}]) for Container "{container.name}" in Pod '
                     f"\"{self._label}\" failed - error: command '{command}' exited with {result.exit_code}: "
                     f"{result.output.strip()}"
                 )
@@ -456,7 +476,7 @@ class PodWorker:
         await runtime.signal_container(handle, signal.SIGTERM)
         try:
             await asyncio.wait_for(asyncio.shield(exited), self._grace(self.pod))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await runtime.signal_container(handle, signal.SIGKILL)
 
     # --- status and events -------------------------------------------------------------------
@@ -531,7 +551,7 @@ class PodWorker:
         """Sleep, waking early if the pod stops; True if it did."""
         try:
             await asyncio.wait_for(self._terminating.wait(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 
@@ -553,4 +573,3 @@ def _termination_message(container: Container, handle: ContainerHandle, exit_cod
     except OSError:
         return None
     return "\n".join(lines)[-2048:] or None
-

@@ -7,8 +7,8 @@ process runtime shares the host network), or to `host` when the probe names one.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 from lightkube.models.core_v1 import Container, Probe
 
@@ -35,7 +35,7 @@ def _port(container: Container, port: int | str) -> int:
 async def _tcp(host: str, port: int, timeout: float) -> ProbeResult:
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, asyncio.TimeoutError) as e:
+    except (TimeoutError, OSError) as e:
         return ProbeResult(False, f"dial tcp {host}:{port}: {e or 'i/o timeout'}")
     writer.close()
     return ProbeResult(True)
@@ -44,10 +44,12 @@ async def _tcp(host: str, port: int, timeout: float) -> ProbeResult:
 async def _http(host: str, port: int, path: str, timeout: float) -> ProbeResult:
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.30\r\nConnection: close\r\n\r\n".encode())
+        writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.30\r\nConnection: close\r\n\r\n".encode()
+        )
         status_line = await asyncio.wait_for(reader.readline(), timeout)
         writer.close()
-    except (OSError, asyncio.TimeoutError) as e:
+    except (TimeoutError, OSError) as e:
         return ProbeResult(False, f'Get "http://{host}:{port}{path}": {e or "context deadline exceeded"}')
     parts = status_line.decode(errors="replace").split()
     code = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from lightkube.models.core_v1 import Container
 from lightkube.resources.core_v1 import Pod
@@ -42,7 +42,7 @@ class Terminated:
     container_id: str | None = None
 
 
-State = Union[Waiting, Running, Terminated]
+State = Waiting | Running | Terminated
 
 
 @dataclass
@@ -182,9 +182,7 @@ def _initialized(pod: Pod, records: dict[str, ContainerRecord], pod_phase: str) 
     if pod_phase == "Succeeded":
         return _condition("Initialized", True, "PodCompleted")
     inits = pod.spec.initContainers or []
-    regular_started = any(
-        records[c.name].running or records[c.name].last_exit is not None for c in pod.spec.containers
-    )
+    regular_started = any(records[c.name].running or records[c.name].last_exit is not None for c in pod.spec.containers)
     incomplete = [
         c.name
         for c in inits

@@ -152,10 +152,16 @@ class PodVolumes:
         files: dict[str, tuple[bytes, int]] = {}
         for source in projected.sources or []:
             if source.secret is not None:
-                files.update(await self._object_files(volume.name, "Secret", source.secret.name, source.secret, projected.defaultMode))
+                files.update(
+                    await self._object_files(
+                        volume.name, "Secret", source.secret.name, source.secret, projected.defaultMode
+                    )
+                )
             elif source.configMap is not None:
                 files.update(
-                    await self._object_files(volume.name, "ConfigMap", source.configMap.name, source.configMap, projected.defaultMode)
+                    await self._object_files(
+                        volume.name, "ConfigMap", source.configMap.name, source.configMap, projected.defaultMode
+                    )
                 )
             elif source.downwardAPI is not None:
                 files.update(self._downward_files(volume.name, source.downwardAPI.items or [], projected.defaultMode))

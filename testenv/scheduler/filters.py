@@ -7,10 +7,15 @@ upstream's, since users read them in `kubectl describe pod` and search for them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
-from lightkube.models.core_v1 import NodeSelectorRequirement, NodeSelectorTerm, Taint, Toleration
+from lightkube.models.core_v1 import (
+    NodeSelectorRequirement,
+    NodeSelectorTerm,
+    Taint,
+    Toleration,
+)
 from lightkube.resources.core_v1 import Node, Pod
 
 from .resources import PODS, insufficient, pod_requests
@@ -115,9 +120,11 @@ def matches_node_selector(pod: Pod, node: Node) -> bool:
     if any(labels.get(key) != value for key, value in (pod.spec.nodeSelector or {}).items()):
         return False
     affinity = pod.spec.affinity
-    required = affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution if (
-        affinity and affinity.nodeAffinity
-    ) else None
+    required = (
+        affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution
+        if (affinity and affinity.nodeAffinity)
+        else None
+    )
     if required is None:
         return True
     return any(_term_matches(term, node) for term in required.nodeSelectorTerms or [])

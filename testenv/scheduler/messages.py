@@ -12,7 +12,7 @@ no lower-priority pod can be evicted.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Mapping
+from collections.abc import Mapping
 
 from lightkube.resources.core_v1 import Pod
 

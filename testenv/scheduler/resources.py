@@ -7,8 +7,8 @@ are never fractional, so ints are exact.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from math import ceil
-from typing import Iterable, Mapping
 
 from lightkube.models.core_v1 import Container, PodSpec
 
@@ -23,7 +23,7 @@ DEFAULT_CPU_REQUEST = 100  # millicores
 DEFAULT_MEMORY_REQUEST = 200 * 1024 * 1024
 
 
-def amount(resource: str, quantity: str | int | float) -> int:
+def amount(resource: str, quantity: str | float) -> int:
     """The integer amount of a quantity: millicores for cpu, base units (rounded up) otherwise."""
     value = parse(quantity).value
     return ceil(value * 1000) if resource == CPU else ceil(value)

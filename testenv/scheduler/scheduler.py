@@ -16,13 +16,19 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from lightkube.resources.core_v1 import Node, Pod
 
 from testenv.runner.events import NORMAL, WARNING, EventRecorder, Subject
 from testenv.runner.informer import ADDED, DELETED, Informer
-from testenv.runner.kube import API_ERRORS, Api, KubeconfigSource, status_code, timestamp
+from testenv.runner.kube import (
+    API_ERRORS,
+    Api,
+    KubeconfigSource,
+    status_code,
+    timestamp,
+)
 from testenv.runner.service import ServiceThread
 
 from . import messages
@@ -262,7 +268,12 @@ def _choose_node(pod: Pod, infos: dict[str, NodeInfo]) -> tuple[str | None, str]
 
 def _queue_order(pod: Pod) -> tuple[int, str, str, str]:
     created = pod.metadata.creationTimestamp
-    return (-(pod.spec.priority or 0), created.isoformat() if created else "", pod.metadata.namespace, pod.metadata.name)
+    return (
+        -(pod.spec.priority or 0),
+        created.isoformat() if created else "",
+        pod.metadata.namespace,
+        pod.metadata.name,
+    )
 
 
 def _scheduling_fingerprint(node: Node) -> Any:
@@ -297,10 +308,9 @@ class Scheduler:
     def stop(self) -> None:
         self._thread.stop()
 
-    def __enter__(self) -> "Scheduler":
+    def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-

@@ -7,12 +7,21 @@ kube-scheduler's cache), so two pods scheduled back to back never both take the 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from lightkube.resources.core_v1 import Node, Pod
 
-from .resources import CPU, MEMORY, PODS, Resources, add, amounts, pod_nonzero_requests, pod_requests
+from .resources import (
+    CPU,
+    MEMORY,
+    PODS,
+    Resources,
+    add,
+    amounts,
+    pod_nonzero_requests,
+    pod_requests,
+)
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
 

@@ -11,8 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from lightkube import ApiError, Client
@@ -52,7 +53,10 @@ def make_pod(
     if out is not None:
         volumes.append({"name": "out", "hostPath": {"path": str(out), "type": "Directory"}})
         main["volumeMounts"] = [*main.get("volumeMounts", []), {"name": "out", "mountPath": "/out"}]
-    body = {"metadata": {"name": name, "labels": labels or {}}, "spec": {"containers": [main], "volumes": volumes, **spec}}
+    body = {
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": {"containers": [main], "volumes": volumes, **spec},
+    }
     body["spec"].setdefault("terminationGracePeriodSeconds", 5)
     return client.create(Pod.from_dict(body))
 
@@ -193,9 +197,18 @@ def test_container_sees_its_hostname_env_and_secret_files(
     assert not Path("/etc/munge/munge.key").exists() or Path("/etc/munge/munge.key").read_bytes() != key
 
 
-@pytest.mark.parametrize(("code", "phase", "reason", "ready_reason"), [(0, "Succeeded", "Completed", "PodCompleted"), (1, "Failed", "Error", "PodFailed")])
+@pytest.mark.parametrize(
+    ("code", "phase", "reason", "ready_reason"),
+    [(0, "Succeeded", "Completed", "PodCompleted"), (1, "Failed", "Error", "PodFailed")],
+)
 def test_container_exit_with_restart_policy_never_ends_the_pod(
-    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner, code: int, phase: str, reason: str, ready_reason: str
+    kubeapi_client: Client,
+    scheduler_default: Scheduler,
+    runner_node1: PodRunner,
+    code: int,
+    phase: str,
+    reason: str,
+    ready_reason: str,
 ) -> None:
     make_pod(kubeapi_client, "job", f"exit {code}", restartPolicy="Never")
     wait_until(lambda: phase_is(kubeapi_client, "job", phase), what=phase)
@@ -259,7 +272,11 @@ def test_missing_image_shows_err_image_pull_then_back_off(
     assert phase_is(kubeapi_client, "ghost", "Pending")
     wanted = {"Error: ErrImagePull", "Error: ImagePullBackOff"}
     failed = wait_until(
-        lambda: (m := [e.message for e in events_for(kubeapi_client, "ghost") if e.reason == "Failed"]) and wanted <= set(m) and m,
+        lambda: (
+            (m := [e.message for e in events_for(kubeapi_client, "ghost") if e.reason == "Failed"])
+            and wanted <= set(m)
+            and m
+        ),
         what="Failed events",
     )
     assert (
@@ -275,8 +292,18 @@ def test_init_containers_run_in_order_before_the_container(
 ) -> None:
     mount = [{"name": "out", "mountPath": "/out"}]
     inits = [
-        {"name": "first", "image": "busybox", "command": ["sh", "-c", "echo first >> /out/order"], "volumeMounts": mount},
-        {"name": "second", "image": "busybox", "command": ["sh", "-c", "echo second >> /out/order"], "volumeMounts": mount},
+        {
+            "name": "first",
+            "image": "busybox",
+            "command": ["sh", "-c", "echo first >> /out/order"],
+            "volumeMounts": mount,
+        },
+        {
+            "name": "second",
+            "image": "busybox",
+            "command": ["sh", "-c", "echo second >> /out/order"],
+            "volumeMounts": mount,
+        },
     ]
     make_pod(kubeapi_client, "staged", "echo main >> /out/order", out=out, initContainers=inits, restartPolicy="Never")
     wait_until(lambda: phase_is(kubeapi_client, "staged", "Succeeded"), what="Succeeded")
@@ -316,14 +343,26 @@ def test_readiness_probe_gates_ready(
 def test_missing_secret_holds_the_pod_until_it_exists(
     kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner, out: Path
 ) -> None:
-    volumes = [{"name": "conf", "configMap": {"name": "slurm-conf", "items": [{"key": "slurm.conf", "path": "slurm.conf"}]}}]
+    volumes = [
+        {"name": "conf", "configMap": {"name": "slurm-conf", "items": [{"key": "slurm.conf", "path": "slurm.conf"}]}}
+    ]
     container = {"volumeMounts": [{"name": "conf", "mountPath": "/etc/slurm-test"}]}
-    make_pod(kubeapi_client, "waits", "cp /etc/slurm-test/slurm.conf /out/", out=out, volumes=volumes, container=container, restartPolicy="Never")
+    make_pod(
+        kubeapi_client,
+        "waits",
+        "cp /etc/slurm-test/slurm.conf /out/",
+        out=out,
+        volumes=volumes,
+        container=container,
+        restartPolicy="Never",
+    )
     wait_until(lambda: "FailedMount" in reasons(kubeapi_client, "waits"), what="FailedMount")
     mount_event = next(e for e in events_for(kubeapi_client, "waits") if e.reason == "FailedMount")
     assert mount_event.message == 'MountVolume.SetUp failed for volume "conf" : configmap "slurm-conf" not found'
     assert container_state(kubeapi_client, "waits").state.waiting.reason == "ContainerCreating"
-    kubeapi_client.create(ConfigMap.from_dict({"metadata": {"name": "slurm-conf"}, "data": {"slurm.conf": "ClusterName=t\n"}}))
+    kubeapi_client.create(
+        ConfigMap.from_dict({"metadata": {"name": "slurm-conf"}, "data": {"slurm.conf": "ClusterName=t\n"}})
+    )
     wait_until(lambda: phase_is(kubeapi_client, "waits", "Succeeded"), timeout=15, what="Succeeded")
     assert (out / "slurm.conf").read_text() == "ClusterName=t\n"
 
@@ -372,7 +411,9 @@ def test_graceful_delete_runs_pre_stop_then_sigterm_and_removes_the_pod(
 def test_sigterm_ignored_means_sigkill_after_the_grace_period(
     kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner
 ) -> None:
-    make_pod(kubeapi_client, "stubborn", "trap '' TERM; while true; do sleep 0.1; done", terminationGracePeriodSeconds=1)
+    make_pod(
+        kubeapi_client, "stubborn", "trap '' TERM; while true; do sleep 0.1; done", terminationGracePeriodSeconds=1
+    )
     wait_until(lambda: phase_is(kubeapi_client, "stubborn", "Running"))
     pid = pid_of(kubeapi_client, "stubborn")
     began = time.monotonic()
@@ -382,7 +423,9 @@ def test_sigterm_ignored_means_sigkill_after_the_grace_period(
     assert not alive(pid)
 
 
-def test_force_deleted_pod_is_killed(kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner) -> None:
+def test_force_deleted_pod_is_killed(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner
+) -> None:
     make_pod(kubeapi_client, "forced", "sleep 3600")
     wait_until(lambda: phase_is(kubeapi_client, "forced", "Running"))
     pid = pid_of(kubeapi_client, "forced")
@@ -413,7 +456,9 @@ def test_signals_blocked_by_the_runners_parent_reach_the_container(
 # --- nodes and the runner itself -----------------------------------------------------------------
 
 
-def test_nodes_are_registered_ready_and_heartbeating(kubeapi_client: Client, runner_factory: Callable[..., PodRunner]) -> None:
+def test_nodes_are_registered_ready_and_heartbeating(
+    kubeapi_client: Client, runner_factory: Callable[..., PodRunner]
+) -> None:
     gpu = {"cpu": "8", "memory": "32Gi", "pods": "110", "nvidia.com/gpu": "8", "nvidia.com/mig-1g.10gb": "7"}
     spec = NodeSpec(
         name="gpu-1",
@@ -435,7 +480,10 @@ def test_nodes_are_registered_ready_and_heartbeating(kubeapi_client: Client, run
     assert (ready.status, ready.reason) == ("True", "KubeletReady")
     first_beat = ready.lastHeartbeatTime
     wait_until(
-        lambda: {c.type: c for c in kubeapi_client.get(Node, "gpu-1").status.conditions}["Ready"].lastHeartbeatTime > first_beat,
+        lambda: (
+            {c.type: c for c in kubeapi_client.get(Node, "gpu-1").status.conditions}["Ready"].lastHeartbeatTime
+            > first_beat
+        ),
         timeout=5,
         what="a later heartbeat",
     )
@@ -447,7 +495,10 @@ def test_stopping_the_runner_leaves_no_process_mount_or_directory(
     state = tmp_path / "state"
     runner = runner_factory(state_dir=state)
     volumes = [{"name": "scratch", "emptyDir": {"medium": "Memory"}}, {"name": "spool", "emptyDir": {}}]
-    mounts = [{"name": "scratch", "mountPath": "/run/testenv-scratch"}, {"name": "spool", "mountPath": "/var/spool/testenv-slurmd"}]
+    mounts = [
+        {"name": "scratch", "mountPath": "/run/testenv-scratch"},
+        {"name": "spool", "mountPath": "/var/spool/testenv-slurmd"},
+    ]
     make_pod(kubeapi_client, "daemon", "sleep 3600 & wait", volumes=volumes, container={"volumeMounts": mounts})
     make_pod(kubeapi_client, "looper", "while true; do sleep 0.1; done")
     for name in ("daemon", "looper"):
@@ -467,7 +518,11 @@ def test_stopping_the_runner_leaves_no_process_mount_or_directory(
 
 @pytest.mark.timeout(60)
 def test_runner_cli_runs_pods_and_stops_on_sigterm(
-    kubeapi_server: KubeApiServer, kubeapi_client: Client, scheduler_default: Scheduler, tmp_path: Path, runner_images: Path
+    kubeapi_server: KubeApiServer,
+    kubeapi_client: Client,
+    scheduler_default: Scheduler,
+    tmp_path: Path,
+    runner_images: Path,
 ) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     kubeapi_server.write_kubeconfig(kubeconfig)
@@ -481,7 +536,12 @@ def test_runner_cli_runs_pods_and_stops_on_sigterm(
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: not gone_node(kubeapi_client, "cli-node"), timeout=20, what="node registered")
-        make_pod(kubeapi_client, "via-cli", "sleep 3600", container={"image": "example.org/tools/sleeper:1.0", "command": None})
+        make_pod(
+            kubeapi_client,
+            "via-cli",
+            "sleep 3600",
+            container={"image": "example.org/tools/sleeper:1.0", "command": None},
+        )
         wait_until(lambda: phase_is(kubeapi_client, "via-cli", "Running"), timeout=20)
         pid = pid_of(kubeapi_client, "via-cli")
     finally:
@@ -538,7 +598,12 @@ def test_slurmd_pod_with_munge_key_secret_joins_slurm_and_runs_a_step(
             {"name": "munged", "emptyDir": {"medium": "Memory"}},
             {"name": "spool", "emptyDir": {}},
         ]
-        spec = {"hostname": "elastic1", "terminationGracePeriodSeconds": 10, "containers": [container], "volumes": volumes}
+        spec = {
+            "hostname": "elastic1",
+            "terminationGracePeriodSeconds": 10,
+            "containers": [container],
+            "volumes": volumes,
+        }
         kubeapi_client.create(Pod.from_dict({"metadata": {"name": "slurmd-elastic1"}, "spec": spec}))
 
         wait_until(lambda: cluster.node_states().get("elastic1") == "idle", timeout=30, what="elastic1 idle")

@@ -6,7 +6,8 @@ Nodes are created through the API (no pod runner), so bound pods simply stay bou
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 from lightkube import Client
@@ -43,7 +44,10 @@ def make_node(
 ) -> None:
     """A node with 4 cpu, 8Gi and 110 pods unless `resources` says otherwise."""
     allocatable = {"cpu": "4", "memory": "8Gi", "pods": "110", **(resources or {})}
-    node = {"metadata": {"name": name, "labels": labels or {}}, "spec": {"taints": taints, "unschedulable": unschedulable}}
+    node = {
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": {"taints": taints, "unschedulable": unschedulable},
+    }
     client.create(Node.from_dict(node))
     status = {"capacity": allocatable, "allocatable": allocatable, "conditions": [{"type": "Ready", "status": ready}]}
     client.patch(NodeStatus, name, {"status": status}, patch_type=PatchType.MERGE)
@@ -97,7 +101,10 @@ def test_too_few_gpus_everywhere_is_reported_like_kube_scheduler(
     )
     (event,) = wait_until(lambda: events_for(kubeapi_client, "trainer", "FailedScheduling"), what="event")
     assert (event.type, event.message, event.source.component) == ("Warning", message, "default-scheduler")
-    assert event.involvedObject.kind == "Pod" and event.involvedObject.uid == kubeapi_client.get(Pod, "trainer").metadata.uid
+    assert (
+        event.involvedObject.kind == "Pod"
+        and event.involvedObject.uid == kubeapi_client.get(Pod, "trainer").metadata.uid
+    )
     assert event.count >= 1 and event.firstTimestamp is not None and event.lastTimestamp is not None
     assert node_of(kubeapi_client, "trainer") is None
 
@@ -126,7 +133,11 @@ def test_every_rejection_reason_is_counted_and_sorted(kubeapi_client: Client, sc
 
 def test_resources_counted_per_kind(kubeapi_client: Client, scheduler_default: Scheduler) -> None:
     make_node(kubeapi_client, "tiny", resources={"cpu": "1", "memory": "1Gi", "pods": "1", "hugepages-2Mi": "0"})
-    make_pod(kubeapi_client, "needs-all", limits={"cpu": "2", "memory": "2Gi", "hugepages-2Mi": "4Mi", "intel.com/sriov": "1"})
+    make_pod(
+        kubeapi_client,
+        "needs-all",
+        limits={"cpu": "2", "memory": "2Gi", "hugepages-2Mi": "4Mi", "intel.com/sriov": "1"},
+    )
     message = wait_until(lambda: unschedulable_message(kubeapi_client, "needs-all"), what="Unschedulable")
     assert message.split(" preemption:")[0] == (
         "0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient hugepages-2Mi, "
@@ -139,7 +150,9 @@ def test_resources_counted_per_kind(kubeapi_client: Client, scheduler_default: S
     assert message.startswith("0/1 nodes are available: 1 Insufficient cpu.")
 
 
-def test_node_selector_and_required_affinity_pick_the_node(kubeapi_client: Client, scheduler_default: Scheduler) -> None:
+def test_node_selector_and_required_affinity_pick_the_node(
+    kubeapi_client: Client, scheduler_default: Scheduler
+) -> None:
     make_node(kubeapi_client, "a100", labels={"gpu": "a100", "gen": "8"})
     make_node(kubeapi_client, "v100", labels={"gpu": "v100", "gen": "7"})
     make_node(kubeapi_client, "cpu-only")
@@ -163,7 +176,9 @@ def test_node_selector_and_required_affinity_pick_the_node(kubeapi_client: Clien
 
 
 def test_taint_needs_a_matching_toleration(kubeapi_client: Client, scheduler_default: Scheduler) -> None:
-    make_node(kubeapi_client, "gpu-node", taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}])
+    make_node(
+        kubeapi_client, "gpu-node", taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+    )
     make_pod(kubeapi_client, "plain")
     make_pod(
         kubeapi_client,
@@ -222,7 +237,9 @@ def test_scheduling_gates_and_other_schedulers_are_left_alone(
 
 
 @pytest.mark.timeout(60)
-def test_scheduler_cli_binds_and_stops_on_sigterm(kubeapi_server: KubeApiServer, kubeapi_client: Client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_scheduler_cli_binds_and_stops_on_sigterm(
+    kubeapi_server: KubeApiServer, kubeapi_client: Client, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     import signal
     import subprocess
     import sys
