@@ -1,0 +1,70 @@
+"""Issue 2, end to end: sbatch and srun on elastic nodes whose slurmd runs in pods."""
+
+from __future__ import annotations
+
+from lightkube.resources.core_v1 import Pod
+
+from tests.e2e.conftest import bridge_pods, job_field, node_field, run_hook, sbatch, wait_for
+from testenv.env import NAMESPACE
+
+
+def test_sbatch_runs_on_pods_which_are_gone_after_suspend_time(env):
+    job = sbatch(env, "-N2", "--wrap", "srun hostname; sleep 2")
+    wait_for(lambda: env.slurm.job_state(job) == "RUNNING", timeout=30, what="job running")
+    pods = bridge_pods(env)
+    assert sorted(pods) == ["elastic1", "elastic2"]
+    assert all(p.status.phase == "Running" for p in pods.values())
+    assert {p.metadata.labels["slurm-k8s-bridge/job-id"] for p in pods.values()} == {job}
+    wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=30, what="job completed")
+    output = (env.slurm.layout.job_dir / f"slurm-{job}.out").read_text()
+    assert sorted(output.split()) == ["elastic1", "elastic2"]
+    # SuspendTime (5 s here) later Slurm suspends the nodes and the bridge deletes the pods.
+    wait_for(lambda: not bridge_pods(env), timeout=30, what="pods deleted after SuspendTime")
+    wait_for(lambda: env.slurm.node_states().get("elastic1") == "idle~", timeout=20, what="node powered down")
+
+
+def test_srun_prints_both_node_names(env):
+    result = env.slurm.run("srun", "-N2", "hostname", timeout=60)
+    assert sorted(result.stdout.split()) == ["elastic1", "elastic2"]
+
+
+def test_refused_pod_sets_node_down_with_the_bridges_reason_and_requeues_the_job(env):
+    env.add_fault(verb="create", resource="pods", name="testenv-elastic2", code=403, reason="Forbidden",
+                  message='pods "testenv-elastic2" is forbidden: admission webhook "policy.example" denied the request')
+    job = sbatch(env, "-N2", "--wrap", "hostname")
+    reason = wait_for(lambda: node_field(env, "elastic2", "Reason").startswith("slurm-k8s-bridge:")
+                      and node_field(env, "elastic2", "Reason"), timeout=20, what="elastic2 DOWN with a reason")
+    assert "forbidden" in reason and "admission webhook" in reason
+    assert "DOWN" in node_field(env, "elastic2", "State")
+    wait_for(lambda: env.slurm.job_state(job) == "PENDING", timeout=10, what="job requeued")
+    assert int(job_field(env, job, "Restarts")) >= 1
+    # All or nothing: elastic1's pod was released too, nothing holds resources.
+    wait_for(lambda: not bridge_pods(env), timeout=10, what="no pod left")
+
+
+def test_resume_twice_creates_no_duplicate(env):
+    first = run_hook(env, "slurm-k8s-resume", "elastic3")
+    second = run_hook(env, "slurm-k8s-resume", "elastic3")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    pods = env.kube().list(Pod, namespace=NAMESPACE)
+    assert [p.metadata.name for p in pods if "elastic3" in p.metadata.name] == ["testenv-elastic3"]
+    records = [r for r in env.bridge_log_records() if r.get("event") == "resume done"]
+    assert (records[-2]["created"], records[-1]["created"], records[-1]["existing"]) == (1, 0, 1)
+
+
+def test_suspend_leaves_a_pod_without_the_bridges_labels_untouched(env):
+    from lightkube import codecs
+
+    foreign = codecs.from_dict({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "someone-elses", "namespace": NAMESPACE,
+                     "annotations": {"slurm-k8s-bridge/node-name": "elastic4"}, "labels": {"app": "other"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "600"]}]}})
+    client = env.kube()
+    client.create(foreign)
+    assert run_hook(env, "slurm-k8s-resume", "elastic4").returncode == 0
+    assert run_hook(env, "slurm-k8s-suspend", "elastic4").returncode == 0
+    names = {p.metadata.name for p in client.list(Pod, namespace=NAMESPACE)}
+    assert "someone-elses" in names
+    wait_for(lambda: "testenv-elastic4" not in {p.metadata.name for p in client.list(Pod, namespace=NAMESPACE)},
+             timeout=30, what="the bridge's own pod deleted")
