@@ -99,6 +99,7 @@ class PodWorker:
             record.state = waiting
         self._terminating = asyncio.Event()
         self._deadline = float("inf")
+        self._deadline_moved = asyncio.Event()  # replaced (after being set) whenever the deadline moves
         self._gone = False  # removed from the API already (force delete): no status, no DELETE
         self._sandbox_ready = False
         self._start_time = now()
@@ -116,9 +117,10 @@ class PodWorker:
             self._terminate(self._grace(pod))
 
     def vanished(self, pod: Pod) -> None:
-        """The pod is gone from the API (force delete, or our own final delete)."""
+        """The pod is gone from the API: force-deleted (grace 0, which the kubelet makes 1 s), or
+        removed by our own final delete (nothing left to stop)."""
         self._gone = True
-        self._terminate(max(1, self._grace(pod) if pod.metadata.deletionTimestamp else 1))
+        self._terminate(1)
 
     def _grace(self, pod: Pod) -> int:
         grace = pod.metadata.deletionGracePeriodSeconds
@@ -127,7 +129,11 @@ class PodWorker:
         return max(1, DEFAULT_GRACE if grace is None else grace)
 
     def _terminate(self, grace: float) -> None:
-        self._deadline = min(self._deadline, time.monotonic() + grace)
+        deadline = time.monotonic() + grace
+        if deadline < self._deadline:
+            self._deadline = deadline
+            moved, self._deadline_moved = self._deadline_moved, asyncio.Event()
+            moved.set()
         self._terminating.set()
 
     # --- the pod's life ----------------------------------------------------------------------
@@ -403,11 +409,21 @@ class PodWorker:
             await self._pre_stop(container, handle, hook, exited)
             extra = MIN_GRACE_AFTER_PRESTOP
         await runtime.signal_container(handle, signal.SIGTERM)
-        remaining = max(self._deadline - time.monotonic(), extra)
-        try:
-            await asyncio.wait_for(asyncio.shield(exited), remaining)
-        except TimeoutError:
+        if not await self._exits_in_grace(exited, extra):
             await runtime.signal_container(handle, signal.SIGKILL)
+
+    async def _exits_in_grace(self, exited: asyncio.Task, extra: float) -> bool:
+        """Wait for the exit until the deadline (at least `extra` s); a force delete shortens it."""
+        while True:
+            moved = asyncio.create_task(self._deadline_moved.wait())
+            remaining = max(self._deadline - time.monotonic(), extra)
+            done, _ = await asyncio.wait({exited, moved}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            moved.cancel()
+            if exited in done:
+                return True
+            if moved not in done:
+                return False
+            extra = 0.0
 
     async def _pre_stop(self, container: Container, handle: ContainerHandle, hook: Any, exited: asyncio.Task) -> None:
         budget = max(self._deadline - time.monotonic(), 0.1)

@@ -626,3 +626,18 @@ def test_failed_api_calls_are_retried(
     kubeapi_client.delete(Pod, "patient")
     kubeapi_server.add_fault(resource="pods", verb="delete", code=503, count=2)  # the runner's final DELETE
     wait_until(lambda: gone(kubeapi_client, "patient"), timeout=15, what="removed despite 503s")
+
+
+def test_force_delete_during_a_long_grace_period_kills_at_once(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner
+) -> None:
+    make_pod(
+        kubeapi_client, "slow-stop", "trap '' TERM; while true; do sleep 0.1; done", terminationGracePeriodSeconds=60
+    )
+    wait_until(lambda: phase_is(kubeapi_client, "slow-stop", "Running"))
+    pid = pid_of(kubeapi_client, "slow-stop")
+    kubeapi_client.delete(Pod, "slow-stop")  # 60 s to stop, and the process ignores SIGTERM
+    time.sleep(0.3)
+    assert alive(pid)
+    kubeapi_client.delete(Pod, "slow-stop", grace_period=0)
+    wait_until(lambda: not alive(pid), timeout=5, what="process killed")
