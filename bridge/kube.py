@@ -86,12 +86,14 @@ class LightkubeApi:
     def __init__(self, settings: KubernetesSettings) -> None:
         import httpx2
         import lightkube
-        from lightkube.resources.core_v1 import Event, Pod
 
         self.namespace = settings.namespace
         self._settings = settings
         self._retry_seconds = settings.retry_seconds
-        self._pod, self._event = Pod, Event
+        # Generic (dict-backed) classes: lightkube's typed Pod model costs 20-50 ms to build on
+        # first use, on the critical path of every elastic job, and we only pass dicts through.
+        self._pod = _core_v1("Pod", "pods")
+        self._event = _core_v1("Event", "events")
         self._loop = asyncio.new_event_loop()
         config = _kubeconfig(settings)
         self._server = config.cluster.server
@@ -108,10 +110,8 @@ class LightkubeApi:
         self._loop.close()
 
     def create_pods(self, manifests: list[dict[str, Any]]) -> dict[str, KubernetesError | None]:
-        from lightkube import codecs
-
         async def create(manifest: dict[str, Any]) -> None:
-            await self._call(lambda: self._client.create(codecs.from_dict(manifest)))
+            await self._call(lambda: self._client.create(self._pod.from_dict(manifest)))
 
         return self._each({m["metadata"]["name"]: m for m in manifests}, create)
 
@@ -144,20 +144,16 @@ class LightkubeApi:
         return self._each({n: n for n in names}, delete)
 
     def emit_event(self, pod: dict[str, Any], *, reason: str, message: str, warning: bool = True) -> None:
-        from lightkube import codecs
-
-        event = codecs.from_dict(event_manifest(pod, reason=reason, message=message, warning=warning))
+        event = self._event.from_dict(event_manifest(pod, reason=reason, message=message, warning=warning))
         try:
             self._loop.run_until_complete(self._call(lambda: self._client.create(event)))
         except KubernetesError:
             pass  # an event is a courtesy: never fail a hook over it
 
     def create_objects(self, manifests: list[dict[str, Any]]) -> dict[str, KubernetesError | None]:
-        from lightkube import codecs
-
         async def create(manifest: dict[str, Any]) -> None:
-            self._resource(manifest["apiVersion"], manifest["kind"])
-            await self._call(lambda: self._client.create(codecs.from_dict(manifest)))
+            resource = self._resource(manifest["apiVersion"], manifest["kind"])
+            await self._call(lambda: self._client.create(resource.from_dict(manifest)))
 
         return self._each({m["metadata"]["name"]: m for m in manifests}, create)
 
@@ -209,6 +205,19 @@ class LightkubeApi:
                 except Exception as e:  # noqa: BLE001 - translated just below, never swallowed
                     raise translate(e, self._server) from e
         raise AssertionError("unreachable: stamina re-raises the last error")
+
+
+def _core_v1(kind: str, plural: str) -> Any:
+    """A dict-backed class for a core/v1 kind; the typed one where this process already
+    registered it (lightkube allows one class per kind)."""
+    from lightkube.generic_resource import create_namespaced_resource
+
+    try:
+        return create_namespaced_resource("", "v1", kind, plural)
+    except ValueError:
+        import lightkube.resources.core_v1 as typed
+
+        return getattr(typed, kind)
 
 
 def _kubeconfig(settings: KubernetesSettings) -> Any:

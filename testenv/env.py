@@ -72,10 +72,12 @@ class Environment:
         images: dict[str, dict[str, Any]] | None = None,
         kubeconfig: str | None = None,
         backoff: float = 1.0,
+        scheduler: bool = True,
     ) -> None:
         """bridge: settings merged into the bridge config (e.g. ``{"resume": {"deadline": 20}}``);
         nodesets: the bridge's nodesets (default: one per node group, the slurmd image);
-        images: extra process-runtime images (reference → entrypoint/cmd)."""
+        images: extra process-runtime images (reference → entrypoint/cmd);
+        scheduler: False leaves pods unbound (benchmarks of the API path alone)."""
         self._node_groups = tuple(node_groups)
         self._kube_nodes = tuple(kube_nodes)
         self._timeouts = timeouts
@@ -84,6 +86,7 @@ class Environment:
         self._images = images or {}
         self._external = kubeconfig or os.environ.get("KUBECONFIG")
         self._backoff = backoff
+        self._scheduler = scheduler
         self.dir: Path | None = None
         self.slurm: SlurmCluster | None = None
         self._procs: dict[str, Any] = {}
@@ -186,7 +189,7 @@ class Environment:
         (kube_dir / "auth.yaml").write_text(yaml.safe_dump(auth))
         self._spawn("kubeapi", [sys.executable, "-m", "testenv.kubeapi", "--host", "127.0.0.1", "--port", "0",
                                 "--state-dir", str(kube_dir), "--auth-file", str(kube_dir / "auth.yaml"),
-                                "--admin-token", self.admin_token])
+                                "--admin-token", self.admin_token, "--tls"])
         self.admin_kubeconfig = kube_dir / "kubeconfig-admin.yaml"
         self._wait_file(self.admin_kubeconfig, "kubeapi")
         self.api_url = (kube_dir / "url").read_text().strip()
@@ -196,7 +199,8 @@ class Environment:
             user["user"] = {"token": bridge_token}
         self.bridge_kubeconfig.write_text(yaml.safe_dump(config))
         self.bridge_kubeconfig.chmod(0o600)
-        self._spawn("scheduler", [sys.executable, "-m", "testenv.scheduler", "--kubeconfig", str(self.admin_kubeconfig)])
+        if self._scheduler:
+            self._spawn("scheduler", [sys.executable, "-m", "testenv.scheduler", "--kubeconfig", str(self.admin_kubeconfig)])
 
     def _start_slurm(self) -> None:
         hooks = Hooks(resume=BIN / "slurm-k8s-resume", suspend=BIN / "slurm-k8s-suspend",
