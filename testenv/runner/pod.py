@@ -89,6 +89,7 @@ class PodWorker:
         meta = pod.metadata
         self._label = f"{meta.name}_{meta.namespace}({meta.uid})"
         self._directory = node.state_dir / "pods" / meta.uid
+        self._log_dir = node.state_dir / "logs" / f"{meta.namespace}_{meta.name}_{meta.uid}"  # kept after the pod
         self._addresses = PodAddresses(host_ip=node.host_ip, pod_ip=node.host_ip)
         self._volumes = PodVolumes(pod, self._directory, node.api, self._addresses)
         inits = {c.name: ContainerRecord(c.name, c.image, init=True, sidecar=c.restartPolicy == "Always")
@@ -107,7 +108,7 @@ class PodWorker:
         self._status_lock = asyncio.Lock()
         self._status_retry: asyncio.Task | None = None
         self._supervisors: list[asyncio.Task] = []
-        self.done = False
+        self._state_changed = asyncio.Event()  # replaced (after being set) at every status report
 
     # --- from the informer -------------------------------------------------------------------
 
@@ -139,14 +140,11 @@ class PodWorker:
     # --- the pod's life ----------------------------------------------------------------------
 
     async def run(self) -> None:
-        try:
-            if self.pod.status is not None and self.pod.status.phase in ("Succeeded", "Failed"):
-                await self._terminating.wait()  # nothing runs; only its removal is left
-            else:
-                await self._live()
-            await self._finish()
-        finally:
-            self.done = True
+        if self.pod.status is not None and self.pod.status.phase in ("Succeeded", "Failed"):
+            await self._terminating.wait()  # nothing runs; only its removal is left
+        else:
+            await self._live()
+        await self._finish()
 
     async def _live(self) -> None:
         await self._report()
@@ -206,16 +204,23 @@ class PodWorker:
         never = self.pod.spec.restartPolicy == "Never"
         for container in self.pod.spec.initContainers or []:
             record = self._records[container.name]
-            if record.sidecar:
+            if record.sidecar:  # runs on beside the others; the next step waits for its start
                 self._supervise_in_background(container, "Always")
-                while not (record.running and record.started) and not self._terminating.is_set():
-                    await asyncio.sleep(0.05)
+                await self._until(lambda record=record: record.running and record.started)
                 continue
             await self._supervise(container, "Never" if never else "OnFailure")
             last = record.last_exit
             if self._terminating.is_set() or last is None or last.exit_code != 0:
                 return False
         return not self._terminating.is_set()
+
+    async def _until(self, holds: Callable[[], bool]) -> None:
+        """Wait until `holds()` (checked at each status change) or until the pod stops."""
+        while not holds() and not self._terminating.is_set():
+            waits = [asyncio.create_task(self._state_changed.wait()), asyncio.create_task(self._terminating.wait())]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in waits:
+                task.cancel()
 
     def _supervise_in_background(self, container: Container, policy: str) -> None:
         self._supervisors.append(asyncio.create_task(self._supervise(container, policy)))
@@ -365,11 +370,7 @@ class PodWorker:
             working_dir=container.workingDir,
             hostname=node.node_name if spec.hostNetwork else (spec.hostname or meta.name),
             mounts=tuple(self._volumes.mounts(container, variables)),
-            log_path=node.state_dir
-            / "logs"
-            / f"{meta.namespace}_{meta.name}_{meta.uid}"
-            / container.name
-            / f"{attempt}.log",
+            log_path=self._log_dir / container.name / f"{attempt}.log",
             run_as_user=_first(security, pod_security, "runAsUser"),
             run_as_group=_first(security, pod_security, "runAsGroup"),
         )
@@ -499,6 +500,8 @@ class PodWorker:
 
     async def _report(self) -> None:
         """Send the pod's status if it changed since the last one sent; retried until it is sent."""
+        changed, self._state_changed = self._state_changed, asyncio.Event()
+        changed.set()
         if self._gone:
             return
         async with self._status_lock:

@@ -641,3 +641,43 @@ def test_force_delete_during_a_long_grace_period_kills_at_once(
     assert alive(pid)
     kubeapi_client.delete(Pod, "slow-stop", grace_period=0)
     wait_until(lambda: not alive(pid), timeout=5, what="process killed")
+
+
+def test_sidecar_starts_before_the_next_init_step_and_runs_beside_the_container(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner, out: Path
+) -> None:
+    mount = [{"name": "out", "mountPath": "/out"}]
+    sidecar = {
+        "name": "munged",
+        "image": "busybox",
+        "restartPolicy": "Always",
+        "command": ["sh", "-c", "echo sidecar >> /out/order; while true; do sleep 0.1; done"],
+        "volumeMounts": mount,
+    }
+    setup = {
+        "name": "setup",
+        "image": "busybox",
+        "command": ["sh", "-c", "echo setup >> /out/order"],
+        "volumeMounts": mount,
+    }
+    make_pod(
+        kubeapi_client, "with-sidecar", "echo main >> /out/order; sleep 3600", out=out, initContainers=[sidecar, setup]
+    )
+    wait_until(
+        lambda: phase_is(kubeapi_client, "with-sidecar", "Running") and (out / "order").read_text().count("\n") == 3
+    )
+    assert (out / "order").read_text().split() == ["sidecar", "setup", "main"]
+    statuses = {s.name: s for s in pod_status(kubeapi_client, "with-sidecar").initContainerStatuses}
+    assert statuses["munged"].state.running is not None and statuses["setup"].state.terminated.reason == "Completed"
+
+
+def test_each_container_run_has_its_log_file(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_factory: Callable[..., PodRunner], tmp_path: Path
+) -> None:
+    runner_factory(state_dir=tmp_path / "state")
+    make_pod(kubeapi_client, "chatty", "echo to-stdout; echo to-stderr >&2; exit 1", restartPolicy="OnFailure")
+    wait_until(lambda: (state := container_state(kubeapi_client, "chatty")) is not None and state.restartCount >= 1)
+    uid = kubeapi_client.get(Pod, "chatty").metadata.uid
+    logs = tmp_path / "state" / "logs" / f"default_chatty_{uid}" / "main"
+    wait_until(lambda: (logs / "1.log").exists())
+    assert (logs / "0.log").read_text().split() == ["to-stdout", "to-stderr"]
