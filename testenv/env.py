@@ -302,7 +302,11 @@ class Environment:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.api_url + path, data=data, method=method, headers={
             "Authorization": f"Bearer {self.admin_token}", "Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as answer:  # loopback only
+        import ssl
+
+        assert self.dir is not None
+        context = ssl.create_default_context(cafile=str(self.dir / "kube" / "ca.crt"))
+        with urllib.request.urlopen(request, timeout=10, context=context) as answer:  # loopback only
             text = answer.read()
         return json.loads(text) if text else None
 
