@@ -18,6 +18,7 @@ import secrets
 import shutil
 import signal
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,47 +42,53 @@ START_TIMEOUT = 30.0
 
 
 class MountPoints:
-    """Mount points this runtime created on the host, shared by containers, removed once unused."""
+    """Mount points created on the host for containers, shared by them, removed once unused.
+
+    One registry per process (every runtime of every runner in it uses it): removing a
+    directory that is a mount point in another container's namespace silently detaches that
+    container's mount, so only the last user may remove it.
+    """
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()  # runners run on threads of their own
         self._users: dict[str, int] = {}
         self._created: dict[str, list[Path]] = {}  # target -> paths created for it, outermost first
 
     def acquire(self, target: str, *, directory: bool) -> None:
-        if target in self._users:
-            self._users[target] += 1
-            return
-        path = Path(target)
-        if os.path.lexists(path):
-            return  # the host has it: nothing to create or remove
-        missing = [p for p in [path, *path.parents] if not os.path.lexists(p)][::-1]
-        for p in missing[:-1]:
-            p.mkdir()
-        if directory:
-            path.mkdir()
-        else:
-            path.touch()
-        self._users[target] = 1
-        self._created[target] = missing
+        with self._lock:
+            if target in self._users:
+                self._users[target] += 1
+                return
+            path = Path(target)
+            if os.path.lexists(path):
+                return  # the host has it: nothing to create or remove
+            missing = [p for p in [path, *path.parents] if not os.path.lexists(p)][::-1]
+            for p in missing[:-1]:
+                p.mkdir()
+            if directory:
+                path.mkdir()
+            else:
+                path.touch()
+            self._users[target] = 1
+            self._created[target] = missing
 
     def release(self, target: str) -> None:
-        if target not in self._users:
-            return
-        self._users[target] -= 1
-        if self._users[target] > 0:
-            return
-        del self._users[target]
-        for path in reversed(self._created.pop(target)):
-            try:
-                path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
-            except OSError as e:  # something else put files there: leave it
-                log.warning("could not remove mount point %s: %s", path, e)
+        with self._lock:
+            if target not in self._users:
                 return
+            self._users[target] -= 1
+            if self._users[target] > 0:
+                return
+            del self._users[target]
+            for path in reversed(self._created.pop(target)):
+                try:
+                    path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+                except OSError as e:  # something else put files there: leave it
+                    log.warning("could not remove mount point %s: %s", path, e)
+                    return
 
-    def release_all(self) -> None:
-        for target in list(self._users):
-            self._users[target] = 1
-            self.release(target)
+
+MOUNT_POINTS = MountPoints()
 
 
 @dataclass
@@ -102,7 +109,7 @@ class ProcessRuntime:
     def __init__(self, *, images: ImageTable, state_dir: Path) -> None:
         self._images = images
         self._state_dir = state_dir / "containers"
-        self._mount_points = MountPoints()
+        self._mount_points = MOUNT_POINTS
         self._containers: dict[str, _Container] = {}
         self._unshare = shutil.which("unshare") or "/usr/bin/unshare"
         self._nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
@@ -198,7 +205,6 @@ class ProcessRuntime:
             except TimeoutError:
                 log.error("container %s did not die", container_id)
             self._forget(container_id)
-        self._mount_points.release_all()
 
     # --- helpers -----------------------------------------------------------------------------
 
