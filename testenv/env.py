@@ -192,6 +192,7 @@ class Environment:
                                 "--admin-token", self.admin_token, "--tls"])
         self.admin_kubeconfig = kube_dir / "kubeconfig-admin.yaml"
         self._wait_file(self.admin_kubeconfig, "kubeapi")
+        self._wait_file(kube_dir / "url", "kubeapi")
         self.api_url = (kube_dir / "url").read_text().strip()
         self.bridge_kubeconfig = kube_dir / "kubeconfig-bridge.yaml"
         config = yaml.safe_load(self.admin_kubeconfig.read_text())

@@ -1,0 +1,94 @@
+"""Issue 5, end to end: a job whose pods cannot all come up is released fast and entirely,
+and the nodes come back by themselves when the cause passes."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.e2e.conftest import bridge_pods, job_field, node_field, run_hook, wait_for
+from testenv.env import NAMESPACE
+
+BROKEN = {"crashing:1": {"entrypoint": ["/bin/sh", "-c", "echo 'slurmd: fatal: bad config' >&2; exit 1"]}}
+
+
+def submit(env, *args):
+    return env.slurm.run("sbatch", "--parsable", *args).stdout.strip()
+
+
+def test_slurmd_crashing_on_start_releases_the_job_and_leaves_no_pod(make_env):
+    env = make_env(images=BROKEN, nodesets=[{"name": "elastic", "nodes": "elastic[1-4]", "image": "crashing:1"}])
+    start = time.monotonic()
+    job = submit(env, "-N3", "--wrap", "hostname")
+    reason = wait_for(lambda: "CrashLoopBackOff" in node_field(env, "elastic1", "Reason")
+                      and node_field(env, "elastic1", "Reason"), timeout=30, what="the crash in the node's Reason")
+    assert reason.startswith("slurm-k8s-bridge: pod testenv-elastic1: slurmd: CrashLoopBackOff")
+    wait_for(lambda: env.slurm.job_state(job) == "PENDING", timeout=10, what="job requeued")
+    requeued = time.monotonic() - start
+    wait_for(lambda: not bridge_pods(env), timeout=30, what="no pod left")
+    assert requeued < 20
+    assert node_field(env, "elastic1", "State").split("+")[0] == "DOWN"  # slurmd cannot start: an admin must look
+
+
+def test_image_that_does_not_exist_releases_the_job(make_env):
+    env = make_env(nodesets=[{"name": "elastic", "nodes": "elastic[1-4]", "image": "registry.invalid/nope:1"}])
+    job = submit(env, "-N2", "--wrap", "hostname")
+    wait_for(lambda: "ImagePull" in node_field(env, "elastic1", "Reason") or "ErrImagePull" in node_field(
+        env, "elastic2", "Reason"), timeout=30, what="the pull failure in a node's Reason")
+    wait_for(lambda: env.slurm.job_state(job) == "PENDING", timeout=10, what="job requeued")
+    wait_for(lambda: not bridge_pods(env), timeout=30, what="no pod left")
+
+
+def test_api_outage_during_resume_heals_without_an_admin(make_env):
+    env = make_env(bridge={"resume": {"cooldown": 2}})
+    env.add_fault(verb="create", resource="pods", code=503, reason="ServiceUnavailable",
+                  message="the server is currently unable to handle the request")
+    job = submit(env, "-N2", "--wrap", "hostname")
+    wait_for(lambda: "ServiceUnavailable" in node_field(env, "elastic1", "Reason"), timeout=30,
+             what="the outage in the node's Reason")
+    wait_for(lambda: env.slurm.job_state(job) == "PENDING", timeout=10, what="job requeued")
+    assert node_field(env, "elastic1", "State").split("+")[0] != "DOWN"  # passing cause: powered down, not DOWN
+    env.clear_faults()
+    wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=90, what="job completed after the outage")
+    assert int(job_field(env, job, "Restarts")) >= 1
+
+
+def test_job_that_keeps_failing_ends_held_not_looping(make_env):
+    env = make_env(bridge={"resume": {"cooldown": 1, "max_attempts": 2}})
+    env.add_fault(verb="create", resource="pods", code=503, reason="ServiceUnavailable", message="down for good")
+    job = submit(env, "-N1", "--wrap", "hostname")
+    wait_for(lambda: job_field(env, job, "Reason") in ("JobHeldAdmin", "JobHeldUser"), timeout=120,
+             what="job held")
+    comment = job_field(env, job, "AdminComment")
+    assert comment.startswith("slurm-k8s-bridge:") and "held" in comment
+    attempts = int(job_field(env, job, "Restarts"))
+    time.sleep(5)
+    assert int(job_field(env, job, "Restarts")) == attempts  # no more tries while held
+    assert not bridge_pods(env)
+
+
+def test_resume_file_in_the_2302_format_labels_pods_with_their_jobs(env, tmp_path):
+    resume_file = tmp_path / "resume.json"
+    resume_file.write_text(json.dumps({
+        "all_nodes_resume": "elastic[3-4]",
+        "jobs": [{"job_id": 4242, "nodes_alloc": "elastic[3-4]", "nodes_resume": "elastic[3-4]",
+                  "partition": "elastic", "features": None, "reservation": None, "extra": None,
+                  "oversubscribe": "OK"}]}))
+    import subprocess
+
+    from testenv.env import BIN
+    result = subprocess.run([str(BIN / "slurm-k8s-resume"), "elastic[3-4]"], capture_output=True, text=True,
+                            env={"SLURM_CONF": str(env.slurm.conf_path), "SLURM_RESUME_FILE": str(resume_file)})
+    assert result.returncode == 0, result.stderr
+    pods = bridge_pods(env)
+    assert {n: p.metadata.labels["slurm-k8s-bridge/job-id"] for n, p in pods.items()} == {
+        "elastic3": "4242", "elastic4": "4242"}
+    assert run_hook(env, "slurm-k8s-suspend", "elastic[3-4]").returncode == 0
+
+
+def test_resume_file_from_slurm_2205_labels_pods_with_their_jobs(env):
+    job = submit(env, "-N2", "--wrap", "sleep 3")
+    pods = wait_for(lambda: bridge_pods(env), timeout=20, what="pods")
+    assert {p.metadata.labels["slurm-k8s-bridge/job-id"] for p in pods.values()} == {job}
+    records = [r for r in env.bridge_log_records() if r.get("hook") == "resume" and r.get("event") == "hook finished"]
+    assert records and records[0]["jobs"] == [int(job)]
