@@ -7,15 +7,11 @@ upstream's, since users read them in `kubectl describe pod` and search for them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from lightkube.models.core_v1 import (
-    NodeSelectorRequirement,
-    NodeSelectorTerm,
-    Taint,
-    Toleration,
-)
+from lightkube.models.core_v1 import NodeSelectorRequirement, NodeSelectorTerm, Taint, Toleration
+from lightkube.models.meta_v1 import LabelSelector, LabelSelectorRequirement
 from lightkube.resources.core_v1 import Node, Pod
 
 from .resources import PODS, insufficient, pod_requests
@@ -23,6 +19,7 @@ from .snapshot import NodeInfo
 
 UNSCHEDULABLE = "node(s) were unschedulable"
 AFFINITY_MISMATCH = "node(s) didn't match Pod's node affinity/selector"
+PORTS_TAKEN = "node(s) didn't have free ports for the requested pod ports"
 TOO_MANY_PODS = "Too many pods"
 
 # Without a node-lifecycle controller nobody taints a node that is not Ready: these stand in for
@@ -40,29 +37,56 @@ class Rejection:
     unresolvable: bool
 
 
-Filter = Callable[[Pod, NodeInfo], "Rejection | None"]
+Filter = Callable[[Pod, NodeInfo, Mapping[str, NodeInfo]], "Rejection | None"]
+"""(pod, the node's info, every node's info) -> why the node cannot take the pod, or None."""
 
 
-def node_unschedulable(pod: Pod, info: NodeInfo) -> Rejection | None:
+def node_unschedulable(pod: Pod, info: NodeInfo, _: Mapping[str, NodeInfo]) -> Rejection | None:
     if info.node.spec and info.node.spec.unschedulable and not tolerates(pod, UNSCHEDULABLE_TAINT):
         return Rejection((UNSCHEDULABLE,), unresolvable=True)
     return None
 
 
-def taint_toleration(pod: Pod, info: NodeInfo) -> Rejection | None:
+def taint_toleration(pod: Pod, info: NodeInfo, _: Mapping[str, NodeInfo]) -> Rejection | None:
     for taint in node_taints(info.node):
         if taint.effect in ("NoSchedule", "NoExecute") and not tolerates(pod, taint):
             return Rejection((f"node(s) had untolerated taint {{{taint.key}: {taint.value or ''}}}",), True)
     return None
 
 
-def node_affinity(pod: Pod, info: NodeInfo) -> Rejection | None:
+def node_affinity(pod: Pod, info: NodeInfo, _: Mapping[str, NodeInfo]) -> Rejection | None:
     if matches_node_selector(pod, info.node):
         return None
     return Rejection((AFFINITY_MISMATCH,), unresolvable=True)
 
 
-def resources_fit(pod: Pod, info: NodeInfo) -> Rejection | None:
+def node_ports(pod: Pod, info: NodeInfo, _: Mapping[str, NodeInfo]) -> Rejection | None:
+    wanted = host_ports(pod)
+    if wanted and any(_ports_clash(wanted, host_ports(other)) for other in info.pods):
+        return Rejection((PORTS_TAKEN,), unresolvable=False)
+    return None
+
+
+def host_ports(pod: Pod) -> set[tuple[str, str, int]]:
+    """(host IP, protocol, port) of every hostPort the pod's containers (and sidecars) ask for."""
+    containers = [*pod.spec.containers, *(c for c in pod.spec.initContainers or [] if c.restartPolicy == "Always")]
+    return {
+        (port.hostIP or "0.0.0.0", port.protocol or "TCP", port.hostPort)
+        for container in containers
+        for port in container.ports or []
+        if port.hostPort
+    }
+
+
+def _ports_clash(wanted: set[tuple[str, str, int]], used: set[tuple[str, str, int]]) -> bool:
+    for ip, protocol, port in wanted:
+        for other_ip, other_protocol, other_port in used:
+            if (protocol, port) == (other_protocol, other_port) and (ip == other_ip or "0.0.0.0" in (ip, other_ip)):
+                return True
+    return False
+
+
+def resources_fit(pod: Pod, info: NodeInfo, _: Mapping[str, NodeInfo]) -> Rejection | None:
     free = info.free()
     reasons = []
     if free.get(PODS, 0) < 1:
@@ -71,12 +95,11 @@ def resources_fit(pod: Pod, info: NodeInfo) -> Rejection | None:
     return Rejection(tuple(reasons), unresolvable=False) if reasons else None
 
 
-DEFAULT_FILTERS: Sequence[Filter] = (node_unschedulable, taint_toleration, node_affinity, resources_fit)
-
-
-def first_rejection(pod: Pod, info: NodeInfo, filters: Sequence[Filter] = DEFAULT_FILTERS) -> Rejection | None:
+def first_rejection(
+    pod: Pod, info: NodeInfo, cluster: Mapping[str, NodeInfo], filters: Sequence[Filter]
+) -> Rejection | None:
     for check in filters:
-        rejection = check(pod, info)
+        rejection = check(pod, info, cluster)
         if rejection is not None:
             return rejection
     return None
@@ -142,7 +165,18 @@ def _term_matches(term: NodeSelectorTerm, node: Node) -> bool:
     )
 
 
-def _requirement_matches(requirement: NodeSelectorRequirement, values: dict[str, str]) -> bool:
+def selector_matches(selector: LabelSelector | None, labels: Mapping[str, str]) -> bool:
+    """A LabelSelector: None selects nothing, an empty one everything."""
+    if selector is None:
+        return False
+    if any(labels.get(key) != value for key, value in (selector.matchLabels or {}).items()):
+        return False
+    return all(_requirement_matches(r, labels) for r in selector.matchExpressions or [])
+
+
+def _requirement_matches(
+    requirement: NodeSelectorRequirement | LabelSelectorRequirement, values: Mapping[str, str]
+) -> bool:
     op, key, wanted = requirement.operator, requirement.key, requirement.values or []
     present = key in values
     if op == "In":

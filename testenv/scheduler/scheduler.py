@@ -32,12 +32,34 @@ from testenv.runner.kube import (
 from testenv.runner.service import ServiceThread
 
 from . import messages
-from .filters import Rejection, first_rejection, node_taints
+from .filters import (
+    Filter,
+    Rejection,
+    first_rejection,
+    node_affinity,
+    node_ports,
+    node_taints,
+    node_unschedulable,
+    resources_fit,
+    taint_toleration,
+)
+from .placement import inter_pod_affinity, topology_spread
 from .snapshot import NodeInfo, build, is_terminal, least_allocated_score
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "default-scheduler"
+
+#: kube-scheduler's default profile, in its order (a node is reported with its first rejection).
+FILTERS: tuple[Filter, ...] = (
+    node_unschedulable,
+    taint_toleration,
+    node_affinity,
+    node_ports,
+    resources_fit,
+    topology_spread,
+    inter_pod_affinity,
+)
 
 
 @dataclass
@@ -255,7 +277,7 @@ def _choose_node(pod: Pod, infos: dict[str, NodeInfo]) -> tuple[str | None, str]
     rejections: dict[str, Rejection] = {}
     feasible: list[NodeInfo] = []
     for name in sorted(infos):
-        rejection = first_rejection(pod, infos[name])
+        rejection = first_rejection(pod, infos[name], infos, FILTERS)
         if rejection is None:
             feasible.append(infos[name])
         else:

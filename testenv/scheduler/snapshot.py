@@ -37,11 +37,19 @@ class NodeInfo:
     requested: Resources = field(default_factory=dict)
     nonzero_cpu: int = 0
     nonzero_memory: int = 0
-    pod_count: int = 0
+    pods: list[Pod] = field(default_factory=list)  # bound or assumed here, not terminal
 
     @property
     def name(self) -> str:
         return self.node.metadata.name
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.node.metadata.labels or {}
+
+    @property
+    def pod_count(self) -> int:
+        return len(self.pods)
 
     def free(self) -> Resources:
         free = {name: value - self.requested.get(name, 0) for name, value in self.allocatable.items()}
@@ -54,7 +62,7 @@ class NodeInfo:
         cpu, memory = pod_nonzero_requests(pod.spec)
         self.nonzero_cpu += cpu
         self.nonzero_memory += memory
-        self.pod_count += 1
+        self.pods.append(pod)
 
     def forget(self, pod: Pod) -> None:
         """Undo assume()."""
@@ -63,7 +71,7 @@ class NodeInfo:
         cpu, memory = pod_nonzero_requests(pod.spec)
         self.nonzero_cpu -= cpu
         self.nonzero_memory -= memory
-        self.pod_count -= 1
+        self.pods.remove(pod)
 
 
 def node_allocatable(node: Node) -> Resources:

@@ -259,3 +259,76 @@ def test_scheduler_cli_binds_and_stops_on_sigterm(
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=20)
     assert process.returncode == 0, output.decode()
+
+
+def test_host_ports_keep_two_slurmd_pods_off_one_node(kubeapi_client: Client, scheduler_default: Scheduler) -> None:
+    """With host_network the bridge gives slurmd a hostPort: two on one node would collide."""
+    make_node(kubeapi_client, "only")
+    ports = [{"containerPort": 6818, "hostPort": 6818}]
+    for name in ("slurmd-1", "slurmd-2"):
+        pod = {"metadata": {"name": name}, "spec": {"containers": [{"name": "slurmd", "image": "x", "ports": ports}]}}
+        kubeapi_client.create(Pod.from_dict(pod))
+    assert wait_until(lambda: node_of(kubeapi_client, "slurmd-1")) == "only"
+    assert wait_until(lambda: unschedulable_message(kubeapi_client, "slurmd-2")).startswith(
+        "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports."
+    )
+
+
+def test_topology_spread_constraint_spreads_over_zones(kubeapi_client: Client, scheduler_default: Scheduler) -> None:
+    make_node(kubeapi_client, "a-1", labels={"zone": "a"})
+    make_node(kubeapi_client, "a-2", labels={"zone": "a"})
+    make_node(kubeapi_client, "b-1", labels={"zone": "b"})
+    make_node(kubeapi_client, "no-zone")
+    spread = [
+        {
+            "maxSkew": 1,
+            "topologyKey": "zone",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": "slurmd"}},
+        }
+    ]
+    zones = []
+    for i in range(4):
+        body = {
+            "metadata": {"name": f"w{i}", "labels": {"app": "slurmd"}},
+            "spec": {"containers": [{"name": "c", "image": "x"}], "topologySpreadConstraints": spread},
+        }
+        kubeapi_client.create(Pod.from_dict(body))
+        node = wait_until(lambda i=i: node_of(kubeapi_client, f"w{i}"))
+        zones.append({"a-1": "a", "a-2": "a", "b-1": "b"}.get(node, node))
+    assert sorted(zones) == ["a", "a", "b", "b"]  # never "no-zone": it has no zone label
+
+
+def test_pod_anti_affinity_keeps_pods_apart_and_affinity_together(
+    kubeapi_client: Client, scheduler_default: Scheduler
+) -> None:
+    make_node(kubeapi_client, "host-1", labels={"kubernetes.io/hostname": "host-1"})
+    make_node(kubeapi_client, "host-2", labels={"kubernetes.io/hostname": "host-2"})
+    apart = {
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "slurmd"}}}
+            ]
+        }
+    }
+    together = {
+        "podAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "slurmd"}}}
+            ]
+        }
+    }
+
+    def create(name: str, affinity: dict, app: str) -> None:
+        spec = {"containers": [{"name": "c", "image": "x"}], "affinity": affinity}
+        kubeapi_client.create(Pod.from_dict({"metadata": {"name": name, "labels": {"app": app}}, "spec": spec}))
+
+    create("s1", apart, "slurmd")
+    first = wait_until(lambda: node_of(kubeapi_client, "s1"))
+    create("s2", apart, "slurmd")
+    assert wait_until(lambda: node_of(kubeapi_client, "s2")) not in (None, first)
+    create("s3", apart, "slurmd")
+    message = wait_until(lambda: unschedulable_message(kubeapi_client, "s3"))
+    assert message.startswith("0/2 nodes are available: 2 node(s) didn't match pod anti-affinity rules.")
+    create("helper", together, "helper")  # must share a host with a slurmd pod: either will do
+    assert wait_until(lambda: node_of(kubeapi_client, "helper")) in ("host-1", "host-2")
