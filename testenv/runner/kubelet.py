@@ -58,7 +58,7 @@ class KubeletService:
         self._informers: list[Informer[Pod]] = []
         self._contexts: dict[str, NodeContext] = {}
         self.workers: dict[str, PodWorker] = {}  # by pod uid, while the pod is in the API
-        self._tasks: set[asyncio.Task] = set()
+        self._running: dict[asyncio.Task, PodWorker] = {}  # until the worker is done, in the API or not
 
     async def setup(self) -> None:
         self._state_dir.mkdir(parents=True, exist_ok=True)
@@ -88,14 +88,15 @@ class KubeletService:
             tasks.create_task(self._heartbeats())
 
     async def teardown(self) -> None:
-        workers = list(self.workers.values())
+        workers = list(self._running.values())
         await asyncio.gather(*(worker.kill_now() for worker in workers), return_exceptions=True)
-        for task in self._tasks:
+        tasks = list(self._running)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.runtime.close()
         for worker in workers:
-            await worker.kill_now()  # volumes of workers cancelled mid-setup
+            await worker.kill_now()  # again: a worker cancelled mid-setup may have made a volume since
         if self._api is not None:
             await self._leave_nodes()
             await self._api.close()
@@ -136,11 +137,11 @@ class KubeletService:
         self.workers[uid] = worker
         worker.update(pod)
         task = asyncio.get_running_loop().create_task(worker.run(), name=f"pod {pod.metadata.name}")
-        self._tasks.add(task)
+        self._running[task] = worker
         task.add_done_callback(self._worker_done)
 
     def _worker_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
+        self._running.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("pod worker %s failed", task.get_name(), exc_info=task.exception())
 

@@ -7,7 +7,7 @@ are never fractional, so ints are exact.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from math import ceil
 
 from lightkube.models.core_v1 import Container, PodSpec
@@ -88,9 +88,3 @@ def insufficient(requested: Mapping[str, int], free: Mapping[str, int]) -> list[
     """The names of requested resources that do not fit in `free`, sorted."""
     return sorted(name for name, value in requested.items() if value > free.get(name, 0))
 
-
-def total(items: Iterable[Mapping[str, int]]) -> Resources:
-    result: Resources = {}
-    for item in items:
-        add(result, item)
-    return result
