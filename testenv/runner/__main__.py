@@ -13,6 +13,7 @@ from lightkube.core.exceptions import ConfigError as KubeconfigError
 from .backoff import BackoffPolicy
 from .config import ConfigError
 from .images import ImageTable
+from .kube import API_ERRORS
 from .kubelet import KubeletService
 from .nodes import load_nodes
 from .process import ProcessRuntime
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
             on_stop=args.on_stop,
         )
         run_until_signal(service)
+    except API_ERRORS as e:
+        print(f"testenv.runner: error: Kubernetes API of {args.kubeconfig}: {e}", file=sys.stderr)
+        return 1
     except (ConfigError, KubeconfigError, OSError) as e:
         print(f"testenv.runner: error: {e}", file=sys.stderr)
         return 1

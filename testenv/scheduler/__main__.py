@@ -8,6 +8,7 @@ import sys
 
 from lightkube.core.exceptions import ConfigError
 
+from testenv.runner.kube import API_ERRORS
 from testenv.runner.service import run_until_signal
 
 from .scheduler import DEFAULT_NAME, SchedulerService
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         run_until_signal(SchedulerService(args.kubeconfig, name=args.name, retry_interval=args.retry_interval))
+    except API_ERRORS as e:
+        print(f"testenv.scheduler: error: Kubernetes API of {args.kubeconfig}: {e}", file=sys.stderr)
+        return 1
     except (OSError, ConfigError) as e:
         print(f"testenv.scheduler: error: {e}", file=sys.stderr)
         return 1

@@ -87,4 +87,3 @@ def pod_nonzero_requests(spec: PodSpec) -> tuple[int, int]:
 def insufficient(requested: Mapping[str, int], free: Mapping[str, int]) -> list[str]:
     """The names of requested resources that do not fit in `free`, sorted."""
     return sorted(name for name, value in requested.items() if value > free.get(name, 0))
-
