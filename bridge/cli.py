@@ -110,12 +110,9 @@ def resume(obj: _Obj, nodes: tuple[str, ...]) -> None:
     from bridge.kube import LightkubeApi
     from bridge.slurm import CommandSlurm
 
-    kube = LightkubeApi(obj.config.kubernetes)
-    try:
+    with LightkubeApi(obj.config.kubernetes) as kube:
         outcome = flow.resume(_expand(nodes), config=obj.config, slurm=CommandSlurm(obj.config.slurm.bin_dir),
                               kube=kube, log=obj.log("resume"))
-    finally:
-        kube.close()
     click.echo(f"created {len(outcome.created)}, already there {len(outcome.existing)}, failed {len(outcome.failed)}")
     for node, cause in outcome.failed.items():
         click.echo(f"  {node}: {cause}")
@@ -131,11 +128,8 @@ def suspend(obj: _Obj, nodes: tuple[str, ...]) -> None:
     from bridge import suspend as flow
     from bridge.kube import LightkubeApi
 
-    kube = LightkubeApi(obj.config.kubernetes)
-    try:
+    with LightkubeApi(obj.config.kubernetes) as kube:
         outcome = flow.suspend(_expand(nodes), config=obj.config, kube=kube, log=obj.log("suspend"))
-    finally:
-        kube.close()
     click.echo(f"deleted {len(outcome.deleted)}, had no pod {len(outcome.absent)}, failed {len(outcome.failed)}")
     if outcome.failed:
         sys.exit(75)
@@ -148,11 +142,8 @@ def pods(obj: _Obj) -> None:
     from bridge import naming
     from bridge.kube import LightkubeApi
 
-    kube = LightkubeApi(obj.config.kubernetes)
-    try:
+    with LightkubeApi(obj.config.kubernetes) as kube:
         found = kube.list_pods(naming.owner_labels(obj.config.slurm.cluster_name))
-    finally:
-        kube.close()
     for pod in sorted(found, key=lambda p: naming.node_of(p) or ""):
         status, spec = pod.get("status") or {}, pod.get("spec") or {}
         phase = "Terminating" if pod["metadata"].get("deletionTimestamp") else status.get("phase", "?")

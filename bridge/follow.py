@@ -147,14 +147,12 @@ def main() -> None:
     groups = [(job, hostlist.expand(nodes)) for job, nodes in json.loads(payload)]
     log = log_module.configure(config.log, hook="follow", pid=os.getpid(),
                                jobs=[job for job, _ in groups], started=dt.datetime.now(dt.timezone.utc).isoformat())
-    kube = LightkubeApi(config.kubernetes)
     try:
-        follow(groups, config=config, slurm=CommandSlurm(config.slurm.bin_dir), kube=kube, log=log)
+        with LightkubeApi(config.kubernetes) as kube:
+            follow(groups, config=config, slurm=CommandSlurm(config.slurm.bin_dir), kube=kube, log=log)
     except BridgeError as e:
         log.error("follow failed", kind=e.kind, error=str(e))
         sys.exit(e.exit_code)
-    finally:
-        kube.close()
 
 
 if __name__ == "__main__":

@@ -146,12 +146,9 @@ def _resume(ctx: HookContext, request: Any, early: BridgeError | None) -> None:
         raise early
     if request is not None:
         ctx.log = ctx.log.bind(jobs=[j.job_id for j in request.jobs])
-    kube = ctx.kube()
-    try:
+    with ctx.kube() as kube:
         outcome = resume.resume(ctx.nodes, config=ctx.config, slurm=ctx.slurm(), kube=kube,
                                 request=request, log=ctx.log)
-    finally:
-        kube.close()
     if ctx.config.resume.follow and outcome.up():
         from bridge import follow
 
@@ -168,11 +165,8 @@ def _resume(ctx: HookContext, request: Any, early: BridgeError | None) -> None:
 def _suspend(ctx: HookContext) -> None:
     from bridge import suspend
 
-    kube = ctx.kube()
-    try:
+    with ctx.kube() as kube:
         outcome = suspend.suspend(ctx.nodes, config=ctx.config, kube=kube, log=ctx.log)
-    finally:
-        kube.close()
     if outcome.failed:
         raise PartialFailure(f"{len(outcome.failed)} pod(s) not deleted", failed=outcome.failed)
 
@@ -180,10 +174,7 @@ def _suspend(ctx: HookContext) -> None:
 def _resume_fail(ctx: HookContext) -> None:
     from bridge import suspend
 
-    kube = ctx.kube()
-    try:
+    with ctx.kube() as kube:
         outcome = suspend.resume_failed(ctx.nodes, config=ctx.config, slurm=ctx.slurm(), kube=kube, log=ctx.log)
-    finally:
-        kube.close()
     if outcome.failed:
         raise PartialFailure(f"{len(outcome.failed)} pod(s) not deleted", failed=outcome.failed)

@@ -109,6 +109,12 @@ class LightkubeApi:
         self._loop.run_until_complete(self._client.close())
         self._loop.close()
 
+    def __enter__(self) -> LightkubeApi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def create_pods(self, manifests: list[dict[str, Any]]) -> dict[str, KubernetesError | None]:
         async def create(manifest: dict[str, Any]) -> None:
             await self._call(lambda: self._client.create(self._pod.from_dict(manifest)))
