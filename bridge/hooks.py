@@ -47,7 +47,8 @@ def resume_main() -> None:
         request, early = None, e
     else:
         early = None
-    sys.exit(run_hook("resume", lambda ctx: _resume(ctx, request, early), started=started))
+    jobs = [job.job_id for job in request.jobs] if request is not None else []
+    sys.exit(run_hook("resume", lambda ctx: _resume(ctx, request, early), started=started, jobs=jobs))
 
 
 def suspend_main() -> None:
@@ -78,8 +79,9 @@ class HookContext:
 
 
 def run_hook(hook: str, body: Callable[[HookContext], None], *, argv: list[str] | None = None,
-             started: float | None = None) -> int:
-    """Run one hook call; return its exit code. Expected errors never show a traceback."""
+             started: float | None = None, **context: Any) -> int:
+    """Run one hook call; return its exit code. Expected errors never show a traceback.
+    ``context`` (e.g. the job ids) is bound to every log line of the call."""
     from bridge import config as config_module, hostlist, log as log_module
 
     argv = sys.argv[1:] if argv is None else argv
@@ -93,9 +95,9 @@ def run_hook(hook: str, body: Callable[[HookContext], None], *, argv: list[str] 
         try:
             cfg = config_module.load(None)
         except BridgeError:
-            log = log_module.configure(None, hook=hook, nodes=argv[0])
+            log = log_module.configure(None, hook=hook, nodes=argv[0], **context)
             raise
-        log = log_module.configure(cfg.log, hook=hook, nodes=argv[0])
+        log = log_module.configure(cfg.log, hook=hook, nodes=argv[0], **context)
         body(HookContext(hook, nodes, cfg, log))
     except BridgeError as e:
         _report(hook, e, log, nodes)
@@ -144,8 +146,6 @@ def _resume(ctx: HookContext, request: Any, early: BridgeError | None) -> None:
 
     if early is not None:
         raise early
-    if request is not None:
-        ctx.log = ctx.log.bind(jobs=[j.job_id for j in request.jobs])
     with ctx.kube() as kube:
         outcome = resume.resume(ctx.nodes, config=ctx.config, slurm=ctx.slurm(), kube=kube,
                                 request=request, log=ctx.log)

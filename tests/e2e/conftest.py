@@ -7,6 +7,7 @@ leftovers; the environment's stop() checks nothing is left behind.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -71,20 +72,18 @@ def bridge_pods(env: Environment) -> dict[str, Any]:
     return {p.metadata.annotations["slurm-k8s-bridge/node-name"]: p for p in pods}
 
 
-def node_field(env: Environment, node: str, field: str) -> str:
-    line = env.slurm.run("scontrol", "-o", "show", "node", node).stdout
-    import re
-
+def _field(line: str, field: str) -> str:
+    """A ``Key=value`` of a ``scontrol -o`` line; values may hold spaces (Reason, AdminComment)."""
     match = re.search(rf"(?:^| ){field}=(.*?)(?= [A-Za-z]+=|$)", line)
     return match.group(1) if match else ""
 
 
-def job_field(env: Environment, job: str, field: str) -> str:
-    line = env.slurm.run("scontrol", "-o", "show", "job", job).stdout
-    import re
+def node_field(env: Environment, node: str, field: str) -> str:
+    return _field(env.slurm.run("scontrol", "-o", "show", "node", node).stdout, field)
 
-    match = re.search(rf"(?:^| ){field}=(\S*)", line)
-    return match.group(1) if match else ""
+
+def job_field(env: Environment, job: str, field: str) -> str:
+    return _field(env.slurm.run("scontrol", "-o", "show", "job", job).stdout, field)
 
 
 def run_hook(env: Environment, hook: str, hostlist: str) -> subprocess.CompletedProcess[str]:
