@@ -236,9 +236,11 @@ class Environment:
             if path.name in ("kustomization.yaml", "munge-key-secret.example.yaml"):
                 continue
             for obj in codecs.load_all_yaml(path.read_text()):
-                # The stand-in takes Roles and RoleBindings from its auth file (the same rbac/).
-                if self._external or obj.kind not in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"):
-                    _create(client, obj)
+                # The stand-in takes Roles and RoleBindings from its auth file (the same rbac/),
+                # and serves no RBAC API: an external stand-in says 404, a real cluster creates them.
+                rbac = obj.kind in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+                if self._external or not rbac:
+                    _create(client, obj, missing_ok=rbac)
         key = base64.b64encode(self.slurm.munge_key_path.read_bytes()).decode()
         _create(client, codecs.from_dict({"apiVersion": "v1", "kind": "Secret",
                                           "metadata": {"name": "munge-key", "namespace": NAMESPACE},
@@ -312,13 +314,14 @@ class Environment:
         return json.loads(text) if text else None
 
 
-def _create(client: Any, obj: Any) -> None:
+def _create(client: Any, obj: Any, *, missing_ok: bool = False) -> None:
+    """Create, accepting "already exists" (and "no such API" when ``missing_ok``)."""
     from lightkube import ApiError
 
     try:
         client.create(obj)
     except ApiError as e:
-        if e.status.code != 409:
+        if e.status.code != 409 and not (missing_ok and e.status.code == 404):
             raise
 
 
