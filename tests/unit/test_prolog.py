@@ -1,0 +1,62 @@
+"""slurm-k8s-prolog: holds a job only until its nodes have registered, and never fails it."""
+
+import os
+import stat
+import textwrap
+import time
+
+import pytest
+
+from bridge import prolog
+
+
+@pytest.fixture
+def fake_scontrol(tmp_path, monkeypatch):
+    """A scontrol that reports the nodes POWERING_UP for the first `n` calls, then up."""
+    (tmp_path / "k8s-bridge.yaml").write_text(textwrap.dedent(f"""
+        slurm: {{conf_server: "h:1", bin_dir: "{tmp_path}", prolog_timeout: 3}}
+        log: {{file: null}}
+        nodesets: [{{name: a, nodes: "elastic[1-2]", image: "i"}}]
+        """))
+    monkeypatch.setenv("SLURM_K8S_BRIDGE_CONFIG", str(tmp_path / "k8s-bridge.yaml"))
+
+    def make(powering_up_calls: int, job_state: str = "CONFIGURING"):
+        script = tmp_path / "scontrol"
+        script.write_text(textwrap.dedent(f"""\
+            #!/bin/sh
+            count=$(cat {tmp_path}/calls 2>/dev/null || echo 0); echo $((count + 1)) > {tmp_path}/calls
+            if [ "$3" = job ]; then echo "JobId=7 JobState={job_state} Reason=None"; exit 0; fi
+            if [ "$count" -lt {powering_up_calls} ]; then flags=+CLOUD+POWERING_UP; else flags=+CLOUD; fi
+            echo "NodeName=elastic1 CPUTot=1 RealMemory=100 State=ALLOCATED$flags"
+            echo "NodeName=elastic2 CPUTot=1 RealMemory=100 State=ALLOCATED$flags"
+            """))
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+        return tmp_path / "calls"
+
+    return make
+
+
+def test_returns_as_soon_as_the_nodes_registered(fake_scontrol):
+    calls = fake_scontrol(powering_up_calls=3)
+    assert prolog.wait_for_nodes("7", "elastic[1-2]") == 0
+    assert int(calls.read_text()) >= 4
+
+
+def test_nodes_already_up_cost_one_look(fake_scontrol):
+    calls = fake_scontrol(powering_up_calls=0)
+    assert prolog.wait_for_nodes("7", "elastic[1-2]") == 0
+    assert int(calls.read_text()) == 1
+
+
+def test_cancelled_job_lets_go_without_waiting_the_timeout(fake_scontrol):
+    fake_scontrol(powering_up_calls=1000, job_state="CANCELLED")
+    start = time.monotonic()
+    assert prolog.wait_for_nodes("7", "elastic[1-2]") == 0
+    assert time.monotonic() - start < 2.5
+
+
+def test_timeout_never_fails_the_job(fake_scontrol):
+    fake_scontrol(powering_up_calls=1000)
+    start = time.monotonic()
+    assert prolog.wait_for_nodes("7", "elastic[1-2]") == 0
+    assert time.monotonic() - start >= 3
