@@ -158,7 +158,7 @@ def _resume(ctx: HookContext, request: Any, early: BridgeError | None) -> None:
     if outcome.failed:
         every = not outcome.created and not outcome.existing
         raise PartialFailure(f"{'all ' if every else ''}{len(outcome.failed)} of {len(ctx.nodes)} node(s) failed "
-                             "and were set DOWN: " + "; ".join(f"{n}: {c}" for n, c in list(outcome.failed.items())[:3]),
+                             "and were given back to Slurm: " + "; ".join(f"{n}: {c}" for n, c in list(outcome.failed.items())[:3]),
                              failed=outcome.failed, exit_code=outcome.exit_code())
 
 

@@ -104,6 +104,7 @@ class LightkubeApi:
             timeout=httpx2.Timeout(settings.timeout),
         )
         self._limiter = RateLimiter(settings.qps, settings.burst)
+        self._unreachable = False
 
     def close(self) -> None:
         self._loop.run_until_complete(self._client.close())
@@ -199,17 +200,25 @@ class LightkubeApi:
         return dict(self._loop.run_until_complete(everything()))
 
     async def _call(self, request: Callable[[], Awaitable[T]]) -> T:
-        """One API call: rate-limited, retried while transient, errors translated."""
+        """One API call: rate-limited, retried while transient, errors translated.
+
+        Once a call has spent the whole retry budget on an unreachable server, later calls of
+        this client try once: a hook must not wait the budget again for every call."""
         import stamina
 
-        async for attempt in stamina.retry_context(on=_retry_hint, attempts=8, timeout=self._retry_seconds,
-                                                   wait_initial=0.2, wait_max=5.0):
-            with attempt:
-                await self._limiter.acquire()
-                try:
-                    return await request()
-                except Exception as e:  # noqa: BLE001 - translated just below, never swallowed
-                    raise translate(e, self._server) from e
+        attempts = 1 if self._unreachable else 8
+        try:
+            async for attempt in stamina.retry_context(on=_retry_hint, attempts=attempts,
+                                                       timeout=self._retry_seconds, wait_initial=0.2, wait_max=5.0):
+                with attempt:
+                    await self._limiter.acquire()
+                    try:
+                        return await request()
+                    except Exception as e:  # noqa: BLE001 - translated just below, never swallowed
+                        raise translate(e, self._server) from e
+        except KubernetesUnavailable:
+            self._unreachable = True
+            raise
         raise AssertionError("unreachable: stamina re-raises the last error")
 
 
