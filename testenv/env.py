@@ -73,11 +73,17 @@ class Environment:
         kubeconfig: str | None = None,
         backoff: float = 1.0,
         scheduler: bool = True,
+        runtime: str = "process",
     ) -> None:
         """bridge: settings merged into the bridge config (e.g. ``{"resume": {"deadline": 20}}``);
         nodesets: the bridge's nodesets (default: one per node group, the slurmd image);
         images: extra process-runtime images (reference → entrypoint/cmd);
-        scheduler: False leaves pods unbound (benchmarks of the API path alone)."""
+        scheduler: False leaves pods unbound (benchmarks of the API path alone);
+        runtime: "process" runs pod containers as host processes, "docker" runs them from their
+        images in the project's Docker engine (testenv/docker.py; the slurmd image is the one
+        testenv/docker-setup.sh built for this host's Slurm version)."""
+        if runtime not in ("process", "docker"):
+            raise ValueError(f"runtime must be 'process' or 'docker', got {runtime!r}")
         self._node_groups = tuple(node_groups)
         self._kube_nodes = tuple(kube_nodes)
         self._timeouts = timeouts
@@ -87,6 +93,9 @@ class Environment:
         self._external = kubeconfig or os.environ.get("KUBECONFIG")
         self._backoff = backoff
         self._scheduler = scheduler
+        self.runtime = runtime
+        self.image = IMAGE
+        self._docker_env: dict[str, str] | None = None
         self.dir: Path | None = None
         self.slurm: SlurmCluster | None = None
         self._procs: dict[str, Any] = {}
@@ -101,6 +110,7 @@ class Environment:
         self.dir = Path(tempfile.mkdtemp(prefix="k8s-bridge-env-", dir="/tmp"))
         self.dir.chmod(0o755)
         try:
+            self._start_docker()
             self._start_kubernetes()
             self._start_slurm()
             self._write_bridge_config()
@@ -128,6 +138,11 @@ class Environment:
                 processes.terminate(strays, grace=2)
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
+        if self._docker_env is not None:
+            from testenv import docker
+
+            docker.release()
+            self._docker_env = None
 
     def __enter__(self) -> Environment:
         return self.start()
@@ -173,6 +188,14 @@ class Environment:
 
     # ---- start-up steps --------------------------------------------------------------------
 
+    def _start_docker(self) -> None:
+        if self.runtime != "docker":
+            return
+        from testenv import docker
+
+        self._docker_env = docker.acquire()  # raises DockerUnavailable, saying why
+        self.image = docker.slurmd_image()
+
     def _start_kubernetes(self) -> None:
         assert self.dir is not None
         kube_dir = self.dir / "kube"
@@ -211,7 +234,7 @@ class Environment:
     def _write_bridge_config(self) -> None:
         assert self.slurm is not None and self.dir is not None
         nodesets = self._nodesets or [
-            {"name": group.prefix.lower().replace("_", "-"), "nodes": group.hostlist, "image": IMAGE}
+            {"name": group.prefix.lower().replace("_", "-"), "nodes": group.hostlist, "image": self.image}
             for group in self._node_groups]
         config = {
             "slurm": {"conf_server": self.slurm.slurmctld_address, "cluster_name": "testenv"},
@@ -256,11 +279,17 @@ class Environment:
         images = {IMAGE: {"entrypoint": [str(REPO / "docker" / "slurmd" / "entrypoint.sh")], "cmd": []},
                   **self._images}
         (self.dir / "images.yaml").write_text(yaml.safe_dump({"images": images}))
+        runtime = ["--runtime", self.runtime, "--images", str(self.dir / "images.yaml")]
+        if self.runtime == "docker":
+            # slurm.conf names files in Slurm's state dir (AuthInfo's munge socket, spool and log
+            # dirs): the process runtime's containers see them on the host, Docker's get them bound.
+            assert self.slurm is not None
+            runtime = ["--runtime", "docker", "--share", str(self.slurm.state_dir)]
         self._spawn("runner", [sys.executable, "-m", "testenv.runner", "--kubeconfig", str(self.admin_kubeconfig),
-                               "--nodes", str(self.dir / "nodes.yaml"), "--runtime", "process",
-                               "--state-dir", str(runner_dir), "--images", str(self.dir / "images.yaml"),
+                               "--nodes", str(self.dir / "nodes.yaml"), *runtime,
+                               "--state-dir", str(runner_dir),
                                "--backoff", str(self._backoff), "--max-backoff", str(self._backoff * 4),
-                               "--on-stop", "delete"])
+                               "--on-stop", "delete"], extra_env=self._docker_env)
 
     def _wait_nodes_ready(self, timeout: float = 30.0) -> None:
         from lightkube.resources.core_v1 import Node
@@ -279,9 +308,9 @@ class Environment:
 
     # ---- plumbing ------------------------------------------------------------------------
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> None:
         assert self.dir is not None
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(REPO), **(extra_env or {})}
         self._procs[name] = processes.spawn(argv, log=self.dir / f"{name}.log", env=env, cwd=REPO)
 
     def _check_alive(self) -> None:

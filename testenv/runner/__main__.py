@@ -1,4 +1,4 @@
-"""python -m testenv.runner --kubeconfig K --nodes NODES.yaml --runtime process --state-dir DIR [--images IMAGES.yaml]"""
+"""python -m testenv.runner --kubeconfig K --nodes NODES.yaml --runtime process|docker --state-dir DIR [...]"""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from .kube import API_ERRORS
 from .kubelet import KubeletService
 from .nodes import load_nodes
 from .process import ProcessRuntime
+from .runtime import Runtime
 from .service import run_until_signal
 
 
@@ -24,7 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m testenv.runner", description=__doc__)
     parser.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server")
     parser.add_argument("--nodes", required=True, type=Path, help="NODES.yaml: the virtual nodes to run")
-    parser.add_argument("--runtime", choices=["process"], default="process", help="container runtime")
+    parser.add_argument("--runtime", choices=["process", "docker"], default="process", help="container runtime")
+    parser.add_argument("--share", type=Path, action="append", default=[],
+                        help="docker runtime: a host directory every container sees at the same path (repeatable)")
     parser.add_argument("--state-dir", required=True, type=Path, help="directory for pod volumes and logs")
     parser.add_argument("--images", type=Path, help="IMAGES.yaml: image table of the process runtime")
     parser.add_argument("--backoff", type=float, default=10.0, help="initial crash-loop/pull back-off, seconds")
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             args.kubeconfig,
             nodes=load_nodes(args.nodes),
             state_dir=args.state_dir,
-            runtime=ProcessRuntime(images=ImageTable.load(args.images), state_dir=args.state_dir),
+            runtime=_runtime(args),
             backoff=BackoffPolicy(initial=args.backoff, maximum=args.max_backoff),
             heartbeat_interval=args.heartbeat_interval,
             on_stop=args.on_stop,
@@ -60,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"testenv.runner: error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _runtime(args: argparse.Namespace) -> Runtime:
+    if args.runtime == "docker":
+        from .docker import DockerRuntime
+
+        return DockerRuntime(shared_paths=tuple(args.share))
+    return ProcessRuntime(images=ImageTable.load(args.images), state_dir=args.state_dir)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ class ContainerConfig:
     log_path: Path
     run_as_user: int | None = None
     run_as_group: int | None = None
+    limits: tuple[tuple[str, str], ...] = ()  # resources.limits, e.g. (("cpu", "1"),); Docker enforces them
 
 
 @dataclass(frozen=True)
