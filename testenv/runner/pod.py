@@ -236,7 +236,7 @@ class PodWorker:
                 return
             started_at = time.monotonic()
             outcome = await self._start(container, record, image)
-            if outcome is None:  # the environment or a mount could not be built: retry, no restart
+            if outcome is None:  # not started (config error: retry, no restart; or the pod stops)
                 if await self._sleep(config_retry.delay()):
                     return
                 continue
@@ -321,7 +321,8 @@ class PodWorker:
     async def _start(
         self, container: Container, record: ContainerRecord, image: Image
     ) -> ContainerHandle | Terminated | None:
-        """Start an instance: its handle, a Terminated (StartError), or None (config error: retry)."""
+        """Start an instance: its handle, a Terminated (StartError, or killed because the pod's deletion
+        overtook the start), or None (config error: retry; or not started, the pod stopping)."""
         try:
             config = await self._container_config(
                 container, image, record.restart_count + (record.last_exit is not None)
@@ -330,6 +331,8 @@ class PodWorker:
             record.state = Waiting("CreateContainerConfigError", str(e))
             await self._report()
             await self._event(WARNING, "Failed", f"Error: {e}", container)
+            return None
+        if self._terminating.is_set():  # the kubelet starts no container once it has seen the deletion
             return None
         if record.last_exit is not None:  # a restart: the previous instance becomes lastState
             record.last_state = record.last_exit
@@ -343,6 +346,8 @@ class PodWorker:
             await self._event(WARNING, "Failed", f"Error: {e.message}", container)
             return record.state
         record.container_id = handle.container_id
+        if self._terminating.is_set():
+            return await self._kill_overtaken(record, handle)
         record.state = Running(handle.started_at)
         record.started = container.startupProbe is None
         record.ready = record.started and container.readinessProbe is None
@@ -350,6 +355,20 @@ class PodWorker:
         await self._event(NORMAL, "Created", f"Created container {container.name}", container)
         await self._event(NORMAL, "Started", f"Started container {container.name}", container)
         return handle
+
+    async def _kill_overtaken(self, record: ContainerRecord, handle: ContainerHandle) -> Terminated:
+        """Kill a container whose pod was deleted while it was being started (the kubelet cancels
+        the start; the runtime kills what it was starting). SIGKILL, not SIGTERM: the program may
+        not handle SIGTERM yet, and a PID 1 without a handler never gets it, which left the pod
+        Terminating for its whole grace period."""
+        runtime = self._node.runtime
+        await runtime.signal_container(handle, signal.SIGKILL)
+        status = await runtime.wait_container(handle)
+        record.state = Terminated(
+            status.exit_code, "Error", status.finished_at, started_at=handle.started_at,
+            signal=status.signal, container_id=handle.container_id,
+        )  # fmt: skip
+        return record.state
 
     async def _container_config(self, container: Container, image: Image, attempt: int) -> ContainerConfig:
         node = self._node
@@ -373,7 +392,6 @@ class PodWorker:
             log_path=self._log_dir / container.name / f"{attempt}.log",
             run_as_user=_first(security, pod_security, "runAsUser"),
             run_as_group=_first(security, pod_security, "runAsGroup"),
-            limits=tuple(((container.resources.limits if container.resources else None) or {}).items()),
         )
 
     async def _run_until_exit(self, container: Container, record: ContainerRecord, handle: ContainerHandle) -> None:

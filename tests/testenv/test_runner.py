@@ -5,11 +5,13 @@ Containers write what they see into a hostPath directory of the test, which the 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,9 @@ from lightkube.resources.core_v1 import ConfigMap, Event, Node, Pod, Secret
 
 from testenv.kubeapi import KubeApiServer
 from testenv.runner import NodeSpec, PodRunner
+from testenv.runner.images import ImageTable
+from testenv.runner.process import ProcessRuntime
+from testenv.runner.runtime import Runtime
 from testenv.scheduler import Scheduler
 
 T = TypeVar("T")
@@ -451,6 +456,61 @@ def test_signals_blocked_by_the_runners_parent_reach_the_container(
     kubeapi_client.delete(Pod, "masked")
     wait_until(lambda: gone(kubeapi_client, "masked"))
     assert (out / "term").exists()
+
+
+class HeldRuntime:
+    """The process runtime, with one of its calls held `hold` s after the runner makes it (a slow
+    image pull or container start), so a test can delete the pod inside that window every time."""
+
+    def __init__(self, inner: Runtime, call: str, hold: float) -> None:
+        self._inner, self._call, self._hold = inner, call, hold
+        self.name = inner.name
+        self.entered = threading.Event()  # set from the runner's thread when the held call begins
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._inner, name)
+        if name != self._call:
+            return method
+
+        async def held(*args: Any, **kwargs: Any) -> Any:
+            self.entered.set()
+            await asyncio.sleep(self._hold)
+            return await method(*args, **kwargs)
+
+        return held
+
+
+# A program that, like the slurmd entrypoint before it execs slurmd, handles no SIGTERM for a
+# while: as the container's PID 1 it cannot be stopped by SIGTERM until it installs its trap.
+SLOW_TO_TRAP = "sleep 1; trap 'exit 0' TERM; touch /out/$HOSTNAME.trap; while :; do sleep 0.1; done"
+
+
+@pytest.mark.parametrize("call", ["pull_image", "start_container"])
+def test_pod_deleted_while_its_container_starts_is_removed_at_once(
+    kubeapi_client: Client,
+    runner_factory: Callable[..., PodRunner],
+    runner_images: Path,
+    tmp_path: Path,
+    out: Path,
+    call: str,
+) -> None:
+    """A deletion the runner sees before the start (image pull) or during it (container start)
+    starts nothing more, or kills what was being started: the pod goes within seconds, not at the
+    end of its 30 s grace period, and its program never gets as far as its SIGTERM trap (nor is
+    it reported started)."""
+    held = HeldRuntime(ProcessRuntime(images=ImageTable.load(runner_images), state_dir=tmp_path / "rt"), call, 0.5)
+    runner_factory(runtime=held)
+    for attempt in range(3):
+        name = f"overtaken-{attempt}"
+        held.entered.clear()
+        make_pod(kubeapi_client, name, SLOW_TO_TRAP, out=out, nodeName="node-1", terminationGracePeriodSeconds=30)
+        assert held.entered.wait(10), f"the runner did not start {name}"
+        began = time.monotonic()
+        kubeapi_client.delete(Pod, name)
+        wait_until(lambda: gone(kubeapi_client, name), timeout=5, what=f"{name} removed")
+        assert time.monotonic() - began < 3
+        assert not (out / f"{name}.trap").exists()
+        assert "Started" not in reasons(kubeapi_client, name)
 
 
 # --- nodes and the runner itself -----------------------------------------------------------------
