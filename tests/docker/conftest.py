@@ -15,6 +15,10 @@ import pytest
 
 from testenv import docker as engine
 
+# testcontainers reads this when first imported; its reaper (Ryuk) is an image from Docker Hub,
+# which cannot be had here: the fixtures remove what they start instead.
+os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
+
 # The API stand-in's fixtures, for the Docker runtime's tests.
 from tests.testenv.conftest import (  # noqa: F401
     kubeapi_client,
@@ -33,9 +37,8 @@ def docker_host() -> Iterator[str]:
         env = engine.acquire()
     except engine.DockerUnavailable as e:
         pytest.fail(f"Docker is not available: {e}", pytrace=False)
-    previous = {key: os.environ.get(key) for key in ("DOCKER_HOST", "TESTCONTAINERS_RYUK_DISABLED")}
-    # No registry here, so testcontainers' reaper image cannot be had: the fixtures clean up.
-    os.environ.update(env, TESTCONTAINERS_RYUK_DISABLED="true")
+    previous = {"DOCKER_HOST": os.environ.get("DOCKER_HOST")}
+    os.environ.update(env)
     try:
         yield env["DOCKER_HOST"]
     finally:

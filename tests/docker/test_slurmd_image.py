@@ -1,0 +1,178 @@
+"""The slurmd pod image (docker/slurmd), run with testcontainers against a real slurmctld.
+
+The container gets what the default pod template gives it: host network, its node's hostname,
+the munge key in /etc/munge (a read-only directory, key mode 0400) and slurmd's arguments
+`-b -N <node> --conf-server <slurmctld>`. The test cluster's slurm.conf names files in its
+state directory (the AuthInfo munge socket, SlurmdSpoolDir, SlurmdLogFile), so that directory
+is bound at the same path, as the Docker runtime does for the test environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testenv.slurm import NodeGroup, SlurmCluster
+
+pytestmark = pytest.mark.docker
+
+
+def slurmd_container(image: str, *args: str, key_dir: Path | None = None, hostname: str = "elastic1",
+                     share: Path | None = None, env: dict[str, str] | None = None, **kwargs: Any) -> Any:
+    from testcontainers.core.container import DockerContainer
+
+    container = DockerContainer(image, network_mode="host", hostname=hostname, **kwargs).with_command(list(args))
+    if key_dir is not None:
+        container.with_volume_mapping(str(key_dir), "/etc/munge", "ro")
+    if share is not None:
+        container.with_volume_mapping(str(share), str(share), "rw")
+    for key, value in (env or {}).items():
+        container.with_env(key, value)
+    return container
+
+
+def wait_exit(container: Any, timeout: float = 30) -> tuple[int, str]:
+    """Exit code and output (stdout + stderr) of a container that ends by itself."""
+    wrapped = container.get_wrapped_container()
+    code = wrapped.wait(timeout=timeout)["StatusCode"]
+    return code, wrapped.logs().decode(errors="replace")
+
+
+def wait_for(condition: Any, *, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+    return value
+
+
+@pytest.fixture
+def munge_key(tmp_path: Path) -> Path:
+    """A directory like the Secret volume: munge.key, mode 0400."""
+    directory = tmp_path / "munge-key"
+    directory.mkdir()
+    key = directory / "munge.key"
+    key.write_bytes(os.urandom(128))
+    key.chmod(0o400)
+    return directory
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[SlurmCluster]:
+    with SlurmCluster(node_groups=(NodeGroup(count=1),)) as running:
+        yield running
+
+
+def test_image_tags_carry_the_slurm_version_of_this_hosts_slurmctld(slurmd_image: str, docker_client: Any) -> None:
+    controller = subprocess.run(["slurmctld", "-V"], capture_output=True, text=True, check=True).stdout.split()[-1]
+    assert slurmd_image.endswith(f":{controller}")
+    output = docker_client.containers.run(slurmd_image, ["-V"], entrypoint=["slurmd"], remove=True).decode()
+    assert output.split()[-1] == controller
+    labels = docker_client.images.get(slurmd_image).labels
+    assert labels["org.opencontainers.image.version"] == controller
+
+
+def test_slurmd_registers_runs_a_step_and_leaves_on_sigterm(slurmd_image: str, cluster: SlurmCluster,
+                                                            tmp_path: Path) -> None:
+    key_dir = tmp_path / "key"
+    key_dir.mkdir()
+    shutil.copy(cluster.munge_key_path, key_dir / "munge.key")
+    (key_dir / "munge.key").chmod(0o400)
+    started = time.monotonic()
+    container = slurmd_container(slurmd_image, "-b", "-N", "elastic1", "--conf-server", cluster.slurmctld_address,
+                                 key_dir=key_dir, share=cluster.state_dir)
+    with container:
+        wait_for(lambda: cluster.node_states().get("elastic1") == "idle", timeout=30, what="elastic1 registered")
+        registered = time.monotonic() - started
+        logs = container.get_wrapped_container().logs().decode(errors="replace")
+        assert 'Created socket "/run/munge/munge.socket.2"' in logs  # the container's own munged
+        step = cluster.run("srun", "-w", "elastic1", "-N1", "sh", "-c", "hostname; cat /proc/1/comm", timeout=30)
+        assert step.stdout.split() == ["elastic1", "slurmd"]  # in the container: slurmd is its PID 1
+
+        wrapped = container.get_wrapped_container()
+        grace = 10
+        began = time.monotonic()
+        wrapped.stop(timeout=grace)  # SIGTERM, SIGKILL after the grace period
+        took = time.monotonic() - began
+        wrapped.reload()
+        state = wrapped.attrs["State"]
+        assert (state["ExitCode"], state["OOMKilled"]) == (0, False), wrapped.logs().decode(errors="replace")[-2000:]
+        assert took < grace / 2, f"slurmd took {took:.1f} s to stop"
+        assert "Slurmd shutdown completing" in wrapped.logs().decode(errors="replace")
+    print(f"container start -> node registered: {registered:.2f} s")
+
+
+def test_missing_munge_key_is_a_clear_message_and_exit_2(slurmd_image: str, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with slurmd_container(slurmd_image, "-b", "-N", "elastic1", "--conf-server", "127.0.0.1:1", key_dir=empty) as c:
+        code, output = wait_exit(c)
+    assert code == 2
+    assert output.strip() == ("slurmd-entrypoint: munge key /etc/munge/munge.key is missing: mount the munge key "
+                              "Secret there (see rbac/munge-key-secret.example.yaml)")
+
+
+def test_no_key_volume_at_all_is_the_same_message(slurmd_image: str) -> None:
+    """The image carries no key of its own (munge's package made one at build time: removed)."""
+    with slurmd_container(slurmd_image, "-b", "-N", "elastic1", "--conf-server", "127.0.0.1:1") as c:
+        code, output = wait_exit(c)
+    assert code == 2 and "munge key /etc/munge/munge.key is missing" in output
+
+
+def test_key_writable_by_others_is_refused_with_exit_3(slurmd_image: str, munge_key: Path) -> None:
+    (munge_key / "munge.key").chmod(0o666)
+    with slurmd_container(slurmd_image, "-N", "elastic1", "--conf-server", "127.0.0.1:1", key_dir=munge_key) as c:
+        code, output = wait_exit(c)
+    assert code == 3
+    assert "has mode 666, writable by group or others: use defaultMode 0400 on the Secret volume" in output
+
+
+def fake_gpus(directory: Path, minors: list[int]) -> list[Path]:
+    """Character devices like the NVIDIA driver's (major 195): Docker passes them as --device."""
+    directory.mkdir(exist_ok=True)
+    devices = []
+    for minor in minors:
+        path = directory / f"nvidia{minor}"
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(195, minor))
+        devices.append(path)
+    return devices
+
+
+def test_gpus_the_device_plugin_gave_are_linked_in_host_order_for_gres_conf(
+    slurmd_image: str, munge_key: Path, tmp_path: Path
+) -> None:
+    """Host GPUs 3 and 5 appear as /dev/nvidia3 and /dev/nvidia5; gres.conf names slurm-gpu[0-1]."""
+    devices = fake_gpus(tmp_path / "dev", [5, 3])
+    script = "slurmd-entrypoint -V >/dev/null; for l in /dev/slurm-gpu*; do echo $l $(readlink $l); done"
+    container = slurmd_container(
+        slurmd_image, "-c", script, key_dir=munge_key, entrypoint=["sh"],
+        devices=[f"{d}:/dev/{d.name}:rwm" for d in devices],
+        env={"SLURMD_GPU_COUNT": "2", "SLURMD_GRES": "gpu:a100:2"})
+    with container as c:
+        code, output = wait_exit(c)
+    assert code == 0, output
+    links = re.findall(r"^(/dev/slurm-gpu\d) (\S+)$", output, re.MULTILINE)
+    assert links == [("/dev/slurm-gpu0", "/dev/nvidia3"), ("/dev/slurm-gpu1", "/dev/nvidia5")]
+
+
+def test_fewer_gpus_than_the_nodes_gres_refuses_to_register_with_exit_5(
+    slurmd_image: str, munge_key: Path, tmp_path: Path
+) -> None:
+    (device,) = fake_gpus(tmp_path / "dev", [0])
+    container = slurmd_container(
+        slurmd_image, "-N", "gpu1", "--conf-server", "127.0.0.1:1", key_dir=munge_key,
+        devices=[f"{device}:/dev/nvidia0:rwm"], env={"SLURMD_GPU_COUNT": "2", "SLURMD_GRES": "gpu:2"})
+    with container as c:
+        code, output = wait_exit(c)
+    assert code == 5
+    assert "node has Gres gpu:2 but the pod sees 1 GPU device(s) in /dev" in output
