@@ -17,7 +17,7 @@ from testenv.slurm.config import NodeGroup
 
 
 def main(count: int) -> None:
-    settings = [("default (qps 20, burst 50)", {}), ("qps 200, burst 200", {"qps": 200, "burst": 200})]
+    settings = [("default (qps 50, burst 200)", {}), ("qps 1000, burst 1000", {"qps": 1000, "burst": 1000})]
     for label, kube in settings:
         with Environment(node_groups=(NodeGroup(prefix="elastic", count=count, cpus=1, real_memory=500),),
                          kube_nodes=(), scheduler=False,

@@ -53,10 +53,11 @@ class KubernetesSettings(_Strict):
     """Use the pod's service account (when slurmctld itself runs in the cluster)."""
     namespace: str = "slurm"
     """Namespace of the slurmd pods. The bridge never touches another namespace."""
-    qps: float = 20.0
-    """Client-side rate limit, requests per second (client-go's default is 5)."""
-    burst: int = 50
-    """Requests allowed at once above ``qps`` before the limiter waits."""
+    qps: float = 50.0
+    """Client-side rate limit, requests per second (kubectl uses 50; client-go's default of 5
+    is for controllers). A job's pods within ``burst`` are created at once."""
+    burst: int = 200
+    """Requests allowed at once before the limiter spaces them at ``qps``."""
     timeout: float = 10.0
     """Seconds for any one API call."""
     retry_seconds: float = 20.0
