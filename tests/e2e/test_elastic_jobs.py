@@ -68,3 +68,28 @@ def test_suspend_leaves_a_pod_without_the_bridges_labels_untouched(env):
     assert "someone-elses" in names
     wait_for(lambda: "testenv-elastic4" not in {p.metadata.name for p in client.list(Pod, namespace=NAMESPACE)},
              timeout=30, what="the bridge's own pod deleted")
+
+
+def test_admin_cli_renders_what_resume_would_create_and_lists_the_pods(env):
+    import subprocess
+
+    import yaml
+
+    from testenv.env import BIN
+
+    def cli(*args):
+        return subprocess.run([str(BIN / "slurm-k8s-bridge"), "--config", str(env.bridge_config_path), *args],
+                              capture_output=True, text=True, timeout=60, env={"SLURM_CONF": str(env.slurm.conf_path)})
+
+    rendered = cli("render", "elastic[1-2]")
+    assert rendered.returncode == 0, rendered.stderr
+    pods = list(yaml.safe_load_all(rendered.stdout))
+    assert [p["spec"]["containers"][0]["args"][2] for p in pods] == ["elastic1", "elastic2"]
+    assert pods[0]["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "1"  # the Slurm node's CPUs
+    assert bridge_pods(env) == {}  # render creates nothing
+    assert run_hook(env, "slurm-k8s-resume", "elastic1").returncode == 0
+    listed = cli("pods")
+    assert listed.returncode == 0 and listed.stdout.split()[:2] == ["elastic1", "testenv-elastic1"]
+    unknown = cli("render", "nosuchnode")
+    assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
+    assert len(unknown.stderr.strip().splitlines()) == 1
