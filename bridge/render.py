@@ -52,7 +52,12 @@ def render_pod(config: Config, facts: NodeFacts, *, job_id: int | None = None) -
     path = config.template_path(nodeset)
     context = _context(config, nodeset, facts, job_id)
     text = _render(path, context, facts.name)
-    manifest = _parse(text, path, facts.name)
+    try:
+        manifest = _parse(text, path, facts.name)
+    except _Unparsable as e:
+        from bridge import validate  # only on this error path: finds the template's own line
+
+        raise TemplateError(validate._yaml_problem(config, facts, job_id) or str(e)) from None
     _check(manifest, context["pod"], path, facts.name)
     return PodPlan(node=facts.name, nodeset=nodeset.name, manifest=manifest)
 
@@ -148,14 +153,18 @@ def _template_line(error: Exception, path: Path) -> str:
     return str(lines[-1]) if lines else "?"
 
 
+class _Unparsable(TemplateError):
+    """The rendered text is not YAML (its line is the output's, not yet the template's)."""
+
+
 def _parse(text: str, path: Path, node: str) -> dict[str, Any]:
     try:
         documents = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark else "?"
-        raise TemplateError(f"{path}: node {node}: rendered YAML does not parse at line {line}: "
-                            f"{getattr(e, 'problem', e)}") from None
+        raise _Unparsable(f"{path}: node {node}: rendered YAML does not parse at output line {line}: "
+                          f"{getattr(e, 'problem', e)}") from None
     pods = [d for d in documents if isinstance(d, dict) and d.get("kind") == "Pod"]
     if len(documents) != 1 or len(pods) != 1:
         raise TemplateError(f"{path}: node {node}: expected exactly one Pod document, "

@@ -97,8 +97,8 @@ def test_template_syntax_error_names_the_line(write_config, tmp_path, slurm):
 
 
 def test_rendered_yaml_that_does_not_parse_is_a_template_error(write_config, tmp_path, slurm):
-    cfg = _template_config(write_config, tmp_path, "kind: Pod\nmetadata: [\n")
-    with pytest.raises(TemplateError, match="does not parse"):
+    cfg = _template_config(write_config, tmp_path, "apiVersion: v1\nkind: Pod\nmetadata: [\n  name: x\n")
+    with pytest.raises(TemplateError, match=r"bad.yaml.j2:3: node elastic1: rendered YAML does not parse"):
         render_pod(cfg, slurm.facts["elastic1"])
 
 
