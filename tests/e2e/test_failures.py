@@ -28,6 +28,13 @@ def test_slurmd_crashing_on_start_releases_the_job_and_leaves_no_pod(make_env):
     wait_for(lambda: not bridge_pods(env), timeout=30, what="no pod left")
     assert requeued < 20
     assert node_field(env, "elastic1", "State").split("+")[0] == "DOWN"  # slurmd cannot start: an admin must look
+    from lightkube.resources.core_v1 import Event
+
+    events = [e for e in env.kube().list(Event, namespace=NAMESPACE) if e.reason == "SlurmResumeFailed"]
+    assert any("CrashLoopBackOff" in e.message and e.involvedObject.name.startswith("testenv-elastic")
+               for e in events)
+    logged = [r for r in env.bridge_log_records() if r.get("event") == "resume failed"]
+    assert any("CrashLoopBackOff" in r["cause"] and r["job"] == int(job) for r in logged)
 
 
 def test_image_that_does_not_exist_releases_the_job(make_env):
