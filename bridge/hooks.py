@@ -87,6 +87,7 @@ def run_hook(hook: str, body: Callable[[HookContext], None], *, argv: list[str] 
     argv = sys.argv[1:] if argv is None else argv
     started = time.monotonic() if started is None else started
     log = None
+    cfg = None
     nodes: list[str] = []
     try:
         if len(argv) != 1:
@@ -102,7 +103,7 @@ def run_hook(hook: str, body: Callable[[HookContext], None], *, argv: list[str] 
     except BridgeError as e:
         _report(hook, e, log, nodes)
         if hook == "resume" and nodes and not isinstance(e, PartialFailure):
-            _down_after_error(nodes, e, log)
+            _down_after_error(nodes, e, log, bin_dir=cfg.slurm.bin_dir if cfg else "/usr/bin")
         return e.exit_code
     if log is not None:
         log.info("hook finished", outcome="ok", seconds=round(time.monotonic() - started, 3))
@@ -115,18 +116,13 @@ def _report(hook: str, error: BridgeError, log: Any, nodes: list[str]) -> None:
         log.error("hook failed", outcome="error", kind=error.kind, error=str(error), exit_code=error.exit_code)
 
 
-def _down_after_error(nodes: list[str], error: BridgeError, log: Any) -> None:
+def _down_after_error(nodes: list[str], error: BridgeError, log: Any, *, bin_dir: str) -> None:
     """The whole resume failed before any pod could be planned (no config, API down...):
     give the nodes back to Slurm so their jobs are requeued now, not after ResumeTimeout —
-    powered down if the cause may pass, DOWN with the cause if an admin must act."""
-    from bridge import config as config_module
-    from bridge.slurm import CommandSlurm
-
-    try:
-        bin_dir = config_module.load(None).slurm.bin_dir
-    except BridgeError:
-        bin_dir = "/usr/bin"  # no usable config: Debian's place for scontrol
+    powered down if the cause may pass, DOWN with the cause if an admin must act. Without a
+    usable config, scontrol is looked for in Debian's place."""
     from bridge.failure import classify
+    from bridge.slurm import CommandSlurm
 
     failure = classify(error)
     slurm = CommandSlurm(bin_dir)
