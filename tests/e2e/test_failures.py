@@ -99,3 +99,13 @@ def test_resume_file_from_slurm_2205_labels_pods_with_their_jobs(env):
     assert {p.metadata.labels["slurm-k8s-bridge/job-id"] for p in pods.values()} == {job}
     records = [r for r in env.bridge_log_records() if r.get("hook") == "resume" and r.get("event") == "hook finished"]
     assert records and records[0]["jobs"] == [int(job)]
+
+
+def test_missing_bridge_config_still_requeues_the_job_with_the_reason(env):
+    env.bridge_config_path.rename(env.bridge_config_path.with_suffix(".moved"))
+    job = submit(env, "-N1", "--wrap", "hostname")
+    reason = wait_for(lambda: node_field(env, "elastic1", "Reason").startswith("slurm-k8s-bridge:")
+                      and node_field(env, "elastic1", "Reason"), timeout=20, what="the node's reason")
+    assert "config:" in reason and "k8s-bridge.yaml: no such file" in reason
+    wait_for(lambda: env.slurm.job_state(job) == "PENDING", timeout=10, what="job requeued")
+    assert not bridge_pods(env)
