@@ -26,7 +26,7 @@ from typing import Any
 
 from bridge import causes, naming
 from bridge.config import Config
-from bridge.errors import BridgeError, KubernetesError
+from bridge.errors import BridgeError, KubernetesError, SlurmError
 from bridge.kube import KubeClient
 from bridge.slurm import SlurmClient
 
@@ -44,27 +44,41 @@ def classify(error: BridgeError) -> Failure:
                    transient=transient)
 
 
-def release_job(job_id: int | None, nodes: list[str], failed: dict[str, Failure], *, config: Config,
+def release_job(job_ids: tuple[int, ...], nodes: list[str], failed: dict[str, Failure], *, config: Config,
                 slurm: SlurmClient, kube: KubeClient, log: Any, groups: set[naming.Ref] = frozenset()) -> None:
-    """Undo a job's resume: ``nodes`` are all the nodes resumed for it, ``failed`` the ones
-    that failed and why, ``groups`` pod groups made for it (more are found on its pods)."""
-    log = log.bind(job=job_id)
+    """Undo a resume: ``nodes`` are all the nodes resumed for ``job_ids`` (jobs that share a node
+    stand or fall together; none for a manual power-up), ``failed`` the ones that failed and why,
+    ``groups`` pod groups made for them (more are found on their pods).
+
+    Pods go first, whatever Slurm says afterwards: nothing half-started may hold resources."""
+    log = log.bind(jobs=list(job_ids))
     first = next(iter(failed.values()))
     pods = _pods_of(set(nodes), config=config, kube=kube)
     for node, failure in failed.items():
         log.error("resume failed", node=node, cause=failure.cause, transient=failure.transient)
         if node in pods:
             kube.emit_event(pods[node], reason="SlurmResumeFailed", message=f"Slurm node {node}: {failure.cause}")
-    _update_slurm(job_id, nodes, failed, first, config=config, slurm=slurm, log=log)
-    if pods:
-        kube.delete_pods([p["metadata"]["name"] for p in pods.values()])
-        log.info("pods of failed job deleted", pods=sorted(p["metadata"]["name"] for p in pods.values()))
-    refs = set(groups) | {ref for p in pods.values() if (ref := naming.group_of(p))}
+    _delete(pods, set(groups), kube=kube, log=log)
+    try:
+        _update_slurm(job_ids, nodes, failed, first, config=config, slurm=slurm, log=log)
+    except SlurmError as e:
+        log.error("could not give the nodes back to Slurm", error=str(e))
+
+
+def _delete(pods: dict[str, dict], groups: set[naming.Ref], *, kube: KubeClient, log: Any) -> None:
+    names = sorted(p["metadata"]["name"] for p in pods.values())
+    errors = kube.delete_pods(names) if names else {}
+    left = {name: str(error) for name, error in errors.items() if error is not None}
+    if left:
+        log.error("pods of failed job not deleted", pods=left)
+    elif names:
+        log.info("pods of failed job deleted", pods=names)
+    refs = groups | {ref for p in pods.values() if (ref := naming.group_of(p))}
     if refs:
         kube.delete_objects(sorted(refs))
 
 
-def _update_slurm(job_id: int | None, nodes: list[str], failed: dict[str, Failure], first: Failure, *,
+def _update_slurm(job_ids: tuple[int, ...], nodes: list[str], failed: dict[str, Failure], first: Failure, *,
                   config: Config, slurm: SlurmClient, log: Any) -> None:
     lasting = {n: f for n, f in failed.items() if not f.transient}
     for node, failure in lasting.items():
@@ -72,20 +86,24 @@ def _update_slurm(job_id: int | None, nodes: list[str], failed: dict[str, Failur
         causes.remember(config.resume.state_dir, node, failure.cause, log=log)
     released = [n for n in nodes if n not in lasting]
     if released:
-        why = first.cause if job_id is None else f"job {job_id} could not start: {first.cause}"
+        jobs = ", ".join(str(j) for j in job_ids)
+        why = f"job {jobs} could not start: {first.cause}" if job_ids else first.cause
         slurm.power_down(released, why)
-    if job_id is not None:
-        _requeue_or_hold(job_id, first, config=config, slurm=slurm, log=log)
+    for job_id in job_ids:
+        _requeue_or_hold(job_id, first, config=config, slurm=slurm, log=log.bind(job=job_id))
 
 
 def _requeue_or_hold(job_id: int, failure: Failure, *, config: Config, slurm: SlurmClient, log: Any) -> None:
-    # slurmctld requeues a node's job inside the update call, so Restarts already counts it.
-    restarts = slurm.job_restarts(job_id)
-    if restarts is None:
+    """Slurm has requeued the job (a batch job) or ended it (srun, --no-requeue): only a
+    pending job can be delayed or held. slurmctld requeues inside the node update call, so
+    Restarts already counts this attempt."""
+    job = slurm.job_state(job_id)
+    if job is None or job[0] != "PENDING":
+        log.warning("job not requeued by Slurm", state=job[0] if job else "gone")
         return
+    restarts = job[1]
     if restarts >= config.resume.max_attempts:
-        comment = f"held after {restarts} failed resumes: {failure.cause}"
-        slurm.hold(job_id, comment)
+        slurm.hold(job_id, f"held after {restarts} failed resumes: {failure.cause}")
         log.error("job held", attempts=restarts, cause=failure.cause)
     elif failure.transient:
         slurm.delay(job_id, config.resume.cooldown)

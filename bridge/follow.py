@@ -22,7 +22,9 @@ from typing import Any
 
 from bridge import hostlist, naming
 from bridge.config import Config
+from bridge.errors import BridgeError
 from bridge.failure import Failure, release_job
+from bridge.resumefile import Group
 from bridge.kube import KubeClient
 from bridge.slurm import NodeFacts, SlurmClient
 
@@ -32,52 +34,68 @@ LASTING_WAITS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashL
 NOT_REGISTERED = {"POWERING_UP", "NOT_RESPONDING"}
 GONE = {"POWERED_DOWN", "POWERING_DOWN", "DOWN"}
 
-Group = tuple[int | None, list[str]]
+# Pod failures that say nothing about the pod itself: another try may well work.
+PASSING_FAILURES = {"Evicted", "NodeShutdown", "Terminated", "NodeAffinity", "OutOfcpu", "OutOfmemory",
+                    "OutOfpods", "Preempting", "UnexpectedAdmissionError"}
 
 
 def spawn(config_path: str, groups: list[Group]) -> None:
-    """Start the follower for ``groups`` and return at once."""
-    payload = json.dumps([[job, hostlist.fold(nodes)] for job, nodes in groups])
+    """Start the follower for ``groups`` (from :func:`bridge.resumefile.groups`), return at once."""
+    payload = json.dumps([[list(jobs), hostlist.fold(nodes)] for jobs, nodes in groups])
     subprocess.Popen(
-        [sys.executable, "-m", "bridge.follow", config_path, payload],
+        [sys.executable, "-m", "bridge.follow", os.path.abspath(config_path), payload],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, close_fds=True, cwd="/",
-        # slurmctld starts hooks with SIGTERM/SIGINT/SIGHUP blocked; a follower must be stoppable.
-        preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, set()),
     )
 
 
 def follow(groups: list[Group], *, config: Config, slurm: SlurmClient, kube: KubeClient, log: Any,
-           clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> dict[int | None, str]:
+           clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> dict[Any, str]:
     """Follow until every group is up, failed or gone; return each group's end ("up", "failed",
-    "gone"), keyed by job id (None for nodes resumed without a job)."""
+    "gone"), keyed by its first job id (None for a node resumed without a job). A look that
+    fails (scontrol slow, the API briefly away) is tried again at the next poll."""
     deadline = clock() + config.resume.deadline
     pending = {_key(g): g for g in groups}
     ends: dict[Any, str] = {}
     unschedulable_since: dict[str, float] = {}
+    pods: dict[str, dict] = {}
     while pending:
-        pods, facts = _look(pending, config=config, slurm=slurm, kube=kube)
-        for key, (job_id, nodes) in list(pending.items()):
-            end = _judge(nodes, pods, facts, config=config, now=clock(), since=unschedulable_since)
-            if isinstance(end, dict):
-                release_job(job_id, nodes, end, config=config, slurm=slurm, kube=kube, log=log)
-                end = "failed"
-            if end is not None:
-                log.info("job followed", job=job_id, nodes=hostlist.fold(nodes), end=end)
-                ends[key] = end
-                del pending[key]
+        try:
+            pods, facts = _look(pending, config=config, slurm=slurm, kube=kube)
+        except BridgeError as e:
+            log.warning("cannot look at the pods and nodes now", error=str(e))
+        else:
+            for key, (job_ids, nodes) in list(pending.items()):
+                ends[key] = _settle(job_ids, nodes, pods, facts, config=config, slurm=slurm, kube=kube, log=log,
+                                    now=clock(), since=unschedulable_since)
+                if ends[key] is None:
+                    del ends[key]
+                else:
+                    del pending[key]
         if pending and clock() >= deadline:
-            for key, (job_id, nodes) in pending.items():
-                release_job(job_id, nodes, _late(nodes, pods, config), config=config, slurm=slurm, kube=kube, log=log)
+            for key, (job_ids, nodes) in pending.items():
+                release_job(job_ids, nodes, _late(nodes, pods, config), config=config, slurm=slurm, kube=kube, log=log)
                 ends[key] = "failed"
             break
         if pending:
             sleep(config.resume.poll)
-    return {key[0]: end for key, end in ends.items()}
+    return {(key[0][0] if key[0] else None): end for key, end in ends.items()}
 
 
-def _key(group: Group) -> tuple[int | None, str]:
-    return group[0], hostlist.fold(group[1])
+def _settle(job_ids: tuple[int, ...], nodes: list[str], pods: dict[str, dict], facts: dict[str, NodeFacts], *,
+            config: Config, slurm: SlurmClient, kube: KubeClient, log: Any, now: float,
+            since: dict[str, float]) -> str | None:
+    end = _judge(nodes, pods, facts, config=config, now=now, since=since)
+    if isinstance(end, dict):
+        release_job(job_ids, nodes, end, config=config, slurm=slurm, kube=kube, log=log)
+        end = "failed"
+    if end is not None:
+        log.info("job followed", jobs=list(job_ids), nodes=hostlist.fold(nodes), end=end)
+    return end
+
+
+def _key(group: Group) -> tuple[tuple[int, ...], str]:
+    return tuple(group[0]), hostlist.fold(group[1])
 
 
 def _look(pending: dict[Any, Group], *, config: Config, slurm: SlurmClient,
@@ -114,7 +132,8 @@ def pod_failure(pod: dict[str, Any], *, now: float, since: dict[str, float], pat
     name = pod["metadata"]["name"]
     status = pod.get("status") or {}
     if status.get("phase") == "Failed":
-        return Failure(f"pod {name} failed: {status.get('reason', '')} {status.get('message', '')}".strip(), False)
+        why = f"pod {name} failed: {status.get('reason', '')} {status.get('message', '')}".strip()
+        return Failure(why, transient=status.get("reason") in PASSING_FAILURES)
     for condition in status.get("conditions") or []:
         if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
             first = since.setdefault(name, now)
@@ -138,15 +157,21 @@ def _late(nodes: list[str], pods: dict[str, dict], config: Config) -> dict[str, 
 def main() -> None:
     """``python -m bridge.follow CONFIG PAYLOAD``, as :func:`spawn` starts it."""
     from bridge import config as config_module, log as log_module
-    from bridge.errors import BridgeError
     from bridge.kube import LightkubeApi
     from bridge.slurm import CommandSlurm
 
+    # slurmctld starts hooks with SIGTERM/SIGINT/SIGHUP blocked, and we inherit the mask:
+    # a follower must stop when asked.
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     config_path, payload = sys.argv[1], sys.argv[2]
-    config = config_module.load(config_path)
-    groups = [(job, hostlist.expand(nodes)) for job, nodes in json.loads(payload)]
+    groups = [(tuple(jobs), hostlist.expand(nodes)) for jobs, nodes in json.loads(payload)]
+    try:
+        config = config_module.load(config_path)
+    except BridgeError:
+        return  # the hook that started us has just read it; nothing to report to here
     log = log_module.configure(config.log, hook="follow", pid=os.getpid(),
-                               jobs=[job for job, _ in groups], started=dt.datetime.now(dt.timezone.utc).isoformat())
+                               jobs=[j for jobs, _ in groups for j in jobs],
+                               started=dt.datetime.now(dt.timezone.utc).isoformat())
     try:
         with LightkubeApi(config.kubernetes) as kube:
             follow(groups, config=config, slurm=CommandSlurm(config.slurm.bin_dir), kube=kube, log=log)

@@ -147,10 +147,9 @@ def _resume(ctx: HookContext, request: Any, early: BridgeError | None) -> None:
                                 request=request, log=ctx.log)
     if ctx.config.resume.follow and outcome.up():
         from bridge import follow
+        from bridge.resumefile import groups
 
-        groups = [(job, nodes) for job, group in resume.jobs_of(outcome.up(), request).items()
-                  for nodes in ([group] if job is not None else [[n] for n in group])]
-        follow.spawn(ctx.config.path, groups)
+        follow.spawn(ctx.config.path, groups(outcome.up(), request))
     if outcome.failed:
         every = not outcome.created and not outcome.existing
         raise PartialFailure(f"{'all ' if every else ''}{len(outcome.failed)} of {len(ctx.nodes)} node(s) failed "

@@ -20,7 +20,7 @@ from bridge.errors import BridgeError, KubernetesError
 from bridge.failure import Failure, classify, release_job
 from bridge.kube import KubeClient
 from bridge.render import PodPlan, render_pod
-from bridge.resumefile import ResumeRequest
+from bridge.resumefile import ResumeRequest, groups
 from bridge.slurm import SlurmClient
 
 # How long to wait for the previous incarnation of a node's pod to finish terminating
@@ -78,15 +78,6 @@ def resume(nodes: list[str], *, config: Config, slurm: SlurmClient, kube: KubeCl
     return outcome
 
 
-def jobs_of(nodes: list[str], request: ResumeRequest | None) -> dict[int | None, list[str]]:
-    """Nodes grouped by the job they are resumed for; nodes without a job under None."""
-    groups: dict[int | None, list[str]] = {}
-    for node in nodes:
-        job = request.job_of(node) if request else None
-        groups.setdefault(job.job_id if job else None, []).append(node)
-    return groups
-
-
 def _plan(nodes: list[str], *, config: Config, slurm: SlurmClient, request: ResumeRequest | None,
           outcome: Outcome) -> list[PodPlan]:
     facts = slurm.node_facts(nodes)
@@ -136,14 +127,12 @@ def _release(nodes: list[str], request: ResumeRequest | None, outcome: Outcome, 
              config: Config, slurm: SlurmClient, kube: KubeClient, log: Any) -> None:
     """All or nothing per job: a job with a failed node gives back all of its nodes."""
     refs = {p.node: ref for p in plans if (ref := naming.group_of(p.manifest))}
-    for job_id, job_nodes in jobs_of(nodes, request).items():
-        groups = [job_nodes] if job_id is not None else [[n] for n in job_nodes]
-        for group in groups:
-            failed = {n: outcome.failures[n] for n in group if n in outcome.failures}
-            if failed:
-                release_job(job_id, group, failed, config=config, slurm=slurm, kube=kube, log=log,
-                            groups={refs[n] for n in group if n in refs})
-                outcome.released += [n for n in group if n not in failed]
+    for job_ids, group in groups(nodes, request):
+        failed = {n: outcome.failures[n] for n in group if n in outcome.failures}
+        if failed:
+            release_job(job_ids, group, failed, config=config, slurm=slurm, kube=kube, log=log,
+                        groups={refs[n] for n in group if n in refs})
+            outcome.released += [n for n in group if n not in failed]
 
 
 def _already_exists(error: KubernetesError | None) -> bool:

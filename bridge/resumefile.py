@@ -39,11 +39,33 @@ class ResumeRequest:
     jobs: tuple[JobRequest, ...] = field(default=())
 
     def job_of(self, node: str) -> JobRequest | None:
-        """The job a node is resumed for; None for a manual power up."""
+        """The (first) job a node is resumed for; None for a manual power up."""
         for job in self.jobs:
             if node in job.nodes:
                 return job
         return None
+
+
+Group = tuple[tuple[int, ...], list[str]]
+"""Job ids and the nodes resumed for them, which stand or fall together."""
+
+
+def groups(nodes: list[str], request: ResumeRequest | None) -> list[Group]:
+    """``nodes`` split into what must succeed or fail as one: each job with its nodes, jobs
+    that share a node (Slurm allows it, e.g. with OverSubscribe) merged into one group, and
+    every node resumed without a job alone."""
+    wanted = set(nodes)
+    merged: list[tuple[set[int], set[str]]] = []
+    for job in request.jobs if request else ():
+        ids, members = {job.job_id}, set(job.nodes) & wanted
+        for other in [g for g in merged if g[1] & members]:
+            merged.remove(other)
+            ids |= other[0]
+            members |= other[1]
+        merged.append((ids, members))
+    claimed = set().union(*(m for _, m in merged)) if merged else set()
+    out: list[Group] = [(tuple(sorted(ids)), [n for n in nodes if n in members]) for ids, members in merged if members]
+    return out + [((), [n]) for n in nodes if n not in claimed]
 
 
 def read_env() -> ResumeRequest | None:

@@ -71,8 +71,8 @@ class SlurmClient(Protocol):
         are back in service, powered down, after SuspendTimeout."""
         ...
 
-    def job_restarts(self, job_id: int) -> int | None:
-        """How often Slurm has requeued the job; None if the job is gone."""
+    def job_state(self, job_id: int) -> tuple[str, int] | None:
+        """The job's state (PENDING, RUNNING, ...) and how often Slurm requeued it; None if gone."""
         ...
 
     def hold(self, job_id: int, comment: str) -> None:
@@ -116,11 +116,12 @@ class CommandSlurm:
             self._run("update", f"NodeName={hostlist.fold(nodes)}", "State=POWER_DOWN_FORCE",
                       f"Reason={reason(reason_text)}")
 
-    def job_restarts(self, job_id: int) -> int | None:
+    def job_state(self, job_id: int) -> tuple[str, int] | None:
         out = self._run("-o", "show", "job", str(job_id), ok_missing=True)
         if not out.strip():
             return None
-        return _int(_fields(out.splitlines()[0]).get("Restarts"))
+        fields = _fields(out.splitlines()[0])
+        return fields.get("JobState", ""), _int(fields.get("Restarts"))
 
     def hold(self, job_id: int, comment: str) -> None:
         self._run("hold", str(job_id))
@@ -131,9 +132,8 @@ class CommandSlurm:
 
     def job_waiting(self, job_id: str) -> bool:
         """Whether a job is still CONFIGURING or RUNNING (not cancelled, requeued or done)."""
-        out = self._run("-o", "show", "job", job_id, ok_missing=True)
-        state = _fields(out.splitlines()[0]).get("JobState", "") if out.strip() else ""
-        return state in ("CONFIGURING", "RUNNING")
+        job = self.job_state(int(job_id))
+        return job is not None and job[0] in ("CONFIGURING", "RUNNING")
 
     def _run(self, *args: str, ok_missing: bool = False) -> str:
         cmd = [self._scontrol, *args]

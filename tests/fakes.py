@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from bridge.errors import KubernetesError
+from bridge.errors import KubernetesError, SlurmError
 from bridge.slurm import NodeFacts, reason
 
 
@@ -19,29 +19,36 @@ class FakeSlurm:
         self.powered_down: dict[str, str] = {}
         self.jobs: dict[int, dict] = {}  # job id -> {"nodes": [...], "restarts": n, "held": comment, "delay": s}
 
-    def add_job(self, job_id: int, nodes: list[str], restarts: int = 0) -> None:
-        self.jobs[job_id] = {"nodes": nodes, "restarts": restarts, "held": None, "delay": None, "requeued": False}
+    def add_job(self, job_id: int, nodes: list[str], restarts: int = 0, requeue: bool = True) -> None:
+        """``requeue=False``: an srun or --no-requeue job, which Slurm ends on a node failure."""
+        self.jobs[job_id] = {"nodes": nodes, "restarts": restarts, "held": None, "delay": None,
+                             "state": "CONFIGURING", "requeue": requeue}
 
     def _requeue_jobs_on(self, nodes: list[str]) -> None:
         for job in self.jobs.values():
-            if set(job["nodes"]) & set(nodes) and not job["requeued"]:
-                job["restarts"] += 1
-                job["requeued"] = True
+            if set(job["nodes"]) & set(nodes) and job["state"] == "CONFIGURING":
+                job["restarts"] += job["requeue"]
+                job["state"] = "PENDING" if job["requeue"] else "NODE_FAIL"
 
     def power_down(self, nodes: list[str], reason_text: str) -> None:
         for node in nodes:
             self.powered_down[node] = reason(reason_text)
         self._requeue_jobs_on(nodes)
 
-    def job_restarts(self, job_id: int) -> int | None:
+    def job_state(self, job_id: int) -> tuple[str, int] | None:
         job = self.jobs.get(job_id)
-        return None if job is None else job["restarts"]
+        return None if job is None else (job["state"], job["restarts"])
 
     def hold(self, job_id: int, comment: str) -> None:
-        self.jobs[job_id]["held"] = reason(comment)
+        self._pending(job_id)["held"] = reason(comment)
 
     def delay(self, job_id: int, seconds: float) -> None:
-        self.jobs[job_id]["delay"] = seconds
+        self._pending(job_id)["delay"] = seconds
+
+    def _pending(self, job_id: int) -> dict:
+        if self.jobs[job_id]["state"] != "PENDING":  # what scontrol says of a job that is not
+            raise SlurmError(f"scontrol update failed: Job is no longer pending execution for job {job_id}")
+        return self.jobs[job_id]
 
     def node_facts(self, nodes: list[str]) -> dict[str, NodeFacts]:
         return {n: self.facts[n] for n in nodes if n in self.facts}

@@ -91,7 +91,7 @@ def test_follower_sees_the_job_up_when_all_nodes_register(config, slurm, kube, l
         set_state(slurm, n, "ALLOCATED", "CLOUD", "POWERING_UP")
     progress = Progress([lambda: set_state(slurm, "elastic1", "ALLOCATED", "CLOUD"),
                          lambda: [set_state(slurm, n, "ALLOCATED", "CLOUD") for n in ("elastic2", "elastic3")]])
-    ends = follow.follow([(7, ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
+    ends = follow.follow([((7,), ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
                          clock=progress.clock, sleep=progress.sleep)
     assert ends == {7: "up"}
     assert len(kube.pods) == 3 and slurm.down == {} and slurm.powered_down == {}
@@ -105,7 +105,7 @@ def test_follower_releases_the_job_when_one_pod_is_unschedulable(config, slurm, 
     kube.pods["linux-elastic3"]["status"] = {"phase": "Pending", "conditions": [
         {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]}
     progress = Progress([])
-    ends = follow.follow([(7, ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
+    ends = follow.follow([((7,), ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
                          clock=progress.clock, sleep=progress.sleep)
     assert ends == {7: "failed"}
     assert kube.pods == {}
@@ -121,7 +121,7 @@ def test_follower_treats_a_missing_image_as_lasting(config, slurm, kube, log):
         set_state(slurm, n, "ALLOCATED", "CLOUD", "POWERING_UP")
     kube.pods["linux-elastic2"]["status"] = {"phase": "Pending", "containerStatuses": [
         {"name": "slurmd", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "not found"}}}]}
-    follow.follow([(7, ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
+    follow.follow([((7,), ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
                   clock=Progress([]).clock, sleep=lambda s: None)
     assert list(slurm.down) == ["elastic2"] and "ImagePullBackOff" in slurm.down["elastic2"]
     assert kube.pods == {}
@@ -132,8 +132,43 @@ def test_follower_gives_up_at_the_deadline(config, slurm, kube, log):
     for n in ("elastic1", "elastic2", "elastic3"):
         set_state(slurm, n, "ALLOCATED", "CLOUD", "POWERING_UP")
     progress = Progress([])
-    ends = follow.follow([(7, ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
+    ends = follow.follow([((7,), ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
                          clock=progress.clock, sleep=progress.sleep)
     assert ends == {7: "failed"}
     assert progress.t >= config.resume.deadline
     assert "did not register within 120 s" in slurm.powered_down["elastic1"]
+
+
+def test_srun_job_that_slurm_ends_instead_of_requeueing_still_loses_its_pods_and_others_go_ahead(
+        config, slurm, kube, log):
+    request = parse('{"jobs":[{"job_id":1,"nodes":"elastic[1-2]"},{"job_id":2,"nodes":"elastic3"}],'
+                    '"all_nodes":"elastic[1-3]"}')
+    slurm.add_job(1, ["elastic1", "elastic2"], requeue=False)  # srun: Slurm ends it, nothing to delay
+    slurm.add_job(2, ["elastic3"])
+    kube.refuse["linux-elastic2"] = KubernetesError("ServiceUnavailable: try later", code=503, transient=True)
+    outcome = resume.resume(["elastic1", "elastic2", "elastic3"], config=config, slurm=slurm, kube=kube,
+                            request=request, log=log)
+    assert list(kube.pods) == ["linux-elastic3"] and outcome.up() == ["elastic3"]
+    assert sorted(slurm.powered_down) == ["elastic1", "elastic2"] and slurm.down == {}
+    assert slurm.jobs[1]["state"] == "NODE_FAIL" and slurm.jobs[2]["state"] == "CONFIGURING"
+
+
+def test_jobs_sharing_a_node_stand_or_fall_together(config, slurm, kube, log):
+    request = parse('{"jobs":[{"job_id":1,"nodes":"elastic[1-2]"},{"job_id":2,"nodes":"elastic[2-3]"}],'
+                    '"all_nodes":"elastic[1-3]"}')
+    slurm.add_job(1, ["elastic1", "elastic2"])
+    slurm.add_job(2, ["elastic2", "elastic3"])
+    kube.refuse["linux-elastic1"] = KubernetesError("TooManyRequests: slow down", code=429, transient=True)
+    resume.resume(["elastic1", "elastic2", "elastic3"], config=config, slurm=slurm, kube=kube, request=request, log=log)
+    assert kube.pods == {}
+    assert sorted(slurm.powered_down) == ["elastic1", "elastic2", "elastic3"]
+    assert slurm.jobs[1]["delay"] == slurm.jobs[2]["delay"] == config.resume.cooldown
+
+
+def test_eviction_is_a_passing_cause_not_a_reason_to_set_the_node_down():
+    pod = {"metadata": {"name": "p"}, "status": {"phase": "Failed", "reason": "Evicted",
+                                                 "message": "The node was low on resource: memory."}}
+    failure = follow.pod_failure(pod, now=0, since={}, patience=0)
+    assert failure.transient and "Evicted" in failure.cause
+    crashed = {"metadata": {"name": "p"}, "status": {"phase": "Failed", "reason": "Error"}}
+    assert not follow.pod_failure(crashed, now=0, since={}, patience=0).transient

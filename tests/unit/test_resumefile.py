@@ -52,3 +52,11 @@ def test_read_env_reads_the_file_slurm_names(monkeypatch, tmp_path):
     assert resumefile.read_env().nodes == ("elastic1", "elastic2", "elastic3")
     monkeypatch.delenv("SLURM_RESUME_FILE")
     assert resumefile.read_env() is None
+
+
+def test_groups_merge_jobs_that_share_a_node_and_keep_manual_nodes_alone():
+    request = resumefile.parse('{"jobs":[{"job_id":1,"nodes":"e[1-2]"},{"job_id":2,"nodes":"e[2-3]"},'
+                               '{"job_id":3,"nodes":"e5"}],"all_nodes":"e[1-6]"}')
+    assert resumefile.groups(["e1", "e2", "e3", "e4", "e5", "e6"], request) == [
+        ((1, 2), ["e1", "e2", "e3"]), ((3,), ["e5"]), ((), ["e4"]), ((), ["e6"])]
+    assert resumefile.groups(["e1", "e2"], None) == [((), ["e1"]), ((), ["e2"])]
