@@ -32,6 +32,7 @@ from testenv.slurm.cluster import SlurmCluster
 from testenv.slurm.config import Hooks, NodeGroup, Timeouts
 
 REPO = Path(__file__).resolve().parent.parent
+CRDS = REPO / "testenv" / "crds"
 BIN = Path(sys.executable).parent
 NAMESPACE = "slurm"
 IMAGE = "slurm-k8s-bridge/slurmd:22.05.8"
@@ -224,7 +225,9 @@ class Environment:
         self.bridge_kubeconfig.write_text(yaml.safe_dump(config))
         self.bridge_kubeconfig.chmod(0o600)
         if self._scheduler:
-            self._spawn("scheduler", [sys.executable, "-m", "testenv.scheduler", "--kubeconfig", str(self.admin_kubeconfig)])
+            # It also stands in for Volcano and scheduler-plugins, whose names gang nodesets use.
+            self._spawn("scheduler", [sys.executable, "-m", "testenv.scheduler", "--kubeconfig", str(self.admin_kubeconfig),
+                                      "--gang", "volcano", "--gang", "coscheduling"])
 
     def _start_slurm(self) -> None:
         hooks = Hooks(resume=BIN / "slurm-k8s-resume", suspend=BIN / "slurm-k8s-suspend",
@@ -248,13 +251,19 @@ class Environment:
         self.bridge_config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
     def _apply_cluster_objects(self) -> None:
-        """What a site applies once: namespace, RBAC, the munge key Secret."""
+        """What a site applies once: namespace, RBAC, the munge key Secret; on the API stand-in
+        also the PodGroup CRDs of Volcano and scheduler-plugins (testenv/crds/), which a real
+        cluster has from installing those schedulers."""
         import base64
 
         from lightkube import codecs
 
         assert self.slurm is not None
         client = self.kube()
+        if not self._external:
+            for path in sorted(CRDS.glob("*.yaml")):
+                for crd in codecs.load_all_yaml(path.read_text()):
+                    _create(client, crd)
         for path in sorted((REPO / "rbac").glob("*.yaml")):
             if path.name in ("kustomization.yaml", "munge-key-secret.example.yaml"):
                 continue

@@ -6,8 +6,11 @@ reports why none fits (PodScheduled=False/Unschedulable and a FailedScheduling e
 runs when a pod or node changes in a way that can matter, and every `retry_interval` while some
 pod is unschedulable.
 
-Pods are placed in groups, all or nothing; today every group is one pod. Gang scheduling (a
-PodGroup's minMember) only has to change `_groups()`.
+Pods are placed in groups, all or nothing: a pod alone, or the pods of a gang. Besides its own
+name the scheduler can answer to gang schedulers' names (``gangs``: schedulerName -> "volcano" or
+"coscheduling"); their pods naming a PodGroup wait until minMember of them exist and are bound
+only if minMember can be placed, and the PodGroup's status is kept as those schedulers keep it
+(see gangs.py for their words and phases).
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
 from lightkube.resources.core_v1 import Node, Pod
+from lightkube.types import PatchType
 
 from testenv.runner.events import NORMAL, WARNING, EventRecorder, Subject
 from testenv.runner.informer import ADDED, DELETED, Informer
@@ -31,7 +36,7 @@ from testenv.runner.kube import (
 )
 from testenv.runner.service import ServiceThread
 
-from . import messages
+from . import gangs, messages
 from .filters import (
     Filter,
     Rejection,
@@ -43,6 +48,7 @@ from .filters import (
     resources_fit,
     taint_toleration,
 )
+from .gangs import Attempt, GroupKey, GroupState, Verdict
 from .placement import inter_pod_affinity, topology_spread
 from .snapshot import NodeInfo, build, is_terminal, least_allocated_score
 
@@ -64,8 +70,12 @@ FILTERS: tuple[Filter, ...] = (
 
 @dataclass
 class _Failure:
+    reason: str
     message: str
     recorded_at: float
+
+
+Explain = Callable[[Pod, dict[str, NodeInfo]], dict[str, Rejection]]
 
 
 @dataclass(frozen=True)
@@ -83,17 +93,21 @@ class SchedulerService:
         kubeconfig: KubeconfigSource,
         *,
         name: str = DEFAULT_NAME,
+        gangs: Mapping[str, str] | None = None,
         retry_interval: float = 1.0,
         event_refresh: float = 60.0,
     ) -> None:
+        """gangs: further schedulerNames to answer to, each with the gang flavour it honours
+        ("volcano" or "coscheduling"), e.g. ``{"volcano": "volcano"}``."""
         self.name = name
+        self._flavours: dict[str, str | None] = {name: None, **(gangs or {})}
         self._kubeconfig = kubeconfig
         self._retry_interval = retry_interval
         #: A failure with an unchanged message is recorded again at most this often (seconds),
         #: so retrying every second does not write an event every second.
         self._event_refresh = event_refresh
         self._api: Api | None = None
-        self._events: EventRecorder | None = None
+        self._recorders: dict[str, EventRecorder] = {}  # by schedulerName: each writes as itself
         self._pods: Informer[Pod] | None = None
         self._nodes: Informer[Node] | None = None
         self._wake = asyncio.Event()
@@ -101,12 +115,14 @@ class SchedulerService:
         self._failures: dict[str, _Failure] = {}  # pod uid -> last failure reported
         self._node_fingerprints: dict[str, Any] = {}
         self._cycle_failed = False  # the API failed during the last cycle: retry it
+        self._dirty_groups: set[GroupKey] = set()  # a member changed: the PodGroup status may have to
+        self._groups_waiting = False  # a gang waits for its pods or its PodGroup: look again later
 
     # --- service -----------------------------------------------------------------------------
 
     async def setup(self) -> None:
         self._api = Api(self._kubeconfig, field_manager=self.name)
-        self._events = EventRecorder(self._api, component=self.name)
+        self._recorders = {name: EventRecorder(self._api, component=name) for name in self._flavours}
         self._pods = Informer(self._api.client, Pod, self._on_pod)
         self._nodes = Informer(self._api.client, Node, self._on_node)
         await self._nodes.sync()
@@ -129,11 +145,15 @@ class SchedulerService:
 
     def _on_pod(self, kind: str, pod: Pod) -> None:
         uid = pod.metadata.uid
+        key = self._group_key(pod)
+        if key is not None:
+            self._dirty_groups.add(key)
+            self._wake.set()
         if kind == DELETED:
             self._assumed.pop(uid, None)
             self._failures.pop(uid, None)
-            if self._events is not None:
-                self._events.forget(uid)
+            for recorder in self._recorders.values():
+                recorder.forget(uid)
             self._wake.set()
         elif pod.spec.nodeName:
             self._assumed.pop(uid, None)
@@ -157,7 +177,7 @@ class SchedulerService:
     async def _retry_forever(self) -> None:
         while True:
             await asyncio.sleep(self._retry_interval)
-            if self._failures or self._cycle_failed:
+            if self._failures or self._cycle_failed or self._groups_waiting:
                 self._wake.set()
 
     async def _schedule_forever(self) -> None:
@@ -179,7 +199,7 @@ class SchedulerService:
         spec = pod.spec
         return (
             not spec.nodeName
-            and (spec.schedulerName or DEFAULT_NAME) == self.name
+            and (spec.schedulerName or DEFAULT_NAME) in self._flavours
             and not spec.schedulingGates
             and pod.metadata.deletionTimestamp is None
             and not is_terminal(pod)
@@ -191,25 +211,156 @@ class SchedulerService:
         pending = [pod for pod in self._pods.objects.values() if self._serves(pod)]
         return sorted(pending, key=_queue_order)
 
-    def _groups(self, pending: list[Pod]) -> list[list[Pod]]:
-        """Pods that must be placed together, all or nothing."""
-        return [[pod] for pod in pending]
+    def _group_key(self, pod: Pod) -> GroupKey | None:
+        """The gang the pod belongs to, if its scheduler is one of ours that honours gangs."""
+        kind = self._flavours.get(pod.spec.schedulerName or DEFAULT_NAME) if pod.spec else None
+        return gangs.key_of(pod, kind) if kind else None
+
+    def _groups(self, pending: list[Pod]) -> list[tuple[GroupKey | None, list[Pod]]]:
+        """Pods that must be placed together, all or nothing, in queue order: each gang's pending
+        pods under its key (at its first pod's turn), every other pod alone."""
+        units: dict[Any, tuple[GroupKey | None, list[Pod]]] = {}
+        for pod in pending:
+            key = self._group_key(pod)
+            units.setdefault(key or pod.metadata.uid, (key, []))[1].append(pod)
+        return list(units.values())
 
     async def schedule_pending(self) -> None:
         pending = self._pending()
-        if not pending:
+        dirty, self._dirty_groups = self._dirty_groups, set()
+        self._groups_waiting = False
+        if not pending and not dirty:
             return
         assert self._pods is not None and self._nodes is not None
         infos = build(self._nodes.objects.values(), self._pods.objects.values(), self._assumed)
-        for group in self._groups(pending):
+        for key, group in self._groups(pending):
+            if key is not None:
+                await self._schedule_gang(key, infos)
+                dirty.discard(key)
+                continue
             for placement in place_group(group, infos):
                 if placement.node is None:
                     await self._report_unschedulable(placement.pod, placement.message)
                 else:
                     await self._bind(placement.pod, placement.node)
+        for key in dirty:  # members started, ended or went: the PodGroup's counts and phase follow
+            pod_group = await self._get_pod_group(key)
+            if pod_group is not None:
+                await self._write_group_status(key, pod_group, self._group_state(key, gangs.min_member(pod_group)))
+
+    # --- gangs -------------------------------------------------------------------------------
+
+    async def _schedule_gang(self, key: GroupKey, infos: dict[str, NodeInfo]) -> None:
+        pod_group = await self._get_pod_group(key)
+        # Members and pending pods as the informer has them now, after the wait for the API.
+        members = self._members(key)
+        pending = sorted((pod for pod in members if self._serves(pod)), key=_queue_order)
+        if not pending:
+            return
+        if pod_group is None:
+            self._groups_waiting = True
+            await self._report_verdicts(gangs.missing_group_verdicts(key, pending))
+            return
+        minimum = gangs.min_member(pod_group)
+        bound = sum(1 for pod in members if self._scheduled(pod))
+        if len(members) < minimum:
+            self._groups_waiting = True
+            await self._report_verdicts(gangs.too_few_verdicts(key, pending, len(members), minimum, bound, len(infos)))
+            await self._write_group_status(key, pod_group, self._group_state(key, minimum, too_few=True))
+            return
+        explain = gangs.volcano_rejections if key.kind == gangs.VOLCANO else None
+        attempts, untried = attempt_group(pending, infos, stop_at_failure=minimum >= len(members), explain=explain)
+        placed = [a for a in attempts if a.node is not None]
+        if bound + len(placed) >= minimum:
+            for attempt in placed:
+                assert attempt.node is not None
+                await self._bind(attempt.pod, attempt.node)
+            await self._report_verdicts([self._alone(a, len(infos)) for a in attempts if a.node is None])
+            await self._write_group_status(key, pod_group, self._group_state(key, minimum))
+            return
+        for attempt in placed:
+            assert attempt.node is not None
+            infos[attempt.node].forget(attempt.pod)
+        verdicts, message = gangs.failure_verdicts(
+            key, attempts, untried, minimum=minimum, bound=bound, members=len(members), node_count=len(infos))
+        await self._report_verdicts(verdicts)
+        await self._write_group_status(key, pod_group, self._group_state(key, minimum, unschedulable=message))
+        await self._record_group_event(key, pod_group, message)
+
+    def _alone(self, attempt: Attempt, node_count: int) -> Verdict:
+        """A member left out of a group that is placed without it: an ordinary unschedulable pod."""
+        pod, key = attempt.pod, self._group_key(attempt.pod)
+        if key is not None and key.kind == gangs.VOLCANO:
+            return Verdict(pod, gangs.UNSCHEDULABLE, messages.volcano_fit_error(node_count, attempt.rejections))
+        return Verdict(pod, gangs.UNSCHEDULABLE, messages.fit_error(pod, node_count, attempt.rejections))
+
+    def _members(self, key: GroupKey) -> list[Pod]:
+        """The pods naming the group that count: not finished, not on their way out."""
+        assert self._pods is not None
+        return [pod for pod in self._pods.objects.values()
+                if self._group_key(pod) == key and not is_terminal(pod) and pod.metadata.deletionTimestamp is None]
+
+    def _scheduled(self, pod: Pod) -> bool:
+        return bool(pod.spec.nodeName) or pod.metadata.uid in self._assumed
+
+    def _group_state(self, key: GroupKey, minimum: int, *, too_few: bool = False,
+                     unschedulable: str | None = None) -> GroupState:
+        assert self._pods is not None
+        everyone = [pod for pod in self._pods.objects.values()
+                    if self._group_key(pod) == key and pod.metadata.deletionTimestamp is None]
+        phases: dict[str, int] = {}
+        for pod in everyone:
+            phase = (pod.status.phase if pod.status else None) or "Pending"
+            phases[phase] = phases.get(phase, 0) + 1
+        members = [pod for pod in everyone if not is_terminal(pod)]
+        scheduled = sum(1 for pod in everyone if self._scheduled(pod))
+        return GroupState(minimum, len(members), scheduled, phases, too_few=too_few, unschedulable=unschedulable)
+
+    async def _get_pod_group(self, key: GroupKey) -> dict[str, Any] | None:
+        """The PodGroup as a dict; None if it (or its CRD) does not exist."""
+        assert self._api is not None
+        try:
+            obj = await self._api.client.get(key.flavour.resource, key.name, namespace=key.namespace)
+        except API_ERRORS as e:
+            if status_code(e) == 404:
+                return None
+            raise
+        return obj.to_dict()
+
+    async def _write_group_status(self, key: GroupKey, pod_group: dict[str, Any], state: GroupState) -> None:
+        assert self._api is not None
+        current = pod_group.get("status") or {}
+        wanted = gangs.desired_status(key.kind, current, state, timestamp())
+        if wanted == current:
+            return
+        resource = key.flavour.resource
+        target = resource.Status if key.flavour.status_subresource else resource  # Volcano's CRD has no /status
+        try:
+            await self._api.client.patch(target, key.name, {"status": wanted}, namespace=key.namespace,
+                                         patch_type=PatchType.MERGE)
+        except API_ERRORS as e:
+            if status_code(e) != 404:
+                raise
+        pod_group["status"] = wanted
+
+    async def _record_group_event(self, key: GroupKey, pod_group: dict[str, Any], message: str) -> None:
+        """Volcano's scheduler also tells the PodGroup why ("Unschedulable" warning)."""
+        if key.kind != gangs.VOLCANO:
+            return
+        meta = pod_group["metadata"]
+        subject = Subject("PodGroup", meta["name"], meta["uid"], meta["namespace"], pod_group["apiVersion"])
+        recorder = next(r for name, r in self._recorders.items() if self._flavours[name] == gangs.VOLCANO)
+        await recorder.record(subject, WARNING, "Unschedulable", message)
+
+    async def _report_verdicts(self, verdicts: list[Verdict]) -> None:
+        for verdict in verdicts:
+            await self._report_unschedulable(verdict.pod, verdict.message, verdict.reason)
+
+    def _recorder(self, pod: Pod) -> EventRecorder:
+        return self._recorders.get(pod.spec.schedulerName or DEFAULT_NAME) or self._recorders[self.name]
 
     async def _bind(self, pod: Pod, node: str) -> None:
-        assert self._api is not None and self._events is not None
+        assert self._api is not None
         meta = pod.metadata
         self._assumed[meta.uid] = node
         try:
@@ -222,25 +373,26 @@ class SchedulerService:
             raise
         self._failures.pop(meta.uid, None)
         log.info("bound %s/%s to %s", meta.namespace, meta.name, node)
-        await self._events.record(
+        await self._recorder(pod).record(
             Subject.of_pod(pod), NORMAL, "Scheduled", f"Successfully assigned {meta.namespace}/{meta.name} to {node}"
         )
 
-    async def _report_unschedulable(self, pod: Pod, message: str) -> None:
-        assert self._events is not None
+    async def _report_unschedulable(self, pod: Pod, message: str, reason: str = gangs.UNSCHEDULABLE) -> None:
+        """PodScheduled=False (reason Unschedulable, or Volcano's Schedulable) and a FailedScheduling event."""
         uid = pod.metadata.uid
         last = self._failures.get(uid)
-        if last is not None and last.message == message and time.monotonic() - last.recorded_at < self._event_refresh:
+        if (last is not None and (last.reason, last.message) == (reason, message)
+                and time.monotonic() - last.recorded_at < self._event_refresh):
             return
-        await self._set_unschedulable_condition(pod, message)
-        self._failures[uid] = _Failure(message, time.monotonic())
-        await self._events.record(Subject.of_pod(pod), WARNING, "FailedScheduling", message)
+        await self._set_unschedulable_condition(pod, message, reason)
+        self._failures[uid] = _Failure(reason, message, time.monotonic())
+        await self._recorder(pod).record(Subject.of_pod(pod), WARNING, "FailedScheduling", message)
 
-    async def _set_unschedulable_condition(self, pod: Pod, message: str) -> None:
+    async def _set_unschedulable_condition(self, pod: Pod, message: str, reason: str) -> None:
         assert self._api is not None
         conditions = [c.to_dict() for c in (pod.status.conditions or [])] if pod.status else []
         old = next((c for c in conditions if c["type"] == "PodScheduled"), None)
-        wanted = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+        wanted = {"type": "PodScheduled", "status": "False", "reason": reason, "message": message}
         if old is not None and all(old.get(k) == v for k, v in wanted.items()):
             return
         same_status = old is not None and old.get("status") == "False"
@@ -261,8 +413,9 @@ def place_group(group: list[Pod], infos: dict[str, NodeInfo]) -> list[Placement]
     """Place every pod of the group, or none of them (infos are left as they were on failure)."""
     placed: list[tuple[Pod, NodeInfo]] = []
     for pod in group:
-        node, message = _choose_node(pod, infos)
+        node, rejections = _choose_node(pod, infos)
         if node is None:
+            message = messages.fit_error(pod, len(infos), rejections)
             for done, info in placed:
                 info.forget(done)
             if len(group) > 1:
@@ -273,7 +426,28 @@ def place_group(group: list[Pod], infos: dict[str, NodeInfo]) -> list[Placement]
     return [Placement(pod, info.name) for pod, info in placed]
 
 
-def _choose_node(pod: Pod, infos: dict[str, NodeInfo]) -> tuple[str | None, str]:
+def attempt_group(
+    pods: list[Pod], infos: dict[str, NodeInfo], *, stop_at_failure: bool, explain: Explain | None = None
+) -> tuple[list[Attempt], list[Pod]]:
+    """Try the pods in order, counting each one placed against its node (the caller binds them or
+    forgets them); with `stop_at_failure` the pods after the first that fits nowhere are not
+    tried (returned second), as Volcano stops allocating a job that can no longer be complete.
+    `explain` gives a pod's rejections in another scheduler's terms, at the moment it failed."""
+    attempts = []
+    for index, pod in enumerate(pods):
+        node, rejections = _choose_node(pod, infos)
+        if node is None and explain is not None:
+            rejections = explain(pod, infos)
+        attempts.append(Attempt(pod, node, rejections))
+        if node is not None:
+            infos[node].assume(pod)
+        elif stop_at_failure:
+            return attempts, pods[index + 1:]
+    return attempts, []
+
+
+def _choose_node(pod: Pod, infos: dict[str, NodeInfo]) -> tuple[str | None, dict[str, Rejection]]:
+    """The best node for the pod, or None and why each node refused it."""
     rejections: dict[str, Rejection] = {}
     feasible: list[NodeInfo] = []
     for name in sorted(infos):
@@ -283,9 +457,9 @@ def _choose_node(pod: Pod, infos: dict[str, NodeInfo]) -> tuple[str | None, str]
         else:
             rejections[name] = rejection
     if not feasible:
-        return None, messages.fit_error(pod, len(infos), rejections)
+        return None, rejections
     best = max(feasible, key=lambda info: least_allocated_score(info, pod))  # first max: lowest name
-    return best.name, ""
+    return best.name, {}
 
 
 def _queue_order(pod: Pod) -> tuple[int, str, str, str]:
@@ -316,11 +490,12 @@ class Scheduler:
         *,
         kubeconfig: KubeconfigSource,
         name: str = DEFAULT_NAME,
+        gangs: Mapping[str, str] | None = None,
         retry_interval: float = 1.0,
         event_refresh: float = 60.0,
     ) -> None:
         self.service = SchedulerService(
-            kubeconfig, name=name, retry_interval=retry_interval, event_refresh=event_refresh
+            kubeconfig, name=name, gangs=gangs, retry_interval=retry_interval, event_refresh=event_refresh
         )
         self._thread = ServiceThread(self.service, name=f"scheduler-{name}")
 

@@ -6,12 +6,14 @@ Nodes are created through the API (no pod runner), so bound pods simply stay bou
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from lightkube import Client
+from lightkube import Client, codecs
 from lightkube.config.kubeconfig import KubeConfig
+from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.core_v1 import Event, Node, NodeStatus, Pod, PodStatus
 from lightkube.types import PatchType
 
@@ -332,3 +334,161 @@ def test_pod_anti_affinity_keeps_pods_apart_and_affinity_together(
     assert message.startswith("0/2 nodes are available: 2 node(s) didn't match pod anti-affinity rules.")
     create("helper", together, "helper")  # must share a host with a slurmd pod: either will do
     assert wait_until(lambda: node_of(kubeapi_client, "helper")) in ("host-1", "host-2")
+
+
+# --- gangs: Volcano and coscheduling PodGroups ----------------------------------------------------
+
+CRDS = Path(__file__).resolve().parents[2] / "testenv" / "crds"
+VOLCANO_PG = create_namespaced_resource("scheduling.volcano.sh", "v1beta1", "PodGroup", "podgroups")
+COSCHEDULING_PG = create_namespaced_resource("scheduling.x-k8s.io", "v1alpha1", "PodGroup", "podgroups")
+
+
+@pytest.fixture
+def scheduler_gangs(kubeapi_server: KubeApiServer, kubeapi_client: Client) -> Iterator[Scheduler]:
+    """The scheduler answering to volcano and scheduler-plugins-scheduler too, with both PodGroup CRDs."""
+    for path in sorted(CRDS.glob("*.yaml")):
+        for crd in codecs.load_all_yaml(path.read_text()):
+            kubeapi_client.create(crd)
+    gangs = {"volcano": "volcano", "scheduler-plugins-scheduler": "coscheduling"}
+    config = KubeConfig.from_dict(kubeapi_server.kubeconfig())
+    with Scheduler(kubeconfig=config, gangs=gangs, retry_interval=0.2) as running:
+        yield running
+
+
+def make_gang_pod(client: Client, name: str, group: str, kind: str, *, gpus: int = 1) -> None:
+    meta: dict[str, Any] = {"name": name}
+    if kind == "volcano":
+        meta["annotations"] = {"scheduling.k8s.io/group-name": group}
+    else:
+        meta["labels"] = {"scheduling.x-k8s.io/pod-group": group}
+    container = {"name": "main", "image": "busybox", "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}
+    scheduler = "volcano" if kind == "volcano" else "scheduler-plugins-scheduler"
+    client.create(Pod.from_dict({"metadata": meta, "spec": {"containers": [container], "schedulerName": scheduler}}))
+
+
+def scheduled_condition(client: Client, name: str) -> tuple[str, str] | None:
+    for condition in client.get(Pod, name).status.conditions or []:
+        if condition.type == "PodScheduled" and condition.status == "False":
+            return condition.reason, condition.message
+    return None
+
+
+def group_status(client: Client, resource: Any, name: str) -> dict[str, Any]:
+    return client.get(resource, name).to_dict().get("status") or {}
+
+
+def test_volcano_gang_waits_for_min_member_pods_then_binds_them_together(
+    kubeapi_client: Client, scheduler_gangs: Scheduler
+) -> None:
+    for name in ("gpu-a", "gpu-b", "gpu-c"):
+        make_node(kubeapi_client, name, resources={"nvidia.com/gpu": "1"})
+    kubeapi_client.create(VOLCANO_PG.from_dict({"metadata": {"name": "job-7"}, "spec": {"minMember": 3}}))
+    make_gang_pod(kubeapi_client, "job-7-0", "job-7", "volcano")
+    make_gang_pod(kubeapi_client, "job-7-1", "job-7", "volcano")
+    status = wait_until(lambda: group_status(kubeapi_client, VOLCANO_PG, "job-7").get("phase"), what="PodGroup phase")
+    assert status == "Pending"
+    (condition,) = group_status(kubeapi_client, VOLCANO_PG, "job-7")["conditions"]
+    assert (condition["type"], condition["reason"]) == ("Unschedulable", "NotEnoughTasks")
+    assert condition["message"] == "Not enough valid tasks for gang-scheduling, valid: 2, min: 3"
+    time.sleep(0.5)  # several retry intervals: Volcano waits for the third pod without a word
+    assert [node_of(kubeapi_client, p) for p in ("job-7-0", "job-7-1")] == [None, None]
+    assert scheduled_condition(kubeapi_client, "job-7-0") is None
+
+    make_gang_pod(kubeapi_client, "job-7-2", "job-7", "volcano")
+    gang = ("job-7-0", "job-7-1", "job-7-2")
+    nodes = [wait_until(lambda p=p: node_of(kubeapi_client, p), what=f"{p} bound") for p in gang]
+    assert sorted(nodes) == ["gpu-a", "gpu-b", "gpu-c"]
+    assert wait_until(lambda: group_status(kubeapi_client, VOLCANO_PG, "job-7").get("phase") == "Running")
+    (event,) = wait_until(lambda: events_for(kubeapi_client, "job-7-2", "Scheduled"))
+    assert event.source.component == "volcano"
+
+
+def test_volcano_gang_that_cannot_fit_holds_nothing_and_says_why(
+    kubeapi_client: Client, scheduler_gangs: Scheduler
+) -> None:
+    make_node(kubeapi_client, "gpu-a", resources={"nvidia.com/gpu": "1"})
+    make_node(kubeapi_client, "gpu-b", resources={"nvidia.com/gpu": "1"})
+    kubeapi_client.create(VOLCANO_PG.from_dict({"metadata": {"name": "job-8"}, "spec": {"minMember": 3}}))
+    for i in range(3):
+        make_gang_pod(kubeapi_client, f"job-8-{i}", "job-8", "volcano")
+
+    fit_error = "0/2 nodes are unavailable: 2 Insufficient nvidia.com/gpu."  # Volcano's words, not kube-scheduler's
+    assert wait_until(lambda: scheduled_condition(kubeapi_client, "job-8-2")) == ("Unschedulable", fit_error)
+    assert scheduled_condition(kubeapi_client, "job-8-0") == (
+        "Schedulable", "Pod default/job-8-0 can possibly be assigned to gpu-a, once minAvailable is satisfied")
+    assert scheduled_condition(kubeapi_client, "job-8-1")[0] == "Schedulable"
+    assert all(node_of(kubeapi_client, f"job-8-{i}") is None for i in range(3))
+    status = wait_until(lambda: (s := group_status(kubeapi_client, VOLCANO_PG, "job-8"))["phase"] == "Inqueue" and s)
+    (condition,) = status["conditions"]
+    assert (condition["type"], condition["reason"]) == ("Unschedulable", "NotEnoughResources")
+    assert condition["message"] == (
+        "1/3 tasks in gang unschedulable: pod group is not ready, 3 Pending, 3 minAvailable; "
+        f"Pending: 1 Unschedulable, 2 Schedulable. Origin reason is job-8-2: {fit_error}")
+    # Nothing of the gang is held: an ordinary pod takes a GPU at once.
+    make_pod(kubeapi_client, "solo", limits={"nvidia.com/gpu": "1"})
+    assert wait_until(lambda: node_of(kubeapi_client, "solo")) == "gpu-a"
+
+
+def test_volcano_gang_is_bound_once_capacity_appears(kubeapi_client: Client, scheduler_gangs: Scheduler) -> None:
+    make_node(kubeapi_client, "gpu-a", resources={"nvidia.com/gpu": "2"})
+    kubeapi_client.create(VOLCANO_PG.from_dict({"metadata": {"name": "job-9"}, "spec": {"minMember": 3}}))
+    for i in range(3):
+        make_gang_pod(kubeapi_client, f"job-9-{i}", "job-9", "volcano")
+    wait_until(lambda: scheduled_condition(kubeapi_client, "job-9-2"), what="Unschedulable")
+    make_node(kubeapi_client, "gpu-b", resources={"nvidia.com/gpu": "1"})
+    placed = [wait_until(lambda i=i: node_of(kubeapi_client, f"job-9-{i}")) for i in range(3)]
+    assert sorted(placed) == ["gpu-a", "gpu-a", "gpu-b"]
+
+
+def test_coscheduling_gang_refuses_pods_until_siblings_exist_and_rejects_a_group_that_cannot_fit(
+    kubeapi_client: Client, scheduler_gangs: Scheduler
+) -> None:
+    make_node(kubeapi_client, "gpu-a", resources={"nvidia.com/gpu": "1"})
+    make_node(kubeapi_client, "gpu-b", resources={"nvidia.com/gpu": "1"})
+    kubeapi_client.create(COSCHEDULING_PG.from_dict({"metadata": {"name": "job-3"}, "spec": {"minMember": 3}}))
+    make_gang_pod(kubeapi_client, "job-3-0", "job-3", "coscheduling")
+    reason, message = wait_until(lambda: scheduled_condition(kubeapi_client, "job-3-0"), what="PreFilter")
+    assert reason == "Unschedulable"
+    assert message == (
+        "0/2 nodes are available: pre-filter pod job-3-0 cannot find enough sibling pods, current pods number: 1, "
+        "minMember of group: 3. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling., "
+        "PodGroup default/job-3 gets rejected due to Pod job-3-0 is unschedulable even after PostFilter")
+    assert group_status(kubeapi_client, COSCHEDULING_PG, "job-3")["phase"] == "Pending"
+
+    make_gang_pod(kubeapi_client, "job-3-1", "job-3", "coscheduling")
+    make_gang_pod(kubeapi_client, "job-3-2", "job-3", "coscheduling")
+    no_fit = wait_until(lambda: (c := scheduled_condition(kubeapi_client, "job-3-2")) and "sibling" not in c[1] and c)
+    assert no_fit == (
+        "Unschedulable",
+        "0/2 nodes are available: 2 Insufficient nvidia.com/gpu. preemption: 0/2 nodes are available: "
+        "2 No preemption victims found for incoming pod., "
+        "PodGroup default/job-3 gets rejected due to Pod job-3-2 is unschedulable even after PostFilter")
+    assert wait_until(lambda: scheduled_condition(kubeapi_client, "job-3-0")) == (
+        "Unschedulable", "optimistic rejection in PostFilter")
+    assert all(node_of(kubeapi_client, f"job-3-{i}") is None for i in range(3))
+    assert wait_until(lambda: group_status(kubeapi_client, COSCHEDULING_PG, "job-3")["phase"] == "Scheduling")
+
+
+def test_coscheduling_group_phase_follows_its_pods(kubeapi_client: Client, scheduler_gangs: Scheduler) -> None:
+    make_node(kubeapi_client, "gpu-a", resources={"nvidia.com/gpu": "2"})
+    kubeapi_client.create(COSCHEDULING_PG.from_dict({"metadata": {"name": "job-4"}, "spec": {"minMember": 2}}))
+    make_gang_pod(kubeapi_client, "job-4-0", "job-4", "coscheduling")
+    make_gang_pod(kubeapi_client, "job-4-1", "job-4", "coscheduling")
+    assert [wait_until(lambda i=i: node_of(kubeapi_client, f"job-4-{i}")) for i in range(2)] == ["gpu-a", "gpu-a"]
+    assert wait_until(lambda: group_status(kubeapi_client, COSCHEDULING_PG, "job-4")["phase"] == "Scheduling")
+    for i in range(2):  # what the kubelet would report
+        kubeapi_client.patch(PodStatus, f"job-4-{i}", {"status": {"phase": "Running"}}, patch_type=PatchType.MERGE)
+    assert wait_until(lambda: group_status(kubeapi_client, COSCHEDULING_PG, "job-4") == {
+        "phase": "Running", "running": 2, "succeeded": 0, "failed": 0})
+
+
+def test_gang_pods_without_their_pod_group(kubeapi_client: Client, scheduler_gangs: Scheduler) -> None:
+    """Volcano leaves pods whose PodGroup is missing alone; coscheduling's Permit refuses them."""
+    make_node(kubeapi_client, "gpu-a", resources={"nvidia.com/gpu": "2"})
+    make_gang_pod(kubeapi_client, "orphan-v", "nowhere", "volcano")
+    make_gang_pod(kubeapi_client, "orphan-c", "nowhere", "coscheduling")
+    refused = wait_until(lambda: scheduled_condition(kubeapi_client, "orphan-c"))
+    assert refused == ("Unschedulable", "PodGroup not found")
+    assert node_of(kubeapi_client, "orphan-v") is None and scheduled_condition(kubeapi_client, "orphan-v") is None
+    kubeapi_client.create(VOLCANO_PG.from_dict({"metadata": {"name": "nowhere"}, "spec": {"minMember": 1}}))
+    assert wait_until(lambda: node_of(kubeapi_client, "orphan-v")) == "gpu-a"
