@@ -2,10 +2,11 @@
 
 The package reads as the flow of one hook:
 hostlist in (:mod:`bridge.hostlist`, :mod:`bridge.resumefile`) → Slurm facts (:mod:`bridge.slurm`)
-→ nodeset match (:mod:`bridge.nodesets`) → render (:mod:`bridge.render`) → Kubernetes calls
+→ nodeset match (:meth:`bridge.config.Config.nodeset_for`) → render (:mod:`bridge.render`) → Kubernetes calls
 (:mod:`bridge.kube`) → Slurm state updates → log line out (:mod:`bridge.log`).
-The flows themselves live in :mod:`bridge.resume` and :mod:`bridge.suspend`; the console
-scripts in :mod:`bridge.hooks` (Slurm's programs) and :mod:`bridge.cli` (the admin CLI).
+The flows themselves live in :mod:`bridge.resume`, :mod:`bridge.suspend`, :mod:`bridge.failure`
+(all-or-nothing release) and :mod:`bridge.follow` (after the hook returns); the console scripts
+in :mod:`bridge.hooks` (Slurm's programs), :mod:`bridge.prolog` and :mod:`bridge.cli` (the admin CLI).
 """
 
 NAME = "slurm-k8s-bridge"

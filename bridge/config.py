@@ -70,7 +70,7 @@ class SlurmSettings(_Strict):
     cluster_name: str = "slurm"
     """Slurm ClusterName; labels every pod so two clusters can share a namespace."""
     bin_dir: str = "/usr/bin"
-    """Where scontrol and sinfo are: the hooks run with no PATH."""
+    """Where scontrol is: the hooks run with no PATH."""
     prolog_timeout: float = 300.0
     """Seconds slurm-k8s-prolog waits for a job's nodes to register before letting it go."""
 
@@ -359,6 +359,16 @@ def _check(config: Config) -> None:
         raise ConfigError(f"{path}: kubernetes.namespace: expected a DNS-1123 label, got {config.kubernetes.namespace!r}")
     if config.kubernetes.qps <= 0 or config.kubernetes.burst < 1:
         raise ConfigError(f"{path}: kubernetes.qps/burst: expected positive numbers")
+    for where, value, low in (("kubernetes.timeout", config.kubernetes.timeout, 0.001),
+                              ("kubernetes.retry_seconds", config.kubernetes.retry_seconds, 0),
+                              ("resume.deadline", config.resume.deadline, 0.001),
+                              ("resume.poll", config.resume.poll, 0.05),
+                              ("resume.cooldown", config.resume.cooldown, 0),
+                              ("resume.unschedulable_after", config.resume.unschedulable_after, 0),
+                              ("resume.max_attempts", config.resume.max_attempts, 1),
+                              ("slurm.prolog_timeout", config.slurm.prolog_timeout, 0)):
+        if value < low:
+            raise ConfigError(f"{path}: {where}: expected at least {low:g}, got {value!r}")
     if not config.nodesets:
         raise ConfigError(f"{path}: nodesets: expected at least one nodeset")
     seen: set[str] = set()
@@ -370,7 +380,7 @@ def _check(config: Config) -> None:
             raise ConfigError(f"{where}.name: nodeset {nodeset.name!r} is defined twice")
         seen.add(nodeset.name)
         try:
-            hostlist.expand(nodeset.nodes)
+            hostlist.check(nodeset.nodes)  # parse only: every hook loads this config
         except UsageError as e:
             raise ConfigError(f"{where}.nodes: {e}") from None
         if not config.template_path(nodeset).is_file():

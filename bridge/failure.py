@@ -118,4 +118,4 @@ def _pods_of(nodes: set[str], *, config: Config, kube: KubeClient) -> dict[str, 
         pods = kube.list_pods(naming.owner_labels(cluster))
     except KubernetesError:
         return {}
-    return {naming.node_of(p): p for p in pods if naming.node_of(p) in nodes and naming.is_ours(p, cluster=cluster)}
+    return naming.pods_by_node(pods, cluster=cluster, nodes=nodes)

@@ -105,6 +105,15 @@ def run_hook(hook: str, body: Callable[[HookContext], None], *, argv: list[str] 
         if hook == "resume" and nodes and not isinstance(e, PartialFailure):
             _down_after_error(nodes, e, log, bin_dir=cfg.slurm.bin_dir if cfg else "/usr/bin")
         return e.exit_code
+    except Exception as e:
+        # A bug: it keeps its traceback, but the jobs waiting on these nodes are not left to
+        # ResumeTimeout.
+        if log is not None:
+            log.exception("hook crashed", outcome="bug")
+        if hook == "resume" and nodes:
+            bug = BridgeError(f"internal error, see the bridge's log: {type(e).__name__}: {e}")
+            _down_after_error(nodes, bug, log, bin_dir=cfg.slurm.bin_dir if cfg else "/usr/bin")
+        raise
     if log is not None:
         log.info("hook finished", outcome="ok", seconds=round(time.monotonic() - started, 3))
     return 0

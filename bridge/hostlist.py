@@ -39,6 +39,11 @@ def fold(nodes: list[str] | set[str]) -> str:
     return str(NodeSet.fromlist(sorted(nodes))) if nodes else ""
 
 
+def check(expression: str) -> None:
+    """Raise :class:`UsageError` if ``expression`` is not a hostlist; expands nothing."""
+    _parse(expression)
+
+
 def contains(expression: str, node: str) -> bool:
     """Whether ``node`` is one of the expression's nodes."""
     return node in _parse(expression)

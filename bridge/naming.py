@@ -89,3 +89,8 @@ def group_of(pod: dict) -> Ref | None:
         return None
     api_version, kind, name = value.rsplit("/", 2)
     return api_version, kind, name
+
+
+def pods_by_node(pods: list[dict], *, cluster: str, nodes: set[str]) -> dict[str, dict]:
+    """The bridge's pods of ``nodes`` among ``pods``, by Slurm node name."""
+    return {node: pod for pod in pods if (node := node_of(pod)) in nodes and is_ours(pod, cluster=cluster, node=node)}

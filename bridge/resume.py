@@ -161,6 +161,10 @@ def _settle_conflicts(conflicts: list[PodPlan], *, config: Config, kube: KubeCli
         pending = [p for p in retry if _already_exists(errors[p.name])]
 
 
+def _job_label(pod: dict[str, Any]) -> str | None:
+    return ((pod.get("metadata") or {}).get("labels") or {}).get(naming.JOB_LABEL)
+
+
 def _needs_retry(plan: PodPlan, *, config: Config, kube: KubeClient, outcome: Outcome) -> bool:
     """Sort one conflict; True when the old pod is going away and create must be tried again."""
     pod = kube.get_pod(plan.name)
@@ -172,9 +176,12 @@ def _needs_retry(plan: PodPlan, *, config: Config, kube: KubeClient, outcome: Ou
         return False
     terminating = pod["metadata"].get("deletionTimestamp") is not None
     finished = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-    if not terminating and not finished:
+    # Slurm resumes a node only when it considers it powered down: a live pod of ours made
+    # for another job (or none) is a leftover, e.g. of a suspend still under way.
+    stale = _job_label(pod) != _job_label(plan.manifest)
+    if not terminating and not finished and not stale:
         outcome.existing.append(plan.node)
         return False
-    if finished and not terminating:
+    if not terminating:
         kube.delete_pods([plan.name])
     return True

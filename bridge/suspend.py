@@ -28,7 +28,8 @@ def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any) -> 
     """Delete the pods of ``nodes``."""
     outcome = Outcome()
     ours = _ours(config=config, kube=kube)
-    pods = {naming.node_of(p): p["metadata"]["name"] for p in ours if naming.node_of(p) in set(nodes)}
+    pods = {node: pod["metadata"]["name"]
+            for node, pod in naming.pods_by_node(ours, cluster=config.slurm.cluster_name, nodes=set(nodes)).items()}
     errors = kube.delete_pods(list(pods.values())) if pods else {}
     _delete_finished_groups(ours, set(pods.values()), kube=kube)
     for node in nodes:
@@ -52,18 +53,22 @@ def resume_failed(nodes: list[str], *, config: Config, slurm: SlurmClient, kube:
     only cleanup they get. Where the bridge had already set a node DOWN with a cause, that
     cause replaces Slurm's "ResumeTimeout reached"."""
     from bridge import causes
+    from bridge.errors import SlurmError
 
-    for node in nodes:
-        cause = causes.recall(config.resume.state_dir, node)
-        if cause:
-            slurm.set_down([node], cause)
-    pods = {naming.node_of(p): p for p in kube.list_pods(naming.owner_labels(config.slurm.cluster_name))
-            if naming.node_of(p) in set(nodes)}
+    pods = naming.pods_by_node(_ours(config=config, kube=kube), cluster=config.slurm.cluster_name, nodes=set(nodes))
     for node, pod in pods.items():
         cause = pod_problem(pod)
         log.error("node did not come up", node=node, pod=pod["metadata"]["name"], cause=cause)
         kube.emit_event(pod, reason="ResumeTimeout", message=f"Slurm node {node} did not register in time: {cause}")
-    return suspend(nodes, config=config, kube=kube, log=log)
+    outcome = suspend(nodes, config=config, kube=kube, log=log)  # cleanup first: nothing else will
+    for node in nodes:
+        cause = causes.recall(config.resume.state_dir, node)
+        try:
+            if cause:
+                slurm.set_down([node], cause)
+        except SlurmError as e:
+            log.warning("cannot restore the node's reason", node=node, error=str(e))
+    return outcome
 
 
 def _ours(*, config: Config, kube: KubeClient) -> list[dict[str, Any]]:

@@ -135,3 +135,17 @@ def test_invalid_hpc_nodeset_gives_one_line_naming_the_field(write_config, keys,
     assert message.startswith(f"{path}: ")
     assert expected in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(("setting", "expected"), [
+    ("resume: {poll: 0}", "resume.poll: expected at least 0.05"),
+    ("resume: {max_attempts: 0}", "resume.max_attempts: expected at least 1"),
+    ("resume: {deadline: -5}", "resume.deadline: expected at least"),
+    ("kubernetes: {timeout: 0}", "kubernetes.timeout: expected at least"),
+])
+def test_settings_that_would_break_the_hooks_are_refused(write_config, setting, expected):
+    text = BASIC_CONFIG.replace("kubernetes:\n  namespace: slurm\n", "") + setting + "\n"
+    if setting.startswith("resume"):
+        text = BASIC_CONFIG.replace("resume:\n  state_dir: {state_dir}\n", "") + setting + "\n"
+    with pytest.raises(ConfigError, match=expected):
+        config_module.load(str(write_config(text)))

@@ -78,3 +78,13 @@ def test_finished_pod_of_ours_is_replaced(config, slurm, kube, log):
     outcome = run(["elastic1"], config, slurm, kube, log)
     assert outcome.created == ["elastic1"]
     assert kube.pods["linux-elastic1"]["status"] == {"phase": "Pending"}
+
+
+def test_live_pod_left_from_another_job_is_replaced_not_reused(config, slurm, kube, log):
+    old = parse('{"jobs":[{"job_id":5,"nodes":"elastic1"}],"all_nodes":"elastic1"}')
+    new = parse('{"jobs":[{"job_id":7,"nodes":"elastic1"}],"all_nodes":"elastic1"}')
+    run(["elastic1"], config, slurm, kube, log, old)
+    kube.pods["linux-elastic1"]["status"] = {"phase": "Running"}
+    outcome = run(["elastic1"], config, slurm, kube, log, new)
+    assert outcome.created == ["elastic1"] and outcome.existing == []
+    assert kube.pods["linux-elastic1"]["metadata"]["labels"]["slurm-k8s-bridge/job-id"] == "7"
