@@ -392,6 +392,7 @@ class PodWorker:
             log_path=self._log_dir / container.name / f"{attempt}.log",
             run_as_user=_first(security, pod_security, "runAsUser"),
             run_as_group=_first(security, pod_security, "runAsGroup"),
+            limits=tuple(((container.resources.limits if container.resources else None) or {}).items()),
         )
 
     async def _run_until_exit(self, container: Container, record: ContainerRecord, handle: ContainerHandle) -> None:
