@@ -34,7 +34,7 @@ def test_slurmd_crashing_on_start_releases_the_job_and_leaves_no_pod(make_env):
     assert any("CrashLoopBackOff" in e.message and e.involvedObject.name.startswith("testenv-elastic")
                for e in events)
     logged = [r for r in env.bridge_log_records() if r.get("event") == "resume failed"]
-    assert any("CrashLoopBackOff" in r["cause"] and r["job"] == int(job) for r in logged)
+    assert any("CrashLoopBackOff" in r["cause"] and int(job) in r["jobs"] for r in logged)
 
 
 def test_image_that_does_not_exist_releases_the_job(make_env):
@@ -97,8 +97,10 @@ def test_resume_file_from_slurm_2205_labels_pods_with_their_jobs(env):
     job = submit(env, "-N2", "--wrap", "sleep 3")
     pods = wait_for(lambda: bridge_pods(env), timeout=20, what="pods")
     assert {p.metadata.labels["slurm-k8s-bridge/job-id"] for p in pods.values()} == {job}
-    records = [r for r in env.bridge_log_records() if r.get("hook") == "resume" and r.get("event") == "hook finished"]
-    assert records and records[0]["jobs"] == [int(job)]
+    records = wait_for(lambda: [r for r in env.bridge_log_records()
+                                if r.get("hook") == "resume" and r.get("event") == "hook finished"],
+                       timeout=10, what="the resume hook's last log line")
+    assert records[0]["jobs"] == [int(job)]
 
 
 def test_missing_bridge_config_still_requeues_the_job_with_the_reason(env):
