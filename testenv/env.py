@@ -29,7 +29,7 @@ import yaml
 
 from testenv.slurm import processes
 from testenv.slurm.cluster import SlurmCluster
-from testenv.slurm.config import Hooks, NodeGroup, Timeouts
+from testenv.slurm.config import POD_GPU_FILES, Hooks, NodeGroup, Timeouts
 
 REPO = Path(__file__).resolve().parent.parent
 CRDS = REPO / "testenv" / "crds"
@@ -232,7 +232,8 @@ class Environment:
     def _start_slurm(self) -> None:
         hooks = Hooks(resume=BIN / "slurm-k8s-resume", suspend=BIN / "slurm-k8s-suspend",
                       resume_fail=BIN / "slurm-k8s-resume-fail", prolog_slurmctld=BIN / "slurm-k8s-prolog")
-        self.slurm = SlurmCluster(node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts).start()
+        self.slurm = SlurmCluster(node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts,
+                                  gpu_files=POD_GPU_FILES).start()
 
     def _write_bridge_config(self) -> None:
         assert self.slurm is not None and self.dir is not None

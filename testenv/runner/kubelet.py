@@ -16,6 +16,7 @@ from typing import Literal, Self
 from lightkube.resources.core_v1 import Pod
 
 from .backoff import BackoffPolicy
+from .devices import NodeDevices
 from .events import EventRecorder
 from .images import ImageTable
 from .informer import DELETED, Informer
@@ -76,6 +77,7 @@ class KubeletService:
                 host_ip=HOST_IP,
                 state_dir=self._state_dir,
                 backoff=self._backoff,
+                devices=NodeDevices(spec.name, spec.allocatable, spec.labels),
             )
             informer = Informer(self._api.client, Pod, self._on_pod, fields={"spec.nodeName": spec.name})
             await informer.sync()

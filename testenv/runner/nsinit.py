@@ -9,7 +9,9 @@ PID namespace, reports that child's host PID, waits for it and exits the way it 
 code, or killed by the same signal), so the runtime sees the container's real exit status
 (util-linux's own --fork cannot re-raise SIGKILL and exits 1 instead).
 
-The child bind-mounts the volumes, mounts a /proc of its PID namespace, sets the hostname,
+The child gives the container a /dev of its own if the spec lists devices (a tmpfs with the
+basic devices bound in from the host and a node per device, see devices.py), bind-mounts the
+volumes, mounts a /proc of its PID namespace, sets the hostname,
 working directory and user, resets the signal mask and dispositions (a hook of Slurm's starts us
 with SIGTERM/SIGINT/SIGHUP blocked) and execs the command. Both report on STATUS_FIFO (a named
 pipe: an inherited pipe would stay open in unshare): the PID first, then either nothing (the
@@ -26,6 +28,7 @@ import os
 import resource
 import signal
 import socket
+import stat
 import sys
 
 MS_RDONLY = 0x1
@@ -34,7 +37,12 @@ MS_NODEV = 0x4
 MS_NOEXEC = 0x8
 MS_REMOUNT = 0x20
 MS_BIND = 0x1000
+MS_MOVE = 0x2000
 MS_REC = 0x4000
+#: What runc puts in a container's /dev besides the devices it is given.
+BASIC_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
+             "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx"}
 PR_SET_PDEATHSIG = 1
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -45,11 +53,11 @@ class SetupError(Exception):
     pass
 
 
-def _mount(source: str | None, target: str, fstype: str | None, flags: int) -> None:
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     def encode(text: str | None) -> bytes | None:
         return text.encode() if text is not None else None
 
-    if _libc.mount(encode(source), encode(target), encode(fstype), flags, None) != 0:
+    if _libc.mount(encode(source), encode(target), encode(fstype), flags, encode(data)) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code), target)
 
@@ -76,6 +84,30 @@ def bind_mounts(mounts: list[dict]) -> None:
         except OSError as e:
             reason = (e.strerror or str(e)).lower()
             raise SetupError(f'error mounting "{source}" to rootfs at "{target}": {reason}') from e
+
+
+def private_dev(staging: str, devices: list[dict]) -> None:
+    """A /dev of the container's own: built on a tmpfs at `staging` while the host's /dev is still
+    visible (its basic devices are bound in from there), then moved over /dev."""
+    try:
+        _mount("tmpfs", staging, "tmpfs", MS_NOSUID, "mode=755,size=65536k")
+        for name in BASIC_DEVICES:
+            target = os.path.join(staging, name)
+            open(target, "a").close()
+            _mount(f"/dev/{name}", target, None, MS_BIND)
+        os.mkdir(os.path.join(staging, "pts"))
+        _mount("/dev/pts", os.path.join(staging, "pts"), None, MS_BIND | MS_REC)
+        os.mkdir(os.path.join(staging, "shm"))
+        _mount("shm", os.path.join(staging, "shm"), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k")
+        for name, points_to in DEV_LINKS.items():
+            os.symlink(points_to, os.path.join(staging, name))
+        for device in devices:
+            path = os.path.join(staging, device["path"].removeprefix("/dev/"))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(device["major"], device["minor"]))
+        _mount(staging, "/dev", None, MS_MOVE)
+    except OSError as e:
+        raise SetupError(f"error setting up /dev: {e.strerror or e}") from e
 
 
 def mount_proc() -> None:
@@ -118,6 +150,8 @@ def exec_command(argv: list[str], env: dict[str, str]) -> None:
 
 def set_up(spec: dict) -> None:
     socket.sethostname(spec["hostname"])
+    if spec.get("devices"):
+        private_dev(spec["devStaging"], spec["devices"])
     bind_mounts(spec["mounts"])
     mount_proc()
     cwd = spec.get("cwd") or "/"

@@ -1,6 +1,7 @@
 """One pod's life on a node, from binding to removal (the kubelet's pod worker).
 
-volumes -> init containers, in order, each to success -> containers (each restarted according to
+admission (the pod's devices, see devices.py; a pod the node cannot serve is rejected: Failed)
+-> volumes -> init containers, in order, each to success -> containers (each restarted according to
 the restart policy, with crash-loop back-off) -> terminal phase. When the pod gets a
 deletionTimestamp: preStop hooks, SIGTERM, SIGKILL at the end of the grace period, volumes torn
 down, final status, then the DELETE (grace 0, uid precondition) that removes it from the API.
@@ -22,6 +23,7 @@ from lightkube.models.core_v1 import Container
 from lightkube.resources.core_v1 import Pod
 
 from .backoff import Backoff, BackoffPolicy
+from .devices import NO_GRANT, AdmissionError, NodeDevices, PodDevices
 from .env import EnvError, EnvResolver, PodAddresses, expand
 from .events import NORMAL, WARNING, EventRecorder, Subject
 from .kube import API_ERRORS, Api, now, status_code, timestamp
@@ -67,6 +69,7 @@ class NodeContext:
     host_ip: str
     state_dir: Path
     backoff: BackoffPolicy
+    devices: NodeDevices
 
 
 def go_duration(seconds: float) -> str:
@@ -103,6 +106,8 @@ class PodWorker:
         self._deadline_moved = asyncio.Event()  # replaced (after being set) whenever the deadline moves
         self._gone = False  # removed from the API already (force delete): no status, no DELETE
         self._sandbox_ready = False
+        self._devices: PodDevices | None = None
+        self._rejected: AdmissionError | None = None
         self._start_time = now()
         self._last_sent: dict[str, Any] | None = None
         self._status_lock = asyncio.Lock()
@@ -147,6 +152,9 @@ class PodWorker:
         await self._finish()
 
     async def _live(self) -> None:
+        if not await self._admit():
+            await self._terminating.wait()
+            return
         await self._report()
         if not await self._setup_volumes():
             return
@@ -155,12 +163,14 @@ class PodWorker:
             for container in self.pod.spec.containers:
                 self._supervise_in_background(container, self.pod.spec.restartPolicy or "Always")
         await asyncio.gather(*self._supervisors)
+        self._node.devices.release(self.pod.metadata.uid)  # no container left to use them
         await self._report()
         if not self._terminating.is_set():  # completed or failed by itself: wait for the deletion
             self._volumes.teardown()
             await self._terminating.wait()
 
     async def _finish(self) -> None:
+        self._node.devices.release(self.pod.metadata.uid)
         self._volumes.teardown()
         if self._gone:
             return
@@ -183,7 +193,19 @@ class PodWorker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._node.devices.release(self.pod.metadata.uid)
         self._volumes.teardown()
+
+    async def _admit(self) -> bool:
+        """The kubelet's admission: allocate the pod's devices, or reject the pod (phase Failed)."""
+        try:
+            self._devices = self._node.devices.admit(self.pod)
+        except AdmissionError as e:
+            self._rejected = e
+            await self._report()
+            await self._event(WARNING, e.reason, e.message)
+            return False
+        return True
 
     async def _setup_volumes(self) -> bool:
         retry = Backoff(VOLUME_RETRY, immediate_first=False)
@@ -374,6 +396,7 @@ class PodWorker:
         node = self._node
         env = await EnvResolver(node.api, self.pod, self._addresses, node.node_allocatable).build(container)
         variables = dict(env)
+        grant = node.devices.grant(self._devices, container.name) if self._devices else NO_GRANT
         meta, spec = self.pod.metadata, self.pod.spec
         security = container.securityContext
         pod_security = spec.securityContext
@@ -385,7 +408,7 @@ class PodWorker:
             image=image,
             command=tuple(expand(a, variables) for a in container.command) if container.command else None,
             args=tuple(expand(a, variables) for a in container.args) if container.args else None,
-            env=tuple(env),
+            env=(*env, *grant.env),  # the device plugin's variables come last, and win
             working_dir=container.workingDir,
             hostname=node.node_name if spec.hostNetwork else (spec.hostname or meta.name),
             mounts=tuple(self._volumes.mounts(container, variables)),
@@ -393,6 +416,7 @@ class PodWorker:
             run_as_user=_first(security, pod_security, "runAsUser"),
             run_as_group=_first(security, pod_security, "runAsGroup"),
             limits=tuple(((container.resources.limits if container.resources else None) or {}).items()),
+            devices=grant.devices,
         )
 
     async def _run_until_exit(self, container: Container, record: ContainerRecord, handle: ContainerHandle) -> None:
@@ -559,6 +583,9 @@ class PodWorker:
 
     def _status(self) -> dict[str, Any]:
         pod, records = self.pod, self._records
+        if self._rejected is not None:  # as the kubelet's rejectPod writes it; conditions stay
+            return {"phase": "Failed", "reason": self._rejected.reason,
+                    "message": f"Pod was rejected: {self._rejected.message}", "qosClass": qos_class(pod)}
         pod_phase = phase(pod, records, terminal=self._terminating.is_set())
         current = [c.to_dict() for c in (pod.status.conditions or [])] if pod.status else []
         before = self._last_sent["conditions"] if self._last_sent else current

@@ -3,7 +3,8 @@
 It shares the host's filesystem and network (no network namespace: traffic between namespaces is
 dropped on this VM's firewall, and slurmd needs to reach slurmctld on 127.0.0.1). Volumes are bind
 mounts visible only inside the container; a mount point missing on the host is created for the
-time it is used and removed afterwards. The container's main process is PID 1 of its namespace,
+time it is used and removed afterwards. A container given devices gets a /dev of its own
+(devices.py says why and what is in it). The container's main process is PID 1 of its namespace,
 as in Docker without --init: it gets SIGTERM only if it handles it, and when it dies the kernel
 kills everything else in the container.
 """
@@ -138,7 +139,8 @@ class ProcessRuntime:
         directory = self._state_dir / f"{config.pod_uid}-{config.name}-{secrets.token_hex(3)}"
         directory.mkdir(parents=True)
         spec = directory / "spec.json"
-        spec.write_text(json.dumps(_nsinit_spec(config, argv, env, working_dir)))
+        (directory / "dev").mkdir()  # where nsinit builds the container's own /dev, if it has devices
+        spec.write_text(json.dumps(_nsinit_spec(config, argv, env, working_dir, directory / "dev")))
         targets = self._acquire_mount_points(config)
         try:
             process, pid = await self._spawn(config, spec)
@@ -261,7 +263,8 @@ class ProcessRuntime:
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def _nsinit_spec(config: ContainerConfig, argv: list[str], env: dict[str, str], working_dir: str) -> dict:
+def _nsinit_spec(config: ContainerConfig, argv: list[str], env: dict[str, str], working_dir: str,
+                 dev_staging: Path) -> dict:
     return {
         "argv": argv,
         "env": env,
@@ -272,6 +275,8 @@ def _nsinit_spec(config: ContainerConfig, argv: list[str], env: dict[str, str], 
         ],
         "uid": config.run_as_user,
         "gid": config.run_as_group,
+        "devices": [{"path": d.container_path, "major": d.major, "minor": d.minor} for d in config.devices],
+        "devStaging": str(dev_staging),
     }
 
 

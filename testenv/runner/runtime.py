@@ -56,6 +56,15 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class Device:
+    """A device node the container sees (CRI's Device), made in its own /dev (see devices.py)."""
+
+    container_path: str  # e.g. /dev/nvidia0
+    major: int
+    minor: int
+
+
+@dataclass(frozen=True)
 class ContainerConfig:
     """One container to start: the pod spec's container after env and volume resolution."""
 
@@ -74,6 +83,7 @@ class ContainerConfig:
     run_as_user: int | None = None
     run_as_group: int | None = None
     limits: tuple[tuple[str, str], ...] = ()  # resources.limits, e.g. (("cpu", "1"),); Docker enforces them
+    devices: tuple[Device, ...] = ()  # from the device plugins: the container gets a /dev of its own with them
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ What a test environment built on it should know (all measured on Slurm 22.05.8 h
   measuring latency. After it: sbatch -N2 to RUNNING in ~1.5 s with hosthooks.
 - All nodes share this host: node i listens on node_ports[name] (slurm.conf Port=), and is
   started as `slurmd -N <name>`. Its SlurmdSpoolDir and log are per node (slurmd_spool_dir,
-  slurmd_log). GPU nodes get fake /dev/nvidiaN character devices in the state dir.
+  slurmd_log). GPU nodes get fake /dev/nvidiaN character devices in the state dir; with
+  gpu_files=POD_GPU_FILES gres.conf names /dev/slurm-gpuN instead, the links the slurmd
+  entrypoint makes in a pod to the devices the runner's device plugin gave it.
 - A slurmd started the way a pod starts it (configless, through docker/slurmd/entrypoint.sh)
   needs a private /run for its munged: see hostnode.py, and hosthooks.py for hooks that
   start nodes on this host without Kubernetes.
@@ -28,12 +30,12 @@ What a test environment built on it should know (all measured on Slurm 22.05.8 h
 
 from testenv.slurm.cluster import SlurmCluster, SlurmClusterError, free_ports
 from testenv.slurm.config import (
-    CALLER_KEYS, CLOUD_NODES_EXAMPLE, PARTITION, SNIPPET, ClusterConfig, Hooks, Layout,
+    CALLER_KEYS, CLOUD_NODES_EXAMPLE, PARTITION, POD_GPU_FILES, SNIPPET, ClusterConfig, Hooks, Layout,
     NodeGroup, Timeouts, read_node_groups, read_settings, render_gres_conf, render_slurm_conf,
 )
 
 __all__ = [
-    "CALLER_KEYS", "CLOUD_NODES_EXAMPLE", "PARTITION", "SNIPPET", "ClusterConfig", "Hooks",
+    "CALLER_KEYS", "CLOUD_NODES_EXAMPLE", "PARTITION", "POD_GPU_FILES", "SNIPPET", "ClusterConfig", "Hooks",
     "Layout", "NodeGroup", "SlurmCluster", "SlurmClusterError", "Timeouts", "free_ports",
     "read_node_groups", "read_settings", "render_gres_conf", "render_slurm_conf",
 ]

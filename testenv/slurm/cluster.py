@@ -104,10 +104,13 @@ class SlurmCluster:
         timeouts: Timeouts = TEST_TIMEOUTS,
         start_timeout: float = 30.0,
         stop_grace: float = 10.0,
+        gpu_files: str | None = None,
     ) -> None:
-        """state_dir: created if missing and removed at stop(); default: a new dir in /tmp."""
+        """state_dir: created if missing and removed at stop(); default: a new dir in /tmp.
+        gpu_files: what gres.conf's File= names for GPU nodes (see ClusterConfig.gpu_files)."""
         self._requested_dir = Path(state_dir) if state_dir else None
         self._node_groups = tuple(node_groups)
+        self._gpu_files = gpu_files
         self._hooks = hooks
         self._timeouts = timeouts
         self._start_timeout = start_timeout
@@ -174,7 +177,7 @@ class SlurmCluster:
             hooks = dataclasses.replace(hooks, prolog_slurmctld=layout.prolog_wrapper)
         return ClusterConfig(
             layout=layout, slurmctld_port=base, node_base_port=base + 1,
-            node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts)
+            node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts, gpu_files=self._gpu_files)
 
     def _write_files(self) -> None:
         cfg = self.config

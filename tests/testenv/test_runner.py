@@ -513,6 +513,52 @@ def test_pod_deleted_while_its_container_starts_is_removed_at_once(
         assert "Started" not in reasons(kubeapi_client, name)
 
 
+# --- devices ---------------------------------------------------------------------------------------
+
+GPU_NODE = NodeSpec(
+    name="gpu-node",
+    capacity={"cpu": "4", "memory": "8Gi", "pods": "20", "nvidia.com/gpu": "2"},
+    allocatable={"cpu": "4", "memory": "8Gi", "pods": "20", "nvidia.com/gpu": "2"},
+)
+# What the container sees of its GPUs: device nodes (name, major:minor in hex) and the plugin's variable.
+SHOW_GPUS = (
+    "cd /dev && stat -c '%n %t:%T' nvidia* > /out/$HOSTNAME.devices; "
+    "echo $NVIDIA_VISIBLE_DEVICES > /out/$HOSTNAME.env; echo ok > /dev/null && touch /out/$HOSTNAME.done; sleep 3600"
+)
+
+
+def gpu_pod(client: Client, name: str, out: Path, gpus: int = 1) -> Pod:
+    return make_pod(client, name, SHOW_GPUS, out=out, nodeName="gpu-node",
+                    container={"resources": {"limits": {"nvidia.com/gpu": str(gpus)}}})
+
+
+def test_pods_granted_one_gpu_each_see_their_own_device_only(
+    kubeapi_client: Client, runner_factory: Callable[..., PodRunner], out: Path
+) -> None:
+    runner_factory([GPU_NODE])
+    for name in ("gpu-a", "gpu-b"):
+        gpu_pod(kubeapi_client, name, out)
+    wait_until(lambda: (out / "gpu-a.done").exists() and (out / "gpu-b.done").exists(), what="both pods looked")
+    seen = {name: (out / f"{name}.devices").read_text().splitlines() for name in ("gpu-a", "gpu-b")}
+    assert sorted(seen.values()) == [["nvidia0 c3:0", "nvidiactl c3:ff"], ["nvidia1 c3:1", "nvidiactl c3:ff"]]
+    ids = [(out / f"{name}.env").read_text().strip() for name in ("gpu-a", "gpu-b")]
+    assert all(i.startswith("GPU-") and "," not in i for i in ids) and ids[0] != ids[1]
+    assert not Path("/dev/nvidia0").exists()  # the host's /dev is untouched
+
+    # Both GPUs are taken: the kubelet rejects a third pod bound to the node anyway...
+    gpu_pod(kubeapi_client, "gpu-c", out)
+    status = wait_until(lambda: phase_is(kubeapi_client, "gpu-c", "Failed") and pod_status(kubeapi_client, "gpu-c"))
+    assert status.reason == "UnexpectedAdmissionError"
+    assert status.message == ("Pod was rejected: Allocate failed due to requested number of devices unavailable "
+                              "for nvidia.com/gpu. Requested: 1, Available: 0, which is unexpected")
+    # ...and a pod that goes gives its GPU back.
+    kubeapi_client.delete(Pod, "gpu-a")
+    wait_until(lambda: gone(kubeapi_client, "gpu-a"), what="gpu-a removed")
+    gpu_pod(kubeapi_client, "gpu-d", out)
+    wait_until(lambda: (out / "gpu-d.done").exists(), what="gpu-d looked")
+    assert (out / "gpu-d.devices").read_text().splitlines() == seen["gpu-a"]
+
+
 # --- nodes and the runner itself -----------------------------------------------------------------
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from testenv.slurm import (
-    CALLER_KEYS, CLOUD_NODES_EXAMPLE, SNIPPET, ClusterConfig, Hooks, Layout, NodeGroup,
+    CALLER_KEYS, CLOUD_NODES_EXAMPLE, POD_GPU_FILES, SNIPPET, ClusterConfig, Hooks, Layout, NodeGroup,
     Timeouts, read_node_groups, read_settings, render_gres_conf, render_slurm_conf,
 )
+from testenv.slurm.config import gpu_devices
 
 HOOKS = Hooks(resume=Path("/t/resume"), suspend=Path("/t/suspend"),
               resume_fail=Path("/t/resume-fail"), prolog_slurmctld=Path("/t/prolog"))
@@ -99,3 +100,13 @@ def test_gres_conf_names_a_device_file_per_gpu(tmp_path: Path) -> None:
     assert render_gres_conf(cfg).splitlines()[1:] == [
         f"NodeName=gpu[1-8] Name=gpu Type=a100 File={tmp_path}/dev/nvidia[0-3]"]
     assert "GresTypes" in _settings(render_slurm_conf(cfg))
+
+
+def test_gres_conf_for_pods_names_the_entrypoints_links(tmp_path: Path) -> None:
+    """A slurmd pod finds its GPUs where the entrypoint links them, whatever their host numbers."""
+    groups = (NodeGroup(prefix="gpu", count=2, gres="gpu:a100:4"), NodeGroup(prefix="one", count=1, gres="gpu:1"))
+    cfg = _config(tmp_path, node_groups=groups, gpu_files=POD_GPU_FILES)
+    assert render_gres_conf(cfg).splitlines()[1:] == [
+        "NodeName=gpu[1-2] Name=gpu Type=a100 File=/dev/slurm-gpu[0-3]",
+        "NodeName=one1 Name=gpu File=/dev/slurm-gpu0"]
+    assert gpu_devices(cfg) == []
