@@ -185,15 +185,39 @@ def release(holder: int | None = None, *, timeout: float = 30.0) -> None:
         return
     pid = _dockerd_pid()
     if pid is not None:
+        _terminate([pid], timeout)
+    # dockerd's own containerd ends after it: wait, or the next start would meet it half-stopped.
+    _terminate(_engine_processes(), 10.0)
+    OWNED.unlink(missing_ok=True)
+
+
+def _terminate(pids: list[int], timeout: float) -> None:
+    for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+    deadline = time.monotonic() + timeout
+    while any(_pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids:
         if _pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    OWNED.unlink(missing_ok=True)
+
+
+def _engine_processes() -> list[int]:
+    """Live processes of the project's engine other than dockerd (its containerd and shims)."""
+    marker = str(EXEC_ROOT).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker in cmdline and _pid_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
 
 
 @contextlib.contextmanager
@@ -214,6 +238,7 @@ def _start_dockerd(timeout: float) -> None:
         if _wait_ping(stale, timeout):
             return
         raise DockerUnavailable(f"dockerd (pid {stale}) does not answer on {SOCKET}; see {LOG}")
+    _terminate(_engine_processes(), 10.0)  # a containerd left by an engine that was killed
     argv = ["dockerd", "--data-root", str(DATA_ROOT), "--exec-root", str(EXEC_ROOT), "--host", DOCKER_HOST,
             "--pidfile", str(PIDFILE), "--iptables=false", "--ip-masq=false", "--bridge=none",
             "--shutdown-timeout", "5", "--log-level", "warn"]

@@ -63,7 +63,8 @@ def pod(client: Client, name: str, script: str, **kwargs: Any) -> Pod:
 
 
 def docker_container(docker_client: Any, kube: Client, pod_name: str) -> Any:
-    container_id = container_state(kube, pod_name).containerID
+    container_id = wait_until(lambda: (state := container_state(kube, pod_name)) and state.containerID,
+                              timeout=10, what=f"{pod_name}'s container id")
     assert container_id.startswith("docker://")
     return docker_client.containers.get(container_id.removeprefix("docker://"))
 
