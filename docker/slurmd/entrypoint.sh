@@ -34,6 +34,12 @@
 # group (kill -TERM -- -PID) to end munged with slurmd.
 set -eu
 
+# Until slurmd is exec'd this shell is the container's PID 1, and PID 1 gets no signal it has no
+# handler for: without these a pod deleted while munged starts would wait out its whole grace
+# period. exec resets them, and slurmd handles SIGTERM itself.
+trap 'exit 143' TERM
+trap 'exit 130' INT
+
 prog=slurmd-entrypoint
 key_file=${MUNGE_KEY_FILE:-/etc/munge/munge.key}
 socket=${MUNGE_SOCKET:-/run/munge/munge.socket.2}

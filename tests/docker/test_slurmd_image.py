@@ -112,6 +112,27 @@ def test_slurmd_registers_runs_a_step_and_leaves_on_sigterm(slurmd_image: str, c
     print(f"container start -> node registered: {registered:.2f} s")
 
 
+def test_sigterm_while_the_entrypoint_starts_munged_stops_the_container_at_once(
+    slurmd_image: str, munge_key: Path, docker_client: Any
+) -> None:
+    """The entrypoint is the container's PID 1 until it execs slurmd, and PID 1 ignores a signal
+    it has no handler for: a pod deleted while it starts must not wait out its grace period."""
+    container = docker_client.containers.create(
+        slurmd_image, ["-b", "-N", "elastic1", "--conf-server", "127.0.0.1:1"], network_mode="host",
+        hostname="elastic1", environment={"MUNGE_START_TIMEOUT": "30"},
+        volumes={str(munge_key): {"bind": "/etc/munge", "mode": "ro"}})
+    try:
+        container.start()
+        began = time.monotonic()
+        container.kill(signal="SIGTERM")
+        code = container.wait(timeout=20)["StatusCode"]
+        took = time.monotonic() - began
+    finally:
+        container.remove(force=True)
+    assert took < 2, f"SIGTERM took {took:.1f} s"
+    assert code in (0, 143), code  # the entrypoint's trap, or slurmd itself if it was that quick
+
+
 def test_missing_munge_key_is_a_clear_message_and_exit_2(slurmd_image: str, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
