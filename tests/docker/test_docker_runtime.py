@@ -197,17 +197,33 @@ def test_bad_command_is_a_start_error(
     assert "/no/such/program" in terminated.message
 
 
-def test_graceful_delete_sends_sigterm_and_removes_the_container(
+def test_exec_readiness_probe_runs_in_the_container(
+    kubeapi_client: Client, scheduler_default: Scheduler, docker_runner: Callable[..., PodRunner], out: Path
+) -> None:
+    docker_runner()
+    # /etc/debian_version exists in the image and on this host: /ready only in the container.
+    probe = {"exec": {"command": ["sh", "-c", "test -e /ready && test -e /etc/debian_version"]},
+             "periodSeconds": 1, "failureThreshold": 1}
+    pod(kubeapi_client, "slow-start", "sleep 4; touch /ready; exec sleep 3600", container={"readinessProbe": probe})
+    wait_until(lambda: phase_is(kubeapi_client, "slow-start", "Running"), timeout=30, what="Running")
+    assert not container_state(kubeapi_client, "slow-start").ready
+    wait_until(lambda: container_state(kubeapi_client, "slow-start").ready, timeout=20, what="ready")
+
+
+def test_graceful_delete_runs_pre_stop_sends_sigterm_and_removes_the_container(
     kubeapi_client: Client, scheduler_default: Scheduler, docker_runner: Callable[..., PodRunner],
     docker_client: Any, out: Path,
 ) -> None:
     docker_runner()
     script = "trap 'echo term > /out/signal; exit 0' TERM; echo up > /out/up; while :; do sleep 0.1; done"
-    pod(kubeapi_client, "stopper", script, out=out, terminationGracePeriodSeconds=20)
+    pre_stop = {"preStop": {"exec": {"command": ["sh", "-c", "echo drain $(hostname) > /out/pre-stop"]}}}
+    pod(kubeapi_client, "stopper", script, out=out, terminationGracePeriodSeconds=20, hostname="elastic9",
+        container={"lifecycle": pre_stop})
     wait_until(lambda: (out / "up").exists(), timeout=30, what="container up")
     container = docker_container(docker_client, kubeapi_client, "stopper")
     kubeapi_client.delete(Pod, "stopper")
     wait_until(lambda: gone(kubeapi_client, "stopper"), timeout=15, what="pod gone well within its grace period")
+    assert (out / "pre-stop").read_text().strip() == "drain elastic9"  # the hook ran in the container
     assert (out / "signal").read_text().strip() == "term"
     assert not docker_client.containers.list(all=True, filters={"id": container.id})
 
