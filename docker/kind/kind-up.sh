@@ -11,7 +11,7 @@ cluster=${KIND_CLUSTER:-slurm}
 kube_dir=${KUBE_DIR:-/etc/slurm-k8s-bridge/kube}
 namespace=${NAMESPACE:-slurm}
 admin=$kube_dir/admin.kubeconfig
-export KUBECONFIG=$admin
+export KUBECONFIG="$admin"
 
 say() { printf '%s: %s\n' "$prog" "$*"; }
 
