@@ -4,7 +4,8 @@ dockershim ran them.
 What a container gets (runtime.py's ContainerConfig): its image's filesystem, ENTRYPOINT/CMD
 replaced by command/args, env on top of the image's, the working directory, the user, its
 volumes as bind mounts of the directories the runner prepared (secret, configMap, emptyDir,
-hostPath ...), cpu and memory limits as Docker's (--cpus, --memory; no swap). Every container
+hostPath ...), cpu and memory limits as Docker's (--cpus, --memory; no swap), the devices the
+node's device plugin granted (devices.py) as --device nodes with the same numbers. Every container
 uses the host's network (this VM's firewall drops traffic between network namespaces; slurmd
 reaches slurmctld on 127.0.0.1 and listens on its node's own port) but has its own hostname,
 mount, PID and IPC namespaces: /run/munge and the rest of the image are private to it.
@@ -30,7 +31,10 @@ import datetime as dt
 import logging
 import os
 import secrets
+import shutil
 import signal
+import stat
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +82,8 @@ class DockerRuntime:
         self._client = docker.DockerClient(base_url=base_url, timeout=60)
         self._shared = tuple(Path(p) for p in shared_paths)
         self.instance = secrets.token_hex(6)
+        # Host-side device nodes for --device (the engine copies a host node into the container).
+        self._device_dir = Path(tempfile.mkdtemp(prefix="slurm-k8s-bridge-devices-"))
         # Blocking SDK calls run here; each container's watcher has a thread of its own.
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="docker-api")
         self._containers: dict[str, _Container] = {}
@@ -191,6 +197,7 @@ class DockerRuntime:
                 await self._call(_remove, leftover)
         self._pool.shutdown(wait=True)
         self._client.close()
+        shutil.rmtree(self._device_dir, ignore_errors=True)
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -225,7 +232,18 @@ class DockerRuntime:
             "detach": True,
         }
         args.update(_limits(dict(config.limits)))
+        if config.devices:
+            args["devices"] = [f"{self._device_node(d.major, d.minor)}:{d.container_path}:rwm" for d in config.devices]
         return args
+
+    def _device_node(self, major: int, minor: int) -> Path:
+        """A character device node with these numbers on the host (no driver needed behind it)."""
+        node = self._device_dir / f"c{major}-{minor}"
+        try:
+            os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+        except FileExistsError:
+            pass
+        return node
 
     def _watch(self, container: Any, log_path: Path, loop: asyncio.AbstractEventLoop,
                exited: asyncio.Future[ExitStatus]) -> None:

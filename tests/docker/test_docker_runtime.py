@@ -240,3 +240,29 @@ def test_stopping_the_runner_removes_its_containers(
     assert len(docker_client.containers.list(filters={"label": f"{LABEL_RUNTIME}={instance}"})) == 2
     runner.stop()
     assert not docker_client.containers.list(all=True, filters={"label": f"{LABEL_RUNTIME}={instance}"})
+
+
+def test_pods_granted_one_gpu_each_see_their_own_device_only(
+    kubeapi_client: Client, kubeapi_server: Any, docker_host: str, tmp_path: Path, out: Path
+) -> None:
+    """The devices the node's device plugin grants reach the container as --device nodes."""
+    from lightkube.config.kubeconfig import KubeConfig
+
+    gpu_node = NodeSpec(name="gpu-node", capacity={"cpu": "4", "memory": "8Gi", "pods": "20", "nvidia.com/gpu": "2"},
+                        allocatable={"cpu": "4", "memory": "8Gi", "pods": "20", "nvidia.com/gpu": "2"})
+    runner = PodRunner(kubeconfig=KubeConfig.from_dict(kubeapi_server.kubeconfig()), nodes=[gpu_node],
+                       state_dir=tmp_path / "runner", runtime=DockerRuntime(docker_host=docker_host),
+                       backoff=BackoffPolicy(initial=0.2, maximum=1.0), heartbeat_interval=0.5)
+    show = ("cd /dev && stat -c '%n %t:%T' nvidia* > /out/$HOSTNAME.devices; "
+            "echo $NVIDIA_VISIBLE_DEVICES > /out/$HOSTNAME.env; touch /out/$HOSTNAME.done; exec sleep 3600")
+    with runner:
+        for name in ("gpu-a", "gpu-b"):
+            pod(kubeapi_client, name, show, out=out, nodeName="gpu-node", hostname=name,
+                container={"resources": {"limits": {"nvidia.com/gpu": "1"}}})
+        wait_until(lambda: (out / "gpu-a.done").exists() and (out / "gpu-b.done").exists(), timeout=30,
+                   what="both pods looked")
+        seen = sorted((out / f"{name}.devices").read_text().splitlines() for name in ("gpu-a", "gpu-b"))
+        assert seen == [["nvidia0 c3:0", "nvidiactl c3:ff"], ["nvidia1 c3:1", "nvidiactl c3:ff"]]
+        ids = [(out / f"{name}.env").read_text().strip() for name in ("gpu-a", "gpu-b")]
+        assert all(i.startswith("GPU-") for i in ids) and ids[0] != ids[1]
+    assert not Path("/dev/nvidia0").exists()  # the host's /dev is untouched
