@@ -74,12 +74,15 @@ class Environment:
         kubeconfig: str | None = None,
         backoff: float = 1.0,
         scheduler: bool = True,
+        gres_conf: str | None = None,
         runtime: str = "process",
     ) -> None:
         """bridge: settings merged into the bridge config (e.g. ``{"resume": {"deadline": 20}}``);
         nodesets: the bridge's nodesets (default: one per node group, the slurmd image);
         images: extra process-runtime images (reference → entrypoint/cmd);
         scheduler: False leaves pods unbound (benchmarks of the API path alone);
+        gres_conf: slurmctld's gres.conf (default: File=/dev/slurm-gpuN lines, the links the slurmd
+        entrypoint makes for the GPUs the runner's device plugin grants a pod);
         runtime: "process" runs pod containers as host processes, "docker" runs them from their
         images in the project's Docker engine (testenv/docker.py; the slurmd image is the one
         testenv/docker-setup.sh built for this host's Slurm version)."""
@@ -94,6 +97,7 @@ class Environment:
         self._external = kubeconfig or os.environ.get("KUBECONFIG")
         self._backoff = backoff
         self._scheduler = scheduler
+        self._gres_conf = gres_conf
         self.runtime = runtime
         self.image = IMAGE
         self._docker_env: dict[str, str] | None = None
@@ -226,14 +230,15 @@ class Environment:
         self.bridge_kubeconfig.chmod(0o600)
         if self._scheduler:
             # It also stands in for Volcano and scheduler-plugins, whose names gang nodesets use.
-            self._spawn("scheduler", [sys.executable, "-m", "testenv.scheduler", "--kubeconfig", str(self.admin_kubeconfig),
+            self._spawn("scheduler", [sys.executable, "-m", "testenv.scheduler",
+                                      "--kubeconfig", str(self.admin_kubeconfig),
                                       "--gang", "volcano", "--gang", "coscheduling"])
 
     def _start_slurm(self) -> None:
         hooks = Hooks(resume=BIN / "slurm-k8s-resume", suspend=BIN / "slurm-k8s-suspend",
                       resume_fail=BIN / "slurm-k8s-resume-fail", prolog_slurmctld=BIN / "slurm-k8s-prolog")
         self.slurm = SlurmCluster(node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts,
-                                  gpu_files=POD_GPU_FILES).start()
+                                  gpu_files=POD_GPU_FILES, gres_conf=self._gres_conf).start()
 
     def _write_bridge_config(self) -> None:
         assert self.slurm is not None and self.dir is not None

@@ -1,7 +1,7 @@
 """The admission plugins every real cluster runs that change what a create does.
 
 NamespaceLifecycle refuses objects in a missing or terminating namespace;
-ServiceAccount, Priority and DefaultTolerationSeconds fill and check pods.
+ServiceAccount, Priority, RuntimeClass and DefaultTolerationSeconds fill and check pods.
 They run before validation, as the real mutating admission phase does.
 """
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 NAMESPACES = "/namespaces"
 SERVICE_ACCOUNTS = "/serviceaccounts"
 PRIORITY_CLASSES = "scheduling.k8s.io/priorityclasses"
+RUNTIME_CLASSES = "node.k8s.io/runtimeclasses"
 NAMESPACES_GR = GroupResource("", "namespaces")
 
 
@@ -58,6 +59,7 @@ def _admit_pod(store: Store, rt: ResourceType, pod: JsonObject) -> None:
             f'error looking up service account {namespace}/{account}: serviceaccount "{account}" not found',
         )
     _admit_priority(store, rt, pod, name)
+    _admit_runtime_class(store, rt, pod, name)
 
 
 def _admit_priority(store: Store, rt: ResourceType, pod: JsonObject, name: str) -> None:
@@ -79,3 +81,32 @@ def _admit_priority(store: Store, rt: ResourceType, pod: JsonObject, name: str) 
             f"priority admission controller computed {priority} from the given PriorityClass name",
         )
     spec["priority"] = priority
+
+
+def _admit_runtime_class(store: Store, rt: ResourceType, pod: JsonObject, name: str) -> None:
+    """The pod's RuntimeClass must exist; its overhead and scheduling constraints join the pod."""
+    spec = pod["spec"]
+    class_name = spec.get("runtimeClassName")
+    if not class_name:
+        return
+    runtime_class = store.get(RUNTIME_CLASSES, "", class_name)
+    if runtime_class is None:
+        raise e.forbidden(rt.group_resource, name, f'pod rejected: RuntimeClass "{class_name}" not found')
+    overhead = (runtime_class.get("overhead") or {}).get("podFixed")
+    if spec.get("overhead") and spec["overhead"] != overhead:
+        cause = ("Pod's Overhead doesn't match RuntimeClass's defined Overhead" if overhead
+                 else "Pod Overhead set without corresponding RuntimeClass defined Overhead")
+        raise e.forbidden(rt.group_resource, name, f"pod rejected: {cause}")
+    if overhead:
+        spec["overhead"] = dict(overhead)
+    scheduling = runtime_class.get("scheduling") or {}
+    selector = spec.setdefault("nodeSelector", {}) if scheduling.get("nodeSelector") else spec.get("nodeSelector")
+    for key, value in (scheduling.get("nodeSelector") or {}).items():
+        if key in selector and selector[key] != value:
+            raise e.forbidden(rt.group_resource, name, f"conflict: runtimeClass.scheduling.nodeSelector[{key}] = "
+                              f"{value}; pod.spec.nodeSelector[{key}] = {selector[key]}")
+        selector[key] = value
+    tolerations = spec.setdefault("tolerations", []) if scheduling.get("tolerations") else []
+    for toleration in scheduling.get("tolerations") or []:
+        if toleration not in tolerations:
+            tolerations.append(toleration)

@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Mapping
 from typing import ClassVar
 
-from lightkube.models import coordination_v1, core_v1, scheduling_v1
+from lightkube.models import coordination_v1, core_v1, node_v1, scheduling_v1
 
 from . import errors as e
 from . import names, quantity
@@ -237,6 +237,28 @@ class PriorityClassStrategy(Strategy):
         return errs
 
 
+class RuntimeClassStrategy(Strategy):
+    """RuntimeClass (node.k8s.io/v1): a handler name, optional overhead and scheduling, which
+    the RuntimeClass admission plugin adds to the pods that name it (admission.py)."""
+
+    model = node_v1.RuntimeClass
+
+    def validate(self, obj: JsonObject, rt: ResourceType) -> list[e.FieldError]:
+        errs = super().validate(obj, rt)
+        handler = obj.get("handler")
+        if not handler:
+            errs.append(e.required("handler", ""))
+        else:
+            errs += [e.invalid("handler", handler, message) for message in names.is_dns1123_label(handler)]
+        return errs
+
+    def validate_update(self, new: JsonObject, old: JsonObject, rt: ResourceType) -> list[e.FieldError]:
+        errs = super().validate_update(new, old, rt)
+        if new.get("handler") != old.get("handler"):
+            errs.append(e.invalid("handler", new.get("handler"), "field is immutable"))
+        return errs
+
+
 class BindingStrategy(Strategy):
     model = core_v1.Binding
 
@@ -311,6 +333,9 @@ def builtin_registry() -> Registry:
             PriorityClassStrategy(),
             "priorityclass",
             ("pc",),
+        ),
+        ResourceType(
+            "node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", False, RuntimeClassStrategy(), "runtimeclass"
         ),
     ]
     reviews = [

@@ -137,7 +137,8 @@ class NodeDevices:
         for pod in self._pods.values():
             for resource, indices in pod.indices().items():
                 held.setdefault(resource, set()).update(indices)
-        return {name: [i for i in range(count) if i not in held.get(name, set())] for name, count in self._counts.items()}
+        return {name: [i for i in range(count) if i not in held.get(name, set())]
+                for name, count in self._counts.items()}
 
     def _take(self, container: Container, free: dict[str, list[int]], reusable: dict[str, list[int]],
               *, reuse: bool) -> dict[str, list[int]]:

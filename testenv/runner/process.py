@@ -218,6 +218,8 @@ class ProcessRuntime:
             for mount, target in zip(config.mounts, targets):
                 if any(target.startswith(other + "/") for other in targets if other != target):
                     continue  # nsinit creates it inside the outer volume
+                if config.devices and target.startswith("/dev/"):
+                    continue  # inside the container's own /dev, where nsinit creates it
                 self._mount_points.acquire(target, directory=mount.host_path.is_dir())
                 acquired.append(target)
         except OSError as e:

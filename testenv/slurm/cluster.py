@@ -105,12 +105,15 @@ class SlurmCluster:
         start_timeout: float = 30.0,
         stop_grace: float = 10.0,
         gpu_files: str | None = None,
+        gres_conf: str | None = None,
     ) -> None:
         """state_dir: created if missing and removed at stop(); default: a new dir in /tmp.
-        gpu_files: what gres.conf's File= names for GPU nodes (see ClusterConfig.gpu_files)."""
+        gpu_files: what gres.conf's File= names for GPU nodes (see ClusterConfig.gpu_files);
+        gres_conf: the whole gres.conf instead of the rendered one (e.g. an example's)."""
         self._requested_dir = Path(state_dir) if state_dir else None
         self._node_groups = tuple(node_groups)
         self._gpu_files = gpu_files
+        self._gres_conf = gres_conf
         self._hooks = hooks
         self._timeouts = timeouts
         self._start_timeout = start_timeout
@@ -191,7 +194,7 @@ class SlurmCluster:
         cfg.layout.slurm_conf.write_text(render_slurm_conf(cfg))
         self._write_prolog_wrapper()
         if cfg.gres_nodes:
-            cfg.layout.gres_conf.write_text(render_gres_conf(cfg))
+            cfg.layout.gres_conf.write_text(self._gres_conf or render_gres_conf(cfg))
             for minor, device in enumerate(gpu_devices(cfg)):
                 os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(NVIDIA_MAJOR, minor))
 

@@ -40,6 +40,7 @@ from lightkube.resources.core_v1 import (
     PodStatus,
     Secret,
 )
+from lightkube.resources.node_v1 import RuntimeClass
 from lightkube.types import CascadeType, PatchType
 
 from testenv.kubeapi import KubeApiServer, NotLoopbackError, quantity
@@ -930,6 +931,28 @@ def test_pod_priority_comes_from_its_priority_class(kubeapi_client: Client) -> N
     assert pod.spec.priority == 2000001000
     status = api_error(kubeapi_client.create, make_pod("q", priorityClassName="missing"))
     assert (status.code, status.message) == (403, 'pods "q" is forbidden: no PriorityClass with name missing was found')
+
+
+def test_pod_naming_a_runtime_class_gets_its_overhead_and_scheduling(
+    kubeapi_client: Client, kubeapi_http: httpx2.Client
+) -> None:
+    status = api_error(kubeapi_client.create, make_pod("early", runtimeClassName="nvidia"))
+    assert status.code == 403
+    assert status.message == 'pods "early" is forbidden: pod rejected: RuntimeClass "nvidia" not found'
+    kubeapi_client.create(RuntimeClass.from_dict({
+        "metadata": {"name": "nvidia"}, "handler": "nvidia", "overhead": {"podFixed": {"memory": "64Mi"}},
+        "scheduling": {"nodeSelector": {"nvidia.com/gpu.present": "true"},
+                       "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}}))
+    pod = kubeapi_client.create(make_pod("p", runtimeClassName="nvidia"))
+    assert pod.spec.overhead == {"memory": "64Mi"}
+    assert pod.spec.nodeSelector == {"nvidia.com/gpu.present": "true"}
+    assert any(t.key == "nvidia.com/gpu" for t in pod.spec.tolerations)
+    clash = api_error(kubeapi_client.create, make_pod("q", runtimeClassName="nvidia",
+                                                      nodeSelector={"nvidia.com/gpu.present": "false"}))
+    assert clash.message.endswith("conflict: runtimeClass.scheduling.nodeSelector[nvidia.com/gpu.present] = true; "
+                                  "pod.spec.nodeSelector[nvidia.com/gpu.present] = false")
+    no_handler = kubeapi_http.post("/apis/node.k8s.io/v1/runtimeclasses", json={"metadata": {"name": "x"}})
+    assert no_handler.status_code == 422
 
 
 # --- patch types --------------------------------------------------------------------------------
