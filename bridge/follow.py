@@ -34,6 +34,9 @@ LASTING_WAITS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashL
 NOT_REGISTERED = {"POWERING_UP", "NOT_RESPONDING"}
 GONE = {"POWERED_DOWN", "POWERING_DOWN", "DOWN"}
 
+# Unschedulable only because the gang's other pods are not there yet (scheduler-plugins
+# coscheduling says so when it sees one pod of a group before its siblings): not a failure.
+GANG_FORMING = ("cannot find enough sibling pods",)
 # Pod failures that say nothing about the pod itself: another try may well work.
 PASSING_FAILURES = {"Evicted", "NodeShutdown", "Terminated", "NodeAffinity", "OutOfcpu", "OutOfmemory",
                     "OutOfpods", "Preempting", "UnexpectedAdmissionError"}
@@ -134,7 +137,8 @@ def pod_failure(pod: dict[str, Any], *, now: float, since: dict[str, float], pat
         why = f"pod {name} failed: {status.get('reason', '')} {status.get('message', '')}".strip()
         return Failure(why, transient=status.get("reason") in PASSING_FAILURES)
     for condition in status.get("conditions") or []:
-        if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
+        if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable" \
+                and not any(w in condition.get("message", "") for w in GANG_FORMING):
             first = since.setdefault(name, now)
             if now - first >= patience:
                 return Failure(f"pod {name} unschedulable: {condition.get('message', '')}".strip(), True)

@@ -172,3 +172,15 @@ def test_eviction_is_a_passing_cause_not_a_reason_to_set_the_node_down():
     assert failure.transient and "Evicted" in failure.cause
     crashed = {"metadata": {"name": "p"}, "status": {"phase": "Failed", "reason": "Error"}}
     assert not follow.pod_failure(crashed, now=0, since={}, patience=0).transient
+
+
+def test_a_gang_still_forming_is_not_a_failure_but_a_pod_that_does_not_fit_is():
+    def pod(message):
+        return {"metadata": {"name": "p"}, "status": {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]}}
+
+    forming = pod('pre-filter plugin Coscheduling: pod with pgName: slurm/linux-job-7-gpu last failed in 3s, '
+                  'deny; cannot find enough sibling pods, current pods number: 1, minMember of group: 3')
+    assert follow.pod_failure(forming, now=0, since={}, patience=0) is None
+    stuck = pod("0/2 nodes are available: 2 Insufficient nvidia.com/gpu.")
+    assert follow.pod_failure(stuck, now=0, since={}, patience=0).transient
