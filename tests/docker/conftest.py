@@ -8,6 +8,7 @@ Docker up first, and a set-up that failed must show as failures, not as a green 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,9 +88,22 @@ def no_container_left(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     client = request.getfixturevalue("docker_client")
-    before = {c.id for c in client.containers.list(all=True)}
+    before = {c.id for c in list_containers(client)}
     yield
-    left = [c for c in client.containers.list(all=True) if c.id not in before]
+    left = [c for c in list_containers(client) if c.id not in before]
     for container in left:
         container.remove(force=True)
     assert not left, f"containers left behind: {[c.name for c in left]}"
+
+
+def list_containers(client: Any, **filters: str) -> list[Any]:
+    """``containers.list(all=True)``, which inspects every container it lists: one removed in
+    between (a pod the runner is just deleting) makes it raise NotFound, so look again."""
+    import docker
+
+    for _ in range(10):
+        try:
+            return client.containers.list(all=True, filters=filters or None)
+        except docker.errors.NotFound:
+            time.sleep(0.1)
+    return client.containers.list(all=True, filters=filters or None)

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from testenv import docker as engine
+from tests.docker.conftest import list_containers
 from testenv.slurm import free_ports
 
 pytestmark = pytest.mark.docker
@@ -95,7 +96,7 @@ def standin_env(tmp_path: Path, docker_host: str) -> Iterator[dict[str, str]]:
 
 
 def pod_containers(client: Any) -> list[Any]:
-    return client.containers.list(all=True, filters={"label": "io.kubernetes.pod.namespace=slurm"})
+    return list_containers(client, label="io.kubernetes.pod.namespace=slurm")
 
 
 def wait_for(condition: Any, *, timeout: float, what: str, interval: float = 0.5) -> Any:
@@ -144,6 +145,6 @@ def test_standin_profile_runs_sbatch_n2_to_completion_and_back_to_zero_pods(
         print(logs.stdout[-6000:])
     assert down.returncode == 0, down.stderr
     project = standin_env["COMPOSE_PROJECT_NAME"]
-    assert not docker_client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"})
+    assert not list_containers(docker_client, label=f"com.docker.compose.project={project}")
     assert not pod_containers(docker_client)
     assert not docker_client.volumes.list(filters={"label": f"com.docker.compose.project={project}"})
