@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Literal, Self
+from typing import Literal
 
 from lightkube.resources.core_v1 import Pod
 
@@ -25,7 +25,7 @@ from .nodes import HOST_IP, NodeSpec, VirtualNode, load_nodes
 from .pod import NodeContext, PodWorker
 from .process import ProcessRuntime
 from .runtime import Runtime
-from .service import ServiceThread
+from .service import OnItsThread, ServiceThread
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class KubeletService:
             log.error("pod worker %s failed", task.get_name(), exc_info=task.exception())
 
 
-class PodRunner:
+class PodRunner(OnItsThread):
     """The runner on a thread of its own: `with PodRunner(kubeconfig=..., nodes=..., state_dir=...):`.
 
     nodes: a NODES.yaml path or NodeSpecs; images: an IMAGES.yaml path (None: built-in images only);
@@ -181,16 +181,3 @@ class PodRunner:
             on_stop=on_stop,
         )
         self._thread = ServiceThread(self.service, name="pod-runner")
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._thread.stop()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -13,7 +13,7 @@ import logging
 import signal
 import threading
 import time
-from typing import Protocol
+from typing import Protocol, Self
 
 log = logging.getLogger(__name__)
 
@@ -134,3 +134,23 @@ class ServiceThread:
                 log.error("%s stopped on an error", self._name, exc_info=e)
         finally:
             self._ready.set()
+
+
+class OnItsThread:
+    """start()/stop()/``with`` for a class that runs ``self._thread`` (a :class:`ServiceThread`):
+    the shape the in-process scheduler and pod runner share."""
+
+    _thread: ServiceThread
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._thread.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

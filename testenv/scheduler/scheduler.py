@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 from lightkube.resources.core_v1 import Node, Pod
 from lightkube.types import PatchType
@@ -34,7 +34,7 @@ from testenv.runner.kube import (
     status_code,
     timestamp,
 )
-from testenv.runner.service import ServiceThread
+from testenv.runner.service import OnItsThread, ServiceThread
 
 from . import gangs, messages
 from .filters import (
@@ -482,7 +482,7 @@ def _scheduling_fingerprint(node: Node) -> Any:
     )
 
 
-class Scheduler:
+class Scheduler(OnItsThread):
     """The scheduler on a thread of its own: `with Scheduler(kubeconfig=path): ...`."""
 
     def __init__(
@@ -498,16 +498,3 @@ class Scheduler:
             kubeconfig, name=name, gangs=gangs, retry_interval=retry_interval, event_refresh=event_refresh
         )
         self._thread = ServiceThread(self.service, name=f"scheduler-{name}")
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._thread.stop()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
