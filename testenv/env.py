@@ -191,6 +191,57 @@ class Environment:
         answer = self._testenv_api("GET", path, None)
         return answer.get("items", answer) if isinstance(answer, dict) else answer
 
+    def diagnostics(self, lines: int = 40) -> str:
+        """What a person needs to see when a test on this environment fails: the Slurm nodes that
+        are not powered down, the bridge's pods, the bridge's warnings and errors, and the tails
+        of slurmctld's, the runner's and each container's logs. Never raises."""
+        if self.dir is None:
+            return "environment stopped"
+        parts: list[str] = []
+
+        def section(title: str, produce: Any) -> None:
+            try:
+                text = produce()
+            except Exception as e:  # noqa: BLE001 - a report must come out whatever is broken
+                text = f"(cannot tell: {e})"
+            parts.append(f"--- {title}\n{text}")
+
+        def tail(path: Path, skip: str = "\0") -> str:
+            kept = [line for line in path.read_text(errors="replace").splitlines() if skip not in line]
+            return "\n".join(kept[-lines:])
+
+        def nodes() -> str:
+            assert self.slurm is not None
+            out = self.slurm.run("scontrol", "-o", "show", "node", check=False).stdout.splitlines()
+            return "\n".join(line for line in out if "POWERED_DOWN" not in line.split(" State=")[-1].split()[0])
+
+        def pods() -> str:
+            from lightkube.resources.core_v1 import Pod
+
+            return "\n".join(json.dumps({"name": p.metadata.name, "node": p.spec.nodeName,
+                                          "status": p.status.to_dict() if p.status else None})
+                             for p in self.kube().list(Pod, namespace=NAMESPACE))
+
+        def bridge() -> str:
+            return "\n".join(json.dumps(r) for r in self.bridge_log_records()
+                             if r.get("level") in ("warning", "error", "critical")
+                             or r.get("event") in ("hook finished", "job followed", "job released"))
+
+        def containers() -> str:
+            assert self.dir is not None
+            logs = sorted((self.dir / "runner").glob("**/*.log"), key=lambda f: f.stat().st_mtime)[-6:]
+            return "\n".join(f"{f.relative_to(self.dir)}:\n{tail(f)}" for f in logs)
+
+        if self.slurm is not None:
+            section("Slurm nodes not powered down", nodes)
+        section("pods", pods)
+        section("bridge log (warnings, errors, outcomes)", bridge)
+        if self.slurm is not None:
+            section("slurmctld log", lambda: tail(self.slurm.slurmctld_log))
+        section("runner log (no HTTP lines)", lambda: tail(self.dir / "runner.log", skip=" httpx"))
+        section("container logs (newest)", containers)
+        return "\n".join(parts)
+
     # ---- start-up steps --------------------------------------------------------------------
 
     def _start_docker(self) -> None:

@@ -26,11 +26,23 @@ def _have_slurm() -> bool:
         shutil.which("unshare", path="/usr/bin:/bin") is not None
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test's report carries what its environments looked like at the failure, so a
+    failure seen once in CI can be understood from CI's output alone."""
+    report = yield
+    if report.failed and call.when == "call":
+        for i, env in enumerate(getattr(item, "_environments", [])):
+            report.sections.append((f"environment {i + 1} at the failure", env.diagnostics()))
+    return report
+
+
 @pytest.fixture
-def make_env() -> Iterator[Callable[..., Environment]]:
+def make_env(request: pytest.FixtureRequest) -> Iterator[Callable[..., Environment]]:
     if not _have_slurm():
         pytest.fail("Slurm is not installed: run testenv/setup.sh (testenv/test.sh does)")
     started: list[Environment] = []
+    request.node._environments = started
 
     def make(**kwargs: Any) -> Environment:
         env = Environment(**kwargs).start()
