@@ -397,8 +397,8 @@ def _check_nodeset(nodeset: Nodeset, where: str) -> None:
         raise ConfigError(f"{where}.hugepages.pages: expected at least 1, got {nodeset.hugepages.pages}")
     if nodeset.capacity is not None:
         _check_capacity(nodeset.capacity, nodeset.node_selector, f"{where}.capacity")
-    if nodeset.gang is not None and nodeset.gang.kind == "kueue" and not nodeset.gang.queue:
-        raise ConfigError(f"{where}.gang.queue: expected the Kueue LocalQueue name (kueue needs one)")
+    if nodeset.gang is not None:
+        _check_gang(nodeset.gang, f"{where}.gang")
     _check_env_and_args(nodeset, where)
     if nodeset.networks and "k8s.v1.cni.cncf.io/networks" in nodeset.annotations:
         raise ConfigError(f"{where}.annotations: k8s.v1.cni.cncf.io/networks is written from networks; "
@@ -425,6 +425,17 @@ def _check_pod_fields(nodeset: Nodeset, where: str) -> None:
                 "a label value (63 characters of [A-Za-z0-9-_.])", value)
     for key in nodeset.annotations:
         _expect(is_qualified_name(key), f"{where}.annotations", "annotation keys like 'example.com/name'", key)
+
+
+def _check_gang(gang: Gang, where: str) -> None:
+    if gang.kind == "kueue" and not gang.queue:
+        raise ConfigError(f"{where}.queue: expected the Kueue LocalQueue name (kueue needs one)")
+    # A queue is an object's name (Volcano Queue, Kueue LocalQueue); Kueue's also goes into a
+    # label value, hence 63 characters. The API would refuse the pod only after Slurm chose it.
+    longest = 63 if gang.kind == "kueue" else 253
+    _expect(gang.queue is None or (len(gang.queue) <= longest and _is_subdomain(gang.queue)),
+            f"{where}.queue", f"a queue name (DNS-1123 subdomain, at most {longest} characters)", gang.queue)
+    _expect(_is_subdomain(gang.scheduler_name), f"{where}.scheduler_name", "a DNS-1123 subdomain", gang.scheduler_name)
 
 
 def _check_gpus(gpus: GpuSettings, where: str) -> None:

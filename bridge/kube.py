@@ -54,6 +54,10 @@ class KubeClient(Protocol):
         """Create namespaced objects of other kinds (PodGroups) at once; per name, None or the error."""
         ...
 
+    def get_object(self, ref: tuple[str, str, str]) -> dict[str, Any] | None:
+        """The object (apiVersion, kind, name) in the namespace, None if there is none."""
+        ...
+
     def delete_objects(self, refs: list[tuple[str, str, str]]) -> dict[str, KubernetesError | None]:
         """Delete objects given as (apiVersion, kind, name); one already gone is not an error."""
         ...
@@ -169,6 +173,18 @@ class LightkubeApi:
             await self._call(lambda: self._client.create(resource.from_dict(manifest)))
 
         return self._each({m["metadata"]["name"]: m for m in manifests}, create)
+
+    def get_object(self, ref: tuple[str, str, str]) -> dict[str, Any] | None:
+        async def get() -> dict[str, Any] | None:
+            resource = self._resource(ref[0], ref[1])
+            try:
+                return (await self._call(lambda: self._client.get(resource, ref[2]))).to_dict()
+            except KubernetesError as e:
+                if e.code == 404:
+                    return None
+                raise
+
+        return self._loop.run_until_complete(get())
 
     def delete_objects(self, refs: list[tuple[str, str, str]]) -> dict[str, KubernetesError | None]:
         async def delete(ref: tuple[str, str, str]) -> None:

@@ -40,6 +40,8 @@ class Outcome:
     released: list[str] = field(default_factory=list)
     """Nodes that got a pod but were released because another node of their job failed."""
     errors: list[BridgeError] = field(default_factory=list)
+    foreign_groups: set[naming.Ref] = field(default_factory=set)
+    """PodGroups named like a job's but not the bridge's: a release must leave them alone."""
 
     @property
     def failed(self) -> dict[str, str]:
@@ -104,14 +106,47 @@ def _create_groups(plans: list[PodPlan], request: ResumeRequest | None, *, confi
         return plans
     errors = kube.create_objects(objects)
     for group in groups:
-        error = next((errors[o["metadata"]["name"]] for o in group.objects
-                      if not _already_exists(errors[o["metadata"]["name"]])), None)
-        if error is not None:
-            failure = classify(error)
-            for node in group.nodes:
-                outcome.failures[node] = Failure(f"pod group {group.name}: {failure.cause}", failure.transient)
-            outcome.errors.append(error)
+        for obj in group.objects:
+            error = errors[obj["metadata"]["name"]]
+            if _already_exists(error):
+                error = _settle_group(obj, kube=kube, outcome=outcome)
+            if error is not None:
+                failure = error if isinstance(error, Failure) else classify(error)
+                for node in group.nodes:
+                    outcome.failures[node] = Failure(f"pod group {group.name}: {failure.cause}", failure.transient)
+                if isinstance(error, KubernetesError):
+                    outcome.errors.append(error)
     return [p for p in plans if p.node not in outcome.failures]
+
+
+def _settle_group(wanted: dict[str, Any], *, kube: KubeClient,
+                  outcome: Outcome) -> Failure | KubernetesError | None:
+    """A PodGroup of that name exists: the job's own from an earlier resume (kept if it still
+    says the same, replaced if the job's size changed, e.g. requeued with fewer nodes), or
+    somebody else's (never touched; the job fails)."""
+    meta = wanted["metadata"]
+    ref = (wanted["apiVersion"], wanted["kind"], meta["name"])
+    try:
+        found = kube.get_object(ref)
+    except KubernetesError as e:
+        return e
+    if found is not None:
+        labels = (found.get("metadata") or {}).get("labels") or {}
+        if any(labels.get(k) != v for k, v in meta["labels"].items()):
+            outcome.foreign_groups.add(ref)
+            return Failure(f"{wanted['kind']} {meta['name']} exists and was not created by the bridge "
+                           f"for job {meta['labels'][naming.JOB_LABEL]}", transient=False)
+        spec = found.get("spec") or {}  # with what the gang scheduler's webhooks added: compare ours only
+        if all(spec.get(k) == v for k, v in wanted["spec"].items()) and not found["metadata"].get("deletionTimestamp"):
+            return None
+        if error := kube.delete_objects([ref])[ref[2]]:
+            return error
+    error = kube.create_objects([wanted])[meta["name"]]
+    if error is None:
+        return None
+    if _already_exists(error):
+        return Failure(f"{wanted['kind']} {meta['name']} from an earlier resume is still being deleted", True)
+    return error
 
 
 def _record(plan: PodPlan, error: KubernetesError | None, outcome: Outcome) -> None:
@@ -126,7 +161,8 @@ def _record(plan: PodPlan, error: KubernetesError | None, outcome: Outcome) -> N
 def _release(nodes: list[str], request: ResumeRequest | None, outcome: Outcome, plans: list[PodPlan], *,
              config: Config, slurm: SlurmClient, kube: KubeClient, log: Any) -> None:
     """All or nothing per job: a job with a failed node gives back all of its nodes."""
-    refs = {p.node: ref for p in plans if (ref := naming.group_of(p.manifest))}
+    refs = {p.node: ref for p in plans
+            if (ref := naming.group_of(p.manifest)) and tuple(ref) not in outcome.foreign_groups}
     for job_ids, group in groups(nodes, request):
         failed = {n: outcome.failures[n] for n in group if n in outcome.failures}
         if failed:

@@ -108,10 +108,18 @@ class FakeKube:
         out: dict[str, KubernetesError | None] = {}
         for manifest in manifests:
             name = manifest["metadata"]["name"]
+            ref = (manifest["apiVersion"], manifest["kind"], name)
             out[name] = self.refuse.get(name)
-            if out[name] is None:
-                self.objects[(manifest["apiVersion"], manifest["kind"], name)] = copy.deepcopy(manifest)
+            if out[name] is None and ref in self.objects:
+                out[name] = KubernetesError(f'AlreadyExists: {manifest["kind"].lower()}s "{name}" already exists',
+                                            code=409, reason="AlreadyExists")
+            elif out[name] is None:
+                self.objects[ref] = copy.deepcopy(manifest)
         return out
+
+    def get_object(self, ref: tuple[str, str, str]) -> dict[str, Any] | None:
+        self.calls.append("get-object")
+        return copy.deepcopy(self.objects.get(tuple(ref)))
 
     def delete_objects(self, refs: list[tuple[str, str, str]]) -> dict[str, KubernetesError | None]:
         self.calls.append(f"delete-objects {len(refs)}")

@@ -66,6 +66,18 @@ def test_kueue_without_a_queue_is_a_config_error(gang_config):
         gang_config("{kind: kueue}")
 
 
+@pytest.mark.parametrize("gang, field", [
+    ("{kind: kueue, queue: Research_Team}", "gang.queue"),  # a LocalQueue name is a DNS-1123 subdomain
+    ("{kind: kueue, queue: " + "q" * 64 + "}", "gang.queue"),  # and a label value: 63 characters
+    ("{kind: volcano, queue: 'gpu queue'}", "gang.queue"),
+    ("{kind: coscheduling, scheduler_name: Scheduler_Plugins}", "gang.scheduler_name"),
+])
+def test_a_gang_name_the_api_would_refuse_is_a_config_error(gang_config, gang, field):
+    """Caught when the config is read, not by a 422 after Slurm has chosen the nodes for a job."""
+    with pytest.raises(config_module.ConfigError, match=rf"nodesets\[0\]\.{field}: expected .*, got"):
+        gang_config(gang)
+
+
 def test_manual_power_up_has_no_gang(gang_config, gslurm, kube, log):
     config = gang_config("{kind: volcano}")
     resume.resume(["g4"], config=config, slurm=gslurm, kube=kube, log=log)
@@ -94,3 +106,40 @@ def test_suspend_deletes_the_group_with_its_last_pod(gang_config, gslurm, kube, 
     assert len(kube.objects) == 1
     suspend.suspend(["g3"], config=config, kube=kube, log=log)
     assert kube.objects == {}
+
+
+VOLCANO_GROUP = ("scheduling.volcano.sh/v1beta1", "PodGroup", "linux-job-7-gpu")
+
+
+def test_repeated_resume_keeps_the_jobs_group_and_its_pods(gang_config, gslurm, kube, log):
+    config = gang_config("{kind: volcano, queue: hpc}")
+    resume.resume(["g1", "g2", "g3"], config=config, slurm=gslurm, kube=kube, request=JOB, log=log)
+    kube.objects[VOLCANO_GROUP]["spec"]["minResources"] = {"cpu": "24"}  # what Volcano adds
+    outcome = resume.resume(["g1", "g2", "g3"], config=config, slurm=gslurm, kube=kube, request=JOB, log=log)
+    assert outcome.failed == {} and sorted(outcome.existing) == ["g1", "g2", "g3"]
+    assert kube.objects[VOLCANO_GROUP]["spec"]["minResources"] == {"cpu": "24"}  # not replaced
+    assert not any(c.startswith("delete") for c in kube.calls)
+
+
+def test_requeued_job_with_fewer_nodes_gets_a_group_of_its_new_size(gang_config, gslurm, kube, log):
+    """A job of -N2-3 first resumed on 3 nodes, then requeued and resumed on 2: a group still
+    asking for 3 would keep its 2 pods from ever being placed."""
+    config = gang_config("{kind: volcano}")
+    resume.resume(["g1", "g2", "g3"], config=config, slurm=gslurm, kube=kube, request=JOB, log=log)
+    kube.pods.clear()  # the first try's pods went with its release
+    two = parse('{"jobs":[{"job_id":7,"nodes":"g[1-2]"}],"all_nodes":"g[1-2]"}')
+    outcome = resume.resume(["g1", "g2"], config=config, slurm=gslurm, kube=kube, request=two, log=log)
+    assert outcome.failed == {} and sorted(kube.pods) == ["linux-g1", "linux-g2"]
+    assert kube.objects[VOLCANO_GROUP]["spec"] == {"minMember": 2}
+
+
+def test_a_group_of_that_name_not_made_by_the_bridge_is_never_touched(gang_config, gslurm, kube, log):
+    config = gang_config("{kind: volcano}")
+    theirs = {"apiVersion": VOLCANO_GROUP[0], "kind": "PodGroup",
+              "metadata": {"name": VOLCANO_GROUP[2], "namespace": "slurm", "labels": {"team": "ml"}},
+              "spec": {"minMember": 3}}
+    kube.objects[VOLCANO_GROUP] = theirs
+    outcome = resume.resume(["g1", "g2", "g3"], config=config, slurm=gslurm, kube=kube, request=JOB, log=log)
+    assert kube.objects[VOLCANO_GROUP] == theirs and kube.pods == {}
+    assert "exists and was not created by the bridge for job 7" in outcome.failed["g1"]
+    assert gslurm.down["g1"].startswith("slurm-k8s-bridge:")  # lasting: an admin must look

@@ -39,6 +39,7 @@ class RecordingApi:
 
     def __init__(self) -> None:
         self.pods: dict[str, dict[str, Any]] = {}
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.needs: set[tuple[str, str, str, str | None]] = set()
         """(apiGroup, resource[/subresource], verb, namespace or None if cluster-scoped)"""
 
@@ -50,10 +51,23 @@ class RecordingApi:
         self.needs.add((match["group"] or "", resource, verb, match["namespace"]))
         if match["resource"] == "pods":
             return self._pods(request, verb, match["name"])
+        return self._objects(request, verb, match["resource"], match["name"])
+
+    def _objects(self, request: httpx2.Request, verb: str, resource: str, name: str | None) -> httpx2.Response:
+        if verb == "create":
+            obj = json.loads(request.content)
+            meta = obj["metadata"]
+            key = (resource, meta.get("name") or f"{meta['generateName']}{len(self.objects)}")
+            if key in self.objects:
+                return _status(409, "AlreadyExists", f'{resource} "{key[1]}" already exists')
+            self.objects[key] = obj
+            return httpx2.Response(201, json=obj)
+        if (resource, name) not in self.objects:
+            return _status(404, "NotFound", f'{resource} "{name}" not found')
         if verb == "delete":
-            return httpx2.Response(200, json={
-                "apiVersion": "v1", "kind": "Status", "status": "Success", "code": 200})
-        return httpx2.Response(201, json=json.loads(request.content))
+            del self.objects[(resource, name)]
+            return httpx2.Response(200, json={"apiVersion": "v1", "kind": "Status", "status": "Success", "code": 200})
+        return httpx2.Response(200, json=self.objects[(resource, name)])
 
     def _pods(self, request: httpx2.Request, verb: str, name: str | None) -> httpx2.Response:
         if verb == "create":
@@ -137,7 +151,8 @@ def _protocol_methods() -> list[str]:
 
 def _run_flows(client: Any, recording: RecordingApi, tmp_path: Path) -> None:
     """Every path that calls Kubernetes: create; a conflict with a finished pod of ours (get,
-    delete, create again); a node that fails (list); a ResumeTimeout (event); a suspend."""
+    delete, create again); a node that fails (list); a ResumeTimeout (event); a suspend; gangs,
+    and a gang's group from an earlier resume (get, delete, create again)."""
     (tmp_path / "k8s-bridge.yaml").write_text(textwrap.dedent(f"""
         slurm: {{conf_server: "ctl:6817", cluster_name: linux}}
         log: {{file: null}}
@@ -160,6 +175,10 @@ def _run_flows(client: Any, recording: RecordingApi, tmp_path: Path) -> None:
     gangs = parse_resume('{"jobs":[{"job_id":5,"nodes":"v[1-2]"},{"job_id":6,"nodes":"c[1-2]"}],'
                          '"all_nodes":"v[1-2],c[1-2]"}')
     resume.resume(["v1", "v2", "c1", "c2"], config=config, slurm=slurm, kube=client, request=gangs, log=log)
+    # Both jobs requeued and resumed on one node each: each group is read and replaced with one
+    # of the new size.
+    requeued = parse_resume('{"jobs":[{"job_id":5,"nodes":"v1"},{"job_id":6,"nodes":"c1"}],"all_nodes":"v1,c1"}')
+    resume.resume(["v1", "c1"], config=config, slurm=slurm, kube=client, request=requeued, log=log)
     suspend.suspend(["v1", "v2", "c1", "c2"], config=config, kube=client, log=log)
 
 
