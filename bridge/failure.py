@@ -47,7 +47,8 @@ def classify(error: BridgeError) -> Failure:
 def release_job(job_ids: tuple[int, ...], nodes: list[str], failed: dict[str, Failure], *, config: Config,
                 slurm: SlurmClient, kube: KubeClient, log: Any, groups: set[naming.Ref] = frozenset()) -> None:
     """Undo a resume: ``nodes`` are all the nodes resumed for ``job_ids`` (jobs that share a node
-    stand or fall together; none for a manual power-up), ``failed`` the ones that failed and why,
+    stand or fall together; with no job, nodes powered up by hand, each failing alone), ``failed``
+    the ones that failed and why,
     ``groups`` pod groups made for them (more are found on their pods).
 
     Pods go first, whatever Slurm says afterwards: nothing half-started may hold resources."""
@@ -81,16 +82,26 @@ def _delete(pods: dict[str, dict], groups: set[naming.Ref], *, kube: KubeClient,
 def _update_slurm(job_ids: tuple[int, ...], nodes: list[str], failed: dict[str, Failure], first: Failure, *,
                   config: Config, slurm: SlurmClient, log: Any) -> None:
     lasting = {n: f for n, f in failed.items() if not f.transient}
+    for cause, down in _by_cause(lasting).items():
+        slurm.set_down(down, cause)
     for node, failure in lasting.items():
-        slurm.set_down([node], failure.cause)
         causes.remember(config.resume.state_dir, node, failure.cause, log=log)
     released = [n for n in nodes if n not in lasting]
-    if released:
+    if released and job_ids:
         jobs = ", ".join(str(j) for j in job_ids)
-        why = f"job {jobs} could not start: {first.cause}" if job_ids else first.cause
-        slurm.power_down(released, why)
+        slurm.power_down(released, f"job {jobs} could not start: {first.cause}")
+    elif released:  # nodes powered up without a job: each with its own cause
+        for cause, down in _by_cause({n: failed[n] for n in released}).items():
+            slurm.power_down(down, cause)
     for job_id in job_ids:
         _requeue_or_hold(job_id, first, config=config, slurm=slurm, log=log.bind(job=job_id))
+
+
+def _by_cause(failed: dict[str, Failure]) -> dict[str, list[str]]:
+    nodes: dict[str, list[str]] = {}
+    for node, failure in failed.items():
+        nodes.setdefault(failure.cause, []).append(node)
+    return nodes
 
 
 def _requeue_or_hold(job_id: int, failure: Failure, *, config: Config, slurm: SlurmClient, log: Any) -> None:

@@ -160,15 +160,23 @@ def _record(plan: PodPlan, error: KubernetesError | None, outcome: Outcome) -> N
 
 def _release(nodes: list[str], request: ResumeRequest | None, outcome: Outcome, plans: list[PodPlan], *,
              config: Config, slurm: SlurmClient, kube: KubeClient, log: Any) -> None:
-    """All or nothing per job: a job with a failed node gives back all of its nodes."""
+    """All or nothing per job: a job with a failed node gives back all of its nodes. Nodes
+    powered up without a job (``scontrol power_up``) fail alone, but are released together:
+    one pod listing and one scontrol call per cause, however many there are."""
     refs = {p.node: ref for p in plans
             if (ref := naming.group_of(p.manifest)) and tuple(ref) not in outcome.foreign_groups}
+    jobless: list[str] = []
     for job_ids, group in groups(nodes, request):
         failed = {n: outcome.failures[n] for n in group if n in outcome.failures}
-        if failed:
+        if failed and not job_ids:
+            jobless += failed
+        elif failed:
             release_job(job_ids, group, failed, config=config, slurm=slurm, kube=kube, log=log,
                         groups={refs[n] for n in group if n in refs})
             outcome.released += [n for n in group if n not in failed]
+    if jobless:
+        release_job((), jobless, {n: outcome.failures[n] for n in jobless}, config=config, slurm=slurm,
+                    kube=kube, log=log)
 
 
 def _already_exists(error: KubernetesError | None) -> bool:

@@ -18,6 +18,7 @@ class FakeSlurm:
         self.down: dict[str, str] = {}
         self.powered_down: dict[str, str] = {}
         self.jobs: dict[int, dict] = {}  # job id -> {"nodes": [...], "restarts": n, "held": comment, "delay": s}
+        self.calls: list[str] = []  # node updates, as scontrol calls: "set_down 2", "power_down 1"
 
     def add_job(self, job_id: int, nodes: list[str], restarts: int = 0, requeue: bool = True) -> None:
         """``requeue=False``: an srun or --no-requeue job, which Slurm ends on a node failure."""
@@ -31,6 +32,7 @@ class FakeSlurm:
                 job["state"] = "PENDING" if job["requeue"] else "NODE_FAIL"
 
     def power_down(self, nodes: list[str], reason_text: str) -> None:
+        self.calls.append(f"power_down {len(nodes)}")
         for node in nodes:
             self.powered_down[node] = reason(reason_text)
         self._requeue_jobs_on(nodes)
@@ -54,6 +56,7 @@ class FakeSlurm:
         return {n: self.facts[n] for n in nodes if n in self.facts}
 
     def set_down(self, nodes: list[str], reason_text: str) -> None:
+        self.calls.append(f"set_down {len(nodes)}")
         for node in nodes:
             self.down[node] = reason(reason_text)
         self._requeue_jobs_on(nodes)

@@ -184,3 +184,15 @@ def test_a_gang_still_forming_is_not_a_failure_but_a_pod_that_does_not_fit_is():
     assert follow.pod_failure(forming, now=0, since={}, patience=0) is None
     stuck = pod("0/2 nodes are available: 2 Insufficient nvidia.com/gpu.")
     assert follow.pod_failure(stuck, now=0, since={}, patience=0).transient
+
+
+def test_nodes_failing_for_one_cause_are_set_down_in_one_scontrol_call(config, slurm, kube, log):
+    """A broken template fails all 3 nodes of the job alike: one update, not three."""
+    from bridge.failure import Failure, release_job
+
+    slurm.add_job(7, ["elastic1", "elastic2", "elastic3"])
+    nodes = ["elastic1", "elastic2", "elastic3"]
+    release_job((7,), nodes, {n: Failure("template: slurmd.yaml.j2:12: 'gpus' is undefined", False) for n in nodes},
+                config=config, slurm=slurm, kube=kube, log=log)
+    assert slurm.calls == ["set_down 3"]
+    assert set(slurm.down) == set(nodes) and slurm.jobs[7]["restarts"] == 1

@@ -88,3 +88,17 @@ def test_live_pod_left_from_another_job_is_replaced_not_reused(config, slurm, ku
     outcome = run(["elastic1"], config, slurm, kube, log, new)
     assert outcome.created == ["elastic1"] and outcome.existing == []
     assert kube.pods["linux-elastic1"]["metadata"]["labels"]["slurm-k8s-bridge/job-id"] == "7"
+
+
+def test_nodes_powered_up_by_hand_fail_alone_but_are_released_together(config, slurm, kube, log):
+    """``scontrol power_up elastic[1-4]``, no job: each failed node gets its own cause, a node
+    whose pod was made is left alone, and the release lists the pods once, not once per node."""
+    quota = 'Forbidden: exceeded quota: slurm, requested: pods=1, used: pods=10, limited: pods=10'
+    kube.refuse["linux-elastic1"] = kube.refuse["linux-elastic2"] = KubernetesError(quota, code=403)
+    kube.refuse["linux-elastic3"] = KubernetesError("ServiceUnavailable: etcd leader changed", code=503, transient=True)
+    outcome = run(["elastic1", "elastic2", "elastic3", "elastic4"], config, slurm, kube, log)
+    assert outcome.up() == ["elastic4"] and sorted(kube.pods) == ["linux-elastic4"]
+    assert sorted(slurm.down) == ["elastic1", "elastic2"] and "exceeded quota" in slurm.down["elastic1"]
+    assert list(slurm.powered_down) == ["elastic3"] and "etcd leader changed" in slurm.powered_down["elastic3"]
+    assert "linux-elastic2" in slurm.down["elastic2"]  # its own cause, not elastic1's
+    assert kube.calls.count("list") == 1
