@@ -67,7 +67,7 @@ class Environment:
         *,
         node_groups: Sequence[NodeGroup] = (NodeGroup(prefix="elastic", count=4, cpus=1, real_memory=500),),
         kube_nodes: Sequence[KubeNode] = DEFAULT_KUBE_NODES,
-        timeouts: Timeouts = Timeouts(suspend_time=5, resume_timeout=60, suspend_timeout=2),
+        timeouts: Timeouts = Timeouts(suspend_time=5, resume_timeout=120, suspend_timeout=2),
         bridge: dict[str, Any] | None = None,
         nodesets: list[dict[str, Any]] | None = None,
         images: dict[str, dict[str, Any]] | None = None,
@@ -301,7 +301,7 @@ class Environment:
             "kubernetes": {"kubeconfig": str(self.bridge_kubeconfig), "namespace": NAMESPACE,
                            "retry_seconds": 3, "timeout": 5},
             "log": {"file": str(self.bridge_log), "level": "debug"},
-            "resume": {"state_dir": str(self.dir / "bridge-state"), "deadline": 60, "cooldown": 5, "poll": 0.25},
+            "resume": {"state_dir": str(self.dir / "bridge-state"), "deadline": 100, "cooldown": 5, "poll": 0.25},
             "nodesets": nodesets,
         }
         _merge(config, self._bridge_overrides)
