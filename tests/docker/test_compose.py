@@ -8,11 +8,11 @@ service with the project's API stand-in and Docker-runtime pods instead of a kin
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from testenv import docker as engine
+from tests import waiting
 from tests.docker.conftest import list_containers
 from testenv.slurm import free_ports
 
@@ -99,13 +100,7 @@ def pod_containers(client: Any) -> list[Any]:
     return list_containers(client, label="io.kubernetes.pod.namespace=slurm")
 
 
-def wait_for(condition: Any, *, timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-    return value
+wait_for = functools.partial(waiting.wait_for, interval=0.5)  # each look lists containers
 
 
 @pytest.mark.timeout(400)

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from testenv.slurm import NodeGroup, SlurmCluster
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -45,15 +46,6 @@ def wait_exit(container: Any, timeout: float = 30) -> tuple[int, str]:
     wrapped = container.get_wrapped_container()
     code = wrapped.wait(timeout=timeout)["StatusCode"]
     return code, wrapped.logs().decode(errors="replace")
-
-
-def wait_for(condition: Any, *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-    return value
 
 
 @pytest.fixture

@@ -7,16 +7,17 @@ leftovers; the environment's stop() checks nothing is left behind.
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from testenv.env import NAMESPACE, Environment
+from tests import waiting
 
 pytestmark = pytest.mark.e2e
 
@@ -60,15 +61,8 @@ def env(make_env) -> Environment:
     return make_env()
 
 
-def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+# Every look may run scontrol: a slower pace than the in-process tests'.
+wait_for = functools.partial(waiting.wait_for, interval=0.2)
 
 
 def sbatch(env: Environment, *args: str) -> str:

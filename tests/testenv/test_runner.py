@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from lightkube import ApiError, Client
@@ -27,20 +27,7 @@ from testenv.runner.images import ImageTable
 from testenv.runner.process import ProcessRuntime
 from testenv.runner.runtime import Runtime
 from testenv.scheduler import Scheduler
-
-T = TypeVar("T")
-
-
-def wait_until(check: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
+from tests.waiting import wait_for as wait_until
 
 def make_pod(
     client: Client,

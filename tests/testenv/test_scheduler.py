@@ -6,9 +6,9 @@ Nodes are created through the API (no pod runner), so bound pods simply stay bou
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from lightkube import Client, codecs
@@ -19,20 +19,7 @@ from lightkube.types import PatchType
 
 from testenv.kubeapi import KubeApiServer
 from testenv.scheduler import Scheduler
-
-T = TypeVar("T")
-
-
-def wait_until(check: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
+from tests.waiting import wait_for as wait_until
 
 def make_node(
     client: Client,
