@@ -15,9 +15,13 @@
 #   2 link         the entrypoint's gpu_link (docker/slurmd/gpu-devices.sh) links the granted
 #                  devices as slurm-gpu0..N-1 in minor order, each to the device node of that minor
 #   3 count        a Gres of one GPU more than granted is refused with exit 5 and its message
-#   4 host-index   for each GPU, the index gpu-devices.sh derives from the minor (through the PCI
+#   4 minor        the driver's Device Minor at each PCI address (what gpu-devices.sh reads) is
+#                  the Minor Number nvidia-smi -q reports there
+#     host-index   for each GPU, the index gpu-devices.sh derives from the minor (through the PCI
 #                  address) equals nvidia-smi's index, which is DCGM's GPU id; the table of Slurm
-#                  index, minor, PCI address, nvidia-smi index and UUID is printed
+#                  index, minor, PCI address, nvidia-smi index and UUID is printed. SKIP where
+#                  nvidia-smi sees only some of the host's GPUs (a container): its index is then
+#                  not the host's
 #   5 dcgm-map     docker/slurmd/dcgm-job-map.sh as Prolog writes each job's id into the file named
 #                  by nvidia-smi's index of its GPU (a job per GPU, then one on all), and as Epilog
 #                  takes them out again
@@ -65,12 +69,20 @@ make_fake() { # two GPUs whose minors run against PCI order, as on some HGX boar
 			>"$proc/$2/information"
 	done
 	mknod "$dev/nvidiactl" c 195 255
+	# NVML's view: the host's GPUs in PCI order; in a container granted some, those, from 0.
 	cat >"$bin/nvidia-smi" <<'EOF'
 #!/bin/sh
-case "$*" in
-*--query-gpu=index,pci.bus_id,uuid*) printf '0, 00000000:07:00.0, GPU-fake-0\n1, 00000000:0F:00.0, GPU-fake-1\n' ;;
-*) echo "fake nvidia-smi: $*" ;;
-esac
+granted=",${GPU_CHECK_GRANTED:-0,1},"
+i=0
+printf '1 00000000:07:00.0 GPU-fake-0\n0 00000000:0F:00.0 GPU-fake-1\n' | while read -r minor bus uuid; do
+	case $granted in *,$minor,*) ;; *) continue ;; esac
+	case "$*" in
+	*--query-gpu=index,pci.bus_id,uuid*) echo "$i, $bus, $uuid" ;;
+	-q) printf 'GPU %s\n    Minor Number                          : %s\n' "$bus" "$minor" ;;
+	esac
+	i=$((i + 1))
+done
+case "$*" in *--query-gpu=name*) echo "NVIDIA H200 (fake), 0.0" ;; esac
 EOF
 	chmod 755 "$bin/nvidia-smi"
 	PATH="$bin:$PATH"
@@ -158,37 +170,69 @@ fi
 
 # --- 4. host-index -----------------------------------------------------------------------------
 
-smi="$work/nvidia-smi.csv"
+smi="$work/nvidia-smi.csv" smi_minors="$work/nvidia-smi-minors"
 if have nvidia-smi && in_time nvidia-smi --query-gpu=index,pci.bus_id,uuid --format=csv,noheader >"$smi" 2>"$work/smi.err"; then
 	say "nvidia-smi: $(in_time nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
+	# nvidia-smi -q: "GPU 00000000:07:00.0" then "Minor Number : 1" (NVML's view of the minor)
+	in_time nvidia-smi -q 2>/dev/null | awk '/^GPU [0-9A-Fa-f]+:/ {bus = $2} /Minor Number/ {print bus, $NF}' |
+		while read -r b mn; do printf '%s %s\n' "$(bus_key "$b")" "$mn"; done >"$smi_minors"
 else
 	say "nvidia-smi: $(have nvidia-smi && cat "$work/smi.err" || echo 'not installed')"
 	: >"$smi"
+	: >"$smi_minors"
 fi
-smi_index() { # nvidia-smi's index of the GPU at PCI address $1
+smi_index() { # nvidia-smi's index and UUID of the GPU at PCI address $1
 	while IFS=', ' read -r index bus uuid; do
 		[ "$(bus_key "$bus")" = "$1" ] && printf '%s %s\n' "$index" "$uuid" && return 0
 	done <"$smi"
 	return 1
 }
+smi_minor() { sed -n "s/^$1 //p" "$smi_minors" | head -1; }
+host_gpus=$(gpu_host_bus_ids | grep -c .)
+smi_gpus=$(grep -c . "$smi")
+# nvidia-smi's index is the host's (DCGM's GPU id) only when it sees every GPU of the host: in a
+# container granted some of them, NVML numbers those from 0.
+full_view=false
+[ "$smi_gpus" -gt 0 ] && [ "$smi_gpus" -eq "$host_gpus" ] && full_view=true
+say "GPUs on the host (nvidia driver, PCI): $host_gpus; seen by nvidia-smi: $smi_gpus"
+expected_index() { # the file dcgm-exporter would read for minor $1
+	if $full_view; then
+		set -- $(smi_index "$(bus_key "$(gpu_bus_id "$1" || echo -)")") && printf '%s\n' "$1" && return 0
+	fi
+	gpu_host_index "$1"
+}
 say ""
-say "slurm  minor  pci-address    derived-index  nvidia-smi-index  uuid"
-mismatch="" compared=0 i=0
+say "slurm  minor  pci-address    derived-index  nvidia-smi-index  nvidia-smi-minor  uuid"
+mismatch="" compared=0 minor_bad="" minor_seen=0 i=0
 for m in $granted; do
 	bus=$(gpu_bus_id "$m" || echo -)
 	derived=$(gpu_host_index "$m" || echo -)
 	set -- $(smi_index "$(bus_key "$bus")" || echo "- -")
-	say "$(printf '%-6s %-6s %-14s %-14s %-17s %s' "$i" "$m" "$bus" "$derived" "$1" "$2")"
-	if [ "$1" != - ]; then
+	nv_minor=$(smi_minor "$(bus_key "$bus")")
+	say "$(printf '%-6s %-6s %-14s %-14s %-17s %-17s %s' "$i" "$m" "$bus" "$derived" "$1" "${nv_minor:--}" "$2")"
+	if [ "$1" != - ] && $full_view; then
 		compared=$((compared + 1))
 		[ "$derived" = "$1" ] || mismatch="$mismatch minor $m: derived $derived, nvidia-smi $1;"
 	fi
+	case $nv_minor in
+	'' | N/A) ;;
+	*) minor_seen=$((minor_seen + 1)) && { [ "$nv_minor" = "$m" ] || minor_bad="$minor_bad $bus: driver minor $m, NVML $nv_minor;"; } ;;
+	esac
 	[ "$derived" = "$m" ] || say "       note: minor $m is host index $derived: naming files by minor would be wrong here"
 	i=$((i + 1))
 done
 say ""
+if [ -n "$minor_bad" ]; then
+	result minor FAIL "$minor_bad"
+elif [ "$minor_seen" -eq 0 ]; then
+	result minor SKIP "no Minor Number from nvidia-smi -q to compare the driver's files with"
+else
+	result minor PASS "$minor_seen GPU(s): /proc's Device Minor at each PCI address = nvidia-smi -q's Minor Number"
+fi
 if [ -n "$mismatch" ]; then
 	result host-index FAIL "$mismatch"
+elif [ "$compared" -eq 0 ] && [ "$smi_gpus" -gt 0 ]; then
+	result host-index SKIP "nvidia-smi sees $smi_gpus of the host's $host_gpus GPU(s) (a container's view): its index is not the host's, DCGM's on the host is"
 elif [ "$compared" -eq 0 ]; then
 	result host-index SKIP "no nvidia-smi index to compare with (nvidia-smi missing or failed)"
 else
@@ -213,7 +257,7 @@ else
 	# One job per GPU (job 4200+N on Slurm's GPU N), so a permutation shows; then one job on all.
 	wrong="" messages="" i=0 all_gpus="" expected=""
 	for m in $granted; do
-		set -- $(smi_index "$(bus_key "$(gpu_bus_id "$m" || echo -)")" || gpu_host_index "$m")
+		set -- $(expected_index "$m")
 		messages="$messages$(run_map prolog_slurmd $((4200 + i)) "$i")"
 		expected="$expected $1=$((4200 + i))"
 		all_gpus="$all_gpus${all_gpus:+,}$i"
@@ -234,7 +278,7 @@ else
 	left=$(cat "$map"/[0-9]* 2>/dev/null | grep -c .)
 	[ -z "$messages" ] || say "dcgm-job-map said: $messages"
 	if [ -z "$wrong" ] && [ -z "$messages" ] && [ "$left" -eq 0 ]; then
-		result dcgm-map PASS "file(s) [$files]: each GPU's job under its nvidia-smi index; none left after the epilogs"
+		result dcgm-map PASS "file(s) [$files]: each GPU's job under its $($full_view && echo nvidia-smi || echo derived host) index; none left after the epilogs"
 	else
 		result dcgm-map FAIL "${wrong}${messages:+ messages: $messages;} job ids left after the epilogs: $left"
 	fi

@@ -245,19 +245,23 @@ def test_device_check_passes_on_fake_devices_and_prints_the_mapping(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[-1] == "gpu_device_check: PASS"
-    for check in ("devices", "link", "count", "host-index", "dcgm-map"):
+    for check in ("devices", "link", "count", "minor", "host-index", "dcgm-map"):
         assert any(line.split()[:2] == ["PASS", check] for line in lines), check
-    # Slurm index, minor, PCI address, derived index, nvidia-smi index, UUID
-    assert "0      0      0000:0f:00.0   1              1                 GPU-fake-1" in lines
+    # Slurm index, minor, PCI address, derived index, nvidia-smi index and minor, UUID
+    assert "0      0      0000:0f:00.0   1              1                 0                 GPU-fake-1" in lines
     assert (tmp_path / "out" / "gpu_device_check.txt").read_text().splitlines()[-1] == lines[-1]
 
 
 @needs_root
-def test_device_check_with_one_granted_gpu(tmp_path):
-    result = _device_check(tmp_path, GPU_CHECK_GRANTED="1")
+def test_device_check_in_a_containers_view_writes_the_host_index_not_nvidia_smis(tmp_path):
+    """Granted minor 0 only, nvidia-smi (as in a container) sees one GPU and calls it 0; on the
+    host, where DCGM runs, it is GPU 1: the file must be 1, and the index comparison is skipped."""
+    result = _device_check(tmp_path, GPU_CHECK_GRANTED="0")
     assert result.returncode == 0, result.stdout
-    assert "PASS link        1 GPU(s): slurm-gpu0..0 -> minors 1" in result.stdout
-    assert "PASS dcgm-map    file(s) [0]: each GPU's job under its nvidia-smi index" in result.stdout
+    assert "PASS link        1 GPU(s): slurm-gpu0..0 -> minors 0" in result.stdout
+    assert "SKIP host-index  nvidia-smi sees 1 of the host's 2 GPU(s)" in result.stdout
+    assert "PASS dcgm-map    file(s) [1]: each GPU's job under its derived host index" in result.stdout
+    assert result.stdout.splitlines()[-1] == "gpu_device_check: PASS (skipped: host-index)"
 
 
 @needs_root
