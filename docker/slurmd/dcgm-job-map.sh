@@ -30,7 +30,8 @@
 # Environment for tests: DCGM_JOB_MAPPING_DIR [/run/slurm-k8s-bridge/dcgm-job-map], and the
 # device paths of gpu-devices.sh.
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export PATH
+LC_ALL=C # glob order is byte order
+export PATH LC_ALL
 umask 022
 
 prog=dcgm-job-map
@@ -43,11 +44,13 @@ here=$(dirname "$0")
 for gpu_lib in "$here/gpu-devices.sh" /usr/local/lib/slurm-k8s-bridge/gpu-devices.sh; do
 	[ -r "$gpu_lib" ] && break
 done
-# shellcheck source=gpu-devices.sh
-. "$gpu_lib" || {
+# A "." of a missing file would end the shell with an error: the Prolog would fail.
+[ -r "$gpu_lib" ] || {
 	say "no gpu-devices.sh beside $0: nothing mapped"
 	exit 0
 }
+# shellcheck source=gpu-devices.sh
+. "$gpu_lib"
 
 host_index_of() { # host index of Slurm's GPU index $1
 	device=$(gpu_slurm_device "$1") || {
@@ -70,27 +73,30 @@ job_indices() { # the host indices of the job's GPUs on this node
 	done
 }
 
-publish() { # rewrite DIR/<index> from its holders, atomically
-	holders="$map_dir/.jobs/$1"
-	tmp="$map_dir/.$1.$$"
-	if [ -d "$holders" ]; then
-		ls "$holders" | sed -n 's/^\([0-9][0-9]*\)@.*/\1/p' | sort -n -u >"$tmp"
-	else
-		: >"$tmp"
-	fi
-	chmod 644 "$tmp" && mv -f "$tmp" "$map_dir/$1"
+publish() { # rewrite DIR/<index> from its holders, atomically (umask 022: readable by the exporter)
+	# A job's marks sort together ("13@a" "13@b"), so each id is written once. Builtins only but
+	# mv: the Prolog delays the job's first step.
+	tmp="$map_dir/.$1.$$" last=
+	for mark in "$map_dir/.jobs/$1"/*@*; do
+		[ -e "$mark" ] || continue
+		mark=${mark##*/}
+		[ "${mark%@*}" = "$last" ] || printf '%s\n' "${mark%@*}"
+		last=${mark%@*}
+	done >"$tmp" && mv -f "$tmp" "$map_dir/$1"
 }
 
 add() {
-	for index in $(job_indices | sort -n -u); do
-		mkdir -p "$map_dir/.jobs/$index" && : >"$map_dir/.jobs/$index/${SLURM_JOB_ID}@$node" && publish "$index"
+	for index in $(job_indices); do
+		[ -d "$map_dir/.jobs/$index" ] || mkdir -p "$map_dir/.jobs/$index" || return 1
+		: >"$map_dir/.jobs/$index/${SLURM_JOB_ID}@$node" && publish "$index" || return 1
 	done
 }
 
 remove() { # only this job's marks from this node: another pod may run a job of that number
 	for mark in "$map_dir"/.jobs/*/"${SLURM_JOB_ID}@$node"; do
 		[ -e "$mark" ] || continue
-		rm -f "$mark" && publish "$(basename "$(dirname "$mark")")"
+		index=${mark%/*}
+		rm -f "$mark" && publish "${index##*/}" || return 1
 	done
 }
 

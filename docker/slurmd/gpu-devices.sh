@@ -75,24 +75,34 @@ gpu_slurm_device() { # the device node behind Slurm's GPU index $1
 	printf '%s\n' "$devices"
 }
 
+# The lookups below run in the Prolog of every job, so they use the shell's own read and globs
+# (a Prolog delays the job's first step): no process per GPU but stat's.
+
 gpu_bus_id() { # PCI address of the GPU whose device node has minor $1, from the driver
+	want=$1
 	for info in "${SLURMD_GPU_PROC_DIR:-/proc/driver/nvidia/gpus}"/*/information; do
 		[ -r "$info" ] || continue
-		minor=$(sed -n 's/^Device Minor:[[:space:]]*\([0-9]*\).*/\1/p' "$info")
-		if [ "$minor" = "$1" ]; then
-			basename "$(dirname "$info")" | tr 'A-F' 'a-f'
-			return 0
-		fi
+		while IFS=: read -r key value; do
+			[ "$key" = "Device Minor" ] || continue
+			set -- $value
+			if [ "${1:-}" = "$want" ]; then
+				info=${info%/information}
+				printf '%s\n' "${info##*/}"
+				return 0
+			fi
+		done <"$info"
 	done
 	return 1
 }
 
 gpu_host_bus_ids() { # every GPU the nvidia driver drives on the host, in PCI order
+	# The kernel names PCI devices in fixed-width lower-case hex: the glob's order is PCI order.
 	for device in "${SLURMD_GPU_PCI_DIR:-/sys/bus/pci/drivers/nvidia}"/*:*; do
-		[ -e "$device" ] || continue
+		class=
+		read -r class 2>/dev/null <"$device/class" || continue
 		# Display controllers only (class 0x03xxxx): not an NVSwitch or other bridge.
-		case $(cat "$device/class" 2>/dev/null) in 0x03*) basename "$device" | tr 'A-F' 'a-f' ;; esac
-	done | LC_ALL=C sort
+		case $class in 0x03*) printf '%s\n' "${device##*/}" ;; esac
+	done
 }
 
 # The host index of the GPU whose device node has minor $1 (see the top of this file). Without
@@ -103,7 +113,13 @@ gpu_host_index() {
 		printf '%s\n' "$1"
 		return 0
 	}
-	rank=$(gpu_host_bus_ids | grep -n -x -F "$bus" | cut -d: -f1)
-	[ -n "$rank" ] || return 1
-	printf '%s\n' $((rank - 1))
+	rank=0
+	for host_bus in $(gpu_host_bus_ids); do
+		if [ "$host_bus" = "$bus" ]; then
+			printf '%s\n' "$rank"
+			return 0
+		fi
+		rank=$((rank + 1))
+	done
+	return 1
 }

@@ -128,6 +128,40 @@ def test_jobs_sharing_a_gpu_each_have_a_line_and_each_epilog_removes_only_its_ow
 
 
 @needs_root
+def test_jobs_starting_together_on_one_gpu_are_all_listed(host):
+    """Prologs of many pods at once on one shared GPU: each change is made under the lock, so
+    no job's line is lost to another prolog's rewrite."""
+    devs = []
+    for n in range(16):
+        dev = host.root / f"p{n}" / "dev"
+        dev.mkdir(parents=True)
+        os.mknod(dev / "nvidia0", stat.S_IFCHR | 0o666, os.makedev(195, 0))
+        devs.append(dev)
+    env = {"SLURM_SCRIPT_CONTEXT": "prolog_slurmd", "SLURM_JOB_GPUS": "0", "DCGM_JOB_MAPPING_DIR": str(host.map),
+           "SLURMD_GPU_PROC_DIR": str(host.proc), "SLURMD_GPU_PCI_DIR": str(host.pci)}
+    running = [subprocess.Popen(["/bin/sh", str(JOB_MAP)], env={**env, "SLURM_JOB_ID": str(100 + n),
+                                "SLURMD_NODENAME": f"p{n}", "SLURMD_DEV_DIR": str(dev)}, stderr=subprocess.PIPE)
+               for n, dev in enumerate(devs)]
+    assert [proc.wait(timeout=30) for proc in running] == [0] * 16
+    assert [proc.stderr.read() for proc in running if proc.stderr] == [b""] * 16
+    assert host.files() == {"0": [str(100 + n) for n in range(16)]}
+
+
+@needs_root
+def test_without_its_helper_file_the_prolog_still_succeeds(host, tmp_path):
+    """A Prolog= path copied to a static node without gpu-devices.sh: a message, never a DOWN node."""
+    alone = tmp_path / "alone" / "dcgm-job-map.sh"
+    alone.parent.mkdir()
+    shutil.copy(JOB_MAP, alone)
+    env = {"SLURM_SCRIPT_CONTEXT": "prolog_slurmd", "SLURM_JOB_ID": "5", "SLURM_JOB_GPUS": "0",
+           "DCGM_JOB_MAPPING_DIR": str(host.map)}
+    if Path("/usr/local/lib/slurm-k8s-bridge/gpu-devices.sh").exists():
+        pytest.skip("this host has the image's helper installed")
+    result = subprocess.run(["/bin/sh", str(alone)], env=env, capture_output=True, text=True, timeout=30)
+    assert (result.returncode, result.stderr) == (0, f"dcgm-job-map: no gpu-devices.sh beside {alone}: nothing mapped\n")
+
+
+@needs_root
 def test_epilog_needs_no_gpu_list_and_leaves_other_jobs(host):
     dev = host.pod("gpu1", [0, 1])
     host.run(dev, "prolog_slurmd", 20, gpus="0")
