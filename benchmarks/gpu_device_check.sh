@@ -118,7 +118,13 @@ if [ -z "$minors" ]; then
 else
 	result devices PASS "minors: $(echo $minors)"
 fi
-granted=$(printf '%s' "${GPU_CHECK_GRANTED:-$(echo $minors | tr ' ' ',')}" | tr ',' '\n' | sort -n)
+granted=""
+for m in $(printf '%s' "${GPU_CHECK_GRANTED:-$(echo $minors | tr ' ' ',')}" | tr ',' '\n' | sort -n -u); do
+	case " $(echo $minors) " in
+	*" $m "*) granted="$granted $m" ;;
+	*) result devices FAIL "GPU_CHECK_GRANTED names minor $m, which no device has" ;;
+	esac
+done
 if ls "$proc_dir"/*/information >/dev/null 2>&1; then
 	say "driver's GPUs ($proc_dir):"
 	for info in "$proc_dir"/*/information; do
@@ -132,7 +138,15 @@ fi
 # not copies, so nothing is made in the real /dev and no root is needed.
 pod_dev="$work/pod-dev"
 mkdir -p "$pod_dev"
-for m in $granted; do ln -s "$host_dev/nvidia$m" "$pod_dev/nvidia$m"; done
+node_of() { # the device node of minor $1
+	for d in "$host_dev"/nvidia[0-9]*; do
+		[ "$(gpu_minor "$d" 2>/dev/null)" = "$1" ] && printf '%s\n' "$d" && return 0
+	done
+	return 1
+}
+for m in $granted; do
+	node=$(node_of "$m") && ln -s "$node" "$pod_dev/${node##*/}" || say "no device node of minor $m"
+done
 count=$(printf '%s\n' $granted | grep -c .)
 
 # --- 2. link -----------------------------------------------------------------------------------
@@ -147,7 +161,7 @@ else
 	for m in $granted; do
 		target=$(readlink -f "$pod_dev/slurm-gpu$i" 2>/dev/null)
 		got=$(gpu_minor "$pod_dev/slurm-gpu$i" 2>/dev/null)
-		[ "$target" = "$(readlink -f "$host_dev/nvidia$m")" ] && [ "$got" = "$m" ] ||
+		[ "$target" = "$(readlink -f "$(node_of "$m")")" ] && [ "$got" = "$m" ] ||
 			bad="$bad slurm-gpu$i->${target:-nothing}(minor ${got:-?}, want $m)"
 		i=$((i + 1))
 	done
@@ -269,7 +283,7 @@ else
 		index=${pair%=*} job=${pair#*=}
 		got=$(paste -sd, - <"$map/$index" 2>/dev/null)
 		[ "$got" = "$job,4299" ] || wrong="$wrong file $index has [${got}], want [$job,4299];"
-		say "  file $index: $(paste -sd' ' - <"$map/$index" 2>/dev/null)"
+		say "  file $index: $(paste -sd' ' - 2>/dev/null <"$map/$index")"
 	done
 	[ "$(printf '%s\n' $expected | wc -l)" -eq "$(printf '%s\n' $files | wc -l)" ] || wrong="$wrong files [$files];"
 	i=0
