@@ -47,7 +47,7 @@ result() { # check name, PASS|FAIL|SKIP, detail
 	printf '%s %s\n' "$2" "$1" >>"$results"
 }
 have() { command -v "$1" >/dev/null 2>&1; }
-in_time() { timeout 20 "$@"; } # a hung driver call must not hold up the rest
+in_time() { timeout 15 "$@"; } # a hung driver call must not hold up the rest
 bus_key() { # 00000000:07:00.0 or 0000:07:00.0 -> 0000:07:00.0 (lower case)
 	printf '%s' "$1" | tr 'A-F' 'a-f' | sed 's/^0*\([0-9a-f]\{4\}\):/\1:/; s/^\([0-9a-f]\{1,3\}\):/000\1:/'
 }
@@ -243,7 +243,9 @@ elif [ "$minor_seen" -eq 0 ]; then
 else
 	result minor PASS "$minor_seen GPU(s): /proc's Device Minor at each PCI address = nvidia-smi -q's Minor Number"
 fi
-if [ -n "$mismatch" ]; then
+if [ "$host_gpus" -eq 0 ] && [ -n "$(ls "$proc_dir" 2>/dev/null)" ]; then
+	result host-index FAIL "the driver has GPUs but $pci_dir lists none: the Prolog cannot find host indices"
+elif [ -n "$mismatch" ]; then
 	result host-index FAIL "$mismatch"
 elif [ "$compared" -eq 0 ] && [ "$smi_gpus" -gt 0 ]; then
 	result host-index SKIP "nvidia-smi sees $smi_gpus of the host's $host_gpus GPU(s) (a container's view): its index is not the host's, DCGM's on the host is"
