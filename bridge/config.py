@@ -14,7 +14,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -227,6 +227,10 @@ class Nodeset(_Strict):
     termination_grace_period: int = 30
     gang: Gang | None = None
     """Gang-schedule the pods of one job (per nodeset); none by default."""
+    dcgm_job_mapping_dir: Annotated[str, msgspec.Meta(pattern="^/")] | None = None
+    """Host directory for DCGM's HPC job mapping (dcgm-exporter ``--hpc-job-mapping-dir``): a
+    hostPath the pod's Prolog/Epilog write job ids into, so GPU metrics carry ``hpc_job``. None:
+    no mapping (docs/hpc-nodes.md, "GPU metrics per job")."""
     drain_on_stop: bool = True
     """A preStop hook drains the Slurm node when Kubernetes (not the bridge) stops the pod:
     eviction, spot reclaim, node drain. No new job lands on a node about to vanish."""

@@ -76,6 +76,7 @@ class Environment:
         scheduler: bool = True,
         gres_conf: str | None = None,
         runtime: str = "process",
+        node_scripts: Path | None = None,
     ) -> None:
         """bridge: settings merged into the bridge config (e.g. ``{"resume": {"deadline": 20}}``);
         nodesets: the bridge's nodesets (default: one per node group, the slurmd image);
@@ -85,7 +86,8 @@ class Environment:
         entrypoint makes for the GPUs the runner's device plugin grants a pod);
         runtime: "process" runs pod containers as host processes, "docker" runs them from their
         images in the project's Docker engine (testenv/docker.py; the slurmd image is the one
-        testenv/docker-setup.sh built for this host's Slurm version)."""
+        testenv/docker-setup.sh built for this host's Slurm version);
+        node_scripts: slurmd's Prolog and Epilog (one program for both, as the image's job map)."""
         if runtime not in ("process", "docker"):
             raise ValueError(f"runtime must be 'process' or 'docker', got {runtime!r}")
         self._node_groups = tuple(node_groups)
@@ -98,6 +100,7 @@ class Environment:
         self._backoff = backoff
         self._scheduler = scheduler
         self._gres_conf = gres_conf
+        self._node_scripts = node_scripts
         self.runtime = runtime
         self.image = IMAGE
         self._docker_env: dict[str, str] | None = None
@@ -287,7 +290,8 @@ class Environment:
 
     def _start_slurm(self) -> None:
         hooks = Hooks(resume=BIN / "slurm-k8s-resume", suspend=BIN / "slurm-k8s-suspend",
-                      resume_fail=BIN / "slurm-k8s-resume-fail", prolog_slurmctld=BIN / "slurm-k8s-prolog")
+                      resume_fail=BIN / "slurm-k8s-resume-fail", prolog_slurmctld=BIN / "slurm-k8s-prolog",
+                      prolog=self._node_scripts, epilog=self._node_scripts)
         self.slurm = SlurmCluster(node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts,
                                   gpu_files=POD_GPU_FILES, gres_conf=self._gres_conf).start()
 

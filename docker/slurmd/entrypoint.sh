@@ -111,39 +111,16 @@ start_munged() {
 	done
 }
 
-# The device plugin hands a container its GPUs under their host numbers (e.g. /dev/nvidia3
-# and /dev/nvidia5), which differ from pod to pod; gres.conf needs one name for all pods of a
-# node line. So the granted devices are linked as slurm-gpu0..N-1, in host order, and the
-# site's gres.conf says e.g. File=/dev/slurm-gpu[0-3]. A pod seeing more or fewer GPUs than
-# Slurm will hand out must not register: jobs would get GPUs the pod does not have.
-# MIG slices are not /dev/nvidiaN devices (Slurm finds them with AutoDetect=nvml): skipped.
-existing() { # the paths a glob matched, in numeric order (nvidia2 before nvidia10)
-	for path in "$@"; do
-		[ -e "$path" ] && printf '%s\n' "$path"
-	done | sort -V
-}
-
-link_gpus() {
-	count=${SLURMD_GPU_COUNT:-0}
-	[ "$count" -gt 0 ] && [ "${SLURMD_GPU_SHARING:-none}" != mig ] || return 0
-	dev=${SLURMD_DEV_DIR:-/dev}
-	case ${SLURMD_GPU_VENDOR:-nvidia} in
-	amd) devices=$(existing "$dev"/dri/renderD[0-9]*) ;;
-	*) devices=$(existing "$dev"/nvidia[0-9]*) ;; # not nvidiactl, nvidia-uvm...
-	esac
-	found=$(printf '%s' "$devices" | grep -c . || true)
-	if [ "$found" -ne "$count" ]; then
-		die 5 "node has Gres ${SLURMD_GRES:-gpu:$count} but the pod sees $found GPU device(s) in $dev: check the pod's GPU resource and the device plugin"
-	fi
-	i=0
-	for device in $devices; do
-		ln -sfn "$device" "$dev/slurm-gpu$i"
-		i=$((i + 1))
-	done
-}
+# GPU linking (gpu_link) lives beside this script, shared with the DCGM job-map prolog and
+# benchmarks/gpu_device_check.sh; in the image both are in /usr/local/lib/slurm-k8s-bridge.
+for gpu_lib in "$(dirname "$0")/gpu-devices.sh" /usr/local/lib/slurm-k8s-bridge/gpu-devices.sh; do
+	[ -r "$gpu_lib" ] && break
+done
+# shellcheck source=gpu-devices.sh
+. "$gpu_lib"
 
 check_key
-link_gpus
+gpu_link || exit $?
 copy_key
 start_munged
 mkdir -p "$spool_dir"

@@ -70,10 +70,16 @@ class Hooks:
     suspend: Path | None = None
     resume_fail: Path | None = None
     prolog_slurmctld: Path | None = None
+    prolog: Path | None = None
+    """slurmd's Prolog and Epilog: run by each node's slurmd (in its pod), not by slurmctld."""
+    epilog: Path | None = None
 
     def settings(self) -> dict[str, Path | None]:
         values = (self.resume, self.suspend, self.resume_fail, self.prolog_slurmctld)
         return dict(zip(HOOK_KEYS, values, strict=True))
+
+    def node_settings(self) -> dict[str, str]:
+        return {key: str(path) for key, path in (("Prolog", self.prolog), ("Epilog", self.epilog)) if path}
 
 
 @dataclass(frozen=True)
@@ -272,6 +278,7 @@ def _base_settings(cfg: ClusterConfig) -> dict[str, str]:
     }
     if cfg.gres_nodes:
         settings["GresTypes"] = "gpu"
+    settings.update(cfg.hooks.node_settings())
     return settings
 
 
