@@ -132,7 +132,8 @@ class CommandSlurm:
         try:
             data = self._json("scontrol", "--json", "show", "node", expression, no_json_ok=True)
         except _Missing:
-            # One unknown name fails the whole read: read every node and keep the known ones.
+            # Recent scontrol skips unknown names in JSON mode (src/scontrol/info_node.c); should
+            # a version fail the whole read on one instead, read every node and keep ours.
             data = self._json("scontrol", "--json", "show", "node")
         return self._nodes_of(data, "scontrol --json show node")
 
