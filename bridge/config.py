@@ -10,6 +10,7 @@ costs ~1 ms, and reports the exact field path of a bad value.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -38,6 +39,9 @@ GPU_VISIBILITY_ENV = frozenset({"NVIDIA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES"
 """Would show the pod GPUs other than those Kubernetes allocated (``NVIDIA_VISIBLE_DEVICES=all``
 bypasses the device plugin), or hide some of them from Slurm's jobs."""
 OWNED_SLURMD_ARGS = ("-N", "--conf-server")
+MIN_QPS = 1.0
+"""Below one request a second, a job of a few hundred nodes would wait out ResumeTimeout
+behind the bridge's own rate limit."""
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -361,9 +365,13 @@ def _check(config: Config) -> None:
     path = config.path
     if not _DNS_LABEL.match(config.kubernetes.namespace):
         raise ConfigError(f"{path}: kubernetes.namespace: expected a DNS-1123 label, got {config.kubernetes.namespace!r}")
-    if config.kubernetes.qps <= 0 or config.kubernetes.burst < 1:
-        raise ConfigError(f"{path}: kubernetes.qps/burst: expected positive numbers")
-    for where, value, low in (("kubernetes.timeout", config.kubernetes.timeout, 0.001),
+    for section in ("kubernetes", "resume", "slurm"):  # NaN passes every comparison, inf every bound
+        for name, value in msgspec.structs.asdict(getattr(config, section)).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{path}: {section}.{name}: expected a finite number, got {value!r}")
+    for where, value, low in (("kubernetes.qps", config.kubernetes.qps, MIN_QPS),
+                              ("kubernetes.burst", config.kubernetes.burst, 1),
+                              ("kubernetes.timeout", config.kubernetes.timeout, 0.001),
                               ("kubernetes.retry_seconds", config.kubernetes.retry_seconds, 0),
                               ("resume.deadline", config.resume.deadline, 0.001),
                               ("resume.poll", config.resume.poll, 0.05),

@@ -51,6 +51,12 @@ class SlurmError(BridgeError):
     kind = "slurm"
 
 
+class UnknownNode(SlurmError):
+    """Slurm does not know a node the bridge was asked about (a hand-typed name)."""
+
+    exit_code = 68  # EX_NOHOST
+
+
 class KubernetesError(BridgeError):
     """The Kubernetes API refused a call or could not be reached.
 

@@ -21,16 +21,19 @@ def fake_scontrol(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_K8S_BRIDGE_CONFIG", str(tmp_path / "k8s-bridge.yaml"))
 
     def make(powering_up_calls: int, job_state: str = "CONFIGURING"):
+        # scontrol and squeue as Slurm 23.02+ answers (JSON nodes; squeue columns for the job)
+        node = '{"name": "elastic%s", "cpus": 1, "real_memory": 100, "state": ["ALLOCATED", "CLOUD"%s]}'
         script = tmp_path / "scontrol"
         script.write_text(textwrap.dedent(f"""\
             #!/bin/sh
             count=$(cat {tmp_path}/calls 2>/dev/null || echo 0); echo $((count + 1)) > {tmp_path}/calls
-            if [ "$3" = job ]; then echo "JobId=7 JobState={job_state} Reason=None"; exit 0; fi
-            if [ "$count" -lt {powering_up_calls} ]; then flags=+CLOUD+POWERING_UP; else flags=+CLOUD; fi
-            echo "NodeName=elastic1 CPUTot=1 RealMemory=100 State=ALLOCATED$flags"
-            echo "NodeName=elastic2 CPUTot=1 RealMemory=100 State=ALLOCATED$flags"
+            if [ "$count" -lt {powering_up_calls} ]; then flag=', "POWERING_UP"'; else flag=; fi
+            printf '{{"meta": {{"slurm": {{"release": "24.11.5"}}}}, "nodes": [{node}, {node}]}}' 1 "$flag" 2 "$flag"
             """))
-        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+        squeue = tmp_path / "squeue"
+        squeue.write_text(f"#!/bin/sh\necho {job_state} 0\n")
+        for path in (script, squeue):
+            path.chmod(path.stat().st_mode | stat.S_IXUSR)
         return tmp_path / "calls"
 
     return make
