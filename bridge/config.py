@@ -10,9 +10,9 @@ costs ~1 ms, and reports the exact field path of a bad value.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -264,11 +264,16 @@ class Config(_Strict):
         return Path(self.templates_dir or default_templates_dir()) / nodeset.template
 
 
+@functools.cache
 def default_templates_dir() -> str:
-    """The shipped templates: installed under ``<prefix>/share``, or the source checkout's."""
-    installed = Path(sys.prefix) / "share" / "slurm-k8s-bridge" / "pod-templates"
-    if installed.is_dir():
-        return str(installed)
+    """The templates shipped with the bridge: in an install, the package data
+    ``bridge/pod_templates`` (built from the repository's ``pod-templates/``, see
+    pyproject.toml); in a source checkout, ``pod-templates/`` itself."""
+    from importlib.resources import files
+
+    shipped = files("bridge") / "pod_templates"
+    if shipped.is_dir():
+        return str(shipped)
     return str(Path(__file__).resolve().parent.parent / "pod-templates")
 
 

@@ -27,13 +27,18 @@ from typing import Any
 
 import yaml
 
+from testenv import install
 from testenv.slurm import processes
 from testenv.slurm.cluster import SlurmCluster
 from testenv.slurm.config import POD_GPU_FILES, Hooks, NodeGroup, Timeouts
 
 REPO = Path(__file__).resolve().parent.parent
 CRDS = REPO / "testenv" / "crds"
-BIN = Path(sys.executable).parent
+BIN = install.bin_dir()
+"""The bridge's console scripts as a site has them: a non-editable install in a venv of the
+system's Python (testenv/install.py; Environment.start() refreshes it)."""
+SLURM_USER = "slurm"
+"""slurmctld's SlurmUser, whom it runs the hooks as: Debian's slurmctld package creates it."""
 NAMESPACE = "slurm"
 IMAGE = "slurm-k8s-bridge/slurmd:22.05.8"
 BRIDGE_USER = f"system:serviceaccount:{NAMESPACE}:slurm-k8s-bridge"
@@ -76,6 +81,7 @@ class Environment:
         scheduler: bool = True,
         gres_conf: str | None = None,
         runtime: str = "process",
+        slurm_user: str = SLURM_USER,
     ) -> None:
         """bridge: settings merged into the bridge config (e.g. ``{"resume": {"deadline": 20}}``);
         nodesets: the bridge's nodesets (default: one per node group, the slurmd image);
@@ -85,7 +91,9 @@ class Environment:
         entrypoint makes for the GPUs the runner's device plugin grants a pod);
         runtime: "process" runs pod containers as host processes, "docker" runs them from their
         images in the project's Docker engine (testenv/docker.py; the slurmd image is the one
-        testenv/docker-setup.sh built for this host's Slurm version)."""
+        testenv/docker-setup.sh built for this host's Slurm version);
+        slurm_user: SlurmUser; the bridge's config, kubeconfig, log file and state dir are set up
+        for it exactly as the README tells an admin."""
         if runtime not in ("process", "docker"):
             raise ValueError(f"runtime must be 'process' or 'docker', got {runtime!r}")
         self._node_groups = tuple(node_groups)
@@ -99,6 +107,7 @@ class Environment:
         self._scheduler = scheduler
         self._gres_conf = gres_conf
         self.runtime = runtime
+        self.slurm_user = slurm_user
         self.image = IMAGE
         self._docker_env: dict[str, str] | None = None
         self.dir: Path | None = None
@@ -115,6 +124,7 @@ class Environment:
         self.dir = Path(tempfile.mkdtemp(prefix="k8s-bridge-env-", dir="/tmp"))
         self.dir.chmod(0o755)
         try:
+            install.ensure()
             self._start_docker()
             self._start_kubernetes()
             self._start_slurm()
@@ -289,7 +299,8 @@ class Environment:
         hooks = Hooks(resume=BIN / "slurm-k8s-resume", suspend=BIN / "slurm-k8s-suspend",
                       resume_fail=BIN / "slurm-k8s-resume-fail", prolog_slurmctld=BIN / "slurm-k8s-prolog")
         self.slurm = SlurmCluster(node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts,
-                                  gpu_files=POD_GPU_FILES, gres_conf=self._gres_conf).start()
+                                  gpu_files=POD_GPU_FILES, gres_conf=self._gres_conf,
+                                  slurm_user=self.slurm_user).start()
 
     def _write_bridge_config(self) -> None:
         assert self.slurm is not None and self.dir is not None
@@ -306,6 +317,22 @@ class Environment:
         }
         _merge(config, self._bridge_overrides)
         self.bridge_config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self._give_to_slurm_user(config)
+
+    def _give_to_slurm_user(self, config: dict[str, Any]) -> None:
+        """What README step 4 tells an admin: the hooks run as SlurmUser, who reads the config
+        and the kubeconfig (its token: 0600) and writes the log file and the state dir."""
+        user = self.slurm_user
+        _install(self.bridge_config_path, group=user, mode=0o640)
+        if not self._external:  # a caller's own kubeconfig stays as it is
+            _install(Path(config["kubernetes"]["kubeconfig"]), owner=user, group=user, mode=0o600)
+        if config["log"].get("file"):
+            log = Path(config["log"]["file"])
+            log.touch()
+            _install(log, owner=user, group=user, mode=0o640)
+        state = Path(config["resume"]["state_dir"])
+        state.mkdir(exist_ok=True)
+        _install(state, owner=user, group=user, mode=0o750)
 
     def _apply_cluster_objects(self) -> None:
         """What a site applies once: namespace, RBAC, the munge key Secret; on the API stand-in
@@ -418,6 +445,12 @@ def _create(client: Any, obj: Any, *, missing_ok: bool = False) -> None:
     except ApiError as e:
         if e.status.code != 409 and not (missing_ok and e.status.code == 404):
             raise
+
+
+def _install(path: Path, *, owner: str = "root", group: str = "root", mode: int) -> None:
+    """``install -o OWNER -g GROUP -m MODE`` on a file or directory already there."""
+    shutil.chown(path, owner, group)
+    path.chmod(mode)
 
 
 def _merge(into: dict[str, Any], overrides: dict[str, Any]) -> None:

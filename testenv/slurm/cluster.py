@@ -106,14 +106,18 @@ class SlurmCluster:
         stop_grace: float = 10.0,
         gpu_files: str | None = None,
         gres_conf: str | None = None,
+        slurm_user: str = "root",
     ) -> None:
         """state_dir: created if missing and removed at stop(); default: a new dir in /tmp.
         gpu_files: what gres.conf's File= names for GPU nodes (see ClusterConfig.gpu_files);
-        gres_conf: the whole gres.conf instead of the rendered one (e.g. an example's)."""
+        gres_conf: the whole gres.conf instead of the rendered one (e.g. an example's);
+        slurm_user: SlurmUser, whom slurmctld runs its hooks as (root suits hooks that start
+        slurmd on this host, testenv/slurm/hosthooks.py; the bridge's run as a site's do)."""
         self._requested_dir = Path(state_dir) if state_dir else None
         self._node_groups = tuple(node_groups)
         self._gpu_files = gpu_files
         self._gres_conf = gres_conf
+        self._slurm_user = slurm_user
         self._hooks = hooks
         self._timeouts = timeouts
         self._start_timeout = start_timeout
@@ -180,7 +184,8 @@ class SlurmCluster:
             hooks = dataclasses.replace(hooks, prolog_slurmctld=layout.prolog_wrapper)
         return ClusterConfig(
             layout=layout, slurmctld_port=base, node_base_port=base + 1,
-            node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts, gpu_files=self._gpu_files)
+            node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts, gpu_files=self._gpu_files,
+            slurm_user=self._slurm_user)
 
     def _write_files(self) -> None:
         cfg = self.config
@@ -190,6 +195,8 @@ class SlurmCluster:
             directory.chmod(0o755)
         for node in cfg.node_names:
             cfg.layout.slurmd_spool_dir(node).mkdir(exist_ok=True)
+        for directory in cfg.layout.slurm_user_directories():
+            shutil.chown(directory, cfg.slurm_user, cfg.slurm_user)
         _write_munge_key(cfg.layout.munge_key)
         cfg.layout.slurm_conf.write_text(render_slurm_conf(cfg))
         self._write_prolog_wrapper()
