@@ -300,7 +300,7 @@ class Environment:
                       resume_fail=BIN / "slurm-k8s-resume-fail", prolog_slurmctld=BIN / "slurm-k8s-prolog")
         self.slurm = SlurmCluster(node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts,
                                   gpu_files=POD_GPU_FILES, gres_conf=self._gres_conf,
-                                  slurm_user=self.slurm_user).start()
+                                  slurm_user=self.slurm_user, prolog_wrapper=False).start()
 
     def _write_bridge_config(self) -> None:
         assert self.slurm is not None and self.dir is not None

@@ -1,0 +1,80 @@
+"""`slurm-k8s-bridge check` on the slurmctld host of the test environment: slurm.conf as the
+running slurmctld states it, the hooks as SlurmUser (slurm) runs them, from the install the
+README describes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from testenv.env import BIN, Environment
+
+
+def run_check(env: Environment) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "slurm-k8s-bridge"), "--config", str(env.bridge_config_path), "check"],
+                          env={"SLURM_CONF": str(env.slurm.conf_path)}, capture_output=True, text=True, timeout=60)
+
+
+def findings(result: subprocess.CompletedProcess[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for line in result.stdout.splitlines()[:-1]:
+        status, rest = line.split(None, 1)
+        topic = rest.split(":", 1)[0]
+        found.setdefault(topic, []).append(line)
+    return found
+
+
+def test_check_passes_what_the_environment_sets_up_as_the_readme_says(env):
+    result = run_check(env)
+    found = findings(result)
+    statuses = {topic: {line.split()[0] for line in lines} for topic, lines in found.items()}
+    python = Path("/usr/bin/python3").resolve()
+    for hook in ("ResumeProgram", "SuspendProgram", "ResumeFailProgram", "PrologSlurmctld"):
+        assert found[hook] == [f"OK   {hook}: {_hook_path(env, hook)} runs as slurm "
+                               f"(interpreter {python})"]
+    for topic in ("config", "cgroups", "kubeconfig", "log.file", "resume.state_dir", "package", "templates",
+                  "nodeset elastic"):
+        assert statuses[topic] == {"OK"}, found[topic]
+    assert "valid for Kubernetes 1.27, 1.37 (QoS Guaranteed)" in found["nodeset elastic"][0]
+    # What the one-machine environment does that a site must not: pods on this host reach a
+    # loopback slurmctld and see its private munge socket; a 2 s SuspendTimeout keeps tests short.
+    assert statuses["SlurmctldHost"] == {"WARN"} and statuses["SuspendTimeout"] == {"WARN"}
+    assert [t for t, s in statuses.items() if "FAIL" in s] == ["AuthInfo"]
+    assert result.returncode == 78 and result.stdout.splitlines()[-1] == "1 problem(s) found"
+
+
+def _hook_path(env: Environment, key: str) -> str:
+    out = env.slurm.run("scontrol", "show", "config").stdout
+    return next(line.split("=", 1)[1].strip() for line in out.splitlines() if line.startswith(f"{key} "))
+
+
+def test_check_catches_a_resume_program_whose_python_slurm_user_cannot_reach(env):
+    # A venv made by a Python under a directory SlurmUser cannot enter (e.g. pyenv's under /root).
+    home = Path(tempfile.mkdtemp(prefix="bridge-root-home-", dir="/tmp"))  # 0700, like /root
+    venv = Path(tempfile.mkdtemp(prefix="bridge-venv-", dir="/tmp"))
+    try:
+        venv.chmod(0o755)
+        (home / "python3").symlink_to(Path("/usr/bin/python3").resolve())
+        (venv / "python").symlink_to(home / "python3")
+        hook = venv / "slurm-k8s-resume"
+        hook.write_text(f"#!{venv / 'python'}\nfrom bridge.hooks import resume_main\nresume_main()\n")
+        hook.chmod(0o755)
+        conf = env.slurm.conf_path
+        conf.write_text("\n".join(f"ResumeProgram={hook}" if line.startswith("ResumeProgram=") else line
+                                  for line in conf.read_text().splitlines()) + "\n")
+        env.slurm.run("scontrol", "reconfigure")
+
+        found = findings(run_check(env))
+        assert found["ResumeProgram"] == [
+            f"FAIL ResumeProgram: {hook}: its interpreter {venv / 'python'}: slurm cannot enter {home} "
+            f"(mode drwx------, owner root:root); slurmctld runs it as slurm and it would exit 126, "
+            f"so every job waits ResumeTimeout"]
+        # What slurmctld would get: the kernel refuses the interpreter (126 as a shell says it).
+        ran = subprocess.run(["runuser", "-u", "slurm", "--", "/bin/sh", "-c", 'exec "$0" elastic1', str(hook)],
+                             capture_output=True, text=True)
+        assert ran.returncode == 126 and "Permission denied" in ran.stderr
+    finally:
+        shutil.rmtree(home)
+        shutil.rmtree(venv)
