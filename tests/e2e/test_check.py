@@ -78,3 +78,17 @@ def test_check_catches_a_resume_program_whose_python_slurm_user_cannot_reach(env
     finally:
         shutil.rmtree(home)
         shutil.rmtree(venv)
+
+
+def test_a_batch_job_starts_as_its_nodes_register_though_slurm_conf_is_not_in_etc(env):
+    """slurmctld gives PrologSlurmctld no SLURM_CONF, and this environment's slurm.conf is in a
+    temporary directory with no wrapper around the prolog: the prolog takes the path from
+    slurmctld's own -f. Had it not found it, it would exit at once and the job would stay
+    CONFIGURING until slurmctld's periodic pass (every 30 s in 22.05)."""
+    from tests.e2e.conftest import sbatch, wait_for
+
+    job = sbatch(env, "-N2", "--wrap", "sleep 1")
+    wait_for(lambda: all(not set(env.slurm.node_states().get(n, "~")) & set("~#%")
+                         for n in ("elastic1", "elastic2")), timeout=60, what="nodes registered")
+    wait_for(lambda: env.slurm.job_state(job) in ("RUNNING", "COMPLETED"), timeout=10,
+             what="the job running within 10 s of its nodes (not at the 30 s pass)")
