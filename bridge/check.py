@@ -325,7 +325,7 @@ def file_findings(config: Any, who: Account) -> list[Finding]:
         found.append(Finding("FAIL", topic, f"{problem}: {why}") if problem else
                      Finding("OK", topic, f"{path} {_mode_words(want)} by {who.name}"))
 
-    need("config", config.path, READ, "every hook reads it")
+    need("config file", config.path, READ, "every hook reads it")
     if config.kubernetes.kubeconfig:
         need("kubeconfig", config.kubernetes.kubeconfig, READ, "the hooks reach Kubernetes with it")
         for key, path in _kubeconfig_files(config.kubernetes.kubeconfig):
@@ -429,21 +429,21 @@ def memory_findings(nodeset: Any, facts: Any, topic: str) -> list[Finding]:
 
 def run(config_path: str | None) -> list[Finding]:
     """Every finding, in the order an admin fixes them."""
-    from bridge import config as config_module
     from bridge.slurm import CommandSlurm
 
-    found: list[Finding] = []
-    config = None
-    try:
-        config = config_module.load(config_path)
-        found.append(Finding("OK", "config", f"{config.path} loads ({len(config.nodesets)} nodeset(s))"))
-    except BridgeError as e:
-        found.append(Finding("FAIL", "config", str(e)))
+    config, problem = _load(config_path)
     bin_dir = config.slurm.bin_dir if config is not None else "/usr/bin"
     try:
         settings = read_slurm_config(bin_dir)
     except BridgeError as e:
-        return found + [Finding("FAIL", "slurm.conf", f"cannot ask slurmctld: {e}")]
+        return [_config_finding(config, problem), Finding("FAIL", "slurm.conf", f"cannot ask slurmctld: {e}")]
+    hooks_read = hooks_config_path(settings)
+    if config_path is None and not os.environ.get(config_env()) and (config is None or config.path != hooks_read):
+        config, problem = _load(hooks_read)  # the admin's shell may lack the SLURM_CONF slurmctld has
+    found = [_config_finding(config, problem)]
+    if config is not None and os.path.abspath(config.path) != os.path.abspath(hooks_read):
+        found.append(Finding("WARN", "config", f"the hooks read {hooks_read} (they get only SLURM_CONF), "
+                                               f"not {config.path}"))
     try:
         who = Account.of(slurm_user(settings))
     except KeyError:
@@ -455,6 +455,35 @@ def run(config_path: str | None) -> list[Finding]:
         found += file_findings(config, who)
         found += nodeset_findings(config, CommandSlurm(bin_dir))
     return found
+
+
+def hooks_config_path(settings: dict[str, str]) -> str:
+    """The config file the hooks read: they get only SLURM_CONF from slurmctld."""
+    from bridge import config as config_module
+
+    beside = Path(settings.get("SLURM_CONF") or config_module.DEFAULT_PATH).parent / "k8s-bridge.yaml"
+    return str(beside) if beside.is_file() else config_module.DEFAULT_PATH
+
+
+def config_env() -> str:
+    from bridge import config as config_module
+
+    return config_module.ENV_VAR
+
+
+def _load(path: str | None) -> tuple[Any, str]:
+    from bridge import config as config_module
+
+    try:
+        return config_module.load(path), ""
+    except BridgeError as e:
+        return None, str(e)
+
+
+def _config_finding(config: Any, problem: str) -> Finding:
+    if config is None:
+        return Finding("FAIL", "config", problem)
+    return Finding("OK", "config", f"{config.path} loads ({len(config.nodesets)} nodeset(s))")
 
 
 def main(config_path: str | None, echo: Callable[[str], None] = print) -> int:

@@ -34,7 +34,7 @@ def test_check_passes_what_the_environment_sets_up_as_the_readme_says(env):
     for hook in ("ResumeProgram", "SuspendProgram", "ResumeFailProgram", "PrologSlurmctld"):
         assert found[hook] == [f"OK   {hook}: {_hook_path(env, hook)} runs as slurm "
                                f"(interpreter {python})"]
-    for topic in ("config", "cgroups", "kubeconfig", "log.file", "resume.state_dir", "package", "templates",
+    for topic in ("config", "config file", "cgroups", "kubeconfig", "log.file", "resume.state_dir", "package", "templates",
                   "nodeset elastic"):
         assert statuses[topic] == {"OK"}, found[topic]
     assert "valid for Kubernetes 1.27, 1.37 (QoS Guaranteed)" in found["nodeset elastic"][0]
@@ -92,3 +92,11 @@ def test_a_batch_job_starts_as_its_nodes_register_though_slurm_conf_is_not_in_et
                          for n in ("elastic1", "elastic2")), timeout=60, what="nodes registered")
     wait_for(lambda: env.slurm.job_state(job) in ("RUNNING", "COMPLETED"), timeout=10,
              what="the job running within 10 s of its nodes (not at the 30 s pass)")
+
+
+def test_check_reads_the_config_the_hooks_read(env):
+    """The hooks get only SLURM_CONF, so they read k8s-bridge.yaml beside slurm.conf: that is
+    the file check reads when the admin's shell names none."""
+    result = subprocess.run([str(BIN / "slurm-k8s-bridge"), "check"], env={"SLURM_CONF": str(env.slurm.conf_path)},
+                            capture_output=True, text=True, timeout=60)
+    assert findings(result)["config"] == [f"OK   config: {env.bridge_config_path} loads (1 nodeset(s))"]

@@ -175,14 +175,14 @@ def test_files_the_hooks_read_and_write_as_slurm_user(open_dir):
     state = tmp_path / "state"
     state.mkdir(mode=0o755)
     found = check.file_findings(msgspec_replace(config, state), SLURM)
-    assert statuses(found, "config")[0][0] == "FAIL"
+    assert statuses(found, "config file")[0][0] == "FAIL"
     assert statuses(found, "resume.state_dir")[0] == (
         "FAIL", f"slurm cannot write+execute {state} (mode drwxr-xr-x, owner root:root): "
                 "the bridge keeps the reasons of DOWN nodes there")
     config_file.chmod(0o644)
     state.chmod(0o777)
     found = check.file_findings(msgspec_replace(config, state), SLURM)
-    assert statuses(found, "config")[0][0] == "OK" and statuses(found, "resume.state_dir")[0][0] == "OK"
+    assert statuses(found, "config file")[0][0] == "OK" and statuses(found, "resume.state_dir")[0][0] == "OK"
 
 
 def msgspec_replace(config, state):
