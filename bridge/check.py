@@ -152,12 +152,14 @@ def interpreter(path: str | Path) -> str | None:
 def program_findings(key: str, program: str, who: Account) -> list[Finding]:
     """A hook slurmctld runs as ``who``: the file, and the interpreter its ``#!`` names."""
     problem = access_problem(program, who, READ | EXECUTE)
-    if problem is None:
-        shell = interpreter(program)
-        if shell is not None:
-            problem = access_problem(shell, who, EXECUTE)
-            if problem is not None:
-                problem = f"its interpreter {shell}: {problem}"
+    shell = interpreter(program) if problem is None else None
+    if shell is not None and os.path.basename(shell) == "env":
+        return [Finding("FAIL", key, f"{program} starts with #!{shell}, which looks its interpreter up in PATH; "
+                                     f"slurmctld runs hooks with no PATH: install into a venv (README step 1)")]
+    if shell is not None:
+        problem = access_problem(shell, who, EXECUTE)
+        if problem is not None:
+            problem = f"its interpreter {shell}: {problem}"
     if problem is not None:
         return [Finding("FAIL", key, f"{program}: {problem}; slurmctld runs it as {who.name} and it "
                                      f"would exit 126, so every job waits ResumeTimeout")]
@@ -254,10 +256,11 @@ def cgroup_findings(settings: dict[str, str], config: Any) -> list[Finding]:
     if not used:
         return [Finding("OK", "cgroups", f"ProctrackType={settings.get('ProctrackType')}, "
                                          f"TaskPlugin={settings.get('TaskPlugin')}")]
-    unable = [n.name for n in config.nodesets if not _runs_cgroup_plugins(n)] if config is not None else ["(all)"]
-    if not unable:
+    unable = [n.name for n in config.nodesets if not _runs_cgroup_plugins(n)] if config is not None else []
+    if config is not None and not unable:
         return [Finding("OK", "cgroups", f"{' and '.join(used)}: every nodeset's pods run cgroup plugins")]
-    return [Finding("FAIL", "cgroups", f"{' and '.join(used)}: slurmd in the pods of nodeset(s) {', '.join(unable)} "
+    pods = f"the pods of nodeset(s) {', '.join(unable)}" if unable else "the pods"
+    return [Finding("FAIL", "cgroups", f"{' and '.join(used)}: slurmd in {pods} "
                                        f"cannot use it; every job there would fail ('Plugin initialization failed') "
                                        f"while Slurm shows it COMPLETED 0:0. Use ProctrackType=proctrack/linuxproc "
                                        f"and TaskPlugin=task/affinity or task/none")]
@@ -340,7 +343,8 @@ def file_findings(config: Any, who: Account) -> list[Finding]:
          "the bridge keeps the reasons of DOWN nodes there")
     package = Path(__file__).resolve().parent
     need("package", str(package / "hooks.py"), READ, f"the hooks import the bridge from {package}")
-    need("templates", str(Path(config.template_path(config.nodesets[0]))), READ, "resume renders pods from them")
+    for template in dict.fromkeys(str(config.template_path(n)) for n in config.nodesets):
+        need("templates", template, READ, "resume renders pods from it")
     return found
 
 
@@ -448,6 +452,7 @@ def run(config_path: str | None) -> list[Finding]:
         who = Account.of(slurm_user(settings))
     except KeyError:
         return found + [Finding("FAIL", "SlurmUser", f"{slurm_user(settings)} is not a user on this host")]
+    found.append(Finding("OK", "SlurmUser", f"{who.name} (uid {who.uid}) runs the hooks"))
     found += hook_findings(settings, who)
     found += controller_findings(settings) + munge_findings(settings) + cgroup_findings(settings, config)
     found += power_saving_findings(settings, config)

@@ -94,6 +94,10 @@ def test_a_hook_slurm_user_may_not_execute_or_that_is_missing_fails(open_dir):
     assert "slurm cannot read+execute" in check.program_findings("ResumeProgram", str(hook), SLURM)[0].message
     missing = check.program_findings("SuspendProgram", str(tmp_path / "nope"), SLURM)[0]
     assert missing.status == "FAIL" and f"{tmp_path / 'nope'} does not exist" in missing.message
+    hook.write_text("#!/usr/bin/env python3\n")  # pip never writes this; a hand-made hook might
+    hook.chmod(0o755)
+    by_path = check.program_findings("ResumeProgram", str(hook), SLURM)[0]
+    assert by_path.status == "FAIL" and "no PATH" in by_path.message
 
 
 def test_unset_hooks_fail_except_the_prolog_which_only_slows_batch_jobs(settings):
@@ -133,6 +137,8 @@ def test_cgroup_plugins_fail_since_no_nodeset_can_run_them(config):
     assert finding.message.startswith("ProctrackType=proctrack/cgroup and TaskPlugin=task/cgroup: slurmd in the pods "
                                       "of nodeset(s) cpu, gpu cannot use it")
     assert "COMPLETED 0:0" in finding.message
+    [unknown] = check.cgroup_findings({"ProctrackType": "proctrack/cgroup"}, None)  # config did not load
+    assert unknown.status == "FAIL" and "slurmd in the pods cannot use it" in unknown.message
 
 
 def test_power_saving_settings_must_agree_with_the_bridge_config(settings, config):
