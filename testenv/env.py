@@ -268,7 +268,10 @@ class Environment:
         kube_dir.mkdir()
         if self._external:
             self.admin_kubeconfig = Path(self._external)
-            self.bridge_kubeconfig = Path(self._external)
+            # The hooks' own copy, which SlurmUser may read (the caller's may sit in a private
+            # directory); it must be self-contained, as docs/hpc-nodes.md's --embed-certs makes it.
+            self.bridge_kubeconfig = kube_dir / "kubeconfig-bridge.yaml"
+            shutil.copyfile(self._external, self.bridge_kubeconfig)
             return
         self.admin_token = os.urandom(12).hex()
         bridge_token = os.urandom(12).hex()
@@ -324,8 +327,7 @@ class Environment:
         and the kubeconfig (its token: 0600) and writes the log file and the state dir."""
         user = self.slurm_user
         _install(self.bridge_config_path, group=user, mode=0o640)
-        if not self._external:  # a caller's own kubeconfig stays as it is
-            _install(Path(config["kubernetes"]["kubeconfig"]), owner=user, group=user, mode=0o600)
+        _install(Path(config["kubernetes"]["kubeconfig"]), owner=user, group=user, mode=0o600)
         if config["log"].get("file"):
             log = Path(config["log"]["file"])
             log.touch()
