@@ -233,6 +233,22 @@ def controller_findings(settings: dict[str, str],
     return [Finding("OK", "SlurmctldHost", f"{value} ({', '.join(addresses)})")]
 
 
+def conf_server_findings(config: Any, resolve: Callable[[str], list[str]] | None = None) -> list[Finding]:
+    """``slurm.conf_server`` is what every pod's slurmd fetches its config from."""
+    resolve = resolve or _addresses
+    host = config.slurm.conf_server.rsplit(":", 1)[0].strip("[]") if ":" in config.slurm.conf_server \
+        else config.slurm.conf_server
+    try:
+        addresses = resolve(host)
+    except OSError as e:
+        return [Finding("FAIL", "slurm.conf_server", f"{host} does not resolve here ({e}); the pods fetch "
+                                                     f"slurm.conf from it")]
+    if all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
+        return [Finding("WARN", "slurm.conf_server", f"{config.slurm.conf_server} is a loopback address: only "
+                                                     f"pods on this host can fetch the config")]
+    return [Finding("OK", "slurm.conf_server", f"{config.slurm.conf_server} ({', '.join(addresses)})")]
+
+
 def _addresses(host: str) -> list[str]:
     return sorted({info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)})
 
@@ -457,6 +473,7 @@ def run(config_path: str | None) -> list[Finding]:
     found += controller_findings(settings) + munge_findings(settings) + cgroup_findings(settings, config)
     found += power_saving_findings(settings, config)
     if config is not None:
+        found += conf_server_findings(config)
         found += file_findings(config, who)
         found += nodeset_findings(config, CommandSlurm(bin_dir))
     return found

@@ -40,7 +40,7 @@ def test_check_passes_what_the_environment_sets_up_as_the_readme_says(env):
     assert "valid for Kubernetes 1.27, 1.37 (QoS Guaranteed)" in found["nodeset elastic"][0]
     # What the one-machine environment does that a site must not: pods on this host reach a
     # loopback slurmctld and see its private munge socket; a 2 s SuspendTimeout keeps tests short.
-    assert statuses["SlurmctldHost"] == {"WARN"} and statuses["SuspendTimeout"] == {"WARN"}
+    assert statuses["SlurmctldHost"] == statuses["slurm.conf_server"] == statuses["SuspendTimeout"] == {"WARN"}
     assert [t for t, s in statuses.items() if "FAIL" in s] == ["AuthInfo"]
     assert result.returncode == 78 and result.stdout.splitlines()[-1] == "1 problem(s) found"
 

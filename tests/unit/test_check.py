@@ -121,6 +121,22 @@ def test_slurmctld_host_must_resolve_and_loopback_only_suits_pods_on_this_host()
     assert good == check.Finding("OK", "SlurmctldHost", "vm(ctl) (10.0.0.5)")
 
 
+def test_the_conf_server_pods_fetch_slurm_conf_from_must_resolve(config):
+    import msgspec
+
+    def resolve(host):
+        if host == "nowhere":
+            raise OSError("Name or service not known")
+        return {"ctl": ["10.0.0.5"], "127.0.0.1": ["127.0.0.1"]}[host]
+
+    def at(server):
+        return msgspec.structs.replace(config, slurm=msgspec.structs.replace(config.slurm, conf_server=server))
+
+    assert check.conf_server_findings(config, resolve)[0].status == "OK"  # ctl:6817
+    assert check.conf_server_findings(at("nowhere:6817"), resolve)[0].status == "FAIL"
+    assert check.conf_server_findings(at("127.0.0.1:6817"), resolve)[0].status == "WARN"
+
+
 def test_a_munge_socket_other_than_the_default_fails(settings):
     [moved] = check.munge_findings(settings)  # the test environment's own: a known deviation
     assert moved.status == "FAIL" and "/run/munge/munge.socket.2" in moved.message
