@@ -341,8 +341,9 @@ def file_findings(config: Any, who: Account) -> list[Finding]:
         if not path:
             return
         problem = access_problem(path, who, want)
+        may = "write into" if want == WRITE | EXECUTE else _mode_words(want)
         found.append(Finding("FAIL", topic, f"{problem}: {why}") if problem else
-                     Finding("OK", topic, f"{path} {_mode_words(want)} by {who.name}"))
+                     Finding("OK", topic, f"{path}: {who.name} may {may}"))
 
     need("config file", config.path, READ, "every hook reads it")
     if config.kubernetes.kubeconfig:
