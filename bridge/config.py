@@ -39,9 +39,9 @@ GPU_VISIBILITY_ENV = frozenset({"NVIDIA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES"
 bypasses the device plugin), or hide some of them from Slurm's jobs."""
 OWNED_SLURMD_ARGS = ("-N", "--conf-server")
 SLURMD_MEMORY_MB = 128
-"""Default ``memory_overhead_mb``. Measured in a slurmd pod (Slurm 22.05, process runtime):
-RSS of slurmd 6.4 MiB, munged 4.6 MiB, slurmstepd 6.0 MiB per job step; 128 MiB holds them with
-a dozen concurrent steps and the shells around them."""
+"""Default ``memory_overhead_mb``. Measured in a slurmd pod (Slurm 22.05, process runtime,
+benchmarks/pod_memory.py): RSS of slurmd 6.4 MiB, munged 4.0 MiB, slurmstepd about 6 MiB per job
+step (28 MiB for a batch job with two steps); 128 MiB holds them with a dozen concurrent steps."""
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
