@@ -100,3 +100,27 @@ def test_check_reads_the_config_the_hooks_read(env):
     result = subprocess.run([str(BIN / "slurm-k8s-bridge"), "check"], env={"SLURM_CONF": str(env.slurm.conf_path)},
                             capture_output=True, text=True, timeout=60)
     assert findings(result)["config"] == [f"OK   config: {env.bridge_config_path} loads (1 nodeset(s))"]
+
+
+def test_the_hooks_run_as_slurm_user_and_keep_their_state_where_he_may_write(env):
+    """What a hook writes belongs to SlurmUser: here the remembered cause of a DOWN node (a
+    refused pod), which the resume hook writes into resume.state_dir."""
+    import pwd
+
+    from tests.e2e.conftest import node_field, sbatch, wait_for
+
+    env.add_fault(verb="create", resource="pods", name="testenv-elastic1", code=403, reason="Forbidden",
+                  message='pods "testenv-elastic1" is forbidden: admission webhook "policy.example" denied the request')
+    sbatch(env, "-N1", "--wrap", "hostname")
+    wait_for(lambda: node_field(env, "elastic1", "Reason").startswith("slurm-k8s-bridge:"), timeout=30,
+             what="elastic1 DOWN with the bridge's reason")
+    state_dir = Path(yaml_load(env.bridge_config_path)["resume"]["state_dir"])
+    remembered = state_dir / "down-reasons" / "elastic1"
+    assert "forbidden" in remembered.read_text()
+    assert pwd.getpwuid(remembered.stat().st_uid).pw_name == "slurm"
+
+
+def yaml_load(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
