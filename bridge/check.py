@@ -384,6 +384,71 @@ def _kubeconfig_files(path: str) -> Iterable[tuple[str, str]]:
     return named
 
 
+# ---- what the bridge may do in Kubernetes --------------------------------------------------
+
+POD_VERBS = (("", "pods", "create"), ("", "pods", "get"), ("", "pods", "list"), ("", "pods", "delete"),
+             ("", "events", "create"))
+"""(apiGroup, resource, verb) every site needs: what bridge/kube.py calls for pods and events
+(rbac/role.yaml grants exactly these; tests/unit/test_rbac.py keeps it so)."""
+POD_GROUP_VERBS = ("create", "get", "delete")
+"""On the PodGroups of a nodeset with a Volcano or coscheduling gang."""
+
+Reviewer = Callable[[str, str, str, str], bool]
+"""``(group, resource, verb, namespace) -> allowed``: a SelfSubjectAccessReview's answer."""
+
+
+def needed_verbs(config: Any) -> list[tuple[str, str, str]]:
+    from bridge.gang import POD_GROUP_KINDS
+
+    needs = list(POD_VERBS)
+    for nodeset in config.nodesets:
+        if nodeset.gang is not None and nodeset.gang.kind in POD_GROUP_KINDS:
+            api_version, _, plural = POD_GROUP_KINDS[nodeset.gang.kind]
+            needs += [(api_version.split("/")[0], plural, verb) for verb in POD_GROUP_VERBS]
+    return list(dict.fromkeys(needs))
+
+
+def access_findings(config: Any, allowed: Reviewer) -> list[Finding]:
+    """The verbs the bridge's identity is actually granted, as the API server's authorizer
+    answers: a missing one otherwise shows only as a 403 when a job needs its pods."""
+    namespace = config.kubernetes.namespace
+    try:
+        missing = [(g, r, v) for g, r, v in needed_verbs(config) if not allowed(g, r, v, namespace)]
+    except BridgeError as e:
+        return [Finding("FAIL", "kubernetes", f"cannot ask what the bridge may do: {e}")]
+    if not missing:
+        return [Finding("OK", "kubernetes", f"the bridge's identity may do all {len(needed_verbs(config))} things "
+                                            f"it does in namespace {namespace}")]
+    return [Finding("FAIL", "kubernetes", f"the bridge's identity may not {verb} {resource}"
+                                          f"{f'.{group}' if group else ''} in namespace {namespace}: the "
+                                          f"API would refuse it (403) when a job needs it; apply rbac/")
+            for group, resource, verb in missing]
+
+
+def lightkube_reviewer(settings: Any) -> Reviewer:
+    """Asks with the config's own kubeconfig (SelfSubjectAccessReview: every authenticated
+    identity may, through Kubernetes' system:basic-user; no Role needs to grant it)."""
+    import httpx2
+    import lightkube
+    from lightkube.models.authorization_v1 import ResourceAttributes, SelfSubjectAccessReviewSpec
+    from lightkube.resources.authorization_v1 import SelfSubjectAccessReview
+
+    from bridge import kube
+
+    config = kube._kubeconfig(settings)
+    client = lightkube.Client(config=config, timeout=settings.timeout)
+
+    def allowed(group: str, resource: str, verb: str, namespace: str) -> bool:
+        attributes = ResourceAttributes(group=group, resource=resource, verb=verb, namespace=namespace)
+        try:
+            answer = client.create(SelfSubjectAccessReview(spec=SelfSubjectAccessReviewSpec(resourceAttributes=attributes)))
+        except (lightkube.ApiError, httpx2.TransportError, OSError) as e:
+            raise kube.translate(e, config.cluster.server) from e
+        return bool(answer.status and answer.status.allowed)
+
+    return allowed
+
+
 # ---- pods -----------------------------------------------------------------------------------
 
 def nodeset_findings(config: Any, slurm: Any) -> list[Finding]:
@@ -476,8 +541,17 @@ def run(config_path: str | None) -> list[Finding]:
     if config is not None:
         found += conf_server_findings(config)
         found += file_findings(config, who)
+        found += _access(config)
         found += nodeset_findings(config, CommandSlurm(bin_dir))
     return found
+
+
+def _access(config: Any) -> list[Finding]:
+    try:
+        reviewer = lightkube_reviewer(config.kubernetes)
+    except BridgeError as e:
+        return [Finding("FAIL", "kubernetes", str(e))]
+    return access_findings(config, reviewer)
 
 
 def hooks_config_path(settings: dict[str, str]) -> str:

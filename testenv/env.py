@@ -82,6 +82,7 @@ class Environment:
         gres_conf: str | None = None,
         runtime: str = "process",
         slurm_user: str = SLURM_USER,
+        rbac: Path = REPO / "rbac",
     ) -> None:
         """bridge: settings merged into the bridge config (e.g. ``{"resume": {"deadline": 20}}``);
         nodesets: the bridge's nodesets (default: one per node group, the slurmd image);
@@ -93,7 +94,8 @@ class Environment:
         images in the project's Docker engine (testenv/docker.py; the slurmd image is the one
         testenv/docker-setup.sh built for this host's Slurm version);
         slurm_user: SlurmUser; the bridge's config, kubeconfig, log file and state dir are set up
-        for it exactly as the README tells an admin."""
+        for it exactly as the README tells an admin;
+        rbac: the directory of Roles the API stand-in enforces on the bridge (default: rbac/)."""
         if runtime not in ("process", "docker"):
             raise ValueError(f"runtime must be 'process' or 'docker', got {runtime!r}")
         self._node_groups = tuple(node_groups)
@@ -108,6 +110,7 @@ class Environment:
         self._gres_conf = gres_conf
         self.runtime = runtime
         self.slurm_user = slurm_user
+        self._rbac = rbac
         self.image = IMAGE
         self._docker_env: dict[str, str] | None = None
         self.dir: Path | None = None
@@ -277,7 +280,7 @@ class Environment:
         bridge_token = os.urandom(12).hex()
         auth = {"users": [{"name": "testenv-admin", "token": self.admin_token, "admin": True},
                           {"name": BRIDGE_USER, "token": bridge_token}],
-                "rbac": [str(REPO / "rbac")]}
+                "rbac": [str(self._rbac)]}
         (kube_dir / "auth.yaml").write_text(yaml.safe_dump(auth))
         self._spawn("kubeapi", [sys.executable, "-m", "testenv.kubeapi", "--host", "127.0.0.1", "--port", "0",
                                 "--state-dir", str(kube_dir), "--auth-file", str(kube_dir / "auth.yaml"),
@@ -350,7 +353,7 @@ class Environment:
             for path in sorted(CRDS.glob("*.yaml")):
                 for crd in codecs.load_all_yaml(path.read_text()):
                     _create(client, crd)
-        for path in sorted((REPO / "rbac").glob("*.yaml")):
+        for path in sorted(self._rbac.glob("*.yaml")):
             if path.name in ("kustomization.yaml", "munge-key-secret.example.yaml"):
                 continue
             for obj in codecs.load_all_yaml(path.read_text()):

@@ -34,7 +34,7 @@ def test_check_passes_what_the_environment_sets_up_as_the_readme_says(env):
     for hook in ("ResumeProgram", "SuspendProgram", "ResumeFailProgram", "PrologSlurmctld"):
         assert found[hook] == [f"OK   {hook}: {_hook_path(env, hook)} runs as slurm "
                                f"(interpreter {python})"]
-    for topic in ("config", "config file", "cgroups", "kubeconfig", "log.file", "resume.state_dir", "package", "templates",
+    for topic in ("config", "config file", "kubernetes", "cgroups", "kubeconfig", "log.file", "resume.state_dir", "package", "templates",
                   "nodeset elastic"):
         assert statuses[topic] == {"OK"}, found[topic]
     assert "valid for Kubernetes 1.27, 1.37 (QoS Guaranteed)" in found["nodeset elastic"][0]
@@ -124,3 +124,21 @@ def yaml_load(path: Path) -> dict:
     import yaml
 
     return yaml.safe_load(path.read_text())
+
+
+def test_check_catches_a_verb_the_role_does_not_grant(make_env, tmp_path):
+    """A Role without `delete` on pods: every suspend would be refused with 403 (pods left
+    running); check says so before any job, from the API server's own answer."""
+    import yaml
+
+    rbac = tmp_path / "rbac"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "rbac", rbac)
+    role = yaml.safe_load((rbac / "role.yaml").read_text())
+    role["rules"][0]["verbs"].remove("delete")
+    (rbac / "role.yaml").write_text(yaml.safe_dump(role))
+    env = make_env(rbac=rbac)
+    result = run_check(env)
+    assert findings(result)["kubernetes"] == [
+        "FAIL kubernetes: the bridge's identity may not delete pods in namespace slurm: the API would refuse it "
+        "(403) when a job needs it; apply rbac/"]
+    assert result.returncode == 78

@@ -226,3 +226,34 @@ def test_render_check_without_the_check_extra_says_what_to_install(tmp_path):
     assert result.stderr == ("slurm-k8s-bridge: install: checking pods needs Kubernetes' schemas: "
                              "pip install 'slurm-k8s-bridge[check]'\n")
     assert result.stdout == ""
+
+
+def test_the_verbs_checked_are_what_the_role_grants(tmp_path):
+    """rbac/role.yaml grants exactly what the bridge calls (test_rbac.py); check asks for the
+    same, so a Role an admin trimmed or an old one fails check before a job needs it."""
+    import yaml
+
+    path = tmp_path / "k8s-bridge.yaml"
+    path.write_text('slurm: {conf_server: "ctl:6817"}\nnodesets: [\n'
+                    '  {name: a, nodes: "a[1-2]", image: "i", gang: {kind: volcano}},\n'
+                    '  {name: b, nodes: "b[1-2]", image: "i", gang: {kind: coscheduling}},\n'
+                    '  {name: c, nodes: "c[1-2]", image: "i", gang: {kind: kueue, queue: q}}]\n')
+    role = yaml.safe_load((Path(__file__).resolve().parents[2] / "rbac" / "role.yaml").read_text())
+    granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+               for resource in rule["resources"] for verb in rule["verbs"]}
+    assert set(check.needed_verbs(config_module.load(str(path)))) == granted
+
+
+def test_a_verb_the_identity_lacks_fails_with_what_to_apply(config):
+    asked = []
+
+    def allowed(group, resource, verb, namespace):
+        asked.append((group, resource, verb, namespace))
+        return (resource, verb) != ("pods", "delete")
+
+    [finding] = check.access_findings(config, allowed)
+    assert finding == check.Finding("FAIL", "kubernetes", "the bridge's identity may not delete pods in namespace "
+                                                          "slurm: the API would refuse it (403) when a job needs it; "
+                                                          "apply rbac/")
+    assert {a[3] for a in asked} == {"slurm"}
+    assert check.access_findings(config, lambda *a: True)[0].status == "OK"
