@@ -64,6 +64,10 @@ def render(obj: _Obj, nodes: tuple[str, ...], job_id: int | None, check: bool,
 
     if kubernetes_versions and not check:
         raise UsageError("--kubernetes-version goes with --check")
+    if check:
+        from bridge import validate
+
+        validate.require_schemas()  # before Slurm is asked anything
     names = _expand(nodes)
     facts = CommandSlurm(obj.config.slurm.bin_dir).node_facts(names)
     missing = [n if len(n) <= 60 else f"{n[:40]}... ({len(n)} characters)" for n in names if n not in facts]
@@ -102,6 +106,15 @@ def _check_pods(config: Any, facts: list[Any], *, job_id: int | None, versions: 
                    f"(QoS {validate.qos_class(pod)})")
     if failed:
         raise TemplateError(f"{failed} of {len(facts)} pod(s) not valid (see above)")
+
+
+@cli.command()
+@click.pass_obj
+def check(obj: _Obj) -> None:
+    """Preflight on the slurmctld host: one OK/WARN/FAIL line per finding; exit 78 on a FAIL."""
+    from bridge import check as preflight
+
+    sys.exit(preflight.main(obj.config_path, click.echo))
 
 
 @cli.command()

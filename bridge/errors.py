@@ -44,6 +44,13 @@ class ResumeFileError(BridgeError):
     kind = "resume-file"
 
 
+class NotInstalled(BridgeError):
+    """An optional part of the bridge is not installed (e.g. the ``[check]`` extra)."""
+
+    exit_code = 69  # EX_UNAVAILABLE: "a support program or file does not exist"
+    kind = "install"
+
+
 class SlurmError(BridgeError):
     """A Slurm command failed or answered something we cannot read."""
 

@@ -63,3 +63,25 @@ def test_timeout_never_fails_the_job(fake_scontrol):
     start = time.monotonic()
     assert prolog.wait_for_nodes("7", "elastic[1-2]") == 0
     assert time.monotonic() - start >= 3
+
+
+def _process(proc, pid: int, ppid: int, *argv: str) -> None:
+    (proc / str(pid)).mkdir()
+    (proc / str(pid) / "cmdline").write_bytes("\0".join(argv).encode() + b"\0")
+    (proc / str(pid) / "status").write_text(f"Name:\t{argv[0]}\nPPid:\t{ppid}\n")
+
+
+def test_finds_slurm_conf_on_the_command_line_of_the_slurmctld_that_started_it(tmp_path):
+    # slurmctld gives PrologSlurmctld no SLURM_CONF; 22.05 runs it from slurmscriptd, a fork of
+    # slurmctld with the same command line, with a shell between them on some sites.
+    _process(tmp_path, 10, 1, "/usr/sbin/slurmctld", "-D", "-f", "/srv/slurm/slurm.conf")
+    _process(tmp_path, 11, 10, ": slurmscriptd")  # its real title: setproctitle drops -f
+    _process(tmp_path, 12, 11, "/bin/sh", "/srv/wrapper")
+    assert prolog.controller_slurm_conf(12, proc=str(tmp_path)) == "/srv/slurm/slurm.conf"
+
+
+def test_a_slurmctld_without_f_leaves_slurm_its_default_slurm_conf(tmp_path):
+    _process(tmp_path, 10, 1, "/usr/sbin/slurmctld", "-D")
+    _process(tmp_path, 11, 10, "/usr/sbin/slurmctld", "-D")
+    assert prolog.controller_slurm_conf(11, proc=str(tmp_path)) is None
+    assert prolog.controller_slurm_conf(99, proc=str(tmp_path)) is None  # parent gone
