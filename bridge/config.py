@@ -181,7 +181,7 @@ RESERVED_MOUNTS = ("/etc/munge", "/run/munge", "/run/munged", "/var/spool/slurmd
                    "/etc/slurm", "/etc/slurm-k8s-bridge", "/dev/hugepages", "/tmp")
 """Paths the image's entrypoint, slurmd or the template itself use: a filesystem may not be
 mounted on, above or inside them (the munge key, munged's socket, slurmd's spool and config,
-the users' data, the node's private /tmp)."""
+the users' data), except inside the node's private /tmp, where a mount hides nothing."""
 SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/run", "/sbin", "/sys",
                "/usr", "/var")
 """Mounting one of these (or above one) would replace the image's own system: refused."""
@@ -543,7 +543,7 @@ def _check_mount_path(path: str, where: str) -> None:
             raise ConfigError(f"{where}: {path!r} would hide the image's {system}; expected a site path "
                               f"such as /home or /scratch")
     for owned in RESERVED_MOUNTS:
-        if _is_within(owned, path) or _is_within(path, owned):
+        if (_is_within(owned, path) and owned != "/tmp") or _is_within(path, owned):
             raise ConfigError(f"{where}: {path!r} would mount over {owned}, which the slurmd pod uses itself")
 
 
