@@ -8,7 +8,8 @@ home directories on NFS mounted at the same path everywhere. Here:
   with fixed ids, once; they stay, as a site's accounts do, and other environments on the host
   share them.
 - **The site filesystem** is ``/srv/k8s-bridge-site`` (the kernel here has no NFS client): homes
-  under ``home/`` (mode 0750, owned by their user), and ``unmounted/`` for the user's
+  under ``home/`` (mode 0750, owned by their user), the group's ``home/proj`` (2770, group
+  ``proj``), and ``unmounted/`` for the user's
   directories that no nodeset mounts. Pods see it only where a nodeset declares it as a volume.
 - **The users' data for the pods**: ``passwd`` and ``group`` lines for the ``site-users``
   ConfigMap, made as a site admin would (``getent`` filtered by the users' id range).
@@ -28,6 +29,8 @@ from pathlib import Path
 
 ROOT = Path("/srv/k8s-bridge-site")
 HOME = ROOT / "home"
+PROJECT = HOME / "proj"
+"""The group ``proj``'s shared directory (mode 2770), beside the homes."""
 UNMOUNTED = ROOT / "unmounted"
 """Directories of the users on the submit host that no nodeset mounts (jobs from there fail)."""
 USERS_CONFIG_MAP = "site-users"
@@ -74,6 +77,9 @@ def ensure() -> None:
         _ensure_user(user)
     for directory in (ROOT, HOME, UNMOUNTED):
         directory.mkdir(mode=0o755, exist_ok=True)
+    PROJECT.mkdir(exist_ok=True)
+    os.chown(PROJECT, 0, PROJ.gid)
+    PROJECT.chmod(0o2770)
     for user in USERS:
         for home in (user.home, UNMOUNTED / user.name):
             home.mkdir(mode=0o750, exist_ok=True)
@@ -164,7 +170,12 @@ def _group(name: str) -> grp.struct_group | None:
 def run_as(user: User, cluster: object, *argv: str, cwd: Path | None = None,
            timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     """A Slurm client command typed by ``user`` on the submit host (``runuser``), from ``cwd``
-    (default: the user's home), against the test cluster (``cluster.env``: SLURM_CONF)."""
-    env = {**getattr(cluster, "env"), "HOME": str(user.home), "USER": user.name, "LOGNAME": user.name}
-    return subprocess.run(["runuser", "-u", user.name, "--", *argv], env=env, cwd=cwd or user.home,
+    (default: the user's home), against the test cluster (``cluster.env``: SLURM_CONF; None:
+    a plain command)."""
+    # A login's environment, not the test's: sbatch hands it to the job (TMPDIR and all).
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(user.home), "USER": user.name, "LOGNAME": user.name,
+           "SHELL": "/bin/bash", "LANG": "C.UTF-8"}
+    if cluster is not None:
+        env["SLURM_CONF"] = getattr(cluster, "env")["SLURM_CONF"]
+    return subprocess.run(["/usr/sbin/runuser", "-u", user.name, "--", *argv], env=env, cwd=cwd or user.home,
                           capture_output=True, text=True, timeout=timeout, check=False)

@@ -157,11 +157,11 @@ install_users() {
 	[ -d "$users_dir" ] || return 0
 	users=$(add_entries "$users_dir/passwd" /etc/passwd 7)
 	groups=$(add_entries "$users_dir/group" /etc/group 4)
-	printf '%s: site users from %s: %s users, %s groups added\n' "$prog" "$users_dir" "$users" "$groups" >&2
+	printf '%s: site users from %s: passwd %s; group %s\n' "$prog" "$users_dir" "$users" "$groups" >&2
 }
 
 # add_entries SOURCE TARGET FIELDS: appends SOURCE's well-formed lines (FIELDS colon-separated
-# fields, a numeric id) whose name and id TARGET lacks; prints "added (skipped: N)".
+# fields, a numeric id) whose name and id TARGET lacks; prints "N added, M skipped".
 add_entries() {
 	[ -r "$1" ] || { printf 'none (no %s)' "$1"; return 0; }
 	awk -F: -v fields="$3" -v target="$2" '
@@ -170,7 +170,7 @@ add_entries() {
 			print >> target; name[$1] = 1; id[$3] = 1; added++; next
 		}
 		/./ { skipped++ }
-		END { printf "%d%s", added, skipped ? " (skipped: " skipped ")" : "" }
+		END { printf "%d added, %d skipped", added, skipped }
 	' "$2" "$1"
 }
 
@@ -185,6 +185,13 @@ check_memlock() {
 	ulimit -S -l "$hard" 2>/dev/null || true
 	printf '%s: RDMA networks %s but locked memory is limited to %s KiB: jobs cannot pin more; set LimitMEMLOCK=infinity for the container runtime (docs/hpc-nodes.md#locked-memory)\n' \
 		"$prog" "$SLURMD_RDMA_NETWORKS" "$hard" >&2
+}
+
+# The node's private /tmp is an emptyDir, which the kubelet makes 0777 without the sticky bit:
+# on a node that several users share, any of them could delete another's files (and munged
+# refuses a socket below such a directory). /tmp's usual mode, 1777, fixes both.
+share_tmp() {
+	if [ -d /tmp ] && [ -w /tmp ]; then chmod 1777 /tmp; fi
 }
 
 # slurm.conf is one file for every node (configless): paths it names per node (%n) are made
@@ -204,6 +211,7 @@ check_key
 link_gpus
 install_users
 check_memlock
+share_tmp
 copy_key
 start_munged
 prepare_paths
