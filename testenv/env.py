@@ -314,12 +314,14 @@ class Environment:
         """What the site's nodesets declare unless a test says otherwise: the site's homes and
         the directory the environment's own jobs run from (both at the submit host's paths), the
         users' ConfigMap; and where munged and slurmd find the paths this slurm.conf names
-        (AuthInfo's socket, SlurmdSpoolDir), which a real image would have at its defaults."""
+        (AuthInfo's socket, SlurmdSpoolDir, SlurmdLogFile), which a real image would have at its
+        defaults."""
         assert self.slurm is not None
         layout = self.slurm.layout
         filesystems = [{"name": "home", "path": str(site.HOME), "host_path": str(site.HOME)},
                        {"name": "jobs", "path": str(layout.job_dir), "host_path": str(layout.job_dir)}]
-        env = {"MUNGE_SOCKET": str(layout.munge_socket), "SLURMD_SPOOL_DIR": str(layout.slurmd_spool_dir("%n"))}
+        env = {"MUNGE_SOCKET": str(layout.munge_socket), "SLURMD_SPOOL_DIR": str(layout.slurmd_spool_dir("%n")),
+               "SLURMD_LOG_FILE": str(layout.slurmd_log("%n"))}
         return {"filesystems": filesystems, "users": {"config_map": site.USERS_CONFIG_MAP},
                 **nodeset, "env": {**env, **nodeset.get("env", {})}}
 

@@ -15,6 +15,9 @@
 #   MUNGE_START_TIMEOUT  seconds to wait for munged to answer [10]
 #   SLURMD_SPOOL_DIR     created before slurmd starts: the SlurmdSpoolDir of slurm.conf; %n
 #                        stands for the node name ($SLURM_NODENAME) [/var/spool/slurmd]
+#   SLURMD_LOG_FILE      the SlurmdLogFile of slurm.conf (%n: the node name): made a link to the
+#                        container's log, so slurmstepd's messages (a job's "couldn't chdir",
+#                        "Could not open stdout file") reach `kubectl logs` [/var/log/slurm/slurmd.log]
 #   SLURMD_USERS_DIR     the site's users: `passwd` and `group` lines (the nodeset's `users`
 #                        ConfigMap or Secret), added to the image's /etc/passwd and /etc/group
 #                        so jobs resolve user and group names [/etc/slurm-k8s-bridge/users]
@@ -200,11 +203,22 @@ share_tmp() {
 prepare_paths() {
 	spool_dir=$(printf '%s' "$spool_dir" | sed "s/%n/${SLURM_NODENAME:-%n}/g")
 	mkdir -p "$spool_dir"
+	link_log
 	default_socket=/run/munge/munge.socket.2
 	if [ "$socket" != "$default_socket" ] && [ ! -e "$default_socket" ]; then
 		mkdir -p /run/munge
 		ln -s "$socket" "$default_socket"
 	fi
+}
+
+# slurmd logs to its stderr (the pod's log) when it cannot open SlurmdLogFile, but slurmstepd,
+# which runs each job, has no stderr: its errors about a job go only to that file. Pointed at
+# slurmd's own stderr (it becomes PID 1 with exec), both reach `kubectl logs`.
+link_log() {
+	log_file=$(printf '%s' "${SLURMD_LOG_FILE:-/var/log/slurm/slurmd.log}" | sed "s/%n/${SLURM_NODENAME:-%n}/g")
+	[ -e "$log_file" ] || [ -L "$log_file" ] || [ "$$" != 1 ] && return 0
+	mkdir -p "$(dirname "$log_file")"
+	ln -s /proc/1/fd/2 "$log_file"
 }
 
 check_key
