@@ -254,7 +254,6 @@ class Users(_Strict):
     """A Secret with the same keys, where a site treats its user list as confidential."""
 
 
-
 class Nodeset(_Strict):
     """Which Slurm nodes become which pods."""
 
@@ -326,8 +325,8 @@ class Nodeset(_Strict):
     evicts the pod past it."""
     cgroup_plugins: bool = False
     """Whether slurm.conf uses ``proctrack/cgroup`` or ``task/cgroup`` for these nodes. The pod
-    cannot run them (docs/hpc-nodes.md#cgroups): true is refused at load, and ``check``
-    compares it with slurm.conf."""
+    cannot run them (docs/hpc-nodes.md#cgroups): true is refused at load; a config check can
+    compare it with slurm.conf's ProctrackType and TaskPlugin."""
 
 
 class Config(_Strict):
