@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from testenv import install
+from testenv import install, site
 from testenv.slurm import processes
 from testenv.slurm.cluster import SlurmCluster
 from testenv.slurm.config import POD_GPU_FILES, Hooks, NodeGroup, Timeouts
@@ -131,6 +131,7 @@ class Environment:
         self.dir.chmod(0o755)
         try:
             install.ensure()
+            site.ensure()
             self._start_docker()
             self._start_kubernetes()
             self._start_slurm()
@@ -317,6 +318,7 @@ class Environment:
         nodesets = self._nodesets or [
             {"name": group.prefix.lower().replace("_", "-"), "nodes": group.hostlist, "image": self.image}
             for group in self._node_groups]
+        nodesets = [self._as_site_nodeset(nodeset) for nodeset in nodesets]
         config = {
             "slurm": {"conf_server": self.slurm.slurmctld_address, "cluster_name": "testenv"},
             "kubernetes": {"kubeconfig": str(self.bridge_kubeconfig), "namespace": NAMESPACE,
@@ -342,6 +344,21 @@ class Environment:
         state = Path(config["resume"]["state_dir"])
         state.mkdir(exist_ok=True)
         _install(state, owner=user, group=user, mode=0o750)
+
+    def _as_site_nodeset(self, nodeset: dict[str, Any]) -> dict[str, Any]:
+        """What the site's nodesets declare unless a test says otherwise: the site's homes and
+        the directory the environment's own jobs run from (both at the submit host's paths), the
+        users' ConfigMap; and where munged and slurmd find the paths this slurm.conf names
+        (AuthInfo's socket, SlurmdSpoolDir, SlurmdLogFile), which a real image would have at its
+        defaults."""
+        assert self.slurm is not None
+        layout = self.slurm.layout
+        filesystems = [{"name": "home", "path": str(site.HOME), "host_path": str(site.HOME)},
+                       {"name": "jobs", "path": str(layout.job_dir), "host_path": str(layout.job_dir)}]
+        env = {"MUNGE_SOCKET": str(layout.munge_socket), "SLURMD_SPOOL_DIR": str(layout.slurmd_spool_dir("%n")),
+               "SLURMD_LOG_FILE": str(layout.slurmd_log("%n"))}
+        return {"filesystems": filesystems, "users": {"config_map": site.USERS_CONFIG_MAP},
+                **nodeset, "env": {**env, **nodeset.get("env", {})}}
 
     def _apply_cluster_objects(self) -> None:
         """What a site applies once: namespace, RBAC, the munge key Secret; on the API stand-in
@@ -370,6 +387,9 @@ class Environment:
         _create(client, codecs.from_dict({"apiVersion": "v1", "kind": "Secret",
                                           "metadata": {"name": "munge-key", "namespace": NAMESPACE},
                                           "data": {"munge.key": key}}))
+        _create(client, codecs.from_dict({"apiVersion": "v1", "kind": "ConfigMap",
+                                          "metadata": {"name": site.USERS_CONFIG_MAP, "namespace": NAMESPACE},
+                                          "data": site.users_data()}))
 
     def _start_runner(self) -> None:
         assert self.dir is not None
@@ -381,12 +401,15 @@ class Environment:
         images = {IMAGE: {"entrypoint": [str(REPO / "docker" / "slurmd" / "entrypoint.sh")], "cmd": []},
                   **self._images}
         (self.dir / "images.yaml").write_text(yaml.safe_dump({"images": images}))
-        runtime = ["--runtime", self.runtime, "--images", str(self.dir / "images.yaml")]
+        assert self.slurm is not None
+        # A node has none of this host's test state nor the site's "NFS" unless a pod declares
+        # it, and its image knows none of the site's users: the process runtime hides them.
+        image_files = site.write_image_files(runner_dir)
+        runtime = ["--runtime", self.runtime, "--images", str(self.dir / "images.yaml"),
+                   *[f"--mask={path}" for path in (self.dir, self.slurm.state_dir, site.ROOT)],
+                   *[f"--image-file={target}={source}" for target, source in image_files.items()]]
         if self.runtime == "docker":
-            # slurm.conf names files in Slurm's state dir (AuthInfo's munge socket, spool and log
-            # dirs): the process runtime's containers see them on the host, Docker's get them bound.
-            assert self.slurm is not None
-            runtime = ["--runtime", "docker", "--share", str(self.slurm.state_dir)]
+            runtime = ["--runtime", "docker"]
         self._spawn("runner", [sys.executable, "-m", "testenv.runner", "--kubeconfig", str(self.admin_kubeconfig),
                                "--nodes", str(self.dir / "nodes.yaml"), *runtime,
                                "--state-dir", str(runner_dir),
