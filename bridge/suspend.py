@@ -55,9 +55,11 @@ def resume_failed(nodes: list[str], *, config: Config, slurm: SlurmClient, kube:
     from bridge import causes
     from bridge.errors import SlurmError
 
+    from bridge.failure import Failure, with_last_words
+
     pods = naming.pods_by_node(_ours(config=config, kube=kube), cluster=config.slurm.cluster_name, nodes=set(nodes))
     for node, pod in pods.items():
-        cause = pod_problem(pod)
+        cause = with_last_words(Failure(pod_problem(pod), True, container=main_container(pod)), pod, kube=kube).cause
         log.error("node did not come up", node=node, pod=pod["metadata"]["name"], cause=cause)
         kube.emit_event(pod, reason="ResumeTimeout", message=f"Slurm node {node} did not register in time: {cause}")
     outcome = suspend(nodes, config=config, kube=kube, log=log)  # cleanup first: nothing else will
@@ -98,3 +100,9 @@ def pod_problem(pod: dict[str, Any]) -> str:
         if terminated:
             return f"{container.get('name')}: {terminated.get('reason', 'terminated')} (exit {terminated.get('exitCode')})"
     return f"pod phase {status.get('phase', 'unknown')}"
+
+
+def main_container(pod: dict[str, Any]) -> str | None:
+    """The pod's first container: slurmd, in the bridge's templates."""
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    return containers[0].get("name")

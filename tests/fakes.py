@@ -72,6 +72,7 @@ class FakeKube:
         self.refuse: dict[str, KubernetesError] = {}
         self.events: list[dict[str, Any]] = []
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.logs: dict[tuple[str, str], str] = {}  # (pod, container) -> what the container wrote
         self.calls: list[str] = []
 
     def create_pods(self, manifests: list[dict[str, Any]]) -> dict[str, KubernetesError | None]:
@@ -129,6 +130,14 @@ class FakeKube:
         for ref in refs:
             self.objects.pop(tuple(ref), None)
         return {ref[2]: None for ref in refs}
+
+    def pod_log(self, name: str, container: str, tail_lines: int) -> str:
+        self.calls.append("log")
+        if (name, container) not in self.logs:  # what kube-apiserver says of a container not started
+            raise KubernetesError(f'BadRequest: container "{container}" in pod "{name}" is waiting to start: '
+                                  "ContainerCreating", code=400, reason="BadRequest")
+        lines = self.logs[(name, container)].splitlines(keepends=True)
+        return "".join(lines[-tail_lines:])
 
     def emit_event(self, pod: dict[str, Any], *, reason: str, message: str, warning: bool = True) -> None:
         self.events.append({"pod": pod["metadata"]["name"], "reason": reason, "message": message})
