@@ -35,6 +35,7 @@ from bridge.slurm import SlurmClient
 # a few repeats of a retry loop, small enough for one quick call.
 LOG_LINES = 40
 _ERROR = re.compile(r"\b(error|fatal)\b", re.IGNORECASE)
+_CHATTER = re.compile(r"\b(info|debug\d?|verbose)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def with_last_words(failure: Failure, pod: dict[str, Any] | None, *, kube: KubeC
         text = kube.pod_log(pod["metadata"]["name"], failure.container, LOG_LINES)
     except KubernetesError:
         return failure
-    words = last_words(text)
+    words = last_words(text, container=failure.container)
     return replace(failure, cause=f"{failure.cause}; {failure.container} said: {words}") if words else failure
 
 
@@ -105,19 +106,24 @@ def _has_run(pod: dict[str, Any], container: str) -> bool:
     return False
 
 
-def last_words(log: str, *, lines: int = 2) -> str:
-    """The last distinct lines of a log that report an error (slurmd's ``error:``/``fatal:``),
-    else its last non-blank line (the entrypoint's own message before it exits); a retry loop
-    repeats one line every few seconds, so repeats count once."""
-    text = [line.strip() for line in log.splitlines() if line.strip()]
-    errors = [line for line in text if _ERROR.search(line)] or text[-1:]
+def last_words(log: str, *, container: str = "", lines: int = 2) -> str:
+    """What a log says went wrong: from its first line that reports an error (slurmd's
+    ``error:``/``fatal:``; later ones are mostly consequences), up to ``lines`` distinct ones
+    (a retry loop repeats itself); else its last line (the entrypoint's own message before it
+    exits) unless that is chatter. The program's own ``<container>: `` prefix is dropped."""
+    text = [_unprefixed(line.strip(), container) for line in log.splitlines() if line.strip()]
+    errors = [line for line in text if _ERROR.search(line)]
+    if not errors:
+        return text[-1] if text and not _CHATTER.search(text[-1]) else ""
     distinct: list[str] = []
-    for line in reversed(errors):
+    for line in errors:
         if line not in distinct:
-            distinct.insert(0, line)
-        if len(distinct) == lines:
-            break
-    return " | ".join(distinct)
+            distinct.append(line)
+    return " | ".join(distinct[:lines])
+
+
+def _unprefixed(line: str, container: str) -> str:
+    return line[len(container) + 2:] if container and line.startswith(f"{container}: ") else line
 
 
 def _delete(pods: dict[str, dict], groups: set[naming.Ref], *, kube: KubeClient, log: Any) -> None:

@@ -155,27 +155,25 @@ def pod_failure(pod: dict[str, Any], *, now: float, since: dict[str, float], pat
 
 
 def crash_loop(container: dict[str, Any]) -> str | None:
-    """How a restarted container is crash-looping, if its status says so.
+    """How a container is crash-looping, if its status says so: it exited non-zero twice in a row.
 
     A 1.36 kubelet shows ``waiting: CrashLoopBackOff`` only for ~80 ms before each restart and
     the exit (``state.terminated``) for the rest of the back-off, so the reason alone is seen
-    by luck. What holds for the whole back-off, and from the first restart on: restartCount
-    >= 1 (the kubelet restarts this container: restartPolicy Always, a sidecar) and the last
-    exit non-zero. The first restart comes at once (the kubelet backs off from the second),
-    so waiting for it costs nothing. One non-zero exit before registering
-    is enough: slurmd waits and retries by itself while slurmctld is unreachable (config fetch,
-    registration), so it exits non-zero only for what a restart does not heal (a bad config,
-    the munge key, a bad option or image)."""
-    if (container.get("restartCount") or 0) < 1:
-        return None
+    by luck; restartCount and the exit codes hold for the whole back-off. Why two exits: the
+    kubelet restarts at once after the first (it backs off from the second), so a slurmd that
+    fails at start fails again within its start-up time; and Slurm 22.05's slurmd exits 1
+    when it cannot fetch its config (measured: after ~9 s of connection attempts), which a
+    slurmctld briefly away would heal on the second try."""
+    restarts = container.get("restartCount") or 0
     state = container.get("state") or {}
-    last = state.get("terminated") or (container.get("lastState") or {}).get("terminated") or {}
-    if not last.get("exitCode"):
+    now, last = state.get("terminated") or {}, (container.get("lastState") or {}).get("terminated") or {}
+    latest = now or last
+    if restarts < 1 or not latest.get("exitCode"):
         return None
-    why = f"exited with code {last['exitCode']}"
-    if last.get("reason"):
-        why += f" ({last['reason']})"
-    return f"{why}, restarted {container['restartCount']} time(s)"
+    twice = (now and last.get("exitCode")) or state.get("waiting") or restarts >= 2
+    if not twice:  # the first restart, under way: it may yet register
+        return None
+    return f"exit code {latest['exitCode']}"
 
 
 def _late(nodes: list[str], pods: dict[str, dict], config: Config) -> dict[str, Failure]:

@@ -200,7 +200,7 @@ def test_nodes_failing_for_one_cause_are_set_down_in_one_scontrol_call(config, s
 
 # What a 1.36 kubelet reports for a slurmd that exits 1 at every start (restartPolicy Always),
 # in order: the first restart comes at once; then each back-off shows the exit (terminated)
-# for all but its last ~80 ms, which show waiting: CrashLoopBackOff.
+# for all but its last ~80 ms, which show waiting: CrashLoopBackOff. A loop is two exits.
 def _slurmd(restarts, state, last=None):
     return {"name": "slurmd", "image": "slurmd:22.05", "restartCount": restarts, "state": state,
             "lastState": {"terminated": last} if last else {}}
@@ -211,8 +211,9 @@ RUNNING = {"running": {"startedAt": "2026-12-04T10:00:00Z"}}
 BACK_OFF = {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s restarting failed container=slurmd "
                         "pod=linux-elastic2_slurm(0b6f)"}}
 CREATING = [_slurmd(0, {"waiting": {"reason": "ContainerCreating"}}), _slurmd(0, RUNNING),
-            _slurmd(0, {"terminated": EXIT_1})]  # one exit, not restarted yet: not a loop
-CRASH_LOOP = [_slurmd(1, RUNNING, EXIT_1), _slurmd(1, {"terminated": EXIT_1}, EXIT_1), _slurmd(1, BACK_OFF, EXIT_1),
+            _slurmd(0, {"terminated": EXIT_1}),  # one exit, not restarted yet
+            _slurmd(1, RUNNING, EXIT_1)]  # restarted at once: it may yet register (slurmctld was away)
+CRASH_LOOP = [_slurmd(1, {"terminated": EXIT_1}, EXIT_1), _slurmd(1, BACK_OFF, EXIT_1),
               _slurmd(2, RUNNING, EXIT_1), _slurmd(2, {"terminated": EXIT_1}, EXIT_1)]
 
 
@@ -222,11 +223,11 @@ def _pod(container):
 
 
 def test_a_crash_loop_is_read_from_restarts_and_the_last_exit_over_the_whole_back_off():
-    assert [follow.pod_failure(_pod(c), now=0, since={}, patience=0) for c in CREATING] == [None] * 3
+    assert [follow.pod_failure(_pod(c), now=0, since={}, patience=0) for c in CREATING] == [None] * 4
     for container in CRASH_LOOP:
         failure = follow.pod_failure(_pod(container), now=0, since={}, patience=0)
         assert failure and not failure.transient and failure.container == "slurmd", container
-        assert failure.cause.startswith("pod linux-elastic2: slurmd: CrashLoopBackOff: exited with code 1 (Error)")
+        assert failure.cause == "pod linux-elastic2: slurmd: CrashLoopBackOff: exit code 1"
 
 
 def test_a_container_restarted_after_exiting_0_or_for_its_liveness_is_not_a_crash_loop():
@@ -241,7 +242,7 @@ def _feed(kube, pod, statuses):
             for s in statuses]
 
 
-def test_follower_releases_a_crash_looping_slurmd_at_its_first_restart_with_its_last_words(config, slurm, kube, log):
+def test_follower_releases_a_crash_looping_slurmd_at_its_second_exit_with_its_own_words(config, slurm, kube, log):
     resume_job(config, slurm, kube, log)
     for n in ("elastic1", "elastic2", "elastic3"):
         set_state(slurm, n, "ALLOCATED", "CLOUD", "POWERING_UP")
@@ -252,11 +253,11 @@ def test_follower_releases_a_crash_looping_slurmd_at_its_first_restart_with_its_
     ends = follow.follow([((7,), ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
                          clock=progress.clock, sleep=progress.sleep)
     assert ends == {7: "failed"} and kube.pods == {}
-    # Released at the poll that saw the first restart (the first poll sees the pod as created).
+    # Released at the poll that saw the second exit (the first poll sees the pod as created).
     assert progress.t == (len(CREATING) + 1) * config.resume.poll
     reason = slurm.down["elastic2"]
-    assert reason.startswith("slurm-k8s-bridge: pod linux-elastic2: slurmd: CrashLoopBackOff: exited with code 1")
-    assert "slurmd said: slurmd: fatal: Unable to determine this slurmd's NodeName" in reason
+    assert reason == ("slurm-k8s-bridge: pod linux-elastic2: slurmd: CrashLoopBackOff: exit code 1; "
+                      "slurmd said: fatal: Unable to determine this slurmd's NodeName")
     assert any("Unable to determine this slurmd's NodeName" in e["message"] for e in kube.events)
     assert sorted(slurm.powered_down) == ["elastic1", "elastic3"] and slurm.jobs[7]["state"] == "PENDING"
 
@@ -291,8 +292,22 @@ def test_a_slurmd_that_runs_but_never_registers_gives_its_own_last_words_at_the_
                   clock=progress.clock, sleep=progress.sleep)
     event = next(e for e in kube.events if e["pod"] == "linux-elastic2")
     assert event["message"] == ("Slurm node elastic2: node did not register within 120 s; slurmd said: "
-                                "slurmd: error: Unable to register: Unable to contact slurm controller (connect failure)")
+                                "error: Unable to register: Unable to contact slurm controller (connect failure)")
     # Every node of the job carries the cause that says most: slurmd's own error.
-    assert all("slurmd said: slurmd: error: Unable to register" in slurm.powered_down[n]
+    assert all("slurmd said: error: Unable to register" in slurm.powered_down[n]
                for n in ("elastic1", "elastic2", "elastic3"))
     assert kube.calls.count("log") == 1  # the pods that never started were not asked
+
+
+def test_last_words_are_the_first_errors_of_the_log_not_its_chatter():
+    from bridge.failure import last_words
+
+    fetch = ("munged: Info: Created 2 work threads\n"
+             "slurmd: error: _fetch_child: failed to fetch remote configs: Unable to contact slurm controller\n"
+             "slurmd: error: _establish_configuration: failed to load configs\n"
+             "slurmd: error: slurmd initialization failed\n")
+    assert last_words(fetch, container="slurmd", lines=1) == (
+        "error: _fetch_child: failed to fetch remote configs: Unable to contact slurm controller")
+    entrypoint = "slurmd-entrypoint: munge key /etc/munge/munge.key is missing: mount the munge key Secret there\n"
+    assert last_words(entrypoint, container="slurmd") == entrypoint.strip()
+    assert last_words("munged: Info: Created 2 work threads\n", container="slurmd") == ""
