@@ -168,3 +168,16 @@ def test_missing_bridge_config_still_requeues_the_job_with_the_reason(env):
     assert "config:" in reason and "k8s-bridge.yaml: no such file" in reason
     wait_for(lambda: env.slurm.job_state(job) == "PENDING", timeout=10, what="job requeued")
     assert not bridge_pods(env)
+
+
+def test_pod_deleted_behind_slurms_back_requeues_its_running_job_at_once(env):
+    """Eviction, spot reclaim or a delete by hand: the pod's preStop powers the node down, so
+    Slurm requeues the job now instead of leaving it RUNNING on a node with no slurmd."""
+    from lightkube.resources.core_v1 import Pod
+
+    job = submit(env, "-N1", "--wrap", "sleep 300")
+    wait_for(lambda: env.slurm.job_state(job) == "RUNNING", timeout=30, what="job running")
+    node, pod = next(iter(bridge_pods(env).items()))
+    env.kube().delete(Pod, pod.metadata.name, namespace=NAMESPACE)
+    wait_for(lambda: job_field(env, job, "Restarts") == "1", timeout=20, what="job requeued")  # a drain: RUNNING on
+    assert f"pod {pod.metadata.name} stopped by Kubernetes" in node_field(env, node, "Reason")
