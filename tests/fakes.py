@@ -73,6 +73,7 @@ class FakeKube:
         self.events: list[dict[str, Any]] = []
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.logs: dict[tuple[str, str], str] = {}  # (pod, container) -> what the container wrote
+        self.refuse_delete: dict[str, KubernetesError] = {}  # pod name -> the error its delete gets
         self.calls: list[str] = []
 
     def create_pods(self, manifests: list[dict[str, Any]]) -> dict[str, KubernetesError | None]:
@@ -87,6 +88,7 @@ class FakeKube:
                                             reason="AlreadyExists")
             else:
                 pod = copy.deepcopy(manifest)
+                pod["metadata"].setdefault("uid", f"uid-{name}-{len(self.calls)}")
                 pod.setdefault("status", {"phase": "Pending"})
                 self.pods[name] = pod
                 out[name] = None
@@ -104,8 +106,9 @@ class FakeKube:
     def delete_pods(self, names: list[str]) -> dict[str, KubernetesError | None]:
         self.calls.append(f"delete {len(names)}")
         for name in names:
-            self.pods.pop(name, None)
-        return {name: None for name in names}
+            if name not in self.refuse_delete:
+                self.pods.pop(name, None)
+        return {name: self.refuse_delete.get(name) for name in names}
 
     def create_objects(self, manifests: list[dict[str, Any]]) -> dict[str, KubernetesError | None]:
         self.calls.append(f"create-objects {len(manifests)}")

@@ -179,5 +179,78 @@ def test_pod_deleted_behind_slurms_back_requeues_its_running_job_at_once(env):
     wait_for(lambda: env.slurm.job_state(job) == "RUNNING", timeout=30, what="job running")
     node, pod = next(iter(bridge_pods(env).items()))
     env.kube().delete(Pod, pod.metadata.name, namespace=NAMESPACE)
-    wait_for(lambda: job_field(env, job, "Restarts") == "1", timeout=20, what="job requeued")  # a drain: RUNNING on
+    wait_for(lambda: job_field(env, job, "Restarts") == "1", timeout=20, what="job requeued")  # drained, it ran on
     assert f"pod {pod.metadata.name} stopped by Kubernetes" in node_field(env, node, "Reason")
+
+
+def test_suspend_through_10_s_of_server_errors_on_every_delete_leaves_no_pod(env):
+    """Slurm counts the node powered down whatever SuspendProgram does: the hook keeps
+    deleting (within its budget) until the API takes the delete."""
+    import threading
+
+    from testenv.env import BRIDGE_USER
+
+    job = submit(env, "-N1", "--wrap", "hostname")
+    wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=30, what="job completed")
+    assert bridge_pods(env)
+    env.add_fault(verb="delete", resource="pods", user=BRIDGE_USER, code=500)
+    # The outage's length, not a wait for a result: SuspendTime (5 s) passes first, so the
+    # suspend meets about 10 s of errors.
+    healed = threading.Timer(15, env.clear_faults)
+    healed.start()
+    try:
+        wait_for(lambda: any(r.get("hook") == "suspend" for r in env.bridge_log_records()), timeout=30,
+                 what="the suspend hook")
+        wait_for(lambda: not bridge_pods(env), timeout=60, what="no pod left")
+    finally:
+        healed.cancel()
+    done = [r for r in env.bridge_log_records() if r.get("event") == "suspend done"]
+    assert done and done[-1]["deleted"] == 1 and done[-1]["failed"] == 0
+    finished = [r for r in env.bridge_log_records() if r.get("hook") == "suspend" and r.get("event") == "hook finished"]
+    assert finished and finished[-1]["seconds"] >= 7  # it outlasted the outage instead of giving up
+
+
+def _suspend_hooks_of(env) -> list[int]:
+    """Pids of the suspend hooks this environment's slurmctld runs (its SLURM_CONF, our hook)."""
+    from pathlib import Path
+
+    from testenv.env import BIN
+
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"slurm-k8s-suspend") for a in argv) and str(BIN).encode() in b" ".join(argv) \
+                and f"SLURM_CONF={env.slurm.conf_path}".encode() in environ:
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_suspend_killed_mid_way_leaves_no_pod_once_the_next_hook_runs(env):
+    """SIGKILL while the deletes are stuck in the API: the pods it was deleting are owed, and
+    the next hook call (here the suspend of another node) deletes them."""
+    import os
+    import signal
+
+    from testenv.env import BRIDGE_USER
+
+    first = submit(env, "-N1", "-w", "elastic1", "--wrap", "hostname")
+    wait_for(lambda: env.slurm.job_state(first) == "COMPLETED", timeout=30, what="job completed")
+    env.add_fault(verb="delete", resource="pods", user=BRIDGE_USER, code=504, delay_seconds=30)
+    owed_file = env.dir / "bridge-state" / "owed-deletes" / "elastic1"
+    wait_for(owed_file.exists, timeout=30, what="the suspend hook about to delete")
+    hooks = wait_for(lambda: _suspend_hooks_of(env), timeout=10, what="the suspend hook's process")
+    for pid in hooks:
+        os.kill(pid, signal.SIGKILL)
+    env.clear_faults()
+    wait_for(lambda: node_field(env, "elastic1", "State").endswith("POWERED_DOWN"), timeout=30,
+             what="elastic1 powered down in Slurm")
+    assert "elastic1" in bridge_pods(env)  # the orphan the killed hook left
+    second = submit(env, "-N1", "-w", "elastic2", "--wrap", "hostname")
+    wait_for(lambda: env.slurm.job_state(second) == "COMPLETED", timeout=30, what="second job completed")
+    wait_for(lambda: not bridge_pods(env), timeout=30, what="no pod left after elastic2's suspend")
+    assert any(r.get("event") == "owed pod deletes paid" and r.get("nodes") == ["elastic1"]
+               for r in env.bridge_log_records())
