@@ -47,9 +47,8 @@ class LogServer:
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._serve)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST_IP, 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await web.TCPSite(self._runner, HOST_IP, 0).start()
+        self.port = self._runner.addresses[0][1]
         return self.port
 
     async def close(self) -> None:
