@@ -387,7 +387,7 @@ def _kubeconfig_files(path: str) -> Iterable[tuple[str, str]]:
 # ---- what the bridge may do in Kubernetes --------------------------------------------------
 
 POD_VERBS = (("", "pods", "create"), ("", "pods", "get"), ("", "pods", "list"), ("", "pods", "delete"),
-             ("", "events", "create"))
+             ("", "pods/log", "get"), ("", "events", "create"))
 """(apiGroup, resource, verb) every site needs: what bridge/kube.py calls for pods and events
 (rbac/role.yaml grants exactly these; tests/unit/test_rbac.py keeps it so)."""
 POD_GROUP_VERBS = ("create", "get", "delete")
@@ -439,7 +439,9 @@ def lightkube_reviewer(settings: Any) -> Reviewer:
     client = lightkube.Client(config=config, timeout=settings.timeout)
 
     def allowed(group: str, resource: str, verb: str, namespace: str) -> bool:
-        attributes = ResourceAttributes(group=group, resource=resource, verb=verb, namespace=namespace)
+        resource, _, subresource = resource.partition("/")  # "pods/log": the review names them apart
+        attributes = ResourceAttributes(group=group, resource=resource, subresource=subresource or None, verb=verb,
+                                        namespace=namespace)
         try:
             answer = client.create(SelfSubjectAccessReview(spec=SelfSubjectAccessReviewSpec(resourceAttributes=attributes)))
         except (lightkube.ApiError, httpx2.TransportError, OSError) as e:

@@ -321,8 +321,9 @@ class Nodeset(_Strict):
     hostPath the pod's Prolog/Epilog write job ids into, so GPU metrics carry ``hpc_job``. None:
     no mapping (docs/hpc-nodes.md, "GPU metrics per job")."""
     drain_on_stop: bool = True
-    """A preStop hook drains the Slurm node when Kubernetes (not the bridge) stops the pod:
-    eviction, spot reclaim, node drain. No new job lands on a node about to vanish."""
+    """A preStop hook powers the Slurm node down (POWER_DOWN_FORCE) when Kubernetes (not the
+    bridge) stops the pod: eviction, spot reclaim, node drain, a delete by hand. Slurm requeues
+    its jobs at once instead of leaving them RUNNING on a node with no slurmd."""
     slurmd_args: list[str] = []
     """Extra arguments for slurmd after the ones the template sets."""
     env: dict[str, str] = {}

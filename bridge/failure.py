@@ -21,7 +21,8 @@ POWER_DOWN_FORCE is dropped until the node is powered down.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bridge import causes, naming
@@ -30,11 +31,20 @@ from bridge.errors import BridgeError, KubernetesError, SlurmError
 from bridge.kube import KubeClient
 from bridge.slurm import SlurmClient
 
+# Lines of a container's log read for its last words: enough to get past munged's chatter and
+# a few repeats of a retry loop, small enough for one quick call.
+LOG_LINES = 40
+_ERROR = re.compile(r"\b(error|fatal)\b", re.IGNORECASE)
+_CHATTER = re.compile(r"\b(info|debug\d?|verbose)\b", re.IGNORECASE)
+
 
 @dataclass(frozen=True)
 class Failure:
     cause: str
     transient: bool
+    container: str | None = None
+    """The container whose log says more (slurmd crashing, or running but not registering):
+    its last words are added to the cause when the job is released."""
 
 
 def classify(error: BridgeError) -> Failure:
@@ -53,8 +63,9 @@ def release_job(job_ids: tuple[int, ...], nodes: list[str], failed: dict[str, Fa
 
     Pods go first, whatever Slurm says afterwards: nothing half-started may hold resources."""
     log = log.bind(jobs=list(job_ids))
-    first = next(iter(failed.values()))
     pods = _pods_of(set(nodes), config=config, kube=kube)
+    failed = {node: with_last_words(failure, pods.get(node), kube=kube) for node, failure in failed.items()}
+    first = _telling(failed)
     for node, failure in failed.items():
         log.error("resume failed", node=node, cause=failure.cause, transient=failure.transient)
         if node in pods:
@@ -64,6 +75,55 @@ def release_job(job_ids: tuple[int, ...], nodes: list[str], failed: dict[str, Fa
         _update_slurm(job_ids, nodes, failed, first, config=config, slurm=slurm, log=log)
     except SlurmError as e:
         log.error("could not give the nodes back to Slurm", error=str(e))
+
+
+def _telling(failed: dict[str, Failure]) -> Failure:
+    """The failure that says most, for the Reason of the job's other nodes: a lasting one (an
+    admin must act), else one with a container's own words, else the first."""
+    return max(failed.values(), key=lambda f: (not f.transient, " said: " in f.cause))
+
+
+def with_last_words(failure: Failure, pod: dict[str, Any] | None, *, kube: KubeClient) -> Failure:
+    """``failure`` with its container's last meaningful log lines, where it names a container and
+    the log can be read (best effort: without them the cause still stands)."""
+    if failure.container is None or pod is None or not _has_run(pod, failure.container):
+        return failure
+    try:
+        text = kube.pod_log(pod["metadata"]["name"], failure.container, LOG_LINES)
+    except KubernetesError:
+        return failure
+    words = last_words(text, container=failure.container)
+    return replace(failure, cause=f"{failure.cause}; {failure.container} said: {words}") if words else failure
+
+
+def _has_run(pod: dict[str, Any], container: str) -> bool:
+    """Whether the container has started at least once: before that it has no log to read."""
+    status = pod.get("status") or {}
+    for each in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        if each.get("name") == container:
+            state = each.get("state") or {}
+            return bool(state.get("running") or state.get("terminated") or (each.get("lastState") or {}).get("terminated"))
+    return False
+
+
+def last_words(log: str, *, container: str = "", lines: int = 2) -> str:
+    """What a log says went wrong: from its first line that reports an error (slurmd's
+    ``error:``/``fatal:``; later ones are mostly consequences), up to ``lines`` distinct ones
+    (a retry loop repeats itself); else its last line (the entrypoint's own message before it
+    exits) unless that is chatter. The program's own ``<container>: `` prefix is dropped."""
+    text = [_unprefixed(line.strip(), container) for line in log.splitlines() if line.strip()]
+    errors = [line for line in text if _ERROR.search(line)]
+    if not errors:
+        return text[-1] if text and not _CHATTER.search(text[-1]) else ""
+    distinct: list[str] = []
+    for line in errors:
+        if line not in distinct:
+            distinct.append(line)
+    return " | ".join(distinct[:lines])
+
+
+def _unprefixed(line: str, container: str) -> str:
+    return line[len(container) + 2:] if container and line.startswith(f"{container}: ") else line
 
 
 def _delete(pods: dict[str, dict], groups: set[naming.Ref], *, kube: KubeClient, log: Any) -> None:

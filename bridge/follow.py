@@ -28,8 +28,9 @@ from bridge.resumefile import Group
 from bridge.kube import KubeClient
 from bridge.slurm import NodeFacts, SlurmClient
 
-# Container waiting reasons that will not go away by waiting: the job fails now.
-LASTING_WAITS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff",
+# Container waiting reasons that will not go away by waiting: the job fails now. The kubelet
+# never pulls an image whose policy is Never: a missing one stays missing (ErrImageNeverPull).
+LASTING_WAITS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "CrashLoopBackOff",
                  "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 NOT_REGISTERED = {"POWERING_UP", "NOT_RESPONDING"}
 GONE = {"POWERED_DOWN", "POWERING_DOWN", "DOWN"}
@@ -143,6 +144,9 @@ def pod_failure(pod: dict[str, Any], *, now: float, since: dict[str, float], pat
             if now - first >= patience:
                 return Failure(f"pod {name} unschedulable: {condition.get('message', '')}".strip(), True)
     for container in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        if crash := crash_loop(container):
+            return Failure(f"pod {name}: {container.get('name')}: CrashLoopBackOff: {crash}", False,
+                           container=container.get("name"))
         waiting = (container.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in LASTING_WAITS:
             return Failure(f"pod {name}: {container.get('name')}: {waiting['reason']}: "
@@ -150,11 +154,43 @@ def pod_failure(pod: dict[str, Any], *, now: float, since: dict[str, float], pat
     return None
 
 
-def _late(nodes: list[str], pods: dict[str, dict], config: Config) -> dict[str, Failure]:
-    from bridge.suspend import pod_problem
+def crash_loop(container: dict[str, Any]) -> str | None:
+    """How a container is crash-looping, if its status says so: it exited non-zero twice in a row.
 
-    return {n: Failure(f"node did not register within {config.resume.deadline:.0f} s: "
-                       + (pod_problem(pods[n]) if n in pods else "no pod"), transient=True) for n in nodes}
+    A 1.36 kubelet shows ``waiting: CrashLoopBackOff`` only for ~80 ms before each restart and
+    the exit (``state.terminated``) for the rest of the back-off, so the reason alone is seen
+    by luck; restartCount and the exit codes hold for the whole back-off. Why two exits: the
+    kubelet restarts at once after the first (it backs off from the second), so a slurmd that
+    fails at start fails again within its start-up time; and Slurm 22.05's slurmd exits 1
+    when it cannot fetch its config (measured: after ~9 s of connection attempts), which a
+    slurmctld briefly away would heal on the second try."""
+    restarts = container.get("restartCount") or 0
+    state = container.get("state") or {}
+    now, last = state.get("terminated") or {}, (container.get("lastState") or {}).get("terminated") or {}
+    latest = now or last
+    if restarts < 1 or not latest.get("exitCode"):
+        return None
+    twice = (now and last.get("exitCode")) or state.get("waiting") or restarts >= 2
+    if not twice:  # the first restart, under way: it may yet register
+        return None
+    return f"exit code {latest['exitCode']}"
+
+
+def _late(nodes: list[str], pods: dict[str, dict], config: Config) -> dict[str, Failure]:
+    """The deadline passed: the cause is what the pod says, and slurmd's own last words (a
+    slurmd that runs but cannot reach slurmctld says why only in its log; "phase Running"
+    says nothing)."""
+    from bridge.suspend import main_container, pod_problem
+
+    late = f"node did not register within {config.resume.deadline:.0f} s"
+    failures = {}
+    for node in nodes:
+        pod = pods.get(node)
+        problem = pod_problem(pod) if pod else "no pod"
+        running = pod and (pod.get("status") or {}).get("phase") == "Running"
+        failures[node] = Failure(late if running else f"{late}: {problem}", transient=True,
+                                 container=main_container(pod) if pod else None)
+    return failures
 
 
 def main() -> None:

@@ -50,6 +50,11 @@ class KubeClient(Protocol):
         """Record a Kubernetes Event on a pod, for ``kubectl describe`` (best effort)."""
         ...
 
+    def pod_log(self, name: str, container: str, tail_lines: int) -> str:
+        """The last ``tail_lines`` lines of a container's log (its current or last instance), as
+        ``kubectl logs --tail``; a container not started yet raises KubernetesError (400)."""
+        ...
+
     def create_objects(self, manifests: list[dict[str, Any]]) -> dict[str, KubernetesError | None]:
         """Create namespaced objects of other kinds (PodGroups) at once; per name, None or the error."""
         ...
@@ -166,6 +171,13 @@ class LightkubeApi:
             self._loop.run_until_complete(self._call(lambda: self._client.create(event)))
         except KubernetesError:
             pass  # an event is a courtesy: never fail a hook over it
+
+    def pod_log(self, name: str, container: str, tail_lines: int) -> str:
+        async def read() -> str:
+            lines = self._client.log(name, container=container, tail_lines=tail_lines)
+            return "".join([line async for line in lines])
+
+        return self._loop.run_until_complete(self._call(read))
 
     def create_objects(self, manifests: list[dict[str, Any]]) -> dict[str, KubernetesError | None]:
         async def create(manifest: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge import causes, gang, naming
+from bridge import causes, gang, naming, owed
 from bridge.config import Config
 from bridge.errors import BridgeError, KubernetesError, UnknownNode
 from bridge.failure import Failure, classify, release_job
@@ -230,6 +230,7 @@ def _settle_conflicts(conflicts: list[PodPlan], *, config: Config, kube: KubeCli
         errors = kube.create_pods([p.manifest for p in retry])
         for plan in retry:
             _record(plan, errors[plan.name], outcome)
+        owed.paid(config.resume.state_dir, [p.node for p in retry if errors[p.name] is None])
         pending = [p for p in retry if _already_exists(errors[p.name])]
 
 
@@ -249,8 +250,10 @@ def _needs_retry(plan: PodPlan, *, config: Config, kube: KubeClient, outcome: Ou
     terminating = pod["metadata"].get("deletionTimestamp") is not None
     finished = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
     # Slurm resumes a node only when it considers it powered down: a live pod of ours made
-    # for another job (or none) is a leftover, e.g. of a suspend still under way.
-    stale = _job_label(pod) != _job_label(plan.manifest)
+    # for another job (or none) is a leftover, e.g. of a suspend still under way, and so is
+    # the very pod a suspend owes (killed mid-way, or refused by the API).
+    owing = owed.owed(config.resume.state_dir, {plan.node}).get(plan.node)
+    stale = _job_label(pod) != _job_label(plan.manifest) or owing == (plan.name, pod["metadata"].get("uid", ""))
     if not terminating and not finished and not stale:
         outcome.existing.append(plan.node)
         return False

@@ -7,13 +7,23 @@ Pods get their own grace period, so slurmd leaves cleanly.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge import naming
+from bridge import naming, owed
 from bridge.config import Config
+from bridge.errors import KubernetesError
 from bridge.kube import KubeClient
 from bridge.slurm import SlurmClient
+
+
+# How long a suspend keeps retrying deletes that fail for a passing reason (5xx, 429, the API
+# away), beyond each call's own retries: Slurm counts the node powered down whatever happens,
+# so a pod not deleted now runs on, unseen, until a later hook call pays the delete.
+DELETE_BUDGET = 60.0
+RETRY_PAUSE = 1.0
 
 
 @dataclass
@@ -24,27 +34,78 @@ class Outcome:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any) -> Outcome:
-    """Delete the pods of ``nodes``."""
+def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any,
+            clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> Outcome:
+    """Delete the pods of ``nodes``, and any pod an earlier suspend still owes (:mod:`bridge.owed`).
+    The deletes go out first; what still fails after DELETE_BUDGET is logged, put on the pod as
+    an Event and stays owed to the next hook call."""
     outcome = Outcome()
+    state_dir = config.resume.state_dir
     ours = _ours(config=config, kube=kube)
-    pods = {node: pod["metadata"]["name"]
-            for node, pod in naming.pods_by_node(ours, cluster=config.slurm.cluster_name, nodes=set(nodes)).items()}
-    errors = kube.delete_pods(list(pods.values())) if pods else {}
-    _delete_finished_groups(ours, set(pods.values()), kube=kube)
+    pods = naming.pods_by_node(ours, cluster=config.slurm.cluster_name, nodes=set(nodes))
+    owed.owe(state_dir, {node: _ref(pod) for node, pod in pods.items()}, log=log)  # before the deletes go out
+    leftovers = _leftovers(ours, set(nodes), config=config)
+    targets = {**leftovers, **pods}
+    errors = _delete(sorted(p["metadata"]["name"] for p in targets.values()), kube=kube, clock=clock, sleep=sleep)
+    _delete_finished_groups(ours, {p["metadata"]["name"] for p in targets.values()} - set(errors), kube=kube)
+    owed.paid(state_dir, [n for n, p in targets.items() if p["metadata"]["name"] not in errors])
     for node in nodes:
-        name = pods.get(node)
+        name = pods[node]["metadata"]["name"] if node in pods else None
         if name is None:
             outcome.absent.append(node)
-        elif errors.get(name) is None:
+        elif name not in errors:
             outcome.deleted.append(node)
         else:
             outcome.failed[node] = f"pod {name}: {errors[name]}"
-    for node, cause in outcome.failed.items():
-        log.error("pod not deleted", node=node, cause=cause)
+    for node, pod in targets.items():
+        if (error := errors.get(pod["metadata"]["name"])) is not None:
+            _report_left(node, pod, error, kube=kube, log=log)
+    if leftovers:
+        log.info("owed pod deletes paid", nodes=sorted(n for n in leftovers if n not in outcome.failed))
     log.info("suspend done", deleted=len(outcome.deleted), absent=len(outcome.absent),
              failed=len(outcome.failed))
     return outcome
+
+
+def _ref(pod: dict[str, Any]) -> tuple[str, str]:
+    return pod["metadata"]["name"], pod["metadata"].get("uid", "")
+
+
+def _leftovers(ours: list[dict[str, Any]], nodes: set[str], *, config: Config) -> dict[str, dict[str, Any]]:
+    """Pods earlier suspends owe, of other nodes than ``nodes``: that very pod (uid), still there."""
+    owing = owed.owed(config.resume.state_dir)
+    others = {n for n in owing if n not in nodes}
+    if not others:
+        return {}
+    found = naming.pods_by_node(ours, cluster=config.slurm.cluster_name, nodes=others)
+    left = {node: pod for node, pod in found.items() if _ref(pod) == owing[node]}
+    owed.paid(config.resume.state_dir, sorted(others - set(left)))  # that pod is gone already
+    return left
+
+
+def _delete(names: list[str], *, kube: KubeClient, clock: Callable[[], float],
+            sleep: Callable[[float], None]) -> dict[str, KubernetesError]:
+    """Delete ``names``; the errors left once DELETE_BUDGET is spent (lasting ones at once)."""
+    deadline = clock() + DELETE_BUDGET
+    errors: dict[str, KubernetesError] = {}
+    pending = names
+    while pending:
+        result = kube.delete_pods(pending)
+        errors = {**{n: e for n, e in errors.items() if n not in result},
+                  **{n: e for n, e in result.items() if e is not None}}
+        pending = [n for n, e in result.items() if e is not None and e.transient]
+        if not pending or clock() + RETRY_PAUSE > deadline:
+            break
+        sleep(RETRY_PAUSE)
+    return errors
+
+
+def _report_left(node: str, pod: dict[str, Any], error: KubernetesError, *, kube: KubeClient, log: Any) -> None:
+    cause = f"pod {pod['metadata']['name']}: {error}"
+    log.error("pod not deleted", node=node, cause=cause, owed=True)
+    kube.emit_event(pod, reason="SlurmSuspendFailed",
+                    message=f"Slurm node {node} is powered down but its pod could not be deleted: {error}; "
+                            "the next suspend or resume-fail, or the node's next resume, deletes it")
 
 
 def resume_failed(nodes: list[str], *, config: Config, slurm: SlurmClient, kube: KubeClient, log: Any) -> Outcome:
@@ -55,9 +116,11 @@ def resume_failed(nodes: list[str], *, config: Config, slurm: SlurmClient, kube:
     from bridge import causes
     from bridge.errors import SlurmError
 
+    from bridge.failure import Failure, with_last_words
+
     pods = naming.pods_by_node(_ours(config=config, kube=kube), cluster=config.slurm.cluster_name, nodes=set(nodes))
     for node, pod in pods.items():
-        cause = pod_problem(pod)
+        cause = with_last_words(Failure(pod_problem(pod), True, container=main_container(pod)), pod, kube=kube).cause
         log.error("node did not come up", node=node, pod=pod["metadata"]["name"], cause=cause)
         kube.emit_event(pod, reason="ResumeTimeout", message=f"Slurm node {node} did not register in time: {cause}")
     outcome = suspend(nodes, config=config, kube=kube, log=log)  # cleanup first: nothing else will
@@ -98,3 +161,9 @@ def pod_problem(pod: dict[str, Any]) -> str:
         if terminated:
             return f"{container.get('name')}: {terminated.get('reason', 'terminated')} (exit {terminated.get('exitCode')})"
     return f"pod phase {status.get('phase', 'unknown')}"
+
+
+def main_container(pod: dict[str, Any]) -> str | None:
+    """The pod's first container: slurmd, in the bridge's templates."""
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    return containers[0].get("name")

@@ -72,6 +72,8 @@ class FakeKube:
         self.refuse: dict[str, KubernetesError] = {}
         self.events: list[dict[str, Any]] = []
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.logs: dict[tuple[str, str], str] = {}  # (pod, container) -> what the container wrote
+        self.refuse_delete: dict[str, KubernetesError] = {}  # pod name -> the error its delete gets
         self.calls: list[str] = []
 
     def create_pods(self, manifests: list[dict[str, Any]]) -> dict[str, KubernetesError | None]:
@@ -86,6 +88,7 @@ class FakeKube:
                                             reason="AlreadyExists")
             else:
                 pod = copy.deepcopy(manifest)
+                pod["metadata"].setdefault("uid", f"uid-{name}-{len(self.calls)}")
                 pod.setdefault("status", {"phase": "Pending"})
                 self.pods[name] = pod
                 out[name] = None
@@ -103,8 +106,9 @@ class FakeKube:
     def delete_pods(self, names: list[str]) -> dict[str, KubernetesError | None]:
         self.calls.append(f"delete {len(names)}")
         for name in names:
-            self.pods.pop(name, None)
-        return {name: None for name in names}
+            if name not in self.refuse_delete:
+                self.pods.pop(name, None)
+        return {name: self.refuse_delete.get(name) for name in names}
 
     def create_objects(self, manifests: list[dict[str, Any]]) -> dict[str, KubernetesError | None]:
         self.calls.append(f"create-objects {len(manifests)}")
@@ -129,6 +133,14 @@ class FakeKube:
         for ref in refs:
             self.objects.pop(tuple(ref), None)
         return {ref[2]: None for ref in refs}
+
+    def pod_log(self, name: str, container: str, tail_lines: int) -> str:
+        self.calls.append("log")
+        if (name, container) not in self.logs:  # what kube-apiserver says of a container not started
+            raise KubernetesError(f'BadRequest: container "{container}" in pod "{name}" is waiting to start: '
+                                  "ContainerCreating", code=400, reason="BadRequest")
+        lines = self.logs[(name, container)].splitlines(keepends=True)
+        return "".join(lines[-tail_lines:])
 
     def emit_event(self, pod: dict[str, Any], *, reason: str, message: str, warning: bool = True) -> None:
         self.events.append({"pod": pod["metadata"]["name"], "reason": reason, "message": message})

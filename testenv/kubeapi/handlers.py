@@ -14,9 +14,10 @@ from .deletion import Deleter, parse_delete_options
 from .jsonobj import JsonObject
 from .keys import AUDIT
 from .listing import selection
+from .podlogs import pod_log
 from .requestinfo import RequestInfo
 from .resources import Registry, ResourceType
-from .responses import JSON, dumps, json_response, text_response
+from .responses import JSON, dumps, json_response
 from .rest import Rest, WriteOptions, parse_json_body
 from .tables import wants_table
 from .watch import WatchOptions, WatchStream, parse_resource_version
@@ -110,8 +111,7 @@ class ResourceHandler:
             body = await _body(request)
             return json_response(self.rest.bind(rt, namespace, info.name, body, _write_options(request.query)), 201)
         if sub == "log":
-            self.rest.get(rt, namespace, info.name)
-            return text_response("")  # nothing runs containers here; the pod runner has the output
+            return await pod_log(self.rest, rt, namespace, info.name, request.query)
         if info.verb == "get":
             return json_response(self.rest.get(rt, namespace, info.name))
         if info.verb == "update":

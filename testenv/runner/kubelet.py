@@ -21,6 +21,7 @@ from .events import EventRecorder
 from .images import ImageTable
 from .informer import DELETED, Informer
 from .kube import API_ERRORS, Api, KubeconfigSource
+from .logs import LogServer, pods_by_name
 from .nodes import HOST_IP, NodeSpec, VirtualNode, load_nodes
 from .pod import NodeContext, PodWorker
 from .process import ProcessRuntime
@@ -60,12 +61,14 @@ class KubeletService:
         self._contexts: dict[str, NodeContext] = {}
         self.workers: dict[str, PodWorker] = {}  # by pod uid, while the pod is in the API
         self._running: dict[asyncio.Task, PodWorker] = {}  # until the worker is done, in the API or not
+        self._logs = LogServer(pods_by_name(lambda: list(self.workers.values())))
 
     async def setup(self) -> None:
         self._state_dir.mkdir(parents=True, exist_ok=True)
         self._api = Api(self._kubeconfig, field_manager="kubelet")
+        port = await self._logs.start()
         for spec in self._specs:
-            node = VirtualNode(spec, self._api, runtime_version=f"{self.runtime.name}://0.1")
+            node = VirtualNode(spec, self._api, runtime_version=f"{self.runtime.name}://0.1", kubelet_port=port)
             await node.register()
             self._nodes.append(node)
             self._contexts[spec.name] = NodeContext(
@@ -97,6 +100,7 @@ class KubeletService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.runtime.close()
+        await self._logs.close()
         for worker in workers:
             await worker.kill_now()  # again: a worker cancelled mid-setup may have made a volume since
         if self._api is not None:

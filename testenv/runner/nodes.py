@@ -132,10 +132,11 @@ def _pressure(kind: str, reason: str, message: str, since: str) -> dict[str, Any
 class VirtualNode:
     """One node of NODES.yaml as the API sees it."""
 
-    def __init__(self, spec: NodeSpec, api: Api, *, runtime_version: str) -> None:
+    def __init__(self, spec: NodeSpec, api: Api, *, runtime_version: str, kubelet_port: int = 0) -> None:
         self.spec = spec
         self._api = api
         self._runtime_version = runtime_version
+        self._kubelet_port = kubelet_port  # where the API server reads container logs (logs.py)
         self._since = timestamp()
 
     @property
@@ -192,7 +193,7 @@ class VirtualNode:
             "allocatable": self.spec.allocatable,
             "conditions": self._conditions(),
             "addresses": [{"type": "InternalIP", "address": HOST_IP}, {"type": "Hostname", "address": self.name}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self._kubelet_port}},
             "nodeInfo": {
                 "machineID": uuid.uuid5(uuid.NAMESPACE_DNS, self.name).hex,
                 "systemUUID": str(uuid.uuid5(uuid.NAMESPACE_URL, self.name)),

@@ -27,6 +27,7 @@ from .devices import NO_GRANT, AdmissionError, NodeDevices, PodDevices
 from .env import EnvError, EnvResolver, PodAddresses, expand
 from .events import NORMAL, WARNING, EventRecorder, Subject
 from .kube import API_ERRORS, Api, now, status_code, timestamp
+from .logs import LogUnavailable, read_log
 from .probes import run_probe
 from .runtime import (
     ContainerConfig,
@@ -55,6 +56,8 @@ MIN_GRACE_AFTER_PRESTOP = 2.0
 VOLUME_RETRY = BackoffPolicy(initial=1.0, maximum=30.0)
 #: Waits between attempts of an API call that failed (status update, final delete).
 API_RETRY = BackoffPolicy(initial=0.2, maximum=5.0)
+#: How long before a crashed container's restart a 1.36 kubelet shows CrashLoopBackOff.
+BACK_OFF_SHOWN = 0.08
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,18 @@ class PodWorker:
             moved, self._deadline_moved = self._deadline_moved, asyncio.Event()
             moved.set()
         self._terminating.set()
+
+    def container_log(self, container: str, tail_lines: int | None) -> str:
+        """What the container's newest instance wrote (the kubelet's GetContainerLogs); its
+        refusals in its own words (pkg/kubelet/kubelet_pods.go validateContainerLogStatus)."""
+        record, name = self._records.get(container), self.pod.metadata.name
+        if record is None:
+            raise LogUnavailable(f"container {container} is not valid for pod {name}")
+        if isinstance(record.state, Waiting) and record.last_state is None:
+            why = {"ErrImagePull": "image can't be pulled",
+                   "ImagePullBackOff": "trying and failing to pull image"}.get(record.state.reason, record.state.reason)
+            raise LogUnavailable(f'container "{container}" in pod "{name}" is waiting to start: {why}')
+        return read_log(self._log_dir / container, tail_lines)
 
     # --- the pod's life ----------------------------------------------------------------------
 
@@ -272,8 +287,13 @@ class PodWorker:
                 return
 
     async def _back_off(self, container: Container, record: ContainerRecord, delay: float) -> bool:
-        """Wait before a restart, showing CrashLoopBackOff; True if the pod stops meanwhile."""
+        """Wait before a restart; True if the pod stops meanwhile. A 1.36 kubelet keeps showing
+        the exit (state.terminated) for the back-off, and shows ``waiting: CrashLoopBackOff``
+        (with its BackOff event) only from the sync that finds the back-off not quite over,
+        about BACK_OFF_SHOWN before the restart (measured on 1.36.2)."""
         assert isinstance(record.state, Terminated)
+        if await self._sleep(max(delay - BACK_OFF_SHOWN, 0.0)):
+            return True
         record.last_state = record.state
         message = f"back-off {go_duration(delay)} restarting failed container={container.name} pod={self._label}"
         record.state = Waiting("CrashLoopBackOff", message)
@@ -281,7 +301,7 @@ class PodWorker:
         await self._event(
             WARNING, "BackOff", f"Back-off restarting failed container {container.name} in pod {self._label}", container
         )
-        return await self._sleep(delay)
+        return await self._sleep(min(delay, BACK_OFF_SHOWN))
 
     # --- images ------------------------------------------------------------------------------
 
@@ -320,6 +340,7 @@ class PodWorker:
                 record.state = Waiting("ErrImageNeverPull", message)
                 await self._report()
                 await self._event(WARNING, "ErrImageNeverPull", message, container)
+                await self._event(WARNING, "Failed", "Error: ErrImageNeverPull", container)
                 return None
         await self._event(NORMAL, "Pulling", f'Pulling image "{name}"', container)
         began = time.monotonic()

@@ -215,25 +215,85 @@ def test_container_exit_with_restart_policy_never_ends_the_pod(
     assert status.containerStatuses[0].restartCount == 0 == container_state(kubeapi_client, "job").restartCount
 
 
-def test_crashing_container_with_restart_policy_always_crash_loops(
-    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner
+def _container_states(client: Client, pod: str, until: Callable[[Any], bool]) -> list[tuple[Any, ...]]:
+    """Every container state the pod's status went through, as a watch sees it:
+    (restartCount, running/terminated/waiting reason, lastState exit code, when seen)."""
+    seen: list[tuple[Any, ...]] = []
+    for _, obj in client.watch(Pod, namespace="default", fields={"metadata.name": pod}):
+        statuses = obj.status.containerStatuses if obj.status else None
+        if not statuses:
+            continue
+        c = statuses[0]
+        kind = c.state.waiting.reason if c.state.waiting else ("running" if c.state.running else "terminated")
+        last = c.lastState.terminated.exitCode if c.lastState and c.lastState.terminated else None
+        if not seen or seen[-1][:3] != (c.restartCount, kind, last):
+            seen.append((c.restartCount, kind, last, time.monotonic()))
+        if until(c):
+            return seen
+    return seen
+
+
+def test_crash_loop_shows_the_exit_through_the_back_off_and_crash_loop_back_off_just_before_the_restart(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_factory
 ) -> None:
+    """As a 1.36 kubelet: the first restart at once; then each back-off shows state.terminated
+    (restartCount >= 1, lastState the previous exit) until ~80 ms before the restart, when it
+    shows waiting: CrashLoopBackOff."""
+    from testenv.runner import BackoffPolicy
+
+    runner_factory(backoff=BackoffPolicy(initial=1.0, maximum=1.0))
     make_pod(kubeapi_client, "crasher", "echo starting; exit 3")
-
-    def in_back_off() -> Any:
-        state = container_state(kubeapi_client, "crasher")
-        waiting = state.state.waiting if state else None
-        return state if waiting and waiting.reason == "CrashLoopBackOff" and state.restartCount >= 2 else None
-
-    state = wait_until(in_back_off, what="CrashLoopBackOff with restarts")
-    assert "restarting failed container=main pod=crasher_default(" in state.state.waiting.message
+    seen = _container_states(kubeapi_client, "crasher", lambda c: c.restartCount >= 3)
+    shape = [entry[:3] for entry in seen if entry[1] != "ContainerCreating"]
+    assert shape == [(0, "running", None), (0, "terminated", None), (1, "running", 3),
+                     (1, "terminated", 3), (1, "CrashLoopBackOff", 3), (2, "running", 3),
+                     (2, "terminated", 3), (2, "CrashLoopBackOff", 3), (3, "running", 3)]
+    when = {entry[:3]: entry[3] for entry in seen}
+    for restarts in (1, 2):
+        showing_exit = when[(restarts, "CrashLoopBackOff", 3)] - when[(restarts, "terminated", 3)]
+        showing_back_off = when[(restarts + 1, "running", 3)] - when[(restarts, "CrashLoopBackOff", 3)]
+        assert showing_exit > 0.5 and showing_back_off < showing_exit
+    state = container_state(kubeapi_client, "crasher")
     assert (state.lastState.terminated.exitCode, state.lastState.terminated.reason) == (3, "Error")
     assert pod_status(kubeapi_client, "crasher").phase == "Running"  # restarting is not failing
     back_off = [e for e in events_for(kubeapi_client, "crasher") if e.reason == "BackOff"]
     assert back_off and back_off[0].type == "Warning"
     assert back_off[0].message.startswith("Back-off restarting failed container main in pod crasher_default(")
-    restarts = state.restartCount
-    wait_until(lambda: container_state(kubeapi_client, "crasher").restartCount > restarts, what="more restarts")
+
+
+def test_pod_log_is_what_the_container_wrote_as_plain_text_through_the_api(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner
+) -> None:
+    """pods/log goes to the node's kubelet endpoint, as kube-apiserver proxies it."""
+    make_pod(kubeapi_client, "talker", "for i in 1 2 3 4 5; do echo line $i; done; echo 'error: giving up' >&2; "
+                                       "exec sleep 3600")
+
+    def tail() -> str:
+        return "".join(kubeapi_client.log("talker", namespace="default", container="main", tail_lines=2))
+
+    wait_until(lambda: phase_is(kubeapi_client, "talker", "Running"), what="Running")
+    assert wait_until(lambda: tail() == "line 5\nerror: giving up\n", what="the log's last two lines")
+    everything = "".join(kubeapi_client.log("talker", namespace="default"))  # the only container
+    assert everything.startswith("line 1\nline 2\n") and everything.count("\n") == 6
+
+
+def test_pod_log_refusals_are_the_servers_and_the_kubelets(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner
+) -> None:
+    make_pod(kubeapi_client, "ghostly", "true", container={"image": "registry.example.org/none:1", "imagePullPolicy": "Never"})
+    wait_until(lambda: (container_state(kubeapi_client, "ghostly") or None) and
+               container_state(kubeapi_client, "ghostly").state.waiting.reason == "ErrImageNeverPull",
+               what="ErrImageNeverPull")
+    with pytest.raises(ApiError) as refused:
+        "".join(kubeapi_client.log("ghostly", namespace="default", container="main"))
+    assert (refused.value.status.code, refused.value.status.reason) == (400, "BadRequest")
+    assert refused.value.status.message == 'container "main" in pod "ghostly" is waiting to start: ErrImageNeverPull'
+    with pytest.raises(ApiError) as invalid:
+        "".join(kubeapi_client.log("ghostly", namespace="default", container="nope"))
+    assert invalid.value.status.message == "container nope is not valid for pod ghostly"
+    with pytest.raises(ApiError) as missing:
+        "".join(kubeapi_client.log("nobody", namespace="default", container="main"))
+    assert missing.value.status.code == 404
 
 
 def test_on_failure_restarts_until_success(

@@ -139,7 +139,7 @@ def test_mig_example_asks_for_the_slice_named_by_the_gres_type():
     assert spread["labelSelector"]["matchLabels"]["slurm-k8s-bridge/nodeset"] == "mig"
 
 
-def test_spot_example_runs_only_on_spot_capacity_and_drains_on_reclaim():
+def test_spot_example_runs_only_on_spot_capacity_and_powers_the_node_down_on_reclaim():
     pod, _, _ = pod_of("spot-batch")
     spec = pod["spec"]
     assert spec["nodeSelector"] == {"karpenter.sh/capacity-type": "spot"}
@@ -147,7 +147,7 @@ def test_spot_example_runs_only_on_spot_capacity_and_drains_on_reclaim():
     assert spec["terminationGracePeriodSeconds"] < 30
     assert spec["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
     command = slurmd(pod)["lifecycle"]["preStop"]["exec"]["command"]
-    assert command[:2] == ["/bin/sh", "-c"] and "State=DRAIN" in command[2]
+    assert command[:2] == ["/bin/sh", "-c"] and "State=POWER_DOWN_FORCE" in command[2]
 
 
 @pytest.mark.parametrize("example", NAMES)

@@ -196,3 +196,118 @@ def test_nodes_failing_for_one_cause_are_set_down_in_one_scontrol_call(config, s
                 config=config, slurm=slurm, kube=kube, log=log)
     assert slurm.calls == ["set_down 3"]
     assert set(slurm.down) == set(nodes) and slurm.jobs[7]["restarts"] == 1
+
+
+# What a 1.36 kubelet reports for a slurmd that exits 1 at every start (restartPolicy Always),
+# in order: the first restart comes at once; then each back-off shows the exit (terminated)
+# for all but its last ~80 ms, which show waiting: CrashLoopBackOff. A loop is two exits.
+def _slurmd(restarts, state, last=None):
+    return {"name": "slurmd", "image": "slurmd:22.05", "restartCount": restarts, "state": state,
+            "lastState": {"terminated": last} if last else {}}
+
+
+EXIT_1 = {"exitCode": 1, "reason": "Error", "startedAt": "2026-12-04T10:00:00Z", "finishedAt": "2026-12-04T10:00:01Z"}
+RUNNING = {"running": {"startedAt": "2026-12-04T10:00:00Z"}}
+BACK_OFF = {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s restarting failed container=slurmd "
+                        "pod=linux-elastic2_slurm(0b6f)"}}
+CREATING = [_slurmd(0, {"waiting": {"reason": "ContainerCreating"}}), _slurmd(0, RUNNING),
+            _slurmd(0, {"terminated": EXIT_1}),  # one exit, not restarted yet
+            _slurmd(1, RUNNING, EXIT_1)]  # restarted at once: it may yet register (slurmctld was away)
+CRASH_LOOP = [_slurmd(1, {"terminated": EXIT_1}, EXIT_1), _slurmd(1, BACK_OFF, EXIT_1),
+              _slurmd(2, RUNNING, EXIT_1), _slurmd(2, {"terminated": EXIT_1}, EXIT_1)]
+
+
+def _pod(container):
+    return {"metadata": {"name": "linux-elastic2"}, "spec": {"restartPolicy": "Always"},
+            "status": {"phase": "Running", "containerStatuses": [container]}}
+
+
+def test_a_crash_loop_is_read_from_restarts_and_the_last_exit_over_the_whole_back_off():
+    assert [follow.pod_failure(_pod(c), now=0, since={}, patience=0) for c in CREATING] == [None] * 4
+    for container in CRASH_LOOP:
+        failure = follow.pod_failure(_pod(container), now=0, since={}, patience=0)
+        assert failure and not failure.transient and failure.container == "slurmd", container
+        assert failure.cause == "pod linux-elastic2: slurmd: CrashLoopBackOff: exit code 1"
+
+
+def test_a_container_restarted_after_exiting_0_or_for_its_liveness_is_not_a_crash_loop():
+    clean = {**EXIT_1, "exitCode": 0, "reason": "Completed"}
+    assert follow.pod_failure(_pod(_slurmd(1, RUNNING, clean)), now=0, since={}, patience=0) is None
+    assert follow.pod_failure(_pod(_slurmd(1, {"terminated": clean}, clean)), now=0, since={}, patience=0) is None
+
+
+def _feed(kube, pod, statuses):
+    """One kubelet status per poll of the follower."""
+    return [lambda s=s: kube.pods[pod].__setitem__("status", {"phase": "Running", "containerStatuses": [s]})
+            for s in statuses]
+
+
+def test_follower_releases_a_crash_looping_slurmd_at_its_second_exit_with_its_own_words(config, slurm, kube, log):
+    resume_job(config, slurm, kube, log)
+    for n in ("elastic1", "elastic2", "elastic3"):
+        set_state(slurm, n, "ALLOCATED", "CLOUD", "POWERING_UP")
+    kube.logs[("linux-elastic2", "slurmd")] = (
+        "munged: started\nslurmd: debug: Log file re-opened\n"
+        "slurmd: fatal: Unable to determine this slurmd's NodeName\n")
+    progress = Progress(_feed(kube, "linux-elastic2", CREATING + CRASH_LOOP))
+    ends = follow.follow([((7,), ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
+                         clock=progress.clock, sleep=progress.sleep)
+    assert ends == {7: "failed"} and kube.pods == {}
+    # Released at the poll that saw the second exit (the first poll sees the pod as created).
+    assert progress.t == (len(CREATING) + 1) * config.resume.poll
+    reason = slurm.down["elastic2"]
+    assert reason == ("slurm-k8s-bridge: pod linux-elastic2: slurmd: CrashLoopBackOff: exit code 1; "
+                      "slurmd said: fatal: Unable to determine this slurmd's NodeName")
+    assert any("Unable to determine this slurmd's NodeName" in e["message"] for e in kube.events)
+    assert sorted(slurm.powered_down) == ["elastic1", "elastic3"] and slurm.jobs[7]["state"] == "PENDING"
+
+
+def test_follower_releases_a_never_pull_missing_image_at_once_as_lasting(config, slurm, kube, log):
+    resume_job(config, slurm, kube, log)
+    for n in ("elastic1", "elastic2", "elastic3"):
+        set_state(slurm, n, "ALLOCATED", "CLOUD", "POWERING_UP")
+    message = 'Container image "registry.example.org/slurmd:22.05" is not present with pull policy of Never'
+    kube.pods["linux-elastic2"]["status"] = {"phase": "Pending", "containerStatuses": [
+        _slurmd(0, {"waiting": {"reason": "ErrImageNeverPull", "message": message}})]}
+    progress = Progress([])
+    follow.follow([((7,), ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
+                  clock=progress.clock, sleep=progress.sleep)
+    assert progress.t == 0 and kube.pods == {}
+    assert slurm.down["elastic2"] == f"slurm-k8s-bridge: pod linux-elastic2: slurmd: ErrImageNeverPull: {message}"
+    assert slurm.jobs[7]["state"] == "PENDING" and slurm.jobs[7]["delay"] is None  # lasting: no cooldown to wait
+
+
+def test_a_slurmd_that_runs_but_never_registers_gives_its_own_last_words_at_the_deadline(config, slurm, kube, log):
+    resume_job(config, slurm, kube, log)
+    for n in ("elastic1", "elastic2", "elastic3"):
+        set_state(slurm, n, "ALLOCATED", "CLOUD", "POWERING_UP")
+    for name in ("linux-elastic1", "linux-elastic3"):
+        kube.pods[name]["status"] = {"phase": "Pending"}  # never started: no log to read
+    kube.pods["linux-elastic2"]["status"] = {"phase": "Running", "containerStatuses": [_slurmd(0, RUNNING)]}
+    retry = ("slurmd: error: Unable to register: Unable to contact slurm controller (connect failure)\n"
+             "slurmd: debug: Unable to register with slurm controller, retrying\n")
+    kube.logs[("linux-elastic2", "slurmd")] = "slurmd: debug: Log file re-opened\n" + retry * 12
+    progress = Progress([])
+    follow.follow([((7,), ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
+                  clock=progress.clock, sleep=progress.sleep)
+    event = next(e for e in kube.events if e["pod"] == "linux-elastic2")
+    assert event["message"] == ("Slurm node elastic2: node did not register within 120 s; slurmd said: "
+                                "error: Unable to register: Unable to contact slurm controller (connect failure)")
+    # Every node of the job carries the cause that says most: slurmd's own error.
+    assert all("slurmd said: error: Unable to register" in slurm.powered_down[n]
+               for n in ("elastic1", "elastic2", "elastic3"))
+    assert kube.calls.count("log") == 1  # the pods that never started were not asked
+
+
+def test_last_words_are_the_first_errors_of_the_log_not_its_chatter():
+    from bridge.failure import last_words
+
+    fetch = ("munged: Info: Created 2 work threads\n"
+             "slurmd: error: _fetch_child: failed to fetch remote configs: Unable to contact slurm controller\n"
+             "slurmd: error: _establish_configuration: failed to load configs\n"
+             "slurmd: error: slurmd initialization failed\n")
+    assert last_words(fetch, container="slurmd", lines=1) == (
+        "error: _fetch_child: failed to fetch remote configs: Unable to contact slurm controller")
+    entrypoint = "slurmd-entrypoint: munge key /etc/munge/munge.key is missing: mount the munge key Secret there\n"
+    assert last_words(entrypoint, container="slurmd") == entrypoint.strip()
+    assert last_words("munged: Info: Created 2 work threads\n", container="slurmd") == ""

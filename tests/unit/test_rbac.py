@@ -49,6 +49,8 @@ class RecordingApi:
         resource = match["resource"] + (f"/{match['sub']}" if match["sub"] else "")
         verb = _verb(request.method, match["name"], request.url.params)
         self.needs.add((match["group"] or "", resource, verb, match["namespace"]))
+        if resource == "pods/log":
+            return self._log(match["name"], request.url.params)
         if match["resource"] == "pods":
             return self._pods(request, verb, match["name"])
         return self._objects(request, verb, match["resource"], match["name"])
@@ -68,6 +70,12 @@ class RecordingApi:
             del self.objects[(resource, name)]
             return httpx2.Response(200, json={"apiVersion": "v1", "kind": "Status", "status": "Success", "code": 200})
         return httpx2.Response(200, json=self.objects[(resource, name)])
+
+    def _log(self, name: str, params: Any) -> httpx2.Response:
+        if name not in self.pods:
+            return _status(404, "NotFound", f'pods "{name}" not found')
+        lines = [f"slurmd: error: line {i}\n" for i in range(100)][-int(params.get("tailLines", 100)):]
+        return httpx2.Response(200, text="".join(lines), headers={"Content-Type": "text/plain"})
 
     def _pods(self, request: httpx2.Request, verb: str, name: str | None) -> httpx2.Response:
         if verb == "create":
@@ -151,7 +159,7 @@ def _protocol_methods() -> list[str]:
 
 def _run_flows(client: Any, recording: RecordingApi, tmp_path: Path) -> None:
     """Every path that calls Kubernetes: create; a conflict with a finished pod of ours (get,
-    delete, create again); a node that fails (list); a ResumeTimeout (event); a suspend; gangs,
+    delete, create again); a node that fails (list); a ResumeTimeout (event, slurmd's log); a suspend; gangs,
     and a gang's group from an earlier resume (get, delete, create again)."""
     (tmp_path / "k8s-bridge.yaml").write_text(textwrap.dedent(f"""
         slurm: {{conf_server: "ctl:6817", cluster_name: linux}}
@@ -169,7 +177,10 @@ def _run_flows(client: Any, recording: RecordingApi, tmp_path: Path) -> None:
     resume.resume(["elastic3"], config=config, slurm=slurm, kube=client, log=log)
     recording.pods["linux-elastic3"]["status"] = {"phase": "Succeeded"}  # its slurmd exited
     resume.resume(["elastic1", "elastic3", "elastic9"], config=config, slurm=slurm, kube=client, log=log)
-    suspend.resume_failed(["elastic1"], config=config, slurm=slurm, kube=client, log=log)
+    recording.pods["linux-elastic1"]["status"] = {"phase": "Running", "containerStatuses": [  # slurmd runs
+        {"name": "slurmd", "image": "slurmd:22.05", "imageID": "", "ready": False, "restartCount": 0,
+         "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}
+    suspend.resume_failed(["elastic1"], config=config, slurm=slurm, kube=client, log=log)  # reads its log
     suspend.suspend(["elastic3"], config=config, kube=client, log=log)
     # Gangs: a PodGroup of each kind made before the pods, deleted with the last of them.
     gangs = parse_resume('{"jobs":[{"job_id":5,"nodes":"v[1-2]"},{"job_id":6,"nodes":"c[1-2]"}],'

@@ -1,6 +1,9 @@
 """The suspend and resume-fail flows: only the bridge's pods of the named nodes go."""
 
-from bridge import resume, suspend
+import pytest
+
+from bridge import owed, resume, suspend
+from bridge.errors import KubernetesError
 
 
 def test_suspend_deletes_the_pods_of_the_nodes(config, slurm, kube, log):
@@ -46,3 +49,87 @@ def test_resume_fail_puts_back_the_cause_slurm_overwrote(config, slurm, kube, lo
     causes.remember(config.resume.state_dir, "elastic2", "pod linux-elastic2: Forbidden: quota", log=log)
     suspend.resume_failed(["elastic2"], config=config, slurm=slurm, kube=kube, log=log)
     assert slurm.down["elastic2"] == "slurm-k8s-bridge: pod linux-elastic2: Forbidden: quota"
+
+
+SERVER_ERROR = KubernetesError("InternalError: Internal error occurred: injected fault", code=500, transient=True)
+
+
+class Clock:
+    def __init__(self, on_sleep=lambda now: None):
+        self.now, self.on_sleep = 0.0, on_sleep
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+        self.on_sleep(self.now)
+
+
+def test_suspend_keeps_deleting_through_10_s_of_server_errors(config, slurm, kube, log):
+    resume.resume(["elastic1", "elastic2"], config=config, slurm=slurm, kube=kube, log=log)
+    kube.refuse_delete["linux-elastic1"] = SERVER_ERROR
+    clock = Clock(lambda now: now >= 10 and kube.refuse_delete.clear())
+    outcome = suspend.suspend(["elastic1", "elastic2"], config=config, kube=kube, log=log, clock=clock,
+                              sleep=clock.sleep)
+    assert sorted(outcome.deleted) == ["elastic1", "elastic2"] and outcome.failed == {}
+    assert kube.pods == {} and 10 <= clock.now <= 12
+    assert owed.owed(config.resume.state_dir) == {}
+
+
+def test_a_suspend_that_cannot_delete_says_so_and_the_next_hook_call_deletes_the_pod(config, slurm, kube, log):
+    resume.resume(["elastic1", "elastic2"], config=config, slurm=slurm, kube=kube, log=log)
+    kube.refuse_delete["linux-elastic1"] = SERVER_ERROR
+    clock = Clock()
+    outcome = suspend.suspend(["elastic1"], config=config, kube=kube, log=log, clock=clock, sleep=clock.sleep)
+    assert list(outcome.failed) == ["elastic1"] and "InternalError" in outcome.failed["elastic1"]
+    assert clock.now <= suspend.DELETE_BUDGET  # bounded: the hook ends, exit 75
+    event = next(e for e in kube.events if e["reason"] == "SlurmSuspendFailed")
+    assert event["pod"] == "linux-elastic1" and "is powered down but its pod could not be deleted" in event["message"]
+    assert "linux-elastic1" in kube.pods and list(owed.owed(config.resume.state_dir)) == ["elastic1"]
+    kube.refuse_delete.clear()  # the API is back: the next suspend, of another node, pays the debt
+    suspend.suspend(["elastic2"], config=config, kube=kube, log=log)
+    assert kube.pods == {} and owed.owed(config.resume.state_dir) == {}
+
+
+def test_a_lasting_delete_error_is_not_retried(config, slurm, kube, log):
+    resume.resume(["elastic1"], config=config, slurm=slurm, kube=kube, log=log)
+    kube.refuse_delete["linux-elastic1"] = KubernetesError("Forbidden: no", code=403)
+    clock = Clock()
+    outcome = suspend.suspend(["elastic1"], config=config, kube=kube, log=log, clock=clock, sleep=clock.sleep)
+    assert list(outcome.failed) == ["elastic1"] and clock.now == 0
+
+
+def test_a_suspend_killed_mid_way_leaves_the_delete_owed_and_the_nodes_next_resume_replaces_the_pod(
+        config, slurm, kube, log, monkeypatch):
+    resume.resume(["elastic1"], config=config, slurm=slurm, kube=kube, log=log)
+    old_uid = kube.pods["linux-elastic1"]["metadata"]["uid"]
+
+    def killed(names):
+        raise SystemExit(-9)  # SIGKILL between the owed record and the deletes reaching the API
+
+    monkeypatch.setattr(kube, "delete_pods", killed)
+    with pytest.raises(SystemExit):
+        suspend.suspend(["elastic1"], config=config, kube=kube, log=log)
+    monkeypatch.undo()
+    assert owed.owed(config.resume.state_dir) == {"elastic1": ("linux-elastic1", old_uid)}
+    # Powered up again by hand (no job: the job label alone cannot tell the old pod is stale).
+    outcome = resume.resume(["elastic1"], config=config, slurm=slurm, kube=kube, log=log)
+    assert outcome.created == ["elastic1"] and kube.pods["linux-elastic1"]["metadata"]["uid"] != old_uid
+    assert owed.owed(config.resume.state_dir) == {}
+
+
+def test_resume_fail_pays_what_an_earlier_suspend_owes(config, slurm, kube, log):
+    resume.resume(["elastic1", "elastic2"], config=config, slurm=slurm, kube=kube, log=log)
+    owed.owe(config.resume.state_dir, {"elastic1": ("linux-elastic1", kube.pods["linux-elastic1"]["metadata"]["uid"])},
+             log=log)
+    suspend.resume_failed(["elastic2"], config=config, slurm=slurm, kube=kube, log=log)
+    assert kube.pods == {}
+
+
+def test_a_pod_made_after_the_debt_is_not_owed(config, slurm, kube, log):
+    resume.resume(["elastic1", "elastic2"], config=config, slurm=slurm, kube=kube, log=log)
+    owed.owe(config.resume.state_dir, {"elastic1": ("linux-elastic1", "uid-of-an-older-pod")}, log=log)
+    suspend.suspend(["elastic2"], config=config, kube=kube, log=log)
+    assert list(kube.pods) == ["linux-elastic1"]
+    assert owed.owed(config.resume.state_dir) == {}  # that older pod is gone: nothing owed any more

@@ -227,7 +227,7 @@ def test_pods_carry_no_api_token_unless_a_service_account_is_named(write_config)
     assert pod(load(write_config))["spec"]["automountServiceAccountToken"] is False
 
 
-# --- preStop: drain the Slurm node when Kubernetes, not the bridge, stops the pod -------------
+# --- preStop: power the Slurm node down when Kubernetes, not the bridge, stops the pod --------
 
 def _run_prestop(manifest, tmp_path: Path, state: str | None, node: str) -> list[str]:
     """Run the pod's preStop command with a fake scontrol; the scontrol calls it made."""
@@ -247,10 +247,11 @@ def _run_prestop(manifest, tmp_path: Path, state: str | None, node: str) -> list
 
 
 @pytest.mark.parametrize("state", ["ALLOCATED", "MIXED+CLOUD", "IDLE+CLOUD"])
-def test_prestop_drains_a_node_kubernetes_takes_away(write_config, tmp_path, state):
+def test_prestop_powers_down_a_node_kubernetes_takes_away_so_its_jobs_are_requeued_now(write_config, tmp_path, state):
     node = "n1 $(touch pwned); `id`"
     calls = _run_prestop(pod(load(write_config)), tmp_path, state, node)
-    assert calls[-1] == f"update|NodeName={node}|State=DRAIN|Reason=slurm-k8s-bridge: pod hpc-x stopped by Kubernetes|"
+    assert calls[-1] == (f"update|NodeName={node}|State=POWER_DOWN_FORCE|"
+                         "Reason=slurm-k8s-bridge: pod hpc-x stopped by Kubernetes|")
     assert not (tmp_path / "pwned").exists()
 
 
