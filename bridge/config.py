@@ -96,6 +96,27 @@ class ResumeSettings(_Strict):
     """Seconds between two looks at the pods and nodes while following."""
 
 
+class DaemonSettings(_Strict):
+    """``slurm-k8s-bridge daemon``: the long-running process that reconciles Slurm and Kubernetes."""
+
+    tick: float = 5.0
+    """Seconds between two looks at Slurm when nothing happens; a change of a pod or a
+    Kubernetes node brings the next look forward to at once."""
+    confirm: float = 1.0
+    """Seconds a missing pod must stay missing before its node is released (one look may
+    fall between a suspend's state change and its pod deletion)."""
+    orphan_grace: float = 60.0
+    """Seconds a bridge pod may live while its Slurm node is powered down or unknown."""
+    stuck_grace: float = 60.0
+    """Seconds a node may be POWERING_UP with no pod before it is given back to Slurm."""
+    group_grace: float = 60.0
+    """Seconds a PodGroup may exist with none of its pods (resume creates it first)."""
+    metrics_address: str = "127.0.0.1:9834"
+    """``host:port`` of the Prometheus endpoint; empty serves none."""
+    heartbeat_fresh: float = 30.0
+    """A daemon heartbeat younger than this many seconds counts as a running daemon."""
+
+
 class LogSettings(_Strict):
     file: str | None = "/var/log/slurm/k8s-bridge.log"
     """JSON-lines log file; None logs to stderr only."""
@@ -244,6 +265,7 @@ class Config(_Strict):
     kubernetes: KubernetesSettings = KubernetesSettings()
     log: LogSettings = LogSettings()
     resume: ResumeSettings = ResumeSettings()
+    daemon: DaemonSettings = DaemonSettings()
     templates_dir: str | None = None
     """Directory of pod templates; None uses the ones shipped with the bridge."""
     path: str = ""
@@ -366,7 +388,8 @@ def _check(config: Config) -> None:
                               ("resume.cooldown", config.resume.cooldown, 0),
                               ("resume.unschedulable_after", config.resume.unschedulable_after, 0),
                               ("resume.max_attempts", config.resume.max_attempts, 1),
-                              ("slurm.prolog_timeout", config.slurm.prolog_timeout, 0)):
+                              ("slurm.prolog_timeout", config.slurm.prolog_timeout, 0),
+                              ("daemon.tick", config.daemon.tick, 0.1)):
         if value < low:
             raise ConfigError(f"{path}: {where}: expected at least {low:g}, got {value!r}")
     if not config.nodesets:
