@@ -72,6 +72,10 @@ class Informer(Generic[R]):
         self.synced = threading.Event()
         """Set once the first list succeeded: until then :meth:`snapshot` knows nothing."""
 
+    @property
+    def kind(self) -> str:
+        return self._resource.__name__  # type: ignore[attr-defined]
+
     def snapshot(self) -> list[R]:
         """The objects now, safe to read from another thread than the loop's."""
         with self._lock:

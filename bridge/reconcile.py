@@ -42,6 +42,8 @@ class DeletePod:
     node: str
     pod: str
     cause: str
+    rule: str = field(default="", compare=False)
+    """The short name of the rule that planned it (metrics, status): orphan, vanished, ..."""
     kind = "delete_pod"
 
 
@@ -53,6 +55,8 @@ class ReleaseNode:
     node: str
     cause: str
     transient: bool = True
+    rule: str = field(default="", compare=False)
+    """The short name of the rule that planned it (metrics, status): orphan, vanished, ..."""
     kind = "release_node"
 
     @property
@@ -64,6 +68,8 @@ class ReleaseNode:
 class DrainNode:
     node: str
     reason: str
+    rule: str = field(default="", compare=False)
+    """The short name of the rule that planned it (metrics, status): orphan, vanished, ..."""
     kind = "drain_node"
 
     @property
@@ -75,6 +81,8 @@ class DrainNode:
 class UndrainNode:
     node: str
     cause: str
+    rule: str = field(default="", compare=False)
+    """The short name of the rule that planned it (metrics, status): orphan, vanished, ..."""
     kind = "undrain_node"
 
 
@@ -82,6 +90,8 @@ class UndrainNode:
 class DeletePodGroup:
     ref: naming.Ref
     cause: str
+    rule: str = field(default="", compare=False)
+    """The short name of the rule that planned it (metrics, status): orphan, vanished, ..."""
     kind = "delete_pod_group"
 
     @property
@@ -99,13 +109,22 @@ class Memory:
     it never acts sooner."""
 
     since: dict[tuple[str, str], float] = field(default_factory=dict)
+    impatient: bool = False
+    """Treat every condition as having lasted forever: what ``status`` shows as a disagreement."""
     _seen: set[tuple[str, str]] = field(default_factory=set)
 
     def lasted(self, condition: str, subject: str, now: float) -> float:
         """Seconds ``condition`` has held for ``subject`` (0 the first time)."""
         key = (condition, subject)
         self._seen.add(key)
-        return now - self.since.setdefault(key, now)
+        return float("inf") if self.impatient else now - self.since.setdefault(key, now)
+
+    def next_due(self, now: float, config: Config) -> float | None:
+        """Seconds until the first remembered condition reaches its grace period, if any."""
+        graces = {"orphan": config.daemon.orphan_grace, "stuck": config.daemon.stuck_grace,
+                  "vanished": config.daemon.confirm, "group": config.daemon.group_grace}
+        due = [since + graces[condition] - now for (condition, _), since in self.since.items()]
+        return max(0.0, min(due)) if due else None
 
     def forget_the_rest(self) -> None:
         """Conditions not seen in this look are over: their clocks restart if they return."""
@@ -143,11 +162,12 @@ def _node_actions(node: str, fact: NodeFacts | None, pod: dict[str, Any] | None,
         where = "unknown to Slurm" if fact is None else "powered down"
         if memory.lasted("orphan", node, now) < settings.orphan_grace:
             return []
-        return [DeletePod(node, pod["metadata"]["name"], f"orphan pod: Slurm node {node} is {where}")]
+        return [DeletePod(node, pod["metadata"]["name"], f"orphan pod: Slurm node {node} is {where}",
+                          rule="orphan")]
     state = fact.state
     if nodestate.is_powering_up(state) and not nodestate.is_down(state):
         if pod is None and memory.lasted("stuck", node, now) >= settings.stuck_grace:
-            return [ReleaseNode(node, f"no pod after {settings.stuck_grace:.0f} s of powering up")]
+            return [ReleaseNode(node, f"no pod after {settings.stuck_grace:.0f} s of powering up", rule="stuck")]
         return []
     if not nodestate.is_up(state):
         return []
@@ -163,22 +183,22 @@ def _pod_trouble(node: str, pod: dict[str, Any] | None, hosts: dict[str, dict] |
     if pod is None:
         if memory.lasted("vanished", node, now) < config.daemon.confirm:
             return None
-        return ReleaseNode(node, "its pod is gone")
+        return ReleaseNode(node, "its pod is gone", rule="vanished")
     name = pod["metadata"]["name"]
     if _deleting(pod):
-        return ReleaseNode(node, f"pod {name} is being deleted")
+        return ReleaseNode(node, f"pod {name} is being deleted", rule="deleting")
     phase = (pod.get("status") or {}).get("phase")
     if phase in ("Failed", "Succeeded"):
         failure = pod_failure(pod, now=now, since={}, patience=0) or Failure(f"pod {name} ended: {phase}", True)
-        return ReleaseNode(node, failure.cause, failure.transient)
+        return ReleaseNode(node, failure.cause, failure.transient, rule="pod_ended")
     host_name = (pod.get("spec") or {}).get("nodeName")
     if hosts is None or not host_name:
         return None
     host = hosts.get(host_name)
     if host is None:
-        return ReleaseNode(node, f"pod {name}: Kubernetes node {host_name} is gone")
+        return ReleaseNode(node, f"pod {name}: Kubernetes node {host_name} is gone", rule="host_gone")
     if not _ready(host):
-        return ReleaseNode(node, f"pod {name}: Kubernetes node {host_name} is NotReady")
+        return ReleaseNode(node, f"pod {name}: Kubernetes node {host_name} is NotReady", rule="host_not_ready")
     return None
 
 
@@ -190,9 +210,9 @@ def _drain_actions(node: str, fact: NodeFacts, pod: dict[str, Any] | None,
     why = _leaving(hosts[host_name])
     drained = nodestate.is_drained(fact.state)
     if why and not drained:
-        return [DrainNode(node, f"{DRAIN_REASON}{host_name} {why}")]
+        return [DrainNode(node, f"{DRAIN_REASON}{host_name} {why}", rule="host_leaving")]
     if not why and drained and fact.reason.startswith(DRAIN_REASON):
-        return [UndrainNode(node, f"Kubernetes node {host_name} is schedulable again")]
+        return [UndrainNode(node, f"Kubernetes node {host_name} is schedulable again", rule="host_back")]
     return []
 
 
@@ -210,7 +230,7 @@ def _group_actions(ours: list[dict[str, Any]], groups: Iterable[dict[str, Any]],
             continue
         created = _timestamp(meta.get("creationTimestamp")) or now
         if max(now - created, memory.lasted("group", "/".join(ref), now)) >= config.daemon.group_grace:
-            actions.append(DeletePodGroup(ref, f"{ref[1]} {ref[2]} has no pod left"))
+            actions.append(DeletePodGroup(ref, f"{ref[1]} {ref[2]} has no pod left", rule="empty_group"))
     return actions
 
 
