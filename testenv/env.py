@@ -264,7 +264,7 @@ class Environment:
         bridge_token = os.urandom(12).hex()
         auth = {"users": [{"name": "testenv-admin", "token": self.admin_token, "admin": True},
                           {"name": BRIDGE_USER, "token": bridge_token}],
-                "rbac": [str(REPO / "rbac")]}
+                "rbac": [str(REPO / "rbac"), str(REPO / "rbac" / "daemon")]}  # the daemon: same account
         (kube_dir / "auth.yaml").write_text(yaml.safe_dump(auth))
         self._spawn("kubeapi", [sys.executable, "-m", "testenv.kubeapi", "--host", "127.0.0.1", "--port", "0",
                                 "--state-dir", str(kube_dir), "--auth-file", str(kube_dir / "auth.yaml"),
