@@ -35,6 +35,11 @@ from bridge.slurm import SlurmClient
 class Failure:
     cause: str
     transient: bool
+    registered: bool = False
+    """The node's slurmd had registered (a running node lost its pod): Slurm waits for a dead
+    slurmd's epilog until SlurmdTimeout unless the node is set DOWN first (22.05, measured:
+    POWER_DOWN_FORCE alone leaves the job COMPLETING; DOWN then POWER_DOWN_FORCE requeues it at
+    once and the node is back in service, powered down)."""
 
 
 def classify(error: BridgeError) -> Failure:
@@ -82,7 +87,8 @@ def _delete(pods: dict[str, dict], groups: set[naming.Ref], *, kube: KubeClient,
 def _update_slurm(job_ids: tuple[int, ...], nodes: list[str], failed: dict[str, Failure], first: Failure, *,
                   config: Config, slurm: SlurmClient, log: Any) -> None:
     lasting = {n: f for n, f in failed.items() if not f.transient}
-    for cause, down in _by_cause(lasting).items():
+    registered = {n: f for n, f in failed.items() if f.transient and f.registered}
+    for cause, down in _by_cause(lasting | registered).items():
         slurm.set_down(down, cause)
     for node, failure in lasting.items():
         causes.remember(config.resume.state_dir, node, failure.cause, log=log)

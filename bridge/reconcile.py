@@ -55,13 +55,15 @@ class ReleaseNode:
     node: str
     cause: str
     transient: bool = True
+    registered: bool = True
+    """Its slurmd had registered (the node was up): see :attr:`bridge.failure.Failure.registered`."""
     rule: str = field(default="", compare=False)
     """The short name of the rule that planned it (metrics, status): orphan, vanished, ..."""
     kind = "release_node"
 
     @property
     def failure(self) -> Failure:
-        return Failure(self.cause, self.transient)
+        return Failure(self.cause, self.transient, registered=self.registered)
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,8 @@ def _node_actions(node: str, fact: NodeFacts | None, pod: dict[str, Any] | None,
     state = fact.state
     if nodestate.is_powering_up(state) and not nodestate.is_down(state):
         if pod is None and memory.lasted("stuck", node, now) >= settings.stuck_grace:
-            return [ReleaseNode(node, f"no pod after {settings.stuck_grace:.0f} s of powering up", rule="stuck")]
+            return [ReleaseNode(node, f"no pod after {settings.stuck_grace:.0f} s of powering up",
+                                registered=False, rule="stuck")]
         return []
     if not nodestate.is_up(state):
         return []

@@ -68,7 +68,10 @@ def test_pod_deleted_behind_slurms_back_releases_its_node_with_an_event_a_log_li
     with capture_logs() as logs:
         actions = daemon.look(list(kube.pods.values()), [host()])
     assert [(a.kind, a.node) for a in actions] == [("release_node", "elastic2")]
-    assert slurm.powered_down == {"elastic2": "slurm-k8s-bridge: its pod is gone"}
+    # DOWN first (a dead slurmd never sends its epilog: the job would stay COMPLETING until
+    # SlurmdTimeout), then powered down: the node returns to service by itself.
+    assert slurm.calls == ["set_down 1", "power_down 1"]
+    assert slurm.powered_down == slurm.down == {"elastic2": "slurm-k8s-bridge: its pod is gone"}
     line = [r for r in logs if r["event"] == "reconcile"][0]
     assert line.items() >= {"action": "release_node", "rule": "vanished", "node": "elastic2",
                             "cause": "its pod is gone", "dry_run": False}.items()

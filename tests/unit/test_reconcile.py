@@ -119,7 +119,7 @@ def test_without_the_kubernetes_nodes_no_node_rule_applies(config):
 def test_node_stuck_powering_up_without_pod_is_released_after_grace(look, config):
     assert look([fact("elastic1", RESUMING)], []) == []
     assert look([fact("elastic1", RESUMING)], [], at=config.daemon.stuck_grace) == [
-        ReleaseNode("elastic1", f"no pod after {config.daemon.stuck_grace:.0f} s of powering up")]
+        ReleaseNode("elastic1", f"no pod after {config.daemon.stuck_grace:.0f} s of powering up", registered=False)]
 
 
 def test_node_already_set_down_is_left_to_the_admin(look, config):

@@ -1,0 +1,184 @@
+"""Issue 12, end to end: ``slurm-k8s-bridge daemon`` beside real Slurm and the Kubernetes
+stand-in, run as a process the way systemd runs it, with the daemon's own RBAC (rbac/daemon/).
+
+Figures (printed with -s): pod deleted behind Slurm's back → job requeued; orphan pod → deleted."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from lightkube.resources.core_v1 import Node, Pod
+
+from tests.e2e.conftest import bridge_pods, job_field, node_field, sbatch, wait_for
+from testenv.env import BIN, NAMESPACE, Environment
+
+# Grace periods short enough for a test, long enough to be seen waiting.
+DAEMON = {"daemon": {"tick": 1, "orphan_grace": 3, "stuck_grace": 10, "group_grace": 5,
+                     "metrics_address": "127.0.0.1:0"}}
+SLEEPER = {"sleeper:1": {"entrypoint": ["/bin/sleep", "600"]}}
+
+
+class Daemon:
+    """The daemon process of one environment."""
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, *args: str) -> Daemon:
+        self.proc = subprocess.Popen([str(BIN / "slurm-k8s-bridge"), "--config", str(self.env.bridge_config_path),
+                                      "daemon", *args], env={"SLURM_CONF": str(self.env.slurm.conf_path)},
+                                     cwd=self.env.dir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        started = len(self.records("daemon started"))
+        wait_for(lambda: len(self.records("daemon started")) > started or self.proc.poll() is not None,
+                 timeout=20, what="daemon started")
+        assert self.proc.poll() is None, self.proc.stderr.read()
+        return self
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+    def records(self, event: str | None = None) -> list[dict]:
+        return [r for r in self.env.bridge_log_records()
+                if r.get("hook") == "daemon" and (event is None or r.get("event") == event)]
+
+    def actions(self, action: str, node: str | None = None) -> list[dict]:
+        return [r for r in self.records("reconcile") if r["action"] == action and node in (None, r.get("node"))]
+
+
+@pytest.fixture
+def daemon_env(make_env) -> Iterator[tuple[Environment, Daemon]]:
+    env = make_env(bridge=DAEMON, images=SLEEPER)
+    daemon = Daemon(env).start()
+    yield env, daemon
+    assert daemon.stop() == 0, daemon.proc.stderr.read() if daemon.proc else ""
+
+
+def _running_job(env: Environment, nodes: int = 1) -> str:
+    job = sbatch(env, f"-N{nodes}", "--wrap", "sleep 300")
+    wait_for(lambda: env.slurm.job_state(job) == "RUNNING", timeout=60, what="job running")
+    return job
+
+
+def _planted_pod(env: Environment, name: str, node: str, *, annotated: bool) -> None:
+    """A pod with the bridge's labels for ``node``, as if left behind; without the annotation it
+    is a look-alike the bridge did not make."""
+    meta = {"name": name, "namespace": NAMESPACE,
+            "labels": {"app.kubernetes.io/managed-by": "slurm-k8s-bridge", "slurm-k8s-bridge/cluster": "testenv",
+                       "slurm-k8s-bridge/node": node}}
+    if annotated:
+        meta["annotations"] = {"slurm-k8s-bridge/node-name": node}
+    env.kube().create(Pod.from_dict({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": {
+        "containers": [{"name": "c", "image": "sleeper:1"}], "terminationGracePeriodSeconds": 1}}))
+    wait_for(lambda: env.kube().get(Pod, name).status.phase == "Running", timeout=30, what=f"{name} running")
+
+
+def test_pod_deleted_behind_slurms_back_requeues_the_job_in_seconds(daemon_env):
+    env, daemon = daemon_env
+    job = _running_job(env)
+    node = next(iter(bridge_pods(env)))
+    deleted = time.monotonic()
+    env.kube().delete(Pod, f"testenv-{node}", grace_period=0)
+    wait_for(lambda: env.slurm.job_state(job) == "PENDING", timeout=30, what="job requeued")
+    requeued = time.monotonic() - deleted
+    print(f"\npod deleted → job requeued: {requeued:.1f} s (SlurmdTimeout would be 300 s)")
+    assert requeued < 10
+    assert int(job_field(env, job, "Restarts")) == 1
+    released = daemon.actions("release_node", node)
+    assert len(released) == 1 and released[0]["rule"] in ("vanished", "deleting")
+    # The node is given back, not DOWN: powered down, then in service again for the requeued job.
+    wait_for(lambda: "POWERED_DOWN" in node_field(env, node, "State") or env.slurm.job_state(job) == "RUNNING",
+             timeout=30, what="node powered down, back in service")
+    assert not node_field(env, node, "State").startswith("DOWN")
+
+
+def test_orphan_pod_is_deleted_after_the_grace_period_and_a_look_alike_never(daemon_env):
+    env, daemon = daemon_env
+    _planted_pod(env, "lookalike-elastic4", "elastic4", annotated=False)
+    planted = time.monotonic()
+    _planted_pod(env, "testenv-elastic3", "elastic3", annotated=True)
+    wait_for(lambda: "testenv-elastic3" not in {p.metadata.name for p in env.kube().list(Pod, namespace=NAMESPACE)},
+             timeout=30, what="orphan pod deleted")
+    took = time.monotonic() - planted
+    print(f"\norphan pod → deleted: {took:.1f} s (grace {DAEMON['daemon']['orphan_grace']} s)")
+    assert took >= DAEMON["daemon"]["orphan_grace"]
+    assert [r["rule"] for r in daemon.actions("delete_pod", "elastic3")] == ["orphan"]
+    time.sleep(DAEMON["daemon"]["orphan_grace"] + 2)  # a look-alike is still there after the grace
+    assert env.kube().get(Pod, "lookalike-elastic4").metadata.deletionTimestamp is None
+    assert daemon.actions("delete_pod", "elastic4") == []
+    env.kube().delete(Pod, "lookalike-elastic4", grace_period=0)
+
+
+def test_cordoned_kubernetes_node_drains_its_slurm_nodes_and_uncordon_undrains(daemon_env):
+    env, daemon = daemon_env
+    _running_job(env, nodes=2)
+    pods = bridge_pods(env)
+    host = next(iter(pods.values())).spec.nodeName
+    on_host = sorted(n for n, p in pods.items() if p.spec.nodeName == host)
+    env.kube().patch(Node, host, {"spec": {"unschedulable": True}})
+    for node in on_host:
+        wait_for(lambda: "DRAIN" in node_field(env, node, "State"), timeout=15, what=f"{node} drained")
+        assert node_field(env, node, "Reason") == f"slurm-k8s-bridge: Kubernetes node {host} is cordoned"
+    others = set(pods) - set(on_host)
+    assert all("DRAIN" not in node_field(env, n, "State") for n in others)
+    env.kube().patch(Node, host, {"spec": {"unschedulable": False}})
+    for node in on_host:
+        wait_for(lambda: "DRAIN" not in node_field(env, node, "State"), timeout=15, what=f"{node} undrained")
+
+
+def test_an_admins_drain_is_never_lifted(daemon_env):
+    env, daemon = daemon_env
+    _running_job(env)
+    node = next(iter(bridge_pods(env)))
+    env.slurm.run("scontrol", "update", f"NodeName={node}", "State=DRAIN", "Reason=disk check")
+    time.sleep(3)  # three ticks
+    assert "DRAIN" in node_field(env, node, "State") and node_field(env, node, "Reason") == "disk check"
+    assert daemon.actions("undrain_node") == []
+
+
+def test_restarted_daemon_loses_nothing_and_releases_once(daemon_env):
+    env, daemon = daemon_env
+    job = _running_job(env)
+    node = next(iter(bridge_pods(env)))
+    assert daemon.stop() == 0
+    env.kube().delete(Pod, f"testenv-{node}", grace_period=0)  # while no daemon runs
+    daemon.start()
+    wait_for(lambda: env.slurm.job_state(job) == "PENDING", timeout=30, what="job requeued by the new daemon")
+    time.sleep(3)
+    assert len(daemon.actions("release_node", node)) == 1
+    assert int(job_field(env, job, "Restarts")) == 1
+
+
+def test_status_marks_a_planted_disagreement(daemon_env):
+    env, daemon = daemon_env
+    daemon.stop()  # nobody fixes it while we look
+    _planted_pod(env, "testenv-elastic3", "elastic3", annotated=True)
+    result = subprocess.run([str(BIN / "slurm-k8s-bridge"), "--config", str(env.bridge_config_path), "status"],
+                            env={"SLURM_CONF": str(env.slurm.conf_path)}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    marked = [line for line in result.stdout.splitlines() if "  !  " in line]
+    assert len(marked) == 1 and marked[0].split()[0] == "elastic3" and "orphan pod" in marked[0]
+    rows = json.loads(subprocess.run([str(BIN / "slurm-k8s-bridge"), "--config", str(env.bridge_config_path),
+                                      "status", "--json"], env={"SLURM_CONF": str(env.slurm.conf_path)},
+                                     capture_output=True, text=True, timeout=60).stdout)
+    assert [r["node"] for r in rows if r["disagree"]] == ["elastic3"]
+    env.kube().delete(Pod, "testenv-elastic3", grace_period=0)
+
+
+def test_metrics_endpoint_serves_the_counts(daemon_env):
+    import urllib.request
+
+    env, daemon = daemon_env
+    address = daemon.records("metrics served")[-1]["address"]
+    assert address.startswith("127.0.0.1:")
+    text = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()  # loopback only
+    assert 'slurm_k8s_bridge_nodes{nodeset="elastic",state="powered_down"} 4.0' in text
+    assert "slurm_k8s_bridge_heartbeat_timestamp_seconds" in text
