@@ -115,6 +115,10 @@ class DaemonSettings(_Strict):
     """``host:port`` of the Prometheus endpoint; empty serves none."""
     heartbeat_fresh: float = 30.0
     """A daemon heartbeat younger than this many seconds counts as a running daemon."""
+    follow: bool = False
+    """Follow every resumed job (fail it fast, as the hooks' follower processes do) from the
+    state on its pods. While such a daemon's heartbeat is fresh the resume hook starts no
+    follower of its own (:func:`bridge.heartbeat.hand_over`)."""
 
 
 class LogSettings(_Strict):

@@ -28,8 +28,8 @@ from bridge.errors import BridgeError, ConfigError, KubernetesError, SlurmError
 from bridge.informer import API_ERRORS, Informer
 from bridge.kube import KubeClient
 from bridge.metrics import Metrics
-from bridge.reconcile import (Action, DeletePod, DeletePodGroup, DrainNode, Memory, ReleaseNode, UndrainNode,
-                              plan)
+from bridge.reconcile import (Action, DeletePod, DeletePodGroup, DrainNode, Memory, ReleaseJob, ReleaseNode,
+                              UndrainNode, plan)
 from bridge.slurm import NodeFacts, SlurmClient
 
 _EVENT_REASONS = {"delete_pod": "SlurmOrphanPod", "release_node": "SlurmNodeReleased",
@@ -71,7 +71,7 @@ class Daemon:
         self._observe(facts, pods, now)
         self._execute(actions, {p["metadata"]["name"]: p for p in pods}, facts)
         if not self._dry_run:
-            heartbeat.beat(self.config.resume.state_dir, now=now)
+            heartbeat.beat(self.config.resume.state_dir, follows=self.config.daemon.follow, now=now)
         self._metrics.heartbeat.set(now)
         self._metrics.tick_seconds.observe(time.monotonic() - started)
         return actions
@@ -91,6 +91,9 @@ class Daemon:
             return
         self._delete_pods([a for a in actions if isinstance(a, DeletePod)])
         self._release([a for a in actions if isinstance(a, ReleaseNode)])
+        for job in (a for a in actions if isinstance(a, ReleaseJob)):
+            failure.release_job(job.job_ids, list(job.nodes), dict(job.failed), config=self.config,
+                                slurm=self._slurm, kube=self._kube, log=self._log)
         self._drain([a for a in actions if isinstance(a, DrainNode)], [a for a in actions if isinstance(a, UndrainNode)])
         refs = [a.ref for a in actions if isinstance(a, DeletePodGroup)]
         if refs:
@@ -99,10 +102,12 @@ class Daemon:
     def _record(self, action: Action, pod: dict[str, Any] | None) -> None:
         self._log.info("reconcile", action=action.kind, rule=action.rule, node=action.node or None,
                        cause=action.cause, dry_run=self._dry_run,
-                       **({"group": "/".join(action.ref)} if isinstance(action, DeletePodGroup) else {}))
+                       **({"group": "/".join(action.ref)} if isinstance(action, DeletePodGroup) else {}),
+                       **({"jobs": list(action.job_ids)} if isinstance(action, ReleaseJob) else {}))
         self._metrics.actions.labels(action.kind, action.rule, str(self._dry_run).lower()).inc()
-        if isinstance(action, ReleaseNode):
-            self._metrics.failures.labels(self._nodeset(action.node), action.rule).inc()
+        if isinstance(action, (ReleaseNode, ReleaseJob)):
+            for node in action.node.split(","):
+                self._metrics.failures.labels(self._nodeset(node), action.rule).inc()
         if pod is not None and not self._dry_run and action.kind in _EVENT_REASONS:
             self._kube.emit_event(pod, reason=_EVENT_REASONS[action.kind],
                                   message=f"Slurm node {action.node}: {action.cause}", warning=True)
@@ -160,6 +165,9 @@ class Daemon:
             phase = "Terminating" if meta.get("deletionTimestamp") else (pod.get("status") or {}).get("phase", "Unknown")
             phases[((meta.get("labels") or {}).get(naming.NODESET_LABEL, "none"), phase)] += 1
         self._metrics.set_gauge(self._metrics.pods, phases)
+        starting = {(p["metadata"].get("labels") or {}).get(naming.JOB_LABEL) for p in pods
+                    if (node := naming.node_of(p)) in facts and nodestate.is_powering_up(facts[node].state)}
+        self._metrics.jobs_starting.set(len(starting - {None}))
 
     def _count_transition(self, node: str, nodeset: str, before: str | None, word: str, fact: NodeFacts,
                           now: float) -> None:

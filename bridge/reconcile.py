@@ -15,7 +15,12 @@ Kubernetes nodes and PodGroups, the time and what earlier looks saw (:class:`Mem
 * a PodGroup of the bridge's with none of its pods → :class:`DeletePodGroup`;
 * a Kubernetes node cordoned or tainted NoExecute while it hosts slurmd pods → :class:`DrainNode`
   on those Slurm nodes (jobs finish, no new ones); once it is schedulable again
-  :class:`UndrainNode`, only for drains whose reason says the bridge set them.
+  :class:`UndrainNode`, only for drains whose reason says the bridge set them;
+* with ``daemon.follow``, what :mod:`bridge.follow` does for each resumed job, from the state on
+  the pods alone (the job id label, the creation time for the deadline, the PodScheduled
+  condition's lastTransitionTime for "unschedulable since"), so a restarted daemon loses nothing:
+  a pod Unschedulable, unable to pull its image, crash-looping or failed, or the deadline passed
+  before the nodes registered → :class:`ReleaseJob` (all the job's nodes, all or nothing).
 
 Nothing is planned for a pod :func:`bridge.naming.is_ours` rejects.
 """
@@ -101,7 +106,27 @@ class DeletePodGroup:
         return ""
 
 
-Action = DeletePod | ReleaseNode | DrainNode | UndrainNode | DeletePodGroup
+@dataclass(frozen=True)
+class ReleaseJob:
+    """A resumed job whose pods will not all come up: :func:`bridge.failure.release_job` on all
+    its powering-up nodes, as the hook's follower would."""
+
+    job_ids: tuple[int, ...]
+    nodes: tuple[str, ...]
+    failed: tuple[tuple[str, Failure], ...]
+    rule: str = field(default="", compare=False)
+    kind = "release_job"
+
+    @property
+    def node(self) -> str:
+        return ",".join(self.nodes)
+
+    @property
+    def cause(self) -> str:
+        return self.failed[0][1].cause
+
+
+Action = DeletePod | ReleaseNode | DrainNode | UndrainNode | DeletePodGroup | ReleaseJob
 
 
 @dataclass
@@ -151,6 +176,8 @@ def plan(facts: dict[str, NodeFacts], pods: Iterable[dict[str, Any]], k8s_nodes:
         actions += _node_actions(node, facts.get(node), by_node.get(node), hosts, now=now, config=config,
                                  memory=memory)
     actions += _group_actions(ours, groups, now=now, config=config, memory=memory)
+    if config.daemon.follow:
+        actions += _follow_actions(facts, by_node, now=now, config=config)
     memory.forget_the_rest()
     return actions
 
@@ -235,6 +262,45 @@ def _group_actions(ours: list[dict[str, Any]], groups: Iterable[dict[str, Any]],
         if max(now - created, memory.lasted("group", "/".join(ref), now)) >= config.daemon.group_grace:
             actions.append(DeletePodGroup(ref, f"{ref[1]} {ref[2]} has no pod left", rule="empty_group"))
     return actions
+
+
+def _follow_actions(facts: dict[str, NodeFacts], pods: dict[str, dict[str, Any]], *, now: float,
+                    config: Config) -> list[Action]:
+    """The resumed jobs that cannot start: their nodes are powering up, their pods say why."""
+    from bridge.suspend import pod_problem
+
+    jobs: dict[str, list[str]] = {}
+    for node, pod in pods.items():
+        fact = facts.get(node)
+        if fact is not None and nodestate.is_powering_up(fact.state) and not nodestate.is_down(fact.state) \
+                and not _deleting(pod):
+            jobs.setdefault(((pod["metadata"].get("labels") or {}).get(naming.JOB_LABEL) or ""), []).append(node)
+    actions: list[Action] = []
+    for job, nodes in sorted(jobs.items()):
+        groups = [nodes] if job else [[n] for n in nodes]  # nodes powered up by hand fail alone
+        for group in groups:
+            failed = {n: f for n in group if (f := pod_failure(pods[n], now=now, since=_unschedulable_since(pods[n]),
+                                                               patience=config.resume.unschedulable_after))}
+            rule = "pod_failed"
+            started = min(_timestamp(pods[n]["metadata"].get("creationTimestamp")) or now for n in group)
+            if not failed and now - started >= config.resume.deadline:
+                failed = {n: Failure(f"node did not register within {config.resume.deadline:.0f} s: "
+                                     f"{pod_problem(pods[n])}", transient=True) for n in group}
+                rule = "deadline"
+            if failed:
+                job_ids = (int(job),) if job.isdigit() else ()
+                actions.append(ReleaseJob(job_ids, tuple(sorted(group)), tuple(sorted(failed.items())), rule=rule))
+    return actions
+
+
+def _unschedulable_since(pod: dict[str, Any]) -> dict[str, float]:
+    """"Unschedulable since", from the pod itself: its PodScheduled condition's lastTransitionTime."""
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
+            since = _timestamp(condition.get("lastTransitionTime"))
+            if since is not None:
+                return {pod["metadata"]["name"]: since}
+    return {}
 
 
 def _pods_by_node(pods: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

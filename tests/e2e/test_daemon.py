@@ -183,3 +183,37 @@ def test_metrics_endpoint_serves_the_counts(daemon_env):
     text = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()  # loopback only
     assert 'slurm_k8s_bridge_nodes{nodeset="elastic",state="powered_down"} 4.0' in text
     assert "slurm_k8s_bridge_heartbeat_timestamp_seconds" in text
+
+
+# ---- the daemon follows resumed jobs (daemon.follow; the hooks start no follower) ------------
+
+FOLLOWING = {**DAEMON, "daemon": {**DAEMON["daemon"], "follow": True}, "resume": {"follow": False}}
+
+
+def test_following_daemon_releases_a_job_whose_image_does_not_exist(make_env):
+    env = make_env(bridge=FOLLOWING, nodesets=[{"name": "elastic", "nodes": "elastic[1-4]",
+                                                "image": "registry.invalid/nope:1"}])
+    daemon = Daemon(env).start()
+    try:
+        start = time.monotonic()
+        job = sbatch(env, "-N2", "--wrap", "hostname")
+        wait_for(lambda: env.slurm.job_state(job) == "PENDING" and int(job_field(env, job, "Restarts")) >= 1,
+                 timeout=30, what="job requeued by the daemon")
+        print(f"\nimage missing → job requeued by the daemon: {time.monotonic() - start:.1f} s")
+        wait_for(lambda: not bridge_pods(env), timeout=30, what="no pod left")
+        released = daemon.actions("release_job")
+        assert released and released[0]["jobs"] == [int(job)] and "ImagePull" in released[0]["cause"]
+        assert not [r for r in env.bridge_log_records() if r.get("hook") == "follow"]  # no follower process
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_following_daemon_lets_a_good_job_run(make_env):
+    env = make_env(bridge=FOLLOWING)
+    daemon = Daemon(env).start()
+    try:
+        job = sbatch(env, "-N2", "--wrap", "hostname")
+        wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=60, what="job completed")
+        assert daemon.actions("release_job") == [] and daemon.actions("release_node") == []
+    finally:
+        assert daemon.stop() == 0

@@ -158,3 +158,13 @@ def test_a_hook_never_imports_the_daemons_libraries():
             "or m in ('bridge.informer', 'bridge.daemon', 'bridge.metrics')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_hooks_hand_over_only_to_a_fresh_daemon_that_follows_jobs(tmp_path):
+    state = str(tmp_path)
+    assert not heartbeat.hand_over(state, 30)
+    heartbeat.beat(state, follows=False, now=1000.0)
+    assert heartbeat.daemon_running(state, 30, now=1010.0) and not heartbeat.hand_over(state, 30, now=1010.0)
+    heartbeat.beat(state, follows=True, now=1000.0)
+    assert heartbeat.hand_over(state, 30, now=1010.0)
+    assert not heartbeat.hand_over(state, 30, now=1031.0)  # a hung daemon: the hooks follow again

@@ -169,3 +169,85 @@ def test_a_new_pod_group_waits_for_its_pods(look, config):
     created = dt.datetime.fromtimestamp(T0, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert look([], [], groups=[_group("job-9", created=created)]) == []
     assert len(look([], [], groups=[_group("job-9", created=created)], at=config.daemon.group_grace)) == 1
+
+
+# ---- following resumed jobs from the state on their pods (daemon.follow) ---------------------
+
+def _iso(seconds: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def starting(node: str, job: int | None, *, created: float = T0, **status: object) -> dict:
+    p = pod(node, phase="Pending", host=None, **status)
+    p["metadata"]["creationTimestamp"] = _iso(created)
+    if job is not None:
+        p["metadata"]["labels"][naming.JOB_LABEL] = str(job)
+    return p
+
+
+def unschedulable(since: float) -> dict:
+    return {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                            "message": "0/2 nodes are available: 2 Insufficient cpu.",
+                            "lastTransitionTime": _iso(since)}]}
+
+
+@pytest.fixture
+def following(write_config):
+    from bridge import config as config_module
+    from tests.conftest import BASIC_CONFIG
+
+    def make(unschedulable_after: float = 0):
+        text = BASIC_CONFIG.replace("resume:\n", f"daemon:\n  follow: true\nresume:\n  unschedulable_after: "
+                                                 f"{unschedulable_after}\n")
+        return config_module.load(str(write_config(text)))
+
+    return make
+
+
+def test_followed_job_with_an_unschedulable_pod_is_released_whole(following):
+    config = following()
+    pods = [starting("elastic1", 7, **unschedulable(T0)), starting("elastic2", 7)]
+    facts = {n: fact(n, RESUMING) for n in ("elastic1", "elastic2")}
+    [action] = plan(facts, pods, [host()], T0 + 1, config, Memory())
+    assert (action.kind, action.job_ids, action.nodes, action.rule) == ("release_job", (7,), ("elastic1", "elastic2"),
+                                                                      "pod_failed")
+    assert [n for n, _ in action.failed] == ["elastic1"] and "Insufficient cpu" in action.cause
+    assert action.failed[0][1].transient and not action.failed[0][1].registered
+
+
+def test_unschedulable_since_comes_from_the_pod_so_a_restarted_daemon_keeps_the_count(following):
+    config = following(unschedulable_after=30)
+    facts = {"elastic1": fact("elastic1", RESUMING)}
+    pods = [starting("elastic1", 7, **unschedulable(T0 - 10))]
+    assert plan(facts, pods, [host()], T0, config, Memory()) == []
+    # A new daemon (fresh memory) 25 s later: 35 s unschedulable by the pod's own condition.
+    assert [a.rule for a in plan(facts, pods, [host()], T0 + 25, config, Memory())] == ["pod_failed"]
+
+
+def test_followed_job_past_its_deadline_is_released_with_what_its_pods_say(following):
+    config = following()
+    waiting = {"containerStatuses": [{"name": "slurmd", "state": {"waiting": {"reason": "ContainerCreating"}}}]}
+    pods = [starting("elastic1", 8, created=T0 - config.resume.deadline, **waiting)]
+    [action] = plan({"elastic1": fact("elastic1", RESUMING)}, pods, [host()], T0, config, Memory())
+    assert action.rule == "deadline" and action.job_ids == (8,)
+    assert action.cause.startswith(f"node did not register within {config.resume.deadline:.0f} s")
+
+
+def test_nodes_powered_up_by_hand_fail_alone(following):
+    config = following()
+    pods = [starting("elastic1", None, **unschedulable(T0)), starting("elastic2", None)]
+    facts = {n: fact(n, RESUMING) for n in ("elastic1", "elastic2")}
+    [action] = plan(facts, pods, [host()], T0, config, Memory())
+    assert action.job_ids == () and action.nodes == ("elastic1",)
+
+
+def test_without_follow_resuming_jobs_are_the_hooks_business(config):
+    pods = [starting("elastic1", 7, **unschedulable(T0 - 100))]
+    assert plan({"elastic1": fact("elastic1", RESUMING)}, pods, [host()], T0, config, Memory()) == []
+
+
+def test_a_registered_job_is_not_followed_any_more(following):
+    config = following()
+    assert plan({"elastic1": fact("elastic1", BUSY)}, [pod("elastic1")], [host()], T0, following(), Memory()) == []
