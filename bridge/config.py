@@ -102,9 +102,10 @@ class DaemonSettings(_Strict):
     tick: float = 5.0
     """Seconds between two looks at Slurm when nothing happens; a change of a pod or a
     Kubernetes node brings the next look forward to at once."""
-    confirm: float = 1.0
-    """Seconds a missing pod must stay missing before its node is released (one look may
-    fall between a suspend's state change and its pod deletion)."""
+    confirm: float = 0.0
+    """Seconds a missing pod must stay missing before its node is released. 0 is safe: each look
+    reads Slurm after it took the pods, and a suspend changes the node's state before its hook
+    deletes the pod, so a look never sees a suspended node as up without its pod."""
     orphan_grace: float = 60.0
     """Seconds a bridge pod may live while its Slurm node is powered down or unknown."""
     stuck_grace: float = 60.0

@@ -81,7 +81,7 @@ class Daemon:
     def next_look(self) -> float:
         """Seconds until the next look is due, if nothing happens meanwhile."""
         due = self.memory.next_due(self._clock(), self.config)
-        return self.config.daemon.tick if due is None else min(self.config.daemon.tick, max(due, MIN_GAP))
+        return self.config.daemon.tick if due is None else min(self.config.daemon.tick, due)
 
     # ---- carrying out ----------------------------------------------------------------------
 
@@ -307,14 +307,18 @@ def run(config: Config, *, log: Any, dry_run: bool = False, once: bool = False,
         with LightkubeApi(config.kubernetes) as kube:
             daemon = Daemon(config, slurm=slurm or CommandSlurm(config.slurm.bin_dir), kube=kube, log=log,
                             metrics=metrics, dry_run=dry_run)
+            last = -MIN_GAP
             while not stop.is_set():
+                gap = MIN_GAP - (time.monotonic() - last)
+                if gap > 0 and stop.wait(gap):  # a burst of events: one look, not one per event
+                    break
                 wake.clear()
-                pods, hosts, groups = watch.snapshot()
+                pods, hosts, groups = watch.snapshot()  # before Slurm's facts: see daemon.confirm
                 actions = daemon.look(pods or [], hosts, groups)
+                last = time.monotonic()
                 if once:
                     break
-                if wake.wait(daemon.next_look()):
-                    stop.wait(MIN_GAP)  # let a burst of events settle into one look
+                wake.wait(daemon.next_look())
     finally:
         watch.stop()
         if not dry_run and not once:

@@ -6,6 +6,7 @@ Figures (printed with -s): pod deleted behind Slurm's back → job requeued; orp
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -180,9 +181,15 @@ def test_metrics_endpoint_serves_the_counts(daemon_env):
     env, daemon = daemon_env
     address = daemon.records("metrics served")[-1]["address"]
     assert address.startswith("127.0.0.1:")
-    text = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()  # loopback only
+
+    def scrape() -> str:
+        return urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()  # loopback only
+
+    text = wait_for(lambda: "slurm_k8s_bridge_nodes{" in (page := scrape()) and page, timeout=10,
+                    what="the first look's metrics")
     assert 'slurm_k8s_bridge_nodes{nodeset="elastic",state="powered_down"} 4.0' in text
-    assert "slurm_k8s_bridge_heartbeat_timestamp_seconds" in text
+    stamp = float(re.search(r"^slurm_k8s_bridge_heartbeat_timestamp_seconds (\S+)$", text, re.M).group(1))
+    assert abs(stamp - time.time()) < 10
 
 
 # ---- the daemon follows resumed jobs (daemon.follow; the hooks start no follower) ------------

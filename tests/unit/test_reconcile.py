@@ -73,7 +73,6 @@ def test_a_pod_without_the_bridges_annotation_is_never_touched(look, config):
     for at in (0, config.daemon.orphan_grace * 10):
         assert look([fact("elastic1", OFF)], [foreign], at=at) == []
     # ... and does not count as the node's pod either: the up node has lost its own.
-    look([fact("elastic2", BUSY)], [pod("elastic2", ours=False)])
     assert look([fact("elastic2", BUSY)], [pod("elastic2", ours=False)], at=5) == [
         ReleaseNode("elastic2", "its pod is gone")]
 
@@ -85,9 +84,20 @@ def test_pod_of_another_cluster_is_never_touched(look, config):
     assert look([fact("elastic1", OFF)], [other], at=config.daemon.orphan_grace) == []
 
 
-def test_up_node_whose_pod_vanished_is_released_once_confirmed(look, config):
-    assert look([fact("elastic1", BUSY)], []) == []  # one look may fall inside a suspend
-    assert look([fact("elastic1", BUSY)], [], at=config.daemon.confirm) == [ReleaseNode("elastic1", "its pod is gone")]
+def test_up_node_whose_pod_vanished_is_released_at_once(look):
+    assert look([fact("elastic1", BUSY)], []) == [ReleaseNode("elastic1", "its pod is gone")]
+
+
+def test_a_confirm_period_delays_the_release_of_a_vanished_pod(write_config):
+    from bridge import config as config_module
+    from tests.conftest import BASIC_CONFIG
+
+    config = config_module.load(str(write_config(BASIC_CONFIG.replace("resume:\n", "daemon: {confirm: 2}\nresume:\n"))))
+    memory = Memory()
+    facts = {"elastic1": fact("elastic1", BUSY)}
+    assert plan(facts, [], [host()], T0, config, memory) == []
+    assert memory.next_due(T0, config) == 2
+    assert plan(facts, [], [host()], T0 + 2, config, memory) == [ReleaseNode("elastic1", "its pod is gone")]
 
 
 def test_pod_being_deleted_releases_its_node_at_once(look):
