@@ -25,11 +25,11 @@ from typing import Any
 from bridge import NAME, failure, heartbeat, hostlist, naming, nodestate
 from bridge.config import Config
 from bridge.errors import BridgeError, ConfigError, KubernetesError, SlurmError
-from bridge.informer import API_ERRORS, Informer
+from bridge.informer import API_ERRORS, DELETED, Informer
 from bridge.kube import KubeClient
 from bridge.metrics import Metrics
 from bridge.reconcile import (Action, DeletePod, DeletePodGroup, DrainNode, Memory, ReleaseJob, ReleaseNode,
-                              UndrainNode, plan)
+                              UndrainNode, host_view, plan)
 from bridge.slurm import NodeFacts, SlurmClient
 
 _EVENT_REASONS = {"delete_pod": "SlurmOrphanPod", "release_node": "SlurmNodeReleased",
@@ -206,6 +206,7 @@ class Watch:
         self.pods: Informer | None = None
         self.hosts: Informer | None = None
         self.groups: list[Informer] = []
+        self._host_views: dict[str, Any] = {}
 
     def start(self) -> Watch:
         import lightkube
@@ -216,7 +217,8 @@ class Watch:
         client = lightkube.AsyncClient(config=_kubeconfig(settings), namespace=settings.namespace, field_manager=NAME)
         owner = naming.owner_labels(self._config.slurm.cluster_name)
         self.pods = self._informer(client, _resource("v1", "Pod", "pods", namespaced=True), owner)
-        self.hosts = self._informer(client, _resource("v1", "Node", "nodes", namespaced=False), None)
+        self.hosts = self._informer(client, _resource("v1", "Node", "nodes", namespaced=False), None,
+                                    handler=self._on_host)
         self.groups = [self._informer(client, _resource(api_version, kind, plural, namespaced=True), owner)
                        for api_version, kind, plural in _group_kinds(self._config)]
         threading.Thread(target=self._loop.run_forever, name="watch", daemon=True).start()
@@ -224,12 +226,22 @@ class Watch:
             asyncio.run_coroutine_threadsafe(self._keep(informer), self._loop)
         return self
 
-    def _informer(self, client: Any, resource: Any, labels: dict[str, str] | None) -> Informer:
+    def _informer(self, client: Any, resource: Any, labels: dict[str, str] | None,
+                  handler: Callable[[str, Any], None] | None = None) -> Informer:
         def error(stage: str, e: Exception) -> None:
             self._metrics.api_errors.labels("kubernetes", f"{stage} {resource.__name__.lower()}s").inc()
 
-        return Informer(client, resource, lambda kind, obj: self._on_change(), labels=labels,
+        return Informer(client, resource, handler or (lambda kind, obj: self._on_change()), labels=labels,
                         namespace=self._config.kubernetes.namespace, on_error=error)
+
+    def _on_host(self, kind: str, host: Any) -> None:
+        """A Kubernetes node's change matters only if it changes what the plan reads of it:
+        kubelets update their node's status every few seconds on large clusters."""
+        name = host.metadata.name
+        view = None if kind == DELETED else host_view(host.to_dict())
+        if self._host_views.get(name) != view:
+            self._host_views[name] = view
+            self._on_change()
 
     async def _keep(self, informer: Informer) -> None:
         """List until it works (backing off to a minute: a missing grant or CRD is not fixed

@@ -317,6 +317,11 @@ def _deleting(pod: dict[str, Any]) -> bool:
     return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
 
 
+def host_view(host: dict[str, Any]) -> tuple[bool, str | None]:
+    """All the plan reads of a Kubernetes node: whether it is Ready, and why it is being emptied."""
+    return _ready(host), _leaving(host)
+
+
 def _ready(host: dict[str, Any]) -> bool:
     conditions = (host.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)

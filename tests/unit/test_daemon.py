@@ -166,3 +166,25 @@ def test_hooks_hand_over_only_to_a_fresh_daemon_that_follows_jobs(tmp_path):
     heartbeat.beat(state, follows=True, now=1000.0)
     assert heartbeat.hand_over(state, 30, now=1010.0)
     assert not heartbeat.hand_over(state, 30, now=1031.0)  # a hung daemon: the hooks follow again
+
+
+def test_only_a_kubernetes_node_change_the_plan_reads_brings_a_look_forward(config):
+    import structlog
+
+    from bridge.daemon import Watch, _resource
+
+    changes = []
+    watch = Watch(config, on_change=lambda: changes.append(1), log=structlog.get_logger(), metrics=Metrics())
+    node_class = _resource("v1", "Node", "nodes", namespaced=False)
+
+    def node(version: str, **spec) -> object:
+        return node_class.from_dict({"apiVersion": "v1", "kind": "Node",
+                                     "metadata": {"name": "worker-1", "resourceVersion": version},
+                                     "spec": spec, "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+
+    watch._on_host("ADDED", node("1"))
+    watch._on_host("MODIFIED", node("2"))  # a kubelet status heartbeat
+    assert len(changes) == 1
+    watch._on_host("MODIFIED", node("3", unschedulable=True))
+    watch._on_host("DELETED", node("4", unschedulable=True))
+    assert len(changes) == 3
