@@ -159,6 +159,42 @@ def test_restarted_daemon_loses_nothing_and_releases_once(daemon_env):
     assert int(job_field(env, job, "Restarts")) == 1
 
 
+def _resume_hooks(env: Environment) -> list[int]:
+    """Pids of this environment's running resume hooks (other test runs may have their own)."""
+    from pathlib import Path
+
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if b"slurm-k8s-resume" in (proc / "cmdline").read_bytes() and \
+                    f"SLURM_CONF={env.slurm.conf_path}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_resume_hook_killed_before_its_pods_exist_leaves_nothing_stuck(daemon_env):
+    import os
+
+    env, daemon = daemon_env
+    # The API stalls the pod's creation (then refuses it): the hook is still waiting when killed.
+    env.add_fault(verb="create", resource="pods", code=503, delay_seconds=30)
+    job = sbatch(env, "-N1", "--wrap", "hostname")
+    pids = wait_for(lambda: _resume_hooks(env), timeout=20, what="the resume hook running")
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    env.clear_faults()
+    wait_for(lambda: env.slurm.job_state(job) in ("PENDING", "COMPLETED") and int(job_field(env, job, "Restarts")) >= 1,
+             timeout=60, what="job requeued without its hook")
+    print(f"\nresume hook SIGKILLed → job requeued: {time.monotonic() - killed:.1f} s "
+          f"(stuck_grace {DAEMON['daemon']['stuck_grace']} s; Slurm alone: ResumeTimeout, 120 s here)")
+    [released] = daemon.actions("release_node")
+    assert released["rule"] == "stuck"
+    assert not bridge_pods(env)
+
+
 def test_status_marks_a_planted_disagreement(daemon_env):
     env, daemon = daemon_env
     daemon.stop()  # nobody fixes it while we look
