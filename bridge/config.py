@@ -116,6 +116,16 @@ class DaemonSettings(_Strict):
     """``host:port`` of the Prometheus endpoint; empty serves none."""
     heartbeat_fresh: float = 30.0
     """A daemon heartbeat younger than this many seconds counts as a running daemon."""
+    breaker_failures: int = 3
+    """Capacity failures (pods Unschedulable) of one nodeset within ``breaker_window`` that open its
+    circuit breaker: its powered-down nodes are drained so jobs wait instead of looping through
+    failed resumes (:mod:`bridge.breaker`). 0 turns the breaker off."""
+    breaker_window: float = 600.0
+    """Seconds over which capacity failures are counted."""
+    breaker_cooldown: float = 300.0
+    """Seconds the breaker stays open the first time; doubled each time the probe fails."""
+    breaker_max_cooldown: float = 1800.0
+    """The longest cool-down."""
     follow: bool = False
     """Follow every resumed job (fail it fast, as the hooks' follower processes do) from the
     state on its pods. While such a daemon's heartbeat is fresh the resume hook starts no

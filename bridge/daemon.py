@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from bridge import NAME, failure, heartbeat, hostlist, naming, nodestate
+from bridge import NAME, breaker, failure, heartbeat, hostlist, naming, nodestate
 from bridge.config import Config
 from bridge.errors import BridgeError, ConfigError, KubernetesError, SlurmError
 from bridge.informer import API_ERRORS, DELETED, Informer
@@ -97,6 +97,11 @@ class Daemon:
             failure.release_job(job.job_ids, list(job.nodes), dict(job.failed), config=self.config,
                                 slurm=self._slurm, kube=self._kube, log=self._log)
         self._drain([a for a in actions if isinstance(a, DrainNode)], [a for a in actions if isinstance(a, UndrainNode)])
+        for action in actions:
+            if isinstance(action, breaker.OpenBreaker):
+                self._set_drained(list(action.nodes), action.cause)
+            elif isinstance(action, breaker.CloseBreaker):
+                self._set_drained(list(action.nodes), None)
         refs = [a.ref for a in actions if isinstance(a, DeletePodGroup)]
         if refs:
             self._kube_call("delete podgroups", lambda: self._report(self._kube.delete_objects(refs)))
@@ -131,11 +136,14 @@ class Daemon:
         if undrains:
             by_reason[None] = [a.node for a in undrains]
         for reason, nodes in by_reason.items():
-            try:
-                self._slurm.set_drained(nodes, reason)
-            except SlurmError as e:
-                self._metrics.api_errors.labels("slurm", "drain").inc()
-                self._log.error("cannot change the drain of nodes", nodes=hostlist.fold(nodes), error=str(e))
+            self._set_drained(nodes, reason)
+
+    def _set_drained(self, nodes: list[str], reason: str | None) -> None:
+        try:
+            self._slurm.set_drained(nodes, reason)
+        except SlurmError as e:
+            self._metrics.api_errors.labels("slurm", "drain").inc()
+            self._log.error("cannot change the drain of nodes", nodes=hostlist.fold(nodes), error=str(e))
 
     def _kube_call(self, what: str, call: Callable[[], None]) -> None:
         try:
@@ -161,6 +169,9 @@ class Daemon:
             self._count_transition(name, nodeset, self._words.get(name), word, fact, now)
             self._words[name] = word
         self._metrics.set_gauge(self._metrics.nodes, nodes)
+        open_sets = {self._nodeset(n) for n, f in facts.items() if breaker.open_until(f) is not None}
+        self._metrics.set_gauge(self._metrics.breaker_open, {(ns.name,): int(ns.name in open_sets)
+                                                             for ns in self.config.nodesets})
         phases: Counter[tuple[str, ...]] = Counter()
         for pod in pods:
             meta = pod.get("metadata") or {}

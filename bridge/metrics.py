@@ -37,6 +37,8 @@ class Metrics:
         self.pods = Gauge(f"{PREFIX}_pods", "The bridge's pods by nodeset and phase.", ["nodeset", "phase"], registry=r)
         self.jobs_starting = Gauge(f"{PREFIX}_jobs_starting", "Jobs whose nodes are powering up (followed "
                                    "by the daemon with daemon.follow, else by the hooks' followers).", registry=r)
+        self.breaker_open = Gauge(f"{PREFIX}_capacity_breaker_open", "1 while a nodeset's capacity breaker "
+                                  "keeps Slurm off its powered-down nodes.", ["nodeset"], registry=r)
         self.api_errors = Counter(f"{PREFIX}_api_errors", "Failed calls, by API (kubernetes, slurm) and stage.",
                                   ["api", "stage"], registry=r)
         self.tick_seconds = Histogram(f"{PREFIX}_reconcile_seconds", "Duration of one look and its actions.",

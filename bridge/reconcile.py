@@ -16,6 +16,8 @@ Kubernetes nodes and PodGroups, the time and what earlier looks saw (:class:`Mem
 * a Kubernetes node cordoned or tainted NoExecute while it hosts slurmd pods → :class:`DrainNode`
   on those Slurm nodes (jobs finish, no new ones); once it is schedulable again
   :class:`UndrainNode`, only for drains whose reason says the bridge set them;
+* a nodeset whose pods keep failing for lack of capacity → its circuit breaker
+  (:mod:`bridge.breaker`): :class:`~bridge.breaker.OpenBreaker` / :class:`~bridge.breaker.CloseBreaker`;
 * with ``daemon.follow``, what :mod:`bridge.follow` does for each resumed job, from the state on
   the pods alone (the job id label, the creation time for the deadline, the PodScheduled
   condition's lastTransitionTime for "unschedulable since"), so a restarted daemon loses nothing:
@@ -32,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge import naming, nodestate
+from bridge import breaker, naming, nodestate
 from bridge.config import Config
 from bridge.failure import Failure
 from bridge.follow import pod_failure
@@ -126,7 +128,8 @@ class ReleaseJob:
         return self.failed[0][1].cause
 
 
-Action = DeletePod | ReleaseNode | DrainNode | UndrainNode | DeletePodGroup | ReleaseJob
+Action = DeletePod | ReleaseNode | DrainNode | UndrainNode | DeletePodGroup | ReleaseJob | breaker.OpenBreaker \
+    | breaker.CloseBreaker
 
 
 @dataclass
@@ -138,6 +141,7 @@ class Memory:
     since: dict[tuple[str, str], float] = field(default_factory=dict)
     impatient: bool = False
     """Treat every condition as having lasted forever: what ``status`` shows as a disagreement."""
+    breakers: breaker.Breakers = field(default_factory=breaker.Breakers)
     _seen: set[tuple[str, str]] = field(default_factory=set)
 
     def lasted(self, condition: str, subject: str, now: float) -> float:
@@ -178,6 +182,7 @@ def plan(facts: dict[str, NodeFacts], pods: Iterable[dict[str, Any]], k8s_nodes:
     actions += _group_actions(ours, groups, now=now, config=config, memory=memory)
     if config.daemon.follow:
         actions += _follow_actions(facts, by_node, now=now, config=config)
+    actions += breaker.plan(facts, now, config, memory.breakers)
     memory.forget_the_rest()
     return actions
 

@@ -1,6 +1,7 @@
 """``slurm-k8s-bridge status``: Slurm's nodes and the bridge's pods in one table.
 
-One row per elastic node that is not simply powered down with no pod: Slurm's state and reason,
+One row per elastic node that is not simply powered down with no pod and no reason (a failed
+resume's cause, a capacity breaker's drain): Slurm's state and reason,
 the pod, its phase, its Kubernetes node and age, and a mark ``!`` with what the daemon would do
 where the two disagree. The mark comes from the daemon's own plan (:func:`bridge.reconcile.plan`)
 with every grace period taken as spent: the table and the daemon cannot tell two stories.
@@ -42,8 +43,8 @@ def rows(facts: dict[str, NodeFacts], pods: list[dict[str, Any]], hosts: list[di
     for node in sorted(set(facts) | set(ours)):
         fact, pod = facts.get(node), ours.get(node)
         state = nodestate.word(fact.state) if fact else "unknown"
-        if not everything and pod is None and state == "powered_down" and node not in marks:
-            continue
+        if not everything and pod is None and state == "powered_down" and node not in marks and not fact.reason:
+            continue  # nothing to say: the usual state of an elastic node
         meta, status = (pod or {}).get("metadata") or {}, (pod or {}).get("status") or {}
         phase = "Terminating" if meta.get("deletionTimestamp") else status.get("phase", "")
         out.append(Row(node, "+".join(fact.state) if fact else "unknown", fact.reason if fact else "",

@@ -260,3 +260,36 @@ def test_following_daemon_lets_a_good_job_run(make_env):
         assert daemon.actions("release_job") == [] and daemon.actions("release_node") == []
     finally:
         assert daemon.stop() == 0
+
+
+# ---- the capacity circuit breaker ----------------------------------------------------------------
+
+def test_capacity_breaker_opens_jobs_wait_without_looping_and_it_closes_after_a_good_probe(make_env):
+    from testenv.env import IMAGE
+
+    cooldown = 10
+    env = make_env(bridge={"daemon": {**DAEMON["daemon"], "breaker_failures": 2, "breaker_cooldown": cooldown},
+                           "resume": {"cooldown": 1, "max_attempts": 20}},
+                   nodesets=[{"name": "elastic", "nodes": "elastic[1-4]", "image": IMAGE,
+                              "node_selector": {"pool": "big"}}])  # no Kubernetes node has it yet
+    daemon = Daemon(env).start()
+    try:
+        job = sbatch(env, "-N1", "--wrap", "hostname")
+        opened = wait_for(lambda: daemon.actions("open_breaker"), timeout=60, what="breaker open")[0]
+        assert opened["cause"].startswith("slurm-k8s-bridge: capacity breaker open until ")
+        attempts = int(job_field(env, job, "Restarts"))
+        print(f"\nbreaker opened after {attempts} failed resumes")
+        wait_for(lambda: all("DRAIN" in node_field(env, f"elastic{i}", "State") for i in range(1, 5)),
+                 timeout=15, what="every node of the nodeset drained")
+        # Open: the job waits in the queue instead of looping through failed resumes.
+        assert env.slurm.job_state(job) == "PENDING"
+        time.sleep(cooldown / 2)
+        assert int(job_field(env, job, "Restarts")) == attempts and not bridge_pods(env)
+        # Capacity comes back; after the cool-down the probe (the job itself) succeeds.
+        env.kube().patch(Node, "worker-1", {"metadata": {"labels": {"pool": "big"}}})
+        wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=60, what="job completed after the probe")
+        assert daemon.actions("close_breaker")
+        assert int(job_field(env, job, "Restarts")) == attempts
+        assert not any("capacity breaker" in node_field(env, f"elastic{i}", "Reason") for i in range(1, 5))
+    finally:
+        assert daemon.stop() == 0
