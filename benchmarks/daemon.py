@@ -8,7 +8,7 @@ Prints, each against the one-machine environment (real slurmctld, the API stand-
 * orphan pod → deleted (grace 5 s);
 * JOBS (default 8) single-node jobs submitted 0.5 s apart: API requests and slurmctld RPCs during
   the first 20 s, with the hooks' follower processes vs the daemon following them
-  (``following`` as the second argument runs only this part).
+  (``following`` as the second argument runs only this part, ``repairs`` all but this part).
 """
 
 from __future__ import annotations
@@ -150,7 +150,8 @@ def main(count: int, only: str | None = None) -> None:
         env.slurm.wait_for_first_scheduling_pass()
         idle(env)
         repairs(env)
-    following(count)
+    if only != "repairs":
+        following(count)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ class Daemon:
         now = self._clock()
         actions = plan(facts, pods, hosts, now, self.config, self.memory, groups=groups)
         self._observe(facts, pods, now)
-        self._execute(actions, {p["metadata"]["name"]: p for p in pods}, facts)
+        self._execute(actions, pods)
         if not self._dry_run:
             heartbeat.beat(self.config.resume.state_dir, follows=self.config.daemon.follow, now=now)
         self._metrics.heartbeat.set(now)
@@ -85,8 +85,9 @@ class Daemon:
 
     # ---- carrying out ----------------------------------------------------------------------
 
-    def _execute(self, actions: list[Action], pods: dict[str, dict], facts: dict[str, NodeFacts]) -> None:
-        by_node = {naming.node_of(p): p for p in pods.values()}
+    def _execute(self, actions: list[Action], pods: list[dict[str, Any]]) -> None:
+        cluster = self.config.slurm.cluster_name
+        by_node = {naming.node_of(p): p for p in pods if naming.is_ours(p, cluster=cluster)}
         for action in actions:
             self._record(action, by_node.get(action.node))
         if self._dry_run or not actions:
