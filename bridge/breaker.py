@@ -142,8 +142,10 @@ def _one(nodeset: str, nodes: list[NodeFacts], *, now: float, config: Config,
 
 
 def _closable(nodes: list[NodeFacts], drained: dict[str, float]) -> tuple[str, ...]:
-    """The nodes Slurm could choose next: powered down, no job, not drained yet."""
-    return tuple(sorted(f.name for f in nodes if f.name not in drained and nodestate.is_powered_down(f.state)
+    """The nodes Slurm could choose next: powered down or on the way (a failed node powers down
+    for as long as slurmctld tries to reach its gone slurmd, ~10 s measured), no job, not drained
+    yet. Slurm may drop a drain sent while a node powers down: the next look sends it again."""
+    return tuple(sorted(f.name for f in nodes if f.name not in drained and nodestate.is_off(f.state)
                         and not nodestate.is_allocated(f.state) and not nodestate.is_drained(f.state)))
 
 

@@ -267,7 +267,7 @@ def test_following_daemon_lets_a_good_job_run(make_env):
 def test_capacity_breaker_opens_jobs_wait_without_looping_and_it_closes_after_a_good_probe(make_env):
     from testenv.env import IMAGE
 
-    cooldown = 10
+    cooldown = 20  # well over a failed node's power-down (~10 s here), when a drain may not stick yet
     env = make_env(bridge={"daemon": {**DAEMON["daemon"], "breaker_failures": 2, "breaker_cooldown": cooldown},
                            "resume": {"cooldown": 1, "max_attempts": 20}},
                    nodesets=[{"name": "elastic", "nodes": "elastic[1-4]", "image": IMAGE,
@@ -280,7 +280,7 @@ def test_capacity_breaker_opens_jobs_wait_without_looping_and_it_closes_after_a_
         attempts = int(job_field(env, job, "Restarts"))
         print(f"\nbreaker opened after {attempts} failed resumes")
         wait_for(lambda: all("DRAIN" in node_field(env, f"elastic{i}", "State") for i in range(1, 5)),
-                 timeout=15, what="every node of the nodeset drained")
+                 timeout=cooldown, what="every node of the nodeset drained")
         # Open: the job waits in the queue instead of looping through failed resumes.
         assert env.slurm.job_state(job) == "PENDING"
         time.sleep(cooldown / 2)

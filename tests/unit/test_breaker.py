@@ -117,3 +117,15 @@ def test_breaker_off(write_config):
     for job in (1, 2, 3, 4):
         cluster.fail(job)
         assert cluster.look(job) == []
+
+
+def test_a_node_still_powering_down_is_drained_too_until_the_drain_sticks(cluster):
+    powering_down = NodeFacts("elastic4", 1, 500, state=("IDLE", "CLOUD", "POWERING_DOWN"))
+    cluster.facts["elastic4"] = powering_down
+    for job in (1, 2, 3):
+        cluster.fail(job)
+        actions = cluster.look(job)
+    assert "elastic4" in actions[0].nodes
+    cluster.facts["elastic4"] = powering_down  # Slurm dropped the drain while the node powered down
+    [again] = cluster.look(5)
+    assert isinstance(again, OpenBreaker) and again.nodes == ("elastic4",) and again.until == actions[0].until
