@@ -68,6 +68,12 @@ class Daemon:
             self._metrics.api_errors.labels("slurm", "read").inc()
             self._log.warning("cannot read the Slurm nodes now", error=str(e))
             return []
+        if not facts.keys() & self._elastic:
+            # Slurm knows every configured node: an answer with none of them is a reading gone
+            # wrong, and would make every pod look like an orphan.
+            self._metrics.api_errors.labels("slurm", "read").inc()
+            self._log.warning("Slurm returned none of the elastic nodes; looking again later")
+            return []
         now = self._clock()
         actions = plan(facts, pods, hosts, now, self.config, self.memory, groups=groups)
         self._observe(facts, pods, now)

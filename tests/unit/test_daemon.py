@@ -188,3 +188,13 @@ def test_only_a_kubernetes_node_change_the_plan_reads_brings_a_look_forward(conf
     watch._on_host("MODIFIED", node("3", unschedulable=True))
     watch._on_host("DELETED", node("4", unschedulable=True))
     assert len(changes) == 3
+
+
+def test_a_slurm_answer_without_the_elastic_nodes_deletes_nothing(world, config):
+    make, slurm, kube, clock = world
+    daemon = make()
+    slurm.facts = {}  # e.g. an output the parser no longer understands
+    for _ in range(3):
+        assert daemon.look(list(kube.pods.values()), [host()]) == []
+        clock[0] += config.daemon.orphan_grace
+    assert len(kube.pods) == 3 and slurm.calls == []
