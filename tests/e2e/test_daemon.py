@@ -52,7 +52,9 @@ class Daemon:
                 if r.get("hook") == "daemon" and (event is None or r.get("event") == event)]
 
     def actions(self, action: str, node: str | None = None) -> list[dict]:
-        return [r for r in self.records("reconcile") if r["action"] == action and node in (None, r.get("node"))]
+        """What the daemon did (not what a dry run said it would do)."""
+        return [r for r in self.records("reconcile")
+                if r["action"] == action and node in (None, r.get("node")) and not r["dry_run"]]
 
 
 @pytest.fixture
@@ -152,6 +154,13 @@ def test_restarted_daemon_loses_nothing_and_releases_once(daemon_env):
     node = next(iter(bridge_pods(env)))
     assert daemon.stop() == 0
     env.kube().delete(Pod, f"testenv-{node}", grace_period=0)  # while no daemon runs
+    wait_for(lambda: node not in bridge_pods(env), timeout=10, what="pod gone")
+    preview = subprocess.run([str(BIN / "slurm-k8s-bridge"), "--config", str(env.bridge_config_path), "daemon",
+                              "--once", "--dry-run"], env={"SLURM_CONF": str(env.slurm.conf_path)},
+                             capture_output=True, text=True, timeout=60)
+    assert preview.returncode == 0, preview.stderr
+    assert preview.stdout.splitlines() == [f"would release node\t{node}\tits pod is gone"]
+    assert env.slurm.job_state(job) == "RUNNING"  # a dry run changes nothing
     daemon.start()
     wait_for(lambda: env.slurm.job_state(job) == "PENDING", timeout=30, what="job requeued by the new daemon")
     time.sleep(3)
