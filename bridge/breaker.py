@@ -76,9 +76,12 @@ class CloseBreaker:
 class Breakers:
     """The daemon's memory of capacity failures (by nodeset) and of probes under way."""
 
-    failures: dict[str, dict[str, float]] = field(default_factory=dict)
-    """Per nodeset, each failure (the reason as Slurm stamped it: one per release, whatever the
-    number of its nodes) and when it was first seen."""
+    failures: dict[str, list[float]] = field(default_factory=dict)
+    """Per nodeset, when each capacity failure was seen (one per release, whatever the number of
+    its nodes: nodes released together share the reason)."""
+    counted: dict[str, str] = field(default_factory=dict)
+    """The capacity reason each node carries that was already counted: the same reason on the
+    same node is a new failure only after the node was seen without it (powering up again)."""
     cooldown: dict[str, float] = field(default_factory=dict)
     """The cool-down of each nodeset's last opening."""
     probing: dict[str, float] = field(default_factory=dict)
@@ -109,12 +112,9 @@ def open_until(fact: NodeFacts) -> float | None:
 def _one(nodeset: str, nodes: list[NodeFacts], *, now: float, config: Config,
          state: Breakers) -> list[OpenBreaker | CloseBreaker]:
     settings = config.daemon
-    seen = state.failures.setdefault(nodeset, {})
-    for fact in nodes:
-        if _CAPACITY in fact.reason and fact.reason.startswith(REASON_PREFIX):
-            seen.setdefault(fact.reason, now)
-    for key in [k for k, first in seen.items() if now - first > settings.breaker_window]:
-        del seen[key]
+    seen = state.failures.setdefault(nodeset, [])
+    seen += [now] * len(_new_failures(nodes, state))
+    seen[:] = [t for t in seen if now - t <= settings.breaker_window]
     drained = {f.name: until for f in nodes if (until := open_until(f)) is not None}
     if drained:
         until = max(drained.values())
@@ -128,7 +128,7 @@ def _one(nodeset: str, nodes: list[NodeFacts], *, now: float, config: Config,
         state.probing.pop(nodeset)  # capacity is back: the next failure starts from the beginning
         state.cooldown.pop(nodeset, None)
         return []
-    recent = [k for k, first in seen.items() if probe is None or first >= probe]
+    recent = [t for t in seen if probe is None or t >= probe]
     if len(recent) < (1 if probe is not None else settings.breaker_failures):
         return []
     cooldown = min(settings.breaker_max_cooldown,
@@ -139,6 +139,18 @@ def _one(nodeset: str, nodes: list[NodeFacts], *, now: float, config: Config,
     seen.clear()
     more = _closable(nodes, {})
     return [OpenBreaker(nodeset, more, now + cooldown, len(recent))] if more else []
+
+
+def _new_failures(nodes: list[NodeFacts], state: Breakers) -> set[str]:
+    """Capacity reasons seen for the first time on their nodes."""
+    new = set()
+    for fact in nodes:
+        if not (fact.reason.startswith(REASON_PREFIX) and _CAPACITY in fact.reason and nodestate.is_off(fact.state)):
+            state.counted.pop(fact.name, None)
+        elif state.counted.get(fact.name) != fact.reason:
+            state.counted[fact.name] = fact.reason
+            new.add(fact.reason)
+    return new
 
 
 def _closable(nodes: list[NodeFacts], drained: dict[str, float]) -> tuple[str, ...]:

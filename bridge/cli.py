@@ -46,7 +46,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 @cli.command()
 @click.argument("nodes", nargs=-1, required=True)
-@click.option("--job-id", type=int, help="Label the pods with this job, as resume would.")
+@click.option("--job-id", type=click.IntRange(min=1), help="Label the pods with this job, as resume would.")
 @click.option("--check", is_flag=True,
               help="Validate the pods against Kubernetes' own schema instead of printing them.")
 @click.option("--kubernetes-version", "kubernetes_versions", multiple=True, metavar="X.Y",
@@ -64,11 +64,18 @@ def render(obj: _Obj, nodes: tuple[str, ...], job_id: int | None, check: bool,
 
     if kubernetes_versions and not check:
         raise UsageError("--kubernetes-version goes with --check")
+    if check:
+        from bridge import validate
+
+        validate.require_schemas()  # before Slurm is asked anything
     names = _expand(nodes)
     facts = CommandSlurm(obj.config.slurm.bin_dir).node_facts(names)
-    missing = [n for n in names if n not in facts]
+    missing = [n if len(n) <= 60 else f"{n[:40]}... ({len(n)} characters)" for n in names if n not in facts]
     if missing:
-        raise BridgeError(f"Slurm does not know node(s) {', '.join(missing)}")
+        from bridge.errors import UnknownNode
+
+        raise UnknownNode(f"Slurm does not know node(s) {', '.join(missing[:5])}"
+                          + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
     if check:
         _check_pods(obj.config, [facts[n] for n in names], job_id=job_id, versions=kubernetes_versions)
         return
@@ -99,6 +106,15 @@ def _check_pods(config: Any, facts: list[Any], *, job_id: int | None, versions: 
                    f"(QoS {validate.qos_class(pod)})")
     if failed:
         raise TemplateError(f"{failed} of {len(facts)} pod(s) not valid (see above)")
+
+
+@cli.command()
+@click.pass_obj
+def check(obj: _Obj) -> None:
+    """Preflight on the slurmctld host: one OK/WARN/FAIL line per finding; exit 78 on a FAIL."""
+    from bridge import check as preflight
+
+    sys.exit(preflight.main(obj.config_path, click.echo))
 
 
 @cli.command()
@@ -193,16 +209,26 @@ def _expand(expressions: tuple[str, ...]) -> list[str]:
 
 
 def main() -> None:
-    """Entry point: run the CLI; an expected error is one line and its exit code."""
+    """Entry point: run the CLI; an expected error is one line and its exit code (a usage
+    error 64, as the hooks', not click's 2 with the whole usage around it)."""
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(130)
     except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
+        click.echo(f"slurm-k8s-bridge: usage: {_usage_message(e)}", err=True)
+        sys.exit(64)
     except BridgeError as e:
         click.echo(f"slurm-k8s-bridge: {e.kind}: {e}", err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+
+
+def _usage_message(error: click.ClickException) -> str:
+    if type(error).__name__ == "NoArgsIsHelpError":  # click >= 8.2: its message is the whole help
+        return f"expected a command ({', '.join(cli.commands)}); see 'slurm-k8s-bridge --help'"
+    message = " ".join(error.format_message().split()).rstrip(".")
+    message = message[:1].lower() + message[1:]
+    ctx = getattr(error, "ctx", None)
+    return f"{message} (see '{ctx.command_path} --help')" if ctx is not None else message

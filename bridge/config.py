@@ -10,11 +10,12 @@ costs ~1 ms, and reports the exact field path of a bad value.
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import re
-import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -38,6 +39,13 @@ GPU_VISIBILITY_ENV = frozenset({"NVIDIA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES"
 """Would show the pod GPUs other than those Kubernetes allocated (``NVIDIA_VISIBLE_DEVICES=all``
 bypasses the device plugin), or hide some of them from Slurm's jobs."""
 OWNED_SLURMD_ARGS = ("-N", "--conf-server")
+MIN_QPS = 1.0
+"""Below one request a second, a job of a few hundred nodes would wait out ResumeTimeout
+behind the bridge's own rate limit."""
+SLURMD_MEMORY_MB = 128
+"""Default ``memory_overhead_mb``. Measured in a slurmd pod (Slurm 22.05, process runtime,
+benchmarks/pod_memory.py): RSS of slurmd 6.4 MiB, munged 4.0 MiB, slurmstepd about 6 MiB per job
+step (28 MiB for a batch job with two steps); 128 MiB holds them with a dozen concurrent steps."""
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -211,6 +219,85 @@ class Gang(_Strict):
     for coscheduling, the cluster's default for kueue."""
 
 
+# --- The researcher's view inside the pod: site filesystems, users, /tmp, limits, cgroups ---
+
+RESERVED_MOUNTS = ("/etc/munge", "/run/munge", "/run/munged", "/var/spool/slurmd", "/var/log/slurm",
+                   "/etc/slurm", "/etc/slurm-k8s-bridge", "/dev/hugepages", "/tmp")
+"""Paths the image's entrypoint, slurmd or the template itself use: a filesystem may not be
+mounted on, above or inside them (the munge key, munged's socket, slurmd's spool and config,
+the users' data), except inside the node's private /tmp, where a mount hides nothing."""
+SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/run", "/sbin", "/sys",
+               "/usr", "/var")
+"""Mounting one of these (or above one) would replace the image's own system: refused."""
+OWNED_ENV = OWNED_ENV | {"SLURMD_RDMA_NETWORKS"}
+USERS_DIR = "/etc/slurm-k8s-bridge/users"
+"""Where the pod sees the users' ``passwd`` and ``group`` (see :class:`Users`)."""
+
+
+class Nfs(_Strict):
+    """An NFS export the kubelet mounts for the pod (the Kubernetes node needs an NFS client)."""
+
+    server: str
+    """Host name or IP address of the NFS server."""
+    path: str
+    """The exported directory on the server, absolute."""
+
+
+class Filesystem(_Strict):
+    """A site filesystem (home, scratch, projects, software) in every pod of the nodeset, at the
+    same path as on the submit host, so a job's working directory and output files are the
+    user's own. Exactly one of ``host_path``, ``nfs``, ``claim`` says where it comes from."""
+
+    name: str
+    """Short name, unique in the nodeset: the pod's volume is ``fs-<name>`` (a DNS-1123 label)."""
+    path: str
+    """Where jobs see it in the pod: absolute, the same path as on the submit host."""
+    host_path: str | None = None
+    """A directory every Kubernetes node already mounts (Lustre, GPFS, NFS or autofs mounted by
+    the node's OS). The pod fails to start (FailedMount) if it is missing: an empty directory in
+    its place would swallow the jobs' output."""
+    nfs: Nfs | None = None
+    """An NFS export mounted by the kubelet."""
+    claim: str | None = None
+    """A ReadWriteMany PersistentVolumeClaim in the pods' namespace (CephFS, NFS CSI...)."""
+    read_only: bool = False
+    """Mounted read-only (``/apps``, ``/opt/software``)."""
+    mount_propagation: Literal["None", "HostToContainer"] = "None"
+    """``HostToContainer`` for autofs or anything the node mounts after the pod started
+    (``host_path`` only). ``Bidirectional`` needs a privileged container: not offered."""
+
+    def volume(self) -> dict[str, Any]:
+        """The pod's volume (values checked at load; the template writes it through tojson)."""
+        if self.host_path is not None:
+            return {"name": f"fs-{self.name}", "hostPath": {"path": self.host_path, "type": "Directory"}}
+        if self.nfs is not None:
+            return {"name": f"fs-{self.name}",
+                    "nfs": {"server": self.nfs.server, "path": self.nfs.path, "readOnly": self.read_only}}
+        return {"name": f"fs-{self.name}",
+                "persistentVolumeClaim": {"claimName": self.claim, "readOnly": self.read_only}}
+
+    def mount(self) -> dict[str, Any]:
+        """The slurmd container's volumeMount."""
+        mount: dict[str, Any] = {"name": f"fs-{self.name}", "mountPath": self.path, "readOnly": self.read_only}
+        if self.mount_propagation != "None":
+            mount["mountPropagation"] = self.mount_propagation
+        return mount
+
+
+class Users(_Strict):
+    """The site's users and groups, for jobs to run as their submitter with names resolvable
+    (``id``, ``ls -l``, ``getent passwd alice``). The admin creates the object from the site's
+    own data, e.g. ``getent passwd`` and ``getent group`` filtered to the users' id range
+    (docs/hpc-nodes.md#users-and-groups); it is mounted at ``/etc/slurm-k8s-bridge/users`` and
+    the image's entrypoint adds its ``passwd`` and ``group`` lines to the pod's own files.
+    Exactly one of ``config_map``, ``secret``."""
+
+    config_map: str | None = None
+    """A ConfigMap with keys ``passwd`` and ``group`` (``/etc/passwd`` and ``/etc/group`` lines)."""
+    secret: str | None = None
+    """A Secret with the same keys, where a site treats its user list as confidential."""
+
+
 class Nodeset(_Strict):
     """Which Slurm nodes become which pods."""
 
@@ -227,8 +314,10 @@ class Nodeset(_Strict):
     """Names of Secrets for a private registry."""
     munge_secret: str = "munge-key"
     """Secret holding ``munge.key``, mounted into every pod."""
-    memory_overhead_mb: int = 0
-    """Added to the node's RealMemory for the pod's memory (munged, slurmd itself)."""
+    memory_overhead_mb: int = SLURMD_MEMORY_MB
+    """The one memory rule: pod memory limit = the node's RealMemory + this. The default leaves
+    room for slurmd, munged and a slurmstepd per job step beside a job that uses all of
+    RealMemory (see :data:`SLURMD_MEMORY_MB`)."""
     cpu_pinning: bool = False
     """Exclusive cores: the pod must be in the Guaranteed QoS class with whole CPUs, so a node
     without CPUs or RealMemory in Slurm is an error (the kubelet needs the static CPU manager)."""
@@ -263,6 +352,10 @@ class Nodeset(_Strict):
     termination_grace_period: int = 30
     gang: Gang | None = None
     """Gang-schedule the pods of one job (per nodeset); none by default."""
+    dcgm_job_mapping_dir: Annotated[str, msgspec.Meta(pattern="^/")] | None = None
+    """Host directory for DCGM's HPC job mapping (dcgm-exporter ``--hpc-job-mapping-dir``): a
+    hostPath the pod's Prolog/Epilog write job ids into, so GPU metrics carry ``hpc_job``. None:
+    no mapping (docs/hpc-nodes.md, "GPU metrics per job")."""
     drain_on_stop: bool = True
     """A preStop hook drains the Slurm node when Kubernetes (not the bridge) stops the pod:
     eviction, spot reclaim, node drain. No new job lands on a node about to vanish."""
@@ -272,6 +365,18 @@ class Nodeset(_Strict):
     """Extra environment variables for the slurmd container."""
     values: dict[str, Any] = {}
     """Free-form values for a site's own templates (``nodeset.values`` in Jinja)."""
+    # --- the researcher's view inside the pod ---
+    filesystems: list[Filesystem] = []
+    """Site filesystems mounted in every pod, at the submit host's paths (home, scratch, ...)."""
+    users: Users | None = None
+    """Where the pod finds the site's users and groups; None: only the image's own."""
+    tmp_size: str = "10Gi"
+    """Size limit of the node's private ``/tmp`` (an emptyDir, gone with the pod); the kubelet
+    evicts the pod past it."""
+    cgroup_plugins: bool = False
+    """Whether slurm.conf uses ``proctrack/cgroup`` or ``task/cgroup`` for these nodes. The pod
+    cannot run them (docs/hpc-nodes.md#cgroups): true is refused at load; a config check can
+    compare it with slurm.conf's ProctrackType and TaskPlugin."""
 
 
 class Config(_Strict):
@@ -301,11 +406,16 @@ class Config(_Strict):
         return Path(self.templates_dir or default_templates_dir()) / nodeset.template
 
 
+@functools.cache
 def default_templates_dir() -> str:
-    """The shipped templates: installed under ``<prefix>/share``, or the source checkout's."""
-    installed = Path(sys.prefix) / "share" / "slurm-k8s-bridge" / "pod-templates"
-    if installed.is_dir():
-        return str(installed)
+    """The templates shipped with the bridge: in an install, the package data
+    ``bridge/pod_templates`` (built from the repository's ``pod-templates/``, see
+    pyproject.toml); in a source checkout, ``pod-templates/`` itself."""
+    from importlib.resources import files
+
+    shipped = files("bridge") / "pod_templates"
+    if shipped.is_dir():
+        return str(shipped)
     return str(Path(__file__).resolve().parent.parent / "pod-templates")
 
 
@@ -394,9 +504,13 @@ def _check(config: Config) -> None:
     path = config.path
     if not _DNS_LABEL.match(config.kubernetes.namespace):
         raise ConfigError(f"{path}: kubernetes.namespace: expected a DNS-1123 label, got {config.kubernetes.namespace!r}")
-    if config.kubernetes.qps <= 0 or config.kubernetes.burst < 1:
-        raise ConfigError(f"{path}: kubernetes.qps/burst: expected positive numbers")
-    for where, value, low in (("kubernetes.timeout", config.kubernetes.timeout, 0.001),
+    for section in ("kubernetes", "resume", "slurm"):  # NaN passes every comparison, inf every bound
+        for name, value in msgspec.structs.asdict(getattr(config, section)).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{path}: {section}.{name}: expected a finite number, got {value!r}")
+    for where, value, low in (("kubernetes.qps", config.kubernetes.qps, MIN_QPS),
+                              ("kubernetes.burst", config.kubernetes.burst, 1),
+                              ("kubernetes.timeout", config.kubernetes.timeout, 0.001),
                               ("kubernetes.retry_seconds", config.kubernetes.retry_seconds, 0),
                               ("resume.deadline", config.resume.deadline, 0.001),
                               ("resume.poll", config.resume.poll, 0.05),
@@ -438,9 +552,103 @@ def _check_nodeset(nodeset: Nodeset, where: str) -> None:
     if nodeset.gang is not None:
         _check_gang(nodeset.gang, f"{where}.gang")
     _check_env_and_args(nodeset, where)
+    _check_researcher_view(nodeset, where)
     if nodeset.networks and "k8s.v1.cni.cncf.io/networks" in nodeset.annotations:
         raise ConfigError(f"{where}.annotations: k8s.v1.cni.cncf.io/networks is written from networks; "
                           f"expected one or the other")
+
+
+def _check_researcher_view(nodeset: Nodeset, where: str) -> None:
+    """Filesystems, users, /tmp and cgroups: each error names its field."""
+    _check_filesystems(nodeset.filesystems, f"{where}.filesystems")
+    if nodeset.users is not None:
+        users = nodeset.users
+        if (users.config_map is None) == (users.secret is None):
+            raise ConfigError(f"{where}.users: expected exactly one of config_map, secret")
+        for field in ("config_map", "secret"):
+            _expect(_is_subdomain(getattr(users, field)), f"{where}.users.{field}", "a DNS-1123 subdomain",
+                    getattr(users, field))
+    from bridge.validate import quantity
+
+    size = quantity(nodeset.tmp_size)
+    _expect(size is not None and size > 0, f"{where}.tmp_size", "a positive quantity like '10Gi'", nodeset.tmp_size)
+    if nodeset.cgroup_plugins:
+        raise ConfigError(f"{where}.cgroup_plugins: a slurmd pod cannot run proctrack/cgroup or task/cgroup "
+                          f"(jobs would fail while Slurm shows them COMPLETED); expected false, with "
+                          f"ProctrackType=proctrack/linuxproc and TaskPlugin=task/affinity or task/none "
+                          f"(docs/hpc-nodes.md#cgroups)")
+
+
+def _check_filesystems(filesystems: list[Filesystem], where: str) -> None:
+    names: set[str] = set()
+    paths: set[str] = set()
+    for i, fs in enumerate(filesystems):
+        here = f"{where}[{i}]"
+        _expect(bool(_DNS_LABEL.match(fs.name)) and len(fs.name) <= 60, f"{here}.name",
+                "a DNS-1123 label of at most 60 characters", fs.name)
+        if fs.name in names:
+            raise ConfigError(f"{here}.name: {fs.name!r} is used by an earlier filesystem")
+        names.add(fs.name)
+        _check_mount_path(fs.path, f"{here}.path")
+        if fs.path in paths:
+            raise ConfigError(f"{here}.path: {fs.path!r} is mounted by an earlier filesystem")
+        paths.add(fs.path)
+        _check_source(fs, here)
+
+
+def _check_mount_path(path: str, where: str) -> None:
+    _expect(_is_clean_absolute(path), where, "an absolute path without '..', '//' or a trailing '/'", path)
+    for system in SYSTEM_DIRS:
+        if _is_within(path, system):
+            raise ConfigError(f"{where}: {path!r} would hide the image's {system}; expected a site path "
+                              f"such as /home or /scratch")
+    for owned in RESERVED_MOUNTS:
+        if (_is_within(owned, path) and owned != "/tmp") or _is_within(path, owned):
+            raise ConfigError(f"{where}: {path!r} would mount over {owned}, which the slurmd pod uses itself")
+
+
+def _check_source(fs: Filesystem, here: str) -> None:
+    sources = [name for name in ("host_path", "nfs", "claim") if getattr(fs, name) is not None]
+    if len(sources) != 1:
+        raise ConfigError(f"{here}: expected exactly one of host_path, nfs, claim, got "
+                          f"{', '.join(sources) if sources else 'none'}")
+    if fs.host_path is not None:
+        _expect(_is_clean_absolute(fs.host_path) and fs.host_path != "/", f"{here}.host_path",
+                "an absolute directory other than /", fs.host_path)
+    if fs.nfs is not None:
+        _expect(_is_server(fs.nfs.server), f"{here}.nfs.server", "an NFS server's host name or IP address",
+                fs.nfs.server)
+        _expect(_is_clean_absolute(fs.nfs.path), f"{here}.nfs.path", "an absolute exported path", fs.nfs.path)
+    if fs.claim is not None:
+        _expect(_is_subdomain(fs.claim) and bool(fs.claim), f"{here}.claim",
+                "a PersistentVolumeClaim name (DNS-1123 subdomain)", fs.claim)
+    if fs.mount_propagation != "None" and fs.host_path is None:
+        raise ConfigError(f"{here}.mount_propagation: expected 'None' unless host_path is set "
+                          f"(the node's own mounts are what propagates)")
+
+
+def _is_clean_absolute(path: str) -> bool:
+    import posixpath
+
+    return path.startswith("/") and posixpath.normpath(path) == path and "\0" not in path and not path.startswith("//")
+
+
+def _is_within(outer: str, path: str) -> bool:
+    """``path`` is ``outer`` or below it."""
+    return path == outer or path.startswith(outer.rstrip("/") + "/")
+
+
+def _is_server(server: str) -> bool:
+    """A host name, an IPv4 or an IPv6 address (what the kubelet passes to mount.nfs)."""
+    import ipaddress
+
+    if not server or any(c.isspace() for c in server):
+        return False
+    try:
+        ipaddress.ip_address(server.strip("[]"))
+        return True
+    except ValueError:
+        return ":" not in server and "/" not in server
 
 
 def _check_pod_fields(nodeset: Nodeset, where: str) -> None:

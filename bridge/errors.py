@@ -44,11 +44,24 @@ class ResumeFileError(BridgeError):
     kind = "resume-file"
 
 
+class NotInstalled(BridgeError):
+    """An optional part of the bridge is not installed (e.g. the ``[check]`` extra)."""
+
+    exit_code = 69  # EX_UNAVAILABLE: "a support program or file does not exist"
+    kind = "install"
+
+
 class SlurmError(BridgeError):
     """A Slurm command failed or answered something we cannot read."""
 
     exit_code = 69  # EX_UNAVAILABLE
     kind = "slurm"
+
+
+class UnknownNode(SlurmError):
+    """Slurm does not know a node the bridge was asked about (a hand-typed name)."""
+
+    exit_code = 68  # EX_NOHOST
 
 
 class KubernetesError(BridgeError):

@@ -86,21 +86,30 @@ def _delete(pods: dict[str, dict], groups: set[naming.Ref], *, kube: KubeClient,
 
 def _update_slurm(job_ids: tuple[int, ...], nodes: list[str], failed: dict[str, Failure], first: Failure, *,
                   config: Config, slurm: SlurmClient, log: Any) -> None:
+    # Each update on its own: one Slurm refuses (e.g. a node it does not know) must not keep
+    # the job's other nodes from being given back.
     lasting = {n: f for n, f in failed.items() if not f.transient}
     registered = {n: f for n, f in failed.items() if f.transient and f.registered}
     for cause, down in _by_cause(lasting | registered).items():
-        slurm.set_down(down, cause)
+        _update(log, slurm.set_down, down, cause)
     for node, failure in lasting.items():
         causes.remember(config.resume.state_dir, node, failure.cause, log=log)
     released = [n for n in nodes if n not in lasting]
     if released and job_ids:
         jobs = ", ".join(str(j) for j in job_ids)
-        slurm.power_down(released, f"job {jobs} could not start: {first.cause}")
+        _update(log, slurm.power_down, released, f"job {jobs} could not start: {first.cause}")
     elif released:  # nodes powered up without a job: each with its own cause
         for cause, down in _by_cause({n: failed[n] for n in released}).items():
-            slurm.power_down(down, cause)
+            _update(log, slurm.power_down, down, cause)
     for job_id in job_ids:
         _requeue_or_hold(job_id, first, config=config, slurm=slurm, log=log.bind(job=job_id))
+
+
+def _update(log: Any, update: Any, nodes: list[str], cause: str) -> None:
+    try:
+        update(nodes, cause)
+    except SlurmError as e:
+        log.error("could not give the nodes back to Slurm", nodes=nodes, error=str(e))
 
 
 def _by_cause(failed: dict[str, Failure]) -> dict[str, list[str]]:

@@ -78,6 +78,22 @@ class HookContext:
         return LightkubeApi(self.config.kubernetes)
 
 
+USAGE = {
+    "resume": "ResumeProgram: create a slurmd pod for each node of HOSTLIST; reads $SLURM_RESUME_FILE",
+    "suspend": "SuspendProgram: delete the bridge's pods of the nodes of HOSTLIST",
+    "resume-fail": "ResumeFailProgram: clean up the pods of nodes that hit ResumeTimeout",
+}
+EXIT_CODES = ("exit codes: 0 done, 64 usage (malformed hostlist), 65 template or resume file, "
+              "68 a node Slurm does not know, 69 Slurm or Kubernetes unavailable, "
+              "75 some nodes failed (they were given back to Slurm), 77 forbidden, 78 config")
+
+
+def _usage(hook: str) -> str:
+    return (f"usage: slurm-k8s-{hook} HOSTLIST\n{USAGE[hook]}.\nHOSTLIST is a Slurm hostlist, e.g. "
+            f"'elastic[1-4],gpu01'. Config: $SLURM_K8S_BRIDGE_CONFIG, else k8s-bridge.yaml "
+            f"beside $SLURM_CONF, else /etc/slurm/k8s-bridge.yaml.\n{EXIT_CODES}.")
+
+
 def run_hook(hook: str, body: Callable[[HookContext], None], *, argv: list[str] | None = None,
              started: float | None = None, **context: Any) -> int:
     """Run one hook call; return its exit code. Expected errors never show a traceback.
@@ -85,22 +101,21 @@ def run_hook(hook: str, body: Callable[[HookContext], None], *, argv: list[str] 
     from bridge import config as config_module, hostlist, log as log_module
 
     argv = sys.argv[1:] if argv is None else argv
+    if argv in (["-h"], ["--help"]):
+        print(_usage(hook))
+        return 0
     started = time.monotonic() if started is None else started
     log = None
     cfg = None
     nodes: list[str] = []
     try:
-        if len(argv) != 1:
-            raise UsageError(f"expected one argument, a Slurm hostlist; got {len(argv)}")
+        _check_arguments(argv)
         nodes = hostlist.expand(argv[0])
-        try:
-            cfg = config_module.load(None)
-        except BridgeError:
-            log = log_module.configure(None, hook=hook, nodes=argv[0], **context)
-            raise
+        cfg = config_module.load(None)
         log = log_module.configure(cfg.log, hook=hook, nodes=argv[0], **context)
         body(HookContext(hook, nodes, cfg, log))
     except BridgeError as e:
+        log = log or _error_log(hook, argv, context)
         _report(hook, e, log, nodes)
         if hook == "resume" and nodes and not isinstance(e, PartialFailure):
             _down_after_error(nodes, e, log, bin_dir=cfg.slurm.bin_dir if cfg else "/usr/bin")
@@ -117,6 +132,25 @@ def run_hook(hook: str, body: Callable[[HookContext], None], *, argv: list[str] 
     if log is not None:
         log.info("hook finished", outcome="ok", seconds=round(time.monotonic() - started, 3))
     return 0
+
+
+def _check_arguments(argv: list[str]) -> None:
+    if len(argv) != 1:
+        raise UsageError(f"expected one argument, a Slurm hostlist; got {len(argv)} (see --help)")
+    if argv[0].startswith("-"):
+        raise UsageError(f"unknown option {argv[0][:40]!r} (see --help)")
+
+
+def _error_log(hook: str, argv: list[str], context: dict[str, Any]) -> Any:
+    """A logger for an error found before the config was read (a malformed hostlist): the
+    config's log settings if it can be read, else the defaults, so the error has its JSON line."""
+    from bridge import config as config_module, log as log_module
+
+    try:
+        settings = config_module.load(None).log
+    except BridgeError:
+        settings = None
+    return log_module.configure(settings, hook=hook, nodes=argv[0] if argv else "", **context)
 
 
 def _report(hook: str, error: BridgeError, log: Any, nodes: list[str]) -> None:
@@ -161,9 +195,14 @@ def _resume(ctx: HookContext, request: Any, early: BridgeError | None) -> None:
         follow.spawn(ctx.config.path, groups(outcome.up(), request))
     if outcome.failed:
         every = not outcome.created and not outcome.existing
-        raise PartialFailure(f"{'all ' if every else ''}{len(outcome.failed)} of {len(ctx.nodes)} node(s) failed "
-                             "and were given back to Slurm: " + "; ".join(f"{n}: {c}" for n, c in list(outcome.failed.items())[:3]),
+        raise PartialFailure(f"{'all ' if every else ''}{len(outcome.failed)} of {len(ctx.nodes)} node(s) failed: "
+                             + "; ".join(f"{_short(n)}: {c}" for n, c in list(outcome.failed.items())[:3]),
                              failed=outcome.failed, exit_code=outcome.exit_code())
+
+
+def _short(node: str) -> str:
+    """A node name as one line shows it: a 10,000-character name stays readable."""
+    return node if len(node) <= 60 else f"{node[:40]}... ({len(node)} characters)"
 
 
 def _suspend(ctx: HookContext) -> None:

@@ -6,6 +6,9 @@ that returns the moment the nodes are up ends CONFIGURING at once: sbatch → ru
 a median 26.6 s to 2.0 s (measured here; see README). For jobs on nodes that are already up
 it returns after one ``scontrol`` call.
 
+slurmctld gives PrologSlurmctld no ``SLURM_CONF``; the prolog takes it from the command line
+of the slurmctld that started it (``-f``), so a slurm.conf outside /etc/slurm needs no wrapper.
+
 It never fails a job: on timeout, or when the job left CONFIGURING/RUNNING (cancelled,
 requeued), it exits 0 and leaves the decision to Slurm's own ResumeTimeout.
 """
@@ -24,7 +27,36 @@ def main() -> None:
     from bridge.hooks import ensure_stdio
 
     ensure_stdio()
+    if not os.environ.get("SLURM_CONF"):
+        conf = controller_slurm_conf(os.getppid())
+        if conf:
+            os.environ["SLURM_CONF"] = conf  # for scontrol, and the bridge config beside it
     sys.exit(wait_for_nodes(os.environ.get("SLURM_JOB_ID", ""), os.environ.get("SLURM_JOB_NODELIST", "")))
+
+
+def controller_slurm_conf(pid: int, proc: str = "/proc") -> str | None:
+    """The ``-f FILE`` of the slurmctld among ``pid`` and its ancestors (the prolog's parent is
+    slurmctld, or slurmscriptd, a fork of it with its command line); None when there is none,
+    and Slurm's commands then read their default slurm.conf, as slurmctld did."""
+    for _ in range(4):
+        try:
+            argv = open(f"{proc}/{pid}/cmdline", "rb").read().decode(errors="replace").split("\0")
+            status = open(f"{proc}/{pid}/status").read()
+        except OSError:
+            return None
+        if "slurmscriptd" not in argv[0] and os.path.basename(argv[0]).startswith("slurmctld"):
+            for i, arg in enumerate(argv):
+                if arg == "-f" and i + 1 < len(argv):
+                    return argv[i + 1]
+                if arg.startswith("-f") and len(arg) > 2:
+                    return arg[2:]
+            return None
+        # slurmscriptd renames itself ("slurmctld: slurmscriptd"), losing -f: ask its parent.
+        ppid = next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), "0")
+        pid = int(ppid)
+        if pid <= 1:
+            return None
+    return None
 
 
 def wait_for_nodes(job_id: str, nodelist: str) -> int:

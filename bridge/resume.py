@@ -16,7 +16,7 @@ from typing import Any
 
 from bridge import causes, gang, naming
 from bridge.config import Config
-from bridge.errors import BridgeError, KubernetesError
+from bridge.errors import BridgeError, KubernetesError, UnknownNode
 from bridge.failure import Failure, classify, release_job
 from bridge.kube import KubeClient
 from bridge.render import PodPlan, render_pod
@@ -26,6 +26,9 @@ from bridge.slurm import SlurmClient
 # How long to wait for the previous incarnation of a node's pod to finish terminating
 # (a node resumed again right after a suspend) before calling the node failed.
 TERMINATING_WAIT = 30.0
+
+UNKNOWN = "Slurm does not know this node"
+UNSETTLED = "the bridge made no pod for this node (a bug, see the bridge's log)"
 
 
 @dataclass
@@ -62,16 +65,20 @@ class Outcome:
 
 def resume(nodes: list[str], *, config: Config, slurm: SlurmClient, kube: KubeClient,
            request: ResumeRequest | None = None, log: Any) -> Outcome:
-    """Create the pods of ``nodes``; release the jobs that cannot have all of theirs."""
+    """Create the pods of ``nodes``; release the jobs that cannot have all of theirs.
+
+    Every node asked for ends with a pod or in ``outcome.failures`` (and so released, with
+    its cause as Reason): an error part-way fails the nodes it left unsettled, and a node
+    that no step accounted for is failed rather than left to wait out ResumeTimeout."""
     outcome = Outcome()
-    all_plans = _plan(nodes, config=config, slurm=slurm, request=request, outcome=outcome)
-    plans = _create_groups(all_plans, request, config=config, kube=kube, outcome=outcome)
-    errors = kube.create_pods([p.manifest for p in plans]) if plans else {}
-    conflicts = [p for p in plans if _already_exists(errors[p.name])]
-    for plan in plans:
-        _record(plan, errors[plan.name], outcome)
-    if conflicts:
-        _settle_conflicts(conflicts, config=config, kube=kube, outcome=outcome)
+    all_plans: list[PodPlan] = []
+    try:
+        all_plans = _plan(nodes, config=config, slurm=slurm, request=request, outcome=outcome)
+        _create(all_plans, request, config=config, kube=kube, outcome=outcome)
+    except BridgeError as e:
+        outcome.errors += [e for _ in _fail_unsettled(nodes, outcome, classify(e))]
+    if unsettled := _fail_unsettled(nodes, outcome, Failure(UNSETTLED, transient=False)):
+        log.error("nodes left without pod or failure", nodes=unsettled)
     if outcome.failures:
         _release(nodes, request, outcome, all_plans, config=config, slurm=slurm, kube=kube, log=log)
     causes.forget(config.resume.state_dir, outcome.up())
@@ -80,13 +87,34 @@ def resume(nodes: list[str], *, config: Config, slurm: SlurmClient, kube: KubeCl
     return outcome
 
 
+def _create(all_plans: list[PodPlan], request: ResumeRequest | None, *, config: Config, kube: KubeClient,
+            outcome: Outcome) -> None:
+    plans = _create_groups(all_plans, request, config=config, kube=kube, outcome=outcome)
+    errors = kube.create_pods([p.manifest for p in plans]) if plans else {}
+    conflicts = [p for p in plans if _already_exists(errors[p.name])]
+    for plan in plans:
+        _record(plan, errors[plan.name], outcome)
+    if conflicts:
+        _settle_conflicts(conflicts, config=config, kube=kube, outcome=outcome)
+
+
+def _fail_unsettled(nodes: list[str], outcome: Outcome, failure: Failure) -> list[str]:
+    """Fail every node of ``nodes`` that has neither a pod nor a failure; return them."""
+    settled = set(outcome.created) | set(outcome.existing) | set(outcome.failures)
+    unsettled = [n for n in nodes if n not in settled]
+    for node in unsettled:
+        outcome.failures[node] = failure
+    return unsettled
+
+
 def _plan(nodes: list[str], *, config: Config, slurm: SlurmClient, request: ResumeRequest | None,
           outcome: Outcome) -> list[PodPlan]:
     facts = slurm.node_facts(nodes)
     plans = []
     for node in nodes:
         if node not in facts:
-            outcome.failures[node] = Failure("Slurm does not know this node", transient=False)
+            outcome.failures[node] = Failure(UNKNOWN, transient=False)
+            outcome.errors.append(UnknownNode(UNKNOWN))
             continue
         job = request.job_of(node) if request else None
         try:
@@ -169,7 +197,7 @@ def _release(nodes: list[str], request: ResumeRequest | None, outcome: Outcome, 
     for job_ids, group in groups(nodes, request):
         failed = {n: outcome.failures[n] for n in group if n in outcome.failures}
         if failed and not job_ids:
-            jobless += failed
+            jobless += [n for n in failed if failed[n].cause != UNKNOWN]  # Slurm would refuse to update it
         elif failed:
             release_job(job_ids, group, failed, config=config, slurm=slurm, kube=kube, log=log,
                         groups={refs[n] for n in group if n in refs})

@@ -97,12 +97,16 @@ def parse(text: bytes | str, *, source: str = ENV_VAR) -> ResumeRequest:
         raise ResumeFileError(f"{source}: not JSON: {e}") from None
     if not isinstance(data, dict):
         raise ResumeFileError(f"{source}: expected a JSON object")
+    jobs = data.get("jobs") or []
+    if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
+        raise ResumeFileError(f"{source}: jobs: expected a list of objects")
     try:
         nodes = _nodes(data.get("all_nodes_resume", data.get("all_nodes")))
-        jobs = tuple(_job(j) for j in data.get("jobs") or [])
-    except (UsageError, TypeError, ValueError, KeyError) as e:
+        return ResumeRequest(nodes=nodes, jobs=tuple(_job(j) for j in jobs))
+    except KeyError as e:
+        raise ResumeFileError(f"{source}: a job without {e.args[0]!r}") from None
+    except (UsageError, TypeError, ValueError) as e:
         raise ResumeFileError(f"{source}: unexpected content: {e}") from None
-    return ResumeRequest(nodes=nodes, jobs=jobs)
 
 
 def _nodes(expression: object) -> tuple[str, ...]:
@@ -115,10 +119,18 @@ def _nodes(expression: object) -> tuple[str, ...]:
 
 def _job(job: dict) -> JobRequest:
     return JobRequest(
-        job_id=int(job["job_id"]),
+        job_id=_job_id(job["job_id"]),
         nodes=_nodes(job.get("nodes_resume", job.get("nodes"))),
         nodes_alloc=_nodes(job.get("nodes_alloc")),
         partition=job.get("partition"),
         features=job.get("features"),
         reservation=job.get("reservation"),
     )
+
+
+def _job_id(value: object) -> int:
+    """Slurm writes a job id as a positive JSON integer; ``1.5`` or ``true`` would otherwise
+    read as job 1, and the bridge would label, requeue or hold the wrong job."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**32:
+        raise ValueError(f"job_id: expected a positive integer, got {json.dumps(value)}")
+    return value

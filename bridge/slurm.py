@@ -4,24 +4,36 @@ We do not link libslurm (pyslurm only installs against one Slurm release, and no
 Debian 12 ships): ``scontrol`` speaks every version's wire protocol for us. Hooks run with no
 PATH, so the commands are called by absolute path from the configured ``bin_dir``.
 
+Node facts come from Slurm's JSON, never from ``scontrol -o show node`` text: a feature may
+hold spaces, ``Key=`` text or a newline (``fast CPUTot=64``, ``x\nNodeName=elastic1 ...``),
+and text split on ``Key=`` then changes a node's CPUs or another node's facts. From 23.02
+``scontrol --json show node NODES`` reads just the nodes asked for; 22.05 has no
+``scontrol --json``, so ``sinfo --json`` is read and filtered here (its filters are ignored).
+The version comes with the answer (:mod:`bridge.slurmversion`): no extra process on 23.02+,
+one failed 5 ms ``scontrol --json`` on 22.05. A job's state comes from ``squeue -O``, whose
+columns (state, restart count) a user cannot write into, unlike a job's name or comment.
+
 :class:`SlurmClient` is the small protocol the flows use; :class:`CommandSlurm` implements it
 with the commands, and tests pass in-memory fakes.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from bridge import NAME, hostlist
 from bridge.errors import SlurmError
+from bridge.slurmversion import SlurmVersion
 
 REASON_PREFIX = f"{NAME}: "
 _REASON_MAX = 200  # slurmctld keeps longer reasons, but sinfo -R columns and admins do not
-_FIELD = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z0-9_]*)=")
+_ARGUMENT_MAX = 100_000
+"""Longest hostlist one command gets: Linux refuses a single argument over 128 KiB."""
 
 
 @dataclass(frozen=True)
@@ -98,42 +110,72 @@ def reason(text: str) -> str:
 
 
 class CommandSlurm:
-    """:class:`SlurmClient` through ``scontrol``."""
+    """:class:`SlurmClient` through ``scontrol``, ``sinfo`` and ``squeue``."""
 
     def __init__(self, bin_dir: str = "/usr/bin", *, timeout: float = 10.0) -> None:
-        self._scontrol = str(Path(bin_dir) / "scontrol")
+        self._bin = Path(bin_dir)
         self._timeout = timeout
+        self.version: SlurmVersion | None = None
+        """The Slurm version, once a JSON answer has said it."""
 
     def node_facts(self, nodes: list[str]) -> dict[str, NodeFacts]:
         if not nodes:
             return {}
-        out = self._run("-o", "show", "node", hostlist.fold(nodes), ok_missing=True)
-        facts = (parse_node_line(line) for line in out.splitlines() if line.startswith("NodeName="))
-        return {f.name: f for f in facts}
+        wanted = set(nodes)
+        facts = (node_from_json(record) for record in self._node_records(nodes))
+        return {f.name: f for f in facts if f.name in wanted}
+
+    def _node_records(self, nodes: list[str]) -> list[dict[str, Any]]:
+        if self.version is None or self.version.supports("json_node_read"):
+            try:
+                return [r for batch in _batches(nodes) for r in self._scontrol_nodes(batch)]
+            except _NoJson:
+                pass  # 22.05: the next answer says which version exactly
+        return self._nodes_of(self._json("sinfo", "--json"), "sinfo --json")
+
+    def _scontrol_nodes(self, expression: str) -> list[dict[str, Any]]:
+        try:
+            data = self._json("scontrol", "--json", "show", "node", expression, no_json_ok=True)
+        except _Missing:
+            # Recent scontrol skips unknown names in JSON mode (src/scontrol/info_node.c); should
+            # a version fail the whole read on one instead, read every node and keep ours.
+            data = self._json("scontrol", "--json", "show", "node")
+        return self._nodes_of(data, "scontrol --json show node")
+
+    def _nodes_of(self, data: dict[str, Any], what: str) -> list[dict[str, Any]]:
+        nodes = data.get("nodes")
+        if not isinstance(nodes, list) or not all(isinstance(n, dict) for n in nodes):
+            raise SlurmError(f"{what}: no list of nodes in its answer")
+        return nodes
 
     def set_down(self, nodes: list[str], reason_text: str) -> None:
-        if nodes:
-            self._run("update", f"NodeName={hostlist.fold(nodes)}", "State=DOWN",
-                      f"Reason={reason(reason_text)}")
+        for batch in _batches(nodes):
+            self._run("scontrol", "update", f"NodeName={batch}", "State=DOWN", f"Reason={reason(reason_text)}")
 
     def power_down(self, nodes: list[str], reason_text: str) -> None:
-        if nodes:
-            self._run("update", f"NodeName={hostlist.fold(nodes)}", "State=POWER_DOWN_FORCE",
+        for batch in _batches(nodes):
+            self._run("scontrol", "update", f"NodeName={batch}", "State=POWER_DOWN_FORCE",
                       f"Reason={reason(reason_text)}")
 
     def job_state(self, job_id: int) -> tuple[str, int] | None:
-        out = self._run("-o", "show", "job", str(job_id), ok_missing=True)
-        if not out.strip():
+        try:
+            out = self._run("squeue", "--noheader", "--states=all", f"--jobs={job_id}",
+                            "--Format=State,RestartCnt")
+        except _Missing:
             return None
-        fields = _fields(out.splitlines()[0])
-        return fields.get("JobState", ""), _int(fields.get("Restarts"))
+        words = out.split()
+        if not words:
+            return None
+        if len(words) != 2 or not words[1].isdigit():
+            raise SlurmError(f"squeue: unexpected answer for job {job_id}: {_short(out)}")
+        return words[0], int(words[1])
 
     def hold(self, job_id: int, comment: str) -> None:
-        self._run("hold", str(job_id))
-        self._run("update", f"JobId={job_id}", f"AdminComment={reason(comment)}")
+        self._run("scontrol", "hold", str(job_id))
+        self._run("scontrol", "update", f"JobId={job_id}", f"AdminComment={reason(comment)}")
 
     def delay(self, job_id: int, seconds: float) -> None:
-        self._run("update", f"JobId={job_id}", f"StartTime=now+{max(0, round(seconds))}")
+        self._run("scontrol", "update", f"JobId={job_id}", f"StartTime=now+{max(0, round(seconds))}")
 
     def set_drained(self, nodes: list[str], reason_text: str | None) -> None:
         if nodes and reason_text is not None:
@@ -146,60 +188,113 @@ class CommandSlurm:
         job = self.job_state(int(job_id))
         return job is not None and job[0] in ("CONFIGURING", "RUNNING")
 
-    def _run(self, *args: str, ok_missing: bool = False) -> str:
-        cmd = [self._scontrol, *args]
+    def _json(self, command: str, *args: str, no_json_ok: bool = False) -> dict[str, Any]:
+        out = self._run(command, *args, no_json_ok=no_json_ok)
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=self._timeout)
+            data = json.loads(out)
+        except ValueError:
+            raise SlurmError(f"{command} {' '.join(args[:2])}: answer is not JSON: {_short(out)}") from None
+        if not isinstance(data, dict):
+            raise SlurmError(f"{command} {' '.join(args[:2])}: answer is not a JSON object")
+        self.version = SlurmVersion.from_meta(data.get("meta")) or self.version
+        return data
+
+    def _run(self, command: str, *args: str, no_json_ok: bool = False) -> str:
+        path = str(self._bin / command)
+        try:
+            done = subprocess.run([path, *args], capture_output=True, text=True, errors="replace",
+                                  timeout=self._timeout)
         except FileNotFoundError:
-            raise SlurmError(f"{self._scontrol} not found (set slurm.bin_dir in the config)") from None
+            raise SlurmError(f"{path} not found (set slurm.bin_dir in the config)") from None
         except subprocess.TimeoutExpired:
-            raise SlurmError(f"scontrol {args[0]} did not answer in {self._timeout:.0f} s") from None
-        if done.returncode != 0:
-            message = (done.stderr.strip().splitlines() or ["no message"])[0]
-            if ok_missing and "not found" in message.lower():
-                return done.stdout
-            raise SlurmError(f"scontrol {' '.join(args[:2])} failed: {message}")
-        return done.stdout
+            raise SlurmError(f"{command} {args[0]} did not answer in {self._timeout:.0f} s") from None
+        if done.returncode == 0:
+            return done.stdout
+        # scontrol 22.05 says "Node X not found" on stdout, other errors on stderr.
+        message = _short(done.stderr.strip() or done.stdout.strip() or f"exit code {done.returncode}")
+        if no_json_ok and "unrecognized option" in message and "--json" in message:
+            raise _NoJson(message)
+        if "not found" in message.lower() or "invalid job id" in message.lower():
+            raise _Missing(f"{command} {' '.join(args[:2])}: {message}")
+        raise SlurmError(f"{command} {' '.join(args[:2])} failed: {message}")
 
 
-def parse_node_line(line: str) -> NodeFacts:
-    """One line of ``scontrol -o show node``.
+class _NoJson(SlurmError):
+    """This Slurm has no ``--json`` for the command (22.05's scontrol)."""
 
-    Values may hold spaces (``Reason=...``, ``OS=...``), so a field ends where the next
-    ``Key=`` begins.
+
+class _Missing(SlurmError):
+    """Slurm does not know a node or job that was named."""
+
+
+def _short(text: str) -> str:
+    """First line of a command's message, bounded: an error stays one readable line."""
+    line = (text.strip().splitlines() or [""])[0]
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def _batches(nodes: list[str]) -> list[str]:
+    """Hostlists of ``nodes``, each short enough to be one command-line argument."""
+    if not nodes:
+        return []
+    folded = hostlist.fold(nodes)
+    if len(folded) <= _ARGUMENT_MAX or len(nodes) == 1:
+        return [folded]
+    ordered = sorted(nodes)
+    half = len(ordered) // 2
+    return _batches(ordered[:half]) + _batches(ordered[half:])
+
+
+def node_from_json(record: dict[str, Any]) -> NodeFacts:
+    """One node of ``sinfo --json`` (22.05: ``state`` + ``state_flags``, comma-separated
+    ``features``) or ``scontrol --json show node`` (23.02+: ``state`` and ``features`` are
+    lists; numbers may be ``{set, infinite, number}``). Strings are taken whole: nothing in a
+    value can reach another field.
+
+    Raises:
+        SlurmError: the record has no node name.
     """
-    fields = _fields(line)
+    name = record.get("name")
+    if not isinstance(name, str) or not name:
+        raise SlurmError(f"Slurm node without a name in JSON: {_short(json.dumps(record))}")
+    state = record.get("state")
+    if isinstance(state, list):
+        states = tuple(str(s).upper() for s in state)
+    else:
+        states = (str(state or "").upper(), *(str(f).upper() for f in record.get("state_flags") or ()))
     return NodeFacts(
-        name=fields["NodeName"],
-        cpus=_int(fields.get("CPUTot")),
-        real_memory_mb=_int(fields.get("RealMemory")),
-        gres=_gres(fields.get("Gres", "")),
-        features=_list(fields.get("AvailableFeatures", "")),
-        state=tuple(s for s in fields.get("State", "").split("+") if s),
-        reason=fields.get("Reason", "") if fields.get("Reason") != "(null)" else "",
+        name=name,
+        cpus=_number(record.get("cpus")),
+        real_memory_mb=_number(record.get("real_memory")),
+        gres=_gres(_text(record.get("gres"))),
+        features=_words(record.get("features")),
+        state=tuple(s for s in states if s),
+        reason=_text(record.get("reason")),
     )
 
 
-def _fields(line: str) -> dict[str, str]:
-    marks = list(_FIELD.finditer(line))
-    out: dict[str, str] = {}
-    for mark, following in zip(marks, marks[1:] + [None]):
-        end = following.start() if following else len(line)
-        out[mark.group(1)] = line[mark.end():end].strip()
-    return out
-
-
-def _int(text: str | None) -> int:
+def _number(value: Any) -> int:
+    """A JSON count: a number, or 23.02+'s ``{"set": true, "infinite": false, "number": 4}``."""
+    if isinstance(value, dict):
+        value = value.get("number") if value.get("set", True) and not value.get("infinite") else 0
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return 0
     try:
-        return int(text or 0)
+        return max(0, int(value))
     except ValueError:
         return 0
 
 
-def _list(text: str) -> tuple[str, ...]:
-    return tuple(x for x in text.split(",") if x and x != "(null)")
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) and value != "(null)" else ""
+
+
+def _words(value: Any) -> tuple[str, ...]:
+    """Features: a list (23.02+) or one comma-separated string (22.05)."""
+    items = value if isinstance(value, list) else _text(value).split(",")
+    return tuple(x for x in (_text(i) for i in items) if x)
 
 
 def _gres(text: str) -> tuple[str, ...]:
     """``gpu:h100:8(S:0-1),mps:100`` → ``("gpu:h100:8", "mps:100")``."""
-    return tuple(re.sub(r"\(.*?\)", "", x) for x in _list(re.sub(r"\(S:[^)]*\)", "", text)))
+    return tuple(re.sub(r"\(.*?\)", "", x) for x in _words(re.sub(r"\(S:[^)]*\)", "", text)))

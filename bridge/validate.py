@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.config import Config
-from bridge.errors import TemplateError, UsageError
+from bridge.errors import NotInstalled, TemplateError, UsageError
 from bridge.slurm import NodeFacts
 
 OLDEST = "1.27"
@@ -33,6 +33,15 @@ _QUANTITY = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|
 _SUFFIX = {"": 1, "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000), "k": 10**3,
            "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18, "Ki": 2**10, "Mi": 2**20,
            "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def require_schemas() -> None:
+    """Raises NotInstalled, saying what to install, when Kubernetes' schemas are missing: they
+    come with the ``[check]`` extra, which a hook never needs."""
+    from importlib.util import find_spec
+
+    if find_spec("kubernetes_validate") is None:
+        raise NotInstalled("checking pods needs Kubernetes' schemas: pip install 'slurm-k8s-bridge[check]'")
 
 
 def version(text: str) -> str:

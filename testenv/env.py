@@ -27,13 +27,18 @@ from typing import Any
 
 import yaml
 
+from testenv import install, site
 from testenv.slurm import processes
 from testenv.slurm.cluster import SlurmCluster
 from testenv.slurm.config import POD_GPU_FILES, Hooks, NodeGroup, Timeouts
 
 REPO = Path(__file__).resolve().parent.parent
 CRDS = REPO / "testenv" / "crds"
-BIN = Path(sys.executable).parent
+BIN = install.bin_dir()
+"""The bridge's console scripts as a site has them: a non-editable install in a venv of the
+system's Python (testenv/install.py; Environment.start() refreshes it)."""
+SLURM_USER = "slurm"
+"""slurmctld's SlurmUser, whom it runs the hooks as: Debian's slurmctld package creates it."""
 NAMESPACE = "slurm"
 IMAGE = "slurm-k8s-bridge/slurmd:22.05.8"
 BRIDGE_USER = f"system:serviceaccount:{NAMESPACE}:slurm-k8s-bridge"
@@ -76,6 +81,9 @@ class Environment:
         scheduler: bool = True,
         gres_conf: str | None = None,
         runtime: str = "process",
+        node_scripts: Path | None = None,
+        slurm_user: str = SLURM_USER,
+        rbac: Path = REPO / "rbac",
     ) -> None:
         """bridge: settings merged into the bridge config (e.g. ``{"resume": {"deadline": 20}}``);
         nodesets: the bridge's nodesets (default: one per node group, the slurmd image);
@@ -85,7 +93,11 @@ class Environment:
         entrypoint makes for the GPUs the runner's device plugin grants a pod);
         runtime: "process" runs pod containers as host processes, "docker" runs them from their
         images in the project's Docker engine (testenv/docker.py; the slurmd image is the one
-        testenv/docker-setup.sh built for this host's Slurm version)."""
+        testenv/docker-setup.sh built for this host's Slurm version);
+        node_scripts: slurmd's Prolog and Epilog (one program for both, as the image's job map);
+        slurm_user: SlurmUser; the bridge's config, kubeconfig, log file and state dir are set up
+        for it exactly as the README tells an admin;
+        rbac: the directory of Roles the API stand-in enforces on the bridge (default: rbac/)."""
         if runtime not in ("process", "docker"):
             raise ValueError(f"runtime must be 'process' or 'docker', got {runtime!r}")
         self._node_groups = tuple(node_groups)
@@ -98,7 +110,10 @@ class Environment:
         self._backoff = backoff
         self._scheduler = scheduler
         self._gres_conf = gres_conf
+        self._node_scripts = node_scripts
         self.runtime = runtime
+        self.slurm_user = slurm_user
+        self._rbac = rbac
         self.image = IMAGE
         self._docker_env: dict[str, str] | None = None
         self.dir: Path | None = None
@@ -115,6 +130,8 @@ class Environment:
         self.dir = Path(tempfile.mkdtemp(prefix="k8s-bridge-env-", dir="/tmp"))
         self.dir.chmod(0o755)
         try:
+            install.ensure()
+            site.ensure()
             self._start_docker()
             self._start_kubernetes()
             self._start_slurm()
@@ -258,13 +275,17 @@ class Environment:
         kube_dir.mkdir()
         if self._external:
             self.admin_kubeconfig = Path(self._external)
-            self.bridge_kubeconfig = Path(self._external)
+            # The hooks' own copy, which SlurmUser may read (the caller's may sit in a private
+            # directory); it must be self-contained, as docs/hpc-nodes.md's --embed-certs makes it.
+            self.bridge_kubeconfig = kube_dir / "kubeconfig-bridge.yaml"
+            shutil.copyfile(self._external, self.bridge_kubeconfig)
             return
         self.admin_token = os.urandom(12).hex()
         bridge_token = os.urandom(12).hex()
         auth = {"users": [{"name": "testenv-admin", "token": self.admin_token, "admin": True},
                           {"name": BRIDGE_USER, "token": bridge_token}],
-                "rbac": [str(REPO / "rbac"), str(REPO / "rbac" / "daemon")]}  # the daemon: same account
+                # the daemon runs as the same account, with rbac/daemon/'s additions
+                "rbac": [str(self._rbac)] + ([str(self._rbac / "daemon")] if (self._rbac / "daemon").is_dir() else [])}
         (kube_dir / "auth.yaml").write_text(yaml.safe_dump(auth))
         self._spawn("kubeapi", [sys.executable, "-m", "testenv.kubeapi", "--host", "127.0.0.1", "--port", "0",
                                 "--state-dir", str(kube_dir), "--auth-file", str(kube_dir / "auth.yaml"),
@@ -287,15 +308,18 @@ class Environment:
 
     def _start_slurm(self) -> None:
         hooks = Hooks(resume=BIN / "slurm-k8s-resume", suspend=BIN / "slurm-k8s-suspend",
-                      resume_fail=BIN / "slurm-k8s-resume-fail", prolog_slurmctld=BIN / "slurm-k8s-prolog")
+                      resume_fail=BIN / "slurm-k8s-resume-fail", prolog_slurmctld=BIN / "slurm-k8s-prolog",
+                      prolog=self._node_scripts, epilog=self._node_scripts)
         self.slurm = SlurmCluster(node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts,
-                                  gpu_files=POD_GPU_FILES, gres_conf=self._gres_conf).start()
+                                  gpu_files=POD_GPU_FILES, gres_conf=self._gres_conf,
+                                  slurm_user=self.slurm_user, prolog_wrapper=False).start()
 
     def _write_bridge_config(self) -> None:
         assert self.slurm is not None and self.dir is not None
         nodesets = self._nodesets or [
             {"name": group.prefix.lower().replace("_", "-"), "nodes": group.hostlist, "image": self.image}
             for group in self._node_groups]
+        nodesets = [self._as_site_nodeset(nodeset) for nodeset in nodesets]
         config = {
             "slurm": {"conf_server": self.slurm.slurmctld_address, "cluster_name": "testenv"},
             "kubernetes": {"kubeconfig": str(self.bridge_kubeconfig), "namespace": NAMESPACE,
@@ -306,6 +330,36 @@ class Environment:
         }
         _merge(config, self._bridge_overrides)
         self.bridge_config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self._give_to_slurm_user(config)
+
+    def _give_to_slurm_user(self, config: dict[str, Any]) -> None:
+        """What README step 4 tells an admin: the hooks run as SlurmUser, who reads the config
+        and the kubeconfig (its token: 0600) and writes the log file and the state dir."""
+        user = self.slurm_user
+        _install(self.bridge_config_path, group=user, mode=0o640)
+        _install(Path(config["kubernetes"]["kubeconfig"]), owner=user, group=user, mode=0o600)
+        if config["log"].get("file"):
+            log = Path(config["log"]["file"])
+            log.touch()
+            _install(log, owner=user, group=user, mode=0o640)
+        state = Path(config["resume"]["state_dir"])
+        state.mkdir(exist_ok=True)
+        _install(state, owner=user, group=user, mode=0o750)
+
+    def _as_site_nodeset(self, nodeset: dict[str, Any]) -> dict[str, Any]:
+        """What the site's nodesets declare unless a test says otherwise: the site's homes and
+        the directory the environment's own jobs run from (both at the submit host's paths), the
+        users' ConfigMap; and where munged and slurmd find the paths this slurm.conf names
+        (AuthInfo's socket, SlurmdSpoolDir, SlurmdLogFile), which a real image would have at its
+        defaults."""
+        assert self.slurm is not None
+        layout = self.slurm.layout
+        filesystems = [{"name": "home", "path": str(site.HOME), "host_path": str(site.HOME)},
+                       {"name": "jobs", "path": str(layout.job_dir), "host_path": str(layout.job_dir)}]
+        env = {"MUNGE_SOCKET": str(layout.munge_socket), "SLURMD_SPOOL_DIR": str(layout.slurmd_spool_dir("%n")),
+               "SLURMD_LOG_FILE": str(layout.slurmd_log("%n"))}
+        return {"filesystems": filesystems, "users": {"config_map": site.USERS_CONFIG_MAP},
+                **nodeset, "env": {**env, **nodeset.get("env", {})}}
 
     def _apply_cluster_objects(self) -> None:
         """What a site applies once: namespace, RBAC, the munge key Secret; on the API stand-in
@@ -321,7 +375,7 @@ class Environment:
             for path in sorted(CRDS.glob("*.yaml")):
                 for crd in codecs.load_all_yaml(path.read_text()):
                     _create(client, crd)
-        for path in sorted((REPO / "rbac").glob("*.yaml")):
+        for path in sorted(self._rbac.glob("*.yaml")):
             if path.name in ("kustomization.yaml", "munge-key-secret.example.yaml"):
                 continue
             for obj in codecs.load_all_yaml(path.read_text()):
@@ -334,6 +388,9 @@ class Environment:
         _create(client, codecs.from_dict({"apiVersion": "v1", "kind": "Secret",
                                           "metadata": {"name": "munge-key", "namespace": NAMESPACE},
                                           "data": {"munge.key": key}}))
+        _create(client, codecs.from_dict({"apiVersion": "v1", "kind": "ConfigMap",
+                                          "metadata": {"name": site.USERS_CONFIG_MAP, "namespace": NAMESPACE},
+                                          "data": site.users_data()}))
 
     def _start_runner(self) -> None:
         assert self.dir is not None
@@ -345,12 +402,15 @@ class Environment:
         images = {IMAGE: {"entrypoint": [str(REPO / "docker" / "slurmd" / "entrypoint.sh")], "cmd": []},
                   **self._images}
         (self.dir / "images.yaml").write_text(yaml.safe_dump({"images": images}))
-        runtime = ["--runtime", self.runtime, "--images", str(self.dir / "images.yaml")]
+        assert self.slurm is not None
+        # A node has none of this host's test state nor the site's "NFS" unless a pod declares
+        # it, and its image knows none of the site's users: the process runtime hides them.
+        image_files = site.write_image_files(runner_dir)
+        runtime = ["--runtime", self.runtime, "--images", str(self.dir / "images.yaml"),
+                   *[f"--mask={path}" for path in (self.dir, self.slurm.state_dir, site.ROOT)],
+                   *[f"--image-file={target}={source}" for target, source in image_files.items()]]
         if self.runtime == "docker":
-            # slurm.conf names files in Slurm's state dir (AuthInfo's munge socket, spool and log
-            # dirs): the process runtime's containers see them on the host, Docker's get them bound.
-            assert self.slurm is not None
-            runtime = ["--runtime", "docker", "--share", str(self.slurm.state_dir)]
+            runtime = ["--runtime", "docker"]
         self._spawn("runner", [sys.executable, "-m", "testenv.runner", "--kubeconfig", str(self.admin_kubeconfig),
                                "--nodes", str(self.dir / "nodes.yaml"), *runtime,
                                "--state-dir", str(runner_dir),
@@ -418,6 +478,12 @@ def _create(client: Any, obj: Any, *, missing_ok: bool = False) -> None:
     except ApiError as e:
         if e.status.code != 409 and not (missing_ok and e.status.code == 404):
             raise
+
+
+def _install(path: Path, *, owner: str = "root", group: str = "root", mode: int) -> None:
+    """``install -o OWNER -g GROUP -m MODE`` on a file or directory already there."""
+    shutil.chown(path, owner, group)
+    path.chmod(mode)
 
 
 def _merge(into: dict[str, Any], overrides: dict[str, Any]) -> None:

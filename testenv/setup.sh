@@ -30,3 +30,8 @@ if [[ ! -e "$stamp" ]]; then
   "$repo/.venv/bin/pip" install -q --disable-pip-version-check -e "$repo[test]"
   touch "$stamp"
 fi
+
+# The bridge as a site installs it, for slurmctld to run as its hooks (as SlurmUser): a wheel
+# of this checkout installed into a venv of the system's Python under /opt/slurm-k8s-bridge-ci
+# (testenv/install.py; the tests' Environment refreshes it whenever the sources change).
+echo "setup: the hooks' install: $("$repo/.venv/bin/python" -m testenv.install)"

@@ -13,8 +13,16 @@
 #                        fetches its config through this default path, whatever AuthInfo says.
 #   MUNGE_STATE_DIR      private dir for munged's key copy, pid and seed files [/run/munged]
 #   MUNGE_START_TIMEOUT  seconds to wait for munged to answer [10]
-#   SLURMD_SPOOL_DIR     created before slurmd starts: the SlurmdSpoolDir of slurm.conf, with
-#                        %n already replaced by the node name [/var/spool/slurmd]
+#   SLURMD_SPOOL_DIR     created before slurmd starts: the SlurmdSpoolDir of slurm.conf; %n
+#                        stands for the node name ($SLURM_NODENAME) [/var/spool/slurmd]
+#   SLURMD_LOG_FILE      the SlurmdLogFile of slurm.conf (%n: the node name): made a link to the
+#                        container's log, so slurmstepd's messages (a job's "couldn't chdir",
+#                        "Could not open stdout file") reach `kubectl logs` [/var/log/slurm/slurmd.log]
+#   SLURMD_USERS_DIR     the site's users: `passwd` and `group` lines (the nodeset's `users`
+#                        ConfigMap or Secret), added to the image's /etc/passwd and /etc/group
+#                        so jobs resolve user and group names [/etc/slurm-k8s-bridge/users]
+#   SLURMD_RDMA_NETWORKS set by the bridge for a nodeset with RDMA networks: one line if the
+#                        pod's locked-memory limit would cap what Slurm propagates to jobs
 # Set by the bridge for a node with GPUs (bridge/resources.py, GpuGrant.env):
 #   SLURMD_GPU_COUNT     GPUs the pod was granted, from the node's Gres [0: no GPU handling]
 #   SLURMD_GRES          that Gres as Slurm states it, e.g. gpu:a100:4 (for messages)
@@ -111,40 +119,91 @@ start_munged() {
 	done
 }
 
-# The device plugin hands a container its GPUs under their host numbers (e.g. /dev/nvidia3
-# and /dev/nvidia5), which differ from pod to pod; gres.conf needs one name for all pods of a
-# node line. So the granted devices are linked as slurm-gpu0..N-1, in host order, and the
-# site's gres.conf says e.g. File=/dev/slurm-gpu[0-3]. A pod seeing more or fewer GPUs than
-# Slurm will hand out must not register: jobs would get GPUs the pod does not have.
-# MIG slices are not /dev/nvidiaN devices (Slurm finds them with AutoDetect=nvml): skipped.
-existing() { # the paths a glob matched, in numeric order (nvidia2 before nvidia10)
-	for path in "$@"; do
-		[ -e "$path" ] && printf '%s\n' "$path"
-	done | sort -V
+# GPU linking (gpu_link) lives beside this script, shared with the DCGM job-map prolog and
+# benchmarks/gpu_device_check.sh; in the image both are in /usr/local/lib/slurm-k8s-bridge.
+for gpu_lib in "$(dirname "$0")/gpu-devices.sh" /usr/local/lib/slurm-k8s-bridge/gpu-devices.sh; do
+	[ -r "$gpu_lib" ] && break
+done
+# shellcheck source=gpu-devices.sh
+. "$gpu_lib"
+
+# --- The researcher's view: users, locked memory, slurm.conf's own paths ---------------------
+
+# NSS "files" reads /etc/passwd and /etc/group, so the site's lines are added there (no extra
+# NSS module needed in the image). The image's own accounts win: a site line whose name or id
+# the image already has is skipped, so root, slurm or munge can never be redefined by the list.
+install_users() {
+	users_dir=${SLURMD_USERS_DIR:-/etc/slurm-k8s-bridge/users}
+	[ -d "$users_dir" ] || return 0
+	users=$(add_entries "$users_dir/passwd" /etc/passwd 7)
+	groups=$(add_entries "$users_dir/group" /etc/group 4)
+	printf '%s: site users from %s: passwd %s; group %s\n' "$prog" "$users_dir" "$users" "$groups" >&2
 }
 
-link_gpus() {
-	count=${SLURMD_GPU_COUNT:-0}
-	[ "$count" -gt 0 ] && [ "${SLURMD_GPU_SHARING:-none}" != mig ] || return 0
-	dev=${SLURMD_DEV_DIR:-/dev}
-	case ${SLURMD_GPU_VENDOR:-nvidia} in
-	amd) devices=$(existing "$dev"/dri/renderD[0-9]*) ;;
-	*) devices=$(existing "$dev"/nvidia[0-9]*) ;; # not nvidiactl, nvidia-uvm...
-	esac
-	found=$(printf '%s' "$devices" | grep -c . || true)
-	if [ "$found" -ne "$count" ]; then
-		die 5 "node has Gres ${SLURMD_GRES:-gpu:$count} but the pod sees $found GPU device(s) in $dev: check the pod's GPU resource and the device plugin"
+# add_entries SOURCE TARGET FIELDS: appends SOURCE's well-formed lines (FIELDS colon-separated
+# fields, a numeric id) whose name and id TARGET lacks; prints "N added, M skipped".
+add_entries() {
+	[ -r "$1" ] || { printf 'none (no %s)' "$1"; return 0; }
+	awk -F: -v fields="$3" -v target="$2" '
+		NR == FNR { name[$1] = 1; id[$3] = 1; next }
+		NF == fields && $3 ~ /^[0-9]+$/ && !($1 in name) && !($3 in id) {
+			print >> target; name[$1] = 1; id[$3] = 1; added++; next
+		}
+		/./ { skipped++ }
+		END { printf "%d added, %d skipped", added, skipped }
+	' "$2" "$1"
+}
+
+# slurmstepd gives each job the submit host's RLIMIT_MEMLOCK (PropagateResourceLimits), but a
+# process cannot raise its hard limit without CAP_SYS_RESOURCE, which the pod does not get:
+# with the container runtime's default (8 MiB, or 64 KiB on older kernels) RDMA verbs fail to
+# register memory. The soft limit is raised to the hard one; a hard limit left is said once.
+check_memlock() {
+	[ -n "${SLURMD_RDMA_NETWORKS:-}" ] || return 0
+	hard=$(ulimit -H -l)
+	[ "$hard" = unlimited ] && { ulimit -S -l unlimited; return 0; }
+	ulimit -S -l "$hard" 2>/dev/null || true
+	printf '%s: RDMA networks %s but locked memory is limited to %s KiB: jobs cannot pin more; set LimitMEMLOCK=infinity for the container runtime (docs/hpc-nodes.md#locked-memory)\n' \
+		"$prog" "$SLURMD_RDMA_NETWORKS" "$hard" >&2
+}
+
+# The node's private /tmp is an emptyDir, which the kubelet makes 0777 without the sticky bit:
+# on a node that several users share, any of them could delete another's files (and munged
+# refuses a socket below such a directory). /tmp's usual mode, 1777, fixes both.
+share_tmp() {
+	if [ -d /tmp ] && [ -w /tmp ]; then chmod 1777 /tmp; fi
+}
+
+# slurm.conf is one file for every node (configless): paths it names per node (%n) are made
+# here, and a munge socket it names elsewhere (AuthInfo=socket=...) is also reachable at the
+# default path, which a configless slurmd 22.05 uses before it has fetched slurm.conf.
+prepare_paths() {
+	spool_dir=$(printf '%s' "$spool_dir" | sed "s/%n/${SLURM_NODENAME:-%n}/g")
+	mkdir -p "$spool_dir"
+	link_log
+	default_socket=/run/munge/munge.socket.2
+	if [ "$socket" != "$default_socket" ] && [ ! -e "$default_socket" ]; then
+		mkdir -p /run/munge
+		ln -s "$socket" "$default_socket"
 	fi
-	i=0
-	for device in $devices; do
-		ln -sfn "$device" "$dev/slurm-gpu$i"
-		i=$((i + 1))
-	done
+}
+
+# slurmd logs to its stderr (the pod's log) when it cannot open SlurmdLogFile, but slurmstepd,
+# which runs each job, has no stderr: its errors about a job go only to that file. Pointed at
+# slurmd's own stderr (it becomes PID 1 with exec), both reach `kubectl logs`.
+link_log() {
+	log_file=$(printf '%s' "${SLURMD_LOG_FILE:-/var/log/slurm/slurmd.log}" | sed "s/%n/${SLURM_NODENAME:-%n}/g")
+	[ -e "$log_file" ] || [ -L "$log_file" ] || [ "$$" != 1 ] && return 0
+	mkdir -p "$(dirname "$log_file")"
+	ln -s /proc/1/fd/2 "$log_file"
 }
 
 check_key
-link_gpus
+gpu_link || exit $?
+install_users
+check_memlock
+share_tmp
 copy_key
 start_munged
-mkdir -p "$spool_dir"
+prepare_paths
 exec slurmd -D "$@"

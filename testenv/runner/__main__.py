@@ -26,8 +26,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server")
     parser.add_argument("--nodes", required=True, type=Path, help="NODES.yaml: the virtual nodes to run")
     parser.add_argument("--runtime", choices=["process", "docker"], default="process", help="container runtime")
-    parser.add_argument("--share", type=Path, action="append", default=[],
-                        help="docker runtime: a host directory every container sees at the same path (repeatable)")
+    parser.add_argument("--mask", type=Path, action="append", default=[],
+                        help="process runtime: a host directory containers see empty unless a volume covers it "
+                             "(repeatable)")
+    parser.add_argument("--image-file", action="append", default=[], metavar="PATH=HOST_FILE",
+                        help="process runtime: every container gets a private copy of HOST_FILE at PATH, as an "
+                             "image's own file (repeatable), e.g. /etc/passwd without the host's users")
     parser.add_argument("--state-dir", required=True, type=Path, help="directory for pod volumes and logs")
     parser.add_argument("--images", type=Path, help="IMAGES.yaml: image table of the process runtime")
     parser.add_argument("--backoff", type=float, default=10.0, help="initial crash-loop/pull back-off, seconds")
@@ -69,8 +73,10 @@ def _runtime(args: argparse.Namespace) -> Runtime:
     if args.runtime == "docker":
         from .docker import DockerRuntime
 
-        return DockerRuntime(shared_paths=tuple(args.share))
-    return ProcessRuntime(images=ImageTable.load(args.images), state_dir=args.state_dir)
+        return DockerRuntime()
+    files = dict(entry.split("=", 1) for entry in args.image_file)
+    return ProcessRuntime(images=ImageTable.load(args.images), state_dir=args.state_dir, masks=tuple(args.mask),
+                          image_files={path: Path(source) for path, source in files.items()})
 
 
 if __name__ == "__main__":

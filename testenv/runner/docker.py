@@ -16,10 +16,9 @@ pulls (no registry here: an image the engine lacks is ErrImagePull). The contain
 copied to the runner's log file while it runs; its state at exit (exit code, OOMKilled) is read
 from the engine; then it is removed. `close()` removes every container this runtime created.
 
-shared_paths: host directories bind-mounted at the same path into every container. The test
-environment's slurm.conf names files in its state directory (the AuthInfo munge socket,
-SlurmdSpoolDir, SlurmdLogFile), which the process runtime's containers see because they share
-the host's filesystem; this gives Docker containers the same view of those files, and nothing else.
+A container sees its image and the volumes its pod declares, nothing else: the test
+environment's Slurm files reach it the way they reach a real pod (configless slurm.conf from
+slurmctld, the munge key Secret, declared volumes).
 """
 
 from __future__ import annotations
@@ -74,13 +73,12 @@ class DockerRuntime:
 
     name = "docker"
 
-    def __init__(self, *, docker_host: str | None = None, shared_paths: tuple[Path, ...] = ()) -> None:
+    def __init__(self, *, docker_host: str | None = None) -> None:
         import docker  # only the Docker runtime needs the SDK
 
         self._docker = docker
         base_url = docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         self._client = docker.DockerClient(base_url=base_url, timeout=60)
-        self._shared = tuple(Path(p) for p in shared_paths)
         self.instance = secrets.token_hex(6)
         # Host-side device nodes for --device (the engine copies a host node into the container).
         self._device_dir = Path(tempfile.mkdtemp(prefix="slurm-k8s-bridge-devices-"))
@@ -205,8 +203,6 @@ class DockerRuntime:
         docker = self._docker
         mounts = [docker.types.Mount(m.container_path, str(m.host_path), type="bind", read_only=m.read_only)
                   for m in config.mounts]
-        targets = {m.container_path.rstrip("/") for m in config.mounts}
-        mounts += [docker.types.Mount(str(p), str(p), type="bind") for p in self._shared if str(p) not in targets]
         user = None
         if config.run_as_user is not None:
             user = str(config.run_as_user) + (f":{config.run_as_group}" if config.run_as_group is not None else "")

@@ -11,8 +11,8 @@ code, or killed by the same signal), so the runtime sees the container's real ex
 
 The child gives the container a /dev of its own if the spec lists devices (a tmpfs with the
 basic devices bound in from the host and a node per device, see devices.py), bind-mounts the
-volumes, mounts a /proc of its PID namespace, sets the hostname,
-working directory and user, resets the signal mask and dispositions (a hook of Slurm's starts us
+volumes, hides the masked host paths no volume covers under an empty tmpfs, mounts a /proc of
+its PID namespace, sets the hostname, working directory and user, resets the signal mask and dispositions (a hook of Slurm's starts us
 with SIGTERM/SIGINT/SIGHUP blocked) and execs the command. Both report on STATUS_FIFO (a named
 pipe: an inherited pipe would stay open in unshare): the PID first, then either nothing (the
 close-on-exec descriptor closes when the exec succeeds) or {"error": ...}.
@@ -62,10 +62,10 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
         raise OSError(code, os.strerror(code), target)
 
 
-def _ensure_target(source: str, target: str) -> None:
+def _ensure_target(source_is_dir: bool, target: str) -> None:
     if os.path.lexists(target):
         return
-    if os.path.isdir(source):
+    if source_is_dir:
         os.makedirs(target, exist_ok=True)
     else:
         os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -73,17 +73,56 @@ def _ensure_target(source: str, target: str) -> None:
             pass
 
 
-def bind_mounts(mounts: list[dict]) -> None:
-    for mount in sorted(mounts, key=lambda m: m["target"].count("/")):
-        source, target = mount["source"], mount["target"]
+def _open_sources(mounts: list[dict]) -> dict[str, int]:
+    """An O_PATH descriptor of every source, taken before any mount: a volume mounted over /tmp
+    (the pod's private /tmp) or a mask hides host paths that later sources live under."""
+    opened = {}
+    for mount in mounts:
+        source = mount["source"]
         try:
-            _ensure_target(source, target)
-            _mount(source, target, None, MS_BIND | MS_REC)
+            opened[source] = os.open(source, os.O_PATH | os.O_CLOEXEC)
+        except OSError as e:
+            reason = (e.strerror or str(e)).lower()
+            raise SetupError(f'error mounting "{source}" to rootfs at "{mount["target"]}": {reason}') from e
+    return opened
+
+
+def _covered(path: str, targets: list[str]) -> bool:
+    """A declared mount is at ``path`` or above it: the pod asked to see what is there."""
+    return any(path == t or path.startswith(t.rstrip("/") + "/") for t in targets)
+
+
+def bind_mounts(mounts: list[dict], masks: list[str] = ()) -> None:
+    """The volumes, and an empty tmpfs over each masked host path no volume covers (what a
+    node's own filesystem lacks: the test environment's state, the site's "NFS" directories),
+    outermost first so a volume inside a masked path is mounted on top of the mask."""
+    sources = _open_sources(mounts)
+    targets = [m["target"] for m in mounts]
+    steps = [(m["target"], m) for m in mounts]
+    steps += [(path, None) for path in masks if os.path.isdir(path) and not _covered(path, targets)]
+    for target, mount in sorted(steps, key=lambda step: step[0].rstrip("/").count("/")):
+        if mount is None:
+            _mask(target)
+            continue
+        source = mount["source"]
+        try:
+            fd = sources[source]
+            _ensure_target(stat.S_ISDIR(os.fstat(fd).st_mode), target)
+            _mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
             if mount.get("readOnly"):
                 _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
         except OSError as e:
             reason = (e.strerror or str(e)).lower()
             raise SetupError(f'error mounting "{source}" to rootfs at "{target}": {reason}') from e
+    for fd in sources.values():
+        os.close(fd)
+
+
+def _mask(path: str) -> None:
+    try:
+        _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=65536k")
+    except OSError as e:
+        raise SetupError(f'error masking "{path}": {(e.strerror or str(e)).lower()}') from e
 
 
 def private_dev(staging: str, devices: list[dict]) -> None:
@@ -152,7 +191,7 @@ def set_up(spec: dict) -> None:
     socket.sethostname(spec["hostname"])
     if spec.get("devices"):
         private_dev(spec["devStaging"], spec["devices"])
-    bind_mounts(spec["mounts"])
+    bind_mounts(spec["mounts"], spec.get("masks", []))
     mount_proc()
     cwd = spec.get("cwd") or "/"
     try:

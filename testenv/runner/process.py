@@ -2,7 +2,11 @@
 
 It shares the host's filesystem and network (no network namespace: traffic between namespaces is
 dropped on this VM's firewall, and slurmd needs to reach slurmctld on 127.0.0.1). Volumes are bind
-mounts visible only inside the container; a mount point missing on the host is created for the
+mounts visible only inside the container. What a real node would not have is hidden: each
+``masks`` path (the test environment's state, the directories standing in for the site's NFS)
+is an empty tmpfs in the container unless a volume covers it, and each ``image_files`` path
+(``/etc/passwd``, ``/etc/group``) is a private copy of the file an image would carry, without
+the host's users, so a pod knows a user only if its manifest brings one; a mount point missing on the host is created for the
 time it is used and removed afterwards. A container given devices gets a /dev of its own
 (devices.py says why and what is in it). The container's main process is PID 1 of its namespace,
 as in Docker without --init: it gets SIGTERM only if it handles it, and when it dies the kernel
@@ -107,8 +111,11 @@ class ProcessRuntime:
 
     name = "process"
 
-    def __init__(self, *, images: ImageTable, state_dir: Path) -> None:
+    def __init__(self, *, images: ImageTable, state_dir: Path, masks: tuple[Path, ...] = (),
+                 image_files: dict[str, Path] | None = None) -> None:
         self._images = images
+        self._masks = tuple(str(p) for p in masks)
+        self._image_files = dict(image_files or {})
         self._state_dir = state_dir / "containers"
         self._mount_points = MOUNT_POINTS
         self._containers: dict[str, _Container] = {}
@@ -140,7 +147,9 @@ class ProcessRuntime:
         directory.mkdir(parents=True)
         spec = directory / "spec.json"
         (directory / "dev").mkdir()  # where nsinit builds the container's own /dev, if it has devices
-        spec.write_text(json.dumps(_nsinit_spec(config, argv, env, working_dir, directory / "dev")))
+        files = self._copy_image_files(directory / "rootfs")
+        spec.write_text(json.dumps({**_nsinit_spec(config, argv, env, working_dir, directory / "dev", files),
+                                    "masks": list(self._masks)}))
         targets = self._acquire_mount_points(config)
         try:
             process, pid = await self._spawn(config, spec)
@@ -210,6 +219,17 @@ class ProcessRuntime:
 
     # --- helpers -----------------------------------------------------------------------------
 
+    def _copy_image_files(self, rootfs: Path) -> list[dict]:
+        """The container's own copy of each image file (writable, as in an image's layer)."""
+        mounts = []
+        for target, source in self._image_files.items():
+            copy = rootfs / target.lstrip("/")
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy)
+            mounts.append({"source": str(copy), "target": target, "readOnly": False})
+        return mounts
+
+
     def _acquire_mount_points(self, config: ContainerConfig) -> list[str]:
         """Create on the host the mount points that are not inside another of the container's mounts."""
         targets = [m.container_path.rstrip("/") or "/" for m in config.mounts]
@@ -266,15 +286,17 @@ class ProcessRuntime:
 
 
 def _nsinit_spec(config: ContainerConfig, argv: list[str], env: dict[str, str], working_dir: str,
-                 dev_staging: Path) -> dict:
+                 dev_staging: Path, image_files: list[dict] = ()) -> dict:
     return {
         "argv": argv,
         "env": env,
         "cwd": working_dir,
         "hostname": config.hostname,
-        "mounts": [
+        # Image files first: nsinit mounts in depth order, keeping this order within a depth,
+        # so a volume at the same path wins, as it does over an image's file.
+        "mounts": [*image_files, *(
             {"source": str(m.host_path), "target": m.container_path, "readOnly": m.read_only} for m in config.mounts
-        ],
+        )],
         "uid": config.run_as_user,
         "gid": config.run_as_group,
         "devices": [{"path": d.container_path, "major": d.major, "minor": d.minor} for d in config.devices],

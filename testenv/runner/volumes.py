@@ -92,6 +92,8 @@ class PodVolumes:
                 "HugePages-"
             ):
                 self._mount_tmpfs(path, volume.emptyDir.sizeLimit)
+            else:
+                path.chmod(0o777)  # the kubelet's emptyDir mode: any user may write, no sticky bit
             return _Prepared(path, read_only=False)
         files = await self._files(volume)
         _write_files(path, files)

@@ -106,14 +106,23 @@ class SlurmCluster:
         stop_grace: float = 10.0,
         gpu_files: str | None = None,
         gres_conf: str | None = None,
+        slurm_user: str = "root",
+        prolog_wrapper: bool = True,
     ) -> None:
         """state_dir: created if missing and removed at stop(); default: a new dir in /tmp.
         gpu_files: what gres.conf's File= names for GPU nodes (see ClusterConfig.gpu_files);
-        gres_conf: the whole gres.conf instead of the rendered one (e.g. an example's)."""
+        gres_conf: the whole gres.conf instead of the rendered one (e.g. an example's);
+        slurm_user: SlurmUser, whom slurmctld runs its hooks as (root suits hooks that start
+        slurmd on this host, testenv/slurm/hosthooks.py; the bridge's run as a site's do);
+        prolog_wrapper: run PrologSlurmctld through a wrapper that sets SLURM_CONF, which
+        slurmctld does not give it (False for a prolog that finds slurm.conf itself, as
+        bridge/prolog.py does)."""
         self._requested_dir = Path(state_dir) if state_dir else None
         self._node_groups = tuple(node_groups)
         self._gpu_files = gpu_files
         self._gres_conf = gres_conf
+        self._slurm_user = slurm_user
+        self._prolog_wrapper = prolog_wrapper
         self._hooks = hooks
         self._timeouts = timeouts
         self._start_timeout = start_timeout
@@ -176,11 +185,12 @@ class SlurmCluster:
     def _configure(self, state_dir: Path) -> ClusterConfig:
         node_count = sum(group.count for group in self._node_groups)
         base, layout, hooks = free_ports(node_count + 1), Layout(state_dir), self._hooks
-        if hooks.prolog_slurmctld is not None:
+        if hooks.prolog_slurmctld is not None and self._prolog_wrapper:
             hooks = dataclasses.replace(hooks, prolog_slurmctld=layout.prolog_wrapper)
         return ClusterConfig(
             layout=layout, slurmctld_port=base, node_base_port=base + 1,
-            node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts, gpu_files=self._gpu_files)
+            node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts, gpu_files=self._gpu_files,
+            slurm_user=self._slurm_user)
 
     def _write_files(self) -> None:
         cfg = self.config
@@ -190,6 +200,8 @@ class SlurmCluster:
             directory.chmod(0o755)
         for node in cfg.node_names:
             cfg.layout.slurmd_spool_dir(node).mkdir(exist_ok=True)
+        for directory in cfg.layout.slurm_user_directories():
+            shutil.chown(directory, cfg.slurm_user, cfg.slurm_user)
         _write_munge_key(cfg.layout.munge_key)
         cfg.layout.slurm_conf.write_text(render_slurm_conf(cfg))
         self._write_prolog_wrapper()
@@ -202,7 +214,7 @@ class SlurmCluster:
         """slurmctld runs PrologSlurmctld with a fresh environment that lacks SLURM_CONF, so its
         Slurm commands would read /etc/slurm/slurm.conf: right on a site, wrong here."""
         prolog = self._hooks.prolog_slurmctld
-        if prolog is None:
+        if prolog is None or not self._prolog_wrapper:
             return
         wrapper = self.layout.prolog_wrapper
         wrapper.write_text(f'#!/bin/sh\nSLURM_CONF={shlex.quote(str(self.conf_path))}\n'

@@ -70,10 +70,16 @@ class Hooks:
     suspend: Path | None = None
     resume_fail: Path | None = None
     prolog_slurmctld: Path | None = None
+    prolog: Path | None = None
+    """slurmd's Prolog and Epilog: run by each node's slurmd (in its pod), not by slurmctld."""
+    epilog: Path | None = None
 
     def settings(self) -> dict[str, Path | None]:
         values = (self.resume, self.suspend, self.resume_fail, self.prolog_slurmctld)
         return dict(zip(HOOK_KEYS, values, strict=True))
+
+    def node_settings(self) -> dict[str, str]:
+        return {key: str(path) for key, path in (("Prolog", self.prolog), ("Epilog", self.epilog)) if path}
 
 
 @dataclass(frozen=True)
@@ -168,6 +174,11 @@ class Layout:
                 self.spool_dir, self.run_dir, self.dev_dir, self.job_dir,
                 self.prolog_wrapper.parent]
 
+    def slurm_user_directories(self) -> list[Path]:
+        """Where slurmctld writes once it runs as SlurmUser: its state and log files (its pid
+        file it writes as root, before it changes user)."""
+        return [self.log_dir, self.ctld_state_dir]
+
 
 @dataclass(frozen=True)
 class ClusterConfig:
@@ -183,6 +194,8 @@ class ClusterConfig:
     gpu_files: str | None = None
     """gres.conf File= prefix, e.g. POD_GPU_FILES for nodes run as pods; None: fake devices in the
     state dir, for nodes run on this host (hostnode.py)."""
+    slurm_user: str = "root"
+    """SlurmUser: slurmctld (started as root) runs as this user, and so do its hooks."""
 
     def __post_init__(self) -> None:
         prefixes = [g.prefix for g in self.node_groups]
@@ -244,7 +257,7 @@ def _base_settings(cfg: ClusterConfig) -> dict[str, str]:
         "ClusterName": "testenv",
         "SlurmctldHost": "localhost",
         "SlurmctldPort": str(cfg.slurmctld_port),
-        "SlurmUser": "root",
+        "SlurmUser": cfg.slurm_user,
         "SlurmdUser": "root",
         "AuthType": "auth/munge",
         "AuthInfo": f"socket={lay.munge_socket}",
@@ -272,6 +285,7 @@ def _base_settings(cfg: ClusterConfig) -> dict[str, str]:
     }
     if cfg.gres_nodes:
         settings["GresTypes"] = "gpu"
+    settings.update(cfg.hooks.node_settings())
     return settings
 
 

@@ -37,7 +37,7 @@ def docker_runner(
     started: list[PodRunner] = []
 
     def start(**options: Any) -> PodRunner:
-        runtime = DockerRuntime(docker_host=docker_host, shared_paths=options.pop("shared_paths", ()))
+        runtime = DockerRuntime(docker_host=docker_host)
         runner = PodRunner(kubeconfig=KubeConfig.from_dict(kubeapi_server.kubeconfig()), nodes=[NODE],
                            state_dir=tmp_path / f"runner-{len(started)}", runtime=runtime,
                            backoff=BackoffPolicy(initial=0.2, maximum=1.0), heartbeat_interval=0.5)

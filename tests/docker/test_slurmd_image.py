@@ -189,3 +189,28 @@ def test_fewer_gpus_than_the_nodes_gres_refuses_to_register_with_exit_5(
         code, output = wait_exit(c)
     assert code == 5
     assert "node has Gres gpu:2 but the pod sees 1 GPU device(s) in /dev" in output
+
+
+def test_dcgm_job_map_prolog_in_the_image_writes_the_job_under_its_gpu(
+    slurmd_image: str, munge_key: Path, tmp_path: Path
+) -> None:
+    """The Prolog/Epilog path docs/hpc-nodes.md puts in slurm.conf exists in the image and, run
+    as slurmd runs it (Slurm's variables only, no PATH), maps the job to the pod's GPU in the
+    hostPath the pod template mounts; the epilog takes it out."""
+    devices = fake_gpus(tmp_path / "dev", [5, 3])
+    mapping = tmp_path / "dcgm-job-map"
+    mapping.mkdir()
+    job_map = "/usr/local/lib/slurm-k8s-bridge/dcgm-job-map.sh"
+    slurm_env = "SLURM_JOB_ID=77 SLURMD_NODENAME=gpu1 SLURM_JOB_GPUS=1"
+    script = (f"slurmd-entrypoint -V >/dev/null 2>&1 && env -i {slurm_env} SLURM_SCRIPT_CONTEXT=prolog_slurmd {job_map}"
+              f" && cat /run/slurm-k8s-bridge/dcgm-job-map/5"
+              f" && env -i {slurm_env} SLURM_SCRIPT_CONTEXT=epilog_slurmd {job_map}")
+    container = slurmd_container(
+        slurmd_image, "-c", script, key_dir=munge_key, entrypoint=["sh"],
+        devices=[f"{d}:/dev/{d.name}:rwm" for d in devices],
+        env={"SLURMD_GPU_COUNT": "2", "SLURMD_GRES": "gpu:a100:2"})
+    container.with_volume_mapping(str(mapping), "/run/slurm-k8s-bridge/dcgm-job-map", "rw")
+    with container as c:
+        code, output = wait_exit(c)
+    assert (code, output.split()) == (0, ["77"]), output  # Slurm's GPU 1 is /dev/nvidia5
+    assert (mapping / "5").read_text() == ""

@@ -93,8 +93,9 @@ def job_field(env: Environment, job: str, field: str) -> str:
 
 
 def run_hook(env: Environment, hook: str, hostlist: str) -> subprocess.CompletedProcess[str]:
-    """Run a hook the way slurmctld does: bare environment, hostlist as argv[1]."""
+    """Run a hook the way slurmctld does: as SlurmUser, bare environment, hostlist as argv[1]."""
     from testenv.env import BIN
 
     return subprocess.run([str(BIN / hook), hostlist], env={"SLURM_CONF": str(env.slurm.conf_path)},
-                          cwd=env.slurm.log_dir, capture_output=True, text=True, timeout=120)
+                          cwd=env.slurm.log_dir, capture_output=True, text=True, timeout=120,
+                          user=env.slurm_user, group=env.slurm_user, extra_groups=[])

@@ -59,6 +59,28 @@ def test_gpu_job_runs_on_pods_that_each_see_their_own_gpu(make_env):
     assert sorted(device for device, _ in seen.values()) == ["/dev/nvidia0", "/dev/nvidia1"]
 
 
+def test_dcgm_job_mapping_names_the_job_on_each_gpu_while_it_runs(make_env, tmp_path):
+    """The image's Prolog/Epilog (docker/slurmd/dcgm-job-map.sh) on two pods sharing a GPU host:
+    while the job runs, the host directory dcgm-exporter reads has the job id in the file of each
+    pod's GPU; after it, neither file names it."""
+    mapping = tmp_path / "dcgm-job-map"
+    env = make_env(node_groups=(NodeGroup(prefix="gpu", count=2, cpus=1, real_memory=500, gres="gpu:1"),),
+                   kube_nodes=(gpu_worker("gpu-worker", 2),),
+                   nodesets=[{"name": "gpu", "nodes": "gpu[1-2]", "image": IMAGE,
+                              "dcgm_job_mapping_dir": str(mapping)}],
+                   node_scripts=REPO / "docker" / "slurmd" / "dcgm-job-map.sh")
+    # Each step prints its GPU's minor (no driver here: the minor is the index) and that file.
+    seen = "m=$(stat -L -c %T /dev/slurm-gpu0); echo $(hostname) $m $(cat /run/slurm-k8s-bridge/dcgm-job-map/$m)"
+    job = sbatch(env, "-N2", "--gres=gpu:1", "--wrap", f"srun sh -c '{seen}'")
+    wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=60, what="job completed")
+    lines = sorted(line.split() for line in job_output(env, job).splitlines())
+    assert [line[0] for line in lines] == ["gpu1", "gpu2"]
+    assert sorted(line[1:] for line in lines) == [["0", job], ["1", job]]  # one GPU each, both named
+    wait_for(lambda: all((mapping / f).read_text() == "" for f in ("0", "1")), timeout=15,
+             what="the epilogs took the job out of both files")
+    assert sorted(p.name for p in mapping.iterdir() if p.name.isdigit()) == ["0", "1"]
+
+
 # --- a job whose pods cannot all be placed (issue 5) --------------------------------------------
 
 THREE_GPU_NODES = (NodeGroup(prefix="gpu", count=3, cpus=1, real_memory=500, gres="gpu:1"),)

@@ -774,3 +774,54 @@ def test_each_container_run_has_its_log_file(
     logs = tmp_path / "state" / "logs" / f"default_chatty_{uid}" / "main"
     wait_until(lambda: (logs / "1.log").exists())
     assert (logs / "0.log").read_text().split() == ["to-stdout", "to-stderr"]
+
+
+# --- a container sees what its pod declares, nothing more ----------------------------------------
+
+
+def test_masked_host_paths_are_empty_unless_a_volume_declares_them(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_factory: Callable[..., PodRunner],
+    runner_images: Path, tmp_path: Path, out: Path,
+) -> None:
+    """A node has neither the test environment's state nor the site's "NFS" unless the pod mounts
+    it; a volume inside a masked directory (the site's homes) is seen, at the host's path."""
+    state, site = tmp_path / "state", tmp_path / "site"
+    (state / "spool").mkdir(parents=True)
+    (state / "spool" / "secret").write_text("host only\n")
+    (site / "home" / "alice").mkdir(parents=True)
+    (site / "home" / "alice" / "input").write_text("alice's data\n")
+    (site / "other").mkdir()
+    runtime = ProcessRuntime(images=ImageTable.load(runner_images), state_dir=tmp_path / "rt", masks=(state, site))
+    runner_factory(runtime=runtime)
+    home = str(site / "home")
+    script = (f"ls -A {state} > /out/state; ls -A {site} > /out/site; cat {home}/alice/input > /out/input;"
+              f" echo result > {home}/alice/output")
+    make_pod(kubeapi_client, "masked", script, out=out, restartPolicy="Never",
+             volumes=[{"name": "home", "hostPath": {"path": home, "type": "Directory"}}],
+             container={"volumeMounts": [{"name": "home", "mountPath": home}]})
+    wait_until(lambda: phase_is(kubeapi_client, "masked", "Succeeded"), what="pod done")
+    assert (out / "state").read_text() == ""  # the host's state directory: empty in the pod
+    assert (out / "site").read_text().split() == ["home"]  # only the declared part of the site
+    assert (out / "input").read_text() == "alice's data\n"
+    assert (site / "home" / "alice" / "output").read_text() == "result\n"  # written through to the host
+
+
+def test_image_files_are_a_private_copy_per_container_not_the_hosts(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_factory: Callable[..., PodRunner],
+    runner_images: Path, tmp_path: Path, out: Path,
+) -> None:
+    """/etc/passwd as an image has it: the host's users are unknown in the pod, and what a
+    container adds (the slurmd entrypoint adds the site's users) stays in that container."""
+    image_passwd = tmp_path / "passwd"
+    image_passwd.write_text("root:x:0:0:root:/root:/bin/sh\n")
+    host_passwd = Path("/etc/passwd").read_bytes()
+    runtime = ProcessRuntime(images=ImageTable.load(runner_images), state_dir=tmp_path / "rt",
+                             image_files={"/etc/passwd": image_passwd})
+    runner_factory(runtime=runtime)
+    for name in ("first", "second"):
+        make_pod(kubeapi_client, name, f"cat /etc/passwd > /out/{name}; echo 'site:x:2999:2999::/:/bin/sh' >> /etc/passwd",
+                 out=out, restartPolicy="Never")
+        wait_until(lambda name=name: phase_is(kubeapi_client, name, "Succeeded"), what=f"{name} done")
+    assert (out / "first").read_text() == (out / "second").read_text() == "root:x:0:0:root:/root:/bin/sh\n"
+    assert Path("/etc/passwd").read_bytes() == host_passwd
+    assert image_passwd.read_text() == "root:x:0:0:root:/root:/bin/sh\n"

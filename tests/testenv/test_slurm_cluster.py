@@ -229,3 +229,54 @@ def test_entrypoint_accepts_a_secret_volume_key_and_execs_slurmd(tmp_path: Path)
     assert (tmp_path / "spool").is_dir()
     assert [os.readlink(dev / f"slurm-gpu{i}") for i in (0, 1)] == [
         str(dev / "nvidia2"), str(dev / "nvidia10")]
+
+
+def _in_a_pod_like_namespace(tmp_path: Path, memlock: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The entrypoint with private copies of /etc/passwd and /etc/group (it adds to them), a
+    private /run, and RLIMIT_MEMLOCK as a container runtime would set it; slurmd -V at the end."""
+    for name in ("passwd", "group"):
+        (tmp_path / name).write_bytes(Path(f"/etc/{name}").read_bytes())
+    setup = (f'mount --bind {tmp_path}/passwd /etc/passwd && mount --bind {tmp_path}/group /etc/group'
+             ' && mount -t tmpfs -o mode=755 tmpfs /run && exec "$@"')
+    argv = ["prlimit", f"--memlock={memlock}", "unshare", "--mount", "--propagation", "private",
+            "sh", "-c", setup, "sh", "sh", str(ENTRYPOINT), "-V"]
+    env = {"PATH": SYSTEM_PATH, "MUNGE_KEY_FILE": str(_key(tmp_path / "k", 0o400)),
+           "SLURMD_SPOOL_DIR": str(tmp_path / "spool"), **env}
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with out.open("wb") as stdout, err.open("wb") as stderr:  # not pipes: munged would hold them open
+        proc = subprocess.Popen(argv, env=env, stdout=stdout, stderr=stderr, start_new_session=True)
+    try:
+        returncode = proc.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # munged: a pod's PID namespace ends it
+            os.killpg(proc.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(argv, returncode, out.read_text(), err.read_text())
+
+
+def test_entrypoint_adds_the_site_users_but_never_redefines_the_images_own(tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "passwd").write_text("carol:x:2901:2901:Carol:/home/carol:/bin/bash\n"
+                                  "root:x:0:0:not root:/:/bin/sh\n"  # a name the image has
+                                  "mallory:x:0:0::/:/bin/sh\n"  # an id the image has
+                                  "broken line\n")
+    (users / "group").write_text("carol:x:2901:\nlab:x:2950:carol\n")
+    result = _in_a_pod_like_namespace(tmp_path, "8388608", {"SLURMD_USERS_DIR": str(users)})
+    assert result.returncode == 0, result.stderr
+    assert (f"slurmd-entrypoint: site users from {users}: passwd 1 added, 3 skipped; group 2 added, 0 skipped\n"
+            in result.stderr)
+    passwd = (tmp_path / "passwd").read_text()
+    assert passwd == Path("/etc/passwd").read_text() + "carol:x:2901:2901:Carol:/home/carol:/bin/bash\n"
+    assert (tmp_path / "group").read_text().endswith("carol:x:2901:\nlab:x:2950:carol\n")
+
+
+@pytest.mark.parametrize(("rdma", "warned"), [({"SLURMD_RDMA_NETWORKS": "rdma-rail0,rdma-rail1"}, True), ({}, False)])
+def test_entrypoint_says_once_when_rdma_jobs_would_be_capped_by_a_memlock_limit(tmp_path, rdma, warned) -> None:
+    # This machine's root, like a container's, lacks CAP_SYS_RESOURCE: the 8 MiB hard limit stays.
+    result = _in_a_pod_like_namespace(tmp_path, "4194304:8388608", rdma)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "locked memory" in line]
+    expected = ["slurmd-entrypoint: RDMA networks rdma-rail0,rdma-rail1 but locked memory is limited to 8192 KiB: "
+                "jobs cannot pin more; set LimitMEMLOCK=infinity for the container runtime "
+                "(docs/hpc-nodes.md#locked-memory)"]
+    assert lines == (expected if warned else [])

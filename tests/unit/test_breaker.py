@@ -27,7 +27,7 @@ class Cluster:
         self.state = Breakers()
 
     def fail(self, job: int) -> None:
-        self.facts["elastic1"] = NodeFacts("elastic1", 1, 500, state=OFF, reason=failed(job, f"T{job}"))
+        self.facts["elastic1"] = NodeFacts("elastic1", 1, 500, state=OFF, reason=failed(job))
 
     def look(self, at: float) -> list:
         actions = plan(self.facts, T0 + at, self.config, self.state)
@@ -129,3 +129,17 @@ def test_a_node_still_powering_down_is_drained_too_until_the_drain_sticks(cluste
     cluster.facts["elastic4"] = powering_down  # Slurm dropped the drain while the node powered down
     [again] = cluster.look(5)
     assert isinstance(again, OpenBreaker) and again.nodes == ("elastic4",) and again.until == actions[0].until
+
+
+def test_the_same_cause_on_the_same_node_counts_again_after_a_new_try(cluster):
+    """Slurm's JSON gives the reason without its time stamp: the same job failing the same way on
+    the same node writes the same words; seen powering up in between, it is a new failure."""
+    for at in range(3):
+        cluster.fail(1)
+        if at == 2:
+            [opened] = cluster.look(at * 10)
+            assert opened.failures == 3
+        else:
+            assert cluster.look(at * 10) == []
+            cluster.facts["elastic1"] = NodeFacts("elastic1", 1, 500, state=("MIXED", "CLOUD", "POWERING_UP"))
+            assert cluster.look(at * 10 + 1) == []

@@ -149,3 +149,87 @@ def test_settings_that_would_break_the_hooks_are_refused(write_config, setting, 
         text = BASIC_CONFIG.replace("resume:\n  state_dir: {state_dir}\n", "") + setting + "\n"
     with pytest.raises(ConfigError, match=expected):
         config_module.load(str(write_config(text)))
+
+
+# --- Site filesystems, users, /tmp, cgroups: one line naming the field ----------------------
+
+@pytest.mark.parametrize(("keys", "expected"), [
+    ("filesystems: [{name: home, path: home, host_path: /home}]",
+     "nodesets[0].filesystems[0].path: expected an absolute path"),
+    ("filesystems: [{name: home, path: /home/../etc, host_path: /home}]",
+     "nodesets[0].filesystems[0].path: expected an absolute path without '..'"),
+    ("filesystems: [{name: key, path: /etc/munge, host_path: /srv/munge}]",
+     "nodesets[0].filesystems[0].path: '/etc/munge' would mount over /etc/munge"),
+    ("filesystems: [{name: run, path: /run/munge/x, host_path: /srv/x}]",
+     "nodesets[0].filesystems[0].path: '/run/munge/x' would mount over /run/munge"),
+    ("filesystems: [{name: spool, path: /var/spool, host_path: /srv/x}]",
+     "nodesets[0].filesystems[0].path: '/var/spool' would mount over /var/spool/slurmd"),
+    ("filesystems: [{name: conf, path: /etc/slurm, host_path: /srv/x}]",
+     "nodesets[0].filesystems[0].path: '/etc/slurm' would mount over /etc/slurm"),
+    ("filesystems: [{name: tmp, path: /tmp, host_path: /scratch}]",
+     "nodesets[0].filesystems[0].path: '/tmp' would mount over /tmp"),
+    ("filesystems: [{name: usr, path: /usr, host_path: /srv/usr}]",
+     "nodesets[0].filesystems[0].path: '/usr' would hide the image's /usr"),
+    ("filesystems: [{name: root, path: /, host_path: /srv}]",
+     "nodesets[0].filesystems[0].path: '/' would hide the image's /"),
+    ("filesystems: [{name: home, path: /home, host_path: /home}, {name: home, path: /scratch, host_path: /scratch}]",
+     "nodesets[0].filesystems[1].name: 'home' is used by an earlier filesystem"),
+    ("filesystems: [{name: a, path: /home, host_path: /home}, {name: b, path: /home, claim: homes}]",
+     "nodesets[0].filesystems[1].path: '/home' is mounted by an earlier filesystem"),
+    ("filesystems: [{name: Home_1, path: /home, host_path: /home}]",
+     "nodesets[0].filesystems[0].name: expected a DNS-1123 label"),
+    ("filesystems: [{name: scratch, path: /scratch, nfs: {path: /export}}]",
+     "nodesets[0].filesystems[0].nfs: object missing required field `server`"),
+    ("filesystems: [{name: scratch, path: /scratch, nfs: {server: nfs1}}]",
+     "nodesets[0].filesystems[0].nfs: object missing required field `path`"),
+    ("filesystems: [{name: scratch, path: /scratch, nfs: {server: '', path: /export}}]",
+     "nodesets[0].filesystems[0].nfs.server: expected an NFS server's host name or IP address"),
+    ("filesystems: [{name: scratch, path: /scratch, nfs: {server: nfs1, path: export}}]",
+     "nodesets[0].filesystems[0].nfs.path: expected an absolute exported path"),
+    ("filesystems: [{name: scratch, path: /scratch}]",
+     "nodesets[0].filesystems[0]: expected exactly one of host_path, nfs, claim, got none"),
+    ("filesystems: [{name: scratch, path: /scratch, host_path: /scratch, claim: s}]",
+     "nodesets[0].filesystems[0]: expected exactly one of host_path, nfs, claim, got host_path, claim"),
+    ("filesystems: [{name: home, path: /home, host_path: home}]",
+     "nodesets[0].filesystems[0].host_path: expected an absolute directory other than /"),
+    ("filesystems: [{name: p, path: /projects, claim: Projects_PVC}]",
+     "nodesets[0].filesystems[0].claim: expected a PersistentVolumeClaim name"),
+    ("filesystems: [{name: p, path: /projects, claim: p, mount_propagation: HostToContainer}]",
+     "nodesets[0].filesystems[0].mount_propagation: expected 'None' unless host_path is set"),
+    ("filesystems: [{name: h, path: /home, host_path: /home, mount_propagation: Bidirectional}]",
+     "nodesets[0].filesystems[0].mount_propagation: invalid enum value 'Bidirectional'; "
+     "expected one of 'None', 'HostToContainer'"),
+    ("filesystems: [{name: h, path: /home, hostpath: /home}]",
+     "nodesets[0].filesystems[0]: object contains unknown field `hostpath`"),
+    ("users: {}", "nodesets[0].users: expected exactly one of config_map, secret"),
+    ("users: {config_map: a, secret: b}", "nodesets[0].users: expected exactly one of config_map, secret"),
+    ("users: {config_map: Site_Users}", "nodesets[0].users.config_map: expected a DNS-1123 subdomain"),
+    ("tmp_size: lots", "nodesets[0].tmp_size: expected a positive quantity like '10Gi', got 'lots'"),
+    ("tmp_size: '0'", "nodesets[0].tmp_size: expected a positive quantity"),
+    ("cgroup_plugins: true", "nodesets[0].cgroup_plugins: a slurmd pod cannot run proctrack/cgroup"),
+    ("env: {SLURMD_RDMA_NETWORKS: x}", "nodesets[0].env.SLURMD_RDMA_NETWORKS: set by the pod template"),
+])
+def test_invalid_filesystem_users_or_tmp_gives_one_line_naming_the_field(write_config, keys, expected):
+    path = write_config(HPC_NODESET + f"    {keys}\n")
+    with pytest.raises(ConfigError) as error:
+        config_module.load(str(path))
+    message = str(error.value)
+    assert message.startswith(f"{path}: ")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_each_filesystem_form_loads(write_config):
+    config = config_module.load(str(write_config(HPC_NODESET + """
+    filesystems:
+      - {name: home, path: /home, host_path: /home, mount_propagation: HostToContainer}
+      - {name: scratch, path: /scratch, nfs: {server: "fd00::5", path: /export/scratch}}
+      - {name: projects, path: /projects, claim: projects-cephfs}
+      - {name: apps, path: /opt/software, host_path: /apps, read_only: true}
+    users: {secret: site-users}
+    tmp_size: 500Mi
+""")))
+    nodeset = config.nodesets[0]
+    assert [fs.name for fs in nodeset.filesystems] == ["home", "scratch", "projects", "apps"]
+    assert nodeset.filesystems[1].nfs.server == "fd00::5" and nodeset.filesystems[3].read_only
+    assert (nodeset.users.secret, nodeset.tmp_size, nodeset.cgroup_plugins) == ("site-users", "500Mi", False)

@@ -96,6 +96,22 @@ def test_hooks_work_with_stdio_closed_as_slurmscriptd_starts_them(tmp_path):
     closed = ["/bin/sh", "-c", 'exec "$0" "$@" <&- >&- 2>&-', str(script)]
     bad = subprocess.run([*closed, "elastic[1-"], env={"SLURM_CONF": str(tmp_path / "slurm.conf")}, timeout=60)
     assert bad.returncode == 64
+    import json
+    [record] = [json.loads(line) for line in (tmp_path / "bridge.log").read_text().splitlines()]
+    assert (record["nodes"], record["exit_code"], record["kind"]) == ("elastic[1-", 64, "usage")
     down = subprocess.run([*closed, "elastic1"], env={"SLURM_CONF": str(tmp_path / "slurm.conf")}, timeout=60)
     assert down.returncode == 69  # the API in write_config is unreachable
     assert '"exit_code": 69' in (tmp_path / "bridge.log").read_text()
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_prints_usage_and_exits_0(tmp_path, flag):
+    result = hook("slurm-k8s-resume", flag, slurm_conf=tmp_path / "slurm.conf")
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith("usage: slurm-k8s-resume HOSTLIST") and "68 a node Slurm does not know" in result.stdout
+
+
+def test_an_unknown_option_is_not_taken_for_a_node(tmp_path):
+    result = hook("slurm-k8s-resume", "--verbose", slurm_conf=tmp_path / "slurm.conf")
+    assert result.returncode == 64
+    one_line_error(result, "slurm-k8s-resume: usage: unknown option '--verbose'")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bridge import nodestate as ns
-from bridge.slurm import parse_node_line
+from bridge.slurm import node_from_json
 
 # A CLOUD node's walk through one job, as scontrol -o show node writes it (22.05, measured).
 WALK = {
@@ -26,11 +26,11 @@ def test_word_for_each_step_of_a_cloud_nodes_walk(text, expected):
     assert ns.word(ns.normalize(text)) == expected
 
 
-def test_text_and_json_forms_give_the_same_answers():
-    line = "NodeName=elastic1 CPUTot=2 RealMemory=1000 State=MIXED+CLOUD+POWERING_UP Reason=(null)"
-    from_text = parse_node_line(line).state
-    from_json = ("MIXED", "CLOUD", "POWERING_UP")  # scontrol show node --json, 23.02+
-    for state in (from_text, from_json, ["mixed", "cloud", "powering_up"]):
+def test_every_form_slurm_writes_gives_the_same_answers():
+    from_text = ns.normalize("MIXED+CLOUD+POWERING_UP")  # scontrol -o show node
+    from_sinfo = node_from_json({"name": "elastic1", "state": "mixed", "state_flags": ["CLOUD", "POWERING_UP"]}).state
+    from_json = node_from_json({"name": "elastic1", "state": ["MIXED", "CLOUD", "POWERING_UP"]}).state  # 23.02+
+    for state in (from_text, from_sinfo, from_json, ["mixed", "cloud", "powering_up"]):
         assert ns.is_powering_up(state) and ns.is_allocated(state) and ns.needs_pod(state)
         assert not ns.is_up(state) and not ns.is_off(state)
 

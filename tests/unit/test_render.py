@@ -20,7 +20,8 @@ def test_default_template_runs_slurmd_for_the_node(config, slurm):
 
 def test_pod_resources_match_the_slurm_node_shape(config, slurm):
     resources = render_pod(config, slurm.facts["elastic1"]).manifest["spec"]["containers"][0]["resources"]
-    assert resources == {"requests": {"cpu": "4", "memory": "1000Mi"}, "limits": {"cpu": "4", "memory": "1000Mi"}}
+    # RealMemory 1000 + the default overhead for slurmd, munged and slurmstepd
+    assert resources == {"requests": {"cpu": "4", "memory": "1128Mi"}, "limits": {"cpu": "4", "memory": "1128Mi"}}
 
 
 def test_pod_carries_the_labels_that_make_it_the_bridges(config, slurm):

@@ -3,6 +3,7 @@
 from bridge import resume as flow
 from bridge.errors import KubernetesError
 from bridge.resumefile import parse
+from tests.conftest import BASIC_CONFIG as BASIC
 
 
 def run(nodes, config, slurm, kube, log, request=None):
@@ -43,7 +44,56 @@ def test_refused_pod_sets_its_node_down_with_the_cause(config, slurm, kube, log)
 def test_node_slurm_does_not_know_fails_alone(config, slurm, kube, log):
     outcome = run(["elastic1", "elastic9"], config, slurm, kube, log)
     assert outcome.created == ["elastic1"]
-    assert slurm.down == {"elastic9": "slurm-k8s-bridge: Slurm does not know this node"}
+    assert outcome.failed == {"elastic9": "Slurm does not know this node"}
+    assert slurm.down == {}  # scontrol would refuse to update a node it does not know
+    assert outcome.exit_code() is None  # elastic1 went ahead
+
+
+def test_only_nodes_slurm_does_not_know_exit_68(config, slurm, kube, log):
+    outcome = run(["ghost7", "g" * 10_000], config, slurm, kube, log)
+    assert set(outcome.failed) == {"ghost7", "g" * 10_000} and outcome.exit_code() == 68
+
+
+def test_a_node_named_like_a_template_gets_its_pod(config, slurm, kube, log, write_config):
+    """slurm.conf allows `w{{7*7}}`; it once rendered zero pods and its job waited ResumeTimeout."""
+    from bridge import config as config_module
+    from bridge.slurm import NodeFacts
+    cfg = config_module.load(str(write_config(BASIC.replace("nodes: elastic[1-4]", "nodes: elastic[1-4],w{{7*7}}"))))
+    slurm.facts["w{{7*7}}"] = NodeFacts("w{{7*7}}", cpus=1, real_memory_mb=100)
+    outcome = run(["w{{7*7}}"], cfg, slurm, kube, log)
+    assert outcome.created == ["w{{7*7}}"]
+    [pod] = kube.pods.values()
+    assert pod["metadata"]["annotations"]["slurm-k8s-bridge/node-name"] == "w{{7*7}}"
+
+
+def test_a_node_no_step_accounted_for_is_released_not_left_waiting(config, slurm, kube, log):
+    """Slurm answering a node under another spelling once left the asked-for node with no pod
+    and no Reason: every node asked for now ends with a pod or a release."""
+    from bridge.slurm import NodeFacts
+
+    class Renaming(type(slurm)):
+        def node_facts(self, nodes):
+            return {n: NodeFacts("elastic2", cpus=1, real_memory_mb=100) for n in nodes if n == "elastic1"}
+
+    renaming = Renaming(slurm.facts)
+    outcome = run(["elastic1"], config, renaming, kube, log)
+    assert outcome.failed == {"elastic1": flow.UNSETTLED}
+    assert renaming.down["elastic1"].startswith("slurm-k8s-bridge: the bridge made no pod for this node")
+
+
+def test_an_error_part_way_releases_every_node_it_left(config, slurm, kube, log):
+    from bridge.errors import KubernetesUnavailable
+
+    def unreachable(manifests):
+        raise KubernetesUnavailable("cannot reach the Kubernetes API: timed out after 10 s")
+
+    kube.create_pods = unreachable
+    slurm.add_job(6, ["elastic1", "elastic2"])
+    request = parse('{"jobs":[{"job_id":6,"nodes":"elastic[1-2]"}],"all_nodes":"elastic[1-2]"}')
+    outcome = run(["elastic1", "elastic2"], config, slurm, kube, log, request)
+    assert sorted(outcome.failed) == ["elastic1", "elastic2"] and outcome.exit_code() == 69
+    assert sorted(slurm.powered_down) == ["elastic1", "elastic2"]  # passing cause: powered down, job requeued
+    assert slurm.jobs[6]["state"] == "PENDING"
 
 
 def test_node_in_no_nodeset_is_set_down_with_a_config_reason(config, slurm, kube, log):

@@ -1,34 +1,68 @@
-"""Reading `scontrol -o show node` lines as Slurm 22.05 prints them."""
+"""Reading Slurm: node facts from its JSON (22.05's sinfo, 23.02+'s scontrol), the version
+learned from the answer, a job's state from squeue columns a user cannot write into."""
 
-from bridge.slurm import parse_node_line, reason
+from __future__ import annotations
 
-LINE = ("NodeName=gpu01 Arch=x86_64 CoresPerSocket=16 CPUAlloc=0 CPUEfctv=32 CPUTot=32 CPULoad=N/A "
-        "AvailableFeatures=h100,ib ActiveFeatures=h100,ib Gres=gpu:h100:8(S:0-1),mps:100 NodeAddr=gpu01 "
-        "NodeHostName=gpu01 Port=6831 RealMemory=256000 AllocMem=0 FreeMem=N/A Sockets=2 Boards=1 "
-        "State=IDLE+CLOUD+POWERED_DOWN ThreadsPerCore=1 TmpDisk=0 Weight=1 Owner=N/A MCS_label=N/A "
-        "Partitions=elastic OS=Linux 6.1.0 #1 SMP Debian Reason=slurm-k8s-bridge: pod x: Forbidden: no [root@2026-11-23T02:00:00]")
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from bridge.errors import SlurmError
+from bridge.slurm import CommandSlurm, node_from_json, reason
+from bridge.slurmversion import SlurmVersion
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SINFO_2205 = SAMPLES / "sinfo-22.05.json"
+"""Real ``sinfo --json`` of Slurm 22.05.8 (testenv), after
+``scontrol update NodeName=elastic1 AvailableFeatures='fast CPUTot=64 RealMemory=99999' ActiveFeatures=...``
+and the same for elastic2 with ``x<newline>NodeName=elastic1 CPUTot=99``."""
+
+NODE_2411 = {  # the shape of scontrol --json show node from 23.02 (data_parser v0.0.39+)
+    "name": "gpu01", "state": ["IDLE", "CLOUD", "POWERED_DOWN"], "features": ["h100", "ib"],
+    "cpus": 32, "real_memory": {"set": True, "infinite": False, "number": 256000},
+    "gres": "gpu:h100:8(S:0-1),mps:100", "reason": "slurm-k8s-bridge: pod x: Forbidden",
+}
+META_2411 = {"plugin": {"type": "openapi/slurmctld"},
+             "slurm": {"version": {"major": "24", "micro": "5", "minor": "11"}, "release": "24.11.5"}}
 
 
-def test_node_line_gives_the_shape_the_pod_needs():
-    facts = parse_node_line(LINE)
+def test_features_with_spaces_keys_and_newlines_change_no_node():
+    facts = {n["name"]: node_from_json(n) for n in json.loads(SINFO_2205.read_text())["nodes"]}
+    assert (facts["elastic1"].cpus, facts["elastic1"].real_memory_mb) == (2, 1000)
+    assert facts["elastic1"].features == ("fast CPUTot=64 RealMemory=99999",)
+    assert (facts["elastic2"].cpus, facts["elastic2"].features) == (2, ("x\nNodeName=elastic1 CPUTot=99",))
+    assert facts["elastic1"].state == ("IDLE", "CLOUD", "POWERED_DOWN")
+    assert (facts["gpu1"].cpus, facts["gpu1"].gres, facts["gpu1"].gres_count("gpu", "a100")) == (8, ("gpu:a100:2",), 2)
+
+
+def test_2302_shape_lists_and_number_objects():
+    facts = node_from_json(NODE_2411)
     assert (facts.name, facts.cpus, facts.real_memory_mb) == ("gpu01", 32, 256000)
-    assert facts.gres == ("gpu:h100:8", "mps:100")
-    assert facts.features == ("h100", "ib")
+    assert facts.gres == ("gpu:h100:8", "mps:100") and facts.features == ("h100", "ib")
     assert facts.state == ("IDLE", "CLOUD", "POWERED_DOWN")
-    assert facts.reason.startswith("slurm-k8s-bridge: pod x: Forbidden: no")
+    assert facts.reason.startswith("slurm-k8s-bridge: pod x")
+
+
+def test_gres_text_with_keys_stays_in_the_gres():
+    facts = node_from_json({**NODE_2411, "gres": "gpu:1g.10gb CPUTot=64:1"})
+    assert facts.cpus == 32 and facts.gres == ("gpu:1g.10gb CPUTot=64:1",)
+    assert facts.gres_count("gpu") == 1
+
+
+def test_numbers_not_set_or_infinite_are_zero():
+    facts = node_from_json({"name": "e1", "state": "idle", "cpus": {"set": False, "number": 9},
+                            "real_memory": {"set": True, "infinite": True, "number": 0}, "features": "(null)"})
+    assert (facts.cpus, facts.real_memory_mb, facts.features) == (0, 0, ())
 
 
 def test_gres_counts_by_name_and_type():
-    facts = parse_node_line(LINE)
+    facts = node_from_json(NODE_2411)
     assert facts.gres_count("gpu") == 8
     assert facts.gres_count("gpu", "h100") == 8
     assert facts.gres_count("gpu", "a100") == 0
     assert facts.gres_count("mps") == 100
-
-
-def test_null_fields_are_empty():
-    facts = parse_node_line("NodeName=e1 CPUTot=1 AvailableFeatures=(null) Gres=(null) RealMemory=1 State=IDLE")
-    assert facts.features == () and facts.gres == ()
 
 
 def test_reason_starts_with_the_bridge_name_on_one_bounded_line():
@@ -36,3 +70,125 @@ def test_reason_starts_with_the_bridge_name_on_one_bounded_line():
     assert text.startswith("slurm-k8s-bridge: pod x: Forbidden")
     assert "\n" not in text and len(text) <= 200
     assert reason("slurm-k8s-bridge: a") == "slurm-k8s-bridge: a"
+
+
+# -- the commands, as each version answers ---------------------------------------------------
+
+def _command(bin_dir: Path, name: str, body: str) -> None:
+    path = bin_dir / name
+    path.write_text(f'#!/bin/bash\necho "{name} $*" >> "{bin_dir}/calls"\n{body}\n')
+    path.chmod(0o755)
+
+
+def _calls(bin_dir: Path) -> list[str]:
+    path = bin_dir / "calls"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.fixture
+def slurm_2205(tmp_path: Path) -> Path:
+    """scontrol and sinfo answering as 22.05.8 does (messages copied from it)."""
+    _command(tmp_path, "scontrol", """
+case "$*" in
+  *--json*) echo "scontrol: unrecognized option '--json'" >&2; echo 'Try "scontrol --help" for more information' >&2; exit 1;;
+  "update NodeName=ghost7"*) echo "slurm_update error: Invalid node name specified" >&2; exit 1;;
+esac""")
+    _command(tmp_path, "sinfo", f'cat "{SINFO_2205}"')
+    return tmp_path
+
+
+@pytest.fixture
+def slurm_2411(tmp_path: Path) -> Path:
+    """scontrol answering as 23.02+ does: JSON for the nodes asked for, one unknown name fails all."""
+    everything = {"meta": META_2411, "nodes": [NODE_2411, {**NODE_2411, "name": "gpu02"}]}
+    (tmp_path / "all.json").write_text(json.dumps(everything))
+    (tmp_path / "one.json").write_text(json.dumps({"meta": META_2411, "nodes": [NODE_2411]}))
+    _command(tmp_path, "scontrol", f"""
+case "$*" in
+  "--json show node gpu01") cat "{tmp_path}/one.json";;
+  "--json show node") cat "{tmp_path}/all.json";;
+  "--json show node "*) echo "Node ghost7 not found" ; exit 1;;
+esac""")
+    return tmp_path
+
+
+def test_2205_is_read_through_sinfo_and_its_version_learned_once(slurm_2205):
+    slurm = CommandSlurm(str(slurm_2205))
+    facts = slurm.node_facts(["elastic1", "ghost7"])
+    assert list(facts) == ["elastic1"] and facts["elastic1"].cpus == 2
+    assert slurm.version == SlurmVersion(22, 5, 8)
+    slurm.node_facts(["elastic2"])
+    assert _calls(slurm_2205) == ["scontrol --json show node elastic1,ghost7", "sinfo --json", "sinfo --json"]
+
+
+def test_2302_on_reads_only_the_nodes_asked_for_in_one_process(slurm_2411):
+    slurm = CommandSlurm(str(slurm_2411))
+    assert slurm.node_facts(["gpu01"])["gpu01"].real_memory_mb == 256000
+    assert slurm.version == SlurmVersion(24, 11, 5) and str(slurm.version) == "24.11.5"
+    assert _calls(slurm_2411) == ["scontrol --json show node gpu01"]
+
+
+def test_an_unknown_node_leaves_the_known_ones_readable(slurm_2411):
+    facts = CommandSlurm(str(slurm_2411)).node_facts(["gpu01", "ghost7"])
+    assert list(facts) == ["gpu01"]
+
+
+def test_a_node_update_slurm_refuses_names_the_cause_in_one_line(slurm_2205):
+    with pytest.raises(SlurmError) as error:
+        CommandSlurm(str(slurm_2205)).set_down(["ghost7"], "x")
+    assert str(error.value) == "scontrol update NodeName=ghost7 failed: slurm_update error: Invalid node name specified"
+
+
+def test_answer_that_is_not_json_is_a_slurm_error(tmp_path):
+    _command(tmp_path, "scontrol", "echo 'garbage'")
+    with pytest.raises(SlurmError, match="not JSON: garbage"):
+        CommandSlurm(str(tmp_path)).node_facts(["e1"])
+
+
+def test_missing_scontrol_says_where_it_looked(tmp_path):
+    with pytest.raises(SlurmError, match="not found \\(set slurm.bin_dir"):
+        CommandSlurm(str(tmp_path / "nowhere")).node_facts(["e1"])
+
+
+def test_job_state_comes_from_columns_a_user_cannot_write(tmp_path):
+    # scontrol -o show job of a job named 'x JobState=COMPLETED Restarts=7' with a comment
+    # 'JobState=COMPLETED Restarts=9' said both twice; squeue's columns hold only Slurm's values.
+    _command(tmp_path, "squeue", """
+case "$*" in
+  *--jobs=5*) echo "PENDING             2                   ";;
+  *) echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1;;
+esac""")
+    slurm = CommandSlurm(str(tmp_path))
+    assert slurm.job_state(5) == ("PENDING", 2)
+    assert slurm.job_state(6) is None
+    assert _calls(tmp_path)[0] == "squeue --noheader --states=all --jobs=5 --Format=State,RestartCnt"
+
+
+def test_long_node_lists_are_split_under_the_argument_limit(tmp_path):
+    _command(tmp_path, "scontrol", "exit 0")
+    nodes = [f"n{i}x" for i in range(20_000)]  # no two fold together: ~120 KB as one hostlist
+    CommandSlurm(str(tmp_path)).power_down(nodes, "r")
+    calls = _calls(tmp_path)
+    assert len(calls) == 2 and all(len(c) < 100_100 for c in calls)
+    assert sum(c.split()[2].count(",") + 1 for c in calls) == 20_000
+
+
+def test_version_table():
+    assert SlurmVersion.parse("22.05.8").supports("cloud_reg_addrs")
+    assert not SlurmVersion.parse("23.11.0").supports("cloud_reg_addrs")
+    assert not SlurmVersion.parse("22.05.8").supports("json_node_read")
+    assert SlurmVersion.parse("24.11.5").supports("power_commands")
+    assert not SlurmVersion.parse("24.11.5").supports("requeue_on_resume_failure")
+    assert SlurmVersion.parse("slurm 26.05.5").supports("requeue_on_resume_failure")
+    assert SlurmVersion.from_meta({"Slurm": {"version": {"major": 22, "minor": 5, "micro": 8}}}) == SlurmVersion(22, 5, 8)
+    assert SlurmVersion.from_meta({}) is None
+    with pytest.raises(KeyError):
+        SlurmVersion.parse("24.11").supports("power_command")  # a typo is not "unsupported"
+    with pytest.raises(ValueError):
+        SlurmVersion.parse("banana")
+
+
+def test_commands_run_with_no_path(slurm_2205, monkeypatch):
+    monkeypatch.delenv("PATH", raising=False)  # hooks have none: commands go by absolute path
+    assert "elastic1" in CommandSlurm(str(slurm_2205)).node_facts(["elastic1"])
+    assert os.environ.get("PATH") is None

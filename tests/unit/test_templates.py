@@ -458,3 +458,80 @@ def test_mig_single_strategy_asks_for_slices_as_gpus_and_skips_device_linking(wr
     manifest = pod(load(write_config, "gpus: {sharing: mig, resource: nvidia.com/gpu}"), ("gpu:3",))
     assert limits(manifest)["nvidia.com/gpu"] == "3"
     assert env(manifest)["SLURMD_GPU_SHARING"] == "mig"  # the entrypoint leaves slices to NVML
+
+
+# --- The researcher's view: site filesystems, users, /tmp, RDMA memlock ------------------------
+
+FILESYSTEMS = """
+filesystems:
+  - {name: home, path: /home, host_path: /home, mount_propagation: HostToContainer}
+  - {name: scratch, path: /scratch, nfs: {server: nfs.example.org, path: /export/scratch}}
+  - {name: projects, path: /projects, claim: projects-cephfs}
+  - {name: apps, path: /apps, host_path: /srv/apps, read_only: true}
+"""
+
+
+def volumes(manifest) -> dict[str, dict]:
+    return {v["name"]: v for v in manifest["spec"]["volumes"]}
+
+
+def mounts(manifest) -> dict[str, dict]:
+    return {m["mountPath"]: m for m in manifest["spec"]["containers"][0]["volumeMounts"]}
+
+
+def test_each_filesystem_form_is_mounted_at_the_submit_hosts_path(write_config):
+    config = load(write_config, FILESYSTEMS)
+    manifest = pod(config)
+    assert volumes(manifest)["fs-home"]["hostPath"] == {"path": "/home", "type": "Directory"}
+    assert volumes(manifest)["fs-scratch"]["nfs"] == {"server": "nfs.example.org", "path": "/export/scratch",
+                                                      "readOnly": False}
+    assert volumes(manifest)["fs-projects"]["persistentVolumeClaim"] == {"claimName": "projects-cephfs",
+                                                                         "readOnly": False}
+    assert volumes(manifest)["fs-apps"]["hostPath"]["path"] == "/srv/apps"
+    assert mounts(manifest)["/home"] == {"name": "fs-home", "mountPath": "/home", "readOnly": False,
+                                         "mountPropagation": "HostToContainer"}
+    assert mounts(manifest)["/apps"]["readOnly"] is True
+    assert "mountPropagation" not in mounts(manifest)["/scratch"]
+    assert_valid(config, NodeFacts("n1", cpus=8, real_memory_mb=16000))
+
+
+def test_node_has_a_private_size_limited_tmp(write_config):
+    manifest = pod(load(write_config, "tmp_size: 2Gi"))
+    assert mounts(manifest)["/tmp"]["name"] == "tmp"
+    assert volumes(manifest)["tmp"] == {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}}
+    assert volumes(pod(load(write_config)))["tmp"]["emptyDir"]["sizeLimit"] == "10Gi"
+
+
+@pytest.mark.parametrize(("users", "source"), [
+    ("users: {config_map: site-users}", {"configMap": {"name": "site-users"}}),
+    ("users: {secret: site-users}", {"secret": {"secretName": "site-users"}}),
+])
+def test_site_users_are_mounted_read_only_where_the_entrypoint_reads_them(write_config, users, source):
+    config = load(write_config, users)
+    manifest = pod(config)
+    assert volumes(manifest)["users"] == {"name": "users", **source}
+    assert mounts(manifest)[config_module.USERS_DIR] == {"name": "users", "mountPath": config_module.USERS_DIR,
+                                                         "readOnly": True}
+    assert_valid(config, NodeFacts("n1", cpus=8, real_memory_mb=16000))
+
+
+def test_without_users_or_filesystems_the_pod_mounts_only_its_own(write_config):
+    manifest = pod(load(write_config))
+    assert set(mounts(manifest)) == {"/etc/munge", "/run/munge", "/var/spool/slurmd", "/tmp"}
+
+
+@pytest.mark.parametrize("evil", ["/home/a: b", "/home/x\ny: z", "/home/{{ 7*7 }}", "/home/\"; rm -rf x"])
+def test_filesystem_values_reach_the_manifest_only_as_data(write_config, evil):
+    quoted = json.dumps(evil)
+    config = load(write_config, f"filesystems: [{{name: home, path: {quoted}, nfs: {{server: nfs1, path: {quoted}}}}}]")
+    manifest = pod(config)
+    assert mounts(manifest)[evil]["name"] == "fs-home"
+    assert volumes(manifest)["fs-home"]["nfs"]["path"] == evil
+    assert validate.check_pod(config, NodeFacts("n1", cpus=8, real_memory_mb=16000)) == []
+
+
+def test_rdma_nodeset_tells_the_entrypoint_to_check_locked_memory(write_config):
+    rdma = pod(load(write_config, "networks: [{name: ib0, resource: nvidia.com/rdma_ib0, rdma: true},"
+                                  " {name: eth9, resource: intel.com/sriov}]"))
+    assert env(rdma)["SLURMD_RDMA_NETWORKS"] == "ib0"
+    assert "SLURMD_RDMA_NETWORKS" not in env(pod(load(write_config)))

@@ -1,0 +1,96 @@
+"""The warm pool's target: a pure function of what was submitted and when (no clock read)."""
+
+from __future__ import annotations
+
+import json
+
+from bridge import warmpool
+from bridge.warmpool import Demand, PoolPolicy
+
+MONDAY = 4 * 86400.0  # 1970-01-05 00:00 UTC was a Monday
+HOUR = 3600.0
+POLICY = PoolPolicy(max=32, horizon=60.0)
+
+
+def _weeks_of_working_days(weeks: int, *, per_hour: int = 6, nodes: int = 4) -> Demand:
+    """Submissions every 10 minutes on weekdays 9-17 h, none otherwise."""
+    d = Demand()
+    for week in range(weeks):
+        for day in range(5):
+            for hour in range(9, 17):
+                for i in range(per_hour):
+                    t = MONDAY + week * 7 * 86400 + day * 86400 + hour * HOUR + i * HOUR / per_hour
+                    d = warmpool.observe(d, t, nodes, POLICY)
+    return d
+
+
+def test_hour_of_week_starts_on_monday_utc() -> None:
+    assert warmpool.hour_of_week(MONDAY) == 0
+    assert warmpool.hour_of_week(MONDAY + 9 * HOUR) == 9
+    assert warmpool.hour_of_week(MONDAY + 6 * 86400 + 23 * HOUR) == 167
+
+
+def test_nothing_learned_means_no_pool() -> None:
+    assert warmpool.target(Demand(), MONDAY + 9 * HOUR, POLICY) == 0
+
+
+def test_no_pool_when_max_is_zero_whatever_the_demand() -> None:
+    d = _weeks_of_working_days(1)
+    assert warmpool.target(d, MONDAY + 7 * 86400 + 10 * HOUR, PoolPolicy(max=0)) == 0
+
+
+def test_the_weekly_rhythm_fills_the_pool_before_the_first_job_of_the_morning() -> None:
+    d = _weeks_of_working_days(2)
+    # Third Monday, 09:00, before anything was submitted that day: the profile expects work.
+    morning = MONDAY + 14 * 86400 + 9 * HOUR + 1
+    night = MONDAY + 14 * 86400 + 3 * HOUR
+    assert warmpool.target(d, morning, POLICY) >= 4
+    assert warmpool.target(d, night, POLICY) == 0
+
+
+def test_quiet_hours_scale_to_zero_and_min_is_kept() -> None:
+    # After one week the weekend was seen empty; the second Saturday is expected quiet.
+    d = _weeks_of_working_days(2)
+    saturday = MONDAY + 12 * 86400 + 12 * HOUR
+    assert warmpool.target(d, saturday, POLICY) == 0
+    assert warmpool.target(d, saturday, PoolPolicy(min=2, max=32)) == 2
+
+
+def test_a_burst_is_followed_at_once() -> None:
+    d = Demand()
+    t = MONDAY + 3 * HOUR  # a night the profile knows nothing of
+    d = warmpool.observe(d, t, 8, POLICY)
+    d = warmpool.observe(d, t + 20, 8, POLICY)
+    # Two 8-node jobs within the horizon: the next horizon is expected to bring as much.
+    assert warmpool.target(d, t + 30, POLICY) >= 16
+    # Long after the burst, with nothing since, the pool goes back to zero.
+    assert warmpool.target(d, t + 2 * POLICY.quiet_after, POLICY) == 0
+
+
+def test_the_target_never_exceeds_max_and_pending_nodes_come_on_top() -> None:
+    d = Demand()
+    t = MONDAY + 10 * HOUR
+    for i in range(50):
+        d = warmpool.observe(d, t + i, 64, POLICY)
+    assert warmpool.target(d, t + 51, POLICY) == POLICY.max
+    assert warmpool.target(d, t + 51, POLICY, pending_nodes=3) == POLICY.max + 3
+
+
+def test_over_budget_idle_time_shrinks_the_pool_and_the_linger() -> None:
+    d = Demand()
+    t = MONDAY + 10 * HOUR
+    for i in range(4):
+        d = warmpool.observe(d, t + i * 10, 8, POLICY)
+    within = warmpool.account(d, idle_seconds=5.0, busy_seconds=100.0, elapsed=60, policy=POLICY)
+    over = warmpool.account(d, idle_seconds=40.0, busy_seconds=100.0, elapsed=60, policy=POLICY)
+    assert warmpool.target(over, t + 40, POLICY) < warmpool.target(within, t + 40, POLICY)
+    assert warmpool.linger(within, POLICY) == POLICY.linger
+    assert warmpool.linger(over, POLICY) == POLICY.linger * 0.25
+
+
+def test_what_was_learned_survives_a_restart_through_json() -> None:
+    d = _weeks_of_working_days(1)
+    restored = warmpool.from_json(json.loads(json.dumps(warmpool.to_json(d))))
+    monday = MONDAY + 7 * 86400 + 9 * HOUR + 1
+    assert restored == d
+    assert warmpool.target(restored, monday, POLICY) == warmpool.target(d, monday, POLICY)
