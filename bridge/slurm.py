@@ -179,9 +179,10 @@ class CommandSlurm:
 
     def set_drained(self, nodes: list[str], reason_text: str | None) -> None:
         if nodes and reason_text is not None:
-            self._run("update", f"NodeName={hostlist.fold(nodes)}", "State=DRAIN", f"Reason={reason(reason_text)}")
+            self._run("scontrol", "update", f"NodeName={hostlist.fold(nodes)}", "State=DRAIN",
+                      f"Reason={reason(reason_text)}")
         elif nodes:
-            self._run("update", f"NodeName={hostlist.fold(nodes)}", "State=UNDRAIN")
+            self._run("scontrol", "update", f"NodeName={hostlist.fold(nodes)}", "State=UNDRAIN")
 
     def job_waiting(self, job_id: str) -> bool:
         """Whether a job is still CONFIGURING or RUNNING (not cancelled, requeued or done)."""

@@ -198,3 +198,18 @@ def test_a_slurm_answer_without_the_elastic_nodes_deletes_nothing(world, config)
         assert daemon.look(list(kube.pods.values()), [host()]) == []
         clock[0] += config.daemon.orphan_grace
     assert len(kube.pods) == 3 and slurm.calls == []
+
+
+def test_drain_and_undrain_are_one_scontrol_update_each(tmp_path):
+    from bridge.slurm import CommandSlurm
+
+    calls = tmp_path / "calls"
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\nprintf "%s|" "$@" >> {calls}\necho >> {calls}\n')
+    scontrol.chmod(0o755)
+    slurm = CommandSlurm(str(tmp_path))
+    slurm.set_drained(["elastic1", "elastic2"], "Kubernetes node worker-1 is cordoned")
+    slurm.set_drained(["elastic1"], None)
+    assert calls.read_text().splitlines() == [
+        "update|NodeName=elastic[1-2]|State=DRAIN|Reason=slurm-k8s-bridge: Kubernetes node worker-1 is cordoned|",
+        "update|NodeName=elastic1|State=UNDRAIN|"]
