@@ -2,8 +2,8 @@
 
 The hooks act when Slurm calls them; this acts in between. It watches the bridge's pods, the
 Kubernetes nodes and the bridge's PodGroups (one list + watch each, :mod:`bridge.informer`, on an
-asyncio loop in a background thread), reads every elastic node with one Slurm call per look (:class:`bridge.slurm.SlurmClient`),
-asks :func:`bridge.reconcile.plan` what should change and carries it out through the paths the
+asyncio loop in a background thread), reads every elastic node with one Slurm call per look
+(:class:`bridge.slurm.SlurmClient`), asks :func:`bridge.reconcile.plan` what should change and carries it out through the paths the
 hooks use (:func:`bridge.failure.release_job`, :mod:`bridge.kube`). A look happens at every change
 of a pod or Kubernetes node, when a grace period ends, and every ``daemon.tick`` seconds.
 
