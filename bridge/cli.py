@@ -166,6 +166,42 @@ def pods(obj: _Obj) -> None:
         click.echo(f"{naming.node_of(pod)}\t{pod['metadata']['name']}\t{phase}\t{spec.get('nodeName') or '-'}")
 
 
+# ---- the daemon and what it sees (bridge/daemon.py, bridge/status.py) ------------------------
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Log what would be done; change nothing.")
+@click.option("--once", is_flag=True, help="One look, print its actions, exit (with --dry-run: a reconcile preview).")
+@click.pass_obj
+def daemon(obj: _Obj, dry_run: bool, once: bool) -> None:
+    """Reconcile Slurm and Kubernetes until stopped (run by systemd or as a Deployment)."""
+    try:
+        from bridge import daemon as flow
+    except ModuleNotFoundError as e:  # the hooks do without it; the daemon cannot
+        from bridge.errors import ConfigError
+
+        raise ConfigError(f"the daemon needs {e.name}: pip install 'slurm-k8s-bridge[daemon]'") from None
+
+    actions = flow.main(obj.config, dry_run=dry_run, once=once)
+    for action in actions if once else ():
+        click.echo(f"{'would ' if dry_run else ''}{action.kind.replace('_', ' ')}\t{action.node or '-'}\t{action.cause}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per node.")
+@click.option("--all", "everything", is_flag=True, help="Also the nodes that are powered down with no pod.")
+@click.pass_obj
+def status(obj: _Obj, as_json: bool, everything: bool) -> None:
+    """Slurm's elastic nodes beside the bridge's pods; ! marks where they disagree."""
+    import time
+
+    from bridge import status as view
+
+    facts, pods, hosts = view.read(obj.config)
+    found = view.rows(facts, pods, hosts, now=time.time(), config=obj.config, everything=everything)
+    click.echo(view.as_json(found) if as_json else view.table(found))
+
+
 def _expand(expressions: tuple[str, ...]) -> list[str]:
     from bridge import hostlist
 

@@ -104,6 +104,42 @@ class ResumeSettings(_Strict):
     """Seconds between two looks at the pods and nodes while following."""
 
 
+class DaemonSettings(_Strict):
+    """``slurm-k8s-bridge daemon``: the long-running process that reconciles Slurm and Kubernetes."""
+
+    tick: float = 5.0
+    """Seconds between two looks at Slurm when nothing happens; a change of a pod or a
+    Kubernetes node brings the next look forward to at once."""
+    confirm: float = 0.0
+    """Seconds a missing pod must stay missing before its node is released. 0 is safe: each look
+    reads Slurm after it took the pods, and a suspend changes the node's state before its hook
+    deletes the pod, so a look never sees a suspended node as up without its pod."""
+    orphan_grace: float = 60.0
+    """Seconds a bridge pod may live while its Slurm node is powered down or unknown."""
+    stuck_grace: float = 60.0
+    """Seconds a node may be POWERING_UP with no pod before it is given back to Slurm."""
+    group_grace: float = 60.0
+    """Seconds a PodGroup may exist with none of its pods (resume creates it first)."""
+    metrics_address: str = "127.0.0.1:9834"
+    """``host:port`` of the Prometheus endpoint; empty serves none."""
+    heartbeat_fresh: float = 30.0
+    """A daemon heartbeat younger than this many seconds counts as a running daemon."""
+    breaker_failures: int = 3
+    """Capacity failures (pods Unschedulable) of one nodeset within ``breaker_window`` that open its
+    circuit breaker: its powered-down nodes are drained so jobs wait instead of looping through
+    failed resumes (:mod:`bridge.breaker`). 0 turns the breaker off."""
+    breaker_window: float = 600.0
+    """Seconds over which capacity failures are counted."""
+    breaker_cooldown: float = 300.0
+    """Seconds the breaker stays open the first time; doubled each time the probe fails."""
+    breaker_max_cooldown: float = 1800.0
+    """The longest cool-down."""
+    follow: bool = False
+    """Follow every resumed job (fail it fast, as the hooks' follower processes do) from the
+    state on its pods. While such a daemon's heartbeat is fresh the resume hook starts no
+    follower of its own (:func:`bridge.heartbeat.hand_over`)."""
+
+
 class LogSettings(_Strict):
     file: str | None = "/var/log/slurm/k8s-bridge.log"
     """JSON-lines log file; None logs to stderr only."""
@@ -350,6 +386,7 @@ class Config(_Strict):
     kubernetes: KubernetesSettings = KubernetesSettings()
     log: LogSettings = LogSettings()
     resume: ResumeSettings = ResumeSettings()
+    daemon: DaemonSettings = DaemonSettings()
     templates_dir: str | None = None
     """Directory of pod templates; None uses the ones shipped with the bridge."""
     path: str = ""
@@ -481,7 +518,8 @@ def _check(config: Config) -> None:
                               ("resume.cooldown", config.resume.cooldown, 0),
                               ("resume.unschedulable_after", config.resume.unschedulable_after, 0),
                               ("resume.max_attempts", config.resume.max_attempts, 1),
-                              ("slurm.prolog_timeout", config.slurm.prolog_timeout, 0)):
+                              ("slurm.prolog_timeout", config.slurm.prolog_timeout, 0),
+                              ("daemon.tick", config.daemon.tick, 0.1)):
         if value < low:
             raise ConfigError(f"{path}: {where}: expected at least {low:g}, got {value!r}")
     if not config.nodesets:

@@ -45,6 +45,11 @@ class Failure:
     container: str | None = None
     """The container whose log says more (slurmd crashing, or running but not registering):
     its last words are added to the cause when the job is released."""
+    registered: bool = False
+    """The node's slurmd had registered (a running node lost its pod): Slurm waits for a dead
+    slurmd's epilog until SlurmdTimeout unless the node is set DOWN first (22.05, measured:
+    POWER_DOWN_FORCE alone leaves the job COMPLETING; DOWN then POWER_DOWN_FORCE requeues it at
+    once and the node is back in service, powered down)."""
 
 
 def classify(error: BridgeError) -> Failure:
@@ -144,7 +149,8 @@ def _update_slurm(job_ids: tuple[int, ...], nodes: list[str], failed: dict[str, 
     # Each update on its own: one Slurm refuses (e.g. a node it does not know) must not keep
     # the job's other nodes from being given back.
     lasting = {n: f for n, f in failed.items() if not f.transient}
-    for cause, down in _by_cause(lasting).items():
+    registered = {n: f for n, f in failed.items() if f.transient and f.registered}
+    for cause, down in _by_cause(lasting | registered).items():
         _update(log, slurm.set_down, down, cause)
     for node, failure in lasting.items():
         causes.remember(config.resume.state_dir, node, failure.cause, log=log)

@@ -95,6 +95,11 @@ class SlurmClient(Protocol):
         """Let a pending job start no sooner than ``seconds`` from now."""
         ...
 
+    def set_drained(self, nodes: list[str], reason: str | None) -> None:
+        """DRAIN nodes with ``reason`` (running jobs finish, no new ones start); with None,
+        lift the drain (UNDRAIN: the node's base state, DOWN say, is left as it is)."""
+        ...
+
 
 def reason(text: str) -> str:
     """A node Reason that starts with the bridge's name, on one line, of bounded length."""
@@ -171,6 +176,13 @@ class CommandSlurm:
 
     def delay(self, job_id: int, seconds: float) -> None:
         self._run("scontrol", "update", f"JobId={job_id}", f"StartTime=now+{max(0, round(seconds))}")
+
+    def set_drained(self, nodes: list[str], reason_text: str | None) -> None:
+        if nodes and reason_text is not None:
+            self._run("scontrol", "update", f"NodeName={hostlist.fold(nodes)}", "State=DRAIN",
+                      f"Reason={reason(reason_text)}")
+        elif nodes:
+            self._run("scontrol", "update", f"NodeName={hostlist.fold(nodes)}", "State=UNDRAIN")
 
     def job_waiting(self, job_id: str) -> bool:
         """Whether a job is still CONFIGURING or RUNNING (not cancelled, requeued or done)."""

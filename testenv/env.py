@@ -284,7 +284,8 @@ class Environment:
         bridge_token = os.urandom(12).hex()
         auth = {"users": [{"name": "testenv-admin", "token": self.admin_token, "admin": True},
                           {"name": BRIDGE_USER, "token": bridge_token}],
-                "rbac": [str(self._rbac)]}
+                # the daemon runs as the same account, with rbac/daemon/'s additions
+                "rbac": [str(self._rbac)] + ([str(self._rbac / "daemon")] if (self._rbac / "daemon").is_dir() else [])}
         (kube_dir / "auth.yaml").write_text(yaml.safe_dump(auth))
         self._spawn("kubeapi", [sys.executable, "-m", "testenv.kubeapi", "--host", "127.0.0.1", "--port", "0",
                                 "--state-dir", str(kube_dir), "--auth-file", str(kube_dir / "auth.yaml"),

@@ -24,8 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 ROOT = Path("/opt/slurm-k8s-bridge-ci")
 SYSTEM_PYTHON = Path("/usr/bin/python3")
-EXTRAS = "check"
-"""`slurm-k8s-bridge check` validates templates; an admin who runs it installs this extra too."""
+EXTRAS = "check,daemon"
+"""`slurm-k8s-bridge check` validates templates, `slurm-k8s-bridge daemon` serves metrics: an
+admin who runs them installs these extras too."""
 _SOURCES = ("pyproject.toml", "README.md", "bridge", "pod-templates")
 
 
@@ -64,7 +65,7 @@ def ensure(repo: Path = REPO) -> Path:
     ROOT.chmod(0o755)
     with open(ROOT / f".{venv.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs of one checkout install once
-        wanted = source_digest(repo)
+        wanted = f"{source_digest(repo)}+{EXTRAS}"
         stamp, deps_stamp = venv / ".source-digest", venv / ".pyproject-digest"
         python, pip = venv / "bin" / "python", str(venv / "bin" / "pip")
         if stamp.is_file() and stamp.read_text() == wanted and python.exists():
@@ -72,7 +73,7 @@ def ensure(repo: Path = REPO) -> Path:
         if not python.exists():
             _run([str(SYSTEM_PYTHON), "-m", "venv", str(venv)])
             deps_stamp.unlink(missing_ok=True)
-        pyproject = hashlib.sha256((repo / "pyproject.toml").read_bytes()).hexdigest()
+        pyproject = hashlib.sha256((repo / "pyproject.toml").read_bytes() + EXTRAS.encode()).hexdigest()
         deps_changed = not deps_stamp.is_file() or deps_stamp.read_text() != pyproject
         if deps_changed:  # the build tools, so that a refresh builds without fetching them
             _run([pip, "install", "-q", "setuptools>=64", "wheel"])

@@ -1,0 +1,382 @@
+"""``slurm-k8s-bridge daemon``: one process per Slurm cluster that keeps Slurm and Kubernetes in line.
+
+The hooks act when Slurm calls them; this acts in between. It watches the bridge's pods, the
+Kubernetes nodes and the bridge's PodGroups (one list + watch each, :mod:`bridge.informer`, on an
+asyncio loop in a background thread), reads every elastic node with one Slurm call per look
+(:class:`bridge.slurm.SlurmClient`), asks :func:`bridge.reconcile.plan` what should change and carries it out through the paths the
+hooks use (:func:`bridge.failure.release_job`, :mod:`bridge.kube`). A look happens at every change
+of a pod or Kubernetes node, when a grace period ends, and every ``daemon.tick`` seconds.
+
+Each action is a JSON log line, a Kubernetes Event on the pod and a metric; ``--dry-run`` only
+logs. After every look the daemon touches its heartbeat (:mod:`bridge.heartbeat`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from bridge import NAME, breaker, failure, heartbeat, hostlist, naming, nodestate
+from bridge.config import Config
+from bridge.errors import BridgeError, ConfigError, KubernetesError, SlurmError
+from bridge.informer import API_ERRORS, DELETED, Informer
+from bridge.kube import KubeClient
+from bridge.metrics import Metrics
+from bridge.reconcile import (Action, DeletePod, DeletePodGroup, DrainNode, Memory, ReleaseJob, ReleaseNode,
+                              UndrainNode, host_view, plan)
+from bridge.slurm import NodeFacts, SlurmClient
+
+_EVENT_REASONS = {"delete_pod": "SlurmOrphanPod", "release_node": "SlurmNodeReleased",
+                  "drain_node": "SlurmNodeDrained", "undrain_node": "SlurmNodeUndrained"}
+MIN_GAP = 1.0
+"""Seconds between two looks at least: a burst of pod events (a job's pods starting) makes one
+look at Slurm, not one per event (measured: 0.2 s doubled slurmctld's node reads while 8 jobs
+started, for no faster repair)."""
+
+
+class Daemon:
+    """One look at a time: Slurm's facts + the watched objects → plan → actions → metrics."""
+
+    def __init__(self, config: Config, *, slurm: SlurmClient, kube: KubeClient, log: Any,
+                 metrics: Metrics | None = None, dry_run: bool = False,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.memory = Memory()
+        self._slurm, self._kube, self._log = slurm, kube, log
+        self._metrics = metrics or Metrics()
+        self._dry_run = dry_run
+        self._clock = clock
+        self._elastic = {n for nodeset in config.nodesets for n in hostlist.expand(nodeset.nodes)}
+        self._words: dict[str, str] = {}
+        self._powering_up_since: dict[str, float] = {}
+
+    def look(self, pods: list[dict[str, Any]], hosts: list[dict[str, Any]] | None,
+             groups: list[dict[str, Any]] = ()) -> list[Action]:
+        """One reconciliation; the actions planned (carried out unless dry-run)."""
+        started = time.monotonic()
+        cluster = self.config.slurm.cluster_name
+        named = {node for p in pods if (node := naming.node_of(p)) and naming.is_ours(p, cluster=cluster)}
+        try:
+            facts = self._slurm.node_facts(sorted(self._elastic | named))
+        except SlurmError as e:
+            self._metrics.api_errors.labels("slurm", "read").inc()
+            self._log.warning("cannot read the Slurm nodes now", error=str(e))
+            return []
+        if not facts.keys() & self._elastic:
+            # Slurm knows every configured node: an answer with none of them is a reading gone
+            # wrong, and would make every pod look like an orphan.
+            self._metrics.api_errors.labels("slurm", "read").inc()
+            self._log.warning("Slurm returned none of the elastic nodes; looking again later")
+            return []
+        now = self._clock()
+        actions = plan(facts, pods, hosts, now, self.config, self.memory, groups=groups)
+        self._observe(facts, pods, now)
+        self._execute(actions, pods)
+        if not self._dry_run:
+            heartbeat.beat(self.config.resume.state_dir, follows=self.config.daemon.follow, now=now)
+        self._metrics.heartbeat.set(now)
+        self._metrics.tick_seconds.observe(time.monotonic() - started)
+        return actions
+
+    def next_look(self) -> float:
+        """Seconds until the next look is due, if nothing happens meanwhile."""
+        due = self.memory.next_due(self._clock(), self.config)
+        return self.config.daemon.tick if due is None else min(self.config.daemon.tick, due)
+
+    # ---- carrying out ----------------------------------------------------------------------
+
+    def _execute(self, actions: list[Action], pods: list[dict[str, Any]]) -> None:
+        cluster = self.config.slurm.cluster_name
+        by_node = {naming.node_of(p): p for p in pods if naming.is_ours(p, cluster=cluster)}
+        for action in actions:
+            self._record(action, by_node.get(action.node))
+        if self._dry_run or not actions:
+            return
+        self._delete_pods([a for a in actions if isinstance(a, DeletePod)])
+        self._release([a for a in actions if isinstance(a, ReleaseNode)])
+        for job in (a for a in actions if isinstance(a, ReleaseJob)):
+            failure.release_job(job.job_ids, list(job.nodes), dict(job.failed), config=self.config,
+                                slurm=self._slurm, kube=self._kube, log=self._log)
+        self._drain([a for a in actions if isinstance(a, DrainNode)], [a for a in actions if isinstance(a, UndrainNode)])
+        for action in actions:
+            if isinstance(action, breaker.OpenBreaker):
+                self._set_drained(list(action.nodes), action.cause)
+            elif isinstance(action, breaker.CloseBreaker):
+                self._set_drained(list(action.nodes), None)
+        refs = [a.ref for a in actions if isinstance(a, DeletePodGroup)]
+        if refs:
+            self._kube_call("delete podgroups", lambda: self._report(self._kube.delete_objects(refs)))
+
+    def _record(self, action: Action, pod: dict[str, Any] | None) -> None:
+        self._log.info("reconcile", action=action.kind, rule=action.rule, node=action.node or None,
+                       cause=action.cause, dry_run=self._dry_run,
+                       **({"group": "/".join(action.ref)} if isinstance(action, DeletePodGroup) else {}),
+                       **({"jobs": list(action.job_ids)} if isinstance(action, ReleaseJob) else {}))
+        self._metrics.actions.labels(action.kind, action.rule, str(self._dry_run).lower()).inc()
+        if isinstance(action, (ReleaseNode, ReleaseJob)):
+            for node in action.node.split(","):
+                self._metrics.failures.labels(self._nodeset(node), action.rule).inc()
+        if pod is not None and not self._dry_run and action.kind in _EVENT_REASONS:
+            self._kube.emit_event(pod, reason=_EVENT_REASONS[action.kind],
+                                  message=f"Slurm node {action.node}: {action.cause}", warning=True)
+
+    def _delete_pods(self, deletes: list[DeletePod]) -> None:
+        if deletes:
+            self._kube_call("delete pods", lambda: self._report(self._kube.delete_pods([a.pod for a in deletes])))
+
+    def _release(self, releases: list[ReleaseNode]) -> None:
+        """Through the one release path; nodes of one cause in one scontrol call."""
+        if releases:
+            failure.release_job((), [a.node for a in releases], {a.node: a.failure for a in releases},
+                                config=self.config, slurm=self._slurm, kube=self._kube, log=self._log)
+
+    def _drain(self, drains: list[DrainNode], undrains: list[UndrainNode]) -> None:
+        by_reason: dict[str | None, list[str]] = {}
+        for action in drains:
+            by_reason.setdefault(action.reason, []).append(action.node)
+        if undrains:
+            by_reason[None] = [a.node for a in undrains]
+        for reason, nodes in by_reason.items():
+            self._set_drained(nodes, reason)
+
+    def _set_drained(self, nodes: list[str], reason: str | None) -> None:
+        try:
+            self._slurm.set_drained(nodes, reason)
+        except SlurmError as e:
+            self._metrics.api_errors.labels("slurm", "drain").inc()
+            self._log.error("cannot change the drain of nodes", nodes=hostlist.fold(nodes), error=str(e))
+
+    def _kube_call(self, what: str, call: Callable[[], None]) -> None:
+        try:
+            call()
+        except KubernetesError as e:
+            self._metrics.api_errors.labels("kubernetes", what).inc()
+            self._log.error(f"cannot {what}", error=str(e))
+
+    def _report(self, errors: dict[str, KubernetesError | None]) -> None:
+        left = {name: str(e) for name, e in errors.items() if e is not None}
+        if left:
+            self._metrics.api_errors.labels("kubernetes", "delete").inc(len(left))
+            self._log.error("not deleted", objects=left)
+
+    # ---- what the metrics say ---------------------------------------------------------------
+
+    def _observe(self, facts: dict[str, NodeFacts], pods: list[dict[str, Any]], now: float) -> None:
+        nodes: Counter[tuple[str, ...]] = Counter()
+        for name, fact in facts.items():
+            word = nodestate.word(fact.state)
+            nodeset = self._nodeset(name)
+            nodes[(nodeset, word)] += 1
+            self._count_transition(name, nodeset, self._words.get(name), word, fact, now)
+            self._words[name] = word
+        self._metrics.set_gauge(self._metrics.nodes, nodes)
+        open_sets = {self._nodeset(n) for n, f in facts.items() if breaker.open_until(f) is not None}
+        self._metrics.set_gauge(self._metrics.breaker_open, {(ns.name,): int(ns.name in open_sets)
+                                                             for ns in self.config.nodesets})
+        phases: Counter[tuple[str, ...]] = Counter()
+        for pod in pods:
+            meta = pod.get("metadata") or {}
+            phase = "Terminating" if meta.get("deletionTimestamp") else (pod.get("status") or {}).get("phase", "Unknown")
+            phases[((meta.get("labels") or {}).get(naming.NODESET_LABEL, "none"), phase)] += 1
+        self._metrics.set_gauge(self._metrics.pods, phases)
+        starting = {(p["metadata"].get("labels") or {}).get(naming.JOB_LABEL) for p in pods
+                    if (node := naming.node_of(p)) in facts and nodestate.is_powering_up(facts[node].state)}
+        self._metrics.jobs_starting.set(len(starting - {None}))
+
+    def _count_transition(self, node: str, nodeset: str, before: str | None, word: str, fact: NodeFacts,
+                          now: float) -> None:
+        if before is None or before == word:
+            return
+        if word == "powering_up":
+            self._metrics.resumes.labels(nodeset).inc()
+            self._powering_up_since[node] = now
+        elif before == "powering_up" and nodestate.is_up(fact.state) and node in self._powering_up_since:
+            self._metrics.resume_seconds.labels(nodeset).observe(now - self._powering_up_since.pop(node))
+        if word in ("powering_down", "powered_down") and before not in ("powering_down", "powered_down"):
+            self._metrics.suspends.labels(nodeset).inc()
+            self._powering_up_since.pop(node, None)
+        if word == "down" and fact.reason.startswith(f"{NAME}: "):
+            self._metrics.failures.labels(nodeset, "down").inc()
+
+    def _nodeset(self, node: str) -> str:
+        try:
+            return self.config.nodeset_for(node).name
+        except ConfigError:
+            return "none"
+
+
+class Watch:
+    """The informers, on their own asyncio loop in a background thread (lightkube's async
+    client wants a loop it owns for as long as the watches run; the looks stay synchronous)."""
+
+    def __init__(self, config: Config, *, on_change: Callable[[], None], log: Any, metrics: Metrics) -> None:
+        self._config = config
+        self._on_change = on_change
+        self._log = log
+        self._metrics = metrics
+        self._loop = asyncio.new_event_loop()
+        self.pods: Informer | None = None
+        self.hosts: Informer | None = None
+        self.groups: list[Informer] = []
+        self._host_views: dict[str, Any] = {}
+
+    def start(self) -> Watch:
+        import lightkube
+
+        from bridge.kube import _kubeconfig
+
+        settings = self._config.kubernetes
+        client = lightkube.AsyncClient(config=_kubeconfig(settings), namespace=settings.namespace, field_manager=NAME)
+        owner = naming.owner_labels(self._config.slurm.cluster_name)
+        self.pods = self._informer(client, _resource("v1", "Pod", "pods", namespaced=True), owner)
+        self.hosts = self._informer(client, _resource("v1", "Node", "nodes", namespaced=False), None,
+                                    handler=self._on_host)
+        self.groups = [self._informer(client, _resource(api_version, kind, plural, namespaced=True), owner)
+                       for api_version, kind, plural in _group_kinds(self._config)]
+        threading.Thread(target=self._loop.run_forever, name="watch", daemon=True).start()
+        for informer in (self.pods, self.hosts, *self.groups):
+            asyncio.run_coroutine_threadsafe(self._keep(informer), self._loop)
+        return self
+
+    def _informer(self, client: Any, resource: Any, labels: dict[str, str] | None,
+                  handler: Callable[[str, Any], None] | None = None) -> Informer:
+        def error(stage: str, e: Exception) -> None:
+            self._metrics.api_errors.labels("kubernetes", f"{stage} {resource.__name__.lower()}s").inc()
+
+        return Informer(client, resource, handler or (lambda kind, obj: self._on_change()), labels=labels,
+                        namespace=self._config.kubernetes.namespace, on_error=error)
+
+    def _on_host(self, kind: str, host: Any) -> None:
+        """A Kubernetes node's change matters only if it changes what the plan reads of it:
+        kubelets update their node's status every few seconds on large clusters."""
+        name = host.metadata.name
+        view = None if kind == DELETED else host_view(host.to_dict())
+        if self._host_views.get(name) != view:
+            self._host_views[name] = view
+            self._on_change()
+
+    async def _keep(self, informer: Informer) -> None:
+        """List until it works (backing off to a minute: a missing grant or CRD is not fixed
+        in a second), then watch forever."""
+        wait = 1.0
+        while True:
+            try:
+                await informer.sync()
+                break
+            except API_ERRORS as e:
+                self._metrics.api_errors.labels("kubernetes", "list").inc()
+                self._log.warning("cannot list yet", resource=informer.kind, error=str(e), retry_in=wait)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, 60.0)
+        self._on_change()
+        await informer.run()
+
+    def snapshot(self) -> tuple[list[dict] | None, list[dict] | None, list[dict]]:
+        """Pods (None until listed), Kubernetes nodes (None until listed), PodGroups."""
+        def dicts(informer: Informer | None) -> list[dict] | None:
+            if informer is None or not informer.synced.is_set():
+                return None
+            return [obj.to_dict() for obj in informer.snapshot()]
+
+        groups = [g for informer in self.groups for g in (dicts(informer) or [])]
+        return dicts(self.pods), dicts(self.hosts), groups
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def _group_kinds(config: Config) -> list[tuple[str, str, str]]:
+    from bridge.gang import POD_GROUP_KINDS
+
+    kinds = {nodeset.gang.kind for nodeset in config.nodesets if nodeset.gang is not None}
+    return sorted(POD_GROUP_KINDS[k] for k in kinds if k in POD_GROUP_KINDS)
+
+
+def _resource(api_version: str, kind: str, plural: str, *, namespaced: bool) -> Any:
+    """lightkube's dict-backed class for a kind (one per process; reuse the one registered)."""
+    from lightkube.generic_resource import create_global_resource, create_namespaced_resource, get_generic_resource
+
+    found = get_generic_resource(api_version, kind)
+    if found is not None:
+        return found
+    group, _, version = api_version.rpartition("/")
+    create = create_namespaced_resource if namespaced else create_global_resource
+    try:
+        return create(group, version, kind, plural)
+    except ValueError:  # a typed class of this kind is registered: use it
+        import lightkube.resources.core_v1 as typed
+
+        return getattr(typed, kind)
+
+
+def run(config: Config, *, log: Any, dry_run: bool = False, once: bool = False,
+        slurm: SlurmClient | None = None) -> list[Action]:
+    """Run until SIGTERM/SIGINT (or one look with ``once``); the last look's actions."""
+    from bridge.kube import LightkubeApi
+    from bridge.slurm import CommandSlurm
+
+    metrics = Metrics()
+    wake, stop = threading.Event(), threading.Event()
+    if config.daemon.metrics_address and not once:
+        host, port = metrics.serve(config.daemon.metrics_address)
+        log.info("metrics served", address=f"{host}:{port}")
+    watch = Watch(config, on_change=wake.set, log=log, metrics=metrics).start()
+    if not once:
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, lambda *_: (stop.set(), wake.set()))
+    log.info("daemon started", pid=os.getpid(), dry_run=dry_run)
+    actions: list[Action] = []
+    try:
+        _wait_listed(watch, stop, once=once, timeout=config.kubernetes.timeout * 3)
+        with LightkubeApi(config.kubernetes) as kube:
+            daemon = Daemon(config, slurm=slurm or CommandSlurm(config.slurm.bin_dir), kube=kube, log=log,
+                            metrics=metrics, dry_run=dry_run)
+            last = -MIN_GAP
+            while not stop.is_set():
+                gap = MIN_GAP - (time.monotonic() - last)
+                if gap > 0 and stop.wait(gap):  # a burst of events: one look, not one per event
+                    break
+                wake.clear()
+                pods, hosts, groups = watch.snapshot()  # before Slurm's facts: see daemon.confirm
+                actions = daemon.look(pods or [], hosts, groups)
+                last = time.monotonic()
+                if once:
+                    break
+                wake.wait(daemon.next_look())
+    finally:
+        watch.stop()
+        if not dry_run and not once:
+            heartbeat.stop(config.resume.state_dir)
+        log.info("daemon stopped")
+    return actions
+
+
+def _wait_listed(watch: Watch, stop: threading.Event, *, once: bool, timeout: float) -> None:
+    """Until the pods are listed: without them every node would look pod-less. One look
+    (``once``) also waits a little for the Kubernetes nodes, and gives up after ``timeout``."""
+    assert watch.pods is not None and watch.hosts is not None
+    deadline = time.monotonic() + timeout
+    while not watch.pods.synced.wait(0.5):
+        if stop.is_set():
+            return
+        if once and time.monotonic() > deadline:
+            raise KubernetesError("cannot list the bridge's pods (see the log)")
+    if once:
+        watch.hosts.synced.wait(max(0.0, deadline - time.monotonic()))
+
+
+def main(config: Config, *, dry_run: bool, once: bool) -> list[Action]:
+    from bridge import log as log_module
+
+    log = log_module.configure(config.log, hook="daemon", pid=os.getpid())
+    try:
+        return run(config, log=log, dry_run=dry_run, once=once)
+    except BridgeError as e:
+        log.error("daemon failed", kind=e.kind, error=str(e))
+        raise

@@ -1,0 +1,102 @@
+"""``slurm-k8s-bridge status``: Slurm's nodes and the bridge's pods in one table.
+
+One row per elastic node that is not simply powered down with no pod and no reason (a failed
+resume's cause, a capacity breaker's drain): Slurm's state and reason,
+the pod, its phase, its Kubernetes node and age, and a mark ``!`` with what the daemon would do
+where the two disagree. The mark comes from the daemon's own plan (:func:`bridge.reconcile.plan`)
+with every grace period taken as spent: the table and the daemon cannot tell two stories.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bridge import naming, nodestate
+from bridge.config import Config
+from bridge.reconcile import Memory, plan
+from bridge.slurm import NodeFacts
+
+
+@dataclass(frozen=True)
+class Row:
+    node: str
+    state: str
+    reason: str
+    pod: str
+    phase: str
+    k8s_node: str
+    age: str
+    disagree: str
+    """What the daemon would do about it; empty where Slurm and Kubernetes agree."""
+
+
+def rows(facts: dict[str, NodeFacts], pods: list[dict[str, Any]], hosts: list[dict[str, Any]] | None, *,
+         now: float, config: Config, everything: bool = False) -> list[Row]:
+    cluster = config.slurm.cluster_name
+    ours = {naming.node_of(p): p for p in pods if naming.is_ours(p, cluster=cluster)}
+    marks = {a.node: f"{a.kind.replace('_', ' ')}: {a.cause}"
+             for a in plan(facts, pods, hosts, now, config, Memory(impatient=True))}
+    out = []
+    for node in sorted(set(facts) | set(ours)):
+        fact, pod = facts.get(node), ours.get(node)
+        state = nodestate.word(fact.state) if fact else "unknown"
+        if not everything and pod is None and state == "powered_down" and node not in marks and not fact.reason:
+            continue  # nothing to say: the usual state of an elastic node
+        meta, status = (pod or {}).get("metadata") or {}, (pod or {}).get("status") or {}
+        phase = "Terminating" if meta.get("deletionTimestamp") else status.get("phase", "")
+        out.append(Row(node, "+".join(fact.state) if fact else "unknown", fact.reason if fact else "",
+                       meta.get("name", ""), phase, ((pod or {}).get("spec") or {}).get("nodeName") or "",
+                       _age(meta.get("creationTimestamp"), now), marks.get(node, "")))
+    return out
+
+
+def table(found: list[Row]) -> str:
+    header = ("NODE", "STATE", "POD", "PHASE", "K8S NODE", "AGE", "", "REASON / DISAGREEMENT")
+    lines = [header] + [(r.node, r.state, r.pod or "-", r.phase or "-", r.k8s_node or "-", r.age or "-",
+                         "!" if r.disagree else "", r.disagree or r.reason) for r in found]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)) + "  " + line[-1] for line in lines).rstrip()
+
+
+def as_json(found: list[Row]) -> str:
+    return json.dumps([asdict(r) for r in found], indent=2)
+
+
+def _age(stamp: str | None, now: float) -> str:
+    if not stamp:
+        return ""
+    try:
+        seconds = now - dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{max(0, int(seconds))}s"
+
+
+def read(config: Config) -> tuple[dict[str, NodeFacts], list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """Slurm's facts of the elastic nodes, the bridge's pods and the Kubernetes nodes (None when
+    they cannot be read: cluster-scoped, granted only to the daemon)."""
+    import lightkube
+
+    from bridge import hostlist
+    from bridge.daemon import _resource
+    from bridge.informer import API_ERRORS
+    from bridge.kube import LightkubeApi, _kubeconfig
+    from bridge.slurm import CommandSlurm
+
+    with LightkubeApi(config.kubernetes) as kube:
+        pods = kube.list_pods(naming.owner_labels(config.slurm.cluster_name))
+    hosts: list[dict[str, Any]] | None
+    try:
+        client = lightkube.Client(config=_kubeconfig(config.kubernetes), timeout=config.kubernetes.timeout)
+        hosts = [n.to_dict() for n in client.list(_resource("v1", "Node", "nodes", namespaced=False))]
+    except (*API_ERRORS, OSError):  # the table is still worth having without the hosts
+        hosts = None
+    nodes = {n for nodeset in config.nodesets for n in hostlist.expand(nodeset.nodes)}
+    nodes |= {n for p in pods if (n := naming.node_of(p))}
+    return CommandSlurm(config.slurm.bin_dir).node_facts(sorted(nodes)), pods, hosts

@@ -1,0 +1,305 @@
+"""Issue 12, end to end: ``slurm-k8s-bridge daemon`` beside real Slurm and the Kubernetes
+stand-in, run as a process the way systemd runs it, with the daemon's own RBAC (rbac/daemon/).
+
+Figures (printed with -s): pod deleted behind Slurm's back → job requeued; orphan pod → deleted."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from lightkube.resources.core_v1 import Node, Pod
+
+from tests.e2e.conftest import bridge_pods, job_field, node_field, sbatch, wait_for
+from testenv.env import BIN, NAMESPACE, Environment
+
+# Grace periods short enough for a test, long enough to be seen waiting.
+DAEMON = {"daemon": {"tick": 1, "orphan_grace": 3, "stuck_grace": 10, "group_grace": 5,
+                     "metrics_address": "127.0.0.1:0"}}
+SLEEPER = {"sleeper:1": {"entrypoint": ["/bin/sleep", "600"]}}
+
+
+class Daemon:
+    """The daemon process of one environment."""
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, *args: str) -> Daemon:
+        self.proc = subprocess.Popen([str(BIN / "slurm-k8s-bridge"), "--config", str(self.env.bridge_config_path),
+                                      "daemon", *args], env={"SLURM_CONF": str(self.env.slurm.conf_path)},
+                                     cwd=self.env.dir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        started = len(self.records("daemon started"))
+        wait_for(lambda: len(self.records("daemon started")) > started or self.proc.poll() is not None,
+                 timeout=20, what="daemon started")
+        assert self.proc.poll() is None, self.proc.stderr.read()
+        return self
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+    def records(self, event: str | None = None) -> list[dict]:
+        return [r for r in self.env.bridge_log_records()
+                if r.get("hook") == "daemon" and (event is None or r.get("event") == event)]
+
+    def actions(self, action: str, node: str | None = None) -> list[dict]:
+        """What the daemon did (not what a dry run said it would do)."""
+        return [r for r in self.records("reconcile")
+                if r["action"] == action and node in (None, r.get("node")) and not r["dry_run"]]
+
+
+@pytest.fixture
+def daemon_env(make_env) -> Iterator[tuple[Environment, Daemon]]:
+    env = make_env(bridge=DAEMON, images=SLEEPER)
+    daemon = Daemon(env).start()
+    yield env, daemon
+    assert daemon.stop() == 0, daemon.proc.stderr.read() if daemon.proc else ""
+
+
+def _running_job(env: Environment, nodes: int = 1) -> str:
+    job = sbatch(env, f"-N{nodes}", "--wrap", "sleep 300")
+    wait_for(lambda: env.slurm.job_state(job) == "RUNNING", timeout=60, what="job running")
+    return job
+
+
+def _planted_pod(env: Environment, name: str, node: str, *, annotated: bool) -> None:
+    """A pod with the bridge's labels for ``node``, as if left behind; without the annotation it
+    is a look-alike the bridge did not make."""
+    meta = {"name": name, "namespace": NAMESPACE,
+            "labels": {"app.kubernetes.io/managed-by": "slurm-k8s-bridge", "slurm-k8s-bridge/cluster": "testenv",
+                       "slurm-k8s-bridge/node": node}}
+    if annotated:
+        meta["annotations"] = {"slurm-k8s-bridge/node-name": node}
+    env.kube().create(Pod.from_dict({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": {
+        "containers": [{"name": "c", "image": "sleeper:1"}], "terminationGracePeriodSeconds": 1}}))
+    wait_for(lambda: env.kube().get(Pod, name).status.phase == "Running", timeout=30, what=f"{name} running")
+
+
+def test_pod_deleted_behind_slurms_back_requeues_the_job_in_seconds(daemon_env):
+    env, daemon = daemon_env
+    job = _running_job(env)
+    node = next(iter(bridge_pods(env)))
+    deleted = time.monotonic()
+    env.kube().delete(Pod, f"testenv-{node}", grace_period=0)
+    wait_for(lambda: env.slurm.job_state(job) == "PENDING", timeout=30, what="job requeued")
+    requeued = time.monotonic() - deleted
+    print(f"\npod deleted → job requeued: {requeued:.1f} s (SlurmdTimeout would be 300 s)")
+    assert requeued < 10
+    assert int(job_field(env, job, "Restarts")) == 1
+    released = daemon.actions("release_node", node)
+    assert len(released) == 1 and released[0]["rule"] in ("vanished", "deleting")
+    # The node is given back, not DOWN: powered down, then in service again for the requeued job.
+    wait_for(lambda: "POWERED_DOWN" in node_field(env, node, "State") or env.slurm.job_state(job) == "RUNNING",
+             timeout=30, what="node powered down, back in service")
+    assert not node_field(env, node, "State").startswith("DOWN")
+
+
+def test_orphan_pod_is_deleted_after_the_grace_period_and_a_look_alike_never(daemon_env):
+    env, daemon = daemon_env
+    _planted_pod(env, "lookalike-elastic4", "elastic4", annotated=False)
+    planted = time.monotonic()
+    _planted_pod(env, "testenv-elastic3", "elastic3", annotated=True)
+    wait_for(lambda: "testenv-elastic3" not in {p.metadata.name for p in env.kube().list(Pod, namespace=NAMESPACE)},
+             timeout=30, what="orphan pod deleted")
+    took = time.monotonic() - planted
+    print(f"\norphan pod → deleted: {took:.1f} s (grace {DAEMON['daemon']['orphan_grace']} s)")
+    assert took >= DAEMON["daemon"]["orphan_grace"]
+    assert [r["rule"] for r in daemon.actions("delete_pod", "elastic3")] == ["orphan"]
+    time.sleep(DAEMON["daemon"]["orphan_grace"] + 2)  # a look-alike is still there after the grace
+    assert env.kube().get(Pod, "lookalike-elastic4").metadata.deletionTimestamp is None
+    assert daemon.actions("delete_pod", "elastic4") == []
+    env.kube().delete(Pod, "lookalike-elastic4", grace_period=0)
+
+
+def test_cordoned_kubernetes_node_drains_its_slurm_nodes_and_uncordon_undrains(daemon_env):
+    env, daemon = daemon_env
+    _running_job(env, nodes=2)
+    pods = bridge_pods(env)
+    host = next(iter(pods.values())).spec.nodeName
+    on_host = sorted(n for n, p in pods.items() if p.spec.nodeName == host)
+    env.kube().patch(Node, host, {"spec": {"unschedulable": True}})
+    for node in on_host:
+        wait_for(lambda: "DRAIN" in node_field(env, node, "State"), timeout=15, what=f"{node} drained")
+        # Slurm adds who set it and when: "... [root@2027-01-15T08:00:00]"
+        assert node_field(env, node, "Reason").startswith(f"slurm-k8s-bridge: Kubernetes node {host} is cordoned")
+    others = set(pods) - set(on_host)
+    assert all("DRAIN" not in node_field(env, n, "State") for n in others)
+    env.kube().patch(Node, host, {"spec": {"unschedulable": False}})
+    for node in on_host:
+        wait_for(lambda: "DRAIN" not in node_field(env, node, "State"), timeout=15, what=f"{node} undrained")
+
+
+def test_an_admins_drain_is_never_lifted(daemon_env):
+    env, daemon = daemon_env
+    _running_job(env)
+    node = next(iter(bridge_pods(env)))
+    env.slurm.run("scontrol", "update", f"NodeName={node}", "State=DRAIN", "Reason=disk check")
+    time.sleep(3)  # three ticks
+    assert "DRAIN" in node_field(env, node, "State") and node_field(env, node, "Reason").startswith("disk check")
+    assert daemon.actions("undrain_node") == []
+
+
+def test_restarted_daemon_loses_nothing_and_releases_once(daemon_env):
+    env, daemon = daemon_env
+    job = _running_job(env)
+    node = next(iter(bridge_pods(env)))
+    assert daemon.stop() == 0
+    env.kube().delete(Pod, f"testenv-{node}", grace_period=0)  # while no daemon runs
+    wait_for(lambda: node not in bridge_pods(env), timeout=10, what="pod gone")
+    preview = subprocess.run([str(BIN / "slurm-k8s-bridge"), "--config", str(env.bridge_config_path), "daemon",
+                              "--once", "--dry-run"], env={"SLURM_CONF": str(env.slurm.conf_path)},
+                             capture_output=True, text=True, timeout=60)
+    assert preview.returncode == 0, preview.stderr
+    assert preview.stdout.splitlines() == [f"would release node\t{node}\tits pod is gone"]
+    assert env.slurm.job_state(job) == "RUNNING"  # a dry run changes nothing
+    daemon.start()
+    wait_for(lambda: env.slurm.job_state(job) == "PENDING", timeout=30, what="job requeued by the new daemon")
+    time.sleep(3)
+    assert len(daemon.actions("release_node", node)) == 1
+    assert int(job_field(env, job, "Restarts")) == 1
+
+
+def _resume_hooks(env: Environment) -> list[int]:
+    """Pids of this environment's running resume hooks (other test runs may have their own)."""
+    from pathlib import Path
+
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if b"slurm-k8s-resume" in (proc / "cmdline").read_bytes() and \
+                    f"SLURM_CONF={env.slurm.conf_path}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_resume_hook_killed_before_its_pods_exist_leaves_nothing_stuck(daemon_env):
+    import os
+
+    env, daemon = daemon_env
+    # The API stalls the pod's creation (then refuses it): the hook is still waiting when killed.
+    env.add_fault(verb="create", resource="pods", code=503, delay_seconds=30)
+    job = sbatch(env, "-N1", "--wrap", "hostname")
+    pids = wait_for(lambda: _resume_hooks(env), timeout=20, what="the resume hook running")
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    env.clear_faults()
+    wait_for(lambda: env.slurm.job_state(job) in ("PENDING", "COMPLETED") and int(job_field(env, job, "Restarts")) >= 1,
+             timeout=60, what="job requeued without its hook")
+    print(f"\nresume hook SIGKILLed → job requeued: {time.monotonic() - killed:.1f} s "
+          f"(stuck_grace {DAEMON['daemon']['stuck_grace']} s; Slurm alone: ResumeTimeout, 120 s here)")
+    [released] = daemon.actions("release_node")
+    assert released["rule"] == "stuck"
+    assert not bridge_pods(env)
+
+
+def test_status_marks_a_planted_disagreement(daemon_env):
+    env, daemon = daemon_env
+    daemon.stop()  # nobody fixes it while we look
+    _planted_pod(env, "testenv-elastic3", "elastic3", annotated=True)
+    result = subprocess.run([str(BIN / "slurm-k8s-bridge"), "--config", str(env.bridge_config_path), "status"],
+                            env={"SLURM_CONF": str(env.slurm.conf_path)}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    marked = [line for line in result.stdout.splitlines() if "  !  " in line]
+    assert len(marked) == 1 and marked[0].split()[0] == "elastic3" and "orphan pod" in marked[0]
+    rows = json.loads(subprocess.run([str(BIN / "slurm-k8s-bridge"), "--config", str(env.bridge_config_path),
+                                      "status", "--json"], env={"SLURM_CONF": str(env.slurm.conf_path)},
+                                     capture_output=True, text=True, timeout=60).stdout)
+    assert [r["node"] for r in rows if r["disagree"]] == ["elastic3"]
+    env.kube().delete(Pod, "testenv-elastic3", grace_period=0)
+
+
+def test_metrics_endpoint_serves_the_counts(daemon_env):
+    import urllib.request
+
+    env, daemon = daemon_env
+    address = daemon.records("metrics served")[-1]["address"]
+    assert address.startswith("127.0.0.1:")
+
+    def scrape() -> str:
+        return urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()  # loopback only
+
+    text = wait_for(lambda: "slurm_k8s_bridge_nodes{" in (page := scrape()) and page, timeout=10,
+                    what="the first look's metrics")
+    assert 'slurm_k8s_bridge_nodes{nodeset="elastic",state="powered_down"} 4.0' in text
+    stamp = float(re.search(r"^slurm_k8s_bridge_heartbeat_timestamp_seconds (\S+)$", text, re.M).group(1))
+    assert abs(stamp - time.time()) < 10
+
+
+# ---- the daemon follows resumed jobs (daemon.follow; the hooks start no follower) ------------
+
+FOLLOWING = {**DAEMON, "daemon": {**DAEMON["daemon"], "follow": True}, "resume": {"follow": False}}
+
+
+def test_following_daemon_releases_a_job_whose_image_does_not_exist(make_env):
+    env = make_env(bridge=FOLLOWING, nodesets=[{"name": "elastic", "nodes": "elastic[1-4]",
+                                                "image": "registry.invalid/nope:1"}])
+    daemon = Daemon(env).start()
+    try:
+        start = time.monotonic()
+        job = sbatch(env, "-N2", "--wrap", "hostname")
+        wait_for(lambda: env.slurm.job_state(job) == "PENDING" and int(job_field(env, job, "Restarts")) >= 1,
+                 timeout=30, what="job requeued by the daemon")
+        print(f"\nimage missing → job requeued by the daemon: {time.monotonic() - start:.1f} s")
+        wait_for(lambda: not bridge_pods(env), timeout=30, what="no pod left")
+        released = daemon.actions("release_job")
+        assert released and released[0]["jobs"] == [int(job)] and "ImagePull" in released[0]["cause"]
+        assert not [r for r in env.bridge_log_records() if r.get("hook") == "follow"]  # no follower process
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_following_daemon_lets_a_good_job_run(make_env):
+    env = make_env(bridge=FOLLOWING)
+    daemon = Daemon(env).start()
+    try:
+        job = sbatch(env, "-N2", "--wrap", "hostname")
+        wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=60, what="job completed")
+        assert daemon.actions("release_job") == [] and daemon.actions("release_node") == []
+    finally:
+        assert daemon.stop() == 0
+
+
+# ---- the capacity circuit breaker ----------------------------------------------------------------
+
+def test_capacity_breaker_opens_jobs_wait_without_looping_and_it_closes_after_a_good_probe(make_env):
+    from testenv.env import IMAGE
+
+    cooldown = 20  # well over a failed node's power-down (~10 s here), when a drain may not stick yet
+    env = make_env(bridge={"daemon": {**DAEMON["daemon"], "breaker_failures": 2, "breaker_cooldown": cooldown},
+                           "resume": {"cooldown": 1, "max_attempts": 20}},
+                   nodesets=[{"name": "elastic", "nodes": "elastic[1-4]", "image": IMAGE,
+                              "node_selector": {"pool": "big"}}])  # no Kubernetes node has it yet
+    daemon = Daemon(env).start()
+    try:
+        job = sbatch(env, "-N1", "--wrap", "hostname")
+        opened = wait_for(lambda: daemon.actions("open_breaker"), timeout=60, what="breaker open")[0]
+        assert opened["cause"].startswith("slurm-k8s-bridge: capacity breaker open until ")
+        # A resume Slurm had already started when it opened may still fail: its node is drained after.
+        wait_for(lambda: all("DRAIN" in node_field(env, f"elastic{i}", "State") for i in range(1, 5)),
+                 timeout=cooldown, what="every node of the nodeset drained")
+        attempts = int(job_field(env, job, "Restarts"))
+        print(f"\nbreaker open after {attempts} failed resumes")
+        # Open: the job waits in the queue instead of looping through failed resumes.
+        time.sleep(cooldown / 3)
+        assert env.slurm.job_state(job) == "PENDING"
+        assert int(job_field(env, job, "Restarts")) == attempts and not bridge_pods(env)
+        # Capacity comes back; after the cool-down the probe (the job itself) succeeds.
+        env.kube().patch(Node, "worker-1", {"metadata": {"labels": {"pool": "big"}}})
+        wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=60, what="job completed after the probe")
+        assert daemon.actions("close_breaker")
+        assert int(job_field(env, job, "Restarts")) == attempts
+        assert not any("capacity breaker" in node_field(env, f"elastic{i}", "Reason") for i in range(1, 5))
+    finally:
+        assert daemon.stop() == 0

@@ -1,0 +1,215 @@
+"""The daemon's look: plan carried out through the hooks' own paths, each action logged, an
+Event and a metric; dry-run changes nothing; the heartbeat tells hooks a daemon is there."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from structlog.testing import capture_logs
+
+from bridge import heartbeat, naming
+from bridge.daemon import Daemon
+from bridge.metrics import Metrics
+from bridge.reconcile import DRAIN_REASON
+from bridge.slurm import NodeFacts, reason
+from tests.fakes import FakeSlurm
+
+BUSY, OFF = ("MIXED", "CLOUD"), ("IDLE", "CLOUD", "POWERED_DOWN")
+
+
+class DrainingSlurm(FakeSlurm):
+    def __init__(self, facts):
+        super().__init__(facts)
+        self.drained: dict[str, str | None] = {}
+
+    def set_drained(self, nodes, reason_text):
+        self.calls.append(f"set_drained {len(nodes)}")
+        for node in nodes:
+            self.drained[node] = reason(reason_text) if reason_text else None
+
+
+def pod(node: str, host: str = "worker-1") -> dict:
+    return {"metadata": {"name": f"linux-{node}", "namespace": "slurm", "uid": f"u-{node}",
+                         "labels": {**naming.owner_labels("linux"), naming.NODESET_LABEL: "cpu"},
+                         "annotations": {naming.NODE_ANNOTATION: node}},
+            "spec": {"nodeName": host}, "status": {"phase": "Running"}}
+
+
+def host(name: str = "worker-1", cordoned: bool = False) -> dict:
+    return {"metadata": {"name": name}, "spec": {"unschedulable": cordoned},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+@pytest.fixture
+def world(config, kube):
+    slurm = DrainingSlurm({f"elastic{i}": NodeFacts(f"elastic{i}", 1, 500, state=BUSY) for i in range(1, 4)}
+                         | {"elastic4": NodeFacts("elastic4", 1, 500, state=OFF)})
+    clock = [1_800_000_000.0]
+
+    def make(dry_run: bool = False) -> Daemon:
+        import structlog
+
+        return Daemon(config, slurm=slurm, kube=kube, log=structlog.get_logger(), metrics=Metrics(),
+                      dry_run=dry_run, clock=lambda: clock[0])
+
+    for node in ("elastic1", "elastic2", "elastic3"):
+        kube.pods[f"linux-{node}"] = pod(node)
+    return make, slurm, kube, clock
+
+
+def test_pod_deleted_behind_slurms_back_releases_its_node_with_an_event_a_log_line_and_a_metric(world):
+    make, slurm, kube, clock = world
+    daemon = make()
+    del kube.pods["linux-elastic2"]
+    with capture_logs() as logs:
+        actions = daemon.look(list(kube.pods.values()), [host()])
+    assert [(a.kind, a.node) for a in actions] == [("release_node", "elastic2")]
+    # DOWN first (a dead slurmd never sends its epilog: the job would stay COMPLETING until
+    # SlurmdTimeout), then powered down: the node returns to service by itself.
+    assert slurm.calls == ["set_down 1", "power_down 1"]
+    assert slurm.powered_down == slurm.down == {"elastic2": "slurm-k8s-bridge: its pod is gone"}
+    line = [r for r in logs if r["event"] == "reconcile"][0]
+    assert line.items() >= {"action": "release_node", "rule": "vanished", "node": "elastic2",
+                            "cause": "its pod is gone", "dry_run": False}.items()
+    assert daemon._metrics.value("slurm_k8s_bridge_reconcile_actions_total", action="release_node",
+                                 rule="vanished", dry_run="false") == 1
+    assert daemon._metrics.value("slurm_k8s_bridge_failures_total", nodeset="cpu", cause="vanished") == 1
+    # Slurm now says the node is powering down: the next look does nothing twice.
+    slurm.facts["elastic2"] = NodeFacts("elastic2", 1, 500, state=("IDLE", "CLOUD", "POWERING_DOWN"))
+    clock[0] += 1
+    assert daemon.look(list(kube.pods.values()), [host()]) == []
+
+
+def test_orphan_pod_is_deleted_with_an_event(world, config):
+    make, slurm, kube, clock = world
+    kube.pods["linux-elastic4"] = pod("elastic4")
+    daemon = make()
+    daemon.look(list(kube.pods.values()), [host()])
+    clock[0] += config.daemon.orphan_grace
+    daemon.look(list(kube.pods.values()), [host()])
+    assert "linux-elastic4" not in kube.pods and "linux-elastic1" in kube.pods
+    assert [e["reason"] for e in kube.events] == ["SlurmOrphanPod"]
+
+
+def test_cordon_drains_in_one_call_and_uncordon_undrains(world):
+    make, slurm, kube, clock = world
+    daemon = make()
+    daemon.look(list(kube.pods.values()), [host(cordoned=True)])
+    assert slurm.calls == ["set_drained 3"]
+    assert slurm.drained == {n: f"{DRAIN_REASON}worker-1 is cordoned" for n in ("elastic1", "elastic2", "elastic3")}
+    for node in slurm.drained:
+        slurm.facts[node] = NodeFacts(node, 1, 500, state=BUSY + ("DRAIN",), reason=slurm.drained[node])
+    daemon.look(list(kube.pods.values()), [host()])
+    assert slurm.drained == {n: None for n in ("elastic1", "elastic2", "elastic3")}
+
+
+def test_dry_run_changes_nothing_and_says_what_it_would_do(world):
+    make, slurm, kube, clock = world
+    daemon = make(dry_run=True)
+    with capture_logs() as logs:
+        actions = daemon.look(list(kube.pods.values()), [host(cordoned=True)])
+    assert len(actions) == 3 and slurm.calls == [] and kube.events == []
+    assert {r["dry_run"] for r in logs if r["event"] == "reconcile"} == {True}
+    assert heartbeat.age(daemon.config.resume.state_dir) is None  # a dry run does not stand in for a daemon
+
+
+def test_heartbeat_says_a_daemon_is_running_while_fresh(world, config):
+    make, slurm, kube, clock = world
+    make().look(list(kube.pods.values()), [host()])
+    state_dir = config.resume.state_dir
+    assert heartbeat.daemon_running(state_dir, config.daemon.heartbeat_fresh, now=clock[0] + 1)
+    assert not heartbeat.daemon_running(state_dir, config.daemon.heartbeat_fresh,
+                                        now=clock[0] + config.daemon.heartbeat_fresh)
+    heartbeat.stop(state_dir)
+    assert not heartbeat.daemon_running(state_dir, config.daemon.heartbeat_fresh, now=clock[0])
+
+
+def test_metrics_count_nodes_by_state_and_pods_by_phase(world):
+    make, slurm, kube, clock = world
+    daemon = make()
+    daemon.look(list(kube.pods.values()), [host()])
+    assert daemon._metrics.value("slurm_k8s_bridge_nodes", nodeset="cpu", state="allocated") == 3
+    assert daemon._metrics.value("slurm_k8s_bridge_nodes", nodeset="cpu", state="powered_down") == 1
+    assert daemon._metrics.value("slurm_k8s_bridge_pods", nodeset="cpu", phase="Running") == 3
+
+
+def test_resume_and_its_time_are_seen_from_state_changes(world):
+    make, slurm, kube, clock = world
+    daemon = make()
+    daemon.look(list(kube.pods.values()), [host()])
+    slurm.facts["elastic4"] = NodeFacts("elastic4", 1, 500, state=("MIXED", "CLOUD", "POWERING_UP"))
+    clock[0] += 1
+    daemon.look(list(kube.pods.values()), [host()])
+    slurm.facts["elastic4"] = NodeFacts("elastic4", 1, 500, state=BUSY)
+    kube.pods["linux-elastic4"] = pod("elastic4")
+    clock[0] += 3
+    daemon.look(list(kube.pods.values()), [host()])
+    assert daemon._metrics.value("slurm_k8s_bridge_resumes_total", nodeset="cpu") == 1
+    assert daemon._metrics.value("slurm_k8s_bridge_resume_seconds_sum", nodeset="cpu") == 3
+
+
+def test_a_hook_never_imports_the_daemons_libraries():
+    code = ("import sys, bridge.hooks, bridge.heartbeat; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'prometheus_client' "
+            "or m in ('bridge.informer', 'bridge.daemon', 'bridge.metrics')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_hooks_hand_over_only_to_a_fresh_daemon_that_follows_jobs(tmp_path):
+    state = str(tmp_path)
+    assert not heartbeat.hand_over(state, 30)
+    heartbeat.beat(state, follows=False, now=1000.0)
+    assert heartbeat.daemon_running(state, 30, now=1010.0) and not heartbeat.hand_over(state, 30, now=1010.0)
+    heartbeat.beat(state, follows=True, now=1000.0)
+    assert heartbeat.hand_over(state, 30, now=1010.0)
+    assert not heartbeat.hand_over(state, 30, now=1031.0)  # a hung daemon: the hooks follow again
+
+
+def test_only_a_kubernetes_node_change_the_plan_reads_brings_a_look_forward(config):
+    import structlog
+
+    from bridge.daemon import Watch, _resource
+
+    changes = []
+    watch = Watch(config, on_change=lambda: changes.append(1), log=structlog.get_logger(), metrics=Metrics())
+    node_class = _resource("v1", "Node", "nodes", namespaced=False)
+
+    def node(version: str, **spec) -> object:
+        return node_class.from_dict({"apiVersion": "v1", "kind": "Node",
+                                     "metadata": {"name": "worker-1", "resourceVersion": version},
+                                     "spec": spec, "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+
+    watch._on_host("ADDED", node("1"))
+    watch._on_host("MODIFIED", node("2"))  # a kubelet status heartbeat
+    assert len(changes) == 1
+    watch._on_host("MODIFIED", node("3", unschedulable=True))
+    watch._on_host("DELETED", node("4", unschedulable=True))
+    assert len(changes) == 3
+
+
+def test_a_slurm_answer_without_the_elastic_nodes_deletes_nothing(world, config):
+    make, slurm, kube, clock = world
+    daemon = make()
+    slurm.facts = {}  # e.g. an output the parser no longer understands
+    for _ in range(3):
+        assert daemon.look(list(kube.pods.values()), [host()]) == []
+        clock[0] += config.daemon.orphan_grace
+    assert len(kube.pods) == 3 and slurm.calls == []
+
+
+def test_drain_and_undrain_are_one_scontrol_update_each(tmp_path):
+    from bridge.slurm import CommandSlurm
+
+    calls = tmp_path / "calls"
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\nprintf "%s|" "$@" >> {calls}\necho >> {calls}\n')
+    scontrol.chmod(0o755)
+    slurm = CommandSlurm(str(tmp_path))
+    slurm.set_drained(["elastic1", "elastic2"], "Kubernetes node worker-1 is cordoned")
+    slurm.set_drained(["elastic1"], None)
+    assert calls.read_text().splitlines() == [
+        "update|NodeName=elastic[1-2]|State=DRAIN|Reason=slurm-k8s-bridge: Kubernetes node worker-1 is cordoned|",
+        "update|NodeName=elastic1|State=UNDRAIN|"]
