@@ -189,10 +189,15 @@ def _resume(ctx: HookContext, request: Any, early: BridgeError | None) -> None:
         outcome = resume.resume(ctx.nodes, config=ctx.config, slurm=ctx.slurm(), kube=kube,
                                 request=request, log=ctx.log)
     if ctx.config.resume.follow and outcome.up():
-        from bridge import follow
-        from bridge.resumefile import groups
+        from bridge import heartbeat
 
-        follow.spawn(ctx.config.path, groups(outcome.up(), request))
+        if heartbeat.hand_over(ctx.config.resume.state_dir, ctx.config.daemon.heartbeat_fresh):
+            ctx.log.info("following left to the daemon", heartbeat=str(heartbeat.path(ctx.config.resume.state_dir)))
+        else:
+            from bridge import follow
+            from bridge.resumefile import groups
+
+            follow.spawn(ctx.config.path, groups(outcome.up(), request))
     if outcome.failed:
         every = not outcome.created and not outcome.existing
         raise PartialFailure(f"{'all ' if every else ''}{len(outcome.failed)} of {len(ctx.nodes)} node(s) failed: "

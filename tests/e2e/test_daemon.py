@@ -237,15 +237,32 @@ def test_metrics_endpoint_serves_the_counts(daemon_env):
     assert abs(stamp - time.time()) < 10
 
 
-# ---- the daemon follows resumed jobs (daemon.follow; the hooks start no follower) ------------
+# ---- the daemon follows resumed jobs (daemon.follow): while its heartbeat is fresh the resume
+# hook hands over and starts no follower --------------------------------------------------------
 
-FOLLOWING = {**DAEMON, "daemon": {**DAEMON["daemon"], "follow": True}, "resume": {"follow": False}}
+FOLLOWING = {**DAEMON, "daemon": {**DAEMON["daemon"], "follow": True}}
+
+
+def _handed_over(env) -> bool:
+    return any(r.get("event") == "following left to the daemon" for r in env.bridge_log_records())
+
+
+def _start_following(env) -> Daemon:
+    """The daemon, once its heartbeat says it follows jobs (what the resume hook reads)."""
+    import yaml
+
+    from bridge import heartbeat
+
+    daemon = Daemon(env).start()
+    state_dir = yaml.safe_load(env.bridge_config_path.read_text())["resume"]["state_dir"]
+    wait_for(lambda: heartbeat.hand_over(state_dir, 30.0), timeout=20, what="the daemon's heartbeat")
+    return daemon
 
 
 def test_following_daemon_releases_a_job_whose_image_does_not_exist(make_env):
     env = make_env(bridge=FOLLOWING, nodesets=[{"name": "elastic", "nodes": "elastic[1-4]",
                                                 "image": "registry.invalid/nope:1"}])
-    daemon = Daemon(env).start()
+    daemon = _start_following(env)
     try:
         start = time.monotonic()
         job = sbatch(env, "-N2", "--wrap", "hostname")
@@ -255,6 +272,7 @@ def test_following_daemon_releases_a_job_whose_image_does_not_exist(make_env):
         wait_for(lambda: not bridge_pods(env), timeout=30, what="no pod left")
         released = daemon.actions("release_job")
         assert released and released[0]["jobs"] == [int(job)] and "ImagePull" in released[0]["cause"]
+        assert _handed_over(env)
         assert not [r for r in env.bridge_log_records() if r.get("hook") == "follow"]  # no follower process
     finally:
         assert daemon.stop() == 0
@@ -262,11 +280,12 @@ def test_following_daemon_releases_a_job_whose_image_does_not_exist(make_env):
 
 def test_following_daemon_lets_a_good_job_run(make_env):
     env = make_env(bridge=FOLLOWING)
-    daemon = Daemon(env).start()
+    daemon = _start_following(env)
     try:
         job = sbatch(env, "-N2", "--wrap", "hostname")
         wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=60, what="job completed")
         assert daemon.actions("release_job") == [] and daemon.actions("release_node") == []
+        assert _handed_over(env)
     finally:
         assert daemon.stop() == 0
 
