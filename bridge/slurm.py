@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import msgspec
+
 from bridge import NAME, hostlist
 from bridge.errors import SlurmError
 from bridge.slurmversion import SlurmVersion
@@ -131,15 +133,15 @@ class CommandSlurm:
                 return [r for batch in _batches(nodes) for r in self._scontrol_nodes(batch)]
             except _NoJson:
                 pass  # 22.05: the next answer says which version exactly
-        return self._nodes_of(self._json("sinfo", "--json"), "sinfo --json")
+        return self._nodes_of(self._json("sinfo", "--json", node_fields=True), "sinfo --json")
 
     def _scontrol_nodes(self, expression: str) -> list[dict[str, Any]]:
         try:
-            data = self._json("scontrol", "--json", "show", "node", expression, no_json_ok=True)
+            data = self._json("scontrol", "--json", "show", "node", expression, no_json_ok=True, node_fields=True)
         except _Missing:
             # Recent scontrol skips unknown names in JSON mode (src/scontrol/info_node.c); should
             # a version fail the whole read on one instead, read every node and keep ours.
-            data = self._json("scontrol", "--json", "show", "node")
+            data = self._json("scontrol", "--json", "show", "node", node_fields=True)
         return self._nodes_of(data, "scontrol --json show node")
 
     def _nodes_of(self, data: dict[str, Any], what: str) -> list[dict[str, Any]]:
@@ -189,11 +191,13 @@ class CommandSlurm:
         job = self.job_state(int(job_id))
         return job is not None and job[0] in ("CONFIGURING", "RUNNING")
 
-    def _json(self, command: str, *args: str, no_json_ok: bool = False) -> dict[str, Any]:
+    def _json(self, command: str, *args: str, no_json_ok: bool = False,
+              node_fields: bool = False) -> dict[str, Any]:
+        """The answer as a dict; with ``node_fields``, only the fields of nodes the bridge reads."""
         out = self._run(command, *args, no_json_ok=no_json_ok)
         try:
-            data = json.loads(out)
-        except ValueError:
+            data = _node_answer(out) if node_fields else json.loads(out)
+        except (ValueError, msgspec.DecodeError):
             raise SlurmError(f"{command} {' '.join(args[:2])}: answer is not JSON: {_short(out)}") from None
         if not isinstance(data, dict):
             raise SlurmError(f"{command} {' '.join(args[:2])}: answer is not a JSON object")
@@ -218,6 +222,40 @@ class CommandSlurm:
         if "not found" in message.lower() or "invalid job id" in message.lower():
             raise _Missing(f"{command} {' '.join(args[:2])}: {message}")
         raise SlurmError(f"{command} {' '.join(args[:2])} failed: {message}")
+
+
+class _NodeRecord(msgspec.Struct):
+    """The fields of a node that :func:`node_from_json` reads. msgspec skips the others
+    without building them: 22.05's ``sinfo --json`` cannot be filtered and carries ~50 fields
+    a node (12.7 MB at 10,000 nodes), which ``json.loads`` turns into ~200 MiB of dicts."""
+
+    name: Any = None
+    cpus: Any = None
+    real_memory: Any = None
+    gres: Any = None
+    features: Any = None
+    state: Any = None
+    state_flags: Any = None
+    reason: Any = None
+
+
+class _NodeAnswer(msgspec.Struct):
+    meta: Any = None
+    nodes: list[_NodeRecord] | None = None
+
+
+_node_decoder = msgspec.json.Decoder(_NodeAnswer)
+
+
+def _node_answer(out: str) -> Any:
+    """A node answer, only the fields :class:`_NodeRecord` names built; an answer of another
+    shape whole, for the checks that follow to name what is wrong with it."""
+    try:
+        answer = _node_decoder.decode(out)
+    except msgspec.ValidationError:
+        return json.loads(out)
+    nodes = None if answer.nodes is None else [msgspec.structs.asdict(n) for n in answer.nodes]
+    return {"meta": answer.meta, "nodes": nodes}
 
 
 class _NoJson(SlurmError):

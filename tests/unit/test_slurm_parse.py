@@ -139,6 +139,21 @@ def test_a_node_update_slurm_refuses_names_the_cause_in_one_line(slurm_2205):
     assert str(error.value) == "scontrol update NodeName=ghost7 failed: slurm_update error: Invalid node name specified"
 
 
+def test_node_read_keeps_every_fact_of_the_whole_answer(slurm_2205):
+    # The read builds only the fields the bridge uses (a 10,000-node sinfo --json is 12.7 MB):
+    # the facts must be those of the whole records.
+    records = json.loads(SINFO_2205.read_text())["nodes"]
+    facts = CommandSlurm(str(slurm_2205)).node_facts([r["name"] for r in records])
+    assert facts == {r["name"]: node_from_json(r) for r in records}
+
+
+@pytest.mark.parametrize("answer", ['{"nodes": {"elastic1": {}}}', '{"nodes": [1, 2]}', "[]"])
+def test_node_answer_of_another_shape_is_a_slurm_error(tmp_path, answer):
+    _command(tmp_path, "scontrol", f"echo '{answer}'")
+    with pytest.raises(SlurmError, match="no list of nodes|not a JSON object"):
+        CommandSlurm(str(tmp_path)).node_facts(["e1"])
+
+
 def test_answer_that_is_not_json_is_a_slurm_error(tmp_path):
     _command(tmp_path, "scontrol", "echo 'garbage'")
     with pytest.raises(SlurmError, match="not JSON: garbage"):
