@@ -201,7 +201,6 @@ def _requeue_or_hold(job_id: int, failure: Failure, *, config: Config, slurm: Sl
 def _pods_of(nodes: set[str], *, config: Config, kube: KubeClient) -> dict[str, dict]:
     cluster = config.slurm.cluster_name
     try:
-        pods = kube.list_pods(naming.owner_labels(cluster))
+        return naming.pods_of(kube, cluster=cluster, nodes=nodes)
     except KubernetesError:
         return {}
-    return naming.pods_by_node(pods, cluster=cluster, nodes=nodes)

@@ -106,7 +106,7 @@ def _look(pending: dict[Any, Group], *, config: Config, slurm: SlurmClient,
           kube: KubeClient) -> tuple[dict[str, dict], dict[str, NodeFacts]]:
     nodes = {n for _, group in pending.values() for n in group}
     cluster = config.slurm.cluster_name
-    pods = naming.pods_by_node(kube.list_pods(naming.owner_labels(cluster)), cluster=cluster, nodes=nodes)
+    pods = naming.pods_of(kube, cluster=cluster, nodes=nodes)
     return pods, slurm.node_facts(sorted(nodes))
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
+from typing import Any
 
 from bridge import NAME
 
@@ -56,6 +58,27 @@ def hostname(node: str) -> str:
 def owner_labels(cluster: str) -> dict[str, str]:
     """The labels that say a pod is the bridge's, for this Slurm cluster: the list selector."""
     return {MANAGED_BY: NAME, CLUSTER_LABEL: dns_label(cluster)}
+
+
+SELECTOR_NODES = 100
+"""Nodes named in one listing's label selector: its URL stays under ~8 KiB (63-character label
+values), which proxies in front of an API server accept."""
+
+
+def node_selectors(cluster: str, nodes: Iterable[str]) -> list[dict[str, str | list[str]]]:
+    """Label selectors that list the bridge's pods of ``nodes`` alone, ``SELECTOR_NODES`` a
+    selector (``slurm-k8s-bridge/node in (...)``): a hook acting on a few nodes does not read
+    every pod of a large cluster. The label is a lookup only: the annotation decides."""
+    values = sorted({dns_label(node) for node in nodes})
+    return [{**owner_labels(cluster), NODE_LABEL: values[i:i + SELECTOR_NODES]}
+            for i in range(0, len(values), SELECTOR_NODES)]
+
+
+def pods_of(kube: Any, *, cluster: str, nodes: Iterable[str]) -> dict[str, dict]:
+    """The bridge's pods of ``nodes``, by Slurm node name, listed by their node label."""
+    wanted = set(nodes)
+    pods = [pod for labels in node_selectors(cluster, wanted) for pod in kube.list_pods(labels)]
+    return pods_by_node(pods, cluster=cluster, nodes=wanted)
 
 
 def selector(labels: dict[str, str]) -> str:

@@ -41,13 +41,15 @@ def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any,
     an Event and stays owed to the next hook call."""
     outcome = Outcome()
     state_dir = config.resume.state_dir
-    ours = _ours(config=config, kube=kube)
-    pods = naming.pods_by_node(ours, cluster=config.slurm.cluster_name, nodes=set(nodes))
+    cluster = config.slurm.cluster_name
+    listed = naming.pods_of(kube, cluster=cluster, nodes=set(nodes) | set(owed.owed(state_dir)))
+    pods = {node: pod for node, pod in listed.items() if node in set(nodes)}
     owed.owe(state_dir, {node: _ref(pod) for node, pod in pods.items()}, log=log)  # before the deletes go out
-    leftovers = _leftovers(ours, set(nodes), config=config)
+    leftovers = _leftovers(list(listed.values()), set(nodes), config=config)
     targets = {**leftovers, **pods}
     errors = _delete(sorted(p["metadata"]["name"] for p in targets.values()), kube=kube, clock=clock, sleep=sleep)
-    _delete_finished_groups(ours, {p["metadata"]["name"] for p in targets.values()} - set(errors), kube=kube)
+    _delete_finished_groups(list(targets.values()), {p["metadata"]["name"] for p in targets.values()} - set(errors),
+                            config=config, kube=kube)
     owed.paid(state_dir, [n for n, p in targets.items() if p["metadata"]["name"] not in errors])
     for node in nodes:
         name = pods[node]["metadata"]["name"] if node in pods else None
@@ -118,7 +120,7 @@ def resume_failed(nodes: list[str], *, config: Config, slurm: SlurmClient, kube:
 
     from bridge.failure import Failure, with_last_words
 
-    pods = naming.pods_by_node(_ours(config=config, kube=kube), cluster=config.slurm.cluster_name, nodes=set(nodes))
+    pods = naming.pods_of(kube, cluster=config.slurm.cluster_name, nodes=nodes)
     for node, pod in pods.items():
         cause = with_last_words(Failure(pod_problem(pod), True, container=main_container(pod)), pod, kube=kube).cause
         log.error("node did not come up", node=node, pod=pod["metadata"]["name"], cause=cause)
@@ -139,10 +141,14 @@ def _ours(*, config: Config, kube: KubeClient) -> list[dict[str, Any]]:
     return [p for p in kube.list_pods(naming.owner_labels(cluster)) if naming.is_ours(p, cluster=cluster)]
 
 
-def _delete_finished_groups(ours: list[dict[str, Any]], deleted: set[str], *, kube: KubeClient) -> None:
-    """A gang's pod group goes with the last of its pods."""
-    going = {ref for p in ours if p["metadata"]["name"] in deleted and (ref := naming.group_of(p))}
-    staying = {naming.group_of(p) for p in ours if p["metadata"]["name"] not in deleted}
+def _delete_finished_groups(targets: list[dict[str, Any]], deleted: set[str], *, config: Config,
+                            kube: KubeClient) -> None:
+    """A gang's pod group goes with the last of its pods. Only then are all the bridge's pods
+    listed: a gang's other pods may be on nodes this call does not name."""
+    going = {ref for p in targets if p["metadata"]["name"] in deleted and (ref := naming.group_of(p))}
+    if not going:
+        return
+    staying = {naming.group_of(p) for p in _ours(config=config, kube=kube) if p["metadata"]["name"] not in deleted}
     if going - staying:
         kube.delete_objects(sorted(going - staying))
 

@@ -62,6 +62,11 @@ class FakeSlurm:
         self._requeue_jobs_on(nodes)
 
 
+def _matches(labels: dict[str, str], selector: dict[str, Any]) -> bool:
+    """lightkube's selector: a string value is ``key=value``, a list ``key in (...)``."""
+    return all(labels.get(k) in v if isinstance(v, list) else labels.get(k) == v for k, v in selector.items())
+
+
 class FakeKube:
     """Pods by name; ``refuse[name] = error`` makes creating that pod fail."""
 
@@ -75,6 +80,7 @@ class FakeKube:
         self.logs: dict[tuple[str, str], str] = {}  # (pod, container) -> what the container wrote
         self.refuse_delete: dict[str, KubernetesError] = {}  # pod name -> the error its delete gets
         self.calls: list[str] = []
+        self.selectors: list[dict[str, Any]] = []  # the label selector of each listing, as lightkube takes it
 
     def create_pods(self, manifests: list[dict[str, Any]]) -> dict[str, KubernetesError | None]:
         self.calls.append(f"create {len(manifests)}")
@@ -100,8 +106,8 @@ class FakeKube:
 
     def list_pods(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         self.calls.append("list")
-        return [copy.deepcopy(p) for p in self.pods.values()
-                if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())]
+        self.selectors.append(labels)
+        return [copy.deepcopy(p) for p in self.pods.values() if _matches(p["metadata"].get("labels") or {}, labels)]
 
     def delete_pods(self, names: list[str]) -> dict[str, KubernetesError | None]:
         self.calls.append(f"delete {len(names)}")

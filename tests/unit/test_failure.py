@@ -95,6 +95,8 @@ def test_follower_sees_the_job_up_when_all_nodes_register(config, slurm, kube, l
                          clock=progress.clock, sleep=progress.sleep)
     assert ends == {7: "up"}
     assert len(kube.pods) == 3 and slurm.down == {} and slurm.powered_down == {}
+    # each look lists the pods of the job's nodes, not every pod of the cluster
+    assert {tuple(s["slurm-k8s-bridge/node"]) for s in kube.selectors} == {("elastic1", "elastic2", "elastic3")}
 
 
 def test_follower_releases_the_job_when_one_pod_is_unschedulable(config, slurm, kube, log):

@@ -43,3 +43,12 @@ def test_is_ours_needs_labels_and_the_exact_node_annotation():
     assert not naming.is_ours(pod, cluster="other", node="elastic1")
     assert not naming.is_ours({"metadata": {"labels": naming.owner_labels("linux")}}, cluster="linux")
     assert not naming.is_ours({"metadata": {"name": "linux-elastic1"}}, cluster="linux")
+
+
+def test_node_selectors_name_each_node_once_in_batches_a_url_can_carry():
+    nodes = [f"Node_{i}" for i in range(250)] + ["Node_0"]
+    selectors = naming.node_selectors("linux", nodes)
+    assert [len(s[naming.NODE_LABEL]) for s in selectors] == [100, 100, 50]
+    named = [v for s in selectors for v in s[naming.NODE_LABEL]]
+    assert sorted(named) == sorted(naming.dns_label(n) for n in set(nodes))
+    assert all(s[naming.MANAGED_BY] == "slurm-k8s-bridge" and s[naming.CLUSTER_LABEL] == "linux" for s in selectors)

@@ -26,6 +26,7 @@ from bridge import kube as kube_module
 from bridge import resume, suspend
 from bridge.resumefile import parse as parse_resume
 from bridge.slurm import NodeFacts
+from testenv.kubeapi.selector import parse_label_selector
 from tests.fakes import FakeSlurm
 
 RBAC = Path(__file__).resolve().parents[2] / "rbac"
@@ -86,8 +87,8 @@ class RecordingApi:
             self.pods[name] = {**pod, "status": {"phase": "Pending"}}
             return httpx2.Response(201, json=self.pods[name])
         if verb == "list":
-            wanted = dict(p.split("=", 1) for p in request.url.params.get("labelSelector", "").split(",") if p)
-            items = [p for p in self.pods.values() if wanted.items() <= p["metadata"].get("labels", {}).items()]
+            wanted = parse_label_selector(request.url.params.get("labelSelector"))
+            items = [p for p in self.pods.values() if wanted.matches(p["metadata"].get("labels", {}))]
             return httpx2.Response(200, json={"apiVersion": "v1", "kind": "PodList",
                                               "metadata": {"resourceVersion": "1"}, "items": items})
         if name not in self.pods:

@@ -133,3 +133,23 @@ def test_a_pod_made_after_the_debt_is_not_owed(config, slurm, kube, log):
     suspend.suspend(["elastic2"], config=config, kube=kube, log=log)
     assert list(kube.pods) == ["linux-elastic1"]
     assert owed.owed(config.resume.state_dir) == {}  # that older pod is gone: nothing owed any more
+
+
+OWNER = {"app.kubernetes.io/managed-by": "slurm-k8s-bridge", "slurm-k8s-bridge/cluster": "linux"}
+
+
+def test_suspend_lists_only_the_pods_of_its_nodes(config, slurm, kube, log):
+    # A suspend of a few nodes must not read every pod of a 10,000-node cluster.
+    resume.resume(["elastic1", "elastic2", "elastic3"], config=config, slurm=slurm, kube=kube, log=log)
+    kube.selectors.clear()
+    suspend.suspend(["elastic2", "elastic1"], config=config, kube=kube, log=log)
+    assert kube.selectors == [{**OWNER, "slurm-k8s-bridge/node": ["elastic1", "elastic2"]}]
+    assert sorted(kube.pods) == ["linux-elastic3"]
+
+
+def test_resume_fail_lists_only_the_pods_of_its_nodes(config, slurm, kube, log):
+    resume.resume(["elastic1", "elastic2"], config=config, slurm=slurm, kube=kube, log=log)
+    kube.selectors.clear()
+    suspend.resume_failed(["elastic1"], config=config, slurm=slurm, kube=kube, log=log)
+    assert {s["slurm-k8s-bridge/node"] == ["elastic1"] for s in kube.selectors} == {True}
+    assert sorted(kube.pods) == ["linux-elastic2"]
