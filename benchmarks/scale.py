@@ -10,7 +10,8 @@ the bridge, Slurm's answers and the API calls, not a scheduler or a kubelet.
 Per size N (``--sizes``): the real resume hook, exec'd with Slurm's bare environment and the
 hostlist ``elastic[1-N]`` as slurmctld would (Slurm's node states are left as they are: no
 daemon runs then to judge the pods), until it exits with every pod accepted; then the suspend
-hook on the same hostlist. For each: seconds, the hook's peak RSS (getrusage of the child), API
+hook on the same hostlist (first a suspend of 2 of those nodes, the N-2 other pods standing, and
+the bridge's listing of all its pods, which every suspend made before it listed by node label). For each: seconds, the hook's peak RSS (getrusage of the child), API
 requests and 429s (the stand-in's audit log); and the hook's Slurm read of those N nodes alone
 (in-process, median of 3). Then a table of how each grows from one size to the next.
 
@@ -68,6 +69,16 @@ def pod_count(env: Environment) -> int:
     return sum(1 for _ in env.kube().list(Pod, namespace=NAMESPACE))
 
 
+def list_every_pod(env: Environment) -> int:
+    """What every suspend paid before it listed by node label: all the bridge's pods."""
+    from bridge import config as bridge_config, naming
+    from bridge.kube import LightkubeApi
+
+    config = bridge_config.load(str(env.bridge_config_path))
+    with LightkubeApi(config.kubernetes) as kube:
+        return len(kube.list_pods(naming.owner_labels(config.slurm.cluster_name)))
+
+
 def median_seconds(call: Any, runs: int = 3) -> float:
     samples = []
     for _ in range(runs):
@@ -87,6 +98,9 @@ def hooks_at(env: Environment, size: int) -> dict[str, float]:
     assert code == 0, f"resume of {size} exited {code}"
     pods = pod_count(env)
     assert pods == size, f"{pods} pods after resume of {size}"
+    few_seconds, few_code, few_rss = run_hook(env, "slurm-k8s-suspend", "elastic[1-2]")
+    assert few_code == 0 and pod_count(env) == size - 2, "suspend of 2 nodes"
+    list_all = median_seconds(lambda: list_every_pod(env))
     mark = time.time()
     s_seconds, s_code, s_rss = run_hook(env, "slurm-k8s-suspend", expression)
     s_requests, s_throttled = api_calls(env, mark)
@@ -94,7 +108,8 @@ def hooks_at(env: Environment, size: int) -> dict[str, float]:
     pods_gone(env, timeout=120)
     row = {"nodes": size, "resume s": seconds, "resume MiB": rss / 1024, "resume req": requests,
            "resume 429": throttled, "suspend s": s_seconds, "suspend MiB": s_rss / 1024,
-           "suspend req": s_requests, "suspend 429": s_throttled, "read s": read}
+           "suspend req": s_requests, "suspend 429": s_throttled, "read s": read,
+           "suspend 2 s": few_seconds, "suspend 2 MiB": few_rss / 1024, "list all s": list_all}
     print("  " + ", ".join(f"{k} {_fmt(v)}" for k, v in row.items()), flush=True)
     return row
 

@@ -16,6 +16,7 @@ NOT_RESPONDING, POWER_DOWN, ... are flags.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 State = tuple[str, ...]
@@ -27,6 +28,13 @@ _SUFFIXES = "*~#!%$@^-"
 
 def normalize(state: Iterable[str] | str) -> State:
     """The state as upper-case names, from a tuple/list or a ``IDLE+CLOUD`` string."""
+    return _normalized(state if isinstance(state, (str, tuple)) else tuple(state))
+
+
+@functools.lru_cache(maxsize=1024)
+def _normalized(state: tuple[str, ...] | str) -> State:
+    # A cluster has a handful of distinct states: the daemon asks for each of 10,000 nodes
+    # several times a look.
     parts = state.split("+") if isinstance(state, str) else state
     return tuple(p.strip().rstrip(_SUFFIXES).upper() for p in parts if p and p.strip())
 
