@@ -34,14 +34,15 @@ import signal
 import socket
 import statistics
 import subprocess
+import tempfile
 import time
 import urllib.request
 from typing import Any
 
-from benchmarks._common import pods_gone, run_hook
+from benchmarks._common import pods_gone
 from benchmarks.daemon import rss_mib, start_daemon, stop
 from bridge.slurm import CommandSlurm, node_from_json
-from testenv.env import BRIDGE_USER, NAMESPACE, Environment
+from testenv.env import BIN, BRIDGE_USER, NAMESPACE, Environment
 from testenv.slurm import cluster as cluster_module
 from testenv.slurm.config import NodeGroup, Timeouts
 
@@ -51,6 +52,31 @@ _free_ports = cluster_module.free_ports
 cluster_module.free_ports = lambda count: _free_ports(1)
 
 IDLE_SECONDS = 20
+
+
+def run_hook(env: Environment, hook: str, hostlist: str) -> tuple[float, int, int]:
+    """Exec → exit of one hook with Slurm's bare environment; (seconds, exit code, peak RSS KiB).
+
+    The hook starts under /usr/bin/time, a small process: a child spawned straight from this
+    one starts with this process's memory high-water mark (Linux keeps the larger at exec), and
+    this one holds whole audit logs. The peak is the hook's or that of a child it waited for
+    (sinfo), whichever is larger, as getrusage says it."""
+    with tempfile.NamedTemporaryFile("r") as report:
+        start = time.perf_counter()
+        pid = os.posix_spawn("/usr/bin/time", ["time", "-f", "%M", "-o", report.name, str(BIN / hook), hostlist],
+                             {"SLURM_CONF": str(env.slurm.conf_path)})
+        _, status = os.waitpid(pid, 0)
+        seconds = time.perf_counter() - start
+        peak = int(report.read().strip().splitlines()[-1])
+    return seconds, os.waitstatus_to_exitcode(status), peak
+
+
+def tree_peak_mib(command: list[str]) -> float:
+    """Peak RSS of one command, measured the same way."""
+    with tempfile.NamedTemporaryFile("r") as report:
+        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report.name, *command], check=True,
+                       stdout=subprocess.DEVNULL)
+        return int(report.read().strip().splitlines()[-1]) / 1024
 
 
 def names(count: int) -> list[str]:
@@ -92,6 +118,8 @@ def hooks_at(env: Environment, size: int) -> dict[str, float]:
     expression = f"elastic[1-{size}]"
     wanted = names(size)
     read = median_seconds(lambda: CommandSlurm().node_facts(wanted))
+    text = ["/usr/bin/scontrol", "-o", "show", "node", expression]  # 22.05's read of these nodes alone
+    text_read = median_seconds(lambda: subprocess.run(text, capture_output=True, check=True))
     mark = time.time()
     seconds, code, rss = run_hook(env, "slurm-k8s-resume", expression)
     requests, throttled = api_calls(env, mark)
@@ -109,6 +137,7 @@ def hooks_at(env: Environment, size: int) -> dict[str, float]:
     row = {"nodes": size, "resume s": seconds, "resume MiB": rss / 1024, "resume req": requests,
            "resume 429": throttled, "suspend s": s_seconds, "suspend MiB": s_rss / 1024,
            "suspend req": s_requests, "suspend 429": s_throttled, "read s": read,
+           "text read s": text_read, "text read MiB": tree_peak_mib(text),
            "suspend 2 s": few_seconds, "suspend 2 MiB": few_rss / 1024, "list all s": list_all}
     print("  " + ", ".join(f"{k} {_fmt(v)}" for k, v in row.items()), flush=True)
     return row
@@ -205,8 +234,8 @@ def tick_breakdown(env: Environment) -> None:
     read = median_seconds(lambda: CommandSlurm().node_facts(every))
     planned = median_seconds(lambda: plan(facts, [], [], time.time(), config, Memory()))
     print(f"one tick in-process, {len(every)} nodes: Slurm read {read:.2f} s (sinfo --json {sinfo:.2f} s for "
-          f"{len(out) / 1e6:.1f} MB, json.loads {parse:.2f} s, NodeFacts {convert:.2f} s), plan {planned:.3f} s",
-          flush=True)
+          f"{len(out) / 1e6:.1f} MB, json.loads {parse:.2f} s, NodeFacts {convert:.2f} s), plan {planned:.3f} s; "
+          f"sinfo --json peak RSS {tree_peak_mib(['/usr/bin/sinfo', '--json']):.0f} MiB", flush=True)
 
 
 def free_port() -> int:
