@@ -21,9 +21,11 @@ import secrets
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from testenv import docker as engine
+from testenv.slurm import NodeGroup, Timeouts, free_ports
 
 START = """set -e
 mkdir -p /run/munge /run/munged /var/spool/slurmd "$SHARE/log"
@@ -40,6 +42,8 @@ until munge -n 2>/dev/null | unmunge >/dev/null 2>&1; do sleep 0.1; done
 exec slurmctld -D -f "$SLURM_CONF"
 """
 """The container's command: munged, then slurmctld in the foreground as PID 1."""
+FIRST_SCHEDULING_PASS = 3.5
+"""Seconds after start when slurmctld's first scheduling pass has run (see testenv/slurm)."""
 
 
 class ControllerError(RuntimeError):
@@ -98,16 +102,18 @@ class SlurmctldContainer:
         self.conf_path.write_text(self._conf)
         if not self.munge_key_path.exists():
             write_munge_key(self.munge_key_path)
+        # srun/salloc in the container give slurmctld their host's name to answer at: make it resolve.
         self._docker("run", "-d", "--name", self.name, "--network", "host", "--hostname", "slurmctld",
+                     "--add-host", "slurmctld:127.0.0.1",
                      "-v", f"{self.share}:{self.share}", "-e", f"SHARE={self.share}",
                      "-e", f"SLURM_CONF={self.conf_path}", "--entrypoint", "sh", self.image, "-c", START)
         self._started = True
-        self.started_at = time.monotonic()
         try:
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
+        self.started_at = time.monotonic()  # slurmctld started a little before: waits from here are safe
         return self
 
     def stop(self) -> None:
@@ -193,3 +199,95 @@ def render_conf(version: str, *, cluster: str, port: int, log_dir: Path, nodes: 
     lines.append(f"NodeName={nodes} {node_options} State=CLOUD Port={node_ports}")
     lines.append(f"PartitionName=elastic Nodes={nodes} Default=YES MaxTime=INFINITE State=UP")
     return "\n".join(lines) + "\n"
+
+
+BRIDGE_BIN = "/opt/slurm-k8s-bridge/bin"
+"""Where the slurmctld image installs the bridge's console scripts (docker/slurmctld/Dockerfile)."""
+
+
+class ContainerCluster:
+    """The test environment's Slurm side (what testenv.env.Environment calls on SlurmCluster) for
+    another Slurm release: slurmctld in its container, running the hooks the image installed.
+
+    ``share`` is the environment's own directory: slurm.conf, the munge key and the bridge's
+    config go there, and the bridge's kubeconfig, log and state already live there."""
+
+    def __init__(self, version: str, *, share: Path, node_groups: Sequence[NodeGroup], timeouts: Timeouts,
+                 docker_env: dict[str, str]) -> None:
+        if len(node_groups) != 1:
+            raise ValueError("a containerised slurmctld gets one node group")
+        self.version = version
+        self.node_group = node_groups[0]
+        self._share = share
+        self._timeouts = timeouts
+        self._docker_env = docker_env
+        self.controller: SlurmctldContainer | None = None
+
+    def start(self) -> ContainerCluster:
+        group = self.node_group
+        port = free_ports(group.count + 1)
+        hooks = {"ResumeProgram": "slurm-k8s-resume", "SuspendProgram": "slurm-k8s-suspend",
+                 "ResumeFailProgram": "slurm-k8s-resume-fail", "PrologSlurmctld": "slurm-k8s-prolog"}
+        power: dict[str, str | None] = {key: f"{BRIDGE_BIN}/{name}" for key, name in hooks.items()}
+        power.update({key: str(value) for key, value in self._timeouts.settings().items()})
+        conf = render_conf(self.version, cluster="testenv", port=port, log_dir=self.log_dir, nodes=group.hostlist,
+                           node_ports=f"[{port + 1}-{port + group.count}]",
+                           node_options=f"CPUs={group.cpus} RealMemory={group.real_memory}", power=power)
+        self.controller = SlurmctldContainer(self.version, share=self._share, conf=conf, docker_env=self._docker_env,
+                                             port=port).start()
+        return self
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    @property
+    def _ctld(self) -> SlurmctldContainer:
+        if self.controller is None:
+            raise ControllerError("slurmctld not started")
+        return self.controller
+
+    @property
+    def state_dir(self) -> Path:
+        return self._share
+
+    @property
+    def conf_path(self) -> Path:
+        return self._ctld.conf_path
+
+    @property
+    def log_dir(self) -> Path:
+        return self._share / "log"
+
+    @property
+    def slurmctld_log(self) -> Path:
+        return self.log_dir / "slurmctld.log"
+
+    @property
+    def slurmctld_address(self) -> str:
+        return self._ctld.address
+
+    @property
+    def munge_key_path(self) -> Path:
+        return self._ctld.munge_key_path
+
+    @property
+    def node_names(self) -> list[str]:
+        return self.node_group.names
+
+    def run(self, *argv: str, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        return self._ctld.run(*argv, check=check, timeout=timeout)
+
+    def node_states(self) -> dict[str, str]:
+        """Short states as sinfo prints them: "idle~", "mix#", "alloc", "idle%"..."""
+        out = self.run("sinfo", "--noheader", "--Node", "--format=%N %t").stdout
+        return dict(line.split() for line in out.splitlines() if line.strip())
+
+    def job_state(self, job_id: int | str) -> str:
+        line = self.run("scontrol", "--oneliner", "show", "job", str(job_id)).stdout
+        return dict(f.split("=", 1) for f in line.split() if "=" in f)["JobState"]
+
+    def wait_for_first_scheduling_pass(self) -> None:
+        """Jobs submitted in slurmctld's first 3 s are all scheduled at 3 s, whatever the config."""
+        time.sleep(max(0.0, self._ctld.started_at + FIRST_SCHEDULING_PASS - time.monotonic()))

@@ -76,6 +76,7 @@ class Environment:
         scheduler: bool = True,
         gres_conf: str | None = None,
         runtime: str = "process",
+        slurm_version: str | None = None,
     ) -> None:
         """bridge: settings merged into the bridge config (e.g. ``{"resume": {"deadline": 20}}``);
         nodesets: the bridge's nodesets (default: one per node group, the slurmd image);
@@ -85,9 +86,14 @@ class Environment:
         entrypoint makes for the GPUs the runner's device plugin grants a pod);
         runtime: "process" runs pod containers as host processes, "docker" runs them from their
         images in the project's Docker engine (testenv/docker.py; the slurmd image is the one
-        testenv/docker-setup.sh built for this host's Slurm version)."""
+        testenv/docker-setup.sh built for this host's Slurm version);
+        slurm_version: a Slurm release (e.g. "24.11") whose slurmctld runs in a container with the
+        bridge installed in its image, and whose slurmd the pods run (testenv/ctld_container.py;
+        needs runtime="docker"); None: the host's slurmctld and the bridge of this checkout."""
         if runtime not in ("process", "docker"):
             raise ValueError(f"runtime must be 'process' or 'docker', got {runtime!r}")
+        if slurm_version and runtime != "docker":
+            raise ValueError("slurm_version needs runtime='docker': its slurmd exists only as an image")
         self._node_groups = tuple(node_groups)
         self._kube_nodes = tuple(kube_nodes)
         self._timeouts = timeouts
@@ -99,10 +105,12 @@ class Environment:
         self._scheduler = scheduler
         self._gres_conf = gres_conf
         self.runtime = runtime
+        self.slurm_version = slurm_version
         self.image = IMAGE
         self._docker_env: dict[str, str] | None = None
         self.dir: Path | None = None
-        self.slurm: SlurmCluster | None = None
+        self.slurm: Any = None
+        """SlurmCluster, or ContainerCluster for another Slurm release: the same calls."""
         self._procs: dict[str, Any] = {}
         self.admin_kubeconfig: Path | None = None
         self.bridge_kubeconfig: Path | None = None
@@ -250,7 +258,7 @@ class Environment:
         from testenv import docker
 
         self._docker_env = docker.acquire()  # raises DockerUnavailable, saying why
-        self.image = docker.slurmd_image()
+        self.image = docker.slurmd_image(self.slurm_version)
 
     def _start_kubernetes(self) -> None:
         assert self.dir is not None
@@ -286,6 +294,13 @@ class Environment:
                                       "--gang", "volcano", "--gang", "coscheduling"])
 
     def _start_slurm(self) -> None:
+        if self.slurm_version:
+            from testenv.ctld_container import ContainerCluster
+
+            assert self.dir is not None and self._docker_env is not None
+            self.slurm = ContainerCluster(self.slurm_version, share=self.dir, node_groups=self._node_groups,
+                                          timeouts=self._timeouts, docker_env=self._docker_env).start()
+            return
         hooks = Hooks(resume=BIN / "slurm-k8s-resume", suspend=BIN / "slurm-k8s-suspend",
                       resume_fail=BIN / "slurm-k8s-resume-fail", prolog_slurmctld=BIN / "slurm-k8s-prolog")
         self.slurm = SlurmCluster(node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts,
@@ -346,7 +361,9 @@ class Environment:
                   **self._images}
         (self.dir / "images.yaml").write_text(yaml.safe_dump({"images": images}))
         runtime = ["--runtime", self.runtime, "--images", str(self.dir / "images.yaml")]
-        if self.runtime == "docker":
+        if self.runtime == "docker" and self.slurm_version:
+            runtime = ["--runtime", "docker"]  # configless pods of a containerised slurmctld need no host path
+        elif self.runtime == "docker":
             # slurm.conf names files in Slurm's state dir (AuthInfo's munge socket, spool and log
             # dirs): the process runtime's containers see them on the host, Docker's get them bound.
             assert self.slurm is not None

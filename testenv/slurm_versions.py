@@ -1,6 +1,6 @@
 """What differs between the Slurm releases the project tests on, in one table.
 
-    release("24.11").power_up("elastic3")      # ["scontrol", "power", "up", "elastic3"]
+    release("24.11.5").power_up("elastic3")    # ["scontrol", "power", "up", "elastic3"]
     power_saving_settings("26.05")             # slurm.conf.power-saving as 26.05 accepts it
 
 Each release runs from the Debian release that packages it (testenv/docker.py builds the
@@ -46,6 +46,12 @@ class SlurmRelease:
         if self.at_least("24.05"):
             return ["scontrol", "power", "up", nodes]
         return ["scontrol", "update", f"NodeName={nodes}", "State=POWER_UP"]
+
+    def power_down(self, nodes: str) -> list[str]:
+        """An admin's manual power down (SuspendProgram runs, the node goes idle~)."""
+        if self.at_least("24.05"):
+            return ["scontrol", "power", "down", nodes]
+        return ["scontrol", "update", f"NodeName={nodes}", "State=POWER_DOWN"]
 
     @property
     def node_json(self) -> bool:
