@@ -113,7 +113,8 @@ def capture(version: str, out: Path, docker_env: dict[str, str]) -> list[Path]:
             raise SystemExit(f"capture_samples: {version}: one call resumed {len(jobs)} job(s): {jobs_call.read_text()}")
         save(f"resume-file-{rel.name}.json", jobs_call.read_text())
         nodes_json("")
-        resumed = json.loads(jobs_call.read_text())["all_nodes_resume"]
+        call = json.loads(jobs_call.read_text())
+        resumed = call.get("all_nodes_resume") or call["all_nodes"]  # 23.02 renamed it
         wait(lambda: state(resumed).split() == ["down~"] * 2, RESUME_TIMEOUT + 30, "ResumeTimeout")
         nodes_json("-resume-timeout")
     finally:
