@@ -57,7 +57,8 @@ SLURM_RELEASES = {"22.05": "bookworm", "24.11": "trixie", "26.05": "sid"}
 release's packages (docker/*/Dockerfile's DEBIAN_RELEASE), tagged with the Slurm release and,
 as an alias, the exact version installed (e.g. slurmd:24.11 and slurmd:24.11.5)."""
 PYTHONS = {"bookworm": "3.11", "trixie": "3.13", "sid": "3.14"}
-"""python3 of each Debian release: the slurmctld image's wheels are fetched for it."""
+"""python3 of each Debian release: the slurmctld image's wheels are fetched for it (when sid moves
+on, its build fails with pip's "No matching distribution found": update it here)."""
 
 
 _held: dict[int, int] = {}
