@@ -1,8 +1,11 @@
 """slurmctld of any tested Slurm release, in a container of the project's Docker engine.
 
     with engine.engine() as docker_env:
-        ctld = SlurmctldContainer("24.11", share=workdir, conf=text, docker_env=docker_env).start()
+        conf = render_conf("24.11", cluster="c", port=port, log_dir=workdir / "log", ...)
+        ctld = SlurmctldContainer("24.11", share=workdir, conf=conf, docker_env=docker_env, port=port).start()
         ctld.run("sbatch", "-N2", "--wrap", "hostname")
+
+    Environment(runtime="docker", slurm_version="24.11")   # ContainerCluster: the test environment's Slurm
 
 The host runs Debian 12's Slurm 22.05 only; 24.11 and 26.05 run from their images
 (slurm-k8s-bridge/slurmctld:<release>, testenv/docker-setup.sh) on the host's network, so the
@@ -21,7 +24,7 @@ import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from testenv import docker as engine
@@ -287,6 +290,16 @@ class ContainerCluster:
     def job_state(self, job_id: int | str) -> str:
         line = self.run("scontrol", "--oneliner", "show", "job", str(job_id)).stdout
         return dict(f.split("=", 1) for f in line.split() if "=" in f)["JobState"]
+
+    def wait_until(self, condition: Callable[[], object], *, timeout: float, what: str,
+                   interval: float = 0.2) -> float:
+        """Poll ``condition`` until true; the seconds it took. Raises ControllerError on timeout."""
+        start = time.monotonic()
+        while not condition():
+            if time.monotonic() - start > timeout:
+                raise ControllerError(f"timed out after {timeout} s waiting for {what}")
+            time.sleep(interval)
+        return time.monotonic() - start
 
     def wait_for_first_scheduling_pass(self) -> None:
         """Jobs submitted in slurmctld's first 3 s are all scheduled at 3 s, whatever the config."""
