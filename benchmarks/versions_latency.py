@@ -31,7 +31,8 @@ STAMP = 'started=$(date +%s.%N); scontrol update JobId="$SLURM_JOB_ID" Comment="
 @contextmanager
 def environment(version: str, **kwargs: object) -> Iterator[Environment]:
     host = version == engine.release_of(engine.slurm_version())
-    env = Environment(runtime="docker", slurm_version=None if host else version, **kwargs).start()  # type: ignore[arg-type]
+    env = Environment(runtime="docker", slurm_version=None if host else version,
+                      **kwargs).start()  # type: ignore[arg-type]
     try:
         env.slurm.wait_for_first_scheduling_pass()
         yield env

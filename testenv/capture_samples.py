@@ -110,7 +110,8 @@ def capture(version: str, out: Path, docker_env: dict[str, str]) -> list[Path]:
         jobs_call = wait(lambda: captured(resumes, 2), 30, "the jobs' resume call")[1]
         jobs = json.loads(jobs_call.read_text())["jobs"]
         if len(jobs) != 2:
-            raise SystemExit(f"capture_samples: {version}: one call resumed {len(jobs)} job(s): {jobs_call.read_text()}")
+            raise SystemExit(f"capture_samples: {version}: one call resumed {len(jobs)} job(s): "
+                             f"{jobs_call.read_text()}")
         save(f"resume-file-{rel.name}.json", jobs_call.read_text())
         nodes_json("")
         call = json.loads(jobs_call.read_text())

@@ -190,7 +190,8 @@ def render_conf(version: str, *, cluster: str, port: int, log_dir: Path, nodes: 
                 node_options: str = "CPUs=1 RealMemory=500", power: dict[str, str | None]) -> str:
     """slurm.conf for ``version``: the container settings, slurm/slurm.conf.power-saving as that
     release accepts it (testenv/slurm_versions.py) with ``power`` over it (hooks, timeouts; None
-    leaves a setting out), and one CLOUD node line, node i on the i-th port of ``node_ports`` (all on the host's network)."""
+    leaves a setting out), and one CLOUD node line, node i on the i-th port of ``node_ports``
+    (all on the host's network)."""
     from testenv.slurm_versions import power_saving_settings
 
     settings = {"ClusterName": cluster, "SlurmctldHost": "localhost", "SlurmctldPort": str(port),
