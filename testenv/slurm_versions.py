@@ -5,9 +5,9 @@
 
 Each release runs from the Debian release that packages it (testenv/docker.py builds the
 images). The facts come from Slurm's release notes and were checked against the real daemons
-(tests/docker/test_versions.py): where the bridge itself must behave differently by version,
-its own table (bridge/slurmversion.py, when it lands) is the place; this one serves the test
-environment and the slurm.conf it renders.
+(tests/docker/test_versions.py). What a version offers is asked of the bridge's own table,
+bridge/slurmversion.py; this module adds only what the test environment needs on top (the Debian
+release that packages each version, the admin's commands, the slurm.conf it renders).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.slurmversion import SlurmVersion
 from testenv.slurm.config import SNIPPET, read_settings
 
 
@@ -35,28 +36,32 @@ class SlurmRelease:
     def at_least(self, name: str) -> bool:
         return self.number >= release_number(name)
 
+    def supports(self, capability: str) -> bool:
+        """What bridge/slurmversion.py says this release offers."""
+        return SlurmVersion(*self.number).supports(capability)
+
     @property
     def removed_parameters(self) -> frozenset[str]:
         """SlurmctldParameters items this release no longer accepts: cloud_reg_addrs became the
         default in 23.11 and went away (a 23.11+ slurmctld logs an error for it)."""
-        return frozenset({"cloud_reg_addrs"}) if self.at_least("23.11") else frozenset()
+        return frozenset() if self.supports("cloud_reg_addrs") else frozenset({"cloud_reg_addrs"})
 
     def power_up(self, nodes: str) -> list[str]:
         """An admin's manual power up: `scontrol power up` from 24.05, a node update before."""
-        if self.at_least("24.05"):
+        if self.supports("power_commands"):
             return ["scontrol", "power", "up", nodes]
         return ["scontrol", "update", f"NodeName={nodes}", "State=POWER_UP"]
 
     def power_down(self, nodes: str) -> list[str]:
         """An admin's manual power down (SuspendProgram runs, the node goes idle~)."""
-        if self.at_least("24.05"):
+        if self.supports("power_commands"):
             return ["scontrol", "power", "down", nodes]
         return ["scontrol", "update", f"NodeName={nodes}", "State=POWER_DOWN"]
 
     @property
     def node_json(self) -> bool:
         """`scontrol show node --json` exists (23.02+); 22.05 has only `sinfo --json`."""
-        return self.at_least("23.02")
+        return self.supports("json_node_read")
 
 
 RELEASES = {r.name: r for r in (SlurmRelease("22.05", "bookworm"), SlurmRelease("24.11", "trixie"),
