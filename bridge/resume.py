@@ -16,7 +16,7 @@ from typing import Any
 
 from bridge import causes, gang, naming
 from bridge.config import Config
-from bridge.errors import BridgeError, KubernetesError
+from bridge.errors import BridgeError, Conflict, KubernetesError, NotServed
 from bridge.failure import Failure, classify, release_job
 from bridge.kube import KubeClient
 from bridge.render import PodPlan, render_pod
@@ -110,6 +110,8 @@ def _create_groups(plans: list[PodPlan], request: ResumeRequest | None, *, confi
             error = errors[obj["metadata"]["name"]]
             if _already_exists(error):
                 error = _settle_group(obj, kube=kube, outcome=outcome)
+            if isinstance(error, NotServed):
+                error = Failure(gang.not_served(error.api_version), transient=False)
             if error is not None:
                 failure = error if isinstance(error, Failure) else classify(error)
                 for node in group.nodes:
@@ -180,7 +182,7 @@ def _release(nodes: list[str], request: ResumeRequest | None, outcome: Outcome, 
 
 
 def _already_exists(error: KubernetesError | None) -> bool:
-    return error is not None and error.code == 409
+    return isinstance(error, Conflict)
 
 
 def _settle_conflicts(conflicts: list[PodPlan], *, config: Config, kube: KubeClient, outcome: Outcome) -> None:
