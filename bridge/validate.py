@@ -196,12 +196,10 @@ def _yaml_problem(config: Config, facts: NodeFacts, job_id: int | None) -> str |
     """Rendered text that is not YAML, with the template line (render says the output's)."""
     import yaml
 
-    import jinja2
-
     try:
         path, pieces = _render_traced(config, facts, job_id)
-    except jinja2.TemplateError:
-        return None  # not a YAML problem: render_pod's own message says what it is
+    except Exception:  # noqa: BLE001 - the template raised (1/0, Jinja's own errors): not a YAML
+        return None  # problem, and render_pod's own message says what it is
     try:
         list(yaml.load_all("".join(piece for _, piece in pieces), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
     except yaml.YAMLError as e:
