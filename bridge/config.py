@@ -425,6 +425,10 @@ def _check_pod_fields(nodeset: Nodeset, where: str) -> None:
                 "a label value (63 characters of [A-Za-z0-9-_.])", value)
     for key in nodeset.annotations:
         _expect(is_qualified_name(key), f"{where}.annotations", "annotation keys like 'example.com/name'", key)
+    for i, spread in enumerate(nodeset.topology_spread):
+        skew = spread.get("maxSkew")
+        _expect(type(skew) is int and skew > 0, f"{where}.topology_spread[{i}].maxSkew", "a whole number above 0",
+                skew)
 
 
 def _check_gang(gang: Gang, where: str) -> None:
@@ -478,6 +482,9 @@ def _check_capacity(capacity: Capacity, node_selector: dict[str, str], where: st
 
 def _check_env_and_args(nodeset: Nodeset, where: str) -> None:
     for key in nodeset.env:
+        # What the API server accepts (1.34+; older ones want C identifiers, which this includes).
+        _expect(bool(key) and all(" " <= c <= "~" and c != "=" for c in key), f"{where}.env",
+                "variable names of printable ASCII characters other than '='", key)
         if key in OWNED_ENV:
             raise ConfigError(f"{where}.env.{key}: set by the pod template, expected another name")
         if key in GPU_VISIBILITY_ENV:

@@ -102,9 +102,12 @@ def _authenticate(state: AppState) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         info = _info(request)
-        user = state.auth.authenticate(request.headers.get("Authorization"))
+        header = request.headers.get("Authorization")
+        user = state.auth.authenticate(header)
         if user is None:
-            if request.path not in ANONYMOUS_PATHS:
+            # Credentials that do not authenticate are a 401; none at all make the request
+            # system:anonymous (--anonymous-auth defaults to true), which RBAC then refuses: a 403.
+            if header:
                 raise e.unauthorized()
             user = ANONYMOUS
         user = impersonate(state.auth, user, request.headers, request.headers.getall("Impersonate-Group", []))
@@ -112,6 +115,8 @@ def _authenticate(state: AppState) -> Middleware:
         if request.path.startswith("/_testenv"):
             if not (user.admin or "system:masters" in user.groups):
                 raise forbidden_error(user, info)
+        elif user is ANONYMOUS and request.path not in ANONYMOUS_PATHS:
+            raise forbidden_error(user, info)  # system:public-info-viewer: health and version only
         elif user is not ANONYMOUS and not state.auth.allows(user, info):
             raise forbidden_error(user, info)
         return await handler(request)
@@ -157,5 +162,5 @@ def _non_resource(state: AppState, path: str) -> Any:
     elif parts[0] == "apis" and len(parts) == 3:
         found = discovery.resource_list(state.registry, parts[1], parts[2])
     if found is None:
-        raise e.resource_not_found()
+        raise e.page_not_found()
     return found

@@ -66,7 +66,10 @@ class KubeApiServer:
         tls: serve HTTPS with a throw-away CA (its PEM is `ca_pem`).
         watch_timeout: server-side end of watches that give no timeoutSeconds.
         bookmark_interval: seconds between BOOKMARK events on watches that allow them.
-        history_limit: changes kept for watches resuming from a resourceVersion.
+        history_limit: changes of a resource kept, however old, for watches resuming from a
+            resourceVersion (the watch cache's lower bound, 100).
+        history_fresh: seconds older changes are kept too (the watch cache's eventFreshDuration,
+            75); a watch from before the window gets an ERROR event, 410 Expired.
         namespace_delay: seconds before a deleted namespace starts being emptied.
     """
 
@@ -80,7 +83,8 @@ class KubeApiServer:
         tls: bool = False,
         watch_timeout: float = 300.0,
         bookmark_interval: float = 60.0,
-        history_limit: int = 5000,
+        history_limit: int = 100,
+        history_fresh: float = 75.0,
         namespace_delay: float = 0.05,
     ) -> None:
         check_loopback(host)
@@ -94,6 +98,7 @@ class KubeApiServer:
         self.audit = AuditLog()
         self._watch = WatchSettings(watch_timeout, bookmark_interval)
         self._history_limit = history_limit
+        self._history_fresh = history_fresh
         self._namespace_delay = namespace_delay
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -129,7 +134,8 @@ class KubeApiServer:
         self._loop.close()
 
     def _fresh_cluster(self) -> tuple[Cluster, ResourceHandler]:
-        cluster = new_cluster(history_limit=self._history_limit, namespace_delay=self._namespace_delay)
+        cluster = new_cluster(history_limit=self._history_limit, history_fresh=self._history_fresh,
+                              namespace_delay=self._namespace_delay)
         return cluster, ResourceHandler(cluster.rest, cluster.deleter, self._watch)
 
     async def _serve(self) -> None:
