@@ -58,6 +58,9 @@ class KubernetesSettings(_Strict):
     is for controllers). A job's pods within ``burst`` are created at once."""
     burst: int = 200
     """Requests allowed at once before the limiter spaces them at ``qps``."""
+    concurrency: int = 20
+    """API calls in flight at once, on connections kept open (httpx keeps 20); a job's other
+    calls wait their turn before their ``timeout`` starts."""
     timeout: float = 10.0
     """Seconds for any one API call."""
     retry_seconds: float = 20.0
@@ -359,6 +362,8 @@ def _check(config: Config) -> None:
         raise ConfigError(f"{path}: kubernetes.namespace: expected a DNS-1123 label, got {config.kubernetes.namespace!r}")
     if config.kubernetes.qps <= 0 or config.kubernetes.burst < 1:
         raise ConfigError(f"{path}: kubernetes.qps/burst: expected positive numbers")
+    if config.kubernetes.concurrency < 1:
+        raise ConfigError(f"{path}: kubernetes.concurrency: expected at least 1, got {config.kubernetes.concurrency}")
     for where, value, low in (("kubernetes.timeout", config.kubernetes.timeout, 0.001),
                               ("kubernetes.retry_seconds", config.kubernetes.retry_seconds, 0),
                               ("resume.deadline", config.resume.deadline, 0.001),

@@ -76,6 +76,7 @@ class Environment:
         scheduler: bool = True,
         gres_conf: str | None = None,
         runtime: str = "process",
+        kubeapi_args: Sequence[str] = (),
     ) -> None:
         """bridge: settings merged into the bridge config (e.g. ``{"resume": {"deadline": 20}}``);
         nodesets: the bridge's nodesets (default: one per node group, the slurmd image);
@@ -85,7 +86,9 @@ class Environment:
         entrypoint makes for the GPUs the runner's device plugin grants a pod);
         runtime: "process" runs pod containers as host processes, "docker" runs them from their
         images in the project's Docker engine (testenv/docker.py; the slurmd image is the one
-        testenv/docker-setup.sh built for this host's Slurm version)."""
+        testenv/docker-setup.sh built for this host's Slurm version);
+        kubeapi_args: extra options of the API stand-in, e.g. ``("--seats", "10")`` for API
+        Priority and Fairness (``python -m testenv.kubeapi --help``)."""
         if runtime not in ("process", "docker"):
             raise ValueError(f"runtime must be 'process' or 'docker', got {runtime!r}")
         self._node_groups = tuple(node_groups)
@@ -99,6 +102,7 @@ class Environment:
         self._scheduler = scheduler
         self._gres_conf = gres_conf
         self.runtime = runtime
+        self._kubeapi_args = tuple(kubeapi_args)
         self.image = IMAGE
         self._docker_env: dict[str, str] | None = None
         self.dir: Path | None = None
@@ -268,7 +272,7 @@ class Environment:
         (kube_dir / "auth.yaml").write_text(yaml.safe_dump(auth))
         self._spawn("kubeapi", [sys.executable, "-m", "testenv.kubeapi", "--host", "127.0.0.1", "--port", "0",
                                 "--state-dir", str(kube_dir), "--auth-file", str(kube_dir / "auth.yaml"),
-                                "--admin-token", self.admin_token, "--tls"])
+                                "--admin-token", self.admin_token, "--tls", *self._kubeapi_args])
         self.admin_kubeconfig = kube_dir / "kubeconfig-admin.yaml"
         self._wait_file(self.admin_kubeconfig, "kubeapi")
         self._wait_file(kube_dir / "url", "kubeapi")

@@ -1,6 +1,6 @@
 """The aiohttp application: request filters in the real server's order, then routing.
 
-audit -> authentication -> authorization -> fault injection -> handler.
+audit -> authentication -> authorization -> priority and fairness -> fault injection -> handler.
 Errors anywhere become Status responses; nothing escapes as a traceback.
 What is not Kubernetes API (faults, /_testenv) lives in `testenv_api.py`.
 """
@@ -23,6 +23,7 @@ from . import errors as e
 from .audit import AuditLog
 from .auth import ANONYMOUS_PATHS, AuthConfig, User, forbidden_error
 from .faults import Faults
+from .flowcontrol import FlowControl, flow_control
 from .handlers import ResourceHandler
 from .keys import AUDIT, INFO, USER
 from .requestinfo import RequestInfo, request_info
@@ -45,11 +46,13 @@ class AppState:
     faults: Faults
     audit: AuditLog
     server_address: str = "127.0.0.1:0"
+    flow: FlowControl | None = None
 
 
 def build_app(state: AppState) -> web.Application:
     app = web.Application(
-        middlewares=[_audit(state), _authenticate(state), fault_injection(state.faults)], client_max_size=MAX_BODY
+        middlewares=[_audit(state), _authenticate(state), flow_control(state.flow), fault_injection(state.faults)],
+        client_max_size=MAX_BODY,
     )
 
     async def dispatch(request: web.Request) -> web.StreamResponse:

@@ -24,6 +24,7 @@ from .audit import AuditLog
 from .auth import ADMIN, AuthConfig, load_auth_file
 from .cluster import Cluster, new_cluster
 from .faults import FaultRule, Faults, rule_from_json
+from .flowcontrol import FlowControl
 from .handlers import ResourceHandler, WatchSettings
 from .kubeconfig import kubeconfig, write_kubeconfig
 
@@ -71,6 +72,7 @@ class KubeApiServer:
         history_fresh: seconds older changes are kept too (the watch cache's eventFreshDuration,
             75); a watch from before the window gets an ERROR event, 410 Expired.
         namespace_delay: seconds before a deleted namespace starts being emptied.
+        flow_control: API Priority and Fairness (seats, queue, Retry-After); None: no limit.
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class KubeApiServer:
         history_limit: int = 100,
         history_fresh: float = 75.0,
         namespace_delay: float = 0.05,
+        flow_control: FlowControl | None = None,
     ) -> None:
         check_loopback(host)
         self.host = host
@@ -100,6 +103,7 @@ class KubeApiServer:
         self._history_limit = history_limit
         self._history_fresh = history_fresh
         self._namespace_delay = namespace_delay
+        self._flow_control = flow_control
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -140,7 +144,8 @@ class KubeApiServer:
 
     async def _serve(self) -> None:
         self.cluster, handler = self._fresh_cluster()
-        state = self._state = AppState(self.cluster.registry, handler, self.auth, self.faults, self.audit)
+        state = self._state = AppState(self.cluster.registry, handler, self.auth, self.faults, self.audit,
+                                       flow=self._flow_control)
         self._runner = web.AppRunner(
             build_app(state), access_log=None, handle_signals=False, handler_cancellation=True, shutdown_timeout=1.0
         )

@@ -1769,3 +1769,45 @@ def test_deleting_a_bound_pod_with_grace_0_is_seen_marked_then_deleted(
     assert reply.json()["metadata"]["deletionTimestamp"] and reply.json()["metadata"]["deletionGracePeriodSeconds"] == 0
     assert watcher.wait() == [("ADDED", "p"), ("MODIFIED", "p"), ("DELETED", "p")]
     assert watcher.events[1][1].metadata.deletionTimestamp is not None
+
+
+# --- API Priority and Fairness (issue 14) -----------------------------------------------------------
+
+
+def _concurrently(server: KubeApiServer, token: str, count: int) -> list[httpx2.Response]:
+    def get(_: int) -> httpx2.Response:
+        with httpx2.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as http:
+            return http.get("/api/v1/namespaces/slurm/pods")
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(get, range(count)))
+
+
+def test_requests_beyond_the_seats_and_the_queue_get_a_plain_text_429_with_retry_after(tmp_path: Path) -> None:
+    from testenv.kubeapi import FlowControl
+
+    flow = FlowControl(seats=1, queue_length=2, queue_wait=5, request_latency=0.4)
+    with KubeApiServer(auth=auth_file(tmp_path), flow_control=flow) as server:
+        client_for(server, "root-token").create(Namespace(metadata=ObjectMeta(name="slurm")))
+        answers = _concurrently(server, "bridge-token", 6)
+        admin = _concurrently(server, "root-token", 6)
+    served = [a for a in answers if a.status_code == 200]
+    refused = [a for a in answers if a.status_code == 429]
+    assert (len(served), len(refused)) == (3, 3)  # one seat, two waiting; the rest at once
+    for answer in refused:
+        assert answer.headers["Retry-After"] == "1"
+        assert answer.headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert answer.text == "Too many requests, please try again later.\n"
+    assert all(a.status_code == 200 for a in admin)  # system:masters is exempt
+
+
+def test_a_request_that_waits_past_the_queue_limit_is_429(tmp_path: Path) -> None:
+    from testenv.kubeapi import FlowControl
+
+    flow = FlowControl(seats=1, queue_length=10, queue_wait=0.2, request_latency=0.6)
+    with KubeApiServer(auth=auth_file(tmp_path), flow_control=flow) as server:
+        client_for(server, "root-token").create(Namespace(metadata=ObjectMeta(name="slurm")))
+        codes = sorted(a.status_code for a in _concurrently(server, "bridge-token", 3))
+    assert codes == [200, 429, 429]
