@@ -110,10 +110,10 @@ def _create_groups(plans: list[PodPlan], request: ResumeRequest | None, *, confi
             error = errors[obj["metadata"]["name"]]
             if _already_exists(error):
                 error = _settle_group(obj, kube=kube, outcome=outcome)
-            if isinstance(error, NotServed):
-                error = Failure(gang.not_served(error.api_version), transient=False)
             if error is not None:
                 failure = error if isinstance(error, Failure) else classify(error)
+                if isinstance(error, NotServed):
+                    failure = Failure(gang.not_served(error.api_version), transient=False)
                 for node in group.nodes:
                     outcome.failures[node] = Failure(f"pod group {group.name}: {failure.cause}", failure.transient)
                 if isinstance(error, KubernetesError):
