@@ -57,7 +57,9 @@ def measure(count: int, qps: float, burst: int, server: tuple[str, ...]) -> None
 
     with Environment(node_groups=(NodeGroup(prefix="elastic", count=count, cpus=1, real_memory=500),),
                      kube_nodes=(), scheduler=False, kubeapi_args=server,
-                     bridge={"resume": {"follow": False}, "kubernetes": {"qps": qps, "burst": burst}}) as env:
+                     bridge={"resume": {"follow": False}, "kubernetes": {
+                         "qps": qps, "burst": burst,  # and the bridge's own time limits, not the test env's
+                         "timeout": _DEFAULTS.timeout, "retry_seconds": _DEFAULTS.retry_seconds}}) as env:
         label = f"{count} nodes, qps {qps:g} burst {burst}"
         _calls(env)
         seconds, code, rss = run_hook(env, "slurm-k8s-resume", f"elastic[1-{count}]")

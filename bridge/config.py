@@ -363,7 +363,8 @@ def _check(config: Config) -> None:
     if config.kubernetes.qps <= 0 or config.kubernetes.burst < 1:
         raise ConfigError(f"{path}: kubernetes.qps/burst: expected positive numbers")
     if config.kubernetes.concurrency < 1:
-        raise ConfigError(f"{path}: kubernetes.concurrency: expected at least 1, got {config.kubernetes.concurrency}")
+        raise ConfigError(f"{path}: kubernetes.concurrency: expected at least 1, "
+                          f"got {config.kubernetes.concurrency}")
     for where, value, low in (("kubernetes.timeout", config.kubernetes.timeout, 0.001),
                               ("kubernetes.retry_seconds", config.kubernetes.retry_seconds, 0),
                               ("resume.deadline", config.resume.deadline, 0.001),

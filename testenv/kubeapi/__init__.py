@@ -25,4 +25,7 @@ from .faults import FaultRule
 from .flowcontrol import FlowControl
 from .server import KubeApiServer, NotLoopbackError
 
-__all__ = ["AuthConfig", "AuthConfigError", "FaultRule", "FlowControl", "KubeApiServer", "NotLoopbackError", "User", "load_auth_file"]
+__all__ = [
+    "AuthConfig", "AuthConfigError", "FaultRule", "FlowControl", "KubeApiServer", "NotLoopbackError", "User",
+    "load_auth_file",
+]

@@ -44,7 +44,9 @@ MAX_INT32 = 2147483647
 
 
 # RelaxedEnvironmentVariableValidation (GA in 1.34): any printable ASCII but '='.
-ENV_VAR_NAME_MESSAGE = "a valid environment variable name must consist only of printable ASCII characters other than '='"
+ENV_VAR_NAME_MESSAGE = (
+    "a valid environment variable name must consist only of printable ASCII characters other than '='"
+)
 
 
 def is_env_var_name(name: str) -> bool:

@@ -97,7 +97,8 @@ def bind(pod: JsonObject, binding: JsonObject) -> JsonObject:
         raise e.conflict(
             BINDING_GR, name,
             f"StorageError: invalid object, Code: 4, Key: /registry/pods/{namespace}/{name}, ResourceVersion: 0, "
-            f"AdditionalErrorMsg: Precondition failed: UID in precondition: {uid}, UID in object meta: {pod['metadata']['uid']}",
+            f"AdditionalErrorMsg: Precondition failed: UID in precondition: {uid}, "
+            f"UID in object meta: {pod['metadata']['uid']}",
         )
     if pod["metadata"].get("deletionTimestamp"):
         raise e.conflict(BINDING_GR, name, f"pod {name} is being deleted, cannot be assigned to a host")

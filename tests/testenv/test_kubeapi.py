@@ -1691,7 +1691,8 @@ def test_a_group_or_version_not_served_is_a_plain_text_404(kubeapi_http: httpx2.
 
 def test_an_unknown_resource_of_a_served_version_is_still_a_status_404(kubeapi_http: httpx2.Client) -> None:
     response = kubeapi_http.get("/api/v1/namespaces/default/notathings")
-    assert (response.status_code, response.json()["message"]) == (404, "the server could not find the requested resource")
+    assert response.status_code == 404
+    assert response.json()["message"] == "the server could not find the requested resource"
 
 
 @pytest.mark.parametrize("name", ["A=B", "DÉJÀ", "TAB\tNAME"])
@@ -1711,7 +1712,8 @@ def test_relaxed_env_var_names_are_accepted(kubeapi_http: httpx2.Client) -> None
 
 def test_a_topology_spread_max_skew_of_0_is_422(kubeapi_http: httpx2.Client) -> None:
     spread = {"maxSkew": 0, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"}
-    response = kubeapi_http.post("/api/v1/namespaces/default/pods", json=pod_body("p", topologySpreadConstraints=[spread]))
+    body = pod_body("p", topologySpreadConstraints=[spread])
+    response = kubeapi_http.post("/api/v1/namespaces/default/pods", json=body)
     assert response.status_code == 422
     assert response.json()["message"] == (
         'Pod "p" is invalid: spec.topologySpreadConstraints[0].maxSkew: Invalid value: 0: must be greater than zero')
