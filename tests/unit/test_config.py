@@ -12,7 +12,7 @@ def test_valid_config_loads_with_defaults(config):
     assert config.kubernetes.namespace == "slurm"
     assert [n.name for n in config.nodesets] == ["cpu", "gpu"]
     assert config.nodesets[0].template == "slurmd.yaml.j2"
-    assert (config.kubernetes.qps, config.kubernetes.burst) == (50.0, 200)
+    assert (config.kubernetes.qps, config.kubernetes.burst, config.kubernetes.concurrency) == (500.0, 500, 20)
 
 
 def test_nodeset_for_picks_the_first_matching_nodeset(config):
