@@ -362,6 +362,8 @@ def _from_response(response: Any, server: str) -> KubernetesError:
         api_version = _api_version(response.request.url.path)
         return NotServed(f"{api_version} is not served by the Kubernetes API at {server}", api_version=api_version)
     body = _one_line(re.sub(r"<[^>]*>", " ", response.text)) or "(no body)"
+    if code == 429:  # API Priority and Fairness answers in plain text too (http.Error)
+        return _status_error(code, "TooManyRequests", body, response)
     return _status_error(code, response.reason_phrase or str(code), f"{body} (not an answer of the Kubernetes API "
                          f"itself: a proxy or load balancer in front of {server}?)", response)
 

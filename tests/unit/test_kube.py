@@ -148,16 +148,22 @@ def test_a_proxys_error_page_is_a_passing_failure_retried_and_reported_in_one_li
     assert "\n" not in str(error) and "proxy or load balancer" in str(error)
 
 
-def test_a_proxys_plain_text_429_is_honoured_with_its_retry_after(api):
+def test_a_plain_text_429_of_priority_and_fairness_is_honoured_with_its_retry_after(api):
     def handler(request, n):
         if n == 1:
-            return httpx2.Response(429, headers={"Content-Type": "text/plain", "Retry-After": "1"}, text="slow down")
+            return httpx2.Response(429, headers={"Content-Type": "text/plain; charset=utf-8", "Retry-After": "1"},
+                                   text="Too many requests, please try again later.\n")
         return httpx2.Response(201, json=json.loads(request.content))
 
     with api(handler) as client:
         assert client.create_pods([POD]) == {"p1": None}
     (first, _), (second, _) = api.calls
     assert second - first >= 0.9
+    with api(lambda request, n: httpx2.Response(429, text="Too many requests, please try again later.\n"),
+             retry_seconds=0.3) as client:
+        error = client.create_pods([POD])["p1"]
+    assert (error.code, error.transient) == (429, True)
+    assert str(error) == "TooManyRequests: Too many requests, please try again later."
 
 
 def test_a_stalled_call_says_it_timed_out_and_after_how_long(api):
