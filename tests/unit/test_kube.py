@@ -190,3 +190,23 @@ def test_a_kubeconfig_that_is_not_one_is_a_config_error_in_one_line(tmp_path, te
         kube_module.LightkubeApi(KubernetesSettings(kubeconfig=str(path)))
     assert words in str(caught.value) and str(path) in str(caught.value)
     assert "\n" not in str(caught.value) and caught.value.exit_code == 78
+
+
+@pytest.mark.filterwarnings("ignore:timeout=0 means no retries")  # no retry may hide a timed-out call
+def test_calls_in_flight_are_bounded_by_concurrency_and_their_timeout_starts_when_sent(api):
+    import asyncio
+
+    state = {"now": 0, "most": 0}
+
+    async def handler(request, n):
+        state["now"] += 1
+        state["most"] = max(state["most"], state["now"])
+        await asyncio.sleep(0.05)
+        state["now"] -= 1
+        return httpx2.Response(201, json=json.loads(request.content))
+
+    pods = [{**POD, "metadata": {"name": f"p{i}", "namespace": "slurm"}} for i in range(12)]
+    # 12 calls of 0.05 s, 3 at a time: 0.2 s in all, more than each call's timeout of 0.15 s
+    with api(handler, concurrency=3, timeout=0.15, retry_seconds=0) as client:
+        assert set(client.create_pods(pods).values()) == {None}
+    assert state["most"] == 3
