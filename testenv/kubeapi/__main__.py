@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.state_dir.mkdir(parents=True, exist_ok=True)
         server.write_kubeconfig(args.state_dir / "kubeconfig-admin.yaml")
-        (args.state_dir / "url").write_text(server.url + "\n")
+        # Atomically: a starter waits for the file to exist, then reads it.
+        (args.state_dir / "url.tmp").write_text(server.url + "\n")
+        (args.state_dir / "url.tmp").rename(args.state_dir / "url")
         if server.ca_pem:
             (args.state_dir / "ca.crt").write_bytes(server.ca_pem)
         print(f"kubeapi listening on {server.url}", flush=True)
