@@ -414,13 +414,18 @@ class Environment:
 
 
 def _create(client: Any, obj: Any, *, missing_ok: bool = False) -> None:
-    """Create, accepting "already exists" (and "no such API" when ``missing_ok``)."""
+    """Create, accepting "already exists" (and "no such API" when ``missing_ok``: a group the
+    server does not serve is a plain-text 404, which lightkube leaves as httpx's error)."""
+    import httpx2
     from lightkube import ApiError
 
     try:
         client.create(obj)
     except ApiError as e:
         if e.status.code != 409 and not (missing_ok and e.status.code == 404):
+            raise
+    except httpx2.HTTPStatusError as e:
+        if not (missing_ok and e.response.status_code == 404):
             raise
 
 
