@@ -114,6 +114,13 @@ def _check_pods(config: Any, facts: list[Any], *, job_id: int | None, versions: 
                    f"(QoS {validate.qos_class(pod)})")
     if failed:
         raise TemplateError(f"{failed} of {len(facts)} pod(s) not valid (see above)")
+    unserved, unknown = validate.gang_api_problems(config, [node.name for node in facts])
+    for line in unknown:
+        click.echo(f"slurm-k8s-bridge: warning: {line}", err=True)
+    if unserved:
+        from bridge.errors import KubernetesError
+
+        raise KubernetesError("; ".join(unserved))
 
 
 @cli.command()

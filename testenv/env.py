@@ -85,6 +85,7 @@ class Environment:
         slurm_user: str = SLURM_USER,
         rbac: Path = REPO / "rbac",
         slurm_version: str | None = None,
+        kubeapi_args: Sequence[str] = (),
     ) -> None:
         """bridge: settings merged into the bridge config (e.g. ``{"resume": {"deadline": 20}}``);
         nodesets: the bridge's nodesets (default: one per node group, the slurmd image);
@@ -101,7 +102,9 @@ class Environment:
         rbac: the directory of Roles the API stand-in enforces on the bridge (default: rbac/);
         slurm_version: a Slurm release (e.g. "24.11") whose slurmctld runs in a container with the
         bridge installed in its image, and whose slurmd the pods run (testenv/ctld_container.py;
-        needs runtime="docker"); None: the host's slurmctld and the bridge of this checkout."""
+        needs runtime="docker"); None: the host's slurmctld and the bridge of this checkout;
+        kubeapi_args: extra options of the API stand-in, e.g. ``("--seats", "10")`` for API
+        Priority and Fairness (``python -m testenv.kubeapi --help``)."""
         if runtime not in ("process", "docker"):
             raise ValueError(f"runtime must be 'process' or 'docker', got {runtime!r}")
         if slurm_version and runtime != "docker":
@@ -121,6 +124,7 @@ class Environment:
         self.slurm_user = slurm_user
         self._rbac = rbac
         self.slurm_version = slurm_version
+        self._kubeapi_args = tuple(kubeapi_args)
         self.image = IMAGE
         self._docker_env: dict[str, str] | None = None
         self.dir: Path | None = None
@@ -297,7 +301,7 @@ class Environment:
         (kube_dir / "auth.yaml").write_text(yaml.safe_dump(auth))
         self._spawn("kubeapi", [sys.executable, "-m", "testenv.kubeapi", "--host", "127.0.0.1", "--port", "0",
                                 "--state-dir", str(kube_dir), "--auth-file", str(kube_dir / "auth.yaml"),
-                                "--admin-token", self.admin_token, "--tls"])
+                                "--admin-token", self.admin_token, "--tls", *self._kubeapi_args])
         self.admin_kubeconfig = kube_dir / "kubeconfig-admin.yaml"
         self._wait_file(self.admin_kubeconfig, "kubeapi")
         self._wait_file(kube_dir / "url", "kubeapi")
@@ -487,13 +491,18 @@ class Environment:
 
 
 def _create(client: Any, obj: Any, *, missing_ok: bool = False) -> None:
-    """Create, accepting "already exists" (and "no such API" when ``missing_ok``)."""
+    """Create, accepting "already exists" (and "no such API" when ``missing_ok``: a group the
+    server does not serve is a plain-text 404, which lightkube leaves as httpx's error)."""
+    import httpx2
     from lightkube import ApiError
 
     try:
         client.create(obj)
     except ApiError as e:
         if e.status.code != 409 and not (missing_ok and e.status.code == 404):
+            raise
+    except httpx2.HTTPStatusError as e:
+        if not (missing_ok and e.response.status_code == 404):
             raise
 
 
