@@ -306,6 +306,11 @@ def power_saving_findings(settings: dict[str, str], config: Any) -> list[Finding
     for param, (status, why) in wanted.items():
         if param not in params:
             found.append(Finding(status, "SlurmctldParameters", f"lacks {param}: {why}"))
+    scheduler = [p.split("=", 1)[0] for p in _options(settings.get("SchedulerParameters"))]
+    if version.supports("requeue_on_resume_failure") and "requeue_on_resume_failure" not in scheduler:
+        found.append(Finding("WARN", "SchedulerParameters", f"lacks requeue_on_resume_failure (Slurm {version} has "
+                                                            f"it): a job whose nodes hit ResumeTimeout is failed, "
+                                                            f"not requeued"))
     if "cloud" not in _options(settings.get("PrivateData")):
         found.append(Finding("WARN", "PrivateData", "lacks cloud: powered-down nodes are hidden from sinfo"))
     timeout = _seconds(settings.get("ResumeTimeout"))

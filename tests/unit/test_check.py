@@ -174,8 +174,13 @@ def test_power_saving_settings_must_agree_with_the_bridge_config(settings, confi
                                                                              "power_save_interval=1"}
     assert [f.status for f in check.power_saving_findings(newer, config)] == ["OK"]
     defunct = {**newer, "SLURM_VERSION": "26.05.5", "SlurmctldParameters": newer["SlurmctldParameters"] + ",cloud_reg_addrs"}
-    [warn] = check.power_saving_findings(defunct, config)
-    assert (warn.status, warn.topic) == ("WARN", "SlurmctldParameters") and "cloud_reg_addrs is gone" in warn.message
+    warns = check.power_saving_findings(defunct, config)
+    assert [(w.status, w.topic) for w in warns] == [("WARN", "SlurmctldParameters"), ("WARN", "SchedulerParameters")]
+    assert "cloud_reg_addrs is gone" in warns[0].message and "requeue_on_resume_failure" in warns[1].message
+    # 25.05+ requeues a job whose nodes fail to resume only when asked to
+    requeues = {**defunct, "SlurmctldParameters": newer["SlurmctldParameters"],
+                "SchedulerParameters": "bf_continue,requeue_on_resume_failure"}
+    assert [f.status for f in check.power_saving_findings(requeues, config)] == ["OK"]
 
 
 def test_a_nodeset_image_slurmctld_cannot_accept_fails_before_any_job(settings, config):
