@@ -52,3 +52,31 @@ def test_node_selectors_name_each_node_once_in_batches_a_url_can_carry():
     named = [v for s in selectors for v in s[naming.NODE_LABEL]]
     assert sorted(named) == sorted(naming.dns_label(n) for n in set(nodes))
     assert all(s[naming.MANAGED_BY] == "slurm-k8s-bridge" and s[naming.CLUSTER_LABEL] == "linux" for s in selectors)
+
+
+class Lister:
+    def __init__(self, pods):
+        self.pods, self.selectors = pods, []
+
+    def list_pods(self, labels):
+        self.selectors.append(labels)
+        return [p for p in self.pods if all(
+            p["metadata"]["labels"].get(k) in (v if isinstance(v, list) else [v]) for k, v in labels.items())]
+
+
+def _pod(node):
+    return {"metadata": {"name": naming.pod_name("linux", node), "annotations": {naming.NODE_ANNOTATION: node},
+                         "labels": {**naming.owner_labels("linux"), naming.NODE_LABEL: naming.dns_label(node)}}}
+
+
+def test_pods_of_few_nodes_are_listed_by_node_label():
+    kube = Lister([_pod(f"n{i}") for i in range(1000)])
+    found = naming.pods_of(kube, cluster="linux", nodes=[f"n{i}" for i in range(250)])
+    assert sorted(found) == sorted(f"n{i}" for i in range(250))
+    assert len(kube.selectors) == 3 and all(naming.NODE_LABEL in s for s in kube.selectors)
+
+
+def test_pods_of_many_nodes_take_one_listing_of_all_the_bridges_pods():
+    kube = Lister([_pod(f"n{i}") for i in range(1000)])
+    found = naming.pods_of(kube, cluster="linux", nodes=[f"n{i}" for i in range(301)])
+    assert len(found) == 301 and kube.selectors == [naming.owner_labels("linux")]
