@@ -66,10 +66,29 @@ def run_hook(env: Environment, hook: str, hostlist: str) -> tuple[float, int, in
         start = time.perf_counter()
         pid = os.posix_spawn("/usr/bin/time", ["time", "-f", "%M", "-o", report.name, str(BIN / hook), hostlist],
                              {"SLURM_CONF": str(env.slurm.conf_path)})
-        _, status = os.waitpid(pid, 0)
+        own = 0.0
+        while not (done := os.waitpid(pid, os.WNOHANG))[0]:
+            own = max(own, _own_peak_mib(pid))
+            time.sleep(0.02)
         seconds = time.perf_counter() - start
         peak = int(report.read().strip().splitlines()[-1])
-    return seconds, os.waitstatus_to_exitcode(status), peak
+    HOOK_OWN_PEAK[hook] = own
+    return seconds, os.waitstatus_to_exitcode(done[1]), peak
+
+
+HOOK_OWN_PEAK: dict[str, float] = {}
+"""The last hook's own high-water mark (VmHWM, polled every 20 ms), its children left out."""
+
+
+def _own_peak_mib(time_pid: int) -> float:
+    try:
+        with open(f"/proc/{time_pid}/task/{time_pid}/children") as children:
+            hook = children.read().split()[0]
+        with open(f"/proc/{hook}/status") as status:
+            match = re.search(r"VmHWM:\s+(\d+) kB", status.read())
+    except (OSError, IndexError):
+        return 0.0
+    return int(match.group(1)) / 1024 if match else 0.0
 
 
 def tree_peak_mib(command: list[str]) -> float:
@@ -124,6 +143,7 @@ def hooks_at(env: Environment, size: int) -> dict[str, float]:
     mark = time.time()
     seconds, code, rss = run_hook(env, "slurm-k8s-resume", expression)
     requests, throttled = api_calls(env, mark)
+    own = HOOK_OWN_PEAK["slurm-k8s-resume"]
     assert code == 0, f"resume of {size} exited {code}"
     pods = pod_count(env)
     assert pods == size, f"{pods} pods after resume of {size}"
@@ -135,7 +155,7 @@ def hooks_at(env: Environment, size: int) -> dict[str, float]:
     s_requests, s_throttled = api_calls(env, mark)
     assert s_code == 0, f"suspend of {size} exited {s_code}"
     pods_gone(env, timeout=120)
-    row = {"nodes": size, "resume s": seconds, "resume MiB": rss / 1024, "resume req": requests,
+    row = {"nodes": size, "resume s": seconds, "resume MiB": rss / 1024, "resume own MiB": own, "resume req": requests,
            "resume 429": throttled, "suspend s": s_seconds, "suspend MiB": s_rss / 1024,
            "suspend req": s_requests, "suspend 429": s_throttled, "read s": read,
            "text read s": text_read, "text read MiB": tree_peak_mib(text),
