@@ -329,7 +329,8 @@ def test_capacity_breaker_opens_jobs_wait_without_looping_and_it_closes_after_a_
 def test_warm_pool_keeps_two_nodes_up_a_job_lands_on_them_without_a_resume_and_the_pool_refills(make_env):
     # SuspendTime longer than the test: the pool, not Slurm's power saving, decides who stays up.
     env = make_env(bridge=DAEMON, timeouts=Timeouts(suspend_time=300, resume_timeout=120, suspend_timeout=2),
-                   nodesets=[{"name": "elastic", "nodes": "elastic[1-4]", "image": IMAGE, "warm": {"min": 2, "max": 2}}])
+                   nodesets=[{"name": "elastic", "nodes": "elastic[1-4]", "image": IMAGE,
+                              "warm": {"min": 2, "max": 2}}])
     daemon = Daemon(env).start()
     try:
         def warm() -> list[str]:

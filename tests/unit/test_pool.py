@@ -162,7 +162,8 @@ def test_an_idle_pool_node_with_its_pod_is_not_an_orphan(write_config):
                          "labels": {**naming.owner_labels("linux"), naming.NODESET_LABEL: "cpu"},
                          "annotations": {naming.NODE_ANNOTATION: node}},
             "spec": {"nodeName": "worker-1"}, "status": {"phase": "Running"}}
-    host = {"metadata": {"name": "worker-1"}, "spec": {}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    host = {"metadata": {"name": "worker-1"}, "spec": {},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
     for _ in range(3):
         clock[0] += config.daemon.orphan_grace
         assert daemon.look(list(kube.pods.values()), [host]) == []
