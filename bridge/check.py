@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bridge.errors import BridgeError
+from bridge.skew import image_skew
+from bridge.slurmversion import SlurmVersion
 
 EXIT_FAILED = 78
 """EX_CONFIG: at least one finding is FAIL."""
@@ -295,11 +297,20 @@ def power_saving_findings(settings: dict[str, str], config: Any) -> list[Finding
     wanted = {"enable_configless": ("FAIL", "pods fetch slurm.conf from slurmctld (slurmd --conf-server)"),
               "idle_on_node_suspend": ("WARN", "a node whose pod vanished stays DOWN instead of being resumable"),
               "power_save_interval": ("WARN", "the hooks are called every 10 s instead of every second")}
-    if _version(settings) < (23, 11):
+    version = SlurmVersion(*_version(settings))
+    if version.supports("cloud_reg_addrs"):
         wanted["cloud_reg_addrs"] = ("FAIL", "a pod's address is known only when its slurmd registers")
+    elif "cloud_reg_addrs" in params:
+        found.append(Finding("WARN", "SlurmctldParameters", f"cloud_reg_addrs is gone from Slurm {version} (its "
+                                                            f"behaviour is the default since 23.11): remove it"))
     for param, (status, why) in wanted.items():
         if param not in params:
             found.append(Finding(status, "SlurmctldParameters", f"lacks {param}: {why}"))
+    scheduler = [p.split("=", 1)[0] for p in _options(settings.get("SchedulerParameters"))]
+    if version.supports("requeue_on_resume_failure") and "requeue_on_resume_failure" not in scheduler:
+        found.append(Finding("WARN", "SchedulerParameters", f"lacks requeue_on_resume_failure (Slurm {version} has "
+                                                            f"it): a job whose nodes hit ResumeTimeout is failed, "
+                                                            f"not requeued"))
     if "cloud" not in _options(settings.get("PrivateData")):
         found.append(Finding("WARN", "PrivateData", "lacks cloud: powered-down nodes are hidden from sinfo"))
     timeout = _seconds(settings.get("ResumeTimeout"))
@@ -318,6 +329,18 @@ def power_saving_findings(settings: dict[str, str], config: Any) -> list[Finding
         found.append(Finding("OK", "power saving", f"ResumeTimeout {settings.get('ResumeTimeout')}, "
                                                    f"SlurmctldParameters {settings.get('SlurmctldParameters')}"))
     return found
+
+
+def skew_findings(settings: dict[str, str], config: Any) -> list[Finding]:
+    """slurmd in a nodeset's image must be no newer than slurmctld and at most two releases older;
+    the image's tag says which Slurm it carries (``slurmd:24.11.5``)."""
+    controller = settings.get("SLURM_VERSION", "")
+    if config is None or not controller:
+        return []
+    found = [Finding("FAIL", f"nodeset {n.name}", problem) for n in config.nodesets
+             if (problem := image_skew(controller, n.image))]
+    return found or [Finding("OK", "Slurm versions", f"slurmctld {controller}; every nodeset image whose tag "
+                                                     f"names a Slurm version can register with it")]
 
 
 def hook_findings(settings: dict[str, str], who: Account) -> list[Finding]:
@@ -539,7 +562,7 @@ def run(config_path: str | None) -> list[Finding]:
     found.append(Finding("OK", "SlurmUser", f"{who.name} (uid {who.uid}) runs the hooks"))
     found += hook_findings(settings, who)
     found += controller_findings(settings) + munge_findings(settings) + cgroup_findings(settings, config)
-    found += power_saving_findings(settings, config)
+    found += power_saving_findings(settings, config) + skew_findings(settings, config)
     if config is not None:
         found += conf_server_findings(config)
         found += file_findings(config, who)

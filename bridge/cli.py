@@ -69,7 +69,8 @@ def render(obj: _Obj, nodes: tuple[str, ...], job_id: int | None, check: bool,
 
         validate.require_schemas()  # before Slurm is asked anything
     names = _expand(nodes)
-    facts = CommandSlurm(obj.config.slurm.bin_dir).node_facts(names)
+    slurm = CommandSlurm(obj.config.slurm.bin_dir)
+    facts = slurm.node_facts(names)
     missing = [n if len(n) <= 60 else f"{n[:40]}... ({len(n)} characters)" for n in names if n not in facts]
     if missing:
         from bridge.errors import UnknownNode
@@ -77,17 +78,21 @@ def render(obj: _Obj, nodes: tuple[str, ...], job_id: int | None, check: bool,
         raise UnknownNode(f"Slurm does not know node(s) {', '.join(missing[:5])}"
                           + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
     if check:
-        _check_pods(obj.config, [facts[n] for n in names], job_id=job_id, versions=kubernetes_versions)
+        _check_pods(obj.config, [facts[n] for n in names], job_id=job_id, versions=kubernetes_versions,
+                    controller=str(slurm.version) if getattr(slurm, "version", None) else None)
         return
     manifests = [render_pod(obj.config, facts[n], job_id=job_id).manifest for n in names]
     click.echo(yaml.safe_dump_all(manifests, sort_keys=False), nl=False)
 
 
-def _check_pods(config: Any, facts: list[Any], *, job_id: int | None, versions: tuple[str, ...]) -> None:
-    """One line per node: valid (with its QoS class), or each problem on stderr."""
+def _check_pods(config: Any, facts: list[Any], *, job_id: int | None, versions: tuple[str, ...],
+                controller: str | None = None) -> None:
+    """One line per node: valid (with its QoS class), or each problem on stderr; a nodeset image
+    whose slurmd the running slurmctld (``controller``, e.g. "24.11.5") cannot accept is one."""
     from bridge import validate
     from bridge.errors import TemplateError
     from bridge.render import render_pod
+    from bridge.skew import image_skew
 
     wanted = tuple(dict.fromkeys(validate.version(v) for v in versions)) or validate.SUPPORTED
     failed = 0
@@ -96,6 +101,9 @@ def _check_pods(config: Any, facts: list[Any], *, job_id: int | None, versions: 
             problems = [("template", p) for p in validate.check_pod(config, node, versions=wanted, job_id=job_id)]
         except BridgeError as e:
             problems = [(e.kind, str(e))]
+        skew = image_skew(controller, config.nodeset_for(node.name).image) if controller else None
+        if skew:
+            problems.append(("version", f"{node.name}: {skew}"))
         if problems:
             failed += 1
             for kind, problem in problems:
@@ -106,6 +114,13 @@ def _check_pods(config: Any, facts: list[Any], *, job_id: int | None, versions: 
                    f"(QoS {validate.qos_class(pod)})")
     if failed:
         raise TemplateError(f"{failed} of {len(facts)} pod(s) not valid (see above)")
+    unserved, unknown = validate.gang_api_problems(config, [node.name for node in facts])
+    for line in unknown:
+        click.echo(f"slurm-k8s-bridge: warning: {line}", err=True)
+    if unserved:
+        from bridge.errors import KubernetesError
+
+        raise KubernetesError("; ".join(unserved))
 
 
 @cli.command()

@@ -76,11 +76,13 @@ class KubernetesError(BridgeError):
     kind = "kubernetes"
 
     def __init__(self, message: str, *, code: int | None = None, reason: str | None = None,
-                 transient: bool = False) -> None:
+                 transient: bool = False, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.transient = transient
+        self.retry_after = retry_after
+        """Seconds the server asked us to wait before trying again (429/503 ``Retry-After``)."""
 
 
 class KubernetesUnavailable(KubernetesError):
@@ -88,6 +90,29 @@ class KubernetesUnavailable(KubernetesError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, transient=True)
+
+
+class NotFound(KubernetesError):
+    """404 with the server's Status: the object (or its namespace) does not exist."""
+
+
+class Conflict(KubernetesError):
+    """409: the object already exists, or changed since it was read."""
+
+
+class Forbidden(KubernetesError):
+    """401/403: the kubeconfig's identity or its Role must change."""
+
+    exit_code = 77  # EX_NOPERM
+
+
+class NotServed(KubernetesError):
+    """The API server does not serve this group/version at all (a plain-text 404, not a
+    Status): the CRD or the add-on that brings it (Volcano, scheduler-plugins) is not installed."""
+
+    def __init__(self, message: str, *, api_version: str) -> None:
+        super().__init__(message, code=404, reason="NotServed")
+        self.api_version = api_version
 
 
 class PartialFailure(BridgeError):

@@ -32,6 +32,15 @@ POD_GROUP_KINDS = {
     "coscheduling": ("scheduling.x-k8s.io/v1alpha1", "PodGroup", "podgroups"),
 }
 DEFAULT_SCHEDULERS = {"volcano": "volcano", "coscheduling": "scheduler-plugins-scheduler"}
+PROVIDERS = {"volcano": "Volcano", "coscheduling": "scheduler-plugins (coscheduling)"}
+
+
+def not_served(api_version: str) -> str:
+    """The cause when the API server does not serve a PodGroup's group/version."""
+    kind = next((k for k, (v, _, _) in POD_GROUP_KINDS.items() if v == api_version), None)
+    provider = PROVIDERS.get(kind or "")
+    return f"{api_version} is not served: is {provider} installed?" if provider else f"{api_version} is not served"
+
 
 @dataclass(frozen=True)
 class Group:

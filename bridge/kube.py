@@ -4,14 +4,17 @@ Only this module imports lightkube (a client that can create a Pod: 0.33 s to im
 against 1.24 s for the official client; every elastic job waits for the hook). The flows see :class:`KubeClient`, which deals in
 plain manifest dicts and our own :class:`~bridge.errors.KubernetesError`; tests pass fakes.
 
-Calls for many pods run concurrently on one event loop, under a client-side rate limit
-(``qps``/``burst``, like client-go's), each with a timeout, and transient failures (429, 5xx,
-connection errors) are retried with exponential backoff and jitter, honouring ``Retry-After``.
+Calls for many pods run concurrently on one event loop, at most ``concurrency`` at a time
+(their connections are kept and reused; a call's timeout starts when it is sent, not while it
+waits its turn), under a client-side rate limit (``qps``/``burst``, like client-go's), and
+transient failures (429, 5xx, connection errors) are retried with exponential backoff and
+jitter, honouring ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import datetime as dt
 import time
@@ -20,7 +23,8 @@ from typing import Any, Protocol, TypeVar
 
 from bridge import NAME
 from bridge.config import KubernetesSettings
-from bridge.errors import ConfigError, KubernetesError, KubernetesUnavailable
+from bridge.errors import (ConfigError, Conflict, Forbidden, KubernetesError, KubernetesUnavailable, NotFound,
+                           NotServed)
 
 T = TypeVar("T")
 _TRANSIENT_CODES = {429, 500, 502, 503, 504}
@@ -119,6 +123,7 @@ class LightkubeApi:
             where = settings.kubeconfig or "$KUBECONFIG"
             raise ConfigError(f"kubernetes: kubeconfig {where}: cannot load its certificates: {e}") from None
         self._limiter = RateLimiter(settings.qps, settings.burst)
+        self._in_flight = asyncio.Semaphore(settings.concurrency)
         self._unreachable = False
 
     def close(self) -> None:
@@ -141,10 +146,8 @@ class LightkubeApi:
         async def get() -> dict[str, Any] | None:
             try:
                 return (await self._call(lambda: self._client.get(self._pod, name))).to_dict()
-            except KubernetesError as e:
-                if e.code == 404:
-                    return None
-                raise
+            except NotFound:
+                return None
 
         return self._loop.run_until_complete(get())
 
@@ -159,9 +162,8 @@ class LightkubeApi:
         async def delete(name: str) -> None:
             try:
                 await self._call(lambda: self._client.delete(self._pod, name))
-            except KubernetesError as e:
-                if e.code != 404:
-                    raise
+            except NotFound:
+                pass
 
         return self._each({n: n for n in names}, delete)
 
@@ -191,10 +193,8 @@ class LightkubeApi:
             resource = self._resource(ref[0], ref[1])
             try:
                 return (await self._call(lambda: self._client.get(resource, ref[2]))).to_dict()
-            except KubernetesError as e:
-                if e.code == 404:
-                    return None
-                raise
+            except NotFound:
+                return None
 
         return self._loop.run_until_complete(get())
 
@@ -203,9 +203,8 @@ class LightkubeApi:
             resource = self._resource(ref[0], ref[1])
             try:
                 await self._call(lambda: self._client.delete(resource, ref[2]))
-            except KubernetesError as e:
-                if e.code != 404:
-                    raise
+            except NotFound:
+                pass
 
         return self._each({ref[2]: ref for ref in refs}, delete)
 
@@ -247,9 +246,10 @@ class LightkubeApi:
                 with attempt:
                     await self._limiter.acquire()
                     try:
-                        return await request()
+                        async with self._in_flight:
+                            return await request()
                     except Exception as e:  # noqa: BLE001 - translated just below, never swallowed
-                        raise translate(e, self._server) from e
+                        raise translate(e, self._server, timeout=self._settings.timeout) from e
         except KubernetesUnavailable:
             self._unreachable = True
             raise
@@ -270,6 +270,7 @@ def _core_v1(kind: str, plural: str) -> Any:
 
 
 def _kubeconfig(settings: KubernetesSettings) -> Any:
+    import yaml
     from lightkube import ConfigError as LightkubeConfigError, KubeConfig
 
     try:
@@ -278,39 +279,124 @@ def _kubeconfig(settings: KubernetesSettings) -> Any:
         if settings.kubeconfig:
             return KubeConfig.from_file(settings.kubeconfig).get(context_name=settings.context)
         return KubeConfig.from_env().get(context_name=settings.context)
-    except (LightkubeConfigError, OSError, ValueError, KeyError) as e:
-        where = settings.kubeconfig or ("in-cluster service account" if settings.in_cluster else "$KUBECONFIG")
-        raise ConfigError(f"kubernetes: cannot load kubeconfig {where}: {e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(f"kubernetes: kubeconfig {_where(settings)} is not YAML ({at}"
+                          f"{getattr(e, 'problem', None) or _one_line(e)})") from e
+    except (TypeError, AttributeError, KeyError) as e:
+        # lightkube walks the file as dicts and lists; anything else is not a kubeconfig.
+        raise ConfigError(f"kubernetes: kubeconfig {_where(settings)} is not a kubeconfig (a mapping with clusters, "
+                          f"contexts, users and current-context): {type(e).__name__}: {_one_line(e)}") from e
+    except (LightkubeConfigError, OSError, ValueError) as e:
+        raise ConfigError(f"kubernetes: cannot load kubeconfig {_where(settings)}: {_one_line(e)}") from e
+
+
+def _where(settings: KubernetesSettings) -> str:
+    return settings.kubeconfig or ("in-cluster service account" if settings.in_cluster else "$KUBECONFIG")
 
 
 def _retry_hint(error: Exception) -> bool | float:
     """stamina's hook: retry transient errors, after ``Retry-After`` when the server says."""
     if not isinstance(error, KubernetesError) or not error.transient:
         return False
-    retry_after = getattr(error, "retry_after", None)
-    return float(retry_after) if retry_after else True
+    return error.retry_after or True
 
 
-def translate(error: Exception, server: str) -> KubernetesError:
-    """lightkube/httpx errors → ours, keeping the server's Status reason and message."""
+def translate(error: Exception, server: str, *, timeout: float | None = None) -> KubernetesError:
+    """Whatever lightkube/httpx raise → ours, with the server's Status reason and message where
+    there is one. Raises ``error`` itself when it is none of the HTTP stack's (a bug of ours)."""
     import httpx2
+    import msgspec
     from lightkube import ApiError
 
     if isinstance(error, KubernetesError):
         return error
-    if isinstance(error, ApiError):
-        status = error.status
-        code = status.code or error.response.status_code
-        ours = KubernetesError(f"{status.reason or code}: {status.message}", code=code, reason=status.reason,
-                               transient=code in _TRANSIENT_CODES)
-        if code in (401, 403):
-            ours.exit_code = 77  # EX_NOPERM: the kubeconfig's identity or its Role must change
-        retry_after = error.response.headers.get("Retry-After") if error.response is not None else None
-        ours.retry_after = float(retry_after) if retry_after and retry_after.isdigit() else None  # type: ignore[attr-defined]
-        return ours
+    if isinstance(error, ApiError) and error.status is not None:
+        status, response = error.status, error.response
+        code = status.code or (response.status_code if response is not None else None)
+        return _status_error(code, status.reason, status.message or "", response)
+    answer = _http_status_error(error)
+    if answer is not None:
+        return _from_response(answer.response, server)
+    if isinstance(error, httpx2.TimeoutException):
+        return KubernetesUnavailable(f"the Kubernetes API at {server} did not answer: timed out after {timeout:g} s"
+                                     if timeout else f"the Kubernetes API at {server} timed out")
     if isinstance(error, (httpx2.TransportError, OSError)):
-        return KubernetesUnavailable(f"cannot reach the Kubernetes API at {server}: {error or type(error).__name__}")
+        return KubernetesUnavailable(f"cannot reach the Kubernetes API at {server}: {_one_line(error)}")
+    if isinstance(error, (httpx2.HTTPError, msgspec.DecodeError, msgspec.ValidationError)):
+        # A 2xx body that is not the object asked for: a proxy's page in the API's place.
+        return KubernetesError(f"unreadable answer from the Kubernetes API at {server}: {_one_line(error)}",
+                               transient=True)
     raise error
+
+
+def _http_status_error(error: BaseException) -> Any:
+    """The HTTP error answer behind ``error``: httpx's own, or the one lightkube failed to read
+    while raising (it looks up Content-Type and decodes the body as a Status, which a proxy's
+    or a plain-text 404's body is not)."""
+    import httpx2
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, httpx2.HTTPStatusError):
+            return seen
+        seen = seen.__context__
+    return None
+
+
+def _status_error(code: int | None, reason: str | None, message: str, response: Any) -> KubernetesError:
+    text = f"{reason or code}: {message}"
+    retry_after = _retry_after(response)
+    if code == 404:
+        return NotFound(text, code=code, reason=reason)
+    if code == 409:
+        return Conflict(text, code=code, reason=reason)
+    if code in (401, 403):
+        return Forbidden(text, code=code, reason=reason)
+    return KubernetesError(text, code=code, reason=reason, transient=code in _TRANSIENT_CODES, retry_after=retry_after)
+
+
+def _from_response(response: Any, server: str) -> KubernetesError:
+    """An error answer whose body is not a Status: a group/version the server does not serve
+    (kube-apiserver's plain-text ``404 page not found``), or a proxy's or load balancer's page."""
+    import json
+
+    try:
+        status = json.loads(response.content)
+    except ValueError:
+        status = None
+    if isinstance(status, dict) and status.get("kind") == "Status":
+        return _status_error(status.get("code") or response.status_code, status.get("reason"),
+                             status.get("message") or "", response)
+    code = response.status_code
+    if code == 404:
+        api_version = _api_version(response.request.url.path)
+        return NotServed(f"{api_version} is not served by the Kubernetes API at {server}", api_version=api_version)
+    body = _one_line(re.sub(r"<[^>]*>", " ", response.text)) or "(no body)"
+    if code == 429:  # API Priority and Fairness answers in plain text too (http.Error)
+        return _status_error(code, "TooManyRequests", body, response)
+    return _status_error(code, response.reason_phrase or str(code), f"{body} (not an answer of the Kubernetes API "
+                         f"itself: a proxy or load balancer in front of {server}?)", response)
+
+
+def _api_version(path: str) -> str:
+    """``/apis/scheduling.volcano.sh/v1beta1/namespaces/...`` → ``scheduling.volcano.sh/v1beta1``."""
+    parts = path.strip("/").split("/")
+    if parts[0] == "apis" and len(parts) >= 3:
+        return f"{parts[1]}/{parts[2]}"
+    return parts[1] if parts[0] == "api" and len(parts) >= 2 else path
+
+
+def _retry_after(response: Any) -> float | None:
+    value = response.headers.get("Retry-After", "") if response is not None else ""
+    return float(value) if value.isdigit() else None
+
+
+def _one_line(error: object, limit: int = 200) -> str:
+    """An error as one short line (YAML and HTML errors span several)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def event_manifest(pod: dict[str, Any], *, reason: str, message: str, warning: bool) -> dict[str, Any]:

@@ -143,8 +143,10 @@ def _render(path: Path, context: dict[str, Any], node: str) -> str:
         raise TemplateError(f"{path}:{e.lineno}: node {node}: {e.message}") from None
     except jinja2.TemplateNotFound:
         raise TemplateError(f"{path}: template not found (node {node})") from None
-    except (jinja2.UndefinedError, TypeError, ValueError) as e:
-        raise TemplateError(f"{path}:{_template_line(e, path)}: node {node}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - a site's template is data: whatever it raises (1/0, a bad
+        # index, Jinja's own runtime errors) is its error, named by line and node, never a crash of the hook
+        message = str(e) if isinstance(e, jinja2.TemplateError) else f"{type(e).__name__}: {e}"
+        raise TemplateError(f"{path}:{_template_line(e, path)}: node {node}: {' '.join(message.split())}") from e
 
 
 def _template_line(error: Exception, path: Path) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from bridge import causes, gang, naming, owed
 from bridge.config import Config
-from bridge.errors import BridgeError, KubernetesError, UnknownNode
+from bridge.errors import BridgeError, Conflict, KubernetesError, NotServed, UnknownNode
 from bridge.failure import Failure, classify, release_job
 from bridge.kube import KubeClient
 from bridge.render import PodPlan, render_pod
@@ -140,6 +140,8 @@ def _create_groups(plans: list[PodPlan], request: ResumeRequest | None, *, confi
                 error = _settle_group(obj, kube=kube, outcome=outcome)
             if error is not None:
                 failure = error if isinstance(error, Failure) else classify(error)
+                if isinstance(error, NotServed):
+                    failure = Failure(gang.not_served(error.api_version), transient=False)
                 for node in group.nodes:
                     outcome.failures[node] = Failure(f"pod group {group.name}: {failure.cause}", failure.transient)
                 if isinstance(error, KubernetesError):
@@ -208,7 +210,7 @@ def _release(nodes: list[str], request: ResumeRequest | None, outcome: Outcome, 
 
 
 def _already_exists(error: KubernetesError | None) -> bool:
-    return error is not None and error.code == 409
+    return isinstance(error, Conflict)
 
 
 def _settle_conflicts(conflicts: list[PodPlan], *, config: Config, kube: KubeClient, outcome: Outcome) -> None:

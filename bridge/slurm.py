@@ -162,9 +162,15 @@ class CommandSlurm:
             self._run("scontrol", "update", f"NodeName={batch}", "State=DOWN", f"Reason={reason(reason_text)}")
 
     def power_down(self, nodes: list[str], reason_text: str) -> None:
+        # Where the version has it (25.05+), Slurm's own power command with a Reason; the node
+        # update it replaces still works on every supported version, and is all 22.05-24.11 have.
+        modern = self.version is not None and self.version.supports("power_reason")
         for batch in _batches(nodes):
-            self._run("scontrol", "update", f"NodeName={batch}", "State=POWER_DOWN_FORCE",
-                      f"Reason={reason(reason_text)}")
+            if modern:
+                self._run("scontrol", "power", "down", "force", batch, f"Reason={reason(reason_text)}")
+            else:
+                self._run("scontrol", "update", f"NodeName={batch}", "State=POWER_DOWN_FORCE",
+                          f"Reason={reason(reason_text)}")
 
     def power_up(self, nodes: list[str]) -> None:
         self._power(nodes, "up", "POWER_UP")

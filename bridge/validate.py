@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.config import Config
-from bridge.errors import NotInstalled, TemplateError, UsageError
+from bridge.errors import ConfigError, NotInstalled, TemplateError, UsageError
 from bridge.slurm import NodeFacts
 
 OLDEST = "1.27"
@@ -205,12 +205,10 @@ def _yaml_problem(config: Config, facts: NodeFacts, job_id: int | None) -> str |
     """Rendered text that is not YAML, with the template line (render says the output's)."""
     import yaml
 
-    import jinja2
-
     try:
         path, pieces = _render_traced(config, facts, job_id)
-    except jinja2.TemplateError:
-        return None  # not a YAML problem: render_pod's own message says what it is
+    except Exception:  # noqa: BLE001 - the template raised (1/0, Jinja's own errors): not a YAML
+        return None  # problem, and render_pod's own message says what it is
     try:
         list(yaml.load_all("".join(piece for _, piece in pieces), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
     except yaml.YAMLError as e:
@@ -296,3 +294,47 @@ def _offset_of(text: str, where: list[Any]) -> int | None:
         else:
             break
     return node.start_mark.index if node is not None else None
+
+
+def gang_api_problems(config: Config, nodes: list[str]) -> tuple[list[str], list[str]]:
+    """(problems, warnings): one line per PodGroup API a checked node's gang needs that the
+    cluster does not serve, or that the bridge may not read; a warning when the cluster cannot
+    be asked at all (render --check also serves offline template checks).
+
+    Asked with a get of a PodGroup that does not exist, which the Role already grants: a served
+    group answers NotFound, a missing one a plain-text 404 (:class:`~bridge.errors.NotServed`)."""
+    import msgspec
+    import stamina
+
+    from bridge import gang
+    from bridge.errors import BridgeError, KubernetesUnavailable, NotServed
+    from bridge.kube import LightkubeApi
+
+    needed: dict[tuple[str, str, str], str] = {}
+    for node in nodes:
+        nodeset = config.nodeset_for(node)
+        if nodeset.gang is not None and nodeset.gang.kind in gang.POD_GROUP_KINDS:
+            needed.setdefault(gang.POD_GROUP_KINDS[nodeset.gang.kind], nodeset.name)
+    problems: list[str] = []
+    warnings: list[str] = []
+    if not needed:
+        return problems, warnings
+    settings = msgspec.structs.replace(config.kubernetes, retry_seconds=min(config.kubernetes.retry_seconds, 2.0))
+    hooks = stamina.instrumentation.get_on_retry_hooks()
+    stamina.instrumentation.set_on_retry_hooks([])  # retries would print to stdout, among the pods
+    try:
+        with LightkubeApi(settings) as kube:
+            for (api_version, kind, _), nodeset in needed.items():
+                try:
+                    kube.get_object((api_version, kind, "slurm-k8s-bridge-check"))
+                except NotServed:
+                    problems.append(f"nodeset {nodeset}: gang: {gang.not_served(api_version)}")
+                except KubernetesUnavailable:
+                    raise
+                except BridgeError as e:
+                    problems.append(f"nodeset {nodeset}: gang: cannot read {api_version} {kind}s: {e}")
+    except (KubernetesUnavailable, ConfigError) as e:
+        warnings.append(f"cannot tell whether the cluster serves {', '.join(k[0] for k in needed)}: {e}")
+    finally:
+        stamina.instrumentation.set_on_retry_hooks(hooks)
+    return problems, warnings

@@ -52,6 +52,13 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SOURCE_LABEL = "org.slurm-k8s-bridge.source-hash"
 """Label of each image built by the set-up: hash of its Dockerfile and the files it copies."""
 DEFAULT_SLURM_VERSION = "22.05.8"
+SLURM_RELEASES = {"22.05": "bookworm", "24.11": "trixie", "26.05": "sid"}
+"""Slurm release → the Debian release that packages it: the images of each are built from that
+release's packages (docker/*/Dockerfile's DEBIAN_RELEASE), tagged with the Slurm release and,
+as an alias, the exact version installed (e.g. slurmd:24.11 and slurmd:24.11.5)."""
+PYTHONS = {"bookworm": "3.11", "trixie": "3.13", "sid": "3.14"}
+"""python3 of each Debian release: the slurmctld image's wheels are fetched for it (when sid moves
+on, its build fails with pip's "No matching distribution found": update it here)."""
 
 
 _held: dict[int, int] = {}
@@ -78,6 +85,11 @@ def slurm_version() -> str:
 def _upstream(debian_version: str) -> str:
     """22.05.8-4+deb12u3 -> 22.05.8 (and 1:2.0-1 -> 2.0)."""
     return debian_version.split(":", 1)[-1].rsplit("-", 1)[0]
+
+
+def release_of(version: str) -> str:
+    """24.11.5 or 24.11 -> 24.11, the key of SLURM_RELEASES."""
+    return ".".join(version.split(".")[:2])
 
 
 def slurmd_image(version: str | None = None) -> str:
@@ -286,9 +298,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("argv", nargs=argparse.REMAINDER)
     sub.add_parser("status", help="whether the engine runs, the Slurm version images are built for")
     sub.add_parser("version", help="the Slurm version image tags carry")
+    sub.add_parser("releases", help="each Slurm release with its Debian release and python3, one a line")
     args = parser.parse_args(argv)
     if args.command == "version":
         print(slurm_version())
+        return 0
+    if args.command == "releases":
+        for slurm, debian in SLURM_RELEASES.items():
+            print(slurm, debian, PYTHONS[debian])
         return 0
     if args.command == "status":
         print(f"engine: {'up' if ping() else 'down'} ({DOCKER_HOST}); slurm version {slurm_version()}; "

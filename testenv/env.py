@@ -84,6 +84,8 @@ class Environment:
         node_scripts: Path | None = None,
         slurm_user: str = SLURM_USER,
         rbac: Path = REPO / "rbac",
+        slurm_version: str | None = None,
+        kubeapi_args: Sequence[str] = (),
     ) -> None:
         """bridge: settings merged into the bridge config (e.g. ``{"resume": {"deadline": 20}}``);
         nodesets: the bridge's nodesets (default: one per node group, the slurmd image);
@@ -97,9 +99,16 @@ class Environment:
         node_scripts: slurmd's Prolog and Epilog (one program for both, as the image's job map);
         slurm_user: SlurmUser; the bridge's config, kubeconfig, log file and state dir are set up
         for it exactly as the README tells an admin;
-        rbac: the directory of Roles the API stand-in enforces on the bridge (default: rbac/)."""
+        rbac: the directory of Roles the API stand-in enforces on the bridge (default: rbac/);
+        slurm_version: a Slurm release (e.g. "24.11") whose slurmctld runs in a container with the
+        bridge installed in its image, and whose slurmd the pods run (testenv/ctld_container.py;
+        needs runtime="docker"); None: the host's slurmctld and the bridge of this checkout;
+        kubeapi_args: extra options of the API stand-in, e.g. ``("--seats", "10")`` for API
+        Priority and Fairness (``python -m testenv.kubeapi --help``)."""
         if runtime not in ("process", "docker"):
             raise ValueError(f"runtime must be 'process' or 'docker', got {runtime!r}")
+        if slurm_version and runtime != "docker":
+            raise ValueError("slurm_version needs runtime='docker': its slurmd exists only as an image")
         self._node_groups = tuple(node_groups)
         self._kube_nodes = tuple(kube_nodes)
         self._timeouts = timeouts
@@ -114,10 +123,13 @@ class Environment:
         self.runtime = runtime
         self.slurm_user = slurm_user
         self._rbac = rbac
+        self.slurm_version = slurm_version
+        self._kubeapi_args = tuple(kubeapi_args)
         self.image = IMAGE
         self._docker_env: dict[str, str] | None = None
         self.dir: Path | None = None
-        self.slurm: SlurmCluster | None = None
+        self.slurm: Any = None
+        """SlurmCluster, or ContainerCluster for another Slurm release: the same calls."""
         self._procs: dict[str, Any] = {}
         self.admin_kubeconfig: Path | None = None
         self.bridge_kubeconfig: Path | None = None
@@ -267,7 +279,7 @@ class Environment:
         from testenv import docker
 
         self._docker_env = docker.acquire()  # raises DockerUnavailable, saying why
-        self.image = docker.slurmd_image()
+        self.image = docker.slurmd_image(self.slurm_version)
 
     def _start_kubernetes(self) -> None:
         assert self.dir is not None
@@ -289,7 +301,7 @@ class Environment:
         (kube_dir / "auth.yaml").write_text(yaml.safe_dump(auth))
         self._spawn("kubeapi", [sys.executable, "-m", "testenv.kubeapi", "--host", "127.0.0.1", "--port", "0",
                                 "--state-dir", str(kube_dir), "--auth-file", str(kube_dir / "auth.yaml"),
-                                "--admin-token", self.admin_token, "--tls"])
+                                "--admin-token", self.admin_token, "--tls", *self._kubeapi_args])
         self.admin_kubeconfig = kube_dir / "kubeconfig-admin.yaml"
         self._wait_file(self.admin_kubeconfig, "kubeapi")
         self._wait_file(kube_dir / "url", "kubeapi")
@@ -307,6 +319,13 @@ class Environment:
                                       "--gang", "volcano", "--gang", "coscheduling"])
 
     def _start_slurm(self) -> None:
+        if self.slurm_version:
+            from testenv.ctld_container import ContainerCluster
+
+            assert self.dir is not None and self._docker_env is not None
+            self.slurm = ContainerCluster(self.slurm_version, share=self.dir, node_groups=self._node_groups,
+                                          timeouts=self._timeouts, docker_env=self._docker_env).start()
+            return
         hooks = Hooks(resume=BIN / "slurm-k8s-resume", suspend=BIN / "slurm-k8s-suspend",
                       resume_fail=BIN / "slurm-k8s-resume-fail", prolog_slurmctld=BIN / "slurm-k8s-prolog",
                       prolog=self._node_scripts, epilog=self._node_scripts)
@@ -353,11 +372,13 @@ class Environment:
         (AuthInfo's socket, SlurmdSpoolDir, SlurmdLogFile), which a real image would have at its
         defaults."""
         assert self.slurm is not None
-        layout = self.slurm.layout
-        filesystems = [{"name": "home", "path": str(site.HOME), "host_path": str(site.HOME)},
-                       {"name": "jobs", "path": str(layout.job_dir), "host_path": str(layout.job_dir)}]
-        env = {"MUNGE_SOCKET": str(layout.munge_socket), "SLURMD_SPOOL_DIR": str(layout.slurmd_spool_dir("%n")),
-               "SLURMD_LOG_FILE": str(layout.slurmd_log("%n"))}
+        filesystems = [{"name": "home", "path": str(site.HOME), "host_path": str(site.HOME)}]
+        env: dict[str, str] = {}
+        if not self.slurm_version:  # a containerised slurmctld's slurm.conf keeps Slurm's defaults
+            layout = self.slurm.layout
+            filesystems.append({"name": "jobs", "path": str(layout.job_dir), "host_path": str(layout.job_dir)})
+            env = {"MUNGE_SOCKET": str(layout.munge_socket), "SLURMD_SPOOL_DIR": str(layout.slurmd_spool_dir("%n")),
+                   "SLURMD_LOG_FILE": str(layout.slurmd_log("%n"))}
         return {"filesystems": filesystems, "users": {"config_map": site.USERS_CONFIG_MAP},
                 **nodeset, "env": {**env, **nodeset.get("env", {})}}
 
@@ -470,13 +491,18 @@ class Environment:
 
 
 def _create(client: Any, obj: Any, *, missing_ok: bool = False) -> None:
-    """Create, accepting "already exists" (and "no such API" when ``missing_ok``)."""
+    """Create, accepting "already exists" (and "no such API" when ``missing_ok``: a group the
+    server does not serve is a plain-text 404, which lightkube leaves as httpx's error)."""
+    import httpx2
     from lightkube import ApiError
 
     try:
         client.create(obj)
     except ApiError as e:
         if e.status.code != 409 and not (missing_ok and e.status.code == 404):
+            raise
+    except httpx2.HTTPStatusError as e:
+        if not (missing_ok and e.response.status_code == 404):
             raise
 
 

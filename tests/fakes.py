@@ -7,7 +7,7 @@ import copy
 from dataclasses import replace
 from typing import Any
 
-from bridge.errors import KubernetesError, SlurmError
+from bridge.errors import Conflict, KubernetesError, SlurmError
 from bridge.slurm import NodeFacts, reason
 
 
@@ -102,8 +102,8 @@ class FakeKube:
             if name in self.refuse:
                 out[name] = self.refuse[name]
             elif name in self.pods:
-                out[name] = KubernetesError(f'AlreadyExists: pods "{name}" already exists', code=409,
-                                            reason="AlreadyExists")
+                out[name] = Conflict(f'AlreadyExists: pods "{name}" already exists', code=409,
+                                     reason="AlreadyExists")
             else:
                 pod = copy.deepcopy(manifest)
                 pod["metadata"].setdefault("uid", f"uid-{name}-{len(self.calls)}")
@@ -136,8 +136,8 @@ class FakeKube:
             ref = (manifest["apiVersion"], manifest["kind"], name)
             out[name] = self.refuse.get(name)
             if out[name] is None and ref in self.objects:
-                out[name] = KubernetesError(f'AlreadyExists: {manifest["kind"].lower()}s "{name}" already exists',
-                                            code=409, reason="AlreadyExists")
+                out[name] = Conflict(f'AlreadyExists: {manifest["kind"].lower()}s "{name}" already exists',
+                                     code=409, reason="AlreadyExists")
             elif out[name] is None:
                 self.objects[ref] = copy.deepcopy(manifest)
         return out

@@ -62,6 +62,11 @@ slurmd_port=${SLURMD_PORT:-6818}
 install -o slurm -g slurm -m 0600 "$kube_dir/kubeconfig" /etc/slurm/k8s-bridge.kubeconfig
 
 if [ "$count" -gt 1 ]; then nodes="elastic[1-$count]"; else nodes=elastic1; fi
+# cloud_reg_addrs is Slurm 22.05-23.02 only (slurm.conf.power-saving; testenv/slurm_versions.py).
+case $version in
+2[0-2].* | 23.0[0-9].*) drop_removed= ;;
+*) drop_removed='/^SlurmctldParameters=/s/,cloud_reg_addrs//' ;;
+esac
 case $slurmd_port in
 *-*) node_port="Port=[$slurmd_port]" ;;
 *) node_port="Port=$slurmd_port" ;;
@@ -98,6 +103,7 @@ EOF
 		-e "s#^SuspendTime=.*#SuspendTime=${SUSPEND_TIME:-60}#" \
 		-e "s#^SuspendTimeout=.*#SuspendTimeout=${SUSPEND_TIMEOUT:-45}#" \
 		-e "s#^ResumeTimeout=.*#ResumeTimeout=${RESUME_TIMEOUT:-300}#" \
+		-e "${drop_removed:-/^\$/d}" \
 		/usr/share/slurm-k8s-bridge/slurm.conf.power-saving | grep -v '^#' | grep -v '^$'
 	echo
 	echo "NodeName=$nodes CPUs=${NODE_CPUS:-1} RealMemory=${NODE_MEMORY:-1000} State=CLOUD $node_port"

@@ -22,6 +22,10 @@ the /_testenv HTTP endpoints in `testenv_api.py`.
 
 from .auth import AuthConfig, AuthConfigError, User, load_auth_file
 from .faults import FaultRule
+from .flowcontrol import FlowControl
 from .server import KubeApiServer, NotLoopbackError
 
-__all__ = ["AuthConfig", "AuthConfigError", "FaultRule", "KubeApiServer", "NotLoopbackError", "User", "load_auth_file"]
+__all__ = [
+    "AuthConfig", "AuthConfigError", "FaultRule", "FlowControl", "KubeApiServer", "NotLoopbackError", "User",
+    "load_auth_file",
+]

@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from .auth import AuthConfigError
+from .flowcontrol import FlowControl
 from .server import KubeApiServer, NotLoopbackError
 
 
@@ -28,6 +29,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--admin-token", help="token of the admin kubeconfig (random by default)")
     parser.add_argument("--tls", action="store_true", help="serve HTTPS with a throw-away CA")
     parser.add_argument("--watch-timeout", type=float, default=300.0, help="seconds before idle watches end")
+    parser.add_argument("--seats", type=int, help="API Priority and Fairness: concurrent requests (default: no limit)")
+    parser.add_argument("--queue-length", type=int, default=50, help="with --seats: requests a user may have waiting")
+    parser.add_argument("--queue-wait", type=float, default=15.0, help="with --seats: seconds in a queue before a 429")
+    parser.add_argument("--request-latency", type=float, default=0.0,
+                        help="with --seats: seconds each request holds its seat (a server's storage round trip)")
     return parser.parse_args(argv)
 
 
@@ -41,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             admin_token=args.admin_token,
             tls=args.tls,
             watch_timeout=args.watch_timeout,
+            flow_control=FlowControl(args.seats, args.queue_length, args.queue_wait, args.request_latency)
+            if args.seats else None,
         )
         server.start()
     except (NotLoopbackError, AuthConfigError, OSError) as err:
@@ -52,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.state_dir.mkdir(parents=True, exist_ok=True)
         server.write_kubeconfig(args.state_dir / "kubeconfig-admin.yaml")
-        (args.state_dir / "url").write_text(server.url + "\n")
+        # Atomically: a starter waits for the file to exist, then reads it.
+        (args.state_dir / "url.tmp").write_text(server.url + "\n")
+        (args.state_dir / "url.tmp").rename(args.state_dir / "url")
         if server.ca_pem:
             (args.state_dir / "ca.crt").write_bytes(server.ca_pem)
         print(f"kubeapi listening on {server.url}", flush=True)

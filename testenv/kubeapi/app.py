@@ -1,6 +1,6 @@
 """The aiohttp application: request filters in the real server's order, then routing.
 
-audit -> authentication -> authorization -> fault injection -> handler.
+audit -> authentication -> authorization -> priority and fairness -> fault injection -> handler.
 Errors anywhere become Status responses; nothing escapes as a traceback.
 What is not Kubernetes API (faults, /_testenv) lives in `testenv_api.py`.
 """
@@ -23,6 +23,7 @@ from . import errors as e
 from .audit import AuditLog
 from .auth import ANONYMOUS_PATHS, AuthConfig, User, forbidden_error
 from .faults import Faults
+from .flowcontrol import FlowControl, flow_control
 from .handlers import ResourceHandler
 from .keys import AUDIT, INFO, USER
 from .requestinfo import RequestInfo, request_info
@@ -45,11 +46,13 @@ class AppState:
     faults: Faults
     audit: AuditLog
     server_address: str = "127.0.0.1:0"
+    flow: FlowControl | None = None
 
 
 def build_app(state: AppState) -> web.Application:
     app = web.Application(
-        middlewares=[_audit(state), _authenticate(state), fault_injection(state.faults)], client_max_size=MAX_BODY
+        middlewares=[_audit(state), _authenticate(state), flow_control(state.flow), fault_injection(state.faults)],
+        client_max_size=MAX_BODY,
     )
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -102,9 +105,12 @@ def _authenticate(state: AppState) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         info = _info(request)
-        user = state.auth.authenticate(request.headers.get("Authorization"))
+        header = request.headers.get("Authorization")
+        user = state.auth.authenticate(header)
         if user is None:
-            if request.path not in ANONYMOUS_PATHS:
+            # Credentials that do not authenticate are a 401; none at all make the request
+            # system:anonymous (--anonymous-auth defaults to true), which RBAC then refuses: a 403.
+            if header:
                 raise e.unauthorized()
             user = ANONYMOUS
         user = impersonate(state.auth, user, request.headers, request.headers.getall("Impersonate-Group", []))
@@ -112,6 +118,8 @@ def _authenticate(state: AppState) -> Middleware:
         if request.path.startswith("/_testenv"):
             if not (user.admin or "system:masters" in user.groups):
                 raise forbidden_error(user, info)
+        elif user is ANONYMOUS and request.path not in ANONYMOUS_PATHS:
+            raise forbidden_error(user, info)  # system:public-info-viewer: health and version only
         elif user is not ANONYMOUS and not state.auth.allows(user, info):
             raise forbidden_error(user, info)
         return await handler(request)
@@ -157,5 +165,5 @@ def _non_resource(state: AppState, path: str) -> Any:
     elif parts[0] == "apis" and len(parts) == 3:
         found = discovery.resource_list(state.registry, parts[1], parts[2])
     if found is None:
-        raise e.resource_not_found()
+        raise e.page_not_found()
     return found

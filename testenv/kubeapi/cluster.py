@@ -39,12 +39,13 @@ def _loop_defer(delay: float, work: Callable[[], None]) -> None:
 
 def new_cluster(
     *,
-    history_limit: int = 5000,
+    history_limit: int = 100,
+    history_fresh: float = 75.0,
     namespace_delay: float = 0.05,
     defer: Callable[[float, Callable[[], None]], None] = _loop_defer,
 ) -> Cluster:
     """A seeded cluster; call on the event loop that will serve it (controllers defer work to it)."""
-    store = Store(history_limit)
+    store = Store(history_limit, history_fresh)
     registry = builtin_registry()
     rest = Rest(store, registry)
     deleter = Deleter(rest)

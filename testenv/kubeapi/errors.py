@@ -119,8 +119,19 @@ def unsupported_media_type(content_type: str, accepted: list[str]) -> ApiError:
     return ApiError(status_body(415, "UnsupportedMediaType", message, {}))
 
 
+class PageNotFound(ApiError):
+    """A path no API serves (an unknown group or version, an unknown non-resource path): the
+    server's mux answers with Go's http.NotFound, plain text, not a Status."""
+
+    TEXT = "404 page not found\n"
+
+
+def page_not_found() -> ApiError:
+    return PageNotFound(status_body(404, "NotFound", PageNotFound.TEXT.strip()))
+
+
 def resource_not_found() -> ApiError:
-    """What the server says for a path no API serves."""
+    """What the server says for an unknown resource within a group/version it serves."""
     return ApiError(status_body(404, "NotFound", "the server could not find the requested resource", {}))
 
 

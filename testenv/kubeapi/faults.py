@@ -142,6 +142,9 @@ class Faults:
         with self._lock:
             self._rules.clear()
 
+    def __bool__(self) -> bool:
+        return bool(self._rules)
+
     def rules(self) -> list[dict[str, Any]]:
         with self._lock:
             return [asdict(r) for r in self._rules]

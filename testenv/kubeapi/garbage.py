@@ -27,9 +27,13 @@ class GarbageCollector:
         self.rest = rest
         self.deleter = deleter
         self.defer = defer
+        # owner uid -> (storage, namespace, name) of its dependents, like the real collector's
+        # graph: a scan of every object per deletion made deleting 5,000 pods quadratic.
+        self._graph: dict[str, set[tuple[str, str, str]]] = {}
 
     def on_change(self, change: Change) -> None:
         meta = change.obj["metadata"]
+        self._track(change)
         if change.type == "DELETED":
             uid = meta.get("uid", "")
             self.defer(0, lambda: self._owner_gone(uid))
@@ -43,12 +47,23 @@ class GarbageCollector:
             if FOREGROUND_FINALIZER in finalizers:
                 self.defer(0, lambda: self._delete_dependents_first(change.storage, meta))
 
+    def _track(self, change: Change) -> None:
+        meta = change.obj["metadata"]
+        key = (change.storage, meta.get("namespace", ""), meta["name"])
+        before = _owners(change.old) if change.old is not None else set()
+        after = set() if change.type == "DELETED" else _owners(change.obj)
+        for uid in before - after:
+            self._graph.get(uid, set()).discard(key)
+        for uid in after - before:
+            self._graph.setdefault(uid, set()).add(key)
+
     def _dependents(self, owner_uid: str) -> list[tuple[ResourceType, JsonObject]]:
         found = []
-        for storage, rt in self.rest.registry.by_storage().items():
-            for stored in self.rest.store.items(storage):
-                if any(r.get("uid") == owner_uid for r in stored["metadata"].get("ownerReferences") or []):
-                    found.append((rt, present(rt, stored)))
+        types = self.rest.registry.by_storage()
+        for storage, namespace, name in sorted(self._graph.get(owner_uid, ())):
+            stored = self.rest.store.get(storage, namespace, name)
+            if stored is not None and storage in types and owner_uid in _owners(stored):
+                found.append((types[storage], present(types[storage], stored)))
         return found
 
     def _exists(self, uid: str) -> bool:
@@ -119,3 +134,7 @@ class GarbageCollector:
             self.deleter.delete(rt, meta.get("namespace", ""), meta["name"], DeleteOptions(uid=meta.get("uid")))
         except e.ApiError:
             pass  # already gone, or replaced by a new object of the same name
+
+
+def _owners(obj: JsonObject) -> set[str]:
+    return {str(ref.get("uid", "")) for ref in obj["metadata"].get("ownerReferences") or []}

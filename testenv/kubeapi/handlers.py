@@ -69,6 +69,8 @@ class ResourceHandler:
 
     def _resource_type(self, info: RequestInfo) -> ResourceType:
         rt = self.registry.lookup(info.group, info.version, info.resource)
+        if rt is None and not self.registry.in_group_version(info.group, info.version):
+            raise e.page_not_found()  # no API group/version there at all, e.g. a CRD not installed
         if rt is None or (info.namespace and not rt.namespaced and rt.plural != "namespaces"):
             raise e.resource_not_found()
         allowed = rt.verbs

@@ -43,6 +43,16 @@ _STANDARD_QUOTA_RESOURCES = _STANDARD_CONTAINER_RESOURCES | {
 MAX_INT32 = 2147483647
 
 
+# RelaxedEnvironmentVariableValidation (GA in 1.34): any printable ASCII but '='.
+ENV_VAR_NAME_MESSAGE = (
+    "a valid environment variable name must consist only of printable ASCII characters other than '='"
+)
+
+
+def is_env_var_name(name: str) -> bool:
+    return all(" " <= c <= "~" and c != "=" for c in name)
+
+
 def validate_pod_spec(spec: JsonObject) -> list[e.FieldError]:
     errs: list[e.FieldError] = []
     volume_names = _validate_volumes(spec.get("volumes") or [], errs)
@@ -74,8 +84,11 @@ def _validate_container(container: JsonObject, path: str, seen: set[str], volume
         errs.append(e.invalid(f"{path}.image", image, "must not have leading or trailing whitespace"))
     errs += _validate_ports(container.get("ports") or [], f"{path}.ports")
     for j, env in enumerate(container.get("env") or []):
-        if not env.get("name"):
+        env_name = env.get("name", "")
+        if not env_name:
             errs.append(e.required(f"{path}.env[{j}].name", ""))
+        elif not is_env_var_name(env_name):
+            errs.append(e.invalid(f"{path}.env[{j}].name", env_name, ENV_VAR_NAME_MESSAGE))
     errs += _validate_mounts(container.get("volumeMounts") or [], f"{path}.volumeMounts", volumes)
     errs += validate_resources(container.get("resources") or {}, f"{path}.resources")
     return errs
@@ -242,6 +255,10 @@ def _validate_scheduling(spec: JsonObject) -> list[e.FieldError]:
         seen.add(gate_name)
     for i, toleration in enumerate(spec.get("tolerations") or []):
         errs += _validate_toleration(toleration, f"spec.tolerations[{i}]")
+    for i, constraint in enumerate(spec.get("topologySpreadConstraints") or []):
+        skew = constraint.get("maxSkew", 0)
+        if not isinstance(skew, int) or skew <= 0:
+            errs.append(e.invalid(f"spec.topologySpreadConstraints[{i}].maxSkew", skew, "must be greater than zero"))
     return errs
 
 

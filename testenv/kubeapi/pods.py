@@ -37,6 +37,7 @@ class PodStrategy(Strategy):
     model = core_v1.Pod
     # No metadata.generation: pods only got one in 1.33, and discovery says 1.31.
     return_deleted_object = True
+    graceful_deletion = True
     extra_fields: ClassVar[Mapping[str, FieldGetter]] = {
         "spec.nodeName": path_field("spec", "nodeName"),
         "spec.restartPolicy": path_field("spec", "restartPolicy"),
@@ -88,6 +89,17 @@ def bind(pod: JsonObject, binding: JsonObject) -> JsonObject:
     """The pod after a Binding; raises ApiError 409 the way the binding REST does."""
     name = pod["metadata"]["name"]
     spec = pod["spec"]
+    uid = (binding.get("metadata") or {}).get("uid")
+    if uid and uid != pod["metadata"]["uid"]:
+        # The storage's UID precondition (registry/core/pod/storage): a binding made for an
+        # earlier pod of that name must not place its successor.
+        namespace = pod["metadata"]["namespace"]
+        raise e.conflict(
+            BINDING_GR, name,
+            f"StorageError: invalid object, Code: 4, Key: /registry/pods/{namespace}/{name}, ResourceVersion: 0, "
+            f"AdditionalErrorMsg: Precondition failed: UID in precondition: {uid}, "
+            f"UID in object meta: {pod['metadata']['uid']}",
+        )
     if pod["metadata"].get("deletionTimestamp"):
         raise e.conflict(BINDING_GR, name, f"pod {name} is being deleted, cannot be assigned to a host")
     if spec.get("nodeName"):

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .errors import ApiError
+from .errors import ApiError, PageNotFound
 
 JSON = "application/json"
 
@@ -26,6 +26,9 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def error_response(err: ApiError) -> web.Response:
+    if isinstance(err, PageNotFound):
+        headers = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}
+        return web.Response(body=err.TEXT.encode(), status=404, headers=headers)
     return json_response(err.status, err.code, err.headers)
 
 

@@ -24,6 +24,7 @@ from .audit import AuditLog
 from .auth import ADMIN, AuthConfig, load_auth_file
 from .cluster import Cluster, new_cluster
 from .faults import FaultRule, Faults, rule_from_json
+from .flowcontrol import FlowControl
 from .handlers import ResourceHandler, WatchSettings
 from .kubeconfig import kubeconfig, write_kubeconfig
 
@@ -66,8 +67,12 @@ class KubeApiServer:
         tls: serve HTTPS with a throw-away CA (its PEM is `ca_pem`).
         watch_timeout: server-side end of watches that give no timeoutSeconds.
         bookmark_interval: seconds between BOOKMARK events on watches that allow them.
-        history_limit: changes kept for watches resuming from a resourceVersion.
+        history_limit: changes of a resource kept, however old, for watches resuming from a
+            resourceVersion (the watch cache's lower bound, 100).
+        history_fresh: seconds older changes are kept too (the watch cache's eventFreshDuration,
+            75); a watch from before the window gets an ERROR event, 410 Expired.
         namespace_delay: seconds before a deleted namespace starts being emptied.
+        flow_control: API Priority and Fairness (seats, queue, Retry-After); None: no limit.
     """
 
     def __init__(
@@ -80,8 +85,10 @@ class KubeApiServer:
         tls: bool = False,
         watch_timeout: float = 300.0,
         bookmark_interval: float = 60.0,
-        history_limit: int = 5000,
+        history_limit: int = 100,
+        history_fresh: float = 75.0,
         namespace_delay: float = 0.05,
+        flow_control: FlowControl | None = None,
     ) -> None:
         check_loopback(host)
         self.host = host
@@ -94,7 +101,9 @@ class KubeApiServer:
         self.audit = AuditLog()
         self._watch = WatchSettings(watch_timeout, bookmark_interval)
         self._history_limit = history_limit
+        self._history_fresh = history_fresh
         self._namespace_delay = namespace_delay
+        self._flow_control = flow_control
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -129,12 +138,14 @@ class KubeApiServer:
         self._loop.close()
 
     def _fresh_cluster(self) -> tuple[Cluster, ResourceHandler]:
-        cluster = new_cluster(history_limit=self._history_limit, namespace_delay=self._namespace_delay)
+        cluster = new_cluster(history_limit=self._history_limit, history_fresh=self._history_fresh,
+                              namespace_delay=self._namespace_delay)
         return cluster, ResourceHandler(cluster.rest, cluster.deleter, self._watch)
 
     async def _serve(self) -> None:
         self.cluster, handler = self._fresh_cluster()
-        state = self._state = AppState(self.cluster.registry, handler, self.auth, self.faults, self.audit)
+        state = self._state = AppState(self.cluster.registry, handler, self.auth, self.faults, self.audit,
+                                       flow=self._flow_control)
         self._runner = web.AppRunner(
             build_app(state), access_log=None, handle_signals=False, handler_cancellation=True, shutdown_timeout=1.0
         )

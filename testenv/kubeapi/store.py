@@ -2,7 +2,10 @@
 
 Every write takes the next revision of a single counter, so
 resourceVersions increase across all kinds, and is recorded in a bounded
-history that watches replay from. Stored objects are never mutated in
+window per resource that watches replay from, like the watch cache's
+(staging/src/k8s.io/apiserver/pkg/storage/cacher/watch_cache.go): at least
+the last `history_limit` changes are kept, older ones only while younger than
+`history_fresh` seconds (eventFreshDuration), never more than `history_max`. Stored objects are never mutated in
 place: writers hand in a fresh dict, so events and readers can share it.
 
 Everything here runs on the server's event loop thread; methods are
@@ -12,6 +15,7 @@ another's.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,10 +54,12 @@ def object_key(obj: JsonObject) -> Key:
 
 
 class Store:
-    def __init__(self, history_limit: int = 5000) -> None:
+    def __init__(self, history_limit: int = 100, history_fresh: float = 75.0, history_max: int = 100 * 1024) -> None:
         self._rv = 0
         self._objects: dict[str, dict[Key, JsonObject]] = {}
-        self._history: deque[Change] = deque(maxlen=history_limit)
+        self._history_limit, self._history_fresh, self._history_max = history_limit, history_fresh, history_max
+        self._windows: dict[str, deque[tuple[float, Change]]] = {}  # storage -> (monotonic time, change)
+        self._trimmed: set[str] = set()  # storages whose window has lost changes
         self._watchers: set[Watcher] = set()
         self._hooks: list[Hook] = []
         self._pending: deque[Change] = deque()
@@ -63,12 +69,13 @@ class Store:
     def resource_version(self) -> int:
         return self._rv
 
-    @property
-    def oldest_replayable(self) -> int:
-        """A watch may start from any resourceVersion >= this one."""
-        if len(self._history) < (self._history.maxlen or 0):
+    def oldest_replayable(self, storage: str) -> int:
+        """A watch of `storage` may start from any resourceVersion >= this one (the cache's
+        "oldest - 1"; anything while nothing has left the window)."""
+        window = self._windows.get(storage)
+        if storage not in self._trimmed or not window:
             return 0
-        return self._history[0].rv - 1
+        return window[0][1].rv - 1
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -85,7 +92,7 @@ class Store:
         return sum(1 for bucket in self._objects.values() for (ns, _) in bucket if ns == namespace)
 
     def changes_after(self, storage: str, rv: int) -> list[Change]:
-        return [c for c in self._history if c.rv > rv and c.storage == storage]
+        return [c for _, c in self._windows.get(storage, ()) if c.rv > rv]
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -145,13 +152,23 @@ class Store:
         self._watchers.clear()
 
     def _record(self, change: Change) -> None:
-        self._history.append(change)
+        self._remember(change)
         for watcher in list(self._watchers):
             if watcher.storage == change.storage:
                 watcher.offer(change)
         self._pending.append(change)
         if not self._dispatching:
             self._run_hooks()
+
+    def _remember(self, change: Change) -> None:
+        now = time.monotonic()
+        window = self._windows.setdefault(change.storage, deque())
+        window.append((now, change))
+        while len(window) > self._history_max or (
+            len(window) > self._history_limit and now - window[0][0] >= self._history_fresh
+        ):
+            window.popleft()
+            self._trimmed.add(change.storage)
 
     def _run_hooks(self) -> None:
         self._dispatching = True

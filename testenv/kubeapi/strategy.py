@@ -97,6 +97,10 @@ class Strategy:
     def validate_status_update(self, new: JsonObject, old: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         return []
 
+    graceful_deletion: ClassVar[bool] = False
+    """The kind has a graceful-deletion strategy: even a deletion with grace 0 writes
+    deletionTimestamp before removing the object."""
+
     def grace_period(self, obj: JsonObject, requested: int | None) -> int:
         """Seconds a deletion waits; 0 removes at once (kinds without graceful deletion)."""
         return 0

@@ -71,8 +71,9 @@ class WatchStream:
     def start(self) -> list[JsonObject]:
         """Initial events; subscribes in the same step so no change falls in between."""
         rv = self.options.resource_version
-        if rv and int(rv) < self.store.oldest_replayable:
-            expired = e.expired(f"too old resource version: {rv} ({self.store.oldest_replayable + 1})")
+        oldest = self.store.oldest_replayable(self.storage)
+        if rv and int(rv) < oldest:
+            expired = e.expired(f"too old resource version: {rv} ({oldest})")
             self.queue.put_nowait(None)
             return [event("ERROR", expired.status)]
         if rv:

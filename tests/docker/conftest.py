@@ -20,6 +20,9 @@ from testenv import docker as engine
 # which cannot be had here: the fixtures remove what they start instead.
 os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
 
+# A failed end-to-end test's report carries its environments' state (tests/e2e/conftest.py).
+from tests.e2e.conftest import pytest_runtest_makereport  # noqa: E402, F401
+
 # The API stand-in's fixtures, for the Docker runtime's tests.
 from tests.testenv.conftest import (  # noqa: F401
     kubeapi_client,

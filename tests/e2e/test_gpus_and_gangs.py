@@ -132,6 +132,28 @@ def test_unschedulable_gang_is_requeued_within_10_s_with_nothing_placed(make_env
     assert scheduled_pods(env) == set()  # all or nothing: not one pod of the job was placed
 
 
+def test_gang_on_a_cluster_without_volcano_is_released_at_once_with_the_cause(make_env):
+    """Volcano not installed: its API group is not served (a plain-text 404). The job is
+    requeued within seconds, its nodes DOWN with a cause an admin can act on, no pod made."""
+    from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+
+    env = make_env(node_groups=THREE_GPU_NODES[:1], kube_nodes=TWO_GPUS_IN_ALL, nodesets=[
+        {"name": "gpu", "nodes": "gpu[1-3]", "image": IMAGE, "gang": {"kind": "volcano"}}])
+    crd = "podgroups.scheduling.volcano.sh"
+    env.kube().delete(CustomResourceDefinition, crd)
+    wait_for(lambda: crd not in {c.metadata.name for c in env.kube().list(CustomResourceDefinition)},
+             timeout=10, what="Volcano's CRD gone")
+    submitted = time.time()
+    job = sbatch(env, "-N2", "--gres=gpu:1", "--wrap", "hostname")
+    wait_for(lambda: any(node_field(env, n, "Reason").startswith("slurm-k8s-bridge:") for n in ("gpu1", "gpu2")),
+             timeout=30, what="a node DOWN with the bridge's reason", interval=0.05)
+    wait_for(lambda: env.slurm.job_state(job) == "PENDING", timeout=15, what="job requeued", interval=0.05)
+    assert time.time() - submitted < 15  # not ResumeTimeout (120 s)
+    reasons = {node_field(env, n, "Reason") for n in ("gpu1", "gpu2")}
+    assert any("scheduling.volcano.sh/v1beta1 is not served: is Volcano installed?" in r for r in reasons), reasons
+    assert not bridge_pods(env)
+
+
 def test_unschedulable_job_without_gang_is_requeued_and_its_placed_pods_deleted(make_env):
     env = make_env(node_groups=THREE_GPU_NODES, kube_nodes=TWO_GPUS_IN_ALL)
     submitted = time.time()

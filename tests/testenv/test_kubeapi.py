@@ -377,7 +377,9 @@ def test_watch_streams_added_modified_deleted(
     kubeapi_client.create(make_pod("p"))
     kubeapi_client.patch(Pod, "p", {"metadata": {"labels": {"x": "y"}}})
     kubeapi_client.delete(Pod, "p")
-    assert watcher.wait() == [("ADDED", "p"), ("MODIFIED", "p"), ("DELETED", "p")]
+    # a pod's deletion, even an immediate one, first writes its deletionTimestamp
+    assert watcher.wait() == [("ADDED", "p"), ("MODIFIED", "p"), ("MODIFIED", "p"), ("DELETED", "p")]
+    assert watcher.events[2][1].metadata.deletionTimestamp is not None
     versions = [int(obj.metadata.resourceVersion) for _, obj in watcher.events]
     assert versions == sorted(versions)
 
@@ -417,12 +419,13 @@ def test_watch_from_a_resource_version_replays_what_followed(
     start = kubeapi_client.create(make_pod("a")).metadata.resourceVersion
     kubeapi_client.create(make_pod("b"))
     kubeapi_client.delete(Pod, "a")
-    events = watch_lines(kubeapi_http, "/api/v1/namespaces/default/pods", 2, resourceVersion=start)
-    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "b"), ("DELETED", "a")]
+    events = watch_lines(kubeapi_http, "/api/v1/namespaces/default/pods", 3, resourceVersion=start)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
+        ("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "a")]
 
 
 def test_watch_from_a_compacted_resource_version_is_an_error_event_410() -> None:
-    with KubeApiServer(history_limit=3) as server:
+    with KubeApiServer(history_limit=3, history_fresh=0) as server:
         client = Client(KubeConfig.from_dict(server.kubeconfig()), trust_env=False)
         old = client.create(make_pod("p0")).metadata.resourceVersion
         for i in range(1, 6):
@@ -570,7 +573,8 @@ def test_deleting_a_running_pod_is_graceful_until_the_kubelet_deletes_it_with_gr
     gone = kubeapi_http.request("DELETE", "/api/v1/namespaces/default/pods/p", json=body)
     assert gone.status_code == 200 and gone.json()["kind"] == "Pod"
     assert api_error(kubeapi_client.get, Pod, "p").code == 404
-    assert watcher.wait() == [("ADDED", "p"), ("MODIFIED", "p"), ("DELETED", "p")]
+    # the shorter grace is written before the removal, as the registry's graceful path does
+    assert watcher.wait() == [("ADDED", "p"), ("MODIFIED", "p"), ("MODIFIED", "p"), ("DELETED", "p")]
 
 
 def test_unbound_and_finished_pods_are_removed_at_once(kubeapi_client: Client) -> None:
@@ -1387,12 +1391,21 @@ def test_subresources_need_their_own_rule(secured: KubeApiServer) -> None:
     client_for(secured, "bridge-token").patch(PodStatus, "p", {"status": {"phase": "Running"}})
 
 
-def test_unknown_or_missing_tokens_are_401(secured: KubeApiServer) -> None:
+def test_unknown_tokens_are_401(secured: KubeApiServer) -> None:
     status = api_error(lambda: list(client_for(secured, "wrong").list(Pod)))
     assert (status.code, status.reason, status.message) == (401, "Unauthorized", "Unauthorized")
+
+
+def test_no_credentials_is_system_anonymous_and_403_forbidden(secured: KubeApiServer) -> None:
+    # --anonymous-auth is on by default: no token is a user, system:anonymous, that RBAC refuses.
     with httpx2.Client(base_url=secured.url) as http:
-        assert http.get("/api/v1/namespaces/slurm/pods").status_code == 401
-        assert http.get("/healthz").text == "ok"  # health checks need no token, as with kubeadm
+        response = http.get("/api/v1/namespaces/slurm/pods")
+        assert response.status_code == 403
+        assert response.json()["message"] == (
+            'pods is forbidden: User "system:anonymous" cannot list resource "pods" in API group "" '
+            'in the namespace "slurm"')
+        assert http.get("/apis").status_code == 403  # discovery is for system:authenticated only
+        assert http.get("/healthz").text == "ok"  # system:public-info-viewer: health and version
 
 
 def test_the_repositorys_rbac_manifests_can_be_loaded_with_their_bindings(tmp_path: Path) -> None:
@@ -1658,3 +1671,145 @@ def test_tables_for_clients_that_ask_for_them(kubeapi_client: Client, kubeapi_ht
     ) as watch:
         event = json.loads(next(watch.iter_lines()))  # kubectl get -w: one-row tables
     assert (event["type"], event["object"]["kind"], event["object"]["rows"][0]["cells"][0]) == ("ADDED", "Table", "p")
+
+
+# --- kube-apiserver 1.36 where the stand-in used to answer otherwise (issue 11, item 6) -----------
+
+
+@pytest.mark.parametrize("path", [
+    "/apis/scheduling.volcano.sh/v1beta1/namespaces/default/podgroups",  # the CRD is not installed
+    "/apis/scheduling.volcano.sh/v1beta1",
+    "/apis/apps/v9/namespaces/default/deployments",  # a version not served
+    "/not-an-api",
+])
+def test_a_group_or_version_not_served_is_a_plain_text_404(kubeapi_http: httpx2.Client, path: str) -> None:
+    response = kubeapi_http.get(path)
+    assert response.status_code == 404
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert response.text == "404 page not found\n"
+
+
+def test_an_unknown_resource_of_a_served_version_is_still_a_status_404(kubeapi_http: httpx2.Client) -> None:
+    response = kubeapi_http.get("/api/v1/namespaces/default/notathings")
+    assert response.status_code == 404
+    assert response.json()["message"] == "the server could not find the requested resource"
+
+
+@pytest.mark.parametrize("name", ["A=B", "DÉJÀ", "TAB\tNAME"])
+def test_an_env_var_name_outside_printable_ascii_or_with_equals_is_422(kubeapi_http: httpx2.Client, name: str) -> None:
+    body = pod_body("p", containers=[{"name": "c", "image": "i", "env": [{"name": name, "value": "1"}]}])
+    response = kubeapi_http.post("/api/v1/namespaces/default/pods", json=body)
+    assert response.status_code == 422
+    assert response.json()["message"] == (
+        f'Pod "p" is invalid: spec.containers[0].env[0].name: Invalid value: {json.dumps(name, ensure_ascii=False)}: '
+        "a valid environment variable name must consist only of printable ASCII characters other than '='")
+
+
+def test_relaxed_env_var_names_are_accepted(kubeapi_http: httpx2.Client) -> None:
+    body = pod_body("p", containers=[{"name": "c", "image": "i", "env": [{"name": "my-var.1 x", "value": "1"}]}])
+    assert kubeapi_http.post("/api/v1/namespaces/default/pods", json=body).status_code == 201
+
+
+def test_a_topology_spread_max_skew_of_0_is_422(kubeapi_http: httpx2.Client) -> None:
+    spread = {"maxSkew": 0, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"}
+    body = pod_body("p", topologySpreadConstraints=[spread])
+    response = kubeapi_http.post("/api/v1/namespaces/default/pods", json=body)
+    assert response.status_code == 422
+    assert response.json()["message"] == (
+        'Pod "p" is invalid: spec.topologySpreadConstraints[0].maxSkew: Invalid value: 0: must be greater than zero')
+
+
+def test_a_binding_for_an_earlier_pod_of_the_same_name_is_409(kubeapi_client: Client, kubeapi_http: httpx2.Client) -> None:
+    old_uid = kubeapi_client.create(make_pod("p")).metadata.uid
+    kubeapi_client.delete(Pod, "p")
+    new_uid = kubeapi_client.create(make_pod("p")).metadata.uid
+    body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p", "uid": old_uid},
+            "target": {"kind": "Node", "name": "n1"}}
+    response = kubeapi_http.post("/api/v1/namespaces/default/pods/p/binding", json=body)
+    assert (response.status_code, response.json()["reason"]) == (409, "Conflict")
+    assert response.json()["message"].startswith('Operation cannot be fulfilled on pods/binding "p": StorageError: ')
+    assert response.json()["message"].endswith(
+        f"Precondition failed: UID in precondition: {old_uid}, UID in object meta: {new_uid}")
+    assert kubeapi_client.get(Pod, "p").spec.nodeName is None
+    body["metadata"]["uid"] = new_uid
+    assert kubeapi_http.post("/api/v1/namespaces/default/pods/p/binding", json=body).status_code == 201
+
+
+def test_each_resource_keeps_its_own_watch_window(kubeapi_http: httpx2.Client) -> None:
+    # The watch cache is per resource: a burst of ConfigMaps does not expire a watch on pods.
+    with KubeApiServer(history_limit=3, history_fresh=0) as server:
+        client = Client(KubeConfig.from_dict(server.kubeconfig()), trust_env=False)
+        start = client.create(make_pod("p0")).metadata.resourceVersion
+        client.create(make_pod("p1"))
+        for i in range(10):
+            client.create(ConfigMap(metadata=ObjectMeta(name=f"c{i}"), data={}))
+        with httpx2.Client(base_url=server.url) as http:
+            events = watch_lines(http, "/api/v1/namespaces/default/pods", 1, resourceVersion=start)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "p1")]
+
+
+def test_a_watch_from_before_the_window_is_expired_by_default() -> None:
+    # Past the window's lower bound (100 changes), changes older than its fresh duration go.
+    with KubeApiServer(history_fresh=0) as server:
+        client = Client(KubeConfig.from_dict(server.kubeconfig()), trust_env=False)
+        old = client.create(make_pod("p")).metadata.resourceVersion
+        for i in range(101):  # the window keeps 100: the creation and the first patch leave it
+            client.patch(Pod, "p", {"metadata": {"labels": {"n": str(i)}}})
+        with httpx2.Client(base_url=server.url) as http:
+            events = watch_lines(http, "/api/v1/namespaces/default/pods", resourceVersion=old)
+    assert [(e["type"], e["object"]["reason"], e["object"]["code"]) for e in events] == [("ERROR", "Expired", 410)]
+    assert events[0]["object"]["message"] == f"too old resource version: {old} ({int(old) + 1})"
+
+
+def test_deleting_a_bound_pod_with_grace_0_is_seen_marked_then_deleted(
+    kubeapi_server: KubeApiServer, kubeapi_client: Client, kubeapi_http: httpx2.Client
+) -> None:
+    kubeapi_client.create(make_pod("p", node="n1"))
+    watcher = Watcher(kubeapi_server, kubeapi_client, Pod, ("DELETED", "p"), namespace="default")
+    reply = kubeapi_http.delete("/api/v1/namespaces/default/pods/p", params={"gracePeriodSeconds": "0"})
+    assert reply.status_code == 200
+    assert reply.json()["metadata"]["deletionTimestamp"] and reply.json()["metadata"]["deletionGracePeriodSeconds"] == 0
+    assert watcher.wait() == [("ADDED", "p"), ("MODIFIED", "p"), ("DELETED", "p")]
+    assert watcher.events[1][1].metadata.deletionTimestamp is not None
+
+
+# --- API Priority and Fairness (issue 14) -----------------------------------------------------------
+
+
+def _concurrently(server: KubeApiServer, token: str, count: int) -> list[httpx2.Response]:
+    def get(_: int) -> httpx2.Response:
+        with httpx2.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as http:
+            return http.get("/api/v1/namespaces/slurm/pods")
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(get, range(count)))
+
+
+def test_requests_beyond_the_seats_and_the_queue_get_a_plain_text_429_with_retry_after(tmp_path: Path) -> None:
+    from testenv.kubeapi import FlowControl
+
+    flow = FlowControl(seats=1, queue_length=2, queue_wait=5, request_latency=0.4)
+    with KubeApiServer(auth=auth_file(tmp_path), flow_control=flow) as server:
+        client_for(server, "root-token").create(Namespace(metadata=ObjectMeta(name="slurm")))
+        answers = _concurrently(server, "bridge-token", 6)
+        admin = _concurrently(server, "root-token", 6)
+    served = [a for a in answers if a.status_code == 200]
+    refused = [a for a in answers if a.status_code == 429]
+    assert (len(served), len(refused)) == (3, 3)  # one seat, two waiting; the rest at once
+    for answer in refused:
+        assert answer.headers["Retry-After"] == "1"
+        assert answer.headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert answer.text == "Too many requests, please try again later.\n"
+    assert all(a.status_code == 200 for a in admin)  # system:masters is exempt
+
+
+def test_a_request_that_waits_past_the_queue_limit_is_429(tmp_path: Path) -> None:
+    from testenv.kubeapi import FlowControl
+
+    flow = FlowControl(seats=1, queue_length=10, queue_wait=0.2, request_latency=0.6)
+    with KubeApiServer(auth=auth_file(tmp_path), flow_control=flow) as server:
+        client_for(server, "root-token").create(Namespace(metadata=ObjectMeta(name="slurm")))
+        codes = sorted(a.status_code for a in _concurrently(server, "bridge-token", 3))
+    assert codes == [200, 429, 429]

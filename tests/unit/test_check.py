@@ -173,6 +173,27 @@ def test_power_saving_settings_must_agree_with_the_bridge_config(settings, confi
     newer = {**settings, "SLURM_VERSION": "24.11.5", "SlurmctldParameters": "enable_configless,idle_on_node_suspend,"
                                                                              "power_save_interval=1"}
     assert [f.status for f in check.power_saving_findings(newer, config)] == ["OK"]
+    defunct = {**newer, "SLURM_VERSION": "26.05.5", "SlurmctldParameters": newer["SlurmctldParameters"] + ",cloud_reg_addrs"}
+    warns = check.power_saving_findings(defunct, config)
+    assert [(w.status, w.topic) for w in warns] == [("WARN", "SlurmctldParameters"), ("WARN", "SchedulerParameters")]
+    assert "cloud_reg_addrs is gone" in warns[0].message and "requeue_on_resume_failure" in warns[1].message
+    # 25.05+ requeues a job whose nodes fail to resume only when asked to
+    requeues = {**defunct, "SlurmctldParameters": newer["SlurmctldParameters"],
+                "SchedulerParameters": "bf_continue,requeue_on_resume_failure"}
+    assert [f.status for f in check.power_saving_findings(requeues, config)] == ["OK"]
+
+
+def test_a_nodeset_image_slurmctld_cannot_accept_fails_before_any_job(settings, config):
+    import msgspec
+
+    ok = check.skew_findings({**settings, "SLURM_VERSION": "24.11.5"}, config)
+    assert [f.status for f in ok] == ["OK"]
+    newer = msgspec.structs.replace(config.nodesets[0], image="registry.example.org/slurmd:26.05.5")
+    ancient = msgspec.structs.replace(config.nodesets[0], name="old", image="registry.example.org/slurmd:22.05.8")
+    config = msgspec.structs.replace(config, nodesets=[newer, ancient])
+    found = check.skew_findings({**settings, "SLURM_VERSION": "24.11.5"}, config)
+    assert [(f.status, f.topic) for f in found] == [("FAIL", f"nodeset {newer.name}"), ("FAIL", "nodeset old")]
+    assert "newer than slurmctld" in found[0].message
 
 
 def test_pod_memory_must_leave_room_for_slurmd_and_munged(config):

@@ -12,7 +12,7 @@ def test_valid_config_loads_with_defaults(config):
     assert config.kubernetes.namespace == "slurm"
     assert [n.name for n in config.nodesets] == ["cpu", "gpu"]
     assert config.nodesets[0].template == "slurmd.yaml.j2"
-    assert (config.kubernetes.qps, config.kubernetes.burst) == (50.0, 200)
+    assert (config.kubernetes.qps, config.kubernetes.burst, config.kubernetes.concurrency) == (500.0, 500, 20)
 
 
 def test_nodeset_for_picks_the_first_matching_nodeset(config):
@@ -115,6 +115,12 @@ def test_hpc_nodeset_keys_load_into_typed_settings(write_config):
      "nodesets[0].capacity: node_selector sets karpenter.sh/capacity-type='on-demand', expected 'spot'"),
     ("env: {NVIDIA_VISIBLE_DEVICES: all}", "nodesets[0].env.NVIDIA_VISIBLE_DEVICES: would show the pod other GPUs"),
     ("env: {SLURMD_GPU_COUNT: '8'}", "nodesets[0].env.SLURMD_GPU_COUNT: set by the pod template"),
+    ("env: {'A=B': x}", "nodesets[0].env: expected variable names of printable ASCII characters other than '=', got 'A=B'"),
+    ("env: {'DÉJÀ': x}", "nodesets[0].env: expected variable names of printable ASCII characters other than '='"),
+    ("topology_spread: [{maxSkew: 0, topologyKey: zone, whenUnsatisfiable: DoNotSchedule}]",
+     "nodesets[0].topology_spread[0].maxSkew: expected a whole number above 0, got 0"),
+    ("topology_spread: [{topologyKey: zone, whenUnsatisfiable: DoNotSchedule}]",
+     "nodesets[0].topology_spread[0].maxSkew: expected a whole number above 0, got None"),
     ("slurmd_args: [-N, other]", "nodesets[0].slurmd_args: '-N' is set by the pod template"),
     ("slurmd_args: ['--conf-server=x:1']", "nodesets[0].slurmd_args: '--conf-server=x:1' is set by the pod template"),
     ("subdomain: Slurm_D", "nodesets[0].subdomain: expected a DNS-1123 label, got 'Slurm_D'"),

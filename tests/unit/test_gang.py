@@ -2,7 +2,7 @@
 
 import pytest
 
-from bridge import config as config_module, resume, suspend
+from bridge import config as config_module, gang, resume, suspend
 from bridge.errors import KubernetesError
 from bridge.resumefile import parse
 from bridge.slurm import NodeFacts
@@ -97,6 +97,24 @@ def test_podgroup_refused_fails_the_whole_gang_before_any_pod(gang_config, gslur
     outcome = resume.resume(["g1", "g2", "g3"], config=config, slurm=gslurm, kube=kube, request=JOB, log=log)
     assert kube.pods == {} and "create 3" not in kube.calls
     assert "pod group linux-job-7-gpu: NotFound" in outcome.failed["g1"]
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("volcano", "scheduling.volcano.sh/v1beta1 is not served: is Volcano installed?"),
+    ("coscheduling", "scheduling.x-k8s.io/v1alpha1 is not served: is scheduler-plugins (coscheduling) installed?"),
+])
+def test_a_gang_api_that_is_not_served_is_a_lasting_cause_that_names_the_scheduler(gang_config, gslurm, kube, log,
+                                                                                   kind, words):
+    from bridge.errors import NotServed
+
+    config = gang_config(f"{{kind: {kind}}}")
+    api_version = gang.POD_GROUP_KINDS[kind][0]
+    kube.refuse["linux-job-7-gpu"] = NotServed(f"{api_version} is not served by the Kubernetes API at x",
+                                               api_version=api_version)
+    outcome = resume.resume(["g1", "g2", "g3"], config=config, slurm=gslurm, kube=kube, request=JOB, log=log)
+    assert kube.pods == {}
+    assert outcome.failed["g1"] == f"pod group linux-job-7-gpu: {words}"
+    assert set(gslurm.down) == {"g1", "g2", "g3"}  # DOWN, not powered down: an admin must install it
 
 
 def test_suspend_deletes_the_group_with_its_last_pod(gang_config, gslurm, kube, log):

@@ -13,7 +13,7 @@ import yaml
 
 from bridge import kube as kube_module
 from bridge.config import KubernetesSettings
-from bridge.errors import KubernetesUnavailable
+from bridge.errors import ConfigError, Conflict, KubernetesError, KubernetesUnavailable, NotServed
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p1", "namespace": "slurm"},
        "spec": {"containers": [{"name": "c", "image": "i"}]}}
@@ -96,3 +96,117 @@ def test_unreachable_server_costs_the_retry_budget_once(tmp_path):
         with pytest.raises(KubernetesUnavailable):
             client.list_pods({"a": "b"})
         assert time.monotonic() - start < first / 2
+
+
+# --- every answer the HTTP stack can give ends in our hierarchy, in one line -----------------
+
+PODGROUP = ("scheduling.volcano.sh/v1beta1", "PodGroup", "job-7")
+
+
+def test_an_api_group_the_server_does_not_serve_is_named_not_taken_for_a_missing_object(api):
+    # kube-apiserver's answer for /apis/<group>/<version>/... it does not serve: plain text, no Status.
+    def handler(request, n):
+        return httpx2.Response(404, headers={"Content-Type": "text/plain; charset=utf-8"}, text="404 page not found\n")
+
+    with api(handler) as client:
+        with pytest.raises(NotServed) as caught:
+            client.get_object(PODGROUP)  # not "None": the group is absent, not the object
+        created = client.create_objects([{"apiVersion": PODGROUP[0], "kind": "PodGroup",
+                                          "metadata": {"name": "job-7", "namespace": "slurm"}, "spec": {}}])
+    assert caught.value.api_version == "scheduling.volcano.sh/v1beta1"
+    assert isinstance(created["job-7"], NotServed) and not created["job-7"].transient
+    assert "\n" not in str(caught.value)
+
+
+def test_a_missing_object_is_none_and_an_existing_one_a_conflict(api):
+    def handler(request, n):
+        if request.method == "GET":
+            return status(404, "NotFound", 'pods "p1" not found')
+        return status(409, "AlreadyExists", 'pods "p1" already exists')
+
+    with api(handler) as client:
+        assert client.get_pod("p1") is None
+        assert isinstance(client.create_pods([POD])["p1"], Conflict)
+
+
+@pytest.mark.parametrize("headers, body", [
+    ({"Content-Type": "text/html"}, "<html><head><title>502 Bad Gateway</title></head>\n<body>nginx</body></html>"),
+    ({}, ""),  # no Content-Type at all: lightkube itself fails reading it
+    ({"Content-Type": "application/json"}, "upstream connect error"),  # says JSON, is not
+])
+def test_a_proxys_error_page_is_a_passing_failure_retried_and_reported_in_one_line(api, headers, body):
+    def handler(request, n):
+        if n == 1:
+            return httpx2.Response(502, headers=headers, text=body)
+        return httpx2.Response(201, json=json.loads(request.content))
+
+    with api(handler) as client:
+        assert client.create_pods([POD]) == {"p1": None}
+    with api(lambda request, n: httpx2.Response(502, headers=headers, text=body), retry_seconds=0.5) as client:
+        error = client.create_pods([POD])["p1"]
+    assert (type(error), error.code, error.transient) == (KubernetesError, 502, True)
+    assert "\n" not in str(error) and "proxy or load balancer" in str(error)
+
+
+def test_a_plain_text_429_of_priority_and_fairness_is_honoured_with_its_retry_after(api):
+    def handler(request, n):
+        if n == 1:
+            return httpx2.Response(429, headers={"Content-Type": "text/plain; charset=utf-8", "Retry-After": "1"},
+                                   text="Too many requests, please try again later.\n")
+        return httpx2.Response(201, json=json.loads(request.content))
+
+    with api(handler) as client:
+        assert client.create_pods([POD]) == {"p1": None}
+    (first, _), (second, _) = api.calls
+    assert second - first >= 0.9
+    with api(lambda request, n: httpx2.Response(429, text="Too many requests, please try again later.\n"),
+             retry_seconds=0.3) as client:
+        error = client.create_pods([POD])["p1"]
+    assert (error.code, error.transient) == (429, True)
+    assert str(error) == "TooManyRequests: Too many requests, please try again later."
+
+
+def test_a_stalled_call_says_it_timed_out_and_after_how_long(api):
+    def handler(request, n):
+        raise httpx2.ReadTimeout("", request=request)
+
+    with api(handler, timeout=3, retry_seconds=0.3) as client:
+        with pytest.raises(KubernetesUnavailable, match=r"timed out after 3 s$"):
+            client.list_pods({"a": "b"})
+
+
+@pytest.mark.parametrize("text, words", [
+    ("{{{: [", "is not YAML (line 1, column 4: "),
+    ("- a\n- b\n", "is not a kubeconfig"),
+    ("clusters: 5\n", "is not a kubeconfig"),
+    ("", "is not a kubeconfig"),
+    ("apiVersion: v1\nclusters: [{name: x}]\ncontexts: [{name: c, context: {cluster: x, user: u}}]\n"
+     "current-context: c\nusers: [{name: u, user: 7}]\n", "is not a kubeconfig"),
+])
+def test_a_kubeconfig_that_is_not_one_is_a_config_error_in_one_line(tmp_path, text, words):
+    path = tmp_path / "kubeconfig"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        kube_module.LightkubeApi(KubernetesSettings(kubeconfig=str(path)))
+    assert words in str(caught.value) and str(path) in str(caught.value)
+    assert "\n" not in str(caught.value) and caught.value.exit_code == 78
+
+
+@pytest.mark.filterwarnings("ignore:timeout=0 means no retries")  # no retry may hide a timed-out call
+def test_calls_in_flight_are_bounded_by_concurrency_and_their_timeout_starts_when_sent(api):
+    import asyncio
+
+    state = {"now": 0, "most": 0}
+
+    async def handler(request, n):
+        state["now"] += 1
+        state["most"] = max(state["most"], state["now"])
+        await asyncio.sleep(0.05)
+        state["now"] -= 1
+        return httpx2.Response(201, json=json.loads(request.content))
+
+    pods = [{**POD, "metadata": {"name": f"p{i}", "namespace": "slurm"}} for i in range(12)]
+    # 12 calls of 0.05 s, 3 at a time: 0.2 s in all, more than each call's timeout of 0.15 s
+    with api(handler, concurrency=3, timeout=0.15, retry_seconds=0) as client:
+        assert set(client.create_pods(pods).values()) == {None}
+    assert state["most"] == 3

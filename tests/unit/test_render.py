@@ -110,3 +110,32 @@ def test_template_must_keep_the_bridges_name_and_labels(write_config, tmp_path, 
         render_pod(cfg, slurm.facts["elastic1"])
     assert "metadata.name must be 'linux-elastic1'" in str(error.value)
     assert "spec.containers" in str(error.value)
+
+
+@pytest.mark.parametrize("expression, words", [
+    ("{{ node.cpus // 0 }}", "ZeroDivisionError: integer division or modulo by zero"),
+    ("{{ {}.pop('x') }}", "KeyError: 'x'"),
+    ("{{ node.name.split().pop(3) }}", "IndexError: pop index out of range"),
+    ("{{ '%d' % node.name }}", "TypeError: %d format: a real number is required, not str"),
+])
+def test_a_template_that_raises_while_rendering_names_template_line_and_node(write_config, tmp_path, slurm,
+                                                                             expression, words):
+    cfg = _template_config(write_config, tmp_path, f"apiVersion: v1\nkind: Pod\nmetadata:\n  x: {expression}\n")
+    with pytest.raises(TemplateError) as error:
+        render_pod(cfg, slurm.facts["elastic3"])
+    assert str(error.value).startswith(f"{tmp_path / 't' / 'bad.yaml.j2'}:4: node elastic3: ")
+    assert words in str(error.value) and "\n" not in str(error.value)
+    assert error.value.exit_code == 65
+
+
+def test_a_job_whose_template_raises_is_released_with_that_cause(write_config, tmp_path, slurm, kube, log):
+    from bridge import resume
+    from bridge.resumefile import parse
+
+    cfg = _template_config(write_config, tmp_path, "apiVersion: v1\nkind: Pod\nmetadata:\n  x: {{ 1 / 0 }}\n")
+    slurm.add_job(9, ["elastic1", "elastic2"])
+    request = parse('{"jobs":[{"job_id":9,"nodes":"elastic[1-2]"}],"all_nodes":"elastic[1-2]"}')
+    outcome = resume.resume(["elastic1", "elastic2"], config=cfg, slurm=slurm, kube=kube, request=request, log=log)
+    assert kube.pods == {} and outcome.exit_code() == 65
+    assert set(slurm.down) == {"elastic1", "elastic2"}
+    assert "bad.yaml.j2:4: node elastic1: ZeroDivisionError: division by zero" in slurm.down["elastic1"]

@@ -173,6 +173,18 @@ def test_long_node_lists_are_split_under_the_argument_limit(tmp_path):
     assert sum(c.split()[2].count(",") + 1 for c in calls) == 20_000
 
 
+def test_power_down_uses_the_power_command_where_the_version_takes_a_reason(tmp_path):
+    _command(tmp_path, "scontrol", "exit 0")
+    slurm = CommandSlurm(str(tmp_path))
+    slurm.version = SlurmVersion.parse("24.11.5")  # power commands, but no Reason= before 25.05
+    slurm.power_down(["elastic1"], "pod gone")
+    slurm.version = SlurmVersion.parse("26.05.5")
+    slurm.power_down(["elastic1"], "pod gone")
+    old, new = _calls(tmp_path)
+    assert old == "scontrol update NodeName=elastic1 State=POWER_DOWN_FORCE Reason=slurm-k8s-bridge: pod gone"
+    assert new == "scontrol power down force elastic1 Reason=slurm-k8s-bridge: pod gone"
+
+
 def test_version_table():
     assert SlurmVersion.parse("22.05.8").supports("cloud_reg_addrs")
     assert not SlurmVersion.parse("23.11.0").supports("cloud_reg_addrs")

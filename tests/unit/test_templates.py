@@ -445,6 +445,30 @@ def test_render_check_fails_with_one_line_per_problem(write_config, monkeypatch,
     assert lines[-1] == "slurm-k8s-bridge: template: 1 of 2 pod(s) not valid (see above)"
 
 
+def test_render_check_refuses_an_image_whose_slurmd_the_controller_cannot_accept(write_config, monkeypatch, capsys):
+    from bridge.slurmversion import SlurmVersion
+    from tests.fakes import FakeSlurm
+
+    # The nodeset's image is tagged slurmd:22.05: four releases behind a 24.11 slurmctld.
+    monkeypatch.setattr(FakeSlurm, "version", SlurmVersion.parse("24.11.5"), raising=False)
+    code, out, err = _cli(monkeypatch, capsys, _path(write_config), "render", "n1", "--check")
+    assert code == 65 and out == ""
+    assert err.splitlines()[0].startswith("slurm-k8s-bridge: version: n1: slurmd 22.05 of image slurmd:22.05")
+    monkeypatch.setattr(FakeSlurm, "version", SlurmVersion.parse("22.05.8"), raising=False)
+    code, out, err = _cli(monkeypatch, capsys, _path(write_config), "render", "n1", "--check")
+    assert (code, err) == (0, "")
+def test_render_check_names_a_template_that_raises_while_rendering(write_config, tmp_path, monkeypatch, capsys):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "pod.yaml.j2").write_text("apiVersion: v1\nkind: Pod\nmetadata:\n  x: {{ node.cpus // 0 }}\n")
+    config = load(write_config, "template: pod.yaml.j2", extra=f"templates_dir: {tmp_path / 't'}\n")
+    code, out, err = _cli(monkeypatch, capsys, Path(config.path), "render", "n1", "--check")
+    assert (code, out) == (65, "")
+    assert err.splitlines() == [
+        f"slurm-k8s-bridge: template: {tmp_path / 't' / 'pod.yaml.j2'}:4: node n1: ZeroDivisionError: "
+        "integer division or modulo by zero",
+        "slurm-k8s-bridge: template: 1 of 1 pod(s) not valid (see above)"]
+
+
 @pytest.mark.parametrize("args", [["--check", "--kubernetes-version", "1.20"], ["--kubernetes-version", "1.30"]])
 def test_render_refuses_an_unsupported_or_lone_kubernetes_version(write_config, monkeypatch, capsys, args):
     code, _, err = _cli(monkeypatch, capsys, _path(write_config), "render", "n1", *args)
