@@ -184,3 +184,13 @@ def test_no_warm_section_means_no_pool(config):
 def test_a_warm_section_that_cannot_be_kept_is_refused_at_load(write_config, warm, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         warm_config(write_config, **warm)
+
+
+def test_a_dry_run_says_what_the_pool_would_do_and_changes_nothing(write_config):
+    config = warm_config(write_config, min=2)
+    slurm = FakeSlurm({f"elastic{i}": NodeFacts(f"elastic{i}", 1, 500, state=OFF) for i in range(1, 17)})
+    pool = Pool(config, slurm=slurm, log=structlog.get_logger(), metrics=Metrics(), dry_run=True)
+    with capture_logs() as logs:
+        pool.step(slurm.facts, START)
+    assert [(r["action"], r["nodes"], r["dry_run"]) for r in logs] == [("power_up", "elastic[1-2]", True)]
+    assert slurm.calls == [] and not (Path(config.resume.state_dir) / "warm-cpu.json").exists()
