@@ -28,6 +28,7 @@ import argparse
 import gzip
 import heapq
 import math
+import os
 import random
 import statistics
 import sys
@@ -38,7 +39,8 @@ from pathlib import Path
 
 from bridge import warmpool
 
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
+TRACES = Path(os.environ.get("SLURM_K8S_BRIDGE_TRACES", Path(__file__).resolve().parents[2] / "shared" / "traces"))
+"""The shared traces beside the checkout (``../shared/traces``); elsewhere, set SLURM_K8S_BRIDGE_TRACES."""
 
 
 @dataclass(frozen=True)

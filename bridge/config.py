@@ -211,6 +211,26 @@ class Capacity(_Strict):
     ``kubernetes.azure.com/scalesetpriority``); the pods tolerate it."""
 
 
+class Warm(_Strict):
+    """A warm pool: idle nodes of the nodeset kept powered up so a job starts at static speed
+    (:mod:`bridge.warmpool` sizes it, the daemon keeps it; README "Warm pool")."""
+
+    min: int = 0
+    """Idle nodes kept up whatever the demand (0: scale to zero when quiet)."""
+    max: int = 0
+    """At most this many idle nodes kept up (0: no warm pool)."""
+    horizon: float = 60.0
+    """Seconds of expected demand the pool covers: about how long a new pod takes to register."""
+    hold: float = 1800.0
+    """An idle node is worth keeping if a job is likely within this many seconds."""
+    linger: float = 600.0
+    """Seconds an idle node beyond the target stays up before the daemon powers it down."""
+    quiet_after: float = 3600.0
+    """With no job for this long (and none expected at this hour), the pool shrinks to ``min``."""
+    idle_share: float = 0.10
+    """Idle pod-time at most this share of busy pod-time over about a day (0: no cap)."""
+
+
 class Gang(_Strict):
     """All-or-nothing scheduling of one job's pods on the Kubernetes side, so two jobs never
     each hold part of what both need (the gang deadlock)."""
@@ -355,6 +375,8 @@ class Nodeset(_Strict):
     runtime_class: str | None = None
     """RuntimeClass, e.g. ``nvidia`` where the GPU runtime is not containerd's default."""
     termination_grace_period: int = 30
+    warm: Warm = Warm()
+    """Warm pool of idle powered-up nodes; none by default (``max: 0``)."""
     gang: Gang | None = None
     """Gang-schedule the pods of one job (per nodeset); none by default."""
     dcgm_job_mapping_dir: Annotated[str, msgspec.Meta(pattern="^/")] | None = None
@@ -560,11 +582,22 @@ def _check_nodeset(nodeset: Nodeset, where: str) -> None:
         _check_capacity(nodeset.capacity, nodeset.node_selector, f"{where}.capacity")
     if nodeset.gang is not None:
         _check_gang(nodeset.gang, f"{where}.gang")
+    _check_warm(nodeset, f"{where}.warm")
     _check_env_and_args(nodeset, where)
     _check_researcher_view(nodeset, where)
     if nodeset.networks and "k8s.v1.cni.cncf.io/networks" in nodeset.annotations:
         raise ConfigError(f"{where}.annotations: k8s.v1.cni.cncf.io/networks is written from networks; "
                           f"expected one or the other")
+
+
+def _check_warm(nodeset: Nodeset, where: str) -> None:
+    warm, size = nodeset.warm, len(hostlist.expand(nodeset.nodes))
+    if not 0 <= warm.min <= warm.max <= size:
+        raise ConfigError(f"{where}: expected 0 <= min <= max <= {size} (the nodeset's nodes), "
+                          f"got min {warm.min}, max {warm.max}")
+    for field in ("horizon", "hold", "linger", "quiet_after", "idle_share"):
+        if getattr(warm, field) < 0:
+            raise ConfigError(f"{where}.{field}: expected 0 or more, got {getattr(warm, field):g}")
 
 
 def _check_researcher_view(nodeset: Nodeset, where: str) -> None:

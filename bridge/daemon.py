@@ -8,7 +8,8 @@ hooks use (:func:`bridge.failure.release_job`, :mod:`bridge.kube`). A look happe
 of a pod or Kubernetes node, when a grace period ends, and every ``daemon.tick`` seconds.
 
 Each action is a JSON log line, a Kubernetes Event on the pod and a metric; ``--dry-run`` only
-logs. After every look the daemon touches its heartbeat (:mod:`bridge.heartbeat`).
+logs. Nodesets with a warm pool (``warm.max > 0``) get their pool step after the plan
+(:mod:`bridge.pool`). After every look the daemon touches its heartbeat (:mod:`bridge.heartbeat`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from bridge.errors import BridgeError, ConfigError, KubernetesError, SlurmError
 from bridge.informer import API_ERRORS, DELETED, Informer
 from bridge.kube import KubeClient
 from bridge.metrics import Metrics
+from bridge.pool import Pool
 from bridge.reconcile import (Action, DeletePod, DeletePodGroup, DrainNode, Memory, ReleaseJob, ReleaseNode,
                               UndrainNode, host_view, plan)
 from bridge.slurm import NodeFacts, SlurmClient
@@ -56,6 +58,7 @@ class Daemon:
         self._words: dict[str, str] = {}
         self._powering_up_since: dict[str, float] = {}
         self._nodeset_of: dict[str, str] = {}
+        self.pool = Pool(config, slurm=slurm, log=log, metrics=self._metrics, dry_run=dry_run)
 
     def look(self, pods: list[dict[str, Any]], hosts: list[dict[str, Any]] | None,
              groups: list[dict[str, Any]] = ()) -> list[Action]:
@@ -79,6 +82,7 @@ class Daemon:
         actions = plan(facts, pods, hosts, now, self.config, self.memory, groups=groups)
         self._observe(facts, pods, now)
         self._execute(actions, pods)
+        self.pool.step(facts, now)
         if not self._dry_run:
             heartbeat.beat(self.config.resume.state_dir, follows=self.config.daemon.follow, now=now)
         self._metrics.heartbeat.set(now)

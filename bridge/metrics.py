@@ -39,6 +39,14 @@ class Metrics:
                                    "by the daemon with daemon.follow, else by the hooks' followers).", registry=r)
         self.breaker_open = Gauge(f"{PREFIX}_capacity_breaker_open", "1 while a nodeset's capacity breaker "
                                   "keeps Slurm off its powered-down nodes.", ["nodeset"], registry=r)
+        self.warm_target = Gauge(f"{PREFIX}_warm_pool_target_nodes", "Idle powered-up nodes the warm pool "
+                                 "aims at, by nodeset.", ["nodeset"], registry=r)
+        self.warm_idle = Gauge(f"{PREFIX}_warm_pool_idle_nodes", "Idle powered-up usable nodes, by nodeset.",
+                               ["nodeset"], registry=r)
+        self.warm_power_ups = Counter(f"{PREFIX}_warm_pool_power_ups", "Nodes the warm pool powered up.",
+                                      ["nodeset"], registry=r)
+        self.warm_power_downs = Counter(f"{PREFIX}_warm_pool_power_downs", "Idle nodes the warm pool "
+                                        "powered down.", ["nodeset"], registry=r)
         self.api_errors = Counter(f"{PREFIX}_api_errors", "Failed calls, by API (kubernetes, slurm) and stage.",
                                   ["api", "stage"], registry=r)
         self.tick_seconds = Histogram(f"{PREFIX}_reconcile_seconds", "Duration of one look and its actions.",

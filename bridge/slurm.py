@@ -85,6 +85,15 @@ class SlurmClient(Protocol):
         are back in service, powered down, after SuspendTimeout."""
         ...
 
+    def power_up(self, nodes: list[str]) -> None:
+        """Power idle nodes up with no job (a warm pool): Slurm calls ResumeProgram for them."""
+        ...
+
+    def power_down_idle(self, nodes: list[str]) -> None:
+        """Power nodes down once they are idle (POWER_DOWN, not forced: a job that landed on
+        one meanwhile finishes first)."""
+        ...
+
     def job_state(self, job_id: int) -> tuple[str, int] | None:
         """The job's state (PENDING, RUNNING, ...) and how often Slurm requeued it; None if gone."""
         ...
@@ -164,6 +173,21 @@ class CommandSlurm:
             else:
                 self._run("scontrol", "update", f"NodeName={batch}", "State=POWER_DOWN_FORCE",
                           f"Reason={reason(reason_text)}")
+
+    def power_up(self, nodes: list[str]) -> None:
+        self._power(nodes, "up", "POWER_UP")
+
+    def power_down_idle(self, nodes: list[str]) -> None:
+        self._power(nodes, "down", "POWER_DOWN")
+
+    def _power(self, nodes: list[str], word: str, state: str) -> None:
+        """``scontrol power up|down`` where the version has it, else the update every version takes."""
+        new = self.version is not None and self.version.supports("power_commands")
+        for batch in _batches(nodes):
+            if new:
+                self._run("scontrol", "power", word, batch)
+            else:
+                self._run("scontrol", "update", f"NodeName={batch}", f"State={state}")
 
     def job_state(self, job_id: int) -> tuple[str, int] | None:
         try:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Any
 
 from bridge.errors import Conflict, KubernetesError, SlurmError
@@ -36,6 +37,23 @@ class FakeSlurm:
         for node in nodes:
             self.powered_down[node] = reason(reason_text)
         self._requeue_jobs_on(nodes)
+
+    def power_up(self, nodes: list[str]) -> None:
+        """Slurm refuses a node that is not powered down; the others start powering up."""
+        self.calls.append(f"power_up {len(nodes)}")
+        for node in nodes:
+            fact = self.facts[node]
+            if "POWERED_DOWN" not in fact.state:
+                raise SlurmError(f"scontrol update failed: Node {node} is not powered down")
+            state = tuple(s for s in fact.state if s != "POWERED_DOWN") + ("POWERING_UP",)
+            self.facts[node] = replace(fact, state=state)
+
+    def power_down_idle(self, nodes: list[str]) -> None:
+        self.calls.append(f"power_down_idle {len(nodes)}")
+        for node in nodes:
+            fact = self.facts[node]
+            self.facts[node] = replace(fact, state=tuple(s for s in fact.state if s != "POWERING_UP")
+                                       + ("POWERING_DOWN",))
 
     def job_state(self, job_id: int) -> tuple[str, int] | None:
         job = self.jobs.get(job_id)

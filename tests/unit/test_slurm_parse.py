@@ -219,3 +219,21 @@ def test_commands_run_with_no_path(slurm_2205, monkeypatch):
     monkeypatch.delenv("PATH", raising=False)  # hooks have none: commands go by absolute path
     assert "elastic1" in CommandSlurm(str(slurm_2205)).node_facts(["elastic1"])
     assert os.environ.get("PATH") is None
+
+
+
+def test_warm_pool_powers_nodes_with_the_update_2205_takes(slurm_2205):
+    slurm = CommandSlurm(str(slurm_2205))
+    slurm.node_facts(["elastic1"])
+    slurm.power_up(["elastic1", "elastic2"])
+    slurm.power_down_idle(["elastic1"])
+    assert _calls(slurm_2205)[-2:] == ["scontrol update NodeName=elastic[1-2] State=POWER_UP",
+                                       "scontrol update NodeName=elastic1 State=POWER_DOWN"]
+
+
+def test_warm_pool_powers_nodes_with_scontrol_power_from_2405(slurm_2411):
+    slurm = CommandSlurm(str(slurm_2411))
+    slurm.node_facts(["gpu01"])
+    slurm.power_up(["gpu01"])
+    slurm.power_down_idle(["gpu01"])
+    assert _calls(slurm_2411)[-2:] == ["scontrol power up gpu01", "scontrol power down gpu01"]

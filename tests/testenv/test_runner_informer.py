@@ -47,7 +47,7 @@ def test_an_expired_watch_makes_the_informer_list_again_and_miss_nothing(caplog)
                 await client.close()
             return dict(informer.objects)
 
-        with caplog.at_level(logging.INFO, logger="testenv.runner.informer"):
+        with caplog.at_level(logging.INFO, logger="bridge.informer"):
             objects = asyncio.run(scenario())
     assert sorted(name for _, name in objects) == ["p0", "p1", "p2", "p3"]
     assert ("DELETED", "before") in seen and all(("ADDED", f"p{i}") in seen for i in range(4))

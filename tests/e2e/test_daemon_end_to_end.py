@@ -16,7 +16,9 @@ import pytest
 from lightkube.resources.core_v1 import Node, Pod
 
 from tests.e2e.conftest import bridge_pods, job_field, node_field, sbatch, wait_for
-from testenv.env import BIN, NAMESPACE, Environment
+from bridge import hostlist
+from testenv.env import BIN, IMAGE, NAMESPACE, Environment
+from testenv.slurm.config import Timeouts
 
 # Grace periods short enough for a test, long enough to be seen waiting.
 DAEMON = {"daemon": {"tick": 1, "orphan_grace": 3, "stuck_grace": 10, "group_grace": 5,
@@ -320,5 +322,32 @@ def test_capacity_breaker_opens_jobs_wait_without_looping_and_it_closes_after_a_
         assert daemon.actions("close_breaker")
         assert int(job_field(env, job, "Restarts")) == attempts
         assert not any("capacity breaker" in node_field(env, f"elastic{i}", "Reason") for i in range(1, 5))
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_warm_pool_keeps_two_nodes_up_a_job_lands_on_them_without_a_resume_and_the_pool_refills(make_env):
+    # SuspendTime longer than the test: the pool, not Slurm's power saving, decides who stays up.
+    env = make_env(bridge=DAEMON, timeouts=Timeouts(suspend_time=300, resume_timeout=120, suspend_timeout=2),
+                   nodesets=[{"name": "elastic", "nodes": "elastic[1-4]", "image": IMAGE,
+                              "warm": {"min": 2, "max": 2}}])
+    daemon = Daemon(env).start()
+    try:
+        def warm() -> list[str]:
+            states = {n: node_field(env, n, "State") for n in ("elastic1", "elastic2", "elastic3", "elastic4")}
+            return sorted(n for n, s in states.items() if s == "IDLE+CLOUD" and n in bridge_pods(env))
+
+        wait_for(lambda: len(warm()) == 2, timeout=60, what="two warm nodes: pods running, slurmd registered")
+        pool = warm()
+        job = sbatch(env, "-N2", "--wrap", "sleep 300")
+        wait_for(lambda: env.slurm.job_state(job) == "RUNNING", timeout=30, what="job running")
+        assert sorted(hostlist.expand(job_field(env, job, "NodeList"))) == pool
+        wait_for(lambda: len(warm()) == 2, timeout=60, what="the pool refilled")
+        assert set(warm()).isdisjoint(pool)
+        # Slurm never resumed anything for the job: only the pool's own power-ups, with no job.
+        resumes = [r for r in env.bridge_log_records() if r.get("hook") == "resume"]
+        assert resumes and not [r for r in resumes if str(job) in map(str, r.get("jobs") or [])]
+        ups = [r for r in daemon.records("warm pool") if r["action"] == "power_up"]
+        assert len(ups) == 2 and all(r["nodeset"] == "elastic" for r in ups)
     finally:
         assert daemon.stop() == 0

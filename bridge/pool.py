@@ -1,0 +1,186 @@
+"""The daemon's warm-pool step: per nodeset with ``warm.max > 0``, keep the target number of idle
+nodes powered up (:mod:`bridge.warmpool` sizes it), through Slurm.
+
+Demand is read from the node facts the daemon reads anyway (no extra Slurm call): nodes of the
+nodeset that became allocated since the last look are one arrival of that many nodes. Slurm
+allocates powered-down nodes to a job the moment it schedules it, so a job is seen before its
+nodes are up; jobs that wait because the nodeset is full are not seen (the pool could not
+serve them anyway). A burst within one look counts as one larger job.
+
+Nodes are powered up with no job (``scontrol power up`` or ``State=POWER_UP``): Slurm calls
+ResumeProgram, the hook creates the pod, slurmd registers, the node is idle. Idle nodes beyond
+the target are powered down (``POWER_DOWN``: graceful) once idle for ``warmpool.linger``.
+Slurm's own SuspendTime still powers idle nodes down; on every version the next look powers the
+shortfall up again (README "Warm pool" says how to set SuspendTime). A node that is DOWN,
+DRAIN, NOT_RESPONDING or held by the capacity breaker is never counted nor powered up.
+
+What was learned (:class:`warmpool.Demand`) and the nodes allocated at the last look are kept in
+``<resume.state_dir>/warm-<nodeset>.json``, so a restarted daemon loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bridge import breaker, hostlist, nodestate, warmpool
+from bridge.config import Config, Nodeset
+from bridge.errors import SlurmError
+from bridge.metrics import Metrics
+from bridge.slurm import NodeFacts, SlurmClient
+
+_MAX_ELAPSED = 3600.0
+"""Longest gap between two looks that is counted as idle/busy time (a stopped daemon saw nothing)."""
+
+
+def policy(nodeset: Nodeset) -> warmpool.PoolPolicy:
+    w = nodeset.warm
+    return warmpool.PoolPolicy(min=w.min, max=w.max, horizon=w.horizon, hold=w.hold, linger=w.linger,
+                               quiet_after=w.quiet_after, idle_share=w.idle_share)
+
+
+def usable(fact: NodeFacts) -> bool:
+    """A node the pool may count or power up: not DOWN, DRAIN, NOT_RESPONDING, nor breaker-held."""
+    s = fact.state
+    return not (nodestate.is_down(s) or nodestate.is_drained(s) or nodestate.is_not_responding(s)
+                or breaker.open_until(fact) is not None)
+
+
+@dataclass
+class _Learned:
+    demand: warmpool.Demand = field(default_factory=warmpool.Demand)
+    allocated: set[str] | None = None
+    """Nodes allocated at the last look; None before the first (nothing to compare with)."""
+    looked: float | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One nodeset's pool at one look."""
+
+    nodeset: str
+    target: int
+    idle: tuple[str, ...]
+    starting: tuple[str, ...]
+    power_up: tuple[str, ...] = ()
+    power_down: tuple[str, ...] = ()
+
+
+class Pool:
+    def __init__(self, config: Config, *, slurm: SlurmClient, log: Any, metrics: Metrics,
+                 dry_run: bool = False) -> None:
+        self._nodesets = [ns for ns in config.nodesets if ns.warm.max > 0]
+        self._nodes = {ns.name: hostlist.expand(ns.nodes) for ns in self._nodesets}
+        self._slurm, self._log, self._metrics, self._dry_run = slurm, log, metrics, dry_run
+        self._dir = Path(config.resume.state_dir)
+        self._learned: dict[str, _Learned] = {}
+        self._idle_since: dict[str, float] = {}
+
+    def step(self, facts: dict[str, NodeFacts], now: float) -> list[Decision]:
+        """Learn, size, and power up or down; one decision per pooled nodeset."""
+        decisions = [self._decide(ns, facts, now) for ns in self._nodesets]
+        for decision in decisions:
+            self._carry_out(decision)
+        return decisions
+
+    # ---- deciding --------------------------------------------------------------------------
+
+    def _decide(self, nodeset: Nodeset, facts: dict[str, NodeFacts], now: float) -> Decision:
+        rules = policy(nodeset)
+        mine = {n: facts[n] for n in self._nodes[nodeset.name] if n in facts}
+        # In the nodeset's order (elastic2 before elastic10): the pool takes the first free nodes.
+        idle = [n for n, f in mine.items() if usable(f) and nodestate.is_up(f.state)
+                and not nodestate.is_allocated(f.state)]
+        starting = [n for n, f in mine.items() if usable(f) and nodestate.is_powering_up(f.state)
+                    and not nodestate.is_allocated(f.state)]
+        allocated = {n for n, f in mine.items() if nodestate.is_allocated(f.state)}
+        learned = self._learn(nodeset.name, allocated, len(idle), now, rules)
+        target = warmpool.target(learned.demand, now, rules)
+        for node in set(self._idle_since) & set(mine) - set(idle):
+            del self._idle_since[node]
+        for node in idle:
+            self._idle_since.setdefault(node, now)
+        up: list[str] = []
+        down: list[str] = []
+        have = len(idle) + len(starting)
+        if have < target:
+            off = [n for n, f in mine.items() if usable(f) and nodestate.is_powered_down(f.state)
+                   and not nodestate.is_allocated(f.state)]
+            up = off[: target - have]
+        elif have > target:
+            stay = warmpool.linger(learned.demand, rules)
+            longest_idle = sorted(idle, key=lambda n: self._idle_since[n])
+            down = [n for n in longest_idle if now - self._idle_since[n] >= stay][: have - target]
+        self._metrics.warm_target.labels(nodeset.name).set(target)
+        self._metrics.warm_idle.labels(nodeset.name).set(len(idle))
+        return Decision(nodeset.name, target, tuple(idle), tuple(starting), tuple(up), tuple(down))
+
+    def _learn(self, name: str, allocated: set[str], idle: int, now: float,
+               rules: warmpool.PoolPolicy) -> _Learned:
+        learned = self._learned.get(name) or self._load(name)
+        demand = learned.demand
+        if learned.allocated is not None and (arrived := allocated - learned.allocated):
+            demand = warmpool.observe(demand, now, len(arrived), rules)
+        if learned.looked is not None and now > learned.looked:
+            elapsed = min(now - learned.looked, _MAX_ELAPSED)
+            demand = warmpool.account(demand, idle_seconds=idle * elapsed, busy_seconds=len(allocated) * elapsed,
+                                      elapsed=elapsed, policy=rules)
+        learned = _Learned(demand, allocated, now)
+        self._learned[name] = learned
+        if not self._dry_run:
+            self._save(name, learned)
+        return learned
+
+    # ---- carrying out ----------------------------------------------------------------------
+
+    def _carry_out(self, d: Decision) -> None:
+        for nodes, action, call in ((d.power_up, "power_up", self._slurm.power_up),
+                                    (d.power_down, "power_down", self._slurm.power_down_idle)):
+            if not nodes:
+                continue
+            self._log.info("warm pool", action=action, nodeset=d.nodeset, nodes=hostlist.fold(list(nodes)),
+                           target=d.target, idle=len(d.idle), starting=len(d.starting), dry_run=self._dry_run)
+            if self._dry_run:
+                continue
+            try:
+                call(list(nodes))
+            except SlurmError as e:
+                self._metrics.api_errors.labels("slurm", action).inc()
+                self._log.error(f"warm pool: cannot {action.replace('_', ' ')}", nodeset=d.nodeset, error=str(e))
+                continue
+            counter = self._metrics.warm_power_ups if action == "power_up" else self._metrics.warm_power_downs
+            counter.labels(d.nodeset).inc(len(nodes))
+            if action == "power_down":
+                for node in nodes:
+                    self._idle_since.pop(node, None)
+
+    # ---- what survives a restart -----------------------------------------------------------
+
+    def _path(self, name: str) -> Path:
+        return self._dir / f"warm-{name}.json"
+
+    def _load(self, name: str) -> _Learned:
+        try:
+            data = json.loads(self._path(name).read_text())
+            return _Learned(warmpool.from_json(data["demand"]), set(data["allocated"]), data["looked"])
+        except FileNotFoundError:
+            return _Learned()
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            self._log.warning("warm pool: unreadable state, learning afresh", path=str(self._path(name)),
+                              error=str(e))
+            return _Learned()
+
+    def _save(self, name: str, learned: _Learned) -> None:
+        data = {"demand": warmpool.to_json(learned.demand), "allocated": sorted(learned.allocated or ()),
+                "looked": learned.looked}
+        path = self._path(name)
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".tmp")
+            partial.write_text(json.dumps(data))
+            os.replace(partial, path)  # a crash mid-write leaves the old state, never half a file
+        except OSError as e:
+            self._log.warning("warm pool: cannot keep state", path=str(path), error=str(e))
