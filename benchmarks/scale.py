@@ -11,9 +11,11 @@ Per size N (``--sizes``): the real resume hook, exec'd with Slurm's bare environ
 hostlist ``elastic[1-N]`` as slurmctld would (Slurm's node states are left as they are: no
 daemon runs then to judge the pods), until it exits with every pod accepted; then the suspend
 hook on the same hostlist (first a suspend of 2 of those nodes, the N-2 other pods standing, and
-the bridge's listing of all its pods, which every suspend made before it listed by node label). For each: seconds, the hook's peak RSS (getrusage of the child), API
-requests and 429s (the stand-in's audit log); and the hook's Slurm read of those N nodes alone
-(in-process, median of 3). Then a table of how each grows from one size to the next.
+the bridge's listing of all its pods, which every suspend made before it listed by node label).
+For each: seconds, peak RSS (getrusage through /usr/bin/time, children included), API requests
+and 429s (the stand-in's audit log); the resume hook's own peak (VmHWM polled, its sinfo child
+left out); the hook's Slurm read of those N nodes alone and the text read (in-process, median
+of 3). Then a table of how each grows from one size to the next.
 
 Then the daemon on the whole cluster: RSS and CPU over 20 s idle, and while slurmctld resumes
 ``--daemon-resume`` nodes (``scontrol update state=power_up``: slurmctld runs the resume hook)
@@ -176,7 +178,8 @@ def print_curve(rows: list[dict[str, float]]) -> None:
         print("| " + " | ".join(_fmt(row[k]) for k in keys) + " |")
     for before, after in zip(rows, rows[1:]):
         growth = {k: (after[k] / before[k] if before[k] else float("nan")) for k in keys}
-        print(f"| growth {before['nodes']}→{after['nodes']} | " + " | ".join(f"×{growth[k]:.1f}" for k in keys[1:]) + " |")
+        cells = " | ".join(f"×{growth[k]:.1f}" for k in keys[1:])
+        print(f"| growth {before['nodes']}→{after['nodes']} | {cells} |")
 
 
 def metric(url: str, name: str) -> float:
@@ -228,7 +231,8 @@ def daemon_at(env: Environment, url: str, resume: int) -> None:
     tick2, cpu2 = tick(url), cpu_seconds(proc.pid)
     looks = tick2[1] - tick1[1]
     print(f"daemon while slurmctld resumes {resume} nodes (pods accepted in {accepted:.1f} s) and suspends them "
-          f"({window:.1f} s in all): peak RSS {peak_rss_mib(proc.pid):.0f} MiB, CPU (with its sinfo) {cpu2 - cpu1:.2f} s "
+          f"({window:.1f} s in all): peak RSS {peak_rss_mib(proc.pid):.0f} MiB, "
+          f"CPU (with its sinfo) {cpu2 - cpu1:.2f} s "
           f"({(cpu2 - cpu1) / window * 100:.0f} %), {looks:.0f} looks, "
           f"tick mean {(tick2[0] - tick1[0]) / max(looks, 1):.2f} s", flush=True)
     watches = [e for e in env.audit(user=BRIDGE_USER) if e["time"] >= started and e["verb"] == "watch"]
