@@ -13,6 +13,7 @@ virtual nodes with that API server instead. ``stop()`` leaves no process and no 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -328,7 +329,7 @@ class Environment:
             return
         hooks = Hooks(resume=BIN / "slurm-k8s-resume", suspend=BIN / "slurm-k8s-suspend",
                       resume_fail=BIN / "slurm-k8s-resume-fail", prolog_slurmctld=BIN / "slurm-k8s-prolog",
-                      prolog=self._node_scripts, epilog=self._node_scripts)
+                      prolog=_in_image(self._node_scripts), epilog=_in_image(self._node_scripts))
         self.slurm = SlurmCluster(node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts,
                                   gpu_files=POD_GPU_FILES, gres_conf=self._gres_conf,
                                   slurm_user=self.slurm_user, prolog_wrapper=False).start()
@@ -420,7 +421,7 @@ class Environment:
         nodes = {"nodes": [{"name": n.name, "capacity": n.capacity, "labels": n.labels, "taints": list(n.taints)}
                            for n in self._kube_nodes]}
         (self.dir / "nodes.yaml").write_text(yaml.safe_dump(nodes))
-        images = {IMAGE: {"entrypoint": [str(REPO / "docker" / "slurmd" / "entrypoint.sh")], "cmd": []},
+        images = {IMAGE: {"entrypoint": [str(_in_image(IMAGE_SOURCES / "entrypoint.sh"))], "cmd": []},
                   **self._images}
         (self.dir / "images.yaml").write_text(yaml.safe_dump({"images": images}))
         assert self.slurm is not None
@@ -504,6 +505,31 @@ def _create(client: Any, obj: Any, *, missing_ok: bool = False) -> None:
     except httpx2.HTTPStatusError as e:
         if not (missing_ok and e.response.status_code == 404):
             raise
+
+
+IMAGE_SOURCES = REPO / "docker" / "slurmd"
+
+
+def _in_image(path: Path | None) -> Path | None:
+    """Where a pod of the process runtime finds one of the slurmd image's scripts: a copy of
+    docker/slurmd outside /tmp, one per content. A pod's private /tmp (an emptyDir, as the
+    template declares) hides a checkout that lies under /tmp, as CI's may; a real image has its
+    scripts in its own root, not in the checkout that built it."""
+    if path is None or IMAGE_SOURCES not in Path(path).parents:
+        return path
+    files = sorted(p for p in IMAGE_SOURCES.iterdir() if p.is_file())
+    digest = hashlib.sha256(b"".join(p.name.encode() + b"\0" + p.read_bytes() for p in files)).hexdigest()[:12]
+    target = install.ROOT / f"slurmd-image-{digest}"
+    if not target.is_dir():
+        staging = target.with_name(f"{target.name}.{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(IMAGE_SOURCES, staging)
+        staging.chmod(0o755)
+        try:
+            staging.rename(target)
+        except OSError:  # another environment made it first
+            shutil.rmtree(staging, ignore_errors=True)
+    return target / Path(path).relative_to(IMAGE_SOURCES)
 
 
 def _install(path: Path, *, owner: str = "root", group: str = "root", mode: int) -> None:
