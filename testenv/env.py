@@ -421,8 +421,9 @@ class Environment:
         nodes = {"nodes": [{"name": n.name, "capacity": n.capacity, "labels": n.labels, "taints": list(n.taints)}
                            for n in self._kube_nodes]}
         (self.dir / "nodes.yaml").write_text(yaml.safe_dump(nodes))
-        images = {IMAGE: {"entrypoint": [str(_in_image(IMAGE_SOURCES / "entrypoint.sh"))], "cmd": []},
-                  **self._images}
+        images = {IMAGE: {"entrypoint": [str(IMAGE_SOURCES / "entrypoint.sh")], "cmd": []}, **self._images}
+        images = {ref: {**image, "entrypoint": [str(_in_image(Path(word))) for word in image.get("entrypoint", [])]}
+                  for ref, image in images.items()}
         (self.dir / "images.yaml").write_text(yaml.safe_dump({"images": images}))
         assert self.slurm is not None
         # A node has none of this host's test state nor the site's "NFS" unless a pod declares
