@@ -214,7 +214,7 @@ def _suspend(ctx: HookContext) -> None:
     from bridge import suspend
 
     with ctx.kube() as kube:
-        outcome = suspend.suspend(ctx.nodes, config=ctx.config, kube=kube, log=ctx.log)
+        outcome = suspend.suspend(ctx.nodes, config=ctx.config, kube=kube, log=ctx.log, slurm=ctx.slurm())
     if outcome.failed:
         raise PartialFailure(f"{len(outcome.failed)} pod(s) not deleted", failed=outcome.failed)
 

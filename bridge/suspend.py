@@ -3,6 +3,11 @@
 Only pods the bridge created for these very nodes are deleted (labels and the exact node-name
 annotation must match): a pod someone else made in the namespace is never touched.
 Pods get their own grace period, so slurmd leaves cleanly.
+
+A slow SuspendProgram (the API throttled, deletes retried) may outlive SuspendTimeout: Slurm
+then counts the node off, and a new job may resume it before this call's deletes go out. The
+pod is then the new job's (same name, made by that resume), so just before deleting, Slurm is
+asked again and a node it powers up again keeps its pod.
 """
 
 from __future__ import annotations
@@ -12,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge import naming, owed
+from bridge import naming, nodestate, owed
 from bridge.config import Config
-from bridge.errors import KubernetesError
+from bridge.errors import KubernetesError, SlurmError
 from bridge.kube import KubeClient
 from bridge.slurm import SlurmClient
 
@@ -32,18 +37,22 @@ class Outcome:
     absent: list[str] = field(default_factory=list)
     """Nodes that had no pod of ours (already gone: nothing to do)."""
     failed: dict[str, str] = field(default_factory=dict)
+    kept: list[str] = field(default_factory=list)
+    """Nodes Slurm powered up again since it called suspend: their pod is a new job's."""
 
 
-def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any,
+def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any, slurm: SlurmClient | None = None,
             clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> Outcome:
     """Delete the pods of ``nodes``, and any pod an earlier suspend still owes (:mod:`bridge.owed`).
     The deletes go out first; what still fails after DELETE_BUDGET is logged, put on the pod as
-    an Event and stays owed to the next hook call."""
+    an Event and stays owed to the next hook call. With ``slurm`` (SuspendProgram), a node Slurm
+    powers up again by then keeps its pod; without (an admin's command), every pod goes."""
     outcome = Outcome()
     state_dir = config.resume.state_dir
     cluster = config.slurm.cluster_name
     listed = naming.pods_of(kube, cluster=cluster, nodes=set(nodes) | set(owed.owed(state_dir)))
-    pods = {node: pod for node, pod in listed.items() if node in set(nodes)}
+    outcome.kept = _resumed_again(sorted(n for n in listed if n in set(nodes)), slurm=slurm, log=log)
+    pods = {node: pod for node, pod in listed.items() if node in set(nodes) - set(outcome.kept)}
     owed.owe(state_dir, {node: _ref(pod) for node, pod in pods.items()}, log=log)  # before the deletes go out
     leftovers = _leftovers(list(listed.values()), set(nodes), config=config)
     targets = {**leftovers, **pods}
@@ -53,6 +62,8 @@ def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any,
     owed.paid(state_dir, [n for n, p in targets.items() if p["metadata"]["name"] not in errors])
     for node in nodes:
         name = pods[node]["metadata"]["name"] if node in pods else None
+        if node in outcome.kept:
+            continue
         if name is None:
             outcome.absent.append(node)
         elif name not in errors:
@@ -65,8 +76,26 @@ def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any,
     if leftovers:
         log.info("owed pod deletes paid", nodes=sorted(n for n in leftovers if n not in outcome.failed))
     log.info("suspend done", deleted=len(outcome.deleted), absent=len(outcome.absent),
-             failed=len(outcome.failed))
+             failed=len(outcome.failed), kept=len(outcome.kept))
     return outcome
+
+
+def _resumed_again(nodes: list[str], *, slurm: SlurmClient | None, log: Any) -> list[str]:
+    """Those of ``nodes`` (with a pod) that Slurm powers up again or counts up: asked as late as
+    possible, right before the deletes. Slurm not answering: the deletes go out as asked (a
+    wrongly deleted pod's job is requeued at ResumeTimeout; a pod left would run unseen)."""
+    if slurm is None or not nodes:
+        return []
+    try:
+        facts = slurm.node_facts(nodes)
+    except SlurmError as e:
+        log.warning("cannot ask Slurm whether the nodes were resumed again: deleting as asked", error=str(e))
+        return []
+    again = sorted(node for node, fact in facts.items() if nodestate.needs_pod(fact.state))
+    if again:
+        log.warning("nodes resumed again since the suspend call: their pods are kept", nodes=again,
+                    states={node: "+".join(facts[node].state) for node in again})
+    return again
 
 
 def _ref(pod: dict[str, Any]) -> tuple[str, str]:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from testenv import docker as engine
-from testenv.slurm import NodeGroup, Timeouts, free_ports
+from testenv.slurm import COMMON_SETTINGS, NodeGroup, Timeouts, free_ports
 
 START = """set -e
 mkdir -p /run/munge /run/munged /var/spool/slurmd "$SHARE/log"
@@ -162,26 +162,12 @@ class SlurmctldContainer:
 
 
 CONTAINER_SETTINGS = {
+    **COMMON_SETTINGS,
     "SlurmUser": "root",
-    "SlurmdUser": "root",
-    "AuthType": "auth/munge",
-    # The cgroup plugins need mounts a container lacks.
-    "ProctrackType": "proctrack/linuxproc",
-    "TaskPlugin": "task/none",
-    "MpiDefault": "none",
     "StateSaveLocation": "/var/lib/slurm/slurmctld",
     # What configless slurmd pods read too: paths inside their own image, nothing of the host.
     "SlurmdSpoolDir": "/var/spool/slurmd",
     "SlurmctldPidFile": "/run/slurmctld.pid",
-    "SlurmctldDebug": "info",
-    "DebugFlags": "Power",
-    "MailProg": "/bin/true",
-    "SelectType": "select/cons_tres",
-    "SelectTypeParameters": "CR_Core",
-    # Every node runs on this 2-core host: schedule by the node lines, not the host.
-    "SlurmdParameters": "config_overrides",
-    "SchedulerParameters": "batch_sched_delay=0,sched_interval=10,bf_interval=5",
-    "KillWait": "5",
 }
 """slurm.conf of a containerised test controller, before the power-saving settings."""
 

@@ -30,12 +30,12 @@ What a test environment built on it should know (all measured on Slurm 22.05.8 h
 
 from testenv.slurm.cluster import SlurmCluster, SlurmClusterError, free_ports
 from testenv.slurm.config import (
-    CALLER_KEYS, CLOUD_NODES_EXAMPLE, PARTITION, POD_GPU_FILES, SNIPPET, ClusterConfig, Hooks, Layout,
+    CALLER_KEYS, CLOUD_NODES_EXAMPLE, COMMON_SETTINGS, PARTITION, POD_GPU_FILES, SNIPPET, ClusterConfig, Hooks, Layout,
     NodeGroup, Timeouts, read_node_groups, read_settings, render_gres_conf, render_slurm_conf,
 )
 
 __all__ = [
-    "CALLER_KEYS", "CLOUD_NODES_EXAMPLE", "PARTITION", "POD_GPU_FILES", "SNIPPET", "ClusterConfig", "Hooks",
+    "CALLER_KEYS", "CLOUD_NODES_EXAMPLE", "COMMON_SETTINGS", "PARTITION", "POD_GPU_FILES", "SNIPPET", "ClusterConfig", "Hooks",
     "Layout", "NodeGroup", "SlurmCluster", "SlurmClusterError", "Timeouts", "free_ports",
     "read_node_groups", "read_settings", "render_gres_conf", "render_slurm_conf",
 ]

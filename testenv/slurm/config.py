@@ -250,6 +250,29 @@ def read_node_groups(path: Path = CLOUD_NODES_EXAMPLE) -> tuple[NodeGroup, ...]:
     return tuple(_node_group(line) for line in lines if line.startswith("NodeName="))
 
 
+COMMON_SETTINGS = {
+    "SlurmdUser": "root",
+    "AuthType": "auth/munge",
+    # The cgroup plugins need mounts this VM (and a container) lacks.
+    "ProctrackType": "proctrack/linuxproc",
+    "TaskPlugin": "task/none",
+    "MpiDefault": "none",
+    "SlurmctldDebug": "info",
+    "SlurmdDebug": "info",
+    "DebugFlags": "Power",
+    "MailProg": "/bin/true",
+    "SelectType": "select/cons_tres",
+    "SelectTypeParameters": "CR_Core",
+    # Every node runs on this 2-core host: schedule by the node lines, not the host.
+    "SlurmdParameters": "config_overrides",
+    # Start batch jobs at submit time (default delay 3 s) and rescan often.
+    "SchedulerParameters": "batch_sched_delay=0,sched_interval=10,bf_interval=5",
+    "KillWait": "5",
+}
+"""slurm.conf of every test controller, the host's (below) and a container's
+(testenv/ctld_container.py): each adds its own paths, users and ports."""
+
+
 def _base_settings(cfg: ClusterConfig) -> dict[str, str]:
     """What makes a real Slurm run as root from one temp dir, all nodes on one host."""
     lay = cfg.layout
@@ -258,30 +281,14 @@ def _base_settings(cfg: ClusterConfig) -> dict[str, str]:
         "SlurmctldHost": "localhost",
         "SlurmctldPort": str(cfg.slurmctld_port),
         "SlurmUser": cfg.slurm_user,
-        "SlurmdUser": "root",
-        "AuthType": "auth/munge",
+        **COMMON_SETTINGS,
         "AuthInfo": f"socket={lay.munge_socket}",
-        # The cgroup plugins need mounts this VM (and a container) lacks.
-        "ProctrackType": "proctrack/linuxproc",
-        "TaskPlugin": "task/none",
-        "MpiDefault": "none",
         "StateSaveLocation": str(lay.ctld_state_dir),
         "SlurmdSpoolDir": str(lay.slurmd_spool_dir("%n")),
         "SlurmctldPidFile": str(lay.run_dir / "slurmctld.pid"),
         "SlurmdPidFile": str(lay.run_dir / "slurmd-%n.pid"),
         "SlurmctldLogFile": str(lay.slurmctld_log),
         "SlurmdLogFile": str(lay.slurmd_log("%n")),
-        "SlurmctldDebug": "info",
-        "SlurmdDebug": "info",
-        "DebugFlags": "Power",
-        "MailProg": "/bin/true",
-        "SelectType": "select/cons_tres",
-        "SelectTypeParameters": "CR_Core",
-        # Every fake node runs on this 2-core host: schedule by the node lines, not the host.
-        "SlurmdParameters": "config_overrides",
-        # Start batch jobs at submit time (default delay 3 s) and rescan often.
-        "SchedulerParameters": "batch_sched_delay=0,sched_interval=10,bf_interval=5",
-        "KillWait": "5",
     }
     if cfg.gres_nodes:
         settings["GresTypes"] = "gpu"
