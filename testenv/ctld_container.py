@@ -35,6 +35,10 @@ mkdir -p /run/munge /run/munged /var/spool/slurmd "$SHARE/log"
 chmod 0755 /run/munge
 chmod 0700 /run/munged
 install -m 0400 "$SHARE/munge.key" /run/munged/munge.key
+# The site's users, as on a submit host (LDAP there): slurmctld resolves the submitter too.
+for db in passwd group; do
+    if [ -f "$SHARE/site-users/$db" ]; then cat "$SHARE/site-users/$db" >> "/etc/$db"; fi
+done
 # Slurm's default paths, as on a site: PrologSlurmctld gets no SLURM_CONF, and the bridge looks
 # for its config beside slurm.conf.
 ln -sf "$SLURM_CONF" /etc/slurm/slurm.conf
@@ -67,13 +71,18 @@ class SlurmctldContainer:
     """One slurmctld container; ``stop()`` removes it."""
 
     def __init__(self, version: str, *, share: Path, conf: str, docker_env: dict[str, str],
-                 port: int, start_timeout: float = 60.0) -> None:
+                 port: int, start_timeout: float = 60.0, site_dirs: Sequence[Path] = (),
+                 users: dict[str, str] | None = None) -> None:
         """version: a Slurm release or exact version, whose slurmctld image is run;
         share: the one host directory the container sees (same path); conf: slurm.conf;
-        port: its SlurmctldPort (clients inside the container need nothing else)."""
+        port: its SlurmctldPort (clients inside the container need nothing else);
+        site_dirs: the site's filesystems, bound at the same paths (the container is then also
+        the submit host); users: ``passwd`` and ``group`` lines added to the container's own."""
         self.version = version
         self.share = share
         self.port = port
+        self._site_dirs = tuple(site_dirs)
+        self._users = users or {}
         self._conf = conf
         self._docker_env = docker_env
         self._start_timeout = start_timeout
@@ -105,10 +114,15 @@ class SlurmctldContainer:
         self.conf_path.write_text(self._conf)
         if not self.munge_key_path.exists():
             write_munge_key(self.munge_key_path)
+        if self._users:
+            (self.share / "site-users").mkdir(exist_ok=True)
+            for db, lines in self._users.items():
+                (self.share / "site-users" / db).write_text(lines)
+        site = [arg for directory in self._site_dirs for arg in ("-v", f"{directory}:{directory}")]
         # srun/salloc in the container give slurmctld their host's name to answer at: make it resolve.
         self._docker("run", "-d", "--name", self.name, "--network", "host", "--hostname", "slurmctld",
                      "--add-host", "slurmctld:127.0.0.1",
-                     "-v", f"{self.share}:{self.share}", "-e", f"SHARE={self.share}",
+                     "-v", f"{self.share}:{self.share}", *site, "-e", f"SHARE={self.share}",
                      "-e", f"SLURM_CONF={self.conf_path}", "--entrypoint", "sh", self.image, "-c", START)
         self._started = True
         try:
@@ -133,6 +147,15 @@ class SlurmctldContainer:
         if check and result.returncode != 0:
             raise ControllerError(f"{' '.join(argv)} exited {result.returncode}: {result.stderr.strip()}")
         return result
+
+    def run_as(self, user: str, *argv: str, cwd: Path, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """A command typed by ``user`` (a name the container knows) on this submit host, from
+        ``cwd``, with a login's environment: uid, gid and groups from the container's files."""
+        home = self._docker("exec", self.name, "getent", "passwd", user, check=False).stdout.split(":")
+        login = {"HOME": home[5] if len(home) > 5 else "/", "USER": user, "LOGNAME": user, "SHELL": "/bin/bash"}
+        env = [arg for key, value in login.items() for arg in ("-e", f"{key}={value}")]
+        return self._docker("exec", "-u", user, "-w", str(cwd), *env, self.name, *argv, check=False,
+                            timeout=timeout)
 
     def logs(self, tail: int = 60) -> str:
         result = self._docker("logs", "--tail", str(tail), self.name, check=False)
@@ -203,7 +226,10 @@ class ContainerCluster:
     config go there, and the bridge's kubeconfig, log and state already live there."""
 
     def __init__(self, version: str, *, share: Path, node_groups: Sequence[NodeGroup], timeouts: Timeouts,
-                 docker_env: dict[str, str]) -> None:
+                 docker_env: dict[str, str], site_dirs: Sequence[Path] = (),
+                 users: dict[str, str] | None = None) -> None:
+        """site_dirs, users: what makes the controller's container the site's submit host too
+        (see SlurmctldContainer)."""
         if len(node_groups) != 1:
             raise ValueError("a containerised slurmctld gets one node group")
         self.version = version
@@ -211,6 +237,8 @@ class ContainerCluster:
         self._share = share
         self._timeouts = timeouts
         self._docker_env = docker_env
+        self._site_dirs = tuple(site_dirs)
+        self._users = users
         self.controller: SlurmctldContainer | None = None
 
     def start(self) -> ContainerCluster:
@@ -224,7 +252,7 @@ class ContainerCluster:
                            node_ports=f"[{port + 1}-{port + group.count}]",
                            node_options=f"CPUs={group.cpus} RealMemory={group.real_memory}", power=power)
         self.controller = SlurmctldContainer(self.version, share=self._share, conf=conf, docker_env=self._docker_env,
-                                             port=port).start()
+                                             port=port, site_dirs=self._site_dirs, users=self._users).start()
         return self
 
     def stop(self) -> None:
@@ -268,6 +296,10 @@ class ContainerCluster:
 
     def run(self, *argv: str, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         return self._ctld.run(*argv, check=check, timeout=timeout)
+
+    def run_as(self, user: str, *argv: str, cwd: Path, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """A Slurm client command typed by ``user`` on the submit host (the controller's container)."""
+        return self._ctld.run_as(user, *argv, cwd=cwd, timeout=timeout)
 
     def node_states(self) -> dict[str, str]:
         """Short states as sinfo prints them: "idle~", "mix#", "alloc", "idle%"..."""

@@ -325,7 +325,8 @@ class Environment:
 
             assert self.dir is not None and self._docker_env is not None
             self.slurm = ContainerCluster(self.slurm_version, share=self.dir, node_groups=self._node_groups,
-                                          timeouts=self._timeouts, docker_env=self._docker_env).start()
+                                          timeouts=self._timeouts, docker_env=self._docker_env,
+                                          site_dirs=[site.ROOT], users=site.users_data()).start()
             return
         hooks = Hooks(resume=BIN / "slurm-k8s-resume", suspend=BIN / "slurm-k8s-suspend",
                       resume_fail=BIN / "slurm-k8s-resume-fail", prolog_slurmctld=BIN / "slurm-k8s-prolog",

@@ -171,7 +171,10 @@ def run_as(user: User, cluster: object, *argv: str, cwd: Path | None = None,
            timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     """A Slurm client command typed by ``user`` on the submit host (``runuser``), from ``cwd``
     (default: the user's home), against the test cluster (``cluster.env``: SLURM_CONF; None:
-    a plain command)."""
+    a plain command). A cluster whose controller is the submit host (``cluster.run_as``, a
+    containerised release) runs it there, where the site is mounted at the same paths."""
+    if hasattr(cluster, "run_as"):
+        return getattr(cluster, "run_as")(user.name, *argv, cwd=cwd or user.home, timeout=timeout)
     # A login's environment, not the test's: sbatch hands it to the job (TMPDIR and all).
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(user.home), "USER": user.name, "LOGNAME": user.name,
            "SHELL": "/bin/bash", "LANG": "C.UTF-8"}
