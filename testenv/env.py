@@ -87,6 +87,7 @@ class Environment:
         rbac: Path = REPO / "rbac",
         slurm_version: str | None = None,
         kubeapi_args: Sequence[str] = (),
+        before_suspend: str | None = None,
     ) -> None:
         """bridge: settings merged into the bridge config (e.g. ``{"resume": {"deadline": 20}}``);
         nodesets: the bridge's nodesets (default: one per node group, the slurmd image);
@@ -105,7 +106,9 @@ class Environment:
         bridge installed in its image, and whose slurmd the pods run (testenv/ctld_container.py;
         needs runtime="docker"); None: the host's slurmctld and the bridge of this checkout;
         kubeapi_args: extra options of the API stand-in, e.g. ``("--seats", "10")`` for API
-        Priority and Fairness (``python -m testenv.kubeapi --help``)."""
+        Priority and Fairness (``python -m testenv.kubeapi --help``);
+        before_suspend: shell commands SuspendProgram runs before the bridge's suspend (a slow
+        suspend, held back by the test; the host's slurmctld only)."""
         if runtime not in ("process", "docker"):
             raise ValueError(f"runtime must be 'process' or 'docker', got {runtime!r}")
         if slurm_version and runtime != "docker":
@@ -126,6 +129,7 @@ class Environment:
         self._rbac = rbac
         self.slurm_version = slurm_version
         self._kubeapi_args = tuple(kubeapi_args)
+        self._before_suspend = before_suspend
         self.image = IMAGE
         self._docker_env: dict[str, str] | None = None
         self.dir: Path | None = None
@@ -328,12 +332,21 @@ class Environment:
                                           timeouts=self._timeouts, docker_env=self._docker_env,
                                           site_dirs=[site.ROOT], users=site.users_data()).start()
             return
-        hooks = Hooks(resume=BIN / "slurm-k8s-resume", suspend=BIN / "slurm-k8s-suspend",
+        hooks = Hooks(resume=BIN / "slurm-k8s-resume", suspend=self._suspend_program(),
                       resume_fail=BIN / "slurm-k8s-resume-fail", prolog_slurmctld=BIN / "slurm-k8s-prolog",
                       prolog=_in_image(self._node_scripts), epilog=_in_image(self._node_scripts))
         self.slurm = SlurmCluster(node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts,
                                   gpu_files=POD_GPU_FILES, gres_conf=self._gres_conf,
                                   slurm_user=self.slurm_user, prolog_wrapper=False).start()
+
+    def _suspend_program(self) -> Path:
+        if self._before_suspend is None:
+            return BIN / "slurm-k8s-suspend"
+        assert self.dir is not None
+        wrapper = self.dir / "suspend-wrapper"
+        wrapper.write_text(f"#!/bin/sh\n{self._before_suspend}\nexec {BIN / 'slurm-k8s-suspend'} \"$@\"\n")
+        wrapper.chmod(0o755)
+        return wrapper
 
     def _write_bridge_config(self) -> None:
         assert self.slurm is not None and self.dir is not None
