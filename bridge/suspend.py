@@ -60,10 +60,8 @@ def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any, slu
     _delete_finished_groups(list(targets.values()), {p["metadata"]["name"] for p in targets.values()} - set(errors),
                             config=config, kube=kube)
     owed.paid(state_dir, [n for n, p in targets.items() if p["metadata"]["name"] not in errors])
-    for node in nodes:
+    for node in (n for n in nodes if n not in outcome.kept):
         name = pods[node]["metadata"]["name"] if node in pods else None
-        if node in outcome.kept:
-            continue
         if name is None:
             outcome.absent.append(node)
         elif name not in errors:
@@ -82,7 +80,8 @@ def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any, slu
 
 def _resumed_again(nodes: list[str], *, slurm: SlurmClient | None, log: Any) -> list[str]:
     """Those of ``nodes`` (with a pod) that Slurm powers up again or counts up: asked as late as
-    possible, right before the deletes. Slurm not answering: the deletes go out as asked (a
+    possible, right before the deletes (a resume cannot slip in between: it would first have to
+    delete the listed pod and wait out its grace period). Slurm not answering: the deletes go out as asked (a
     wrongly deleted pod's job is requeued at ResumeTimeout; a pod left would run unseen)."""
     if slurm is None or not nodes:
         return []
