@@ -51,16 +51,20 @@ SEEN_WITH_USERS = ["uid=2001(alice) gid=2001(alice) groups=2001(alice),2100(proj
 
 
 @pytest.fixture(scope="module", params=list(engine.SLURM_RELEASES))
-def env(request: pytest.FixtureRequest, docker_host: str) -> Iterator[Environment]:
-    version = request.param
-    image = engine.slurmd_image(None if version == HOST_RELEASE else version)
-    environment = Environment(runtime="docker", slurm_version=None if version == HOST_RELEASE else version,
+def release(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def env(release: str, docker_host: str) -> Iterator[Environment]:
+    containerised = None if release == HOST_RELEASE else release
+    image = engine.slurmd_image(containerised)
+    environment = Environment(runtime="docker", slurm_version=containerised,
                               nodesets=[{"name": "site", "nodes": WITH_USERS, "image": image},
                                         {"name": "bare", "nodes": WITHOUT_USERS, "image": image, "users": None}])
     try:
         environment.start()
         environment.slurm.wait_for_first_scheduling_pass()
-        environment.release = version  # type: ignore[attr-defined]
         yield environment
     finally:
         environment.stop()
@@ -108,7 +112,7 @@ def test_bob_cannot_read_alices_private_file(env, alice_run):
 
 @pytest.mark.parametrize(("nodes", "expected"), [(WITHOUT_USERS, SEEN_WITHOUT_USERS), (WITH_USERS, SEEN_WITH_USERS)],
                          ids=["without-users", "with-users"])
-def test_identity_with_and_without_the_users_passwd_and_group_lines(env, alice_run, nodes, expected):
+def test_identity_with_and_without_the_users_passwd_and_group_lines(env, release, alice_run, nodes, expected):
     """The table of docs/hpc-nodes.md ("Users and groups per Slurm release"): a batch job and
     its srun steps of alice's on the nodesets with and without the users ConfigMap."""
     (alice_run / "probe").write_text("")
@@ -116,7 +120,7 @@ def test_identity_with_and_without_the_users_passwd_and_group_lines(env, alice_r
     job = sbatch_as(env, site.ALICE, alice_run, "-N2", "-w", nodes, "--wrap", f"{PROBE}; srun -l sh -c '{PROBE}'")
     state = finished(env, job)
     lines = (alice_run / f"slurm-{job}.out").read_text().splitlines()
-    print(f"release {env.release}, {nodes}: {state} {lines}")
+    print(f"release {release}, {nodes}: {state} {lines}")
     assert state == "COMPLETED"
     assert lines[:len(expected)] == expected  # the batch script
     assert sorted(lines[len(expected):]) == sorted(f"{task}: {line}" for task in "01" for line in expected)
