@@ -90,7 +90,9 @@ def _resumed_again(nodes: list[str], *, slurm: SlurmClient | None, log: Any) -> 
     except SlurmError as e:
         log.warning("cannot ask Slurm whether the nodes were resumed again: deleting as asked", error=str(e))
         return []
-    again = sorted(node for node, fact in facts.items() if nodestate.needs_pod(fact.state))
+    # POWERING_DOWN wins over POWERING_UP: a resume given up (POWER_DOWN_FORCE) is this very suspend.
+    again = sorted(node for node, fact in facts.items()
+                   if nodestate.needs_pod(fact.state) and not nodestate.is_off(fact.state))
     if again:
         log.warning("nodes resumed again since the suspend call: their pods are kept", nodes=again,
                     states={node: "+".join(facts[node].state) for node in again})

@@ -68,3 +68,11 @@ def test_slurm_not_answering_the_recheck_deletes_as_asked(config, slurm, kube, l
     slurm.node_facts = no_answer
     outcome = suspend.suspend(["elastic1"], config=config, kube=kube, log=log, slurm=slurm)
     assert outcome.deleted == ["elastic1"] and kube.pods == {}
+
+
+def test_a_resume_given_up_while_powering_up_loses_its_pod(config, slurm, kube, log):
+    # The bridge powers a failed resume's nodes down (POWER_DOWN_FORCE): Slurm may show both flags.
+    resume_for(1, "elastic1", config=config, slurm=slurm, kube=kube, log=log)
+    set_state(slurm, "elastic1", ("MIXED", "CLOUD", "POWERING_UP", "POWERING_DOWN"))
+    outcome = suspend.suspend(["elastic1"], config=config, kube=kube, log=log, slurm=slurm)
+    assert outcome.deleted == ["elastic1"] and kube.pods == {}
