@@ -121,3 +121,51 @@ def test_an_unprivileged_pod_with_cgroups_refuses_to_start_slurmd(docker_host: s
     assert output == ("slurmd-entrypoint: cgroups: true but /sys/fs/cgroup/freezer is read-only: slurmd's cgroup "
                       "plugins would fail every job; run the pod with securityContext privileged: true "
                       "(docs/hpc-nodes.md#cgroups)\n")
+
+
+# --- the test environment's model of a privileged pod ----------------------------------------
+
+PROBE = ("for c in freezer cpuset memory devices; do mkdir /sys/fs/cgroup/$c/probe 2>&1 && echo $c writable; done; "
+         "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; grep -m1 memory /proc/self/cgroup")
+
+
+def run_in_docker_runtime(docker_host: str, tmp_path: Path, *, privileged: bool) -> tuple[str, list[Path]]:
+    """One container through the runner's Docker runtime (no Kubernetes around it): its output,
+    and the pod cgroups still on this machine after it was waited for."""
+    import asyncio
+
+    from testenv.runner import cgroups
+    from testenv.runner.docker import DockerRuntime
+    from testenv.runner.runtime import ContainerConfig
+
+    async def run() -> tuple[str, list[Path]]:
+        runtime = DockerRuntime(docker_host=docker_host)
+        try:
+            image = await runtime.image_present(slurmd_image())
+            assert image is not None
+            config = ContainerConfig(
+                pod_namespace="test", pod_name="cgroup-probe", pod_uid="0", name="probe", image=image,
+                command=("sh", "-c", PROBE), args=None, env=(), working_dir=None, hostname="probe", mounts=(),
+                log_path=tmp_path / "probe.log", limits=(("memory", "300Mi"),), privileged=privileged)
+            await runtime.wait_container(await runtime.start_container(config))
+            mine = Path("/sys/fs/cgroup/memory") / cgroups.TOP / runtime.instance
+            return config.log_path.read_text(), [p for p in mine.glob("*") if p.is_dir()]
+        finally:
+            await runtime.close()
+
+    return asyncio.run(run())
+
+
+def test_a_privileged_container_may_create_cgroups_under_its_pods_memory_limit(docker_host: str, tmp_path: Path):
+    output, left = run_in_docker_runtime(docker_host, tmp_path, privileged=True)
+    lines = output.splitlines()
+    assert lines[:5] == ["freezer writable", "cpuset writable", "memory writable", "devices writable",
+                         str(300 * 2**20)], output
+    assert re.fullmatch(r"\d+:memory:/slurm-k8s-bridge-pods/\w+/\w+/\w+", lines[5]), output
+    assert left == []  # the pod's cgroups, and the one the container made, went with it
+
+
+def test_an_unprivileged_container_sees_its_cgroups_read_only(docker_host: str, tmp_path: Path):
+    output, _ = run_in_docker_runtime(docker_host, tmp_path, privileged=False)
+    assert "writable" not in output
+    assert output.count("Read-only file system") == 4, output
