@@ -3,6 +3,10 @@
 `Selection` is the namespace + labelSelector + fieldSelector of a request;
 `paginate` cuts a list into `limit`-sized pages with opaque `continue`
 tokens, as the etcd-backed list does (pages are sorted by namespace/name).
+A token whose revision the store no longer holds (the kind's change window has
+moved past it, as etcd compaction does, every 5 minutes by default) is answered
+410 Expired, with an inconsistent token for the rest, as the etcd3 storage does.
+Pages are cut from the objects as they are now, not from the token's snapshot.
 """
 
 from __future__ import annotations
@@ -91,16 +95,36 @@ def parse_limit(query: Mapping[str, str]) -> int:
         raise e.bad_request(f'strconv.ParseInt: parsing "{text}": invalid syntax') from err
 
 
-def paginate(items: list[JsonObject], query: Mapping[str, str], current_rv: str, count_remaining: bool) -> Page:
-    """`items` are the matching objects, sorted; `current_rv` the store's revision now."""
+EXPIRED_CONTINUE = (
+    "The provided continue parameter is too old to display a consistent list result. You can start a new list "
+    "without the continue parameter, or use the continue token in this response to retrieve the remainder of the "
+    "results. Continuing with the provided token results in an inconsistent list - objects that were created, "
+    "modified, or deleted between the time the first chunk was returned and now may show up in the list."
+)
+
+
+def paginate(items: list[JsonObject], query: Mapping[str, str], current_rv: str, count_remaining: bool,
+             oldest_rv: int = 0) -> Page:
+    """`items` are the matching objects, sorted; `current_rv` the store's revision now;
+    `oldest_rv` the oldest revision the store can still list at (older tokens expire)."""
     limit = parse_limit(query)
     rv = current_rv
     token = query.get("continue", "")
     if token:
         rv, start = _decode_token(token)
+        if rv == "-1":  # the inconsistent token of a 410: the rest as it is now
+            rv = current_rv
+        elif int(rv) < oldest_rv:
+            raise _expired_continue(start)
         items = [i for i in items if _key(i) + "\x00" > start]
     if not limit or len(items) <= limit:
         return Page(items, rv, "", None)
     page = items[:limit]
     remaining = len(items) - limit if count_remaining else None
     return Page(page, rv, _encode_token(rv, _key(page[-1])), remaining)
+
+
+def _expired_continue(start: str) -> e.ApiError:
+    error = e.expired(EXPIRED_CONTINUE)
+    error.status["metadata"] = {"continue": _encode_token("-1", start.removesuffix("\x00"))}
+    return error

@@ -76,7 +76,8 @@ class Rest:
         chosen = selection(rt, namespace, query)
         items = [present(rt, o) for o in self.store.items(rt.storage_key, namespace)]
         matching = [o for o in items if chosen.matches(o)]
-        page = paginate(matching, query, str(self.store.resource_version), not chosen.filters)
+        page = paginate(matching, query, str(self.store.resource_version), not chosen.filters,
+                        self.store.oldest_replayable(rt.storage_key))
         metadata: dict[str, Any] = {"resourceVersion": page.resource_version}
         if page.continue_token:
             metadata["continue"] = page.continue_token
