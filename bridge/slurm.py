@@ -141,8 +141,9 @@ class CommandSlurm:
         self._timeout = timeout
         self._reread = reread
         self._clock = clock
-        self._last: tuple[str, float, dict[str, NodeFacts]] | None = None
-        """(summary, when, every node's facts) of the last JSON read of every node."""
+        self._last: tuple[str | None, float, dict[str, NodeFacts]] | None = None
+        """(summary read before it, when, every node's facts) of the last JSON read of every node."""
+        self._busy = False
         self.version: SlurmVersion | None = None
         """The Slurm version, once a JSON answer has said it."""
 
@@ -159,19 +160,34 @@ class CommandSlurm:
         return {name: f for name, f in self._every_node().items() if name in wanted}
 
     def _every_node(self) -> dict[str, NodeFacts]:
-        """22.05: every node's facts from ``sinfo --json`` (its node filter is ignored). With
-        ``reread``, the last read's while sinfo's summary is unchanged and younger than
-        ``reread``: the summary is read before the JSON, so a change between the two makes the
-        next summary differ, and a change the summary does not show (a node's CPUs, memory,
-        GRES or features after ``scontrol reconfigure``) waits ``reread`` at most."""
-        summary = self._run("sinfo", "--noheader", SUMMARY_FORMAT) if self._reread is not None else ""
-        if self._last is not None and self._last[0] == summary and self._clock() - self._last[1] < (self._reread or 0):
+        """22.05: every node's facts from ``sinfo --json`` (its node filter is ignored).
+
+        With ``reread``, a quiet cluster costs sinfo's summary alone: the last JSON read is
+        reused while the summary is unchanged and younger than ``reread``. The summary is read
+        before the JSON, so a change between the two makes the next summary differ; a change
+        it cannot show (a node's CPUs, memory, GRES or features after ``scontrol reconfigure``)
+        waits ``reread`` at most. Once the summary changed, the following reads go straight to
+        the JSON (nodes resuming change at every look: the summary would only add its cost)
+        until two JSON reads in a row agree."""
+        if self._reread is None:
+            return self._json_facts()
+        now = self._clock()
+        if self._busy and self._last is not None:
+            facts = self._json_facts()
+            self._busy = facts != self._last[2]
+            self._last = (None, now, facts)  # no summary to compare with: the next quiet read reads the JSON
+            return facts
+        summary = self._run("sinfo", "--noheader", SUMMARY_FORMAT)
+        if self._last is not None and self._last[0] == summary and now - self._last[1] < self._reread:
             return self._last[2]
-        records = self._nodes_of(self._json("sinfo", "--json", node_fields=True), "sinfo --json")
-        facts = {f.name: f for f in map(node_from_json, records)}
-        if self._reread is not None:
-            self._last = (summary, self._clock(), facts)
+        facts = self._json_facts()
+        self._busy = self._last is not None and self._last[0] not in (None, summary)
+        self._last = (summary, now, facts)
         return facts
+
+    def _json_facts(self) -> dict[str, NodeFacts]:
+        records = self._nodes_of(self._json("sinfo", "--json", node_fields=True), "sinfo --json")
+        return {f.name: f for f in map(node_from_json, records)}
 
     def _scontrol_nodes(self, expression: str) -> list[dict[str, Any]]:
         try:

@@ -109,3 +109,21 @@ cat "{SAMPLES / 'scontrol-show-node-24.11.json'}"
     slurm.node_facts([name])
     assert (tmp_path / "calls").read_text().splitlines()[-1] == f"scontrol --json show node {name}"
     assert len((tmp_path / "calls").read_text().splitlines()) == 2
+
+
+def test_while_nodes_keep_changing_the_summary_is_skipped_until_two_reads_agree(slurm_2205):
+    clock = Clock()
+    slurm = CommandSlurm(str(slurm_2205), reread=60, clock=clock)
+    slurm.node_facts(["elastic2"])
+    drain_elastic2(slurm_2205)
+    for _ in range(4):
+        clock.now += 5
+        facts = slurm.node_facts(["elastic2"])
+    assert "DRAIN" in facts["elastic2"].state
+    summary = f"sinfo --noheader {SUMMARY_FORMAT}"
+    assert (slurm_2205 / "calls").read_text().splitlines()[3:] == [  # after the first read
+        summary, "sinfo --json",  # changed: read, and the next look goes straight to the JSON
+        "sinfo --json",  # the same as the last read: quiet again
+        summary, "sinfo --json",  # a summary to compare with from now on
+        summary,  # unchanged: nothing more
+    ]
