@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from . import errors as e
@@ -103,10 +103,12 @@ EXPIRED_CONTINUE = (
 )
 
 
-def paginate(items: list[JsonObject], query: Mapping[str, str], current_rv: str, count_remaining: bool,
-             oldest_rv: int = 0) -> Page:
-    """`items` are the matching objects, sorted; `current_rv` the store's revision now;
-    `oldest_rv` the oldest revision the store can still list at (older tokens expire)."""
+def paginate(stored: list[JsonObject], query: Mapping[str, str], current_rv: str, count_remaining: bool,
+             oldest_rv: int, view: Callable[[JsonObject], JsonObject | None]) -> Page:
+    """`stored` are the objects in key order; `view` presents one as the request's version
+    serves it, or None when the selectors leave it out; `current_rv` is the store's revision
+    now, `oldest_rv` the oldest it can still list at (older tokens expire). Objects past the
+    page are not presented: a page costs its own objects, as an etcd range read with a limit."""
     limit = parse_limit(query)
     rv = current_rv
     token = query.get("continue", "")
@@ -116,12 +118,16 @@ def paginate(items: list[JsonObject], query: Mapping[str, str], current_rv: str,
             rv = current_rv
         elif int(rv) < oldest_rv:
             raise _expired_continue(start)
-        items = [i for i in items if _key(i) + "\x00" > start]
-    if not limit or len(items) <= limit:
-        return Page(items, rv, "", None)
-    page = items[:limit]
-    remaining = len(items) - limit if count_remaining else None
-    return Page(page, rv, _encode_token(rv, _key(page[-1])), remaining)
+        stored = [i for i in stored if _key(i) + "\x00" > start]
+    page: list[JsonObject] = []
+    for position, obj in enumerate(stored):
+        if (shown := view(obj)) is None:
+            continue
+        if limit and len(page) == limit:
+            remaining = len(stored) - position if count_remaining else None
+            return Page(page, rv, _encode_token(rv, _key(page[-1])), remaining)
+        page.append(shown)
+    return Page(page, rv, "", None)
 
 
 def _expired_continue(start: str) -> e.ApiError:
