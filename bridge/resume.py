@@ -2,11 +2,11 @@
 
 Nodes are planned (Slurm facts → nodeset → gang groups), then their pods are rendered and
 created ``CHUNK`` at a time, so a hook resuming thousands of nodes holds one chunk's manifests,
-not all of them (5,000 rendered pods are ~30 MiB of dicts). A job is all or nothing: if any of its nodes cannot get a pod, the job's other pods are deleted
-too and Slurm requeues it at once (:mod:`bridge.failure`), instead of waiting ResumeTimeout.
-A repeated resume creates nothing twice. The jobs that did get their pods are then followed
-in the background (:mod:`bridge.follow`) until their nodes register, so the hook returns
-promptly.
+not all of them (5,000 rendered pods are ~30 MiB of dicts). A job is all or nothing: if any of
+its nodes cannot get a pod, the job's other pods are deleted too and Slurm requeues it at once
+(:mod:`bridge.failure`), instead of waiting ResumeTimeout. A repeated resume creates nothing
+twice. The jobs that did get their pods are then followed in the background
+(:mod:`bridge.follow`) until their nodes register, so the hook returns promptly.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def _create(members: list[tuple[str, str]], facts: dict[str, NodeFacts], groups:
     """Render and create the pods ``CHUNK`` at a time. A failure in one chunk does not stop
     the next: the failed job is released afterwards as a whole (pods of earlier chunks
     included), and other jobs go ahead, as when every pod was created at once."""
-    group_of = {node: group for group in groups if group.gang for node in group.nodes}
+    group_of = {node: group for group in groups for node in group.nodes}
     conflicts: list[PodPlan] = []
     for start in range(0, len(members), CHUNK):
         plans = _render([n for n, _ in members[start:start + CHUNK] if n not in outcome.failures], facts,
