@@ -261,7 +261,7 @@ def tick_breakdown(env: Environment) -> None:
     facts = {f.name: f for f in map(node_from_json, records)}
     convert = time.perf_counter() - start
     read = median_seconds(lambda: CommandSlurm().node_facts(every))
-    summary = median_seconds(lambda: subprocess.run(["/usr/bin/sinfo", "--noheader", slurm_module.SUMMARY_FORMAT],
+    summary = median_seconds(lambda: subprocess.run(["/usr/bin/sinfo", *slurm_module.SUMMARY],
                                                     capture_output=True, check=True))
     daemons = CommandSlurm(reread=daemon_module.SLURM_REREAD)
     daemons.node_facts(every)

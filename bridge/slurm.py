@@ -38,11 +38,12 @@ from bridge.slurmversion import SlurmVersion
 
 REASON_PREFIX = f"{NAME}: "
 _REASON_MAX = 200  # slurmctld keeps longer reasons, but sinfo -R columns and admins do not
-SUMMARY_FORMAT = "--Format=NodeList:|,StateComplete:|,Reason:"
-"""22.05's cheap look at what changed: sinfo groups nodes of one partition, state and reason on a
-line (at 10,000 CLOUD nodes, 0.13 s and a few hundred bytes; ``sinfo --json`` takes 0.6 s and
-12.7 MB; ``sinfo -N`` one line a node, 2.7 s). It is compared whole, never parsed: a reason is
-free text that may hold ``|``, tabs or newlines."""
+SUMMARY = ("--all", "--noheader", "--Format=NodeList:|,StateComplete:|,Reason:")
+"""22.05's cheap look at what changed: sinfo puts nodes of one partition, state and reason on a
+line, hidden partitions included (at 10,000 CLOUD nodes, 0.03-0.13 s and a few hundred bytes;
+``sinfo --json`` takes 0.4-0.6 s and 12.7 MB; ``sinfo -N``, one line a node, 2.7 s). It is
+compared whole, never parsed: a reason is free text that may hold ``|``, tabs or newlines. A
+node in no partition is not in it: its changes wait for the next whole read."""
 _ARGUMENT_MAX = 100_000
 """Longest hostlist one command gets: Linux refuses a single argument over 128 KiB."""
 
@@ -135,7 +136,7 @@ class CommandSlurm:
     def __init__(self, bin_dir: str = "/usr/bin", *, timeout: float = 10.0, reread: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         """``reread``: for a caller that reads every node again and again (the daemon), on 22.05:
-        the longest a JSON read is reused while sinfo's summary (:data:`SUMMARY_FORMAT`) stays
+        the longest a JSON read is reused while sinfo's summary (:data:`SUMMARY`) stays
         the same. None (the hooks): every read is a JSON read."""
         self._bin = Path(bin_dir)
         self._timeout = timeout
@@ -177,7 +178,7 @@ class CommandSlurm:
             self._busy = facts != self._last[2]
             self._last = (None, now, facts)  # no summary to compare with: the next quiet read reads the JSON
             return facts
-        summary = self._run("sinfo", "--noheader", SUMMARY_FORMAT)
+        summary = self._run("sinfo", *SUMMARY)
         if self._last is not None and self._last[0] == summary and now - self._last[1] < self._reread:
             return self._last[2]
         facts = self._json_facts()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.slurm import SUMMARY_FORMAT, CommandSlurm
+from bridge.slurm import SUMMARY, CommandSlurm
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -33,7 +33,7 @@ def slurm_2205(tmp_path: Path) -> Path:
 esac""",
         "sinfo": f"""case "$*" in
   --json) cat "{tmp_path}/now.json";;
-  "--noheader {SUMMARY_FORMAT}") cat "{tmp_path}/now.txt";;
+  "{" ".join(SUMMARY)}") cat "{tmp_path}/now.txt";;
   *) echo "sinfo: unexpected arguments: $*" >&2; exit 1;;
 esac""",
     }.items():
@@ -120,7 +120,7 @@ def test_while_nodes_keep_changing_the_summary_is_skipped_until_two_reads_agree(
         clock.now += 5
         facts = slurm.node_facts(["elastic2"])
     assert "DRAIN" in facts["elastic2"].state
-    summary = f"sinfo --noheader {SUMMARY_FORMAT}"
+    summary = f"sinfo {' '.join(SUMMARY)}"
     assert (slurm_2205 / "calls").read_text().splitlines()[3:] == [  # after the first read
         summary, "sinfo --json",  # changed: read, and the next look goes straight to the JSON
         "sinfo --json",  # the same as the last read: quiet again
