@@ -27,6 +27,11 @@ from bridge.errors import (ConfigError, Conflict, Forbidden, KubernetesError, Ku
                            NotServed)
 
 T = TypeVar("T")
+PAGE = 500
+"""Pods a listing request asks for (``limit``; the server's ``continue`` token for the next)."""
+RELISTS = 3
+"""Times a paged listing starts again when the server has dropped its snapshot (410 Expired:
+the pages took longer than etcd keeps old revisions, 5 minutes by default)."""
 _TRANSIENT_CODES = {429, 500, 502, 503, 504}
 _PLURALS = {"PodGroup": "podgroups"}  # the custom kinds the bridge creates (bridge/gang.py)
 
@@ -44,6 +49,12 @@ class KubeClient(Protocol):
 
     def list_pods(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         """Pods in the namespace with all these labels."""
+        ...
+
+    def list_pod_metadata(self, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """The metadata of the pods with all these labels, each as ``{"metadata": {...}}``
+        (no spec, no status): listed ``PAGE`` pods a request, so that a hook's memory holds
+        one page of whole pods, not thousands."""
         ...
 
     def delete_pods(self, names: list[str]) -> dict[str, KubernetesError | None]:
@@ -158,6 +169,19 @@ class LightkubeApi:
 
         return self._loop.run_until_complete(self._call(listing))
 
+    def list_pod_metadata(self, labels: dict[str, str]) -> list[dict[str, Any]]:
+        async def listing() -> list[dict[str, Any]]:
+            pods = self._client.list(self._pod, labels=labels, chunk_size=PAGE)
+            return [_metadata_only(pod.to_dict()) async for pod in pods]
+
+        for attempt in range(1, RELISTS + 1):
+            try:
+                return self._loop.run_until_complete(self._call(listing))
+            except KubernetesError as e:
+                if e.code != 410 or attempt == RELISTS:
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
     def delete_pods(self, names: list[str]) -> dict[str, KubernetesError | None]:
         async def delete(name: str) -> None:
             try:
@@ -254,6 +278,11 @@ class LightkubeApi:
             self._unreachable = True
             raise
         raise AssertionError("unreachable: stamina re-raises the last error")
+
+
+def _metadata_only(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    return {"metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
 
 
 def _core_v1(kind: str, plural: str) -> Any:

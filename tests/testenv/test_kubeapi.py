@@ -367,6 +367,31 @@ def test_limit_and_continue_page_through_a_list(kubeapi_client: Client, kubeapi_
     assert bad.status_code == 400
 
 
+def test_a_continue_token_older_than_the_store_keeps_is_410_expired_with_a_token_for_the_rest() -> None:
+    """kube-apiserver answers a continue token whose revision etcd has compacted with 410 Expired
+    (and an inconsistent token for the rest): a client must start its listing again."""
+    with KubeApiServer(history_limit=3, history_fresh=0) as server:
+        client = Client(KubeConfig.from_dict(server.kubeconfig()), trust_env=False)
+        for i in range(5):
+            client.create(make_pod(f"p{i}"))
+        with httpx2.Client(base_url=server.url) as http:
+            first = http.get("/api/v1/namespaces/default/pods", params={"limit": 2}).json()
+            fresh = http.get("/api/v1/namespaces/default/pods",
+                             params={"limit": 2, "continue": first["metadata"]["continue"]})
+            assert [i["metadata"]["name"] for i in fresh.json()["items"]] == ["p2", "p3"]
+            for i in range(5, 10):
+                client.create(make_pod(f"p{i}"))
+            stale = http.get("/api/v1/namespaces/default/pods",
+                             params={"limit": 2, "continue": first["metadata"]["continue"]})
+            assert stale.status_code == 410
+            status = stale.json()
+            assert (status["kind"], status["reason"]) == ("Status", "Expired")
+            assert status["message"].startswith("The provided continue parameter is too old")
+            rest = http.get("/api/v1/namespaces/default/pods",
+                            params={"limit": 100, "continue": status["metadata"]["continue"]}).json()
+            assert [i["metadata"]["name"] for i in rest["items"]] == [f"p{i}" for i in range(2, 10)]
+
+
 # --- watch --------------------------------------------------------------------------------------
 
 
