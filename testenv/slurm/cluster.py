@@ -108,6 +108,7 @@ class SlurmCluster:
         gres_conf: str | None = None,
         slurm_user: str = "root",
         prolog_wrapper: bool = True,
+        lua_plugins: bool = False,
     ) -> None:
         """state_dir: created if missing and removed at stop(); default: a new dir in /tmp.
         gpu_files: what gres.conf's File= names for GPU nodes (see ClusterConfig.gpu_files);
@@ -116,7 +117,11 @@ class SlurmCluster:
         slurmd on this host, testenv/slurm/hosthooks.py; the bridge's run as a site's do);
         prolog_wrapper: run PrologSlurmctld through a wrapper that sets SLURM_CONF, which
         slurmctld does not give it (False for a prolog that finds slurm.conf itself, as
-        bridge/prolog.py does)."""
+        bridge/prolog.py does);
+        lua_plugins: enable Slurm's job_submit and cli_filter Lua plugins, starting with scripts
+        that accept everything until :meth:`install_lua` puts the bridge's in place."""
+        self._lua_plugins = lua_plugins
+        self._lua_loaded_at = 0.0
         self._requested_dir = Path(state_dir) if state_dir else None
         self._node_groups = tuple(node_groups)
         self._gpu_files = gpu_files
@@ -190,7 +195,7 @@ class SlurmCluster:
         return ClusterConfig(
             layout=layout, slurmctld_port=base, node_base_port=base + 1,
             node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts, gpu_files=self._gpu_files,
-            slurm_user=self._slurm_user)
+            slurm_user=self._slurm_user, lua_plugins=self._lua_plugins)
 
     def _write_files(self) -> None:
         cfg = self.config
@@ -205,6 +210,13 @@ class SlurmCluster:
         _write_munge_key(cfg.layout.munge_key)
         cfg.layout.slurm_conf.write_text(render_slurm_conf(cfg))
         self._write_prolog_wrapper()
+        if cfg.lua_plugins:  # slurmctld refuses to start without them
+            from types import SimpleNamespace
+
+            from bridge import slurmlua
+
+            for kind in slurmlua.KINDS:
+                cfg.layout.lua_script(kind).write_text(slurmlua.render(SimpleNamespace(nodesets=[]), kind))
         if cfg.gres_nodes:
             cfg.layout.gres_conf.write_text(self._gres_conf or render_gres_conf(cfg))
             for minor, device in enumerate(gpu_devices(cfg)):
@@ -239,6 +251,21 @@ class SlurmCluster:
         self._started_at = time.monotonic()
         self._wait(self._controller_answers, "slurmctld to answer scontrol ping",
                    self._slurmctld, lay.log_dir / "slurmctld.stderr")
+        self._lua_loaded_at = time.time()
+
+    def install_lua(self, scripts: dict[str, str]) -> None:
+        """Put ``{kind: text}`` in place of the Lua scripts, as an admin installs them: slurmctld
+        reloads job_submit.lua when its mtime (whole seconds) is later than the one it loaded,
+        so the new file gets an mtime past the start; ``scontrol reconfigure`` then serves the
+        new cli_filter.lua to configless slurmd (the pods' srun) too."""
+        from bridge import slurmlua
+
+        later = max(time.time(), self._lua_loaded_at + 1.0)
+        for kind, text in scripts.items():
+            path = self.layout.lua_script(kind)
+            slurmlua.install(text, str(path))
+            os.utime(path, (later, later))
+        self.run("scontrol", "reconfigure")
 
     def _controller_answers(self) -> bool:
         ping = self.run("scontrol", "ping", check=False, timeout=10)

@@ -164,6 +164,10 @@ class Layout:
         """Runs the caller's PrologSlurmctld with SLURM_CONF set (see SlurmCluster)."""
         return self.state_dir / "hooks" / "prolog-slurmctld"
 
+    def lua_script(self, kind: str) -> Path:
+        """job_submit.lua or cli_filter.lua: Slurm reads them from slurm.conf's directory."""
+        return self.state_dir / f"{kind}.lua"
+
     @property
     def job_dir(self) -> Path:
         """Working directory of client commands: batch output files land here."""
@@ -196,6 +200,9 @@ class ClusterConfig:
     state dir, for nodes run on this host (hostnode.py)."""
     slurm_user: str = "root"
     """SlurmUser: slurmctld (started as root) runs as this user, and so do its hooks."""
+    lua_plugins: bool = False
+    """JobSubmitPlugins=lua and CliFilterPlugins=lua, with job_submit.lua and cli_filter.lua
+    beside slurm.conf (what ``slurm-k8s-bridge slurm-lua`` generates, docs/hpc-nodes.md)."""
 
     def __post_init__(self) -> None:
         prefixes = [g.prefix for g in self.node_groups]
@@ -285,6 +292,9 @@ def _base_settings(cfg: ClusterConfig) -> dict[str, str]:
     }
     if cfg.gres_nodes:
         settings["GresTypes"] = "gpu"
+    if cfg.lua_plugins:
+        settings["JobSubmitPlugins"] = "lua"
+        settings["CliFilterPlugins"] = "lua"
     settings.update(cfg.hooks.node_settings())
     return settings
 
