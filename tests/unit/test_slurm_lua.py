@@ -237,3 +237,29 @@ def test_an_unknown_kind_is_a_usage_error(site, capsys, monkeypatch):
         cli_main()
     assert exit_info.value.code == 64
     assert capsys.readouterr().err.startswith("slurm-k8s-bridge: usage: ")
+
+
+def test_check_warns_while_slurm_conf_lacks_the_plugins_or_their_scripts_are_stale(site, tmp_path):
+    from bridge import check
+
+    settings = {"SLURM_CONF": str(tmp_path / "slurm.conf"), "JobSubmitPlugins": "(null)", "CliFilterPlugins": "(null)"}
+    lacking = check.lua_findings(settings, site)
+    assert [(f.status, f.topic) for f in lacking] == [("WARN", "JobSubmitPlugins"), ("WARN", "CliFilterPlugins")]
+    assert lacking[0].message.startswith("lacks lua: sbatch, salloc and srun outside an allocation from a directory "
+                                         "the pods do not mount run in the pod's /tmp")
+    assert f"run 'slurm-k8s-bridge slurm-lua job_submit -o {tmp_path}/job_submit.lua'" in lacking[0].message
+
+    settings.update(JobSubmitPlugins="lua", CliFilterPlugins="cli_filter/lua")
+    assert [f.status for f in check.lua_findings(settings, site)] == ["WARN", "WARN"]  # no scripts yet
+    for kind in slurmlua.KINDS:
+        (tmp_path / f"{kind}.lua").write_text(slurmlua.render(site, kind))
+    assert [f.status for f in check.lua_findings(settings, site)] == ["OK", "OK"]
+    (tmp_path / "cli_filter.lua").write_text("-- edited by hand\n")
+    stale = check.lua_findings(settings, site)[1]
+    assert stale.status == "WARN" and "is not what the nodesets' filesystems give" in stale.message
+
+
+def test_check_says_nothing_of_lua_where_no_nodeset_mounts_anything(config):
+    from bridge import check
+
+    assert check.lua_findings({"JobSubmitPlugins": "(null)"}, config) == []
