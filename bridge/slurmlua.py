@@ -188,10 +188,10 @@ local function refusal(indices, work_dir, files)
         for _, index in ipairs(indices) do
           local nodeset = NODESETS[index]
           if not mounted(nodeset, path, writable) then
-            return string.format("slurm-k8s-bridge: %s %s is not on a filesystem the elastic nodes mount " ..
-              "(nodeset %s mounts %s%s); the job would run in the pod's private /tmp and its output be " ..
+            return string.format("slurm-k8s-bridge: %s %s is not on a %sfilesystem the elastic nodes mount " ..
+              "(nodeset %s mounts %s); the job would run in the pod's private /tmp and its output be " ..
               "lost with the pod. Submit from, and write to, a directory under one of those.",
-              what, path, nodeset.name, mount_list(nodeset), writable and ", writable" or "")
+              what, path, writable and "writable " or "", nodeset.name, mount_list(nodeset))
           end
         end
       end

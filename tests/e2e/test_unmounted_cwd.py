@@ -19,7 +19,8 @@ import pytest
 from testenv import site
 from tests.e2e.conftest import bridge_pods, wait_for
 
-REASON = "slurm-k8s-bridge: working directory {dir} is not on a filesystem the elastic nodes mount (nodeset elastic mounts "
+REASON = ("slurm-k8s-bridge: working directory {dir} is not on a writable filesystem the elastic nodes mount "
+          "(nodeset elastic mounts ")
 
 
 def _user_dir(parent: Path) -> Iterator[Path]:
@@ -59,7 +60,7 @@ def test_sbatch_from_a_directory_no_pod_mounts_is_refused_at_submit_with_the_rea
     # From her home, output sent to /tmp would land in the pod's /tmp and vanish with it.
     to_tmp = alice(env, "sbatch", "-N1", "-o", "/tmp/out-%j.txt", "--wrap", "true", cwd=home_dir)
     assert to_tmp.returncode == 1
-    assert "sbatch: error: slurm-k8s-bridge: output file /tmp/out-%j.txt is not on a filesystem" in to_tmp.stderr
+    assert "sbatch: error: slurm-k8s-bridge: output file /tmp/out-%j.txt is not on a writable" in to_tmp.stderr
 
     accepted = alice(env, "sbatch", "--parsable", "-N1", "--wrap", "echo ran > ran", cwd=home_dir)
     assert accepted.returncode == 0, accepted.stderr

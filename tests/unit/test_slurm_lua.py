@@ -121,8 +121,8 @@ def test_a_job_from_a_mounted_directory_is_accepted_and_one_from_elsewhere_refus
         {"work_dir": "/root/run42", "partition": "cpu"}])
     assert ok == 0
     assert refused == -1
-    assert message.startswith("slurm-k8s-bridge: working directory /root/run42 is not on a filesystem the elastic "
-                              "nodes mount (nodeset cpu mounts /apps (read-only), /home, /scratch, writable)")
+    assert message.startswith("slurm-k8s-bridge: working directory /root/run42 is not on a writable filesystem the "
+                              "elastic nodes mount (nodeset cpu mounts /apps (read-only), /home, /scratch)")
 
 
 @needs_lua
@@ -154,7 +154,7 @@ def test_every_nodeset_the_job_can_land_on_must_mount_it(site, tmp_path):
         {"work_dir": "/home/a", "partition": "both"},
     ])
     assert [rc for rc, _ in results] == [0, -1, 0, -1, 0]
-    assert "(nodeset gpu mounts /home, writable)" in results[1][1]
+    assert "(nodeset gpu mounts /home)" in results[1][1]
 
 
 @needs_lua
