@@ -20,6 +20,7 @@ from tests.e2e.test_researchers import (  # noqa: F401 (collected here, with thi
 from tests.e2e.test_unmounted_cwd import (  # noqa: F401
     home_dir,
     test_sbatch_from_a_directory_no_pod_mounts_is_refused_at_submit_with_the_reason,
+    test_srun_in_a_batch_script_in_the_pod_is_checked_there_too,
     unmounted_dir,
 )
 
