@@ -4,7 +4,8 @@
    partition: 10,000 elastic nodes in two nodesets plus 1,000 static nodes. Load (the
    node → nodeset table, built once per load), the first submit to a partition (its hostlist
    expanded, then cached by its text), and the steady state, accepted and refused.
-2. Real slurmctld (22.05, this host): ``sbatch --hold`` wall time with the plugin and without,
+2. Real slurmctld (22.05, this host): ``sbatch --hold`` wall time with both plugins (job_submit in
+   slurmctld, cli_filter in sbatch itself) and without,
    alternating, on the test cluster's 4-node partition.
 
     PYTHONPATH=. .venv/bin/python benchmarks/slurm_lua_cost.py [--submits N]
@@ -94,7 +95,7 @@ def on_slurmctld(submits: int) -> None:
         for cluster in clusters.values():
             cluster.stop()
     print(f"sbatch --hold on slurmctld 22.05, {submits} submits each, alternating (load {os.getloadavg()[0]:.2f}):")
-    for lua, label in ((False, "without the plugin"), (True, "with job_submit.lua")):
+    for lua, label in ((False, "without the plugins"), (True, "with both Lua plugins")):
         print(f"  {label:20s} median {statistics.median(samples[lua]) * 1e3:6.1f} ms, "
               f"min {min(samples[lua]) * 1e3:6.1f} ms")
 
