@@ -221,32 +221,49 @@ local function partitions_of(job_desc, part_list)
   return found
 end
 
-function slurm_job_submit(job_desc, part_list, submit_uid)
+-- The job's files against the nodesets of its partitions: slurm.SUCCESS, or slurm.ERROR with
+-- the reason told to the user and logged.
+local function check(job, part_list, uid)
   local seen, indices = {}, {}
-  for _, part in ipairs(partitions_of(job_desc, part_list)) do
+  for _, part in ipairs(partitions_of(job, part_list)) do
     for _, index in ipairs(nodesets_of(part.nodes)) do
       if not seen[index] then seen[index] = true; indices[#indices + 1] = index end
     end
   end
   if #indices == 0 then return slurm.SUCCESS end  -- no elastic node: untouched
-  local work_dir = job_desc.work_dir
+  local work_dir = job.work_dir
   if work_dir == nil or work_dir == "" then return slurm.SUCCESS end
   local message = refusal(indices, work_dir, {
     {"working directory", work_dir, true},
-    {"output file", job_desc.std_out, true},
-    {"error file", job_desc.std_err, true},
-    {"input file", job_desc.std_in, false},
+    {"output file", job.std_out, true},
+    {"error file", job.std_err, true},
+    {"input file", job.std_in, false},
   })
   if message then
-    slurm.log_info("%s", message .. " (uid " .. tostring(submit_uid) .. ")")
+    slurm.log_info("%s", message .. " (uid " .. tostring(uid) .. ")")
     slurm.log_user("%s", message)
     return slurm.ERROR
   end
   return slurm.SUCCESS
 end
 
+function slurm_job_submit(job_desc, part_list, submit_uid)
+  return check(job_desc, part_list, submit_uid)
+end
+
+-- An update of a pending job (scontrol update) that moves its files or its partitions is
+-- checked as a new job would be; any other update is left alone, even for a job submitted
+-- before these scripts were installed.
+local MOVES = {"partition", "work_dir", "std_out", "std_err", "std_in"}
 function slurm_job_modify(job_desc, job_rec, part_list, modify_uid)
-  return slurm.SUCCESS
+  local job, moved = {}, false
+  for _, field in ipairs(MOVES) do
+    local new = job_desc[field]
+    if new ~= nil then moved = true end
+    job[field] = new or job_rec[field]
+  end
+  if not moved then return slurm.SUCCESS end
+  return check(job, part_list, modify_uid)
 end
 
 return slurm.SUCCESS
@@ -341,8 +358,22 @@ def install(text: str, path: str) -> bool:
     try:
         temporary.write_text(text)
         temporary.chmod(0o644)
+        _newer_than(temporary, target)
         os.replace(temporary, target)
     except OSError as e:
         temporary.unlink(missing_ok=True)
         raise UsageError(f"{path}: cannot write: {e.strerror}") from None
     return True
+
+
+def _newer_than(new: Any, old: Any) -> None:
+    """Slurm reloads a script only when its mtime, in whole seconds, is past the one it loaded:
+    a script replaced within the same second would be ignored until the next change."""
+    import os
+
+    try:
+        before = int(old.stat().st_mtime)
+    except OSError:
+        return
+    if int(new.stat().st_mtime) <= before:
+        os.utime(new, (before + 1, before + 1))

@@ -121,7 +121,6 @@ class SlurmCluster:
         lua_plugins: enable Slurm's job_submit and cli_filter Lua plugins, starting with scripts
         that accept everything until :meth:`install_lua` puts the bridge's in place."""
         self._lua_plugins = lua_plugins
-        self._lua_loaded_at = 0.0
         self._requested_dir = Path(state_dir) if state_dir else None
         self._node_groups = tuple(node_groups)
         self._gpu_files = gpu_files
@@ -251,20 +250,16 @@ class SlurmCluster:
         self._started_at = time.monotonic()
         self._wait(self._controller_answers, "slurmctld to answer scontrol ping",
                    self._slurmctld, lay.log_dir / "slurmctld.stderr")
-        self._lua_loaded_at = time.time()
 
     def install_lua(self, scripts: dict[str, str]) -> None:
-        """Put ``{kind: text}`` in place of the Lua scripts, as an admin installs them: slurmctld
-        reloads job_submit.lua when its mtime (whole seconds) is later than the one it loaded,
-        so the new file gets an mtime past the start; ``scontrol reconfigure`` then serves the
-        new cli_filter.lua to configless slurmd (the pods' srun) too."""
+        """Put ``{kind: text}`` in place of the Lua scripts, as an admin installs them
+        (slurmctld reloads job_submit.lua by its mtime; ``slurmlua.install`` makes it newer);
+        ``scontrol reconfigure`` then serves the new cli_filter.lua to configless slurmd (the
+        pods' srun) too."""
         from bridge import slurmlua
 
-        later = max(time.time(), self._lua_loaded_at + 1.0)
         for kind, text in scripts.items():
-            path = self.layout.lua_script(kind)
-            slurmlua.install(text, str(path))
-            os.utime(path, (later, later))
+            slurmlua.install(text, str(self.layout.lua_script(kind)))
         self.run("scontrol", "reconfigure")
 
     def _controller_answers(self) -> bool:

@@ -62,6 +62,14 @@ def test_sbatch_from_a_directory_no_pod_mounts_is_refused_at_submit_with_the_rea
     assert to_tmp.returncode == 1
     assert "sbatch: error: slurm-k8s-bridge: output file /tmp/out-%j.txt is not on a writable" in to_tmp.stderr
 
+    # A pending job cannot be moved there either (scontrol update runs slurm_job_modify).
+    held = alice(env, "sbatch", "--parsable", "--hold", "-N1", "--wrap", "true", cwd=home_dir).stdout.strip()
+    moved = alice(env, "scontrol", "update", f"JobId={held}", f"WorkDir={unmounted_dir}", cwd=home_dir)
+    assert moved.returncode == 1, moved.stderr
+    assert moved.stderr == f"Unspecified error for job {held}\n"  # 22.05 shows no user message on update
+    assert env.slurm.run("scontrol", "-o", "show", "job", held).stdout.count(f"WorkDir={home_dir} ") == 1
+    env.slurm.run("scancel", held)
+
     accepted = alice(env, "sbatch", "--parsable", "-N1", "--wrap", "echo ran > ran", cwd=home_dir)
     assert accepted.returncode == 0, accepted.stderr
     job = accepted.stdout.strip()

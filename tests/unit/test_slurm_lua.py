@@ -263,3 +263,30 @@ def test_check_says_nothing_of_lua_where_no_nodeset_mounts_anything(config):
     from bridge import check
 
     assert check.lua_findings({"JobSubmitPlugins": "(null)"}, config) == []
+
+
+@needs_lua
+def test_an_update_that_moves_a_pending_jobs_files_or_partition_is_checked_like_a_submit(site, tmp_path):
+    calls = textwrap.dedent(f"""
+        local parts = {parts_lua(PARTITIONS)}
+        local old = {{work_dir = "/root/legacy", partition = "static"}}  -- submitted before the scripts
+        emit(slurm_job_modify({{time_limit = 60}}, old, parts, 0))       -- nothing moves: left alone
+        emit(slurm_job_modify({{partition = "cpu"}}, old, parts, 0))     -- onto elastic nodes
+        old = {{work_dir = "/home/alice", partition = "cpu"}}
+        emit(slurm_job_modify({{work_dir = "/root"}}, old, parts, 0))
+        emit(slurm_job_modify({{std_out = "logs/%j.out"}}, old, parts, 0))
+        """)
+    assert run_lua(slurmlua.render(site, "job_submit"), calls, tmp_path) == ["0", "-1", "-1", "0"]
+
+
+def test_a_script_replaced_within_the_same_second_still_gets_a_newer_mtime(site, tmp_path):
+    """slurmctld reloads job_submit.lua only when its mtime, in whole seconds, is past the one it
+    loaded: a second install in the same second must not go unnoticed."""
+    import os
+
+    target = tmp_path / "job_submit.lua"
+    target.write_text("-- the previous script\n")
+    future = int(target.stat().st_mtime) + 5
+    os.utime(target, (future, future))
+    assert slurmlua.install(slurmlua.render(site, "job_submit"), str(target))
+    assert int(target.stat().st_mtime) == future + 1
