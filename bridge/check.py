@@ -266,22 +266,30 @@ def munge_findings(settings: dict[str, str]) -> list[Finding]:
 
 
 def cgroup_findings(settings: dict[str, str], config: Any) -> list[Finding]:
-    """A slurmd pod cannot run the cgroup plugins: it registers, then every job fails with
-    "Plugin initialization failed" while Slurm shows it COMPLETED 0:0 — a researcher would
-    believe the job ran."""
+    """slurm.conf's cgroup plugins against the nodesets' ``cgroups``. A pod that cannot create
+    cgroups still registers, then every job fails with "Plugin initialization failed" while
+    Slurm shows it COMPLETED 0:0: a researcher would believe the job ran. A nodeset with
+    ``cgroups`` but no plugin to use them runs privileged pods for nothing."""
     used = [f"ProctrackType={settings.get('ProctrackType')}"] if settings.get("ProctrackType") == "proctrack/cgroup" else []
     used += ["TaskPlugin=task/cgroup"] if "task/cgroup" in _options(settings.get("TaskPlugin")) else []
+    nodesets = list(config.nodesets) if config is not None else []
     if not used:
-        return [Finding("OK", "cgroups", f"ProctrackType={settings.get('ProctrackType')}, "
-                                         f"TaskPlugin={settings.get('TaskPlugin')}")]
-    unable = [n.name for n in config.nodesets if not _runs_cgroup_plugins(n)] if config is not None else []
+        plain = f"ProctrackType={settings.get('ProctrackType')}, TaskPlugin={settings.get('TaskPlugin')}"
+        privileged = [n.name for n in nodesets if n.cgroups]
+        if privileged:
+            return [Finding("WARN", "cgroups", f"{plain}: nodeset(s) {', '.join(privileged)} set cgroups: true, "
+                                               f"which makes their pods privileged for cgroup plugins slurm.conf "
+                                               f"does not use; remove it")]
+        return [Finding("OK", "cgroups", plain)]
+    unable = [n.name for n in nodesets if not n.cgroups]
     if config is not None and not unable:
-        return [Finding("OK", "cgroups", f"{' and '.join(used)}: every nodeset's pods run cgroup plugins")]
+        return [Finding("OK", "cgroups", f"{' and '.join(used)}: every nodeset sets cgroups: true (privileged pods)")]
     pods = f"the pods of nodeset(s) {', '.join(unable)}" if unable else "the pods"
     return [Finding("FAIL", "cgroups", f"{' and '.join(used)}: slurmd in {pods} "
                                        f"cannot use it; every job there would fail ('Plugin initialization failed') "
-                                       f"while Slurm shows it COMPLETED 0:0. Use ProctrackType=proctrack/linuxproc "
-                                       f"and TaskPlugin=task/affinity or task/none")]
+                                       f"while Slurm shows it COMPLETED 0:0. Set cgroups: true on the nodeset "
+                                       f"(privileged pods, docs/hpc-nodes.md#cgroups), or use "
+                                       f"ProctrackType=proctrack/linuxproc and TaskPlugin=task/affinity or task/none")]
 
 
 LUA_PLUGINS = {"job_submit": ("JobSubmitPlugins", "sbatch, salloc and srun outside an allocation"),
@@ -316,12 +324,6 @@ def lua_findings(settings: dict[str, str], config: Any) -> list[Finding]:
                      Finding("WARN", key, f"{script} is not what the nodesets' filesystems give (edited, or the "
                                           f"config changed since): run '{fix}'"))
     return found
-
-
-def _runs_cgroup_plugins(nodeset: Any) -> bool:
-    """A nodeset whose pods can run the cgroup plugins says so (``cgroup_plugins``); until a
-    nodeset can, none does."""
-    return bool(getattr(nodeset, "cgroup_plugins", False))
 
 
 def power_saving_findings(settings: dict[str, str], config: Any) -> list[Finding]:

@@ -87,6 +87,7 @@ class Environment:
         rbac: Path = REPO / "rbac",
         slurm_version: str | None = None,
         kubeapi_args: Sequence[str] = (),
+        cgroups: bool = False,
     ) -> None:
         """bridge: settings merged into the bridge config (e.g. ``{"resume": {"deadline": 20}}``);
         nodesets: the bridge's nodesets (default: one per node group, the slurmd image);
@@ -105,11 +106,18 @@ class Environment:
         bridge installed in its image, and whose slurmd the pods run (testenv/ctld_container.py;
         needs runtime="docker"); None: the host's slurmctld and the bridge of this checkout;
         kubeapi_args: extra options of the API stand-in, e.g. ``("--seats", "10")`` for API
-        Priority and Fairness (``python -m testenv.kubeapi --help``)."""
+        Priority and Fairness (``python -m testenv.kubeapi --help``);
+        cgroups: slurm.conf with Slurm's defaults ProctrackType=proctrack/cgroup and
+        TaskPlugin=task/cgroup,task/affinity plus a cgroup.conf (served configless), and every
+        nodeset with ``cgroups: true`` unless it says otherwise (needs runtime="docker": the
+        process runtime shares this machine's cgroupfs, which no pod has)."""
         if runtime not in ("process", "docker"):
             raise ValueError(f"runtime must be 'process' or 'docker', got {runtime!r}")
         if slurm_version and runtime != "docker":
             raise ValueError("slurm_version needs runtime='docker': its slurmd exists only as an image")
+        if cgroups and (runtime != "docker" or slurm_version):
+            raise ValueError("cgroups needs runtime='docker' and the host's slurmctld: only the Docker runtime "
+                             "models what a privileged pod may do with cgroups")
         self._node_groups = tuple(node_groups)
         self._kube_nodes = tuple(kube_nodes)
         self._timeouts = timeouts
@@ -126,6 +134,7 @@ class Environment:
         self._rbac = rbac
         self.slurm_version = slurm_version
         self._kubeapi_args = tuple(kubeapi_args)
+        self.cgroups = cgroups
         self.image = IMAGE
         self._docker_env: dict[str, str] | None = None
         self.dir: Path | None = None
@@ -332,7 +341,8 @@ class Environment:
                       prolog=_in_image(self._node_scripts), epilog=_in_image(self._node_scripts))
         self.slurm = SlurmCluster(node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts,
                                   gpu_files=POD_GPU_FILES, gres_conf=self._gres_conf,
-                                  slurm_user=self.slurm_user, prolog_wrapper=False, lua_plugins=True).start()
+                                  slurm_user=self.slurm_user, prolog_wrapper=False, cgroups=self.cgroups,
+                                  lua_plugins=True).start()
 
     def _write_bridge_config(self) -> None:
         assert self.slurm is not None and self.dir is not None
@@ -392,7 +402,8 @@ class Environment:
             filesystems.append({"name": "jobs", "path": str(layout.job_dir), "host_path": str(layout.job_dir)})
             env = {"MUNGE_SOCKET": str(layout.munge_socket), "SLURMD_SPOOL_DIR": str(layout.slurmd_spool_dir("%n")),
                    "SLURMD_LOG_FILE": str(layout.slurmd_log("%n"))}
-        return {"filesystems": filesystems, "users": {"config_map": site.USERS_CONFIG_MAP},
+        cgroups = {"cgroups": True} if self.cgroups else {}
+        return {"filesystems": filesystems, "users": {"config_map": site.USERS_CONFIG_MAP}, **cgroups,
                 **nodeset, "env": {**env, **nodeset.get("env", {})}}
 
     def _apply_cluster_objects(self) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from testenv.slurm import processes
 from testenv.slurm.config import (
-    NVIDIA_MAJOR, PARTITION, ClusterConfig, Hooks, Layout, NodeGroup, Timeouts, gpu_devices,
+    CGROUP_CONF, NVIDIA_MAJOR, PARTITION, ClusterConfig, Hooks, Layout, NodeGroup, Timeouts, gpu_devices,
     render_gres_conf, render_slurm_conf,
 )
 
@@ -108,6 +108,7 @@ class SlurmCluster:
         gres_conf: str | None = None,
         slurm_user: str = "root",
         prolog_wrapper: bool = True,
+        cgroups: bool = False,
         lua_plugins: bool = False,
     ) -> None:
         """state_dir: created if missing and removed at stop(); default: a new dir in /tmp.
@@ -118,6 +119,7 @@ class SlurmCluster:
         prolog_wrapper: run PrologSlurmctld through a wrapper that sets SLURM_CONF, which
         slurmctld does not give it (False for a prolog that finds slurm.conf itself, as
         bridge/prolog.py does);
+        cgroups: the cgroup plugins and a cgroup.conf (ClusterConfig.cgroups);
         lua_plugins: enable Slurm's job_submit and cli_filter Lua plugins, starting with scripts
         that accept everything until :meth:`install_lua` puts the bridge's in place."""
         self._lua_plugins = lua_plugins
@@ -127,6 +129,7 @@ class SlurmCluster:
         self._gres_conf = gres_conf
         self._slurm_user = slurm_user
         self._prolog_wrapper = prolog_wrapper
+        self._cgroups = cgroups
         self._hooks = hooks
         self._timeouts = timeouts
         self._start_timeout = start_timeout
@@ -194,7 +197,7 @@ class SlurmCluster:
         return ClusterConfig(
             layout=layout, slurmctld_port=base, node_base_port=base + 1,
             node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts, gpu_files=self._gpu_files,
-            slurm_user=self._slurm_user, lua_plugins=self._lua_plugins)
+            slurm_user=self._slurm_user, cgroups=self._cgroups, lua_plugins=self._lua_plugins)
 
     def _write_files(self) -> None:
         cfg = self.config
@@ -208,6 +211,8 @@ class SlurmCluster:
             shutil.chown(directory, cfg.slurm_user, cfg.slurm_user)
         _write_munge_key(cfg.layout.munge_key)
         cfg.layout.slurm_conf.write_text(render_slurm_conf(cfg))
+        if cfg.cgroups:
+            cfg.layout.cgroup_conf.write_text(CGROUP_CONF)
         self._write_prolog_wrapper()
         if cfg.lua_plugins:  # slurmctld refuses to start without them
             from types import SimpleNamespace
