@@ -292,6 +292,40 @@ def cgroup_findings(settings: dict[str, str], config: Any) -> list[Finding]:
                                        f"ProctrackType=proctrack/linuxproc and TaskPlugin=task/affinity or task/none")]
 
 
+LUA_PLUGINS = {"job_submit": ("JobSubmitPlugins", "sbatch, salloc and srun outside an allocation"),
+               "cli_filter": ("CliFilterPlugins", "srun inside an allocation")}
+"""The Lua script a slurm.conf key loads, and the commands it checks (bridge/slurmlua.py)."""
+
+
+def lua_findings(settings: dict[str, str], config: Any) -> list[Finding]:
+    """Where nodesets mount filesystems, the generated Lua plugins refuse a job whose files
+    would otherwise land in the pod's private /tmp and vanish with it (slurmstepd's fallback):
+    the plugin must be on in slurm.conf, and the script beside it the one the config gives."""
+    if config is None or not any(nodeset.filesystems for nodeset in config.nodesets):
+        return []
+    from bridge import slurmlua
+
+    conf_dir = Path(settings.get("SLURM_CONF") or "/etc/slurm/slurm.conf").parent
+    found = []
+    for kind, (key, commands) in LUA_PLUGINS.items():
+        script = conf_dir / slurmlua.FILE_NAMES[kind]
+        fix = f"slurm-k8s-bridge slurm-lua {kind} -o {script}"
+        if not any(p.split("/")[-1] == "lua" for p in _options(settings.get(key))):
+            found.append(Finding("WARN", key, f"lacks lua: {commands} from a directory the pods do not mount "
+                                              f"run in the pod's /tmp and lose their output with the pod; "
+                                              f"add lua, run '{fix}' and restart slurmctld"))
+            continue
+        try:
+            current = script.read_text() == slurmlua.render(config, kind)
+        except OSError as e:
+            found.append(Finding("WARN", key, f"{script}: {e.strerror}; run '{fix}'"))
+            continue
+        found.append(Finding("OK", key, f"{script} matches the nodesets' filesystems") if current else
+                     Finding("WARN", key, f"{script} is not what the nodesets' filesystems give (edited, or the "
+                                          f"config changed since): run '{fix}'"))
+    return found
+
+
 def power_saving_findings(settings: dict[str, str], config: Any) -> list[Finding]:
     """The settings of slurm/slurm.conf.power-saving, against the bridge's own config."""
     found: list[Finding] = []
@@ -565,6 +599,7 @@ def run(config_path: str | None) -> list[Finding]:
     found += hook_findings(settings, who)
     found += controller_findings(settings) + munge_findings(settings) + cgroup_findings(settings, config)
     found += power_saving_findings(settings, config) + skew_findings(settings, config)
+    found += lua_findings(settings, config)
     if config is not None:
         found += conf_server_findings(config)
         found += file_findings(config, who)

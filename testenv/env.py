@@ -341,7 +341,8 @@ class Environment:
                       prolog=_in_image(self._node_scripts), epilog=_in_image(self._node_scripts))
         self.slurm = SlurmCluster(node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts,
                                   gpu_files=POD_GPU_FILES, gres_conf=self._gres_conf,
-                                  slurm_user=self.slurm_user, prolog_wrapper=False, cgroups=self.cgroups).start()
+                                  slurm_user=self.slurm_user, prolog_wrapper=False, cgroups=self.cgroups,
+                                  lua_plugins=True).start()
 
     def _write_bridge_config(self) -> None:
         assert self.slurm is not None and self.dir is not None
@@ -360,6 +361,18 @@ class Environment:
         _merge(config, self._bridge_overrides)
         self.bridge_config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         self._give_to_slurm_user(config)
+        self._install_lua()
+
+    def _install_lua(self) -> None:
+        """The site's job_submit.lua and cli_filter.lua from the nodesets just written (README:
+        ``slurm-k8s-bridge slurm-lua``): a job whose files no pod mounts is refused at submit.
+        The containerised slurmctlds of other releases run without them."""
+        if self.slurm_version:
+            return
+        from bridge import config as config_module, slurmlua
+
+        config = config_module.load(str(self.bridge_config_path))
+        self.slurm.install_lua({kind: slurmlua.render(config, kind) for kind in slurmlua.KINDS})
 
     def _give_to_slurm_user(self, config: dict[str, Any]) -> None:
         """What README step 4 tells an admin: the hooks run as SlurmUser, who reads the config

@@ -109,6 +109,7 @@ class SlurmCluster:
         slurm_user: str = "root",
         prolog_wrapper: bool = True,
         cgroups: bool = False,
+        lua_plugins: bool = False,
     ) -> None:
         """state_dir: created if missing and removed at stop(); default: a new dir in /tmp.
         gpu_files: what gres.conf's File= names for GPU nodes (see ClusterConfig.gpu_files);
@@ -118,7 +119,10 @@ class SlurmCluster:
         prolog_wrapper: run PrologSlurmctld through a wrapper that sets SLURM_CONF, which
         slurmctld does not give it (False for a prolog that finds slurm.conf itself, as
         bridge/prolog.py does);
-        cgroups: the cgroup plugins and a cgroup.conf (ClusterConfig.cgroups)."""
+        cgroups: the cgroup plugins and a cgroup.conf (ClusterConfig.cgroups);
+        lua_plugins: enable Slurm's job_submit and cli_filter Lua plugins, starting with scripts
+        that accept everything until :meth:`install_lua` puts the bridge's in place."""
+        self._lua_plugins = lua_plugins
         self._requested_dir = Path(state_dir) if state_dir else None
         self._node_groups = tuple(node_groups)
         self._gpu_files = gpu_files
@@ -193,7 +197,7 @@ class SlurmCluster:
         return ClusterConfig(
             layout=layout, slurmctld_port=base, node_base_port=base + 1,
             node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts, gpu_files=self._gpu_files,
-            slurm_user=self._slurm_user, cgroups=self._cgroups)
+            slurm_user=self._slurm_user, cgroups=self._cgroups, lua_plugins=self._lua_plugins)
 
     def _write_files(self) -> None:
         cfg = self.config
@@ -210,6 +214,13 @@ class SlurmCluster:
         if cfg.cgroups:
             cfg.layout.cgroup_conf.write_text(CGROUP_CONF)
         self._write_prolog_wrapper()
+        if cfg.lua_plugins:  # slurmctld refuses to start without them
+            from types import SimpleNamespace
+
+            from bridge import slurmlua
+
+            for kind in slurmlua.KINDS:
+                cfg.layout.lua_script(kind).write_text(slurmlua.render(SimpleNamespace(nodesets=[]), kind))
         if cfg.gres_nodes:
             cfg.layout.gres_conf.write_text(self._gres_conf or render_gres_conf(cfg))
             for minor, device in enumerate(gpu_devices(cfg)):
@@ -244,6 +255,17 @@ class SlurmCluster:
         self._started_at = time.monotonic()
         self._wait(self._controller_answers, "slurmctld to answer scontrol ping",
                    self._slurmctld, lay.log_dir / "slurmctld.stderr")
+
+    def install_lua(self, scripts: dict[str, str]) -> None:
+        """Put ``{kind: text}`` in place of the Lua scripts, as an admin installs them
+        (slurmctld reloads job_submit.lua by its mtime; ``slurmlua.install`` makes it newer);
+        ``scontrol reconfigure`` then serves the new cli_filter.lua to configless slurmd (the
+        pods' srun) too."""
+        from bridge import slurmlua
+
+        for kind, text in scripts.items():
+            slurmlua.install(text, str(self.layout.lua_script(kind)))
+        self.run("scontrol", "reconfigure")
 
     def _controller_answers(self) -> bool:
         ping = self.run("scontrol", "ping", check=False, timeout=10)

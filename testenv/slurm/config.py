@@ -169,6 +169,10 @@ class Layout:
         """Runs the caller's PrologSlurmctld with SLURM_CONF set (see SlurmCluster)."""
         return self.state_dir / "hooks" / "prolog-slurmctld"
 
+    def lua_script(self, kind: str) -> Path:
+        """job_submit.lua or cli_filter.lua: Slurm reads them from slurm.conf's directory."""
+        return self.state_dir / f"{kind}.lua"
+
     @property
     def job_dir(self) -> Path:
         """Working directory of client commands: batch output files land here."""
@@ -206,6 +210,9 @@ class ClusterConfig:
     TaskPlugin=task/cgroup,task/affinity, memory a consumable resource, and CGROUP_CONF. Only
     for slurmd in pods that may create cgroups (nodeset ``cgroups``, the Docker runtime): the
     host's slurmd would put its jobs' cgroups in this machine's own hierarchy."""
+    lua_plugins: bool = False
+    """JobSubmitPlugins=lua and CliFilterPlugins=lua, with job_submit.lua and cli_filter.lua
+    beside slurm.conf (what ``slurm-k8s-bridge slurm-lua`` generates, docs/hpc-nodes.md)."""
 
     def __post_init__(self) -> None:
         prefixes = [g.prefix for g in self.node_groups]
@@ -298,6 +305,9 @@ def _base_settings(cfg: ClusterConfig) -> dict[str, str]:
     if cfg.cgroups:
         settings.update(ProctrackType="proctrack/cgroup", TaskPlugin="task/cgroup,task/affinity",
                         SelectTypeParameters="CR_Core_Memory")
+    if cfg.lua_plugins:
+        settings["JobSubmitPlugins"] = "lua"
+        settings["CliFilterPlugins"] = "lua"
     settings.update(cfg.hooks.node_settings())
     return settings
 
