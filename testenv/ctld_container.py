@@ -106,7 +106,8 @@ class SlurmctldContainer:
         if not self.munge_key_path.exists():
             write_munge_key(self.munge_key_path)
         # srun/salloc in the container give slurmctld their host's name to answer at: make it resolve.
-        self._docker("run", "-d", "--name", self.name, "--network", "host", "--hostname", "slurmctld",
+        labels = [arg for key, value in engine.session_labels().items() for arg in ("--label", f"{key}={value}")]
+        self._docker("run", "-d", "--name", self.name, *labels, "--network", "host", "--hostname", "slurmctld",
                      "--add-host", "slurmctld:127.0.0.1",
                      "-v", f"{self.share}:{self.share}", "-e", f"SHARE={self.share}",
                      "-e", f"SLURM_CONF={self.conf_path}", "--entrypoint", "sh", self.image, "-c", START)

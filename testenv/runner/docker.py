@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from testenv.docker import session_labels
 from testenv.kubeapi.quantity import QuantityError, parse
 
 from . import cgroups
@@ -246,6 +247,7 @@ class DockerRuntime:
                 "io.kubernetes.pod.uid": config.pod_uid,
                 "io.kubernetes.container.name": config.name,
                 LABEL_RUNTIME: self.instance,
+                **session_labels(),
             },
             "name": f"k8s_{config.name}_{config.pod_name}_{config.pod_namespace}_{config.pod_uid}_"
                     f"{secrets.token_hex(3)}",
