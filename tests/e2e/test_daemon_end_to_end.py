@@ -23,6 +23,9 @@ from testenv.slurm.config import Timeouts
 # Grace periods short enough for a test, long enough to be seen waiting.
 DAEMON = {"daemon": {"tick": 1, "orphan_grace": 3, "stuck_grace": 10, "group_grace": 5,
                      "metrics_address": "127.0.0.1:0"}}
+# Each test starts the daemon it means to watch (its settings, its restarts): an environment's
+# own daemon (--follow-mode=daemon) would be a second one acting on the same nodes.
+pytestmark = pytest.mark.follow_mode("hooks")
 SLEEPER = {"sleeper:1": {"entrypoint": ["/bin/sleep", "600"]}}
 
 
