@@ -158,12 +158,13 @@ class Elector:
 
     def _manifest(self, lease: dict[str, Any] | None, *, holder: str) -> dict[str, Any]:
         now = micro_time(self._clock())
+        existed = lease is not None
         lease = lease or {"apiVersion": API_VERSION, "kind": "Lease",
                           "metadata": {"name": self.name, "namespace": self._namespace}, "spec": {}}
         spec = lease.setdefault("spec", {})
-        if holder != self.identity:
+        if holder != self.identity:  # taken over (from a holder or a release) counts, as in client-go
             spec["acquireTime"] = now
-            spec["leaseTransitions"] = (spec.get("leaseTransitions") or 0) + (1 if holder else 0)
+            spec["leaseTransitions"] = (spec.get("leaseTransitions") or 0) + (1 if existed else 0)
         spec.update(holderIdentity=self.identity, leaseDurationSeconds=self._duration, renewTime=now)
         spec.setdefault("leaseTransitions", 0)
         meta = lease.setdefault("metadata", {})
