@@ -347,13 +347,14 @@ def run(config: Config, *, log: Any, dry_run: bool = False, once: bool = False,
                             metrics=metrics, dry_run=dry_run)
             elector = _elector(config, kube) if config.daemon.in_cluster and not (dry_run or once) else None
             last = -MIN_GAP
+            said: bool | None = None
             try:
                 while not stop.is_set():
                     gap = MIN_GAP - (time.monotonic() - last)
                     if gap > 0 and stop.wait(gap):  # a burst of events: one look, not one per event
                         break
                     wake.clear()
-                    if elector is not None and not _leads(elector, log, metrics):
+                    if elector is not None and not (said := _leads(elector, log, metrics, said)):
                         stop.wait(elector.renew_every)  # a standby: another replica acts
                         continue
                     pods, hosts, groups = watch.snapshot()  # before Slurm's facts: see daemon.confirm
@@ -385,9 +386,8 @@ def _elector(config: Config, kube: Any) -> Any:
                          identity=identity, duration=config.daemon.lease_duration, follows=config.daemon.follow)
 
 
-def _leads(elector: Any, log: Any, metrics: Metrics) -> bool:
-    """Whether this replica acts now; says so when that changes."""
-    was = elector.leader
+def _leads(elector: Any, log: Any, metrics: Metrics, was: bool | None) -> bool:
+    """Whether this replica acts now; says so at first and when that changes."""
     try:
         leads = elector.leads()
     except KubernetesError as e:
