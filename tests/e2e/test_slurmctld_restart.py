@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.e2e.conftest import bridge_pods, job_field, node_field, sbatch, wait_for
 from testenv.env import IMAGE_SOURCES
+
+pytestmark = pytest.mark.follows  # testenv/test.sh runs it in both follow modes
 
 NODES = [f"elastic{i}" for i in range(1, 5)]
 # slurmd starts 4 s after its pod does: a window in which the pods exist and the nodes have not
