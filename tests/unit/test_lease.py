@@ -168,3 +168,25 @@ def test_micro_time_round_trips():
     assert lease.micro_time(1_800_000_000.25) == "2027-01-15T08:00:00.250000Z"
     assert lease.parse_time(lease.micro_time(1_800_000_000.25)) == 1_800_000_000.25
     assert lease.parse_time("garbage") is None and lease.parse_time(None) is None
+
+
+def test_the_daemon_says_when_it_leads_or_stands_by_once_per_change(api, clock):
+    import structlog
+    from structlog.testing import capture_logs
+
+    from bridge.daemon import _leads
+    from bridge.metrics import Metrics
+
+    a, b = replica(api, clock, "daemon-a"), replica(api, clock, "daemon-b")
+    log, metrics = structlog.get_logger(), Metrics()
+    with capture_logs() as said:
+        assert _leads(a, log, metrics, None)
+        assert not _leads(b, log, metrics, None)
+        clock.now += 5
+        assert _leads(a, log, metrics, True) and not _leads(b, log, metrics, False)
+        api.down = True
+        clock.now += 10
+        assert not _leads(a, log, metrics, True)  # cannot renew past the deadline: stops acting
+    assert [(r["event"], r.get("identity")) for r in said] == [
+        ("leading", "daemon-a"), ("standing by", "daemon-b"),
+        ("cannot renew the lease", None), ("standing by", "daemon-a")]
