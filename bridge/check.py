@@ -451,6 +451,8 @@ POD_VERBS = (("", "pods", "create"), ("", "pods", "get"), ("", "pods", "list"), 
 (rbac/role.yaml grants exactly these; tests/unit/test_rbac.py keeps it so)."""
 POD_GROUP_VERBS = ("create", "get", "delete")
 """On the PodGroups of a nodeset with a Volcano or coscheduling gang."""
+LEASE_VERB = ("coordination.k8s.io", "leases", "get")
+"""With ``daemon.in_cluster``: the resume hook reads the daemon's Lease."""
 
 Reviewer = Callable[[str, str, str, str], bool]
 """``(group, resource, verb, namespace) -> allowed``: a SelfSubjectAccessReview's answer."""
@@ -464,6 +466,8 @@ def needed_verbs(config: Any) -> list[tuple[str, str, str]]:
         if nodeset.gang is not None and nodeset.gang.kind in POD_GROUP_KINDS:
             api_version, _, plural = POD_GROUP_KINDS[nodeset.gang.kind]
             needs += [(api_version.split("/")[0], plural, verb) for verb in POD_GROUP_VERBS]
+    if config.daemon.in_cluster:
+        needs.append(LEASE_VERB)
     return list(dict.fromkeys(needs))
 
 

@@ -143,6 +143,15 @@ class DaemonSettings(_Strict):
     """Follow every resumed job (fail it fast, as the hooks' follower processes do) from the
     state on its pods. While such a daemon's heartbeat is fresh the resume hook starts no
     follower of its own (:func:`bridge.heartbeat.hand_over`)."""
+    in_cluster: bool = False
+    """The daemon runs in the cluster (docker/daemon/deployment.yaml), sharing no directory with
+    the hooks: it holds the Lease ``slurm-k8s-bridge-<cluster_name>`` in the namespace instead of
+    the heartbeat file (only its holder acts, so two replicas never both do), and the resume hook
+    reads the Lease (one GET) to decide whether to hand following over (:mod:`bridge.lease`).
+    Set it in the hooks' config too."""
+    lease_duration: float = 15.0
+    """Seconds a Lease holder that stops renewing keeps it (client-go's default); it renews
+    every third of this."""
 
 
 class LogSettings(_Strict):
@@ -553,7 +562,8 @@ def _check(config: Config) -> None:
                               ("resume.unschedulable_after", config.resume.unschedulable_after, 0),
                               ("resume.max_attempts", config.resume.max_attempts, 1),
                               ("slurm.prolog_timeout", config.slurm.prolog_timeout, 0),
-                              ("daemon.tick", config.daemon.tick, 0.1)):
+                              ("daemon.tick", config.daemon.tick, 0.1),
+                              ("daemon.lease_duration", config.daemon.lease_duration, 1)):
         if value < low:
             raise ConfigError(f"{path}: {where}: expected at least {low:g}, got {value!r}")
     if not config.nodesets:

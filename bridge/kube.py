@@ -232,6 +232,25 @@ class LightkubeApi:
 
         return self._each({ref[2]: ref for ref in refs}, delete)
 
+    # The daemon's Lease (bridge/lease.py): read by the resume hook, held by the daemon.
+
+    def get_lease(self, name: str) -> dict[str, Any] | None:
+        async def get() -> dict[str, Any] | None:
+            try:
+                return (await self._call(lambda: self._client.get(_lease(), name))).to_dict()
+            except NotFound:
+                return None
+
+        return self._loop.run_until_complete(get())
+
+    def create_lease(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        lease = _lease().from_dict(manifest)
+        return self._loop.run_until_complete(self._call(lambda: self._client.create(lease))).to_dict()
+
+    def replace_lease(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        lease = _lease().from_dict(manifest)
+        return self._loop.run_until_complete(self._call(lambda: self._client.replace(lease))).to_dict()
+
     @staticmethod
     def _resource(api_version: str, kind: str) -> Any:
         """lightkube's class for a custom kind, declared on first use."""
@@ -296,6 +315,21 @@ def _core_v1(kind: str, plural: str) -> Any:
         import lightkube.resources.core_v1 as typed
 
         return getattr(typed, kind)
+
+
+def _lease() -> Any:
+    """A dict-backed Lease class; the typed one where this process already registered it."""
+    from lightkube.generic_resource import create_namespaced_resource, get_generic_resource
+
+    found = get_generic_resource("coordination.k8s.io/v1", "Lease")
+    if found is not None:
+        return found
+    try:
+        return create_namespaced_resource("coordination.k8s.io", "v1", "Lease", "leases")
+    except ValueError:
+        from lightkube.resources.coordination_v1 import Lease
+
+        return Lease
 
 
 def _kubeconfig(settings: KubernetesSettings) -> Any:

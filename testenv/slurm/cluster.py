@@ -247,6 +247,18 @@ class SlurmCluster:
         self._wait(lambda: lay.munge_socket.exists(), "munged's socket", self._munged,
                    lay.munged_log)
 
+    def kill_slurmctld(self) -> None:
+        """SIGKILL this cluster's own slurmctld (a crash: no state saved beyond what it wrote)."""
+        assert self._slurmctld is not None
+        self._slurmctld.kill()
+        self._slurmctld.wait(timeout=30)
+
+    def restart_slurmctld(self) -> None:
+        """Start slurmctld again on the same state dir (it recovers its jobs and nodes, as
+        systemd's restart would) and wait until it answers."""
+        assert self._slurmctld is not None and self._slurmctld.poll() is not None, "slurmctld still running"
+        self._start_slurmctld()
+
     def _start_slurmctld(self) -> None:
         lay = self.layout
         self._slurmctld = processes.spawn(

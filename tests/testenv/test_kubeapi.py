@@ -984,6 +984,31 @@ def test_pod_naming_a_runtime_class_gets_its_overhead_and_scheduling(
     assert no_handler.status_code == 422
 
 
+def test_leases_answer_like_kube_apiserver(kubeapi_http: httpx2.Client) -> None:
+    """What the daemon's leader election calls (bridge/lease.py): get → 404, create → 201 (409
+    if it exists), a replace with a stale resourceVersion → 409, ValidateLeaseSpec → 422."""
+    base = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+    missing = kubeapi_http.get(f"{base}/bridge")
+    assert missing.status_code == 404
+    assert missing.json()["message"] == 'leases.coordination.k8s.io "bridge" not found'
+    spec = {"holderIdentity": "a", "leaseDurationSeconds": 15, "renewTime": "2026-12-05T07:00:00.000000Z"}
+    created = kubeapi_http.post(base, json={"metadata": {"name": "bridge"}, "spec": spec})
+    assert created.status_code == 201
+    assert kubeapi_http.post(base, json={"metadata": {"name": "bridge"}, "spec": spec}).status_code == 409
+    lease = created.json()
+    lease["spec"]["holderIdentity"] = "b"
+    assert kubeapi_http.put(f"{base}/bridge", json=lease).status_code == 200
+    stale = kubeapi_http.put(f"{base}/bridge", json=lease)  # the resourceVersion read before the update
+    assert stale.status_code == 409 and stale.json()["reason"] == "Conflict"
+    bad = kubeapi_http.post(base, json={"metadata": {"name": "bad"}, "spec": {
+        "leaseDurationSeconds": 0, "leaseTransitions": -1, "preferredHolder": "x"}})
+    assert bad.status_code == 422
+    assert bad.json()["message"] == (
+        'Lease.coordination.k8s.io "bad" is invalid: [spec.leaseDurationSeconds: Invalid value: 0: must be greater '
+        'than 0, spec.leaseTransitions: Invalid value: -1: must be greater than or equal to 0, spec.preferredHolder: '
+        'Forbidden: may only be specified if `strategy` is defined]')
+
+
 # --- patch types --------------------------------------------------------------------------------
 
 

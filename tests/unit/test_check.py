@@ -274,7 +274,7 @@ def test_the_verbs_checked_are_what_the_role_grants(tmp_path):
     import yaml
 
     path = tmp_path / "k8s-bridge.yaml"
-    path.write_text('slurm: {conf_server: "ctl:6817"}\nnodesets: [\n'
+    path.write_text('slurm: {conf_server: "ctl:6817"}\ndaemon: {in_cluster: true}\nnodesets: [\n'
                     '  {name: a, nodes: "a[1-2]", image: "i", gang: {kind: volcano}},\n'
                     '  {name: b, nodes: "b[1-2]", image: "i", gang: {kind: coscheduling}},\n'
                     '  {name: c, nodes: "c[1-2]", image: "i", gang: {kind: kueue, queue: q}}]\n')
