@@ -21,7 +21,8 @@ Then the daemon on the whole cluster: RSS and CPU over 20 s idle, and while slur
 ``--daemon-resume`` nodes (``scontrol update state=power_up``: slurmctld runs the resume hook)
 until their pods are accepted and then suspends them again; its tick (one look: the Slurm read
 of every elastic node + the plan + actions, from its own metrics), the watches it opened; and a
-breakdown of one tick in-process (sinfo, JSON parse, facts, plan).
+breakdown of one tick in-process (sinfo, JSON parse, facts, plan; on 22.05 the daemon reads the
+JSON only when sinfo's summary changed or once a minute: that read is timed too).
 
 The run stops by itself after ``--limit`` seconds (SIGALRM; the environment is torn down).
 """
@@ -43,7 +44,7 @@ from typing import Any
 
 from benchmarks._common import pods_gone
 from benchmarks.daemon import rss_mib, start_daemon, stop
-from bridge import slurm as slurm_module
+from bridge import daemon as daemon_module, slurm as slurm_module
 from bridge.slurm import CommandSlurm, node_from_json
 from testenv.env import BIN, BRIDGE_USER, NAMESPACE, Environment
 from testenv.slurm import cluster as cluster_module
@@ -260,10 +261,16 @@ def tick_breakdown(env: Environment) -> None:
     facts = {f.name: f for f in map(node_from_json, records)}
     convert = time.perf_counter() - start
     read = median_seconds(lambda: CommandSlurm().node_facts(every))
+    summary = median_seconds(lambda: subprocess.run(["/usr/bin/sinfo", *slurm_module.SUMMARY],
+                                                    capture_output=True, check=True))
+    daemons = CommandSlurm(reread=daemon_module.SLURM_REREAD)
+    daemons.node_facts(every)
+    unchanged = median_seconds(lambda: daemons.node_facts(every))
     planned = median_seconds(lambda: plan(facts, [], [], time.time(), config, Memory()))
     print(f"one tick in-process, {len(every)} nodes: Slurm read {read:.2f} s (sinfo --json {sinfo:.2f} s for "
           f"{len(out) / 1e6:.1f} MB, its node fields decoded {parse:.2f} s (json.loads of all: {whole:.2f} s), "
-          f"NodeFacts {convert:.2f} s), plan {planned:.3f} s; "
+          f"NodeFacts {convert:.2f} s); the daemon's read while sinfo's summary is unchanged {unchanged:.2f} s "
+          f"(the summary {summary:.2f} s); plan {planned:.3f} s; "
           f"sinfo --json peak RSS {tree_peak_mib(['/usr/bin/sinfo', '--json']):.0f} MiB", flush=True)
 
 

@@ -266,28 +266,64 @@ def munge_findings(settings: dict[str, str]) -> list[Finding]:
 
 
 def cgroup_findings(settings: dict[str, str], config: Any) -> list[Finding]:
-    """A slurmd pod cannot run the cgroup plugins: it registers, then every job fails with
-    "Plugin initialization failed" while Slurm shows it COMPLETED 0:0 — a researcher would
-    believe the job ran."""
+    """slurm.conf's cgroup plugins against the nodesets' ``cgroups``. A pod that cannot create
+    cgroups still registers, then every job fails with "Plugin initialization failed" while
+    Slurm shows it COMPLETED 0:0: a researcher would believe the job ran. A nodeset with
+    ``cgroups`` but no plugin to use them runs privileged pods for nothing."""
     used = [f"ProctrackType={settings.get('ProctrackType')}"] if settings.get("ProctrackType") == "proctrack/cgroup" else []
     used += ["TaskPlugin=task/cgroup"] if "task/cgroup" in _options(settings.get("TaskPlugin")) else []
+    nodesets = list(config.nodesets) if config is not None else []
     if not used:
-        return [Finding("OK", "cgroups", f"ProctrackType={settings.get('ProctrackType')}, "
-                                         f"TaskPlugin={settings.get('TaskPlugin')}")]
-    unable = [n.name for n in config.nodesets if not _runs_cgroup_plugins(n)] if config is not None else []
+        plain = f"ProctrackType={settings.get('ProctrackType')}, TaskPlugin={settings.get('TaskPlugin')}"
+        privileged = [n.name for n in nodesets if n.cgroups]
+        if privileged:
+            return [Finding("WARN", "cgroups", f"{plain}: nodeset(s) {', '.join(privileged)} set cgroups: true, "
+                                               f"which makes their pods privileged for cgroup plugins slurm.conf "
+                                               f"does not use; remove it")]
+        return [Finding("OK", "cgroups", plain)]
+    unable = [n.name for n in nodesets if not n.cgroups]
     if config is not None and not unable:
-        return [Finding("OK", "cgroups", f"{' and '.join(used)}: every nodeset's pods run cgroup plugins")]
+        return [Finding("OK", "cgroups", f"{' and '.join(used)}: every nodeset sets cgroups: true (privileged pods)")]
     pods = f"the pods of nodeset(s) {', '.join(unable)}" if unable else "the pods"
     return [Finding("FAIL", "cgroups", f"{' and '.join(used)}: slurmd in {pods} "
                                        f"cannot use it; every job there would fail ('Plugin initialization failed') "
-                                       f"while Slurm shows it COMPLETED 0:0. Use ProctrackType=proctrack/linuxproc "
-                                       f"and TaskPlugin=task/affinity or task/none")]
+                                       f"while Slurm shows it COMPLETED 0:0. Set cgroups: true on the nodeset "
+                                       f"(privileged pods, docs/hpc-nodes.md#cgroups), or use "
+                                       f"ProctrackType=proctrack/linuxproc and TaskPlugin=task/affinity or task/none")]
 
 
-def _runs_cgroup_plugins(nodeset: Any) -> bool:
-    """A nodeset whose pods can run the cgroup plugins says so (``cgroup_plugins``); until a
-    nodeset can, none does."""
-    return bool(getattr(nodeset, "cgroup_plugins", False))
+LUA_PLUGINS = {"job_submit": ("JobSubmitPlugins", "sbatch, salloc and srun outside an allocation"),
+               "cli_filter": ("CliFilterPlugins", "srun inside an allocation")}
+"""The Lua script a slurm.conf key loads, and the commands it checks (bridge/slurmlua.py)."""
+
+
+def lua_findings(settings: dict[str, str], config: Any) -> list[Finding]:
+    """Where nodesets mount filesystems, the generated Lua plugins refuse a job whose files
+    would otherwise land in the pod's private /tmp and vanish with it (slurmstepd's fallback):
+    the plugin must be on in slurm.conf, and the script beside it the one the config gives."""
+    if config is None or not any(nodeset.filesystems for nodeset in config.nodesets):
+        return []
+    from bridge import slurmlua
+
+    conf_dir = Path(settings.get("SLURM_CONF") or "/etc/slurm/slurm.conf").parent
+    found = []
+    for kind, (key, commands) in LUA_PLUGINS.items():
+        script = conf_dir / slurmlua.FILE_NAMES[kind]
+        fix = f"slurm-k8s-bridge slurm-lua {kind} -o {script}"
+        if not any(p.split("/")[-1] == "lua" for p in _options(settings.get(key))):
+            found.append(Finding("WARN", key, f"lacks lua: {commands} from a directory the pods do not mount "
+                                              f"run in the pod's /tmp and lose their output with the pod; "
+                                              f"add lua, run '{fix}' and restart slurmctld"))
+            continue
+        try:
+            current = script.read_text() == slurmlua.render(config, kind)
+        except OSError as e:
+            found.append(Finding("WARN", key, f"{script}: {e.strerror}; run '{fix}'"))
+            continue
+        found.append(Finding("OK", key, f"{script} matches the nodesets' filesystems") if current else
+                     Finding("WARN", key, f"{script} is not what the nodesets' filesystems give (edited, or the "
+                                          f"config changed since): run '{fix}'"))
+    return found
 
 
 def power_saving_findings(settings: dict[str, str], config: Any) -> list[Finding]:
@@ -415,6 +451,8 @@ POD_VERBS = (("", "pods", "create"), ("", "pods", "get"), ("", "pods", "list"), 
 (rbac/role.yaml grants exactly these; tests/unit/test_rbac.py keeps it so)."""
 POD_GROUP_VERBS = ("create", "get", "delete")
 """On the PodGroups of a nodeset with a Volcano or coscheduling gang."""
+LEASE_VERB = ("coordination.k8s.io", "leases", "get")
+"""With ``daemon.in_cluster``: the resume hook reads the daemon's Lease."""
 
 Reviewer = Callable[[str, str, str, str], bool]
 """``(group, resource, verb, namespace) -> allowed``: a SelfSubjectAccessReview's answer."""
@@ -428,6 +466,8 @@ def needed_verbs(config: Any) -> list[tuple[str, str, str]]:
         if nodeset.gang is not None and nodeset.gang.kind in POD_GROUP_KINDS:
             api_version, _, plural = POD_GROUP_KINDS[nodeset.gang.kind]
             needs += [(api_version.split("/")[0], plural, verb) for verb in POD_GROUP_VERBS]
+    if config.daemon.in_cluster:
+        needs.append(LEASE_VERB)
     return list(dict.fromkeys(needs))
 
 
@@ -563,6 +603,7 @@ def run(config_path: str | None) -> list[Finding]:
     found += hook_findings(settings, who)
     found += controller_findings(settings) + munge_findings(settings) + cgroup_findings(settings, config)
     found += power_saving_findings(settings, config) + skew_findings(settings, config)
+    found += lua_findings(settings, config)
     if config is not None:
         found += conf_server_findings(config)
         found += file_findings(config, who)

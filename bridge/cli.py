@@ -132,6 +132,25 @@ def check(obj: _Obj) -> None:
     sys.exit(preflight.main(obj.config_path, click.echo))
 
 
+@cli.command("slurm-lua")
+@click.argument("kind", type=click.Choice(["job_submit", "cli_filter"]))
+@click.option("-o", "--output", metavar="PATH",
+              help="Write the script here (e.g. /etc/slurm/job_submit.lua), replaced in one step and only "
+                   "when it changed; default: stdout.")
+@click.pass_obj
+def slurm_lua(obj: _Obj, kind: str, output: str | None) -> None:
+    """Print Slurm's job_submit.lua or cli_filter.lua that refuses jobs whose files are not on
+    a filesystem the elastic nodes mount (docs/hpc-nodes.md, "Output never lost")."""
+    from bridge import slurmlua
+
+    text = slurmlua.render(obj.config, kind)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    written = slurmlua.install(text, output)
+    click.echo(f"{output}: {'written' if written else 'unchanged'}", err=True)
+
+
 @cli.command()
 @click.argument("nodes", nargs=-1, required=True)
 @click.pass_obj

@@ -143,6 +143,15 @@ class DaemonSettings(_Strict):
     """Follow every resumed job (fail it fast, as the hooks' follower processes do) from the
     state on its pods. While such a daemon's heartbeat is fresh the resume hook starts no
     follower of its own (:func:`bridge.heartbeat.hand_over`)."""
+    in_cluster: bool = False
+    """The daemon runs in the cluster (docker/daemon/deployment.yaml), sharing no directory with
+    the hooks: it holds the Lease ``slurm-k8s-bridge-<cluster_name>`` in the namespace instead of
+    the heartbeat file (only its holder acts, so two replicas never both do), and the resume hook
+    reads the Lease (one GET) to decide whether to hand following over (:mod:`bridge.lease`).
+    Set it in the hooks' config too."""
+    lease_duration: float = 15.0
+    """Seconds a Lease holder that stops renewing keeps it (client-go's default); it renews
+    every third of this."""
 
 
 class LogSettings(_Strict):
@@ -254,7 +263,7 @@ the users' data), except inside the node's private /tmp, where a mount hides not
 SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/run", "/sbin", "/sys",
                "/usr", "/var")
 """Mounting one of these (or above one) would replace the image's own system: refused."""
-OWNED_ENV = OWNED_ENV | {"SLURMD_RDMA_NETWORKS"}
+OWNED_ENV = OWNED_ENV | {"SLURMD_RDMA_NETWORKS", "SLURMD_CGROUPS"}
 USERS_DIR = "/etc/slurm-k8s-bridge/users"
 """Where the pod sees the users' ``passwd`` and ``group`` (see :class:`Users`)."""
 
@@ -401,10 +410,14 @@ class Nodeset(_Strict):
     tmp_size: str = "10Gi"
     """Size limit of the node's private ``/tmp`` (an emptyDir, gone with the pod); the kubelet
     evicts the pod past it."""
-    cgroup_plugins: bool = False
-    """Whether slurm.conf uses ``proctrack/cgroup`` or ``task/cgroup`` for these nodes. The pod
-    cannot run them (docs/hpc-nodes.md#cgroups): true is refused at load; a config check can
-    compare it with slurm.conf's ProctrackType and TaskPlugin."""
+    cgroups: bool = False
+    """Run slurmd's cgroup plugins (``ProctrackType=proctrack/cgroup``, ``TaskPlugin=task/cgroup``)
+    in these pods. On cgroup v1 that needs a writable cgroupfs, which only ``privileged: true``
+    gives: the template renders it, and the image's entrypoint refuses to start slurmd (exit 6,
+    one line) where the controllers are not writable (docs/hpc-nodes.md#cgroups). False: the
+    pods cannot run them, and ``check`` fails a slurm.conf that uses them."""
+    cgroup_plugins: bool | None = None
+    """The old name of ``cgroups``: refused at load with a line saying so."""
 
 
 class Config(_Strict):
@@ -549,7 +562,8 @@ def _check(config: Config) -> None:
                               ("resume.unschedulable_after", config.resume.unschedulable_after, 0),
                               ("resume.max_attempts", config.resume.max_attempts, 1),
                               ("slurm.prolog_timeout", config.slurm.prolog_timeout, 0),
-                              ("daemon.tick", config.daemon.tick, 0.1)):
+                              ("daemon.tick", config.daemon.tick, 0.1),
+                              ("daemon.lease_duration", config.daemon.lease_duration, 1)):
         if value < low:
             raise ConfigError(f"{path}: {where}: expected at least {low:g}, got {value!r}")
     if not config.nodesets:
@@ -614,11 +628,9 @@ def _check_researcher_view(nodeset: Nodeset, where: str) -> None:
 
     size = quantity(nodeset.tmp_size)
     _expect(size is not None and size > 0, f"{where}.tmp_size", "a positive quantity like '10Gi'", nodeset.tmp_size)
-    if nodeset.cgroup_plugins:
-        raise ConfigError(f"{where}.cgroup_plugins: a slurmd pod cannot run proctrack/cgroup or task/cgroup "
-                          f"(jobs would fail while Slurm shows them COMPLETED); expected false, with "
-                          f"ProctrackType=proctrack/linuxproc and TaskPlugin=task/affinity or task/none "
-                          f"(docs/hpc-nodes.md#cgroups)")
+    if nodeset.cgroup_plugins is not None:
+        raise ConfigError(f"{where}.cgroup_plugins: renamed; use cgroups: true to run slurmd's cgroup "
+                          f"plugins in privileged pods, or leave it out (docs/hpc-nodes.md#cgroups)")
 
 
 def _check_filesystems(filesystems: list[Filesystem], where: str) -> None:

@@ -41,6 +41,10 @@ MIN_GAP = 1.0
 look at Slurm, not one per event (measured: 0.2 s doubled slurmctld's node reads while 8 jobs
 started, for no faster repair)."""
 
+SLURM_REREAD = 60.0
+"""On 22.05, seconds a look may reuse the last ``sinfo --json`` (0.6 s at 10,000 nodes) while
+sinfo's summary of states and reasons is unchanged (0.13 s): :class:`bridge.slurm.CommandSlurm`."""
+
 
 class Daemon:
     """One look at a time: Slurm's facts + the watched objects → plan → actions → metrics."""
@@ -343,26 +347,60 @@ def run(config: Config, *, log: Any, dry_run: bool = False, once: bool = False,
     try:
         _wait_listed(watch, stop, once=once, timeout=config.kubernetes.timeout * 3)
         with LightkubeApi(config.kubernetes) as kube:
-            daemon = Daemon(config, slurm=slurm or CommandSlurm(config.slurm.bin_dir), kube=kube, log=log,
-                            metrics=metrics, dry_run=dry_run)
+            daemon = Daemon(config, slurm=slurm or CommandSlurm(config.slurm.bin_dir, reread=SLURM_REREAD),
+                            kube=kube, log=log, metrics=metrics, dry_run=dry_run)
+            elector = _elector(config, kube) if config.daemon.in_cluster and not (dry_run or once) else None
             last = -MIN_GAP
-            while not stop.is_set():
-                gap = MIN_GAP - (time.monotonic() - last)
-                if gap > 0 and stop.wait(gap):  # a burst of events: one look, not one per event
-                    break
-                wake.clear()
-                pods, hosts, groups = watch.snapshot()  # before Slurm's facts: see daemon.confirm
-                actions = daemon.look(pods or [], hosts, groups)
-                last = time.monotonic()
-                if once:
-                    break
-                wake.wait(daemon.next_look())
+            said: bool | None = None
+            try:
+                while not stop.is_set():
+                    gap = MIN_GAP - (time.monotonic() - last)
+                    if gap > 0 and stop.wait(gap):  # a burst of events: one look, not one per event
+                        break
+                    wake.clear()
+                    if elector is not None and not (said := _leads(elector, log, metrics, said)):
+                        stop.wait(elector.renew_every)  # a standby: another replica acts
+                        continue
+                    pods, hosts, groups = watch.snapshot()  # before Slurm's facts: see daemon.confirm
+                    actions = daemon.look(pods or [], hosts, groups)
+                    last = time.monotonic()
+                    if once:
+                        break
+                    wake.wait(min(daemon.next_look(), elector.renew_every) if elector else daemon.next_look())
+            finally:
+                if elector is not None:
+                    elector.release()
     finally:
         watch.stop()
         if not dry_run and not once:
             heartbeat.stop(config.resume.state_dir)
         log.info("daemon stopped")
     return actions
+
+
+def _elector(config: Config, kube: Any) -> Any:
+    """This replica's side of the Lease (``daemon.in_cluster``); its identity is the pod's name
+    (the Deployment gives POD_NAME), else host and pid."""
+    import socket
+
+    from bridge import lease
+
+    identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}_{os.getpid()}"
+    return lease.Elector(kube, name=lease.lease_name(config.slurm.cluster_name), namespace=kube.namespace,
+                         identity=identity, duration=config.daemon.lease_duration, follows=config.daemon.follow)
+
+
+def _leads(elector: Any, log: Any, metrics: Metrics, was: bool | None) -> bool:
+    """Whether this replica acts now; says so at first and when that changes."""
+    try:
+        leads = elector.leads()
+    except KubernetesError as e:
+        metrics.api_errors.labels("kubernetes", "lease").inc()
+        log.warning("cannot renew the lease", lease=elector.name, error=str(e))
+        leads = False
+    if leads != was:
+        log.info("leading" if leads else "standing by", lease=elector.name, identity=elector.identity)
+    return leads
 
 
 def _wait_listed(watch: Watch, stop: threading.Event, *, once: bool, timeout: float) -> None:

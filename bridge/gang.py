@@ -23,7 +23,6 @@ from typing import Any
 
 from bridge import naming
 from bridge.config import Config, Gang
-from bridge.render import PodPlan
 from bridge.resumefile import ResumeRequest
 
 GROUP_ANNOTATION = naming.GROUP_ANNOTATION
@@ -48,33 +47,35 @@ class Group:
     nodes: tuple[str, ...]
     objects: tuple[dict[str, Any], ...]
     """The PodGroup to create before the pods (none for Kueue)."""
+    gang: Gang | None = None
+
+    def mark(self, pod: dict[str, Any]) -> None:
+        """Make ``pod`` (a member's manifest) a member of this group."""
+        assert self.gang is not None
+        _mark(pod, self.gang, self.name, len(self.nodes))
 
 
-def apply(plans: list[PodPlan], request: ResumeRequest | None, config: Config) -> list[Group]:
-    """Mark the pods of each gang (job × nodeset with ``gang``) and return the groups."""
+def plan(members: list[tuple[str, str]], request: ResumeRequest | None, config: Config) -> list[Group]:
+    """The groups of ``members`` ((node, nodeset) pairs), one per job × nodeset with ``gang``,
+    known before any pod is rendered: resume renders and creates pods in chunks, and a
+    group's size (``minMember``) is that of the whole job."""
+    gangs: dict[tuple[int, str], list[str]] = {}
+    for node, nodeset_name in members:
+        job = request.job_of(node) if request else None  # a manual power-up has no job, no gang
+        if job is not None and _gang_of(config, nodeset_name) is not None:
+            gangs.setdefault((job.job_id, nodeset_name), []).append(node)
     groups = []
-    for (job_id, nodeset_name), members in _gangs(plans, request, config).items():
+    for (job_id, nodeset_name), nodes in gangs.items():
         gang = _gang_of(config, nodeset_name)
+        assert gang is not None
         name = naming.dns_label(f"{config.slurm.cluster_name}-job-{job_id}-{nodeset_name}")
-        for plan in members:
-            _mark(plan.manifest, gang, name, len(members))
-        objects = (_pod_group(gang, name, len(members), job_id, config),) if gang.kind in POD_GROUP_KINDS else ()
-        groups.append(Group(name=name, nodes=tuple(p.node for p in members), objects=objects))
+        objects = (_pod_group(gang, name, len(nodes), job_id, config),) if gang.kind in POD_GROUP_KINDS else ()
+        groups.append(Group(name=name, nodes=tuple(nodes), objects=objects, gang=gang))
     return groups
 
 
 def _gang_of(config: Config, nodeset_name: str) -> Gang | None:
     return next(n.gang for n in config.nodesets if n.name == nodeset_name)
-
-
-def _gangs(plans: list[PodPlan], request: ResumeRequest | None, config: Config) -> dict[tuple[int, str], list[PodPlan]]:
-    """Plans by (job, nodeset), for nodesets with a gang; a manual power-up has no job, no gang."""
-    gangs: dict[tuple[int, str], list[PodPlan]] = {}
-    for plan in plans:
-        job = request.job_of(plan.node) if request else None
-        if job is not None and _gang_of(config, plan.nodeset) is not None:
-            gangs.setdefault((job.job_id, plan.nodeset), []).append(plan)
-    return gangs
 
 
 def _mark(pod: dict[str, Any], gang: Gang, name: str, size: int) -> None:

@@ -188,11 +188,10 @@ def _resume(ctx: HookContext, request: Any, early: BridgeError | None) -> None:
     with ctx.kube() as kube:
         outcome = resume.resume(ctx.nodes, config=ctx.config, slurm=ctx.slurm(), kube=kube,
                                 request=request, log=ctx.log)
+        daemon_follows = ctx.config.resume.follow and outcome.up() and _daemon_follows(ctx, kube)
     if ctx.config.resume.follow and outcome.up():
-        from bridge import heartbeat
-
-        if heartbeat.hand_over(ctx.config.resume.state_dir, ctx.config.daemon.heartbeat_fresh):
-            ctx.log.info("following left to the daemon", heartbeat=str(heartbeat.path(ctx.config.resume.state_dir)))
+        if daemon_follows:
+            ctx.log.info("following left to the daemon", by=daemon_follows)
         else:
             from bridge import follow
             from bridge.resumefile import groups
@@ -203,6 +202,21 @@ def _resume(ctx: HookContext, request: Any, early: BridgeError | None) -> None:
         raise PartialFailure(f"{'all ' if every else ''}{len(outcome.failed)} of {len(ctx.nodes)} node(s) failed: "
                              + "; ".join(f"{_short(n)}: {c}" for n, c in list(outcome.failed.items())[:3]),
                              failed=outcome.failed, exit_code=outcome.exit_code())
+
+
+def _daemon_follows(ctx: HookContext, kube: Any) -> str:
+    """Where the hook learnt that a daemon follows its jobs ("" if none does): the daemon's
+    Lease when it runs in the cluster (one GET), else its heartbeat file (one stat)."""
+    daemon = ctx.config.daemon
+    if daemon.in_cluster:
+        from bridge import lease
+
+        name = lease.lease_name(ctx.config.slurm.cluster_name)
+        return f"lease {kube.namespace}/{name}" if lease.hand_over(kube, name) else ""
+    from bridge import heartbeat
+
+    state_dir = ctx.config.resume.state_dir
+    return f"heartbeat {heartbeat.path(state_dir)}" if heartbeat.hand_over(state_dir, daemon.heartbeat_fresh) else ""
 
 
 def _short(node: str) -> str:

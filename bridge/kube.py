@@ -27,6 +27,11 @@ from bridge.errors import (ConfigError, Conflict, Forbidden, KubernetesError, Ku
                            NotServed)
 
 T = TypeVar("T")
+PAGE = 500
+"""Pods a listing request asks for (``limit``; the server's ``continue`` token for the next)."""
+RELISTS = 3
+"""Times a paged listing starts again when the server has dropped its snapshot (410 Expired:
+the pages took longer than etcd keeps old revisions, 5 minutes by default)."""
 _TRANSIENT_CODES = {429, 500, 502, 503, 504}
 _PLURALS = {"PodGroup": "podgroups"}  # the custom kinds the bridge creates (bridge/gang.py)
 
@@ -44,6 +49,12 @@ class KubeClient(Protocol):
 
     def list_pods(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         """Pods in the namespace with all these labels."""
+        ...
+
+    def list_pod_metadata(self, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """The metadata of the pods with all these labels, each as ``{"metadata": {...}}``
+        (no spec, no status): listed ``PAGE`` pods a request, so that a hook's memory holds
+        one page of whole pods, not thousands."""
         ...
 
     def delete_pods(self, names: list[str]) -> dict[str, KubernetesError | None]:
@@ -158,6 +169,19 @@ class LightkubeApi:
 
         return self._loop.run_until_complete(self._call(listing))
 
+    def list_pod_metadata(self, labels: dict[str, str]) -> list[dict[str, Any]]:
+        async def listing() -> list[dict[str, Any]]:
+            pods = self._client.list(self._pod, labels=labels, chunk_size=PAGE)
+            return [_metadata_only(pod.to_dict()) async for pod in pods]
+
+        for attempt in range(1, RELISTS + 1):
+            try:
+                return self._loop.run_until_complete(self._call(listing))
+            except KubernetesError as e:
+                if e.code != 410 or attempt == RELISTS:
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
     def delete_pods(self, names: list[str]) -> dict[str, KubernetesError | None]:
         async def delete(name: str) -> None:
             try:
@@ -208,6 +232,25 @@ class LightkubeApi:
 
         return self._each({ref[2]: ref for ref in refs}, delete)
 
+    # The daemon's Lease (bridge/lease.py): read by the resume hook, held by the daemon.
+
+    def get_lease(self, name: str) -> dict[str, Any] | None:
+        async def get() -> dict[str, Any] | None:
+            try:
+                return (await self._call(lambda: self._client.get(_lease(), name))).to_dict()
+            except NotFound:
+                return None
+
+        return self._loop.run_until_complete(get())
+
+    def create_lease(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        lease = _lease().from_dict(manifest)
+        return self._loop.run_until_complete(self._call(lambda: self._client.create(lease))).to_dict()
+
+    def replace_lease(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        lease = _lease().from_dict(manifest)
+        return self._loop.run_until_complete(self._call(lambda: self._client.replace(lease))).to_dict()
+
     @staticmethod
     def _resource(api_version: str, kind: str) -> Any:
         """lightkube's class for a custom kind, declared on first use."""
@@ -256,6 +299,11 @@ class LightkubeApi:
         raise AssertionError("unreachable: stamina re-raises the last error")
 
 
+def _metadata_only(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    return {"metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
 def _core_v1(kind: str, plural: str) -> Any:
     """A dict-backed class for a core/v1 kind; the typed one where this process already
     registered it (lightkube allows one class per kind)."""
@@ -267,6 +315,21 @@ def _core_v1(kind: str, plural: str) -> Any:
         import lightkube.resources.core_v1 as typed
 
         return getattr(typed, kind)
+
+
+def _lease() -> Any:
+    """A dict-backed Lease class; the typed one where this process already registered it."""
+    from lightkube.generic_resource import create_namespaced_resource, get_generic_resource
+
+    found = get_generic_resource("coordination.k8s.io/v1", "Lease")
+    if found is not None:
+        return found
+    try:
+        return create_namespaced_resource("coordination.k8s.io", "v1", "Lease", "leases")
+    except ValueError:
+        from lightkube.resources.coordination_v1 import Lease
+
+        return Lease
 
 
 def _kubeconfig(settings: KubernetesSettings) -> Any:

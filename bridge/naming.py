@@ -81,14 +81,16 @@ does not serve lists from its cache): 50 listings of 100 nodes among 5,000 pods 
 the stand-in, one listing of all 1.5 s."""
 
 
-def pods_of(kube: Any, *, cluster: str, nodes: Iterable[str]) -> dict[str, dict]:
+def pods_of(kube: Any, *, cluster: str, nodes: Iterable[str], metadata_only: bool = False) -> dict[str, dict]:
     """The bridge's pods of ``nodes``, by Slurm node name: listed by their node label, or all
-    of them at once where that would take more than ``SELECTIVE_LISTS`` listings."""
+    of them at once where that would take more than ``SELECTIVE_LISTS`` listings; only their
+    metadata with ``metadata_only`` (paged: a suspend of thousands of nodes)."""
     wanted = set(nodes)
     selectors = node_selectors(cluster, wanted)
     if len(selectors) > SELECTIVE_LISTS:
         selectors = [owner_labels(cluster)]
-    pods = [pod for labels in selectors for pod in kube.list_pods(labels)]
+    listing = kube.list_pod_metadata if metadata_only else kube.list_pods
+    pods = [pod for labels in selectors for pod in listing(labels)]
     return pods_by_node(pods, cluster=cluster, nodes=wanted)
 
 

@@ -103,6 +103,8 @@ def _context(config: Config, nodeset: Nodeset, facts: NodeFacts, job_id: int | N
         "container": {
             "env": {"SLURM_NODENAME": facts.name, **(grant.env() if grant else {}), **nodeset.env},
             "capabilities": ["IPC_LOCK"] if any(n.rdma for n in nodeset.networks) else [],
+            # slurmd's cgroup plugins: a writable cgroupfs, which on cgroup v1 only privileged gives.
+            "privileged": nodeset.cgroups,
         },
         "gpus": {"resource": grant.resource, "count": grant.count, "gres": grant.gres} if grant else None,
         "slurm": {"conf_server": config.slurm.conf_server, "cluster_name": cluster},

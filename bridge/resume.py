@@ -1,11 +1,12 @@
 """ResumeProgram's flow: Slurm nodes in, one slurmd pod per node out.
 
-Nodes are planned (Slurm facts → nodeset → rendered pod) and their pods created at once. A
-job is all or nothing: if any of its nodes cannot get a pod, the job's other pods are deleted
-too and Slurm requeues it at once (:mod:`bridge.failure`), instead of waiting ResumeTimeout.
-A repeated resume creates nothing twice. The jobs that did get their pods are then followed
-in the background (:mod:`bridge.follow`) until their nodes register, so the hook returns
-promptly.
+Nodes are planned (Slurm facts → nodeset → gang groups), then their pods are rendered and
+created ``CHUNK`` at a time, so a hook resuming thousands of nodes holds one chunk's manifests,
+not all of them (5,000 rendered pods are ~30 MiB of dicts). A job is all or nothing: if any of
+its nodes cannot get a pod, the job's other pods are deleted too and Slurm requeues it at once
+(:mod:`bridge.failure`), instead of waiting ResumeTimeout. A repeated resume creates nothing
+twice. The jobs that did get their pods are then followed in the background
+(:mod:`bridge.follow`) until their nodes register, so the hook returns promptly.
 """
 
 from __future__ import annotations
@@ -21,11 +22,15 @@ from bridge.failure import Failure, classify, release_job
 from bridge.kube import KubeClient
 from bridge.render import PodPlan, render_pod
 from bridge.resumefile import ResumeRequest, groups
-from bridge.slurm import SlurmClient
+from bridge.slurm import NodeFacts, SlurmClient
 
 # How long to wait for the previous incarnation of a node's pod to finish terminating
 # (a node resumed again right after a suspend) before calling the node failed.
 TERMINATING_WAIT = 30.0
+
+CHUNK = 500
+"""Pods rendered and created per round: large enough to keep ``concurrency`` requests in flight,
+small enough that the hook's memory does not grow with the job."""
 
 UNKNOWN = "Slurm does not know this node"
 UNSETTLED = "the bridge made no pod for this node (a bug, see the bridge's log)"
@@ -71,29 +76,38 @@ def resume(nodes: list[str], *, config: Config, slurm: SlurmClient, kube: KubeCl
     its cause as Reason): an error part-way fails the nodes it left unsettled, and a node
     that no step accounted for is failed rather than left to wait out ResumeTimeout."""
     outcome = Outcome()
-    all_plans: list[PodPlan] = []
+    groups: list[gang.Group] = []
     try:
-        all_plans = _plan(nodes, config=config, slurm=slurm, request=request, outcome=outcome)
-        _create(all_plans, request, config=config, kube=kube, outcome=outcome)
+        facts = slurm.node_facts(nodes)
+        members = _members(nodes, facts, config=config, outcome=outcome)
+        groups = _create_groups(members, request, config=config, kube=kube, outcome=outcome)
+        _create(members, facts, groups, request, config=config, kube=kube, outcome=outcome)
     except BridgeError as e:
         outcome.errors += [e for _ in _fail_unsettled(nodes, outcome, classify(e))]
     if unsettled := _fail_unsettled(nodes, outcome, Failure(UNSETTLED, transient=False)):
         log.error("nodes left without pod or failure", nodes=unsettled)
     if outcome.failures:
-        _release(nodes, request, outcome, all_plans, config=config, slurm=slurm, kube=kube, log=log)
+        _release(nodes, request, outcome, groups, config=config, slurm=slurm, kube=kube, log=log)
     causes.forget(config.resume.state_dir, outcome.up())
     log.info("resume done", created=len(outcome.created), existing=len(outcome.existing),
              failed=len(outcome.failures), released=len(outcome.released))
     return outcome
 
 
-def _create(all_plans: list[PodPlan], request: ResumeRequest | None, *, config: Config, kube: KubeClient,
-            outcome: Outcome) -> None:
-    plans = _create_groups(all_plans, request, config=config, kube=kube, outcome=outcome)
-    errors = kube.create_pods([p.manifest for p in plans]) if plans else {}
-    conflicts = [p for p in plans if _already_exists(errors[p.name])]
-    for plan in plans:
-        _record(plan, errors[plan.name], outcome)
+def _create(members: list[tuple[str, str]], facts: dict[str, NodeFacts], groups: list[gang.Group],
+            request: ResumeRequest | None, *, config: Config, kube: KubeClient, outcome: Outcome) -> None:
+    """Render and create the pods ``CHUNK`` at a time. A failure in one chunk does not stop
+    the next: the failed job is released afterwards as a whole (pods of earlier chunks
+    included), and other jobs go ahead, as when every pod was created at once."""
+    group_of = {node: group for group in groups for node in group.nodes}
+    conflicts: list[PodPlan] = []
+    for start in range(0, len(members), CHUNK):
+        plans = _render([n for n, _ in members[start:start + CHUNK] if n not in outcome.failures], facts,
+                        request, group_of, config=config, outcome=outcome)
+        errors = kube.create_pods([p.manifest for p in plans]) if plans else {}
+        conflicts += [p for p in plans if _already_exists(errors[p.name])]
+        for plan in plans:
+            _record(plan, errors[plan.name], outcome)
     if conflicts:
         _settle_conflicts(conflicts, config=config, kube=kube, outcome=outcome)
 
@@ -107,31 +121,47 @@ def _fail_unsettled(nodes: list[str], outcome: Outcome, failure: Failure) -> lis
     return unsettled
 
 
-def _plan(nodes: list[str], *, config: Config, slurm: SlurmClient, request: ResumeRequest | None,
-          outcome: Outcome) -> list[PodPlan]:
-    facts = slurm.node_facts(nodes)
-    plans = []
+def _members(nodes: list[str], facts: dict[str, NodeFacts], *, config: Config,
+             outcome: Outcome) -> list[tuple[str, str]]:
+    """(node, nodeset) of every node that can have a pod; the others fail here."""
+    members = []
     for node in nodes:
         if node not in facts:
             outcome.failures[node] = Failure(UNKNOWN, transient=False)
             outcome.errors.append(UnknownNode(UNKNOWN))
             continue
-        job = request.job_of(node) if request else None
         try:
-            plans.append(render_pod(config, facts[node], job_id=job.job_id if job else None))
+            members.append((node, config.nodeset_for(node).name))
         except BridgeError as e:
             outcome.failures[node] = classify(e)
             outcome.errors.append(e)
+    return members
+
+
+def _render(nodes: list[str], facts: dict[str, NodeFacts], request: ResumeRequest | None,
+            group_of: dict[str, gang.Group], *, config: Config, outcome: Outcome) -> list[PodPlan]:
+    plans = []
+    for node in nodes:
+        job = request.job_of(node) if request else None
+        try:
+            plan = render_pod(config, facts[node], job_id=job.job_id if job else None)
+        except BridgeError as e:
+            outcome.failures[node] = classify(e)
+            outcome.errors.append(e)
+            continue
+        if node in group_of:
+            group_of[node].mark(plan.manifest)
+        plans.append(plan)
     return plans
 
 
-def _create_groups(plans: list[PodPlan], request: ResumeRequest | None, *, config: Config, kube: KubeClient,
-                   outcome: Outcome) -> list[PodPlan]:
+def _create_groups(members: list[tuple[str, str]], request: ResumeRequest | None, *, config: Config,
+                   kube: KubeClient, outcome: Outcome) -> list[gang.Group]:
     """Gang groups go first: a pod of a gang must never wait for a group that is not there."""
-    groups = gang.apply(plans, request, config)
+    groups = gang.plan(members, request, config)
     objects = [o for g in groups for o in g.objects]
     if not objects:
-        return plans
+        return groups
     errors = kube.create_objects(objects)
     for group in groups:
         for obj in group.objects:
@@ -146,7 +176,7 @@ def _create_groups(plans: list[PodPlan], request: ResumeRequest | None, *, confi
                     outcome.failures[node] = Failure(f"pod group {group.name}: {failure.cause}", failure.transient)
                 if isinstance(error, KubernetesError):
                     outcome.errors.append(error)
-    return [p for p in plans if p.node not in outcome.failures]
+    return groups
 
 
 def _settle_group(wanted: dict[str, Any], *, kube: KubeClient,
@@ -188,13 +218,14 @@ def _record(plan: PodPlan, error: KubernetesError | None, outcome: Outcome) -> N
         outcome.errors.append(error)
 
 
-def _release(nodes: list[str], request: ResumeRequest | None, outcome: Outcome, plans: list[PodPlan], *,
+def _release(nodes: list[str], request: ResumeRequest | None, outcome: Outcome, gang_groups: list[gang.Group], *,
              config: Config, slurm: SlurmClient, kube: KubeClient, log: Any) -> None:
     """All or nothing per job: a job with a failed node gives back all of its nodes. Nodes
     powered up without a job (``scontrol power_up``) fail alone, but are released together:
     one pod listing and one scontrol call per cause, however many there are."""
-    refs = {p.node: ref for p in plans
-            if (ref := naming.group_of(p.manifest)) and tuple(ref) not in outcome.foreign_groups}
+    refs = {node: ref for g in gang_groups for o in g.objects
+            if (ref := (o["apiVersion"], o["kind"], o["metadata"]["name"])) not in outcome.foreign_groups
+            for node in g.nodes}
     jobless: list[str] = []
     for job_ids, group in groups(nodes, request):
         failed = {n: outcome.failures[n] for n in group if n in outcome.failures}

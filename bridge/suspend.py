@@ -2,7 +2,8 @@
 
 Only pods the bridge created for these very nodes are deleted (labels and the exact node-name
 annotation must match): a pod someone else made in the namespace is never touched.
-Pods get their own grace period, so slurmd leaves cleanly.
+Pods get their own grace period, so slurmd leaves cleanly. Pods are listed by their metadata
+alone, a page at a time: a suspend of 5,000 nodes need not hold 5,000 whole pods.
 
 A slow SuspendProgram (the API throttled, deletes retried) may outlive SuspendTimeout: Slurm
 then counts the node off, and a new job may resume it before this call's deletes go out. The
@@ -50,7 +51,7 @@ def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any, slu
     outcome = Outcome()
     state_dir = config.resume.state_dir
     cluster = config.slurm.cluster_name
-    listed = naming.pods_of(kube, cluster=cluster, nodes=set(nodes) | set(owed.owed(state_dir)))
+    listed = naming.pods_of(kube, cluster=cluster, nodes=set(nodes) | set(owed.owed(state_dir)), metadata_only=True)
     outcome.kept = _resumed_again(sorted(n for n in listed if n in set(nodes)), slurm=slurm, log=log)
     pods = {node: pod for node, pod in listed.items() if node in set(nodes) - set(outcome.kept)}
     owed.owe(state_dir, {node: _ref(pod) for node, pod in pods.items()}, log=log)  # before the deletes go out
@@ -168,7 +169,7 @@ def resume_failed(nodes: list[str], *, config: Config, slurm: SlurmClient, kube:
 
 def _ours(*, config: Config, kube: KubeClient) -> list[dict[str, Any]]:
     cluster = config.slurm.cluster_name
-    return [p for p in kube.list_pods(naming.owner_labels(cluster)) if naming.is_ours(p, cluster=cluster)]
+    return [p for p in kube.list_pod_metadata(naming.owner_labels(cluster)) if naming.is_ours(p, cluster=cluster)]
 
 
 def _delete_finished_groups(targets: list[dict[str, Any]], deleted: set[str], *, config: Config,

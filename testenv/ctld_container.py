@@ -120,7 +120,8 @@ class SlurmctldContainer:
                 (self.share / "site-users" / db).write_text(lines)
         site = [arg for directory in self._site_dirs for arg in ("-v", f"{directory}:{directory}")]
         # srun/salloc in the container give slurmctld their host's name to answer at: make it resolve.
-        self._docker("run", "-d", "--name", self.name, "--network", "host", "--hostname", "slurmctld",
+        labels = [arg for key, value in engine.session_labels().items() for arg in ("--label", f"{key}={value}")]
+        self._docker("run", "-d", "--name", self.name, *labels, "--network", "host", "--hostname", "slurmctld",
                      "--add-host", "slurmctld:127.0.0.1",
                      "-v", f"{self.share}:{self.share}", *site, "-e", f"SHARE={self.share}",
                      "-e", f"SLURM_CONF={self.conf_path}", "--entrypoint", "sh", self.image, "-c", START)

@@ -330,3 +330,14 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+SESSION_LABEL = "org.slurm-k8s-bridge.testenv.session"
+"""Label of every container the test environment starts, with the test session that started it
+(``$SLURM_K8S_BRIDGE_TEST_SESSION``, set by the Docker tests' fixtures): on an engine that
+several test runs share, a run's leak check looks only at its own containers."""
+
+
+def session_labels() -> dict[str, str]:
+    session = os.environ.get("SLURM_K8S_BRIDGE_TEST_SESSION")
+    return {SESSION_LABEL: session} if session else {}

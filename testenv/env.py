@@ -43,6 +43,12 @@ SLURM_USER = "slurm"
 NAMESPACE = "slurm"
 IMAGE = "slurm-k8s-bridge/slurmd:22.05.8"
 BRIDGE_USER = f"system:serviceaccount:{NAMESPACE}:slurm-k8s-bridge"
+FOLLOW_MODES = ("hooks", "daemon")
+FOLLOW_MODE_ENV = "SLURM_K8S_BRIDGE_FOLLOW_MODE"
+"""Who follows resumed jobs: "hooks" (each resume hook starts its own follower process) or
+"daemon" (``slurm-k8s-bridge daemon`` runs beside slurmctld and the hooks hand over to it)."""
+DAEMON_SETTINGS = {"follow": True, "metrics_address": ""}
+"""The environment's daemon: follows jobs; no metrics port (two environments may run at once)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,8 @@ class Environment:
         rbac: Path = REPO / "rbac",
         slurm_version: str | None = None,
         kubeapi_args: Sequence[str] = (),
+        cgroups: bool = False,
+        follow_mode: str | None = None,
         before_suspend: str | None = None,
     ) -> None:
         """bridge: settings merged into the bridge config (e.g. ``{"resume": {"deadline": 20}}``);
@@ -107,12 +115,28 @@ class Environment:
         needs runtime="docker"); None: the host's slurmctld and the bridge of this checkout;
         kubeapi_args: extra options of the API stand-in, e.g. ``("--seats", "10")`` for API
         Priority and Fairness (``python -m testenv.kubeapi --help``);
+        cgroups: slurm.conf with Slurm's defaults ProctrackType=proctrack/cgroup and
+        TaskPlugin=task/cgroup,task/affinity plus a cgroup.conf (served configless), and every
+        nodeset with ``cgroups: true`` unless it says otherwise (needs runtime="docker": the
+        process runtime shares this machine's cgroupfs, which no pod has);
+        follow_mode: "hooks" or "daemon" (default: $SLURM_K8S_BRIDGE_FOLLOW_MODE, else "hooks"):
+        with "daemon", ``slurm-k8s-bridge daemon`` runs as SlurmUser from the hooks' install, as a
+        site's systemd unit runs it, and start() returns once its heartbeat says it follows jobs
+        (the host's slurmctld only);
         before_suspend: shell commands SuspendProgram runs before the bridge's suspend (a slow
         suspend, held back by the test; the host's slurmctld only)."""
         if runtime not in ("process", "docker"):
             raise ValueError(f"runtime must be 'process' or 'docker', got {runtime!r}")
         if slurm_version and runtime != "docker":
             raise ValueError("slurm_version needs runtime='docker': its slurmd exists only as an image")
+        if cgroups and (runtime != "docker" or slurm_version):
+            raise ValueError("cgroups needs runtime='docker' and the host's slurmctld: only the Docker runtime "
+                             "models what a privileged pod may do with cgroups")
+        follow_mode = follow_mode or os.environ.get(FOLLOW_MODE_ENV) or "hooks"
+        if follow_mode not in FOLLOW_MODES:
+            raise ValueError(f"follow_mode must be one of {FOLLOW_MODES}, got {follow_mode!r}")
+        # A containerised slurmctld's hooks are the image's install: no daemon beside it here.
+        self.follow_mode = "hooks" if slurm_version else follow_mode
         self._node_groups = tuple(node_groups)
         self._kube_nodes = tuple(kube_nodes)
         self._timeouts = timeouts
@@ -129,6 +153,7 @@ class Environment:
         self._rbac = rbac
         self.slurm_version = slurm_version
         self._kubeapi_args = tuple(kubeapi_args)
+        self.cgroups = cgroups
         self._before_suspend = before_suspend
         self.image = IMAGE
         self._docker_env: dict[str, str] | None = None
@@ -156,6 +181,7 @@ class Environment:
             self._apply_cluster_objects()
             self._start_runner()
             self._wait_nodes_ready()
+            self._start_daemon()
         except BaseException:
             self.stop()
             raise
@@ -163,7 +189,11 @@ class Environment:
 
     def stop(self) -> None:
         """Stop Slurm first (no new hooks), then the runner (it kills its pods), the scheduler
-        and the API; then remove every directory. Also kills followers the hooks started."""
+        and the API; then remove every directory. Also kills followers the hooks started. The
+        daemon goes first: it must not release nodes of a Slurm that is stopping."""
+        daemon = self._procs.pop("daemon", None)
+        if daemon is not None:
+            processes.stop_child(daemon, grace=30)
         if self.slurm is not None:
             self.slurm.stop()
             self.slurm = None
@@ -213,6 +243,11 @@ class Environment:
 
         return lightkube.Client(lightkube.KubeConfig.from_file(str(self.admin_kubeconfig)), namespace=NAMESPACE)
 
+    def daemon_running(self) -> bool:
+        """Whether the environment's own daemon (follow_mode "daemon") is still running."""
+        proc = self._procs.get("daemon")
+        return proc is not None and proc.poll() is None
+
     def add_fault(self, **rule: Any) -> dict[str, Any]:
         """Make the API stand-in refuse calls (see testenv/kubeapi/faults.py for the fields)."""
         return self._testenv_api("POST", "/_testenv/faults", rule)
@@ -259,7 +294,7 @@ class Environment:
         def bridge() -> str:
             return "\n".join(json.dumps(r) for r in self.bridge_log_records()
                              if r.get("level") in ("warning", "error", "critical")
-                             or r.get("event") in ("hook finished", "job followed", "job released"))
+                             or r.get("event") in ("hook finished", "job followed", "job released", "reconcile"))
 
         def containers() -> str:
             assert self.dir is not None
@@ -337,7 +372,8 @@ class Environment:
                       prolog=_in_image(self._node_scripts), epilog=_in_image(self._node_scripts))
         self.slurm = SlurmCluster(node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts,
                                   gpu_files=POD_GPU_FILES, gres_conf=self._gres_conf,
-                                  slurm_user=self.slurm_user, prolog_wrapper=False).start()
+                                  slurm_user=self.slurm_user, prolog_wrapper=False, cgroups=self.cgroups,
+                                  lua_plugins=True).start()
 
     def _suspend_program(self) -> Path:
         if self._before_suspend is None:
@@ -354,7 +390,9 @@ class Environment:
             {"name": group.prefix.lower().replace("_", "-"), "nodes": group.hostlist, "image": self.image}
             for group in self._node_groups]
         nodesets = [self._as_site_nodeset(nodeset) for nodeset in nodesets]
+        daemon = DAEMON_SETTINGS if self.follow_mode == "daemon" else {}
         config = {
+            "daemon": dict(daemon),
             "slurm": {"conf_server": self.slurm.slurmctld_address, "cluster_name": "testenv"},
             "kubernetes": {"kubeconfig": str(self.bridge_kubeconfig), "namespace": NAMESPACE,
                            "retry_seconds": 3, "timeout": 5},
@@ -365,6 +403,18 @@ class Environment:
         _merge(config, self._bridge_overrides)
         self.bridge_config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         self._give_to_slurm_user(config)
+        self._install_lua()
+
+    def _install_lua(self) -> None:
+        """The site's job_submit.lua and cli_filter.lua from the nodesets just written (README:
+        ``slurm-k8s-bridge slurm-lua``): a job whose files no pod mounts is refused at submit.
+        The containerised slurmctlds of other releases run without them."""
+        if self.slurm_version:
+            return
+        from bridge import config as config_module, slurmlua
+
+        config = config_module.load(str(self.bridge_config_path))
+        self.slurm.install_lua({kind: slurmlua.render(config, kind) for kind in slurmlua.KINDS})
 
     def _give_to_slurm_user(self, config: dict[str, Any]) -> None:
         """What README step 4 tells an admin: the hooks run as SlurmUser, who reads the config
@@ -394,7 +444,8 @@ class Environment:
             filesystems.append({"name": "jobs", "path": str(layout.job_dir), "host_path": str(layout.job_dir)})
             env = {"MUNGE_SOCKET": str(layout.munge_socket), "SLURMD_SPOOL_DIR": str(layout.slurmd_spool_dir("%n")),
                    "SLURMD_LOG_FILE": str(layout.slurmd_log("%n"))}
-        return {"filesystems": filesystems, "users": {"config_map": site.USERS_CONFIG_MAP},
+        cgroups = {"cgroups": True} if self.cgroups else {}
+        return {"filesystems": filesystems, "users": {"config_map": site.USERS_CONFIG_MAP}, **cgroups,
                 **nodeset, "env": {**env, **nodeset.get("env", {})}}
 
     def _apply_cluster_objects(self) -> None:
@@ -453,6 +504,27 @@ class Environment:
                                "--state-dir", str(runner_dir),
                                "--backoff", str(self._backoff), "--max-backoff", str(self._backoff * 4),
                                "--on-stop", "delete"], extra_env=self._docker_env)
+
+    def _start_daemon(self, timeout: float = 30.0) -> None:
+        """What a site's systemd unit does (slurm/slurm-k8s-bridge-daemon.service): the daemon as
+        SlurmUser from the hooks' install, with SLURM_CONF alone; ready once its heartbeat says it
+        follows jobs, i.e. once the resume hook hands over to it."""
+        if self.follow_mode != "daemon":
+            return
+        from bridge import heartbeat
+
+        assert self.dir is not None and self.slurm is not None
+        state_dir = yaml.safe_load(self.bridge_config_path.read_text())["resume"]["state_dir"]
+        self._procs["daemon"] = processes.spawn(
+            [str(BIN / "slurm-k8s-bridge"), "--config", str(self.bridge_config_path), "daemon"],
+            log=self.dir / "daemon.log", env={"SLURM_CONF": str(self.slurm.conf_path), "PATH": "/usr/bin:/bin"},
+            cwd=self.slurm.log_dir, user=self.slurm_user)
+        deadline = time.monotonic() + timeout
+        while not heartbeat.hand_over(state_dir, 30.0):
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise EnvironmentError_(f"the daemon's heartbeat not fresh after {timeout} s; see {self.dir}/daemon.log")
+            time.sleep(0.1)
 
     def _wait_nodes_ready(self, timeout: float = 30.0) -> None:
         from lightkube.resources.core_v1 import Node

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -13,6 +14,26 @@ from bridge.slurm import NodeFacts
 from tests.fakes import FakeKube, FakeSlurm
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    from testenv.env import FOLLOW_MODE_ENV, FOLLOW_MODES
+
+    parser.addoption("--follow-mode", choices=FOLLOW_MODES, default=os.environ.get(FOLLOW_MODE_ENV) or "hooks",
+                     help=f"who follows resumed jobs in the end-to-end environments: the resume hooks' own "
+                          f"follower processes, or a running `slurm-k8s-bridge daemon` (default: ${FOLLOW_MODE_ENV}, "
+                          f"else hooks)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked ``follow_mode("hooks")`` means nothing in the other mode: it is deselected
+    there (and said so in the summary), never run as a pass that cannot fail."""
+    mode = config.getoption("follow_mode")
+    other = [item for item in items
+             if (marker := item.get_closest_marker("follow_mode")) is not None and marker.args[0] != mode]
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = [item for item in items if item not in other]
 
 BASIC_CONFIG = """
 slurm:

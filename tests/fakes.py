@@ -127,6 +127,11 @@ class FakeKube:
         self.selectors.append(labels)
         return [copy.deepcopy(p) for p in self.pods.values() if _matches(p["metadata"].get("labels") or {}, labels)]
 
+    def list_pod_metadata(self, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """As the API server's pages: each pod's metadata alone (a caller reading its status
+        or spec from here finds none, as it would from the real listing)."""
+        return [{"metadata": p["metadata"]} for p in self.list_pods(labels)]
+
     def delete_pods(self, names: list[str]) -> dict[str, KubernetesError | None]:
         self.calls.append(f"delete {len(names)}")
         for name in names:

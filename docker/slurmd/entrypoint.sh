@@ -23,6 +23,10 @@
 #                        so jobs resolve user and group names [/etc/slurm-k8s-bridge/users]
 #   SLURMD_RDMA_NETWORKS set by the bridge for a nodeset with RDMA networks: one line if the
 #                        pod's locked-memory limit would cap what Slurm propagates to jobs
+#   SLURMD_CGROUPS       set (1) by the bridge for a nodeset with `cgroups: true`: slurmd's cgroup
+#                        plugins will create a cgroup per job, so the controllers they use must
+#                        be writable here (exit 6 or 7 otherwise)
+#   SLURMD_CGROUP_ROOT   where the cgroup filesystems are mounted [/sys/fs/cgroup] (tests)
 # Set by the bridge for a node with GPUs (bridge/resources.py, GpuGrant.env):
 #   SLURMD_GPU_COUNT     GPUs the pod was granted, from the node's Gres [0: no GPU handling]
 #   SLURMD_GRES          that Gres as Slurm states it, e.g. gpu:a100:4 (for messages)
@@ -32,7 +36,9 @@
 #
 # Exit codes, each with one line on stderr: 2 munge key missing, unreadable or empty;
 # 3 munge key writable by group or others; 4 munged did not start; 5 the pod's GPU devices
-# do not match SLURMD_GPU_COUNT. Then slurmd's own.
+# do not match SLURMD_GPU_COUNT; 6 SLURMD_CGROUPS is set but a cgroup v1 controller slurmd's
+# plugins use (freezer, cpuset, memory, devices) is missing or read-only (the pod is not
+# privileged); 7 SLURMD_CGROUPS is set on a cgroup v2 host (not supported yet). Then slurmd's own.
 #
 # Lifetime: slurmd is exec'd, so it is the container's main process and gets the pod's SIGTERM
 # directly (slurmd exits on SIGTERM and the node leaves). munged is left running as slurmd's
@@ -167,6 +173,31 @@ check_memlock() {
 		"$prog" "$SLURMD_RDMA_NETWORKS" "$hard" >&2
 }
 
+# slurmd's cgroup plugins (proctrack/cgroup, task/cgroup) create a cgroup per job under each
+# controller's mount. Where they cannot, slurmd still registers, and every job then fails with
+# "Plugin initialization failed" while Slurm shows it COMPLETED 0:0: refuse to start instead.
+# A directory made and removed is the test: a read-only mount, a missing capability or a
+# controller that is not mounted all fail it, as they would fail slurmd.
+check_cgroups() {
+	[ -n "${SLURMD_CGROUPS:-}" ] || return 0
+	root=${SLURMD_CGROUP_ROOT:-/sys/fs/cgroup}
+	if [ -e "$root/cgroup.controllers" ]; then
+		die 7 "cgroups: true but $root is cgroup v2, which this image does not support yet: use ProctrackType=proctrack/linuxproc and no task/cgroup for this nodeset (docs/hpc-nodes.md#cgroups)"
+	fi
+	for controller in freezer cpuset memory devices; do
+		probe="$root/$controller/slurm-k8s-bridge-probe.$$"
+		if ! mkdir "$probe" 2>/dev/null; then
+			die 6 "cgroups: true but $root/$controller is $(cgroup_problem "$root/$controller"): slurmd's cgroup plugins would fail every job; run the pod with securityContext privileged: true (docs/hpc-nodes.md#cgroups)"
+		fi
+		rmdir "$probe"
+	done
+}
+
+cgroup_problem() {
+	[ -d "$1" ] || { echo "not mounted"; return; }
+	grep -qs " $1 ro[, ]" /proc/self/mountinfo && echo "read-only" || echo "not writable"
+}
+
 # The node's private /tmp is an emptyDir, which the kubelet makes 0777 without the sticky bit:
 # on a node that several users share, any of them could delete another's files (and munged
 # refuses a socket below such a directory). /tmp's usual mode, 1777, fixes both.
@@ -198,6 +229,7 @@ link_log() {
 	ln -s /proc/1/fd/2 "$log_file"
 }
 
+check_cgroups
 check_key
 gpu_link || exit $?
 install_users

@@ -221,7 +221,36 @@ class ServiceStrategy(Strategy):
 
 
 class LeaseStrategy(Strategy):
+    """Lease (coordination.k8s.io/v1): ValidateLeaseSpec on create and update."""
+
     model = coordination_v1.Lease
+
+    def validate(self, obj: JsonObject, rt: ResourceType) -> list[e.FieldError]:
+        return super().validate(obj, rt) + _lease_spec_errors(obj)
+
+    def validate_update(self, new: JsonObject, old: JsonObject, rt: ResourceType) -> list[e.FieldError]:
+        return super().validate_update(new, old, rt) + _lease_spec_errors(new)
+
+
+LEASE_STRATEGIES = ["OldestEmulationVersion"]
+
+
+def _lease_spec_errors(lease: JsonObject) -> list[e.FieldError]:
+    """pkg/apis/coordination/validation ValidateLeaseSpec."""
+    spec = lease.get("spec") or {}
+    errs = []
+    duration = spec.get("leaseDurationSeconds")
+    if duration is not None and duration <= 0:
+        errs.append(e.invalid("spec.leaseDurationSeconds", duration, "must be greater than 0"))
+    transitions = spec.get("leaseTransitions")
+    if transitions is not None and transitions < 0:
+        errs.append(e.invalid("spec.leaseTransitions", transitions, "must be greater than or equal to 0"))
+    strategy = spec.get("strategy")
+    if strategy is not None and "/" not in strategy and strategy not in LEASE_STRATEGIES:  # else a qualified name
+        errs.append(e.not_supported("spec.strategy", strategy, LEASE_STRATEGIES))
+    if spec.get("preferredHolder") and not strategy:
+        errs.append(e.forbidden_field("spec.preferredHolder", "may only be specified if `strategy` is defined"))
+    return errs
 
 
 class PriorityClassStrategy(Strategy):

@@ -3,6 +3,10 @@
 `Selection` is the namespace + labelSelector + fieldSelector of a request;
 `paginate` cuts a list into `limit`-sized pages with opaque `continue`
 tokens, as the etcd-backed list does (pages are sorted by namespace/name).
+A token whose revision the store no longer holds (the kind's change window has
+moved past it, as etcd compaction does, every 5 minutes by default) is answered
+410 Expired, with an inconsistent token for the rest, as the etcd3 storage does.
+Pages are cut from the objects as they are now, not from the token's snapshot.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from . import errors as e
@@ -91,16 +95,42 @@ def parse_limit(query: Mapping[str, str]) -> int:
         raise e.bad_request(f'strconv.ParseInt: parsing "{text}": invalid syntax') from err
 
 
-def paginate(items: list[JsonObject], query: Mapping[str, str], current_rv: str, count_remaining: bool) -> Page:
-    """`items` are the matching objects, sorted; `current_rv` the store's revision now."""
+EXPIRED_CONTINUE = (
+    "The provided continue parameter is too old to display a consistent list result. You can start a new list "
+    "without the continue parameter, or use the continue token in this response to retrieve the remainder of the "
+    "results. Continuing with the provided token results in an inconsistent list - objects that were created, "
+    "modified, or deleted between the time the first chunk was returned and now may show up in the list."
+)
+
+
+def paginate(stored: list[JsonObject], query: Mapping[str, str], current_rv: str, count_remaining: bool,
+             oldest_rv: int, view: Callable[[JsonObject], JsonObject | None]) -> Page:
+    """`stored` are the objects in key order; `view` presents one as the request's version
+    serves it, or None when the selectors leave it out; `current_rv` is the store's revision
+    now, `oldest_rv` the oldest it can still list at (older tokens expire). Objects past the
+    page are not presented: a page costs its own objects, as an etcd range read with a limit."""
     limit = parse_limit(query)
     rv = current_rv
     token = query.get("continue", "")
     if token:
         rv, start = _decode_token(token)
-        items = [i for i in items if _key(i) + "\x00" > start]
-    if not limit or len(items) <= limit:
-        return Page(items, rv, "", None)
-    page = items[:limit]
-    remaining = len(items) - limit if count_remaining else None
-    return Page(page, rv, _encode_token(rv, _key(page[-1])), remaining)
+        if rv == "-1":  # the inconsistent token of a 410: the rest as it is now
+            rv = current_rv
+        elif int(rv) < oldest_rv:
+            raise _expired_continue(start)
+        stored = [i for i in stored if _key(i) + "\x00" > start]
+    page: list[JsonObject] = []
+    for position, obj in enumerate(stored):
+        if (shown := view(obj)) is None:
+            continue
+        if limit and len(page) == limit:
+            remaining = len(stored) - position if count_remaining else None
+            return Page(page, rv, _encode_token(rv, _key(page[-1])), remaining)
+        page.append(shown)
+    return Page(page, rv, "", None)
+
+
+def _expired_continue(start: str) -> e.ApiError:
+    error = e.expired(EXPIRED_CONTINUE)
+    error.status["metadata"] = {"continue": _encode_token("-1", start.removesuffix("\x00"))}
+    return error

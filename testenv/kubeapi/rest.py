@@ -74,9 +74,12 @@ class Rest:
 
     def list(self, rt: ResourceType, namespace: str | None, query: Mapping[str, str]) -> JsonObject:
         chosen = selection(rt, namespace, query)
-        items = [present(rt, o) for o in self.store.items(rt.storage_key, namespace)]
-        matching = [o for o in items if chosen.matches(o)]
-        page = paginate(matching, query, str(self.store.resource_version), not chosen.filters)
+        def view(stored: JsonObject) -> JsonObject | None:
+            shown = present(rt, stored)
+            return shown if chosen.matches(shown) else None
+
+        page = paginate(self.store.items(rt.storage_key, namespace), query, str(self.store.resource_version),
+                        not chosen.filters, self.store.oldest_replayable(rt.storage_key), view)
         metadata: dict[str, Any] = {"resourceVersion": page.resource_version}
         if page.continue_token:
             metadata["continue"] = page.continue_token

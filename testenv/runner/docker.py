@@ -39,8 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from testenv.docker import session_labels
 from testenv.kubeapi.quantity import QuantityError, parse
 
+from . import cgroups
 from .images import normalise, repository_of
 from .kube import now
 from .runtime import (
@@ -59,6 +61,15 @@ log = logging.getLogger(__name__)
 LABEL_RUNTIME = "org.slurm-k8s-bridge.testenv.runtime"
 """On every container: the id of the runtime instance that created it (close() removes them)."""
 STOP_TIMEOUT = 10.0
+CAPABILITIES = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
+    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ",
+)
+"""Linux capabilities by number (linux/capability.h), up to the last one Debian's Docker 20.10
+knows (PERFMON, BPF and CHECKPOINT_RESTORE it refuses as unknown)."""
 
 
 @dataclass
@@ -66,6 +77,7 @@ class _Container:
     id: str
     exited: asyncio.Future[ExitStatus]
     watcher: threading.Thread
+    cgroup: cgroups.PodCgroup | None = None
 
 
 class DockerRuntime:
@@ -120,14 +132,19 @@ class DockerRuntime:
         if not argv:
             raise ContainerStartError("no command specified")
         config.log_path.parent.mkdir(parents=True, exist_ok=True)
+        cgroup = self._pod_cgroup(config) if config.privileged else None
         try:
-            container = await self._call(self._client.containers.create, **self._create_args(config, argv))
+            container = await self._call(self._client.containers.create, **self._create_args(config, argv, cgroup))
         except (self._docker.errors.APIError, ValueError) as e:
+            if cgroup is not None:
+                await self._call(cgroup.remove)
             raise ContainerStartError(_explain(e)) from e
         try:
             await self._call(container.start)
         except self._docker.errors.APIError as e:
             await self._call(_remove, container)
+            if cgroup is not None:
+                await self._call(cgroup.remove)
             raise ContainerStartError(_explain(e)) from e
         loop = asyncio.get_running_loop()
         exited: asyncio.Future[ExitStatus] = loop.create_future()
@@ -135,7 +152,7 @@ class DockerRuntime:
                                    name=f"docker-watch-{container.short_id}", daemon=True)
         watcher.start()
         container_id = f"docker://{container.id}"
-        self._containers[container_id] = _Container(container.id, exited, watcher)
+        self._containers[container_id] = _Container(container.id, exited, watcher, cgroup)
         return ContainerHandle(container_id=container_id, started_at=now(), config=config)
 
     async def wait_container(self, handle: ContainerHandle) -> ExitStatus:
@@ -145,6 +162,8 @@ class DockerRuntime:
         status = await asyncio.shield(container.exited)
         if self._containers.pop(handle.container_id, None) is not None:
             await self._call(self._remove_id, container.id)
+            if container.cgroup is not None:
+                await self._call(container.cgroup.remove)
         return status
 
     async def signal_container(self, handle: ContainerHandle, sig: signal.Signals) -> None:
@@ -188,6 +207,9 @@ class DockerRuntime:
         await asyncio.gather(*(self._call(self._remove_id, c.id) for c in containers), return_exceptions=True)
         for container in containers:  # their streams end with the container
             await asyncio.to_thread(container.watcher.join, STOP_TIMEOUT)
+            if container.cgroup is not None:
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(container.cgroup.remove)
         # Any other container of this instance (e.g. created while a start was cancelled).
         with contextlib.suppress(self._docker.errors.APIError):
             for leftover in await self._call(self._client.containers.list, all=True,
@@ -195,14 +217,17 @@ class DockerRuntime:
                 await self._call(_remove, leftover)
         self._pool.shutdown(wait=True)
         self._client.close()
+        cgroups.remove_instance(self.instance)
         shutil.rmtree(self._device_dir, ignore_errors=True)
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def _create_args(self, config: ContainerConfig, argv: list[str]) -> dict[str, Any]:
+    def _create_args(self, config: ContainerConfig, argv: list[str],
+                     cgroup: cgroups.PodCgroup | None = None) -> dict[str, Any]:
         docker = self._docker
+        own = [*config.mounts, *(cgroup.mounts() if cgroup is not None else ())]
         mounts = [docker.types.Mount(m.container_path, str(m.host_path), type="bind", read_only=m.read_only)
-                  for m in config.mounts]
+                  for m in own]
         user = None
         if config.run_as_user is not None:
             user = str(config.run_as_user) + (f":{config.run_as_group}" if config.run_as_group is not None else "")
@@ -222,15 +247,25 @@ class DockerRuntime:
                 "io.kubernetes.pod.uid": config.pod_uid,
                 "io.kubernetes.container.name": config.name,
                 LABEL_RUNTIME: self.instance,
+                **session_labels(),
             },
             "name": f"k8s_{config.name}_{config.pod_name}_{config.pod_namespace}_{config.pod_uid}_"
                     f"{secrets.token_hex(3)}",
             "detach": True,
         }
         args.update(_limits(dict(config.limits)))
+        if cgroup is not None:
+            args.update(cgroup_parent=cgroup.path, cap_add=_held_capabilities(),
+                        security_opt=["seccomp=unconfined", "apparmor=unconfined"])
         if config.devices:
             args["devices"] = [f"{self._device_node(d.major, d.minor)}:{d.container_path}:rwm" for d in config.devices]
         return args
+
+    def _pod_cgroup(self, config: ContainerConfig) -> cgroups.PodCgroup:
+        limits = _limits(dict(config.limits))
+        nano_cpus = limits.get("nano_cpus")
+        return cgroups.PodCgroup(self.instance, memory=limits.get("mem_limit"),
+                                 cpus=nano_cpus / 10**9 if nano_cpus else None)
 
     def _device_node(self, major: int, minor: int) -> Path:
         """A character device node with these numbers on the host (no driver needed behind it)."""
@@ -299,6 +334,16 @@ def _limits(limits: dict[str, str]) -> dict[str, Any]:
     except QuantityError as e:  # the API validated them; a bad one is a bug in the caller
         raise ContainerStartError(f"invalid resource limit: {e}") from e
     return args
+
+
+def _held_capabilities() -> list[str]:
+    """What containerd gives a privileged container: the capabilities it holds itself (its
+    bounding set), not every one the kernel knows."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapBnd:"):
+            held = int(line.split()[1], 16)
+            return [name for bit, name in enumerate(CAPABILITIES) if held >> bit & 1]
+    return []
 
 
 def _exit_status(state: dict[str, Any]) -> ExitStatus:

@@ -438,6 +438,7 @@ class PodWorker:
             run_as_group=_first(security, pod_security, "runAsGroup"),
             limits=tuple(((container.resources.limits if container.resources else None) or {}).items()),
             devices=grant.devices,
+            privileged=bool(getattr(security, "privileged", None)),
         )
 
     async def _run_until_exit(self, container: Container, record: ContainerRecord, handle: ContainerHandle) -> None:

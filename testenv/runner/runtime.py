@@ -84,6 +84,7 @@ class ContainerConfig:
     run_as_group: int | None = None
     limits: tuple[tuple[str, str], ...] = ()  # resources.limits, e.g. (("cpu", "1"),); Docker enforces them
     devices: tuple[Device, ...] = ()  # from the device plugins: the container gets a /dev of its own with them
+    privileged: bool = False  # securityContext.privileged: what it grants is the runtime's to model
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 
 from testenv.slurm import processes
 from testenv.slurm.config import (
-    NVIDIA_MAJOR, PARTITION, ClusterConfig, Hooks, Layout, NodeGroup, Timeouts, gpu_devices,
+    CGROUP_CONF, NVIDIA_MAJOR, PARTITION, ClusterConfig, Hooks, Layout, NodeGroup, Timeouts, gpu_devices,
     render_gres_conf, render_slurm_conf,
 )
 
@@ -108,6 +108,8 @@ class SlurmCluster:
         gres_conf: str | None = None,
         slurm_user: str = "root",
         prolog_wrapper: bool = True,
+        cgroups: bool = False,
+        lua_plugins: bool = False,
     ) -> None:
         """state_dir: created if missing and removed at stop(); default: a new dir in /tmp.
         gpu_files: what gres.conf's File= names for GPU nodes (see ClusterConfig.gpu_files);
@@ -116,13 +118,18 @@ class SlurmCluster:
         slurmd on this host, testenv/slurm/hosthooks.py; the bridge's run as a site's do);
         prolog_wrapper: run PrologSlurmctld through a wrapper that sets SLURM_CONF, which
         slurmctld does not give it (False for a prolog that finds slurm.conf itself, as
-        bridge/prolog.py does)."""
+        bridge/prolog.py does);
+        cgroups: the cgroup plugins and a cgroup.conf (ClusterConfig.cgroups);
+        lua_plugins: enable Slurm's job_submit and cli_filter Lua plugins, starting with scripts
+        that accept everything until :meth:`install_lua` puts the bridge's in place."""
+        self._lua_plugins = lua_plugins
         self._requested_dir = Path(state_dir) if state_dir else None
         self._node_groups = tuple(node_groups)
         self._gpu_files = gpu_files
         self._gres_conf = gres_conf
         self._slurm_user = slurm_user
         self._prolog_wrapper = prolog_wrapper
+        self._cgroups = cgroups
         self._hooks = hooks
         self._timeouts = timeouts
         self._start_timeout = start_timeout
@@ -190,7 +197,7 @@ class SlurmCluster:
         return ClusterConfig(
             layout=layout, slurmctld_port=base, node_base_port=base + 1,
             node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts, gpu_files=self._gpu_files,
-            slurm_user=self._slurm_user)
+            slurm_user=self._slurm_user, cgroups=self._cgroups, lua_plugins=self._lua_plugins)
 
     def _write_files(self) -> None:
         cfg = self.config
@@ -204,7 +211,16 @@ class SlurmCluster:
             shutil.chown(directory, cfg.slurm_user, cfg.slurm_user)
         _write_munge_key(cfg.layout.munge_key)
         cfg.layout.slurm_conf.write_text(render_slurm_conf(cfg))
+        if cfg.cgroups:
+            cfg.layout.cgroup_conf.write_text(CGROUP_CONF)
         self._write_prolog_wrapper()
+        if cfg.lua_plugins:  # slurmctld refuses to start without them
+            from types import SimpleNamespace
+
+            from bridge import slurmlua
+
+            for kind in slurmlua.KINDS:
+                cfg.layout.lua_script(kind).write_text(slurmlua.render(SimpleNamespace(nodesets=[]), kind))
         if cfg.gres_nodes:
             cfg.layout.gres_conf.write_text(self._gres_conf or render_gres_conf(cfg))
             for minor, device in enumerate(gpu_devices(cfg)):
@@ -231,6 +247,18 @@ class SlurmCluster:
         self._wait(lambda: lay.munge_socket.exists(), "munged's socket", self._munged,
                    lay.munged_log)
 
+    def kill_slurmctld(self) -> None:
+        """SIGKILL this cluster's own slurmctld (a crash: no state saved beyond what it wrote)."""
+        assert self._slurmctld is not None
+        self._slurmctld.kill()
+        self._slurmctld.wait(timeout=30)
+
+    def restart_slurmctld(self) -> None:
+        """Start slurmctld again on the same state dir (it recovers its jobs and nodes, as
+        systemd's restart would) and wait until it answers."""
+        assert self._slurmctld is not None and self._slurmctld.poll() is not None, "slurmctld still running"
+        self._start_slurmctld()
+
     def _start_slurmctld(self) -> None:
         lay = self.layout
         self._slurmctld = processes.spawn(
@@ -239,6 +267,17 @@ class SlurmCluster:
         self._started_at = time.monotonic()
         self._wait(self._controller_answers, "slurmctld to answer scontrol ping",
                    self._slurmctld, lay.log_dir / "slurmctld.stderr")
+
+    def install_lua(self, scripts: dict[str, str]) -> None:
+        """Put ``{kind: text}`` in place of the Lua scripts, as an admin installs them
+        (slurmctld reloads job_submit.lua by its mtime; ``slurmlua.install`` makes it newer);
+        ``scontrol reconfigure`` then serves the new cli_filter.lua to configless slurmd (the
+        pods' srun) too."""
+        from bridge import slurmlua
+
+        for kind, text in scripts.items():
+            slurmlua.install(text, str(self.layout.lua_script(kind)))
+        self.run("scontrol", "reconfigure")
 
     def _controller_answers(self) -> bool:
         ping = self.run("scontrol", "ping", check=False, timeout=10)

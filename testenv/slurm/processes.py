@@ -25,7 +25,7 @@ def _die_with_parent() -> None:
 
 
 def spawn(argv: list[str], *, log: Path, env: Mapping[str, str],
-          cwd: Path) -> subprocess.Popen[bytes]:
+          cwd: Path, user: str | None = None) -> subprocess.Popen[bytes]:
     """Start a foreground daemon in its own session (a Ctrl-C to pytest is ours to handle).
 
     Its children (slurmctld's hooks and prolog) inherit `cwd`."""
@@ -33,6 +33,7 @@ def spawn(argv: list[str], *, log: Path, env: Mapping[str, str],
         return subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
             env=dict(env), start_new_session=True, preexec_fn=_die_with_parent,
+            user=user, group=user, extra_groups=[] if user else None,
         )
 
 

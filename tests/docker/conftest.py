@@ -16,6 +16,10 @@ import pytest
 
 from testenv import docker as engine
 
+# The session label of every container testenv starts from here (testenv.docker.session_labels):
+# the runner and slurmctld containers inherit it through the environment.
+os.environ.setdefault("SLURM_K8S_BRIDGE_TEST_SESSION", f"{os.getpid()}-{time.time_ns()}")
+
 # testcontainers reads this when first imported; its reaper (Ryuk) is an image from Docker Hub,
 # which cannot be had here: the fixtures remove what they start instead.
 os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
@@ -91,9 +95,11 @@ def no_container_left(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     client = request.getfixturevalue("docker_client")
-    before = {c.id for c in list_containers(client)}
+    # Only this session's containers (testenv labels them): another test run may share the engine.
+    mine = {"label": f"{engine.SESSION_LABEL}={os.environ['SLURM_K8S_BRIDGE_TEST_SESSION']}"}
+    before = {c.id for c in list_containers(client, **mine)}
     yield
-    left = [c for c in list_containers(client) if c.id not in before]
+    left = [c for c in list_containers(client, **mine) if c.id not in before]
     for container in left:
         container.remove(force=True)
     assert not left, f"containers left behind: {[c.name for c in left]}"

@@ -46,14 +46,29 @@ def make_env(request: pytest.FixtureRequest) -> Iterator[Callable[..., Environme
     request.node._environments = started
 
     def make(**kwargs: Any) -> Environment:
+        kwargs.setdefault("follow_mode", request.config.getoption("follow_mode"))
         env = Environment(**kwargs).start()
         started.append(env)
         env.slurm.wait_for_first_scheduling_pass()
         return env
 
     yield make
-    for env in started:
-        env.stop()
+    try:
+        for env in started:
+            _check_followed_by_the_daemon(env)
+    finally:
+        for env in started:
+            env.stop()
+
+
+def _check_followed_by_the_daemon(env: Environment) -> None:
+    """In daemon mode the environment's daemon lived through the test and no resume hook
+    started a follower process of its own: the daemon did all the following."""
+    if env.follow_mode != "daemon":
+        return
+    assert env.daemon_running(), "the environment's daemon exited during the test"
+    followers = [r for r in env.bridge_log_records() if r.get("hook") == "follow"]
+    assert not followers, f"a resume hook started a follower although the daemon ran: {followers[0]}"
 
 
 @pytest.fixture

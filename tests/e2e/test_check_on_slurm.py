@@ -35,7 +35,7 @@ def test_check_passes_what_the_environment_sets_up_as_the_readme_says(env):
         assert found[hook] == [f"OK   {hook}: {_hook_path(env, hook)} runs as slurm "
                                f"(interpreter {python})"]
     for topic in ("config", "config file", "kubernetes", "cgroups", "kubeconfig", "log.file", "resume.state_dir", "package", "templates",
-                  "nodeset elastic"):
+                  "nodeset elastic", "JobSubmitPlugins", "CliFilterPlugins"):
         assert statuses[topic] == {"OK"}, found[topic]
     assert "valid for Kubernetes 1.27, 1.37 (QoS Guaranteed)" in found["nodeset elastic"][0]
     # What the one-machine environment does that a site must not: pods on this host reach a

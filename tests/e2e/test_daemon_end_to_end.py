@@ -23,6 +23,9 @@ from testenv.slurm.config import Timeouts
 # Grace periods short enough for a test, long enough to be seen waiting.
 DAEMON = {"daemon": {"tick": 1, "orphan_grace": 3, "stuck_grace": 10, "group_grace": 5,
                      "metrics_address": "127.0.0.1:0"}}
+# Each test starts the daemon it means to watch (its settings, its restarts): an environment's
+# own daemon (--follow-mode=daemon) would be a second one acting on the same nodes.
+pytestmark = pytest.mark.follow_mode("hooks")
 SLEEPER = {"sleeper:1": {"entrypoint": ["/bin/sleep", "600"]}}
 
 
@@ -356,3 +359,44 @@ def test_warm_pool_keeps_two_nodes_up_a_job_lands_on_them_without_a_resume_and_t
         assert set(powered[:2]) == set(pool)
     finally:
         assert daemon.stop() == 0
+
+
+# ---- daemon.in_cluster: the daemon's Lease instead of the heartbeat file -------------------------
+
+IN_CLUSTER = {**FOLLOWING, "daemon": {**FOLLOWING["daemon"], "in_cluster": True, "lease_duration": 6}}
+
+
+def test_in_cluster_daemons_elect_one_leader_and_the_hook_hands_over_by_its_lease(make_env):
+    """Two replicas with the daemon's RBAC (enforced by the stand-in): one holds the Lease and
+    acts, the other stands by; the resume hook reads the Lease (no heartbeat file counts) and
+    starts no follower; the leader stopping hands the Lease to the standby at once."""
+    from lightkube.resources.coordination_v1 import Lease
+
+    from bridge import lease
+
+    env = make_env(bridge=IN_CLUSTER, nodesets=[{"name": "elastic", "nodes": "elastic[1-4]",
+                                                 "image": "registry.invalid/nope:1"}])
+    first = Daemon(env).start()
+    name = lease.lease_name("testenv")
+    holder = wait_for(lambda: (env.kube().get(Lease, name).spec.holderIdentity if name in
+                               {x.metadata.name for x in env.kube().list(Lease)} else None),
+                      timeout=20, what="the Lease held")
+    second = Daemon(env).start()
+    try:
+        wait_for(lambda: any(r["pid"] == second.proc.pid for r in second.records("standing by")),
+                 timeout=10, what="the second replica standing by")
+        job = sbatch(env, "-N1", "--wrap", "hostname")
+        wait_for(lambda: env.slurm.job_state(job) == "PENDING" and int(job_field(env, job, "Restarts")) >= 1,
+                 timeout=30, what="job requeued by the leader")
+        handed = [r for r in env.bridge_log_records() if r.get("event") == "following left to the daemon"]
+        assert handed and handed[0]["by"] == f"lease {NAMESPACE}/{name}"
+        assert not [r for r in env.bridge_log_records() if r.get("hook") == "follow"]
+        releases = first.actions("release_job")  # both replicas' records: one log file
+        assert {r["pid"] for r in releases} == {first.proc.pid}, "only the Lease holder acts"
+        assert holder == env.kube().get(Lease, name).spec.holderIdentity
+        assert first.stop() == 0
+        wait_for(lambda: env.kube().get(Lease, name).spec.holderIdentity not in ("", holder),
+                 timeout=5, what="the standby took the released Lease")
+    finally:
+        first.stop()
+        assert second.stop() == 0

@@ -7,8 +7,13 @@ import datetime as dt
 import json
 import time
 
+import pytest
+
 from tests.e2e.conftest import bridge_pods, job_field, node_field, run_hook, wait_for
 from testenv.env import NAMESPACE
+
+# Every test here follows a failing resume: testenv/test.sh runs them in both follow modes.
+pytestmark = pytest.mark.follows
 
 BROKEN = {"crashing:1": {"entrypoint": ["/bin/sh", "-c", "echo 'slurmd: fatal: bad config' >&2; exit 1"]}}
 

@@ -118,6 +118,7 @@ def scheduled_pods(env: Environment) -> set[str]:
     return {e.involvedObject.name for e in env.kube().list(Event, namespace=NAMESPACE) if e.reason == "Scheduled"}
 
 
+@pytest.mark.follows
 def test_unschedulable_gang_is_requeued_within_10_s_with_nothing_placed(make_env):
     env = make_env(node_groups=THREE_GPU_NODES, kube_nodes=TWO_GPUS_IN_ALL, nodesets=[
         {"name": "gpu", "nodes": "gpu[1-3]", "image": IMAGE, "gang": {"kind": "volcano"}}])
@@ -132,6 +133,7 @@ def test_unschedulable_gang_is_requeued_within_10_s_with_nothing_placed(make_env
     assert scheduled_pods(env) == set()  # all or nothing: not one pod of the job was placed
 
 
+@pytest.mark.follows
 def test_gang_on_a_cluster_without_volcano_is_released_at_once_with_the_cause(make_env):
     """Volcano not installed: its API group is not served (a plain-text 404). The job is
     requeued within seconds, its nodes DOWN with a cause an admin can act on, no pod made."""
@@ -154,6 +156,7 @@ def test_gang_on_a_cluster_without_volcano_is_released_at_once_with_the_cause(ma
     assert not bridge_pods(env)
 
 
+@pytest.mark.follows
 def test_unschedulable_job_without_gang_is_requeued_and_its_placed_pods_deleted(make_env):
     env = make_env(node_groups=THREE_GPU_NODES, kube_nodes=TWO_GPUS_IN_ALL)
     submitted = time.time()

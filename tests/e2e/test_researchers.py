@@ -18,7 +18,7 @@ import pytest
 
 from testenv import site
 from testenv.env import Environment
-from tests.e2e.conftest import bridge_pods, job_field, wait_for
+from tests.e2e.conftest import bridge_pods, wait_for
 
 RESULT_BYTES = 100_000_000
 ALICE_ID = "uid=2001(alice) gid=2001(alice) groups=2001(alice),2100(proj)"
@@ -115,24 +115,8 @@ def test_bob_cannot_read_alices_private_files_across_the_shared_filesystem(env, 
         shared.unlink(missing_ok=True)
 
 
-def test_batch_job_whose_directory_no_pod_mounts_fails_at_once_and_keeps_nothing(env):
-    """22.05 cannot open the job's output in the pod: the launch fails (FAILED, JobLaunchFailure),
-    never COMPLETED, nothing is written anywhere the user would look, and Slurm's own reason is
-    in the pod's log (kubectl logs), where the admin looks."""
-    unmounted = next(_run_dir(site.ALICE, site.UNMOUNTED / "alice"))
-    try:
-        job = sbatch_as(env, site.ALICE, unmounted, "-N1", "--wrap", "echo ran > ran")
-        assert finished(env, job) == "FAILED"
-        assert job_field(env, job, "Reason") == "JobLaunchFailure"
-        assert job_field(env, job, "RunTime") == "00:00:00"
-        assert list(unmounted.iterdir()) == []
-        squeue = as_user(env, site.ALICE, "scontrol", "show", "job", job).stdout
-        assert "JobState=FAILED Reason=JobLaunchFailure" in squeue  # what alice herself sees
-        node = job_field(env, job, "BatchHost")
-        reason = f"[{job}.batch] error: Could not open stdout file {unmounted}/slurm-{job}.out: No such file"
-        wait_for(lambda: reason in pod_log(env, node), timeout=10, what="slurmstepd's reason in the pod's log")
-    finally:
-        shutil.rmtree(unmounted, ignore_errors=True)
+# A job whose directory no pod mounts is refused at submit (the generated job_submit.lua and
+# cli_filter.lua): tests/e2e/test_unmounted_cwd.py.
 
 
 def test_tmp_is_private_to_each_node_and_gone_after_suspend(env):
@@ -145,13 +129,6 @@ def test_tmp_is_private_to_each_node_and_gone_after_suspend(env):
     wait_for(lambda: env.slurm.node_states().get("elastic1") == "idle~", timeout=20, what="elastic1 powered down")
     again = as_user(env, site.ALICE, "srun", "-N1", "-w", "elastic1", "sh", "-c", f"cat {marker} 2>/dev/null || echo absent")
     assert again.stdout == "absent\n"
-
-
-def pod_log(env: Environment, node: str) -> str:
-    """What ``kubectl logs`` shows of the node's slurmd container (the runner keeps the files)."""
-    assert env.dir is not None
-    files = sorted(env.dir.glob(f"runner/**/logs/slurm_testenv-{node}_*/slurmd/*.log"))
-    return "".join(f.read_text(errors="replace") for f in files)
 
 
 def _sha256(path: Path) -> str:

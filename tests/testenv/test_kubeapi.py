@@ -367,6 +367,31 @@ def test_limit_and_continue_page_through_a_list(kubeapi_client: Client, kubeapi_
     assert bad.status_code == 400
 
 
+def test_a_continue_token_older_than_the_store_keeps_is_410_expired_with_a_token_for_the_rest() -> None:
+    """kube-apiserver answers a continue token whose revision etcd has compacted with 410 Expired
+    (and an inconsistent token for the rest): a client must start its listing again."""
+    with KubeApiServer(history_limit=3, history_fresh=0) as server:
+        client = Client(KubeConfig.from_dict(server.kubeconfig()), trust_env=False)
+        for i in range(5):
+            client.create(make_pod(f"p{i}"))
+        with httpx2.Client(base_url=server.url) as http:
+            first = http.get("/api/v1/namespaces/default/pods", params={"limit": 2}).json()
+            fresh = http.get("/api/v1/namespaces/default/pods",
+                             params={"limit": 2, "continue": first["metadata"]["continue"]})
+            assert [i["metadata"]["name"] for i in fresh.json()["items"]] == ["p2", "p3"]
+            for i in range(5, 10):
+                client.create(make_pod(f"p{i}"))
+            stale = http.get("/api/v1/namespaces/default/pods",
+                             params={"limit": 2, "continue": first["metadata"]["continue"]})
+            assert stale.status_code == 410
+            status = stale.json()
+            assert (status["kind"], status["reason"]) == ("Status", "Expired")
+            assert status["message"].startswith("The provided continue parameter is too old")
+            rest = http.get("/api/v1/namespaces/default/pods",
+                            params={"limit": 100, "continue": status["metadata"]["continue"]}).json()
+            assert [i["metadata"]["name"] for i in rest["items"]] == [f"p{i}" for i in range(2, 10)]
+
+
 # --- watch --------------------------------------------------------------------------------------
 
 
@@ -957,6 +982,31 @@ def test_pod_naming_a_runtime_class_gets_its_overhead_and_scheduling(
                                   "pod.spec.nodeSelector[nvidia.com/gpu.present] = false")
     no_handler = kubeapi_http.post("/apis/node.k8s.io/v1/runtimeclasses", json={"metadata": {"name": "x"}})
     assert no_handler.status_code == 422
+
+
+def test_leases_answer_like_kube_apiserver(kubeapi_http: httpx2.Client) -> None:
+    """What the daemon's leader election calls (bridge/lease.py): get → 404, create → 201 (409
+    if it exists), a replace with a stale resourceVersion → 409, ValidateLeaseSpec → 422."""
+    base = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+    missing = kubeapi_http.get(f"{base}/bridge")
+    assert missing.status_code == 404
+    assert missing.json()["message"] == 'leases.coordination.k8s.io "bridge" not found'
+    spec = {"holderIdentity": "a", "leaseDurationSeconds": 15, "renewTime": "2026-12-05T07:00:00.000000Z"}
+    created = kubeapi_http.post(base, json={"metadata": {"name": "bridge"}, "spec": spec})
+    assert created.status_code == 201
+    assert kubeapi_http.post(base, json={"metadata": {"name": "bridge"}, "spec": spec}).status_code == 409
+    lease = created.json()
+    lease["spec"]["holderIdentity"] = "b"
+    assert kubeapi_http.put(f"{base}/bridge", json=lease).status_code == 200
+    stale = kubeapi_http.put(f"{base}/bridge", json=lease)  # the resourceVersion read before the update
+    assert stale.status_code == 409 and stale.json()["reason"] == "Conflict"
+    bad = kubeapi_http.post(base, json={"metadata": {"name": "bad"}, "spec": {
+        "leaseDurationSeconds": 0, "leaseTransitions": -1, "preferredHolder": "x"}})
+    assert bad.status_code == 422
+    assert bad.json()["message"] == (
+        'Lease.coordination.k8s.io "bad" is invalid: [spec.leaseDurationSeconds: Invalid value: 0: must be greater '
+        'than 0, spec.leaseTransitions: Invalid value: -1: must be greater than or equal to 0, spec.preferredHolder: '
+        'Forbidden: may only be specified if `strategy` is defined]')
 
 
 # --- patch types --------------------------------------------------------------------------------

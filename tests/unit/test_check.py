@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from bridge import check, config as config_module
@@ -144,17 +145,35 @@ def test_a_munge_socket_other_than_the_default_fails(settings):
     assert check.munge_findings({"AuthInfo": "cred_expire=120"})[0].status == "OK"
 
 
-def test_cgroup_plugins_fail_since_no_nodeset_can_run_them(config):
-    linuxproc = {"ProctrackType": "proctrack/linuxproc", "TaskPlugin": "task/affinity"}
-    assert check.cgroup_findings(linuxproc, config)[0].status == "OK"
-    [finding] = check.cgroup_findings({"ProctrackType": "proctrack/cgroup", "TaskPlugin": "task/affinity,task/cgroup"},
-                                      config)
+CGROUP_PLUGINS = {"ProctrackType": "proctrack/cgroup", "TaskPlugin": "task/affinity,task/cgroup"}
+LINUXPROC = {"ProctrackType": "proctrack/linuxproc", "TaskPlugin": "task/affinity"}
+
+
+def with_cgroups(config, *names):
+    return msgspec.structs.replace(config, nodesets=[msgspec.structs.replace(n, cgroups=n.name in names)
+                                                     for n in config.nodesets])
+
+
+def test_cgroup_plugins_fail_for_each_nodeset_without_cgroups(config):
+    assert check.cgroup_findings(LINUXPROC, config)[0].status == "OK"
+    [finding] = check.cgroup_findings(CGROUP_PLUGINS, with_cgroups(config, "cpu"))
     assert finding.status == "FAIL"
     assert finding.message.startswith("ProctrackType=proctrack/cgroup and TaskPlugin=task/cgroup: slurmd in the pods "
-                                      "of nodeset(s) cpu, gpu cannot use it")
-    assert "COMPLETED 0:0" in finding.message
+                                      "of nodeset(s) gpu cannot use it")
+    assert "COMPLETED 0:0" in finding.message and "Set cgroups: true on the nodeset" in finding.message
     [unknown] = check.cgroup_findings({"ProctrackType": "proctrack/cgroup"}, None)  # config did not load
     assert unknown.status == "FAIL" and "slurmd in the pods cannot use it" in unknown.message
+
+
+def test_cgroup_plugins_pass_when_every_nodeset_sets_cgroups(config):
+    [finding] = check.cgroup_findings(CGROUP_PLUGINS, with_cgroups(config, "cpu", "gpu"))
+    assert finding.status == "OK" and "every nodeset sets cgroups: true" in finding.message
+
+
+def test_cgroups_without_the_plugins_warn_of_privileged_pods_for_nothing(config):
+    [finding] = check.cgroup_findings(LINUXPROC, with_cgroups(config, "gpu"))
+    assert finding.status == "WARN"
+    assert "nodeset(s) gpu set cgroups: true, which makes their pods privileged" in finding.message
 
 
 def test_power_saving_settings_must_agree_with_the_bridge_config(settings, config):
@@ -255,7 +274,7 @@ def test_the_verbs_checked_are_what_the_role_grants(tmp_path):
     import yaml
 
     path = tmp_path / "k8s-bridge.yaml"
-    path.write_text('slurm: {conf_server: "ctl:6817"}\nnodesets: [\n'
+    path.write_text('slurm: {conf_server: "ctl:6817"}\ndaemon: {in_cluster: true}\nnodesets: [\n'
                     '  {name: a, nodes: "a[1-2]", image: "i", gang: {kind: volcano}},\n'
                     '  {name: b, nodes: "b[1-2]", image: "i", gang: {kind: coscheduling}},\n'
                     '  {name: c, nodes: "c[1-2]", image: "i", gang: {kind: kueue, queue: q}}]\n')

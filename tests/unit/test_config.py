@@ -212,7 +212,9 @@ def test_settings_that_would_break_the_hooks_are_refused(write_config, setting, 
     ("users: {config_map: Site_Users}", "nodesets[0].users.config_map: expected a DNS-1123 subdomain"),
     ("tmp_size: lots", "nodesets[0].tmp_size: expected a positive quantity like '10Gi', got 'lots'"),
     ("tmp_size: '0'", "nodesets[0].tmp_size: expected a positive quantity"),
-    ("cgroup_plugins: true", "nodesets[0].cgroup_plugins: a slurmd pod cannot run proctrack/cgroup"),
+    ("cgroup_plugins: true", "nodesets[0].cgroup_plugins: renamed; use cgroups: true"),
+    ("cgroup_plugins: false", "nodesets[0].cgroup_plugins: renamed"),
+    ("cgroups: yes please", "nodesets[0].cgroups: expected `bool`"),
     ("env: {SLURMD_RDMA_NETWORKS: x}", "nodesets[0].env.SLURMD_RDMA_NETWORKS: set by the pod template"),
 ])
 def test_invalid_filesystem_users_or_tmp_gives_one_line_naming_the_field(write_config, keys, expected):
@@ -238,4 +240,4 @@ def test_each_filesystem_form_loads(write_config):
     nodeset = config.nodesets[0]
     assert [fs.name for fs in nodeset.filesystems] == ["home", "scratch", "projects", "apps"]
     assert nodeset.filesystems[1].nfs.server == "fd00::5" and nodeset.filesystems[3].read_only
-    assert (nodeset.users.secret, nodeset.tmp_size, nodeset.cgroup_plugins) == ("site-users", "500Mi", False)
+    assert (nodeset.users.secret, nodeset.tmp_size, nodeset.cgroups) == ("site-users", "500Mi", False)

@@ -18,7 +18,7 @@ import yaml
 from bridge import config as config_module
 from bridge.daemon import Watch
 from bridge.metrics import Metrics
-from tests.unit.test_rbac import _PATH, _verb
+from tests.unit.test_rbac import _PATH, RecordingApi, _verb
 
 RBAC = Path(__file__).resolve().parents[2] / "rbac"
 
@@ -72,6 +72,7 @@ def test_daemon_roles_grant_exactly_what_its_watches_call(monkeypatch, tmp_path)
             time.sleep(0.05)
     finally:
         watch.stop()
+    needs |= _elector_needs(monkeypatch, tmp_path / "kubeconfig")
     granted = _grants("role.yaml", "daemon/role.yaml", "daemon/clusterrole.yaml")
     assert needs - granted == set(), "the daemon makes calls rbac/ does not grant"
     extra = _grants("daemon/role.yaml", "daemon/clusterrole.yaml")
@@ -105,3 +106,22 @@ def test_daemon_deployment_is_a_valid_single_replica_in_the_bridges_account():
     assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"  # two daemons would release twice
     account = yaml.safe_load((RBAC / "serviceaccount.yaml").read_text())["metadata"]["name"]
     assert spec["template"]["spec"]["serviceAccountName"] == account
+
+
+def _elector_needs(monkeypatch, kubeconfig: Path) -> set[tuple[str, str, str, str | None]]:
+    """What the Lease of ``daemon.in_cluster`` calls: create it, renew it, release it."""
+    import lightkube
+
+    from bridge import kube as kube_module
+    from bridge import lease
+
+    recording = RecordingApi()
+    monkeypatch.setattr(lightkube, "AsyncClient", functools.partial(
+        lightkube.AsyncClient.func, transport=httpx2.MockTransport(recording.handle)))
+    settings = kube_module.KubernetesSettings(kubeconfig=str(kubeconfig), namespace="slurm", retry_seconds=0.5)
+    with kube_module.LightkubeApi(settings) as client:
+        elector = lease.Elector(client, name=lease.lease_name("linux"), namespace="slurm", identity="a",
+                                duration=15, follows=True)
+        assert elector.step() and elector.step()  # created, then renewed
+        elector.release()
+    return recording.needs

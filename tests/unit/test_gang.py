@@ -161,3 +161,24 @@ def test_a_group_of_that_name_not_made_by_the_bridge_is_never_touched(gang_confi
     assert kube.objects[VOLCANO_GROUP] == theirs and kube.pods == {}
     assert "exists and was not created by the bridge for job 7" in outcome.failed["g1"]
     assert gslurm.down["g1"].startswith("slurm-k8s-bridge:")  # lasting: an admin must look
+
+
+def test_a_gang_created_in_chunks_has_one_group_of_the_whole_job(gang_config, gslurm, kube, log, monkeypatch):
+    monkeypatch.setattr(resume, "CHUNK", 2)
+    config = gang_config("{kind: volcano, queue: hpc}")
+    resume.resume(["g1", "g2", "g3"], config=config, slurm=gslurm, kube=kube, request=JOB, log=log)
+    assert kube.calls[:3] == ["create-objects 1", "create 2", "create 1"]
+    group = kube.objects[("scheduling.volcano.sh/v1beta1", "PodGroup", "linux-job-7-gpu")]
+    assert group["spec"]["minMember"] == 3
+    assert {p["metadata"]["annotations"]["scheduling.k8s.io/group-name"] for p in kube.pods.values()} == {
+        "linux-job-7-gpu"} and len(kube.pods) == 3
+
+
+def test_a_gang_pod_refused_in_a_later_chunk_deletes_earlier_pods_and_the_group(gang_config, gslurm, kube, log,
+                                                                                monkeypatch):
+    monkeypatch.setattr(resume, "CHUNK", 2)
+    config = gang_config("{kind: volcano, queue: hpc}")
+    kube.refuse["linux-g3"] = KubernetesError('Forbidden: pods "linux-g3" is forbidden: quota', code=403)
+    outcome = resume.resume(["g1", "g2", "g3"], config=config, slurm=gslurm, kube=kube, request=JOB, log=log)
+    assert kube.pods == {} and kube.objects == {}
+    assert sorted(outcome.released) == ["g1", "g2"] and list(gslurm.down) == ["g3"]

@@ -210,3 +210,43 @@ def test_calls_in_flight_are_bounded_by_concurrency_and_their_timeout_starts_whe
     with api(handler, concurrency=3, timeout=0.15, retry_seconds=0) as client:
         assert set(client.create_pods(pods).values()) == {None}
     assert state["most"] == 3
+
+
+def pod_list(names, *, token=""):
+    return httpx2.Response(200, json={
+        "apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "9", **({"continue": token} if token else {})},
+        "items": [{"metadata": {"name": n, "namespace": "slurm", "labels": {"a": "b"},
+                                "managedFields": [{"manager": "x"}]},
+                   "spec": {"containers": [{"name": "c", "image": "i"}]}, "status": {"phase": "Pending"}}
+                  for n in names]})
+
+
+EXPIRED = "The provided continue parameter is too old to display a consistent list result."
+
+
+def test_pod_metadata_is_listed_page_by_page_and_relisted_when_the_snapshot_expired(api):
+    asked = []
+
+    def handler(request, n):
+        asked.append(dict(request.url.params))
+        token = request.url.params.get("continue")
+        if n == 2:  # the server compacted the first listing's revision between its pages
+            return status(410, "Expired", EXPIRED)
+        return pod_list(["p1", "p2"], token="next") if not token else pod_list(["p3"])
+
+    pods = api(handler).list_pod_metadata({"a": "b"})
+    assert pods == [{"metadata": {"name": n, "namespace": "slurm", "labels": {"a": "b"}}} for n in ("p1", "p2", "p3")]
+    assert [(p.get("limit"), p.get("continue")) for p in asked] == [
+        ("500", None), ("500", "next"), ("500", None), ("500", "next")]
+    assert all(p["labelSelector"] == "a=b" for p in asked)
+
+
+def test_a_listing_that_keeps_expiring_gives_up_after_a_few_starts(api):
+    def handler(request, n):
+        return status(410, "Expired", EXPIRED) if request.url.params.get("continue") else pod_list(["p1"], token="t")
+
+    client = api(handler)
+    with pytest.raises(KubernetesError) as raised:
+        client.list_pod_metadata({"a": "b"})
+    assert raised.value.code == 410 and "too old" in str(raised.value)
+    assert len(api.calls) == 2 * kube_module.RELISTS

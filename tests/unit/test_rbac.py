@@ -23,7 +23,7 @@ import yaml
 
 from bridge import config as config_module
 from bridge import kube as kube_module
-from bridge import resume, suspend
+from bridge import lease, resume, suspend
 from bridge.resumefile import parse as parse_resume
 from bridge.slurm import NodeFacts
 from testenv.kubeapi.selector import parse_label_selector
@@ -67,6 +67,9 @@ class RecordingApi:
             return httpx2.Response(201, json=obj)
         if (resource, name) not in self.objects:
             return _status(404, "NotFound", f'{resource} "{name}" not found')
+        if verb == "update":
+            self.objects[(resource, name)] = json.loads(request.content)
+            return httpx2.Response(200, json=self.objects[(resource, name)])
         if verb == "delete":
             del self.objects[(resource, name)]
             return httpx2.Response(200, json={"apiVersion": "v1", "kind": "Status", "status": "Success", "code": 200})
@@ -192,6 +195,8 @@ def _run_flows(client: Any, recording: RecordingApi, tmp_path: Path) -> None:
     requeued = parse_resume('{"jobs":[{"job_id":5,"nodes":"v1"},{"job_id":6,"nodes":"c1"}],"all_nodes":"v1,c1"}')
     resume.resume(["v1", "c1"], config=config, slurm=slurm, kube=client, request=requeued, log=log)
     suspend.suspend(["v1", "v2", "c1", "c2"], config=config, kube=client, log=log)
+    # The resume hook with `daemon.in_cluster: true` asks the daemon's Lease (bridge/hooks.py).
+    lease.hand_over(client, lease.lease_name(config.slurm.cluster_name))
 
 
 def test_role_grants_exactly_the_calls_the_bridge_makes(api, tmp_path):

@@ -152,3 +152,49 @@ def test_nodes_powered_up_by_hand_fail_alone_but_are_released_together(config, s
     assert list(slurm.powered_down) == ["elastic3"] and "etcd leader changed" in slurm.powered_down["elastic3"]
     assert "linux-elastic2" in slurm.down["elastic2"]  # its own cause, not elastic1's
     assert kube.calls.count("list") == 1
+
+
+JOB_OF_FOUR = '{"jobs":[{"job_id":6,"nodes":"elastic[1-4]"}],"all_nodes":"elastic[1-4]"}'
+
+
+def test_a_large_resume_creates_every_pod_chunk_by_chunk(config, slurm, kube, log, monkeypatch):
+    monkeypatch.setattr(flow, "CHUNK", 3)
+    slurm.add_job(6, ["elastic1", "elastic2", "elastic3", "elastic4"])
+    outcome = run(["elastic1", "elastic2", "elastic3", "elastic4"], config, slurm, kube, log, parse(JOB_OF_FOUR))
+    assert sorted(outcome.created) == ["elastic1", "elastic2", "elastic3", "elastic4"]
+    assert kube.calls == ["create 3", "create 1"]
+    assert sorted(kube.pods) == ["linux-elastic1", "linux-elastic2", "linux-elastic3", "linux-elastic4"]
+    assert slurm.down == {} and not slurm.powered_down
+
+
+def test_a_pod_refused_in_a_later_chunk_releases_the_pods_of_earlier_chunks(config, slurm, kube, log, monkeypatch):
+    monkeypatch.setattr(flow, "CHUNK", 2)
+    kube.refuse["linux-elastic4"] = KubernetesError('Forbidden: pods "linux-elastic4" is forbidden: quota', code=403)
+    slurm.add_job(6, ["elastic1", "elastic2", "elastic3", "elastic4"])
+    outcome = run(["elastic1", "elastic2", "elastic3", "elastic4"], config, slurm, kube, log, parse(JOB_OF_FOUR))
+    assert kube.calls[:2] == ["create 2", "create 2"]
+    assert kube.pods == {}  # elastic1 and elastic2's pods (first chunk) deleted too: no orphan
+    assert list(slurm.down) == ["elastic4"]
+    assert sorted(outcome.released) == ["elastic1", "elastic2", "elastic3"]
+    assert slurm.jobs[6]["state"] == "PENDING"
+
+
+def test_the_api_lost_after_the_first_chunk_leaves_no_pod_and_requeues_the_job(config, slurm, kube, log,
+                                                                              monkeypatch):
+    from bridge.errors import KubernetesUnavailable
+
+    monkeypatch.setattr(flow, "CHUNK", 2)
+    create = kube.create_pods
+
+    def lost_after_one_chunk(manifests):
+        if kube.pods:
+            raise KubernetesUnavailable("cannot reach the Kubernetes API: timed out after 10 s")
+        return create(manifests)
+
+    kube.create_pods = lost_after_one_chunk
+    slurm.add_job(6, ["elastic1", "elastic2", "elastic3", "elastic4"])
+    outcome = run(["elastic1", "elastic2", "elastic3", "elastic4"], config, slurm, kube, log, parse(JOB_OF_FOUR))
+    assert kube.pods == {}
+    assert sorted(outcome.failed) == ["elastic3", "elastic4"]
+    assert sorted(slurm.powered_down) == ["elastic1", "elastic2", "elastic3", "elastic4"]
+    assert slurm.jobs[6]["state"] == "PENDING"

@@ -121,6 +121,26 @@ def test_plain_sriov_needs_no_extra_capability(write_config):
     assert "securityContext" not in manifest["spec"]["containers"][0]
 
 
+# --- cgroups ----------------------------------------------------------------------------------
+
+def test_cgroups_make_the_slurmd_container_privileged_and_tell_the_entrypoint(write_config):
+    config = load(write_config, """
+        cgroups: true
+        networks: [{name: ib, resource: nvidia.com/rdma_ib0, rdma: true}]
+        """)
+    manifest = pod(config)
+    # privileged holds every capability IPC_LOCK would add: nothing else in the securityContext.
+    assert manifest["spec"]["containers"][0]["securityContext"] == {"privileged": True}
+    assert env(manifest)["SLURMD_CGROUPS"] == "1"
+    assert_valid(config, NodeFacts("n1", cpus=8, real_memory_mb=16000))
+
+
+def test_pods_without_cgroups_are_not_privileged(write_config):
+    manifest = pod(load(write_config))
+    assert "securityContext" not in manifest["spec"]["containers"][0]
+    assert "SLURMD_CGROUPS" not in env(manifest)
+
+
 # --- CPU pinning and hugepages ---------------------------------------------------------------
 
 def test_pinned_pod_is_guaranteed_with_whole_cpus_and_hugepages(write_config):

@@ -1,0 +1,62 @@
+"""Issue 12, end to end: slurmctld killed mid-resume (its hook has made the pods, the nodes have
+not registered yet) and restarted, as systemd's ``Restart=always`` would. Nothing may be left
+stuck: the job runs (or is requeued and runs), every node ends with a pod if and only if Slurm
+counts it powered up, and no node stays POWERING_UP without a pod.
+
+Runs in both follow modes (--follow-mode); prints the seconds from the restart to clean."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.e2e.conftest import bridge_pods, job_field, node_field, sbatch, wait_for
+from testenv.env import IMAGE_SOURCES
+
+pytestmark = pytest.mark.follows  # testenv/test.sh runs it in both follow modes
+
+NODES = [f"elastic{i}" for i in range(1, 5)]
+# slurmd starts 4 s after its pod does: a window in which the pods exist and the nodes have not
+# registered, wide enough to kill slurmctld in it every time.
+SLOW = {"slow-slurmd:1": {"entrypoint": ["/bin/sh", "-c", 'sleep 4; exec "$@"', "sh",
+                                         str(IMAGE_SOURCES / "entrypoint.sh")]}}
+DOWN_FOR = 8.0
+"""Seconds slurmctld stays dead (systemd's RestartSec=5 and a start-up): slurmd starts meanwhile
+and cannot reach it."""
+
+
+def _stuck(env) -> list[str]:
+    """What is out of line now: a node POWERING_UP without its pod, or a pod whose node Slurm
+    counts powered down (an orphan)."""
+    pods = bridge_pods(env)
+    wrong = []
+    for node in NODES:
+        state = node_field(env, node, "State")
+        if "POWERING_UP" in state and node not in pods:
+            wrong.append(f"{node} {state} without a pod")
+        if "POWERED_DOWN" in state and node in pods and pods[node].metadata.deletionTimestamp is None:
+            wrong.append(f"{node} {state} with pod {pods[node].metadata.name}")
+    return wrong
+
+
+def test_slurmctld_killed_mid_resume_and_restarted_leaves_nothing_stuck(make_env):
+    env = make_env(images=SLOW, nodesets=[{"name": "elastic", "nodes": "elastic[1-4]", "image": "slow-slurmd:1"}])
+    job = sbatch(env, "-N2", "--wrap", "hostname")
+    wait_for(lambda: len(bridge_pods(env)) == 2, timeout=30, what="the resume hook's two pods")
+    powering = [n for n in NODES if "POWERING_UP" in node_field(env, n, "State")]
+    assert len(powering) == 2, "the nodes registered before slurmctld could be killed"
+    env.slurm.kill_slurmctld()
+    time.sleep(DOWN_FOR)  # slurmctld is down: nothing to wait for, its restart is the event
+    env.slurm.restart_slurmctld()
+    restarted = time.monotonic()
+    wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=150, what="the job completed")
+    wait_for(lambda: not _stuck(env), timeout=30, what="no node stuck, no orphan pod")
+    clean = time.monotonic() - restarted
+    print(f"\nslurmctld SIGKILLed mid-resume, restarted → job completed, nothing stuck: {clean:.1f} s "
+          f"after the restart (mode: {env.follow_mode}; job restarts: {job_field(env, job, 'Restarts')}; Slurm alone: ResumeTimeout, 120 s here)")
+    assert clean < 60
+    # Every node ends where it belongs: the job's back to idle (then powered down with no pod).
+    wait_for(lambda: all("POWERED_DOWN" in node_field(env, n, "State") for n in NODES) and not bridge_pods(env),
+             timeout=60, what="every node powered down, no pod left")
+
