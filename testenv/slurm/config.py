@@ -89,6 +89,10 @@ class Timeouts:
     suspend_time: int = 5
     resume_timeout: int = 30
     suspend_timeout: int = 2
+    power_save_interval: int = 1
+    """The power-save thread's tick (SlurmctldParameters power_save_interval): how long a job's
+    allocation may wait before slurmctld calls ResumeProgram. 1 as the README's slurm.conf;
+    Slurm's default is 10."""
 
     def settings(self) -> dict[str, int]:
         values = (self.suspend_time, self.resume_timeout, self.suspend_timeout)
@@ -302,6 +306,9 @@ def _power_saving_settings(cfg: ClusterConfig, snippet: Path) -> dict[str, str]:
             settings[key] = str(path)
     for key, seconds in cfg.timeouts.settings().items():
         settings[key] = str(seconds)
+    interval = f"power_save_interval={cfg.timeouts.power_save_interval}"
+    settings["SlurmctldParameters"] = ",".join(
+        interval if p.startswith("power_save_interval=") else p for p in settings["SlurmctldParameters"].split(","))
     return settings
 
 
