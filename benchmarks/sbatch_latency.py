@@ -14,8 +14,10 @@ not Slurm's power saving, decides which nodes stay up); each run waits until two
 (idle, up) and the job lands on them: no resume on the job's path.
 
 --no-early: ``resume.early_start: false``: the pods are created only when the power-save thread
-calls ResumeProgram (what the bridge did before early start). --interval N: slurmctld's
-power_save_interval (1 as the README's slurm.conf; Slurm's default is 10).
+calls ResumeProgram (what the bridge did before early start). --min-interval N: slurmctld's
+power_save_min_interval (0 as the README's slurm.conf and Slurm's default): the power-save thread
+scans (and calls ResumeProgram) at most every N s; an allocation otherwise brings the next scan
+to the next second.
 """
 
 from __future__ import annotations
@@ -72,12 +74,12 @@ def start_daemon(env: Environment) -> subprocess.Popen[str]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def main(runs: int, user: site.User | None, pool: bool, early: bool = True, interval: int = 1) -> None:
+def main(runs: int, user: site.User | None, pool: bool, early: bool = True, min_interval: int = 0) -> None:
     samples = []
     settings: dict = dict(bridge=DAEMON, nodesets=WARM_NODESETS,
                           timeouts=Timeouts(suspend_time=300, resume_timeout=120, suspend_timeout=2)) if pool else {}
     settings.setdefault("timeouts", Timeouts(suspend_time=5, resume_timeout=120, suspend_timeout=2))
-    settings["timeouts"] = dataclasses.replace(settings["timeouts"], power_save_interval=interval)
+    settings["timeouts"] = dataclasses.replace(settings["timeouts"], power_save_min_interval=min_interval)
     if not early:
         settings["bridge"] = {**settings.get("bridge", {}), "resume": {"early_start": False}}
     on_pool = 0
@@ -108,7 +110,7 @@ def main(runs: int, user: site.User | None, pool: bool, early: bool = True, inte
                 shutil.rmtree(directory, ignore_errors=True)
     who = f"as {user.name}, from her home" if user else "as root"
     where = f"warm pool nodes ({on_pool} of {runs} runs on nodes already up)" if pool else "powered-down nodes"
-    how = f"early start {'on' if early else 'off'}, power_save_interval={interval}"
+    how = f"early start {'on' if early else 'off'}, power_save_min_interval={min_interval}"
     print(f"sbatch -N2 -> batch script running ({who}, {where}, {how}): {summary(samples)}")
 
 
@@ -118,6 +120,6 @@ if __name__ == "__main__":
     parser.add_argument("--user", choices=[u.name for u in site.USERS], help="submit as this test user")
     parser.add_argument("--warm", action="store_true", help="with the daemon keeping a warm pool of 2 nodes")
     parser.add_argument("--no-early", dest="early", action="store_false", help="resume.early_start: false")
-    parser.add_argument("--interval", type=int, default=1, help="slurmctld's power_save_interval (default 1)")
+    parser.add_argument("--min-interval", type=int, default=0, help="slurmctld's power_save_min_interval (default 0)")
     args = parser.parse_args()
-    main(args.runs, next((u for u in site.USERS if u.name == args.user), None), args.warm, args.early, args.interval)
+    main(args.runs, next((u for u in site.USERS if u.name == args.user), None), args.warm, args.early, args.min_interval)

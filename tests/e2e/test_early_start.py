@@ -20,8 +20,10 @@ def _epoch(record) -> float:
 
 
 def test_pods_are_created_at_allocation_before_resume_program_and_never_twice(make_env):
-    # Slurm's default power-save tick (10 s): the window early start closes.
-    env = make_env(timeouts=Timeouts(suspend_time=5, resume_timeout=120, suspend_timeout=2, power_save_interval=10))
+    # Resume calls at most every 10 s (power_save_min_interval, which sites raise to batch them):
+    # the window early start closes.
+    env = make_env(timeouts=Timeouts(suspend_time=5, resume_timeout=120, suspend_timeout=2,
+                                     power_save_min_interval=10))
     job = sbatch(env, "-N2", "--wrap", "srun hostname")
     wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=60, what="job completed")
     assert sorted((env.slurm.layout.job_dir / f"slurm-{job}.out").read_text().split()) == ["elastic1", "elastic2"]
@@ -37,10 +39,11 @@ def test_pods_are_created_at_allocation_before_resume_program_and_never_twice(ma
 
 
 def test_a_job_cancelled_before_its_nodes_register_leaves_no_pod(make_env):
-    # No scheduler binds the pods, so slurmd never registers; the power-save thread ticks only
-    # at start-up, so ResumeProgram is never called: the pods are early start's alone.
-    env = make_env(scheduler=False,
-                   timeouts=Timeouts(suspend_time=5, resume_timeout=120, suspend_timeout=2, power_save_interval=3600))
+    # No scheduler binds the pods, so slurmd never registers; the power-save thread scans only at
+    # start-up (power_save_min_interval), so ResumeProgram is never called: the pods are early
+    # start's alone.
+    env = make_env(scheduler=False, timeouts=Timeouts(suspend_time=5, resume_timeout=120, suspend_timeout=2,
+                                                      power_save_interval=3600, power_save_min_interval=3600))
     job = sbatch(env, "-N2", "--wrap", "hostname")
     pods = wait_for(lambda: bridge_pods(env) if len(bridge_pods(env)) == 2 else None, timeout=20,
                     what="the job's two pods, created by the prolog")
