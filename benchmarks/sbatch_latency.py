@@ -12,11 +12,18 @@ job directory. Either way the pods mount the site's homes and get the users' Con
 --warm: the bridge daemon runs with ``warm: {min: 2, max: 2}`` (SuspendTime 300 s, so the pool,
 not Slurm's power saving, decides which nodes stay up); each run waits until two nodes are warm
 (idle, up) and the job lands on them: no resume on the job's path.
+
+--no-early: ``resume.early_start: false``: the pods are created only when the power-save thread
+calls ResumeProgram (what the bridge did before early start). --min-interval N: slurmctld's
+power_save_min_interval (0 as the README's slurm.conf and Slurm's default): the power-save thread
+scans (and calls ResumeProgram) at most every N s; an allocation otherwise brings the next scan
+to the next second.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import secrets
 import shutil
 import signal
@@ -67,10 +74,14 @@ def start_daemon(env: Environment) -> subprocess.Popen[str]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def main(runs: int, user: site.User | None, pool: bool) -> None:
+def main(runs: int, user: site.User | None, pool: bool, early: bool = True, min_interval: int = 0) -> None:
     samples = []
-    settings = dict(bridge=DAEMON, nodesets=WARM_NODESETS,
-                    timeouts=Timeouts(suspend_time=300, resume_timeout=120, suspend_timeout=2)) if pool else {}
+    settings: dict = dict(bridge=DAEMON, nodesets=WARM_NODESETS,
+                          timeouts=Timeouts(suspend_time=300, resume_timeout=120, suspend_timeout=2)) if pool else {}
+    settings.setdefault("timeouts", Timeouts(suspend_time=5, resume_timeout=120, suspend_timeout=2))
+    settings["timeouts"] = dataclasses.replace(settings["timeouts"], power_save_min_interval=min_interval)
+    if not early:
+        settings["bridge"] = {**settings.get("bridge", {}), "resume": {"early_start": False}}
     on_pool = 0
     with Environment(**settings) as env:
         daemon = start_daemon(env) if pool else None
@@ -99,7 +110,8 @@ def main(runs: int, user: site.User | None, pool: bool) -> None:
                 shutil.rmtree(directory, ignore_errors=True)
     who = f"as {user.name}, from her home" if user else "as root"
     where = f"warm pool nodes ({on_pool} of {runs} runs on nodes already up)" if pool else "powered-down nodes"
-    print(f"sbatch -N2 -> batch script running ({who}, {where}): {summary(samples)}")
+    how = f"early start {'on' if early else 'off'}, power_save_min_interval={min_interval}"
+    print(f"sbatch -N2 -> batch script running ({who}, {where}, {how}): {summary(samples)}")
 
 
 if __name__ == "__main__":
@@ -107,5 +119,7 @@ if __name__ == "__main__":
     parser.add_argument("runs", type=int, nargs="?", default=7)
     parser.add_argument("--user", choices=[u.name for u in site.USERS], help="submit as this test user")
     parser.add_argument("--warm", action="store_true", help="with the daemon keeping a warm pool of 2 nodes")
+    parser.add_argument("--no-early", dest="early", action="store_false", help="resume.early_start: false")
+    parser.add_argument("--min-interval", type=int, default=0, help="slurmctld's power_save_min_interval (default 0)")
     args = parser.parse_args()
-    main(args.runs, next((u for u in site.USERS if u.name == args.user), None), args.warm)
+    main(args.runs, next((u for u in site.USERS if u.name == args.user), None), args.warm, args.early, args.min_interval)

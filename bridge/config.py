@@ -107,6 +107,10 @@ class ResumeSettings(_Strict):
     Slurm's ResumeTimeout overwrites it."""
     poll: float = 0.5
     """Seconds between two looks at the pods and nodes while following."""
+    early_start: bool = True
+    """Create a job's pods from slurm-k8s-prolog (PrologSlurmctld) the moment slurmctld allocates
+    its powered-down nodes, instead of waiting for the power-save thread's next tick to call
+    ResumeProgram (:mod:`bridge.early`)."""
 
 
 class DaemonSettings(_Strict):

@@ -31,7 +31,45 @@ def main() -> None:
         conf = controller_slurm_conf(os.getppid())
         if conf:
             os.environ["SLURM_CONF"] = conf  # for scontrol, and the bridge config beside it
-    sys.exit(wait_for_nodes(os.environ.get("SLURM_JOB_ID", ""), os.environ.get("SLURM_JOB_NODELIST", "")))
+    job_id, nodelist = os.environ.get("SLURM_JOB_ID", ""), os.environ.get("SLURM_JOB_NODELIST", "")
+    guard = start_early(job_id, nodelist)  # noqa: F841 (open until this process ends: see bridge.early)
+    sys.exit(wait_for_nodes(job_id, nodelist))
+
+
+def start_early(job_id: str, nodelist: str) -> object | None:
+    """Create the job's pods now if its nodes are still powered down (``resume.early_start``);
+    returns the guard's pipe, to be held open until the prolog exits, or None. Never fails the
+    job: an error is logged, and the resume hook that follows tries again."""
+    from bridge import config as config_module, early, hostlist, log as log_module
+    from bridge.errors import BridgeError
+    from bridge.slurm import CommandSlurm
+
+    if not job_id.isdigit() or not nodelist:
+        return None
+    log = None
+    try:
+        config = config_module.load(None)
+        if not config.resume.early_start:
+            return None
+        log = log_module.configure(config.log, hook="prolog", jobs=[int(job_id)])
+
+        def kube_factory() -> object:
+            from bridge.kube import LightkubeApi
+
+            return LightkubeApi(config.kubernetes)
+
+        created = early.start(int(job_id), hostlist.expand(nodelist), config=config,
+                              slurm=CommandSlurm(config.slurm.bin_dir), kube_factory=kube_factory, log=log)
+        return early.spawn_guard(int(job_id), created) if created else None
+    except BridgeError as e:
+        print(f"slurm-k8s-prolog: early start: {e.kind}: {e}", file=sys.stderr)
+        if log is not None:
+            log.error("early start failed", kind=e.kind, error=str(e))
+    except Exception as e:  # a bug: logged with its traceback, the job still starts (resume creates)
+        print(f"slurm-k8s-prolog: early start: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        if log is not None:
+            log.exception("early start crashed", outcome="bug")
+    return None
 
 
 def controller_slurm_conf(pid: int, proc: str = "/proc") -> str | None:

@@ -89,6 +89,14 @@ class Timeouts:
     suspend_time: int = 5
     resume_timeout: int = 30
     suspend_timeout: int = 2
+    power_save_interval: int = 1
+    """SlurmctldParameters power_save_interval: the power-save thread's scan when no node changed
+    (1 as the README's slurm.conf; Slurm's default is 10). A node change (an allocation) brings
+    the scan forward to the next second, but never sooner than ``power_save_min_interval``."""
+    power_save_min_interval: int = 0
+    """SlurmctldParameters power_save_min_interval: the least time between two scans, so the
+    longest a job's allocation may wait before slurmctld calls ResumeProgram (0 as the README's
+    slurm.conf and Slurm's default)."""
 
     def settings(self) -> dict[str, int]:
         values = (self.suspend_time, self.resume_timeout, self.suspend_timeout)
@@ -332,6 +340,11 @@ def _power_saving_settings(cfg: ClusterConfig, snippet: Path) -> dict[str, str]:
             settings[key] = str(path)
     for key, seconds in cfg.timeouts.settings().items():
         settings[key] = str(seconds)
+    scans = {"power_save_interval": cfg.timeouts.power_save_interval,
+             "power_save_min_interval": cfg.timeouts.power_save_min_interval}
+    settings["SlurmctldParameters"] = ",".join(
+        f"{key}={scans[key]}" if (key := p.split("=", 1)[0]) in scans else p
+        for p in settings["SlurmctldParameters"].split(","))
     return settings
 
 

@@ -155,7 +155,9 @@ def test_resume_file_in_the_2302_format_labels_pods_with_their_jobs(env, tmp_pat
     assert run_hook(env, "slurm-k8s-suspend", "elastic[3-4]").returncode == 0
 
 
-def test_resume_file_from_slurm_2205_labels_pods_with_their_jobs(env):
+def test_resume_file_from_slurm_2205_labels_pods_with_their_jobs(make_env):
+    # Early start off: the pods must come from the resume hook and the resume file Slurm gave it.
+    env = make_env(bridge={"resume": {"early_start": False}})
     job = submit(env, "-N2", "--wrap", "sleep 3")
     pods = wait_for(lambda: bridge_pods(env), timeout=20, what="pods")
     assert {p.metadata.labels["slurm-k8s-bridge/job-id"] for p in pods.values()} == {job}
