@@ -4,9 +4,11 @@ Slurm allocates powered-down CLOUD nodes to a job (``MIXED+CLOUD+POWERED_DOWN``)
 PrologSlurmctld at once; its power-save thread calls ResumeProgram only at its next tick
 (``power_save_interval``: 10 s by default, 1 s in the README's slurm.conf). slurm-k8s-prolog
 therefore creates the job's pods itself, through the same flow as the resume hook
-(:func:`bridge.resume.resume`); the hook that follows finds them (a repeated resume creates
-nothing twice) and only confirms and follows them. A failure here takes the resume hook's own
-path: the job's nodes are given back to Slurm with the cause and the job is requeued.
+(:func:`bridge.resume.resume`) and follows them as the hook does (a follower, or the daemon);
+the hook that follows finds them (a repeated resume creates nothing twice) and leaves them to
+that follower, which has all of the job's nodes (the hook may be called for only the nodes that
+did not register first). A failure here takes the resume hook's own path: the job's nodes are
+given back to Slurm with the cause and the job is requeued.
 
 Nothing may be left behind by a job that goes away in between (scancel before ResumeProgram
 ran: Slurm then never powers the nodes up, and so never calls SuspendProgram for them).
@@ -64,10 +66,13 @@ def start(job_id: int, nodes: list[str], *, config: Any, slurm: Any, kube_factor
     from bridge import resume
     from bridge.resumefile import JobRequest, ResumeRequest
 
+    from bridge.hooks import follow_created
+
     request = ResumeRequest(nodes=tuple(wanted), jobs=(JobRequest(job_id, tuple(wanted), tuple(nodes)),))
     with kube_factory() as kube:
         outcome = resume.resume(wanted, config=config, slurm=slurm, kube=kube, request=request, log=log)
-    log.info("early start", created=outcome.created, existing=outcome.existing, failed=sorted(outcome.failed))
+        log.info("early start", created=outcome.created, existing=outcome.existing, failed=sorted(outcome.failed))
+        follow_created(outcome, request, config=config, kube=kube, log=log)
     return [n for n in outcome.created if n in outcome.up()]
 
 

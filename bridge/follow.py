@@ -110,10 +110,20 @@ def _look(pending: dict[Any, Group], *, config: Config, slurm: SlurmClient,
     return pods, slurm.node_facts(sorted(nodes))
 
 
+def _followed_state(state: tuple[str, ...]) -> set[str]:
+    """The node's state flags, with a node allocated while still powered down (its pods made by
+    the prolog's early start, ResumeProgram not called yet) counted as powering up: Slurm will
+    power it up, it is not gone."""
+    from bridge import early
+
+    flags = set(state)
+    return (flags - {"POWERED_DOWN"}) | {"POWERING_UP"} if early.cold(tuple(state)) else flags
+
+
 def _judge(nodes: list[str], pods: dict[str, dict], facts: dict[str, NodeFacts], *, config: Config,
            now: float, since: dict[str, float]) -> str | dict[str, Failure] | None:
     """"up", "gone", the failures that end the job, or None to keep following."""
-    states = {n: set(facts[n].state) if n in facts else {"DOWN"} for n in nodes}
+    states = {n: _followed_state(facts[n].state) if n in facts else {"DOWN"} for n in nodes}
     if all(not (s & (NOT_REGISTERED | GONE)) for s in states.values()):
         return "up"
     if any(s & GONE and not s & NOT_REGISTERED for s in states.values()):

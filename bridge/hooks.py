@@ -188,15 +188,7 @@ def _resume(ctx: HookContext, request: Any, early: BridgeError | None) -> None:
     with ctx.kube() as kube:
         outcome = resume.resume(ctx.nodes, config=ctx.config, slurm=ctx.slurm(), kube=kube,
                                 request=request, log=ctx.log)
-        daemon_follows = ctx.config.resume.follow and outcome.up() and _daemon_follows(ctx, kube)
-    if ctx.config.resume.follow and outcome.up():
-        if daemon_follows:
-            ctx.log.info("following left to the daemon", by=daemon_follows)
-        else:
-            from bridge import follow
-            from bridge.resumefile import groups
-
-            follow.spawn(ctx.config.path, groups(outcome.up(), request))
+        follow_created(outcome, request, config=ctx.config, kube=kube, log=ctx.log)
     if outcome.failed:
         every = not outcome.created and not outcome.existing
         raise PartialFailure(f"{'all ' if every else ''}{len(outcome.failed)} of {len(ctx.nodes)} node(s) failed: "
@@ -204,18 +196,37 @@ def _resume(ctx: HookContext, request: Any, early: BridgeError | None) -> None:
                              failed=outcome.failed, exit_code=outcome.exit_code())
 
 
-def _daemon_follows(ctx: HookContext, kube: Any) -> str:
+def follow_created(outcome: Any, request: Any, *, config: Any, kube: Any, log: Any) -> None:
+    """Follow the pods this call created, until their nodes register or the job is released:
+    hand them to the daemon while it follows jobs, else start a follower. Pods the call found
+    already made for the job (``outcome.existing``) are followed by the call that made them, e.g.
+    the prolog's early start (:mod:`bridge.early`): a job's pods made there and registered before
+    ResumeProgram ran are not in the hook's call at all, so the prolog's follower, which has the
+    whole job, is the one that can release all of it."""
+    nodes = [n for n in outcome.up() if n not in outcome.existing]
+    if not config.resume.follow or not nodes:
+        return
+    if by := _daemon_follows(config, kube):
+        log.info("following left to the daemon", by=by)
+        return
+    from bridge import follow
+    from bridge.resumefile import groups
+
+    follow.spawn(config.path, groups(nodes, request))
+
+
+def _daemon_follows(config: Any, kube: Any) -> str:
     """Where the hook learnt that a daemon follows its jobs ("" if none does): the daemon's
     Lease when it runs in the cluster (one GET), else its heartbeat file (one stat)."""
-    daemon = ctx.config.daemon
+    daemon = config.daemon
     if daemon.in_cluster:
         from bridge import lease
 
-        name = lease.lease_name(ctx.config.slurm.cluster_name)
+        name = lease.lease_name(config.slurm.cluster_name)
         return f"lease {kube.namespace}/{name}" if lease.hand_over(kube, name) else ""
     from bridge import heartbeat
 
-    state_dir = ctx.config.resume.state_dir
+    state_dir = config.resume.state_dir
     return f"heartbeat {heartbeat.path(state_dir)}" if heartbeat.hand_over(state_dir, daemon.heartbeat_fresh) else ""
 
 

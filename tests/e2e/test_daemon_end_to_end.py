@@ -188,10 +188,13 @@ def _resume_hooks(env: Environment) -> list[int]:
     return found
 
 
-def test_resume_hook_killed_before_its_pods_exist_leaves_nothing_stuck(daemon_env):
+def test_resume_hook_killed_before_its_pods_exist_leaves_nothing_stuck(make_env):
     import os
 
-    env, daemon = daemon_env
+    # Early start off: the prolog would create (and release) the job's pods itself; this is
+    # the hook's own call killed mid-way, which only the daemon can clean up after.
+    env = make_env(bridge={**DAEMON, "resume": {"early_start": False}}, images=SLEEPER)
+    daemon = Daemon(env).start()
     # The API stalls the pod's creation (then refuses it): the hook is still waiting when killed.
     env.add_fault(verb="create", resource="pods", code=503, delay_seconds=30)
     job = sbatch(env, "-N1", "--wrap", "hostname")
@@ -207,6 +210,7 @@ def test_resume_hook_killed_before_its_pods_exist_leaves_nothing_stuck(daemon_en
     [released] = daemon.actions("release_node")
     assert released["rule"] == "stuck"
     assert not bridge_pods(env)
+    assert daemon.stop() == 0
 
 
 def test_status_marks_a_planted_disagreement(daemon_env):

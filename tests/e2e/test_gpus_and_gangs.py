@@ -89,12 +89,16 @@ TWO_GPUS_IN_ALL = (gpu_worker("gpu-worker-1", 1), gpu_worker("gpu-worker-2", 1))
 
 
 def resume_started(env: Environment, job: str) -> float:
-    """When slurmctld started the resume hook for the job (epoch seconds): the hook's last log
-    line says when it finished and how long it ran."""
-    finished = min((r for r in env.bridge_log_records() if r.get("hook") == "resume"
-                    and r.get("event") == "hook finished" and int(job) in r.get("jobs", [])),
-                   key=lambda r: r["timestamp"])
-    return dt.datetime.fromisoformat(finished["timestamp"].replace("Z", "+00:00")).timestamp() - finished["seconds"]
+    """When the job's pods started to be made (epoch seconds): the prolog's early start (its
+    first log line, once the pods are made), or the resume hook (its last log line says when it
+    finished and how long it ran), whichever came first."""
+    def epoch(record: dict) -> float:
+        return dt.datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")).timestamp()
+
+    mine = [r for r in env.bridge_log_records() if int(job) in r.get("jobs", [])]
+    starts = [epoch(r) - r["seconds"] for r in mine if r.get("hook") == "resume" and r.get("event") == "hook finished"]
+    starts += [epoch(r) for r in mine if r.get("hook") == "prolog"]
+    return min(starts)
 
 
 def released_in(env: Environment, job: str, submitted: float) -> float:

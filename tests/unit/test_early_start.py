@@ -19,6 +19,16 @@ def factory(kube):
     return lambda: contextlib.nullcontext(kube)
 
 
+@pytest.fixture(autouse=True)
+def followers(monkeypatch):
+    """The followers the early start would start: (job ids, nodes) groups, one list per spawn."""
+    from bridge import follow
+
+    spawned = []
+    monkeypatch.setattr(follow, "spawn", lambda path, groups: spawned.append(groups))
+    return spawned
+
+
 def set_state(slurm, state, *nodes):
     for node in nodes:
         slurm.facts[node] = replace(slurm.facts[node], state=state)
@@ -43,6 +53,22 @@ def test_prolog_creates_the_jobs_pods_labelled_with_the_job(config, slurm, kube,
     created = early.start(41, ["elastic1", "elastic2"], config=config, slurm=slurm, kube_factory=factory, log=log)
     assert created == ["elastic1", "elastic2"]
     assert {p["metadata"]["labels"]["slurm-k8s-bridge/job-id"] for p in kube.pods.values()} == {"41"}
+
+
+def test_the_prolog_follows_all_of_the_jobs_pods_and_the_hook_that_follows_none(config, slurm, kube, log,
+                                                                               factory, followers):
+    """The hook may be called for only the nodes that did not register first: the follower that can
+    release the whole job is the prolog's."""
+    from bridge.hooks import follow_created
+    from bridge.resumefile import parse
+
+    set_state(slurm, ALLOCATED_COLD, "elastic1", "elastic2", "elastic3")
+    early.start(41, ["elastic1", "elastic2", "elastic3"], config=config, slurm=slurm, kube_factory=factory, log=log)
+    assert followers == [[((41,), ["elastic1", "elastic2", "elastic3"])]]
+    request = parse('{"jobs":[{"job_id":41,"nodes":"elastic3"}],"all_nodes":"elastic3"}')
+    outcome = resume.resume(["elastic3"], config=config, slurm=slurm, kube=kube, request=request, log=log)
+    follow_created(outcome, request, config=config, kube=kube, log=log)
+    assert len(followers) == 1
 
 
 def test_the_resume_hook_that_follows_creates_nothing_twice(config, slurm, kube, log, factory):

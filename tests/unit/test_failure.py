@@ -117,6 +117,32 @@ def test_follower_releases_the_job_when_one_pod_is_unschedulable(config, slurm, 
     assert progress.t < 1.0  # failed on first sight, not after a timeout
 
 
+def test_early_start_follower_releases_the_whole_job_before_slurm_powers_its_last_node_up(config, slurm, kube, log):
+    """The prolog made the job's pods at allocation; two registered at once, the third cannot be
+    scheduled and its node is still MIXED+POWERED_DOWN (ResumeProgram not called yet): that node
+    is not gone, and the job is released whole, the registered nodes too."""
+    resume_job(config, slurm, kube, log)
+    set_state(slurm, "elastic1", "MIXED", "CLOUD")
+    set_state(slurm, "elastic2", "MIXED", "CLOUD")
+    set_state(slurm, "elastic3", "MIXED", "CLOUD", "POWERED_DOWN")
+    kube.pods["linux-elastic3"]["status"] = {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/2 nodes are available"}]}
+    progress = Progress([])
+    ends = follow.follow([((7,), ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
+                         clock=progress.clock, sleep=progress.sleep)
+    assert ends == {7: "failed"}
+    assert kube.pods == {} and sorted(slurm.powered_down) == ["elastic1", "elastic2", "elastic3"]
+
+
+def test_follower_ends_when_slurm_took_a_node_back_unallocated(config, slurm, kube, log):
+    resume_job(config, slurm, kube, log)
+    set_state(slurm, "elastic1", "IDLE", "CLOUD", "POWERED_DOWN")
+    progress = Progress([])
+    ends = follow.follow([((7,), ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
+                         clock=progress.clock, sleep=progress.sleep)
+    assert ends == {7: "gone"}
+
+
 def test_follower_treats_a_missing_image_as_lasting(config, slurm, kube, log):
     resume_job(config, slurm, kube, log)
     for n in ("elastic1", "elastic2", "elastic3"):
