@@ -15,9 +15,9 @@ seconds, each on a node of its own; measured from the first submission until eve
 * ``none``: neither follows (the baseline: hooks and prologs alone).
 
 Printed per mode: the bridge's API requests per second (the stand-in's audit log), slurmctld
-RPCs per second (``sdiag`` delta; all users, the jobs' own sbatch included) and its busiest
-server thread count; the total RSS of the bridge's processes (resume/suspend hooks, followers,
-prologs, daemon: the peak of a 0.5 s sampling) and how many prologs ran at once; the jobs:
+RPCs per second (``sdiag`` delta; all users, the jobs' own sbatch included), its busiest
+server thread count and its CPU; the sbatch calls it refused (too busy: tried again); the total RSS of the bridge's processes (resume/suspend hooks, followers,
+prologs, daemon: the peak of a 0.5 s sampling; PSS beside it, the shared pages counted once) and how many prologs ran at once; the jobs:
 submit → running (median/max) and how many were requeued; for the daemon, its RSS and CPU over
 15 s idle before the jobs and while following them. The load average is printed with each row.
 """
@@ -25,6 +25,7 @@ submit → running (median/max) and how many were requeued; for the daemon, its 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import statistics
@@ -32,11 +33,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from benchmarks.daemon import cpu_seconds, rpcs, rss_mib, start_daemon, stop
 from testenv.env import BRIDGE_USER, Environment
+from testenv.slurm.cluster import SlurmClusterError
 from testenv.slurm.config import NodeGroup
 
+T = TypeVar("T")
 DAEMON = {"metrics_address": "", "follow": True}
 MODES = {
     "followers": {"resume": {"follow": True}},
@@ -70,7 +74,7 @@ def bridge_processes(env: Environment) -> dict[str, list[int]]:
     """This environment's bridge processes by kind (other environments may run on the machine):
     the daemon and followers name its config; hooks and prologs descend from its slurmctld."""
     found: dict[str, list[int]] = {}
-    ctld = env.slurm._slurmctld.pid
+    ctld = env.slurm.pids["slurmctld"]  # or the wrapper that started it: hooks descend from both
     mark = str(env.slurm.state_dir)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -92,12 +96,14 @@ def bridge_processes(env: Environment) -> dict[str, list[int]]:
     return found
 
 
-def rss_kib(pid: int) -> int:
+def memory_kib(pid: int) -> tuple[int, int]:
+    """RSS and PSS (shared pages, e.g. the interpreter's, split among the processes mapping them)."""
     try:
-        match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
     except OSError:
-        return 0
-    return int(match.group(1)) if match else 0
+        return 0, 0
+    rss, pss = (re.search(rf"^{key}:\s+(\d+) kB", text, re.M) for key in ("Rss", "Pss"))
+    return (int(rss.group(1)) if rss else 0), (int(pss.group(1)) if pss else 0)
 
 
 @dataclass
@@ -105,6 +111,7 @@ class Sampler:
     """Samples the bridge's processes every 0.5 s in a thread: peak total RSS, peak counts."""
 
     peak_rss_kib: int = 0
+    peak_pss_kib: int = 0
     peak_count: dict[str, int] = field(default_factory=dict)
     daemon_peak_kib: int = 0
     env: Environment | None = None
@@ -122,11 +129,48 @@ class Sampler:
     def _run(self) -> None:
         while not self._stop.wait(0.5):
             found = bridge_processes(self.env)
-            sizes = {kind: [rss_kib(p) for p in pids] for kind, pids in found.items()}
-            self.peak_rss_kib = max(self.peak_rss_kib, sum(sum(v) for v in sizes.values()))
-            self.daemon_peak_kib = max(self.daemon_peak_kib, sum(sizes.get("daemon", [])))
+            sizes = {kind: [memory_kib(p) for p in pids] for kind, pids in found.items()}
+            self.peak_rss_kib = max(self.peak_rss_kib, sum(m[0] for v in sizes.values() for m in v))
+            self.peak_pss_kib = max(self.peak_pss_kib, sum(m[1] for v in sizes.values() for m in v))
+            self.daemon_peak_kib = max(self.daemon_peak_kib, sum(m[0] for m in sizes.get("daemon", [])))
             for kind, pids in found.items():
                 self.peak_count[kind] = max(self.peak_count.get(kind, 0), len(pids))
+
+
+def patiently(read: Callable[[], T], seconds: float = 120) -> T:
+    """A Slurm read tried again while slurmctld is too busy to answer (the saturation measured)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return read()
+        except SlurmClusterError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+def slurmctld_pid(env: Environment) -> int:
+    """slurmctld itself (the environment's pid may be a wrapper that started it)."""
+    conf = str(env.slurm.conf_path)
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if os.path.basename(argv[0]) == "slurmctld" and conf in argv:
+            return int(entry.name)
+    raise RuntimeError("slurmctld not found")
+
+
+def submit(env: Environment, refused: list[str]) -> str:
+    """sbatch as a user would: tried again when slurmctld is too busy to answer (each refusal kept)."""
+    for _ in range(10):
+        done = env.slurm.run("sbatch", "--parsable", "-N1", "--wrap", "sleep 60", check=False, timeout=60)
+        if done.returncode == 0:
+            return done.stdout.strip()
+        refused.append(done.stderr.strip())
+        time.sleep(1)
+    raise RuntimeError(f"sbatch refused 10 times: {refused[-1]}")
 
 
 def server_threads(env: Environment) -> int:
@@ -155,8 +199,11 @@ def run_mode(mode: str, jobs: int, spread: float, limit: float) -> dict[str, str
             time.sleep(IDLE_SECONDS)
             row["daemon idle"] = (f"{rss_mib(daemon.pid):.0f} MiB, "
                                   f"{(cpu_seconds(daemon.pid) - cpu0) / IDLE_SECONDS * 100:.1f} % CPU")
-        env.slurm.run("sdiag", "-r")
+        patiently(lambda: env.slurm.run("sdiag", "-r"))
         started_at: dict[str, float] = {}
+        refused: list[str] = []
+        ctld = slurmctld_pid(env)
+        ctld_cpu0 = cpu_seconds(ctld)
         submitted: dict[str, float] = {}
         busiest = 0
         start = time.time()
@@ -166,21 +213,23 @@ def run_mode(mode: str, jobs: int, spread: float, limit: float) -> dict[str, str
             for i in range(jobs):
                 while time.time() < start + i * spread / jobs:
                     time.sleep(0.05)
-                job = env.slurm.run("sbatch", "--parsable", "-N1", "--wrap", "sleep 60").stdout.strip()
+                job = submit(env, refused)
                 submitted[job] = time.time()
+            submit_span = time.time() - start
             while time.time() < start + limit and len(started_at) < jobs:
                 if time.time() >= next_look:
                     now = time.time()
-                    for job, (state, _) in jobs_table(env).items():
-                        if job not in started_at and state in ("RUNNING", "COMPLETED", "COMPLETING"):
-                            started_at[job] = now
-                    busiest = max(busiest, server_threads(env))
+                    with contextlib.suppress(SlurmClusterError):  # slurmctld too busy to answer: next look
+                        for job, (state, _) in jobs_table(env).items():
+                            if job not in started_at and state in ("RUNNING", "COMPLETED", "COMPLETING"):
+                                started_at[job] = now
+                        busiest = max(busiest, server_threads(env))
                     next_look = now + 1.0
                 time.sleep(0.1)
             elapsed = time.time() - start
         api = [e for e in env.audit(user=BRIDGE_USER) if e["time"] >= start]
-        calls = rpcs(env)
-        requeued = sum(1 for _, restarts in jobs_table(env).values() if restarts > 0)
+        calls = patiently(lambda: rpcs(env))
+        requeued = sum(1 for _, restarts in patiently(lambda: jobs_table(env)).values() if restarts > 0)
         waits = [started_at[j] - submitted[j] for j in started_at if j in submitted]
         row.update({
             "window s": f"{elapsed:.0f}",
@@ -188,7 +237,10 @@ def run_mode(mode: str, jobs: int, spread: float, limit: float) -> dict[str, str
             "slurmctld RPC/s": f"{sum(calls.values()) / elapsed:.1f}",
             "node+job reads/s": f"{sum(v for k, v in calls.items() if k in _READS) / elapsed:.1f}",
             "max srv threads": str(busiest),
+            "slurmctld CPU": f"{(cpu_seconds(ctld) - ctld_cpu0) / elapsed * 100:.0f} %",
+            "sbatch refused": f"{len(refused)} (all {jobs} in {submit_span:.0f} s)",
             "bridge RSS peak": f"{sampler.peak_rss_kib / 1024:.0f} MiB",
+            "bridge PSS peak": f"{sampler.peak_pss_kib / 1024:.0f} MiB",
             "peak procs": " ".join(f"{k}:{v}" for k, v in sorted(sampler.peak_count.items())),
             "running": f"{len(started_at)}/{jobs}",
             "submit→run": (f"med {statistics.median(waits):.1f} s, max {max(waits):.1f} s" if waits else "-"),
