@@ -1,25 +1,28 @@
 """N concurrently resumed jobs: what following them costs the API server, slurmctld and memory.
 
     PYTHONPATH=. .venv/bin/python benchmarks/concurrent_jobs.py [--jobs 100] [--spread 30]
-        [--modes followers,daemon,none] [--limit 280]
+        [--modes followers,daemon,none] [--limit 150] [--kube-cpus N]
 
-Per mode, a fresh environment (real slurmctld 22.05 with ``--jobs`` powered-down CLOUD nodes,
-the API stand-in, its scheduler and the pod runner; the bridge's hooks and PrologSlurmctld as a
-site installs them), then ``--jobs`` one-node batch jobs submitted evenly over ``--spread``
-seconds, each on a node of its own; measured from the first submission until every job runs
-(or the mode's share of ``--limit`` is spent):
+Per mode, a fresh environment: real slurmctld 22.05 with ``--jobs`` powered-down CLOUD nodes,
+the API stand-in, its scheduler and the pod runner with two workers of ``--kube-cpus`` CPUs
+each (default: room for every pod; ``--kube-cpus 8``, the environment's default, leaves most
+pods Unschedulable, so their jobs' prologs wait, as when pods are slow to start), the bridge's
+hooks and PrologSlurmctld as a site installs them. Then ``--jobs`` one-node batch jobs are
+submitted evenly over ``--spread`` seconds, each on a node of its own, and measured from the
+first submission until every job runs (or ``--limit`` seconds):
 
 * ``followers``: each resume call starts its follower process (``resume.follow``, no daemon);
 * ``daemon``: ``slurm-k8s-bridge daemon`` with ``daemon.follow``; the resume hook sees its fresh
   heartbeat and hands following over (``resume.follow`` stays on, as a site leaves it);
 * ``none``: neither follows (the baseline: hooks and prologs alone).
 
-Printed per mode: the bridge's API requests per second (the stand-in's audit log), slurmctld
-RPCs per second (``sdiag`` delta; all users, the jobs' own sbatch included), its busiest
-server thread count and its CPU; the sbatch calls it refused (too busy: tried again); the total RSS of the bridge's processes (resume/suspend hooks, followers,
-prologs, daemon: the peak of a 0.5 s sampling; PSS beside it, the shared pages counted once) and how many prologs ran at once; the jobs:
-submit → running (median/max) and how many were requeued; for the daemon, its RSS and CPU over
-15 s idle before the jobs and while following them. The load average is printed with each row.
+Printed per mode: the bridge's API requests per second (the stand-in's audit log); slurmctld
+RPCs per second (``sdiag`` delta; all users, the jobs' own sbatch included), its busiest server
+thread count and its CPU; the sbatch calls it refused (too busy: tried again); the total RSS of
+the bridge's processes (hooks, followers, prologs, daemon: the peak of a 0.5 s sampling; PSS
+beside it, shared pages counted once) and how many of each ran at once; the jobs: submit →
+running (median/max) and how many were requeued; for the daemon, its RSS and CPU over 15 s idle
+before the jobs and while following them. The load average is printed with each row.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from benchmarks.daemon import cpu_seconds, rpcs, rss_mib, start_daemon, stop
-from testenv.env import BRIDGE_USER, Environment
+from testenv.env import BRIDGE_USER, Environment, KubeNode
 from testenv.slurm.cluster import SlurmClusterError
 from testenv.slurm.config import NodeGroup
 
@@ -187,10 +190,12 @@ def load() -> str:
     return Path("/proc/loadavg").read_text().split()[0]
 
 
-def run_mode(mode: str, jobs: int, spread: float, limit: float) -> dict[str, str]:
+def run_mode(mode: str, jobs: int, spread: float, limit: float, kube_cpus: int) -> dict[str, str]:
     bridge = MODES[mode]
+    workers = tuple(KubeNode(f"worker-{i}", {"cpu": str(kube_cpus), "memory": f"{2 * kube_cpus}Gi", "pods": "110"})
+                    for i in (1, 2))
     with Environment(node_groups=(NodeGroup(prefix="elastic", count=jobs, cpus=1, real_memory=500),),
-                     bridge=bridge) as env:
+                     kube_nodes=workers, bridge=bridge) as env:
         env.slurm.wait_for_first_scheduling_pass()
         row: dict[str, str] = {"mode": mode}
         daemon = start_daemon(env) if mode == "daemon" else None
@@ -237,7 +242,7 @@ def run_mode(mode: str, jobs: int, spread: float, limit: float) -> dict[str, str
             "slurmctld RPC/s": f"{sum(calls.values()) / elapsed:.1f}",
             "node+job reads/s": f"{sum(v for k, v in calls.items() if k in _READS) / elapsed:.1f}",
             "max srv threads": str(busiest),
-            "slurmctld CPU": f"{(cpu_seconds(ctld) - ctld_cpu0) / elapsed * 100:.0f} %",
+            "slurmctld CPU": f"{(cpu_seconds(ctld) - ctld_cpu0) / elapsed * 100:.1f} %",
             "sbatch refused": f"{len(refused)} (all {jobs} in {submit_span:.0f} s)",
             "bridge RSS peak": f"{sampler.peak_rss_kib / 1024:.0f} MiB",
             "bridge PSS peak": f"{sampler.peak_pss_kib / 1024:.0f} MiB",
@@ -264,15 +269,19 @@ def main() -> None:
     parser.add_argument("--spread", type=float, default=30.0, help="seconds over which the jobs are submitted")
     parser.add_argument("--modes", default="followers,daemon,none")
     parser.add_argument("--limit", type=float, default=150.0, help="seconds measured per mode at most")
+    parser.add_argument("--kube-cpus", type=int, help="CPUs of each of the two Kubernetes workers [default: "
+                        "--jobs, room for every pod; 8, the environment's default, leaves most pods "
+                        "Unschedulable and their jobs' prologs waiting]")
     args = parser.parse_args()
     rows = []
     for mode in args.modes.split(","):
         print(f"{mode}: starting (load {load()})", flush=True)
-        rows.append(run_mode(mode, args.jobs, args.spread, args.limit))
+        rows.append(run_mode(mode, args.jobs, args.spread, args.limit, args.kube_cpus or args.jobs))
         print("  " + ", ".join(f"{k}: {v}" for k, v in rows[-1].items()), flush=True)
     columns = [c for c in rows[0] if c != "mode"] + [c for r in rows for c in r if c not in rows[0]]
     columns = list(dict.fromkeys(columns))
-    print(f"\n{args.jobs} one-node jobs on powered-down nodes, submitted over {args.spread:g} s:")
+    print(f"\n{args.jobs} one-node jobs on powered-down nodes, submitted over {args.spread:g} s, "
+          f"2 Kubernetes workers of {args.kube_cpus or args.jobs} CPUs:")
     width = max(len(c) for c in columns)
     print(f"{'':{width}}  " + "  ".join(f"{r['mode']:>28}" for r in rows))
     for column in columns:

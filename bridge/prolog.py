@@ -17,9 +17,9 @@ Many jobs resumed at once run as many prologs. Each polling Slurm on its own (a 
 it (benchmarks/concurrent_jobs.py). So after its first look the prologs share their looks
 through a :class:`Board` in the bridge's state dir: whichever prolog finds the board older than
 ``POLL`` takes its lock and reads, in one call, the nodes of every waiting prolog and, every
-``JOB_POLL`` seconds, the jobs still CONFIGURING; the others wait for its answer and read the file. Slurm then answers
-~6 reads/s however many jobs wait, and each prolog still sees its nodes within ``POLL`` of the
-look that found them up. Without a writable state dir a prolog polls alone, backing off from
+``JOB_POLL`` seconds, the jobs still CONFIGURING; the others wait for its answer and read the
+file. Slurm then answers ~6 reads/s however many jobs wait, and each prolog still sees its
+nodes within ``POLL`` of the look that found them up. Without a writable state dir a prolog polls alone, backing off from
 ``POLL`` to ``MAX_POLL``.
 """
 
@@ -108,7 +108,7 @@ def wait_for_nodes(job_id: str, nodelist: str, *, clock: Callable[[], float] = t
             while clock() < deadline:
                 sleep(POLL)
                 states, configuring = board.look(nodes)
-                if not any(NOT_READY & set(states.get(n, ())) for n in nodes):
+                if all_up(states, nodes):
                     return 0
                 # The shared list says the job left CONFIGURING: its own read says whether it
                 # was cancelled or requeued (or only runs already), at most once per JOB_POLL.
@@ -126,6 +126,10 @@ def wait_for_nodes(job_id: str, nodelist: str, *, clock: Callable[[], float] = t
 
 def ready(facts: dict[str, Any]) -> bool:
     return not any(NOT_READY & set(f.state) for f in facts.values())
+
+
+def all_up(states: dict[str, list[str]], nodes: list[str]) -> bool:
+    return not any(NOT_READY & set(states.get(n, ())) for n in nodes)
 
 
 def _wait_alone(slurm: Any, job_id: str, nodes: list[str], deadline: float, *,
@@ -224,7 +228,8 @@ class Board:
         facts = self._slurm.node_facts(sorted(wanted))
         look = {"time": now, "states": {n: list(facts[n].state) if n in facts else [] for n in wanted},
                 "jobs_time": last.get("jobs_time", 0), "configuring": last.get("configuring")}
-        if now - look["jobs_time"] >= JOB_POLL:
+        # The asking prolog's nodes up: it returns now, the jobs' list can wait for the next look.
+        if now - look["jobs_time"] >= JOB_POLL and not all_up(look["states"], nodes):
             look["jobs_time"], look["configuring"] = now, sorted(self._slurm.configuring_jobs())
         tmp = self.dir / f".look.{os.getpid()}"
         tmp.write_text(json.dumps(look))
