@@ -13,8 +13,8 @@ It never fails a job: on timeout, or when the job left CONFIGURING/RUNNING (canc
 requeued), it exits 0 and leaves the decision to Slurm's own ResumeTimeout.
 
 Many jobs resumed at once run as many prologs. Each polling Slurm on its own (a node read every
-0.2 s, a job read every second) made 100 jobs cost slurmctld ~85-158 reads/s, enough to saturate
-it (benchmarks/concurrent_jobs.py). So after its first look the prologs share their looks
+0.2 s, a job read every second), 93 prologs waiting for their pods cost slurmctld 203 reads/s
+and saturated it (benchmarks/concurrent_jobs.py --kube-cpus 8; README, Many jobs at once). So after its first look the prologs share their looks
 through a :class:`Board` in the bridge's state dir: whichever prolog finds the board older than
 ``POLL`` takes its lock and reads, in one call, the nodes of every waiting prolog and, every
 ``JOB_POLL`` seconds, the jobs still CONFIGURING; the others wait for its answer and read the
