@@ -199,3 +199,11 @@ def test_a_slurmctld_without_f_leaves_slurm_its_default_slurm_conf(tmp_path):
     _process(tmp_path, 11, 10, "/usr/sbin/slurmctld", "-D")
     assert prolog.controller_slurm_conf(11, proc=str(tmp_path)) is None
     assert prolog.controller_slurm_conf(99, proc=str(tmp_path)) is None  # parent gone
+
+
+def test_a_board_it_cannot_write_is_one_line_never_a_traceback(fake_scontrol, tmp_path, capsys):
+    fake_scontrol(powering_up_calls=1000)
+    (tmp_path / "state" / prolog.BOARD / "look.json").mkdir(parents=True)  # e.g. a site's mistake
+    assert prolog.wait_for_nodes("7", "elastic[1-2]") == 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("slurm-k8s-prolog: state dir:") and "\n" not in err
