@@ -267,6 +267,11 @@ class CommandSlurm:
         job = self.job_state(int(job_id))
         return job is not None and job[0] in ("CONFIGURING", "RUNNING")
 
+    def configuring_jobs(self) -> set[str]:
+        """Ids of the jobs CONFIGURING (their nodes resuming, their PrologSlurmctld running): one
+        read for every waiting prolog (``%A``: an array task's own id, as SLURM_JOB_ID)."""
+        return set(self._run("squeue", "--noheader", "--states=CONFIGURING", "--format=%A").split())
+
     def _json(self, command: str, *args: str, no_json_ok: bool = False,
               node_fields: bool = False) -> dict[str, Any]:
         """The answer as a dict; with ``node_fields``, only the fields of nodes the bridge reads."""
