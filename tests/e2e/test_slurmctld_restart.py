@@ -43,9 +43,11 @@ def _stuck(env) -> list[str]:
 def test_slurmctld_killed_mid_resume_and_restarted_leaves_nothing_stuck(make_env):
     env = make_env(images=SLOW, nodesets=[{"name": "elastic", "nodes": "elastic[1-4]", "image": "slow-slurmd:1"}])
     job = sbatch(env, "-N2", "--wrap", "hostname")
-    wait_for(lambda: len(bridge_pods(env)) == 2, timeout=30, what="the resume hook's two pods")
-    powering = [n for n in NODES if "POWERING_UP" in node_field(env, n, "State")]
-    assert len(powering) == 2, "the nodes registered before slurmctld could be killed"
+    # The pods exist (made by the prolog's early start or the resume hook) and slurmctld called
+    # ResumeProgram (POWERING_UP); slurmd has not registered yet (it waits 4 s).
+    wait_for(lambda: len(bridge_pods(env)) == 2, timeout=30, what="the job's two pods")
+    wait_for(lambda: len([n for n in NODES if "POWERING_UP" in node_field(env, n, "State")]) == 2, timeout=3,
+             what="both nodes POWERING_UP before they register")
     env.slurm.kill_slurmctld()
     time.sleep(DOWN_FOR)  # slurmctld is down: nothing to wait for, its restart is the event
     env.slurm.restart_slurmctld()
