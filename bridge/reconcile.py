@@ -29,7 +29,6 @@ Nothing is planned for a pod :func:`bridge.naming.is_ours` rejects.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +37,7 @@ from bridge import breaker, naming, nodestate
 from bridge.config import Config
 from bridge.failure import Failure
 from bridge.follow import pod_failure
+from bridge.lease import parse_time
 from bridge.slurm import REASON_PREFIX, NodeFacts
 
 DRAIN_REASON = f"{REASON_PREFIX}Kubernetes node "
@@ -263,7 +263,7 @@ def _group_actions(ours: list[dict[str, Any]], groups: Iterable[dict[str, Any]],
         ref = (group["apiVersion"], group["kind"], meta["name"])
         if ref in used or meta.get("deletionTimestamp"):
             continue
-        created = _timestamp(meta.get("creationTimestamp")) or now
+        created = parse_time(meta.get("creationTimestamp")) or now
         if max(now - created, memory.lasted("group", "/".join(ref), now)) >= config.daemon.group_grace:
             actions.append(DeletePodGroup(ref, f"{ref[1]} {ref[2]} has no pod left", rule="empty_group"))
     return actions
@@ -287,7 +287,7 @@ def _follow_actions(facts: dict[str, NodeFacts], pods: dict[str, dict[str, Any]]
             failed = {n: f for n in group if (f := pod_failure(pods[n], now=now, since=_unschedulable_since(pods[n]),
                                                                patience=config.resume.unschedulable_after))}
             rule = "pod_failed"
-            started = min(_timestamp(pods[n]["metadata"].get("creationTimestamp")) or now for n in group)
+            started = min(parse_time(pods[n]["metadata"].get("creationTimestamp")) or now for n in group)
             if not failed and now - started >= config.resume.deadline:
                 failed = {n: Failure(f"node did not register within {config.resume.deadline:.0f} s: "
                                      f"{pod_problem(pods[n])}", transient=True) for n in group}
@@ -302,7 +302,7 @@ def _unschedulable_since(pod: dict[str, Any]) -> dict[str, float]:
     """"Unschedulable since", from the pod itself: its PodScheduled condition's lastTransitionTime."""
     for condition in (pod.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
-            since = _timestamp(condition.get("lastTransitionTime"))
+            since = parse_time(condition.get("lastTransitionTime"))
             if since is not None:
                 return {pod["metadata"]["name"]: since}
     return {}
@@ -343,10 +343,3 @@ def _leaving(host: dict[str, Any]) -> str | None:
     return None
 
 
-def _timestamp(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None

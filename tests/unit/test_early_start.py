@@ -34,6 +34,13 @@ def set_state(slurm, state, *nodes):
         slurm.facts[node] = replace(slurm.facts[node], state=state)
 
 
+def start_job(job_id, nodes, config, slurm, log, factory):
+    """A job allocated the powered-down ``nodes``, its prolog's early start run."""
+    set_state(slurm, ALLOCATED_COLD, *nodes)
+    slurm.add_job(job_id, nodes)
+    return early.start(job_id, nodes, config=config, slurm=slurm, kube_factory=factory, log=log)
+
+
 @pytest.mark.parametrize(("state", "expected"), [
     (("MIXED", "CLOUD", "POWERED_DOWN"), True),
     (("ALLOCATED", "CLOUD", "POWERED_DOWN"), True),
@@ -115,9 +122,7 @@ def test_a_pod_the_api_refuses_releases_the_job_as_the_resume_hook_would(config,
 
 
 def test_cancelled_before_resume_program_leaves_no_pod(config, slurm, kube, log, factory):
-    set_state(slurm, ALLOCATED_COLD, "elastic1", "elastic2")
-    slurm.add_job(41, ["elastic1", "elastic2"])
-    created = early.start(41, ["elastic1", "elastic2"], config=config, slurm=slurm, kube_factory=factory, log=log)
+    created = start_job(41, ["elastic1", "elastic2"], config, slurm, log, factory)
     slurm.jobs[41]["state"] = "CANCELLED"
     set_state(slurm, IDLE_COLD, "elastic1", "elastic2")
     assert early.clean_up(41, created, config=config, slurm=slurm, kube_factory=factory, log=log) == created
@@ -125,17 +130,13 @@ def test_cancelled_before_resume_program_leaves_no_pod(config, slurm, kube, log,
 
 
 def test_a_job_still_starting_keeps_its_pods(config, slurm, kube, log, factory):
-    set_state(slurm, ALLOCATED_COLD, "elastic1")
-    slurm.add_job(41, ["elastic1"])
-    created = early.start(41, ["elastic1"], config=config, slurm=slurm, kube_factory=factory, log=log)
+    created = start_job(41, ["elastic1"], config, slurm, log, factory)
     assert early.clean_up(41, created, config=config, slurm=slurm, kube_factory=factory, log=log) == []
     assert sorted(kube.pods) == ["linux-elastic1"]
 
 
 def test_nodes_slurm_is_powering_up_are_left_to_slurms_own_suspend(config, slurm, kube, log, factory):
-    set_state(slurm, ALLOCATED_COLD, "elastic1")
-    slurm.add_job(41, ["elastic1"])
-    created = early.start(41, ["elastic1"], config=config, slurm=slurm, kube_factory=factory, log=log)
+    created = start_job(41, ["elastic1"], config, slurm, log, factory)
     slurm.jobs[41]["state"] = "CANCELLED"
     set_state(slurm, ("IDLE", "CLOUD", "POWERING_UP"), "elastic1")
     assert early.clean_up(41, created, config=config, slurm=slurm, kube_factory=factory, log=log) == []
@@ -143,9 +144,7 @@ def test_nodes_slurm_is_powering_up_are_left_to_slurms_own_suspend(config, slurm
 
 
 def test_clean_up_never_deletes_the_pod_of_another_job(config, slurm, kube, log, factory):
-    set_state(slurm, ALLOCATED_COLD, "elastic1")
-    slurm.add_job(41, ["elastic1"])
-    created = early.start(41, ["elastic1"], config=config, slurm=slurm, kube_factory=factory, log=log)
+    created = start_job(41, ["elastic1"], config, slurm, log, factory)
     slurm.jobs[41]["state"] = "CANCELLED"
     # Job 42 took the node since and its own pod replaced job 41's.
     kube.pods["linux-elastic1"]["metadata"]["labels"]["slurm-k8s-bridge/job-id"] = "42"
