@@ -23,12 +23,11 @@ from testenv import site
 from testenv.docker import slurmd_image
 from testenv.env import BIN, Environment
 from tests.e2e.conftest import bridge_pods
-from tests.e2e.test_researchers import (  # noqa: F401 (collected here, with this module's env)
+from tests.e2e.test_researchers import (
     alice_run,
     as_user,
     finished,
     sbatch_as,
-    test_batch_job_whose_directory_no_pod_mounts_fails_at_once_and_keeps_nothing,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
@@ -78,6 +77,19 @@ def test_a_job_over_its_memory_is_out_of_memory_and_the_pod_lives_on(env, alice_
     assert pod.status.containerStatuses[0].restartCount == 0
     # The node still runs jobs: only the job's cgroup hit its limit.
     assert as_user(env, site.ALICE, "srun", "-N1", "-w", "elastic1", "--mem=50M", "echo", "alive").stdout == "alive\n"
+
+
+def test_a_job_whose_launch_fails_is_failed_never_completed(env, alice_run):
+    """The failure the cgroup plugins used to hide (COMPLETED 0:0 for a script that never ran):
+    alice's directory passes the submit check, then is gone when the job starts, so slurmstepd
+    cannot launch it in the pod."""
+    gone = alice_run / "gone"
+    as_user(env, site.ALICE, "mkdir", str(gone))
+    job = sbatch_as(env, site.ALICE, gone, "-N1", "--hold", "--wrap", "echo ran")
+    as_user(env, site.ALICE, "rmdir", str(gone))
+    as_user(env, site.ALICE, "scontrol", "release", job)
+    assert finished(env, job) == "FAILED"
+    assert not (gone / f"slurm-{job}.out").exists()
 
 
 def test_check_refuses_cgroup_plugins_on_a_nodeset_without_cgroups(env, tmp_path: Path):
