@@ -44,6 +44,11 @@ class ResumeFileError(BridgeError):
     kind = "resume-file"
 
 
+class ResumeFileGone(ResumeFileError):
+    """$SLURM_RESUME_FILE names a file that no longer exists: the slurmctld that called the hook
+    died before the hook could read it (the file is a memfd of that process)."""
+
+
 class NotInstalled(BridgeError):
     """An optional part of the bridge is not installed (e.g. the ``[check]`` extra)."""
 

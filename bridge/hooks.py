@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bridge.errors import BridgeError, PartialFailure, UsageError
+from bridge.errors import BridgeError, PartialFailure, ResumeFileError, ResumeFileGone, UsageError
 
 
 def ensure_stdio() -> None:
@@ -183,7 +183,9 @@ def _down_after_error(nodes: list[str], error: BridgeError, log: Any, *, bin_dir
 def _resume(ctx: HookContext, request: Any, early: BridgeError | None) -> None:
     from bridge import resume
 
-    if early is not None:
+    if isinstance(early, ResumeFileGone):
+        request = _request_from_slurm(ctx, early)
+    elif early is not None:
         raise early
     with ctx.kube() as kube:
         outcome = resume.resume(ctx.nodes, config=ctx.config, slurm=ctx.slurm(), kube=kube,
@@ -194,6 +196,22 @@ def _resume(ctx: HookContext, request: Any, early: BridgeError | None) -> None:
         raise PartialFailure(f"{'all ' if every else ''}{len(outcome.failed)} of {len(ctx.nodes)} node(s) failed: "
                              + "; ".join(f"{_short(n)}: {c}" for n, c in list(outcome.failed.items())[:3]),
                              failed=outcome.failed, exit_code=outcome.exit_code())
+
+
+def _request_from_slurm(ctx: HookContext, gone: ResumeFileGone) -> Any:
+    """The jobs of this call from Slurm's queue, when the slurmctld that called the hook died
+    before the hook read its file: the restarted slurmctld still counts the nodes POWERING_UP
+    for those jobs, and failing them would requeue jobs that can run."""
+    from bridge import resumefile
+
+    try:
+        jobs = ctx.slurm().jobs_on(ctx.nodes)
+    except BridgeError as e:
+        raise ResumeFileError(f"{gone}; and Slurm could not say which jobs the nodes are for: {e}") from None
+    request = resumefile.from_slurm(ctx.nodes, jobs)
+    ctx.log.warning("resume file gone with the slurmctld that wrote it; jobs read from Slurm",
+                    error=str(gone), jobs=[job.job_id for job in request.jobs])
+    return request
 
 
 def follow_created(outcome: Any, request: Any, *, config: Any, kube: Any, log: Any) -> None:

@@ -15,14 +15,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge import causes, gang, naming, owed
+from bridge import causes, gang, naming, nodestate, owed
 from bridge.config import Config
 from bridge.errors import BridgeError, Conflict, KubernetesError, NotServed, UnknownNode
 from bridge.failure import Failure, classify, release_job
 from bridge.kube import KubeClient
 from bridge.render import PodPlan, render_pod
 from bridge.resumefile import ResumeRequest, groups
-from bridge.slurm import NodeFacts, SlurmClient
+from bridge.slurm import REASON_PREFIX, NodeFacts, SlurmClient
 
 # How long to wait for the previous incarnation of a node's pod to finish terminating
 # (a node resumed again right after a suspend) before calling the node failed.
@@ -50,6 +50,9 @@ class Outcome:
     errors: list[BridgeError] = field(default_factory=list)
     foreign_groups: set[naming.Ref] = field(default_factory=set)
     """PodGroups named like a job's but not the bridge's: a release must leave them alone."""
+    given_back: list[str] = field(default_factory=list)
+    """Nodes the bridge had already given back to Slurm (DOWN with the bridge's cause) before this
+    call: they get no pod (see :func:`given_back`)."""
 
     @property
     def failed(self) -> dict[str, str]:
@@ -89,6 +92,8 @@ def resume(nodes: list[str], *, config: Config, slurm: SlurmClient, kube: KubeCl
     if outcome.failures:
         _release(nodes, request, outcome, groups, config=config, slurm=slurm, kube=kube, log=log)
     causes.forget(config.resume.state_dir, outcome.up())
+    if outcome.given_back:
+        log.warning("nodes already given back to Slurm get no pod", nodes=outcome.given_back)
     log.info("resume done", created=len(outcome.created), existing=len(outcome.existing),
              failed=len(outcome.failures), released=len(outcome.released))
     return outcome
@@ -114,7 +119,7 @@ def _create(members: list[tuple[str, str]], facts: dict[str, NodeFacts], groups:
 
 def _fail_unsettled(nodes: list[str], outcome: Outcome, failure: Failure) -> list[str]:
     """Fail every node of ``nodes`` that has neither a pod nor a failure; return them."""
-    settled = set(outcome.created) | set(outcome.existing) | set(outcome.failures)
+    settled = set(outcome.created) | set(outcome.existing) | set(outcome.failures) | set(outcome.given_back)
     unsettled = [n for n in nodes if n not in settled]
     for node in unsettled:
         outcome.failures[node] = failure
@@ -130,12 +135,24 @@ def _members(nodes: list[str], facts: dict[str, NodeFacts], *, config: Config,
             outcome.failures[node] = Failure(UNKNOWN, transient=False)
             outcome.errors.append(UnknownNode(UNKNOWN))
             continue
+        if given_back(facts[node]):
+            outcome.given_back.append(node)
+            continue
         try:
             members.append((node, config.nodeset_for(node).name))
         except BridgeError as e:
             outcome.failures[node] = classify(e)
             outcome.errors.append(e)
     return members
+
+
+def given_back(fact: NodeFacts) -> bool:
+    """DOWN with the bridge's own cause: the node failed and its job was requeued before this call
+    (the prolog's early start failed it before slurmctld's power-save thread called
+    ResumeProgram for the job's nodes anyway). Slurm runs nothing on a DOWN node, so a new pod
+    could only repeat the failure and outlive the job; the node keeps its cause until an admin
+    resumes it (which clears DOWN) or ResumeTimeout hands it to ResumeFailProgram."""
+    return nodestate.is_down(fact.state) and fact.reason.startswith(REASON_PREFIX)
 
 
 def _render(nodes: list[str], facts: dict[str, NodeFacts], request: ResumeRequest | None,

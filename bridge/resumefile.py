@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 
 from bridge import hostlist
-from bridge.errors import ResumeFileError, UsageError
+from bridge.errors import ResumeFileError, ResumeFileGone, UsageError
 
 ENV_VAR = "SLURM_RESUME_FILE"
 
@@ -80,9 +80,21 @@ def read_env() -> ResumeRequest | None:
     try:
         with open(path, "rb") as f:
             text = f.read()
+    except FileNotFoundError as e:
+        raise ResumeFileGone(f"cannot read {ENV_VAR}={path}: {e.strerror}") from None
     except OSError as e:
         raise ResumeFileError(f"cannot read {ENV_VAR}={path}: {e.strerror}") from None
     return parse(text, source=path)
+
+
+def from_slurm(nodes: list[str], jobs: list[tuple[int, tuple[str, ...]]]) -> ResumeRequest:
+    """The request Slurm would have written, rebuilt from its queue when the file is gone
+    (:class:`ResumeFileGone`): ``jobs`` are (job id, all of its nodes) of the jobs CONFIGURING or
+    RUNNING on ``nodes``, as ``squeue`` tells them."""
+    wanted = set(nodes)
+    return ResumeRequest(nodes=tuple(nodes), jobs=tuple(
+        JobRequest(job_id, tuple(n for n in alloc if n in wanted), alloc) for job_id, alloc in jobs
+        if wanted & set(alloc)))
 
 
 def parse(text: bytes | str, *, source: str = ENV_VAR) -> ResumeRequest:

@@ -267,6 +267,18 @@ class CommandSlurm:
         job = self.job_state(int(job_id))
         return job is not None and job[0] in ("CONFIGURING", "RUNNING")
 
+    def jobs_on(self, nodes: list[str]) -> list[tuple[int, tuple[str, ...]]]:
+        """(job id, all of its nodes) of each job CONFIGURING or RUNNING on any of ``nodes``."""
+        out = self._run("squeue", "--noheader", "--states=CONFIGURING,RUNNING",
+                        f"--nodelist={hostlist.fold(nodes)}", "--format=%A %N")
+        jobs = []
+        for line in out.splitlines():
+            words = line.split()
+            if len(words) != 2 or not words[0].isdigit():
+                raise SlurmError(f"squeue: unexpected answer for the jobs on {hostlist.fold(nodes)}: {_short(line)}")
+            jobs.append((int(words[0]), tuple(hostlist.expand(words[1]))))
+        return jobs
+
     def configuring_jobs(self) -> set[str]:
         """Ids of the jobs CONFIGURING (their nodes resuming, their PrologSlurmctld running): one
         read for every waiting prolog (``%A``: an array task's own id, as SLURM_JOB_ID)."""

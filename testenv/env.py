@@ -96,6 +96,7 @@ class Environment:
         cgroups: bool = False,
         follow_mode: str | None = None,
         before_suspend: str | None = None,
+        before_resume: str | None = None,
     ) -> None:
         """bridge: settings merged into the bridge config (e.g. ``{"resume": {"deadline": 20}}``);
         nodesets: the bridge's nodesets (default: one per node group, the slurmd image);
@@ -124,7 +125,9 @@ class Environment:
         site's systemd unit runs it, and start() returns once its heartbeat says it follows jobs
         (the host's slurmctld only);
         before_suspend: shell commands SuspendProgram runs before the bridge's suspend (a slow
-        suspend, held back by the test; the host's slurmctld only)."""
+        suspend, held back by the test; the host's slurmctld only);
+        before_resume: the same for ResumeProgram (e.g. a hook still starting when slurmctld
+        dies)."""
         if runtime not in ("process", "docker"):
             raise ValueError(f"runtime must be 'process' or 'docker', got {runtime!r}")
         if slurm_version and runtime != "docker":
@@ -155,6 +158,7 @@ class Environment:
         self._kubeapi_args = tuple(kubeapi_args)
         self.cgroups = cgroups
         self._before_suspend = before_suspend
+        self._before_resume = before_resume
         self.image = IMAGE
         self._docker_env: dict[str, str] | None = None
         self.dir: Path | None = None
@@ -367,7 +371,8 @@ class Environment:
                                           timeouts=self._timeouts, docker_env=self._docker_env,
                                           site_dirs=[site.ROOT], users=site.users_data()).start()
             return
-        hooks = Hooks(resume=BIN / "slurm-k8s-resume", suspend=self._suspend_program(),
+        hooks = Hooks(resume=self._hook_program("slurm-k8s-resume", self._before_resume),
+                      suspend=self._hook_program("slurm-k8s-suspend", self._before_suspend),
                       resume_fail=BIN / "slurm-k8s-resume-fail", prolog_slurmctld=BIN / "slurm-k8s-prolog",
                       prolog=_in_image(self._node_scripts), epilog=_in_image(self._node_scripts))
         self.slurm = SlurmCluster(node_groups=self._node_groups, hooks=hooks, timeouts=self._timeouts,
@@ -375,12 +380,13 @@ class Environment:
                                   slurm_user=self.slurm_user, prolog_wrapper=False, cgroups=self.cgroups,
                                   lua_plugins=True).start()
 
-    def _suspend_program(self) -> Path:
-        if self._before_suspend is None:
-            return BIN / "slurm-k8s-suspend"
+    def _hook_program(self, name: str, before: str | None) -> Path:
+        """The hook slurm.conf names: the bridge's own, or a wrapper that runs ``before`` first."""
+        if before is None:
+            return BIN / name
         assert self.dir is not None
-        wrapper = self.dir / "suspend-wrapper"
-        wrapper.write_text(f"#!/bin/sh\n{self._before_suspend}\nexec {BIN / 'slurm-k8s-suspend'} \"$@\"\n")
+        wrapper = self.dir / f"{name}-wrapper"
+        wrapper.write_text(f"#!/bin/sh\n{before}\nexec {BIN / name} \"$@\"\n")
         wrapper.chmod(0o755)
         return wrapper
 

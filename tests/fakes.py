@@ -55,6 +55,14 @@ class FakeSlurm:
             self.facts[node] = replace(fact, state=tuple(s for s in fact.state if s != "POWERING_UP")
                                        + ("POWERING_DOWN",))
 
+    def jobs_on(self, nodes: list[str]) -> list[tuple[int, tuple[str, ...]]]:
+        """squeue's CONFIGURING and RUNNING jobs on any of ``nodes``; raises ``self.unreachable``
+        when set (slurmctld down)."""
+        if getattr(self, "unreachable", None):
+            raise self.unreachable
+        return [(i, tuple(j["nodes"])) for i, j in self.jobs.items()
+                if j["state"] in ("CONFIGURING", "RUNNING") and set(j["nodes"]) & set(nodes)]
+
     def job_state(self, job_id: int) -> tuple[str, int] | None:
         job = self.jobs.get(job_id)
         return None if job is None else (job["state"], job["restarts"])

@@ -7,7 +7,10 @@ Runs in both follow modes (--follow-mode); prints the seconds from the restart t
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +65,29 @@ def test_slurmctld_killed_mid_resume_and_restarted_leaves_nothing_stuck(make_env
     wait_for(lambda: all("POWERED_DOWN" in node_field(env, n, "State") for n in NODES) and not bridge_pods(env),
              timeout=60, what="every node powered down, no pod left")
 
+
+
+def test_resume_hook_that_outlived_its_slurmctld_reads_the_jobs_from_the_restarted_one(make_env):
+    """slurmctld dies after calling ResumeProgram and before the hook read $SLURM_RESUME_FILE (a
+    memfd of the dead slurmctld: gone with it). The hook asks the restarted slurmctld which jobs
+    the nodes are for and makes their pods: the job runs without a requeue, instead of its nodes
+    going DOWN and the job waiting out a requeue."""
+    gate = Path(tempfile.mkdtemp(prefix="resume-gate-"))  # not under pytest's 0700 base: SlurmUser looks
+    gate.chmod(0o755)
+    go = gate / "go"
+    # Early start off: the pods must come from the hook (with it on, the prolog makes them first).
+    env = make_env(bridge={"resume": {"early_start": False}},
+                   before_resume=f"while [ ! -e {go} ]; do sleep 0.05; done")
+    job = sbatch(env, "-N2", "--wrap", "hostname")
+    wait_for(lambda: len([n for n in NODES if "POWERING_UP" in node_field(env, n, "State")]) == 2, timeout=30,
+             what="ResumeProgram called for the job's two nodes (held before the bridge's hook)")
+    assert bridge_pods(env) == {}
+    env.slurm.kill_slurmctld()
+    env.slurm.restart_slurmctld()
+    go.touch()
+    wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=60, what="the job completed")
+    assert job_field(env, job, "Restarts") == "0"
+    gone = [r for r in env.bridge_log_records() if r.get("event", "").startswith("resume file gone")]
+    assert gone and gone[0]["jobs"] == [int(job)], gone
+    assert not [r for r in env.bridge_log_records() if r.get("event") == "resume failed"]
+    shutil.rmtree(gate)

@@ -3,6 +3,7 @@
 Every expected failure is one line on stderr and a distinct exit code, never a traceback.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -10,6 +11,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+from bridge import hooks, resumefile
+from bridge.errors import ResumeFileError, ResumeFileGone, SlurmError
 
 BIN = Path(sys.executable).parent
 
@@ -115,3 +119,44 @@ def test_an_unknown_option_is_not_taken_for_a_node(tmp_path):
     result = hook("slurm-k8s-resume", "--verbose", slurm_conf=tmp_path / "slurm.conf")
     assert result.returncode == 64
     one_line_error(result, "slurm-k8s-resume: usage: unknown option '--verbose'")
+
+
+class _Context:
+    """What ``hooks._resume`` uses of a hook call, on the in-memory fakes."""
+
+    def __init__(self, nodes, config, slurm, kube, log):
+        self.nodes, self.config, self.log, self._slurm, self._kube = nodes, config, log, slurm, kube
+
+    def slurm(self):
+        return self._slurm
+
+    @contextlib.contextmanager
+    def kube(self):
+        yield self._kube
+
+
+def test_resume_file_gone_with_its_slurmctld_reads_the_jobs_from_slurm(config, slurm, kube, log, monkeypatch):
+    """slurmctld SIGKILLed while its ResumeProgram started: $SLURM_RESUME_FILE (a memfd of the dead
+    process) is gone. The restarted slurmctld still has job 7 CONFIGURING on elastic[1-2], so the
+    hook makes their pods for job 7 instead of failing the nodes and requeueing a job that can run."""
+    followed = []
+    monkeypatch.setattr("bridge.follow.spawn", lambda path, groups: followed.append(groups))
+    monkeypatch.setenv("SLURM_RESUME_FILE", "/proc/999999999/fd/9")
+    with pytest.raises(ResumeFileGone) as gone:
+        resumefile.read_env()
+    slurm.add_job(7, ["elastic1", "elastic2", "elastic3"])
+    hooks._resume(_Context(["elastic1", "elastic2"], config, slurm, kube, log), None, gone.value)
+    assert {p["metadata"]["labels"]["slurm-k8s-bridge/job-id"] for p in kube.pods.values()} == {"7"}
+    assert sorted(kube.pods) == ["linux-elastic1", "linux-elastic2"] and slurm.down == {}
+    assert followed == [[((7,), ["elastic1", "elastic2"])]]
+
+
+def test_resume_file_gone_and_slurm_unreachable_is_the_one_line_resume_file_error(config, slurm, kube, log):
+    """Nothing to go on: the call fails as an unreadable file always did (the nodes are given
+    back by run_hook), and the line says both why."""
+    slurm.unreachable = SlurmError("squeue: Unable to contact slurm controller")
+    gone = ResumeFileGone("cannot read SLURM_RESUME_FILE=/proc/1/fd/9: No such file or directory")
+    with pytest.raises(ResumeFileError) as error:
+        hooks._resume(_Context(["elastic1"], config, slurm, kube, log), None, gone)
+    assert "No such file" in str(error.value) and "Unable to contact slurm controller" in str(error.value)
+    assert kube.pods == {}

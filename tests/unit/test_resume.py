@@ -1,5 +1,7 @@
 """The resume flow against in-memory Slurm and Kubernetes."""
 
+from dataclasses import replace
+
 from bridge import resume as flow
 from bridge.errors import KubernetesError
 from bridge.resumefile import parse
@@ -39,6 +41,27 @@ def test_refused_pod_sets_its_node_down_with_the_cause(config, slurm, kube, log)
     assert list(slurm.down) == ["elastic2"]
     assert slurm.down["elastic2"].startswith("slurm-k8s-bridge: pod linux-elastic2: Forbidden")
     assert "linux-elastic2" not in kube.pods
+
+
+def test_a_node_the_bridge_gave_back_before_the_call_gets_no_pod(config, slurm, kube, log):
+    """The prolog's early start failed elastic2 and requeued the job; slurmctld's power-save
+    thread then calls ResumeProgram for the job's nodes anyway. A pod there would only fail again
+    and outlive the job: elastic2 keeps its cause and gets nothing; the hook succeeds."""
+    cause = "slurm-k8s-bridge: pod linux-elastic2: slurmd: ImagePullBackOff"
+    slurm.facts["elastic2"] = replace(slurm.facts["elastic2"], state=("DOWN", "CLOUD", "POWERING_UP"), reason=cause)
+    outcome = run(["elastic1", "elastic2"], config, slurm, kube, log)
+    assert outcome.created == ["elastic1"] and outcome.given_back == ["elastic2"]
+    assert sorted(kube.pods) == ["linux-elastic1"]
+    assert outcome.failed == {} and slurm.down == {} and outcome.exit_code() is None
+
+
+def test_a_node_down_for_another_reason_still_gets_its_pod(config, slurm, kube, log):
+    """Only the bridge's own cause means "given back": an admin's DOWN is the admin's business
+    (Slurm asked for the node, so the bridge makes its pod)."""
+    slurm.facts["elastic2"] = replace(slurm.facts["elastic2"], state=("DOWN", "CLOUD", "POWERING_UP"),
+                                      reason="admin: bad DIMM")
+    outcome = run(["elastic1", "elastic2"], config, slurm, kube, log)
+    assert sorted(outcome.created) == ["elastic1", "elastic2"] and outcome.given_back == []
 
 
 def test_node_slurm_does_not_know_fails_alone(config, slurm, kube, log):
