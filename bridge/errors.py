@@ -45,8 +45,9 @@ class ResumeFileError(BridgeError):
 
 
 class ResumeFileGone(ResumeFileError):
-    """$SLURM_RESUME_FILE names a file that no longer exists: the slurmctld that called the hook
-    died before the hook could read it (the file is a memfd of that process)."""
+    """$SLURM_RESUME_FILE cannot be opened (gone, or refused): the slurmctld that called the hook
+    died before the hook could read it (the file is a memfd of that process). What it said can
+    be asked of the restarted slurmctld."""
 
 
 class NotInstalled(BridgeError):

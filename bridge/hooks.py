@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bridge.errors import BridgeError, PartialFailure, ResumeFileError, ResumeFileGone, UsageError
+from bridge.errors import BridgeError, PartialFailure, ResumeFileError, ResumeFileGone, SlurmError, UsageError
 
 
 def ensure_stdio() -> None:
@@ -198,15 +198,25 @@ def _resume(ctx: HookContext, request: Any, early: BridgeError | None) -> None:
                              failed=outcome.failed, exit_code=outcome.exit_code())
 
 
+GONE_WAIT = 60.0
+"""How long a hook whose slurmctld died asks the restarted one which jobs its nodes are for."""
+
+
 def _request_from_slurm(ctx: HookContext, gone: ResumeFileGone) -> Any:
     """The jobs of this call from Slurm's queue, when the slurmctld that called the hook died
     before the hook read its file: the restarted slurmctld still counts the nodes POWERING_UP
     for those jobs, and failing them would requeue jobs that can run."""
     from bridge import resumefile
 
+    import stamina
+
     try:
-        jobs = ctx.slurm().jobs_on(ctx.nodes)
-    except BridgeError as e:
+        # slurmctld may still be down (systemd restarts it within seconds): ask for a while.
+        for attempt in stamina.retry_context(on=SlurmError, attempts=None, timeout=GONE_WAIT, wait_initial=0.5,
+                                             wait_max=5.0):
+            with attempt:
+                jobs = ctx.slurm().jobs_on(ctx.nodes)
+    except SlurmError as e:
         raise ResumeFileError(f"{gone}; and Slurm could not say which jobs the nodes are for: {e}") from None
     request = resumefile.from_slurm(ctx.nodes, jobs)
     ctx.log.warning("resume file gone with the slurmctld that wrote it; jobs read from Slurm",

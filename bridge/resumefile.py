@@ -11,6 +11,7 @@ parent holds it: read it first thing, before anything else can take time. Two fo
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ from bridge import hostlist
 from bridge.errors import ResumeFileError, ResumeFileGone, UsageError
 
 ENV_VAR = "SLURM_RESUME_FILE"
+_GONE = (errno.ENOENT, errno.EACCES, errno.EPERM, errno.ESRCH)
+"""How reading ``/proc/<slurmctld pid>/fd/N`` fails once that slurmctld died: ENOENT when it is
+gone, EACCES while the kernel is still tearing it down (measured: both, SIGKILL then restart)."""
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,9 @@ def read_env() -> ResumeRequest | None:
     try:
         with open(path, "rb") as f:
             text = f.read()
-    except FileNotFoundError as e:
-        raise ResumeFileGone(f"cannot read {ENV_VAR}={path}: {e.strerror}") from None
     except OSError as e:
+        if e.errno in _GONE:
+            raise ResumeFileGone(f"cannot read {ENV_VAR}={path}: {e.strerror}") from None
         raise ResumeFileError(f"cannot read {ENV_VAR}={path}: {e.strerror}") from None
     return parse(text, source=path)
 

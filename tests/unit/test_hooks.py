@@ -151,9 +151,11 @@ def test_resume_file_gone_with_its_slurmctld_reads_the_jobs_from_slurm(config, s
     assert followed == [[((7,), ["elastic1", "elastic2"])]]
 
 
-def test_resume_file_gone_and_slurm_unreachable_is_the_one_line_resume_file_error(config, slurm, kube, log):
-    """Nothing to go on: the call fails as an unreadable file always did (the nodes are given
-    back by run_hook), and the line says both why."""
+def test_resume_file_gone_and_slurm_unreachable_is_the_one_line_resume_file_error(config, slurm, kube, log,
+                                                                                  monkeypatch):
+    """Nothing to go on once slurmctld stayed away for GONE_WAIT: the call fails as an unreadable
+    file always did (the nodes are given back by run_hook), and the line says both why."""
+    monkeypatch.setattr(hooks, "GONE_WAIT", 0.2)
     slurm.unreachable = SlurmError("squeue: Unable to contact slurm controller")
     gone = ResumeFileGone("cannot read SLURM_RESUME_FILE=/proc/1/fd/9: No such file or directory")
     with pytest.raises(ResumeFileError) as error:

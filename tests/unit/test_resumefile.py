@@ -60,3 +60,36 @@ def test_groups_merge_jobs_that_share_a_node_and_keep_manual_nodes_alone():
     assert resumefile.groups(["e1", "e2", "e3", "e4", "e5", "e6"], request) == [
         ((1, 2), ["e1", "e2", "e3"]), ((3,), ["e5"]), ((), ["e4"]), ((), ["e6"])]
     assert resumefile.groups(["e1", "e2"], None) == [((), ["e1"]), ((), ["e2"])]
+
+
+def test_a_resume_file_that_cannot_be_opened_is_gone_not_malformed(tmp_path, monkeypatch):
+    """ENOENT (slurmctld gone) and EACCES (/proc/<pid>/fd of a process being torn down, measured
+    after a SIGKILL) both mean "ask Slurm"; what is there but malformed stays a plain error."""
+    from bridge.errors import ResumeFileError, ResumeFileGone
+    from bridge.resumefile import read_env
+
+    monkeypatch.setenv("SLURM_RESUME_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ResumeFileGone):
+        read_env()
+    denied = tmp_path / "denied"
+    denied.write_text("{}")
+    monkeypatch.setattr("builtins.open", lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    monkeypatch.setenv("SLURM_RESUME_FILE", str(denied))
+    with pytest.raises(ResumeFileGone, match="Permission denied"):
+        read_env()
+    monkeypatch.undo()
+    bad = tmp_path / "bad"
+    bad.write_text("{jobs")
+    monkeypatch.setenv("SLURM_RESUME_FILE", str(bad))
+    with pytest.raises(ResumeFileError) as error:
+        read_env()
+    assert not isinstance(error.value, ResumeFileGone)
+
+
+def test_from_slurm_keeps_each_job_with_the_nodes_of_this_call():
+    from bridge.resumefile import from_slurm
+
+    request = from_slurm(["e1", "e2", "e5"], [(7, ("e1", "e2", "e3")), (8, ("e5",)), (9, ("e9",))])
+    assert [(j.job_id, j.nodes, j.nodes_alloc) for j in request.jobs] == [
+        (7, ("e1", "e2"), ("e1", "e2", "e3")), (8, ("e5",), ("e5",))]
+    assert request.job_of("e5").job_id == 8 and request.nodes == ("e1", "e2", "e5")
