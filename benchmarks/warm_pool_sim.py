@@ -212,6 +212,55 @@ def report(name: str, result: dict, static: float) -> str:
             f"warm {warm:6.1%}  idle/busy pod-hours {result['idle_share']:6.1%}")
 
 
+SWEEP_SUSPEND = (60.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0)
+SWEEP_FIXED = (1, 2, 4, 8, 16, 32, 64)
+SWEEP_PREDICTIVE = {"idle_share": (0.1, 0.25, 1.0), "hold": (600.0, 3600.0), "size_quantile": (0.8, 0.95),
+                    "linger": (600.0, 3600.0)}
+GOAL_IDLE = 0.10
+
+
+def sweep(name: str, jobs: list[Job], size: int, epoch: float, args: argparse.Namespace) -> None:
+    """Every setting of each policy family on one trace; then the frontier: for each idle cost,
+    the most jobs that found their nodes up. Answers "could any setting reach the goal?"."""
+    import itertools
+
+    points: list[tuple[float, float, str]] = []  # (idle share, warm share, setting)
+
+    def run(label: str, policy: str, *, fixed: int = 0, suspend_time: float = args.suspend_time,
+            pool_policy: warmpool.PoolPolicy | None = None) -> None:
+        pool_policy = pool_policy or warmpool.PoolPolicy(max=size, horizon=args.boot + args.tick, linger=suspend_time)
+        result = simulate(jobs, size, policy, boot=args.boot, suspend_time=suspend_time, tick=args.tick,
+                          epoch=epoch, pool_policy=pool_policy, fixed=fixed)
+        warm = sum(1 for e in result["extra"] if e <= 0.3) / len(result["extra"])
+        points.append((result["idle_share"], warm, label))
+        print(f"  {label:<58} warm {warm:6.1%}  idle/busy {result['idle_share']:7.1%}")
+        sys.stdout.flush()
+
+    print(f"{name}: {len(jobs)} jobs, {size} nodes")
+    for suspend_time in SWEEP_SUSPEND:
+        run(f"reactive SuspendTime={suspend_time:g}", "reactive", suspend_time=suspend_time)
+    for n in SWEEP_FIXED:
+        if n <= size:
+            run(f"fixed-{n}", "fixed", fixed=n)
+    keys = list(SWEEP_PREDICTIVE)
+    for values in itertools.product(*SWEEP_PREDICTIVE.values()):
+        settings = dict(zip(keys, values))
+        pool_policy = warmpool.PoolPolicy(max=size, horizon=args.boot + args.tick, **settings)
+        run("predictive " + " ".join(f"{k}={v:g}" for k, v in settings.items()), "predictive",
+            pool_policy=pool_policy)
+    frontier, best = [], -1.0
+    for idle, warm, label in sorted(points):
+        if warm > best:
+            frontier.append((idle, warm, label))
+            best = warm
+    print("  frontier (each point: the least idle cost for that share of warm starts):")
+    for idle, warm, label in frontier:
+        print(f"    idle/busy {idle:7.1%}  warm {warm:6.1%}  {label}")
+    within = [p for p in points if p[0] <= GOAL_IDLE]
+    top = max(within, key=lambda p: p[1]) if within else None
+    print(f"  best at idle <= {GOAL_IDLE:.0%}: " + (f"warm {top[1]:.1%} ({top[2]})" if top else "no setting"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trace", choices=["nasa", "lublin", "synthetic", "all"], default="all")
@@ -220,6 +269,9 @@ def main() -> None:
     parser.add_argument("--suspend-time", type=float, default=600.0)
     parser.add_argument("--tick", type=float, default=15.0)
     parser.add_argument("--fixed", type=int, nargs="*", default=[4, 16])
+    parser.add_argument("--sweep", action="store_true",
+                        help="instead of the three policies: sweep SuspendTime, fixed N and the predictive "
+                             "model's settings, and print each trace's frontier (most warm starts for each idle cost)")
     args = parser.parse_args()
     traces = []
     if args.trace in ("nasa", "all"):
@@ -233,6 +285,9 @@ def main() -> None:
     print(f"boot {args.boot:g} s, static start {args.static:g} s, SuspendTime {args.suspend_time:g} s, "
           f"tick {args.tick:g} s")
     for name, jobs, size, epoch in traces:
+        if args.sweep:
+            sweep(name, jobs, size, epoch, args)
+            continue
         busy = sum(j.nodes * j.runtime for j in jobs)
         span = max(j.submit for j in jobs) - min(j.submit for j in jobs)
         print(f"{name}: {len(jobs)} jobs over {span / 86400:.0f} days, utilisation {busy / (span * size):.0%}")

@@ -110,7 +110,7 @@ class Daemon:
         self._delete_pods([a for a in actions if isinstance(a, DeletePod)])
         self._release([a for a in actions if isinstance(a, ReleaseNode)])
         for job in (a for a in actions if isinstance(a, ReleaseJob)):
-            failure.release_job(job.job_ids, list(job.nodes), dict(job.failed), config=self.config,
+            failure.release_job(job.job_ids, self._whole_job(job, by_node), dict(job.failed), config=self.config,
                                 slurm=self._slurm, kube=self._kube, log=self._log)
         self._drain([a for a in actions if isinstance(a, DrainNode)], [a for a in actions if isinstance(a, UndrainNode)])
         for action in actions:
@@ -121,6 +121,25 @@ class Daemon:
         refs = [a.ref for a in actions if isinstance(a, DeletePodGroup)]
         if refs:
             self._kube_call("delete podgroups", lambda: self._report(self._kube.delete_objects(refs)))
+
+    def _whole_job(self, job: ReleaseJob, by_node: dict[str | None, dict[str, Any]]) -> list[str]:
+        """The nodes to give back for a failed job: its powering-up ones (the plan's) and those
+        that registered already and wait for the others. A follower knows them from the resume
+        call; the daemon asks Slurm (one squeue, only when a job fails) and takes a node only
+        where Slurm allocates it to the job and its pod is the bridge's pod made for that job: a
+        node the job's pod label names but another job now holds is never touched."""
+        if not job.job_ids:
+            return list(job.nodes)
+        try:
+            on_slurm = self._slurm.jobs_on(list(job.nodes))
+        except SlurmError as e:
+            self._log.warning("could not read the failed job's other nodes", jobs=list(job.job_ids), error=str(e))
+            return list(job.nodes)
+        labels = {str(j) for j in job.job_ids}
+        registered = sorted({n for job_id, alloc in on_slurm if job_id in job.job_ids for n in alloc
+                             if n not in job.nodes and n in by_node
+                             and (by_node[n]["metadata"].get("labels") or {}).get(naming.JOB_LABEL) in labels})
+        return list(job.nodes) + registered
 
     def _record(self, action: Action, pod: dict[str, Any] | None) -> None:
         self._log.info("reconcile", action=action.kind, rule=action.rule, node=action.node or None,

@@ -32,7 +32,8 @@ class DrainingSlurm(FakeSlurm):
 
 def pod(node: str, host: str = "worker-1") -> dict:
     return {"metadata": {"name": f"linux-{node}", "namespace": "slurm", "uid": f"u-{node}",
-                         "labels": {**naming.owner_labels("linux"), naming.NODESET_LABEL: "cpu"},
+                         "labels": {**naming.owner_labels("linux"), naming.NODESET_LABEL: "cpu",
+                                    naming.NODE_LABEL: naming.dns_label(node)},
                          "annotations": {naming.NODE_ANNOTATION: node}},
             "spec": {"nodeName": host}, "status": {"phase": "Running"}}
 
@@ -213,3 +214,29 @@ def test_drain_and_undrain_are_one_scontrol_update_each(tmp_path):
     assert calls.read_text().splitlines() == [
         "update|NodeName=elastic[1-2]|State=DRAIN|Reason=slurm-k8s-bridge: Kubernetes node worker-1 is cordoned|",
         "update|NodeName=elastic1|State=UNDRAIN|"]
+
+
+def test_a_failed_job_gives_back_its_registered_nodes_too_but_never_another_jobs_pod(world, write_config):
+    """Job 9's elastic3 pod failed while elastic1 had registered and waited for it: as the hook's
+    follower does, the daemon gives back the whole job, so elastic1's pod goes too (it would
+    otherwise idle until SuspendTime and hold the requeued job's next try). elastic2 is allocated
+    to job 9 as well, but its pod was made for job 5: not the failed job's, never touched."""
+    import structlog
+
+    from bridge import config as config_module
+    from tests.conftest import BASIC_CONFIG
+
+    _, slurm, kube, clock = world
+    following = config_module.load(str(write_config(BASIC_CONFIG.replace("resume:\n", "daemon: {follow: true}\nresume:\n"))))
+    slurm.add_job(9, ["elastic1", "elastic2", "elastic3"])
+    slurm.facts["elastic3"] = NodeFacts("elastic3", 1, 500, state=("MIXED", "CLOUD", "POWERING_UP"))
+    for node, job in (("elastic1", "9"), ("elastic2", "5"), ("elastic3", "9")):
+        kube.pods[f"linux-{node}"]["metadata"]["labels"][naming.JOB_LABEL] = job
+    kube.pods["linux-elastic3"]["status"] = {"phase": "Failed", "reason": "Evicted", "message": "node shutdown"}
+    daemon = Daemon(following, slurm=slurm, kube=kube, log=structlog.get_logger(), metrics=Metrics(),
+                    clock=lambda: clock[0])
+    actions = daemon.look(list(kube.pods.values()), [host()])
+    assert [(a.kind, a.node) for a in actions] == [("release_job", "elastic3")]
+    assert sorted(kube.pods) == ["linux-elastic2"]
+    assert slurm.jobs[9]["state"] == "PENDING" and slurm.jobs[9]["restarts"] == 1
+    assert "elastic1" in slurm.powered_down and "elastic2" not in slurm.powered_down | slurm.down
