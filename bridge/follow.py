@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bridge import hostlist, naming
+from bridge import hostlist, naming, nodestate
 from bridge.config import Config
 from bridge.errors import BridgeError
 from bridge.failure import Failure, release_job
@@ -93,9 +93,34 @@ def _settle(job_ids: tuple[int, ...], nodes: list[str], pods: dict[str, dict], f
     if isinstance(end, dict):
         release_job(job_ids, nodes, end, config=config, slurm=slurm, kube=kube, log=log)
         end = "failed"
+    if end == "gone" and (left := leftovers(job_ids, nodes, pods, facts)):
+        errors = kube.delete_pods(left)
+        log.warning("pods made for a job on nodes Slurm took back deleted", jobs=list(job_ids), pods=left,
+                    errors={n: str(e) for n, e in errors.items() if e is not None} or None)
     if end is not None:
         log.info("job followed", jobs=list(job_ids), nodes=hostlist.fold(nodes), end=end)
     return end
+
+
+def leftovers(job_ids: tuple[int, ...], nodes: list[str], pods: dict[str, dict],
+              facts: dict[str, NodeFacts]) -> list[str]:
+    """Pods the bridge made for ``job_ids`` that stand on nodes Slurm has taken back (powering
+    down, or powered down and not allocated). A resume that raced its job's failure makes them:
+    the job failed, its pods were deleted and SuspendProgram ran while the resume was creating
+    them again; Slurm will not call SuspendProgram for those nodes again."""
+    if not job_ids:
+        return []
+    wanted = {str(j) for j in job_ids}
+    left = []
+    for node in nodes:
+        pod, fact = pods.get(node), facts.get(node)
+        if pod is None or fact is None or pod["metadata"].get("deletionTimestamp"):
+            continue
+        taken_back = nodestate.is_powering_down(fact.state) or (
+            nodestate.is_powered_down(fact.state) and not nodestate.is_allocated(fact.state))
+        if taken_back and (pod["metadata"].get("labels") or {}).get(naming.JOB_LABEL) in wanted:
+            left.append(pod["metadata"]["name"])
+    return sorted(left)
 
 
 def _key(group: Group) -> tuple[tuple[int, ...], str]:

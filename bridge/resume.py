@@ -84,7 +84,7 @@ def resume(nodes: list[str], *, config: Config, slurm: SlurmClient, kube: KubeCl
         facts = slurm.node_facts(nodes)
         members = _members(nodes, facts, config=config, outcome=outcome)
         groups = _create_groups(members, request, config=config, kube=kube, outcome=outcome)
-        _create(members, facts, groups, request, config=config, kube=kube, outcome=outcome)
+        _create(members, facts, groups, request, config=config, slurm=slurm, kube=kube, outcome=outcome)
     except BridgeError as e:
         outcome.errors += [e for _ in _fail_unsettled(nodes, outcome, classify(e))]
     if unsettled := _fail_unsettled(nodes, outcome, Failure(UNSETTLED, transient=False)):
@@ -100,7 +100,8 @@ def resume(nodes: list[str], *, config: Config, slurm: SlurmClient, kube: KubeCl
 
 
 def _create(members: list[tuple[str, str]], facts: dict[str, NodeFacts], groups: list[gang.Group],
-            request: ResumeRequest | None, *, config: Config, kube: KubeClient, outcome: Outcome) -> None:
+            request: ResumeRequest | None, *, config: Config, slurm: SlurmClient, kube: KubeClient,
+            outcome: Outcome) -> None:
     """Render and create the pods ``CHUNK`` at a time. A failure in one chunk does not stop
     the next: the failed job is released afterwards as a whole (pods of earlier chunks
     included), and other jobs go ahead, as when every pod was created at once."""
@@ -114,7 +115,7 @@ def _create(members: list[tuple[str, str]], facts: dict[str, NodeFacts], groups:
         for plan in plans:
             _record(plan, errors[plan.name], outcome)
     if conflicts:
-        _settle_conflicts(conflicts, config=config, kube=kube, outcome=outcome)
+        _settle_conflicts(conflicts, config=config, slurm=slurm, kube=kube, outcome=outcome)
 
 
 def _fail_unsettled(nodes: list[str], outcome: Outcome, failure: Failure) -> list[str]:
@@ -261,10 +262,11 @@ def _already_exists(error: KubernetesError | None) -> bool:
     return isinstance(error, Conflict)
 
 
-def _settle_conflicts(conflicts: list[PodPlan], *, config: Config, kube: KubeClient, outcome: Outcome) -> None:
+def _settle_conflicts(conflicts: list[PodPlan], *, config: Config, slurm: SlurmClient, kube: KubeClient,
+                      outcome: Outcome) -> None:
     """A pod of that name exists. Ours and alive: nothing to do. Ours and on its way out
-    (a suspend just deleted it, or it ended): wait for it to go, then create it again.
-    Not ours: never touched; the node fails."""
+    (a suspend just deleted it, or it ended): wait for it to go, then create it again, unless
+    Slurm has taken the node back meanwhile. Not ours: never touched; the node fails."""
     deadline = time.monotonic() + TERMINATING_WAIT
     pending = conflicts
     while True:
@@ -277,11 +279,34 @@ def _settle_conflicts(conflicts: list[PodPlan], *, config: Config, kube: KubeCli
                                                       transient=True)
             return
         time.sleep(0.5)
+        # Asked right before each try: the failure that deleted the old pod gives the node back
+        # to Slurm a moment after the deletion.
+        if not (retry := _still_wanted(retry, slurm=slurm, outcome=outcome)):
+            return
         errors = kube.create_pods([p.manifest for p in retry])
         for plan in retry:
             _record(plan, errors[plan.name], outcome)
         owed.paid(config.resume.state_dir, [p.node for p in retry if errors[p.name] is None])
         pending = [p for p in retry if _already_exists(errors[p.name])]
+
+
+def _still_wanted(plans: list[PodPlan], *, slurm: SlurmClient, outcome: Outcome) -> list[PodPlan]:
+    """The plans whose node Slurm still wants up. The pod in the way may be one a suspend is
+    deleting because the node's job failed to start and was requeued while this call ran (the
+    prolog's early start gives the job's nodes back at once): that node is powering down, or
+    DOWN with the bridge's cause, and a pod made for it now would outlive its job. (A node
+    powered down is not enough: the prolog's early start makes pods for allocated ones.)"""
+    if not plans:
+        return plans
+    facts = slurm.node_facts([p.node for p in plans])
+    wanted = []
+    for plan in plans:
+        fact = facts.get(plan.node)
+        if fact is not None and (given_back(fact) or nodestate.is_powering_down(fact.state)):
+            outcome.given_back.append(plan.node)
+        else:
+            wanted.append(plan)
+    return wanted
 
 
 def _job_label(pod: dict[str, Any]) -> str | None:

@@ -215,11 +215,13 @@ def test_container_exit_with_restart_policy_never_ends_the_pod(
     assert status.containerStatuses[0].restartCount == 0 == container_state(kubeapi_client, "job").restartCount
 
 
-def _container_states(client: Client, pod: str, until: Callable[[Any], bool]) -> list[tuple[Any, ...]]:
+def _container_states(client: Client, pod: str, until: Callable[[Any], bool],
+                      within: int | None = None) -> list[tuple[Any, ...]]:
     """Every container state the pod's status went through, as a watch sees it:
-    (restartCount, running/terminated/waiting reason, lastState exit code, when seen)."""
+    (restartCount, running/terminated/waiting reason, lastState exit code, when seen);
+    ``within`` s at most (the server ends the watch)."""
     seen: list[tuple[Any, ...]] = []
-    for _, obj in client.watch(Pod, namespace="default", fields={"metadata.name": pod}):
+    for _, obj in client.watch(Pod, namespace="default", fields={"metadata.name": pod}, server_timeout=within):
         statuses = obj.status.containerStatuses if obj.status else None
         if not statuses:
             continue
@@ -336,7 +338,11 @@ def test_missing_image_shows_err_image_pull_then_back_off(
         'failed to pull and unpack image "registry.example.org/nope/missing:1.0"'
     ) in failed[0]
     assert messages["ImagePullBackOff"].startswith('Back-off pulling image "registry.example.org/nope/missing:1.0"')
-    wait_until(lambda: "ErrImagePull" in waiting_reasons(), what="ErrImagePull on a retry")
+    # Each retry shows ErrImagePull only until its back-off starts, a few ms here: a watch sees it,
+    # polling may not.
+    retry = _container_states(kubeapi_client, "ghost", within=10,
+                              until=lambda c: bool(c.state.waiting) and c.state.waiting.reason == "ErrImagePull")
+    assert retry and retry[-1][1] == "ErrImagePull", f"no ErrImagePull on a retry in 10 s: {retry}"
 
 
 def test_init_containers_run_in_order_before_the_container(

@@ -136,11 +136,31 @@ def test_early_start_follower_releases_the_whole_job_before_slurm_powers_its_las
 
 def test_follower_ends_when_slurm_took_a_node_back_unallocated(config, slurm, kube, log):
     resume_job(config, slurm, kube, log)
+    for n in ("elastic2", "elastic3"):
+        set_state(slurm, n, "MIXED", "CLOUD")
     set_state(slurm, "elastic1", "IDLE", "CLOUD", "POWERED_DOWN")
     progress = Progress([])
     ends = follow.follow([((7,), ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
                          clock=progress.clock, sleep=progress.sleep)
     assert ends == {7: "gone"}
+
+
+def test_follower_of_a_resume_that_raced_its_jobs_failure_deletes_the_pods_it_made_again(config, slurm, kube, log):
+    """The job failed and was requeued, its pods deleted and SuspendProgram run, while a resume
+    for it was still creating them: Slurm will not suspend those nodes again, so the pods the
+    bridge made for that job on nodes Slurm took back go. Another job's pod and the pods of
+    nodes still allocated stay."""
+    resume_job(config, slurm, kube, log)
+    set_state(slurm, "elastic1", "IDLE", "CLOUD", "POWERING_DOWN")
+    set_state(slurm, "elastic2", "MIXED", "CLOUD")
+    set_state(slurm, "elastic3", "IDLE", "CLOUD", "POWERED_DOWN")
+    kube.pods["linux-elastic3"]["metadata"]["labels"]["slurm-k8s-bridge/job-id"] = "8"
+    progress = Progress([])
+    ends = follow.follow([((7,), ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
+                         clock=progress.clock, sleep=progress.sleep)
+    assert ends == {7: "gone"}
+    assert sorted(kube.pods) == ["linux-elastic2", "linux-elastic3"]
+    assert slurm.down == {} and slurm.powered_down == {}
 
 
 def test_follower_treats_a_missing_image_as_lasting(config, slurm, kube, log):

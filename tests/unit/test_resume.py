@@ -64,6 +64,35 @@ def test_a_node_down_for_another_reason_still_gets_its_pod(config, slurm, kube, 
     assert sorted(outcome.created) == ["elastic1", "elastic2"] and outcome.given_back == []
 
 
+def test_a_pod_deleted_because_the_job_failed_meanwhile_is_not_made_again(config, slurm, kube, log, monkeypatch):
+    """The hook found the early start's pod terminating: the job failed and was requeued while
+    the hook ran, and Slurm is powering the node down. Making the pod again would leave it
+    alive after its job (SuspendProgram already ran), so the node is left as Slurm has it."""
+    request = parse('{"jobs":[{"job_id":7,"nodes":"elastic[1-2]"}],"all_nodes":"elastic[1-2]"}')
+    run(["elastic1", "elastic2"], config, slurm, kube, log, request)
+    kube.pods["linux-elastic2"]["metadata"]["deletionTimestamp"] = "2026-12-05T14:08:46Z"
+    slurm.facts["elastic2"] = replace(slurm.facts["elastic2"], state=("IDLE", "CLOUD", "POWERING_DOWN"),
+                                      reason="slurm-k8s-bridge: job 7 could not start: pod linux-elastic1: ...")
+    monkeypatch.setattr(flow.time, "sleep", lambda s: kube.pods.pop("linux-elastic2", None))
+    outcome = run(["elastic1", "elastic2"], config, slurm, kube, log, request)
+    assert outcome.existing == ["elastic1"] and outcome.given_back == ["elastic2"]
+    assert sorted(kube.pods) == ["linux-elastic1"] and outcome.failed == {}
+
+
+def test_a_pod_still_terminating_from_an_earlier_job_is_made_again_once_gone(config, slurm, kube, log, monkeypatch):
+    """The same conflict while Slurm still wants the node (allocated, powering up): the new pod
+    is made as soon as the old one is gone."""
+    old = parse('{"jobs":[{"job_id":5,"nodes":"elastic1"}],"all_nodes":"elastic1"}')
+    new = parse('{"jobs":[{"job_id":7,"nodes":"elastic1"}],"all_nodes":"elastic1"}')
+    run(["elastic1"], config, slurm, kube, log, old)
+    kube.pods["linux-elastic1"]["metadata"]["deletionTimestamp"] = "2026-12-05T14:08:46Z"
+    slurm.facts["elastic1"] = replace(slurm.facts["elastic1"], state=("MIXED", "CLOUD", "POWERING_UP"))
+    monkeypatch.setattr(flow.time, "sleep", lambda s: kube.pods.pop("linux-elastic1", None))
+    outcome = run(["elastic1"], config, slurm, kube, log, new)
+    assert outcome.created == ["elastic1"] and outcome.given_back == []
+    assert kube.pods["linux-elastic1"]["metadata"]["labels"]["slurm-k8s-bridge/job-id"] == "7"
+
+
 def test_node_slurm_does_not_know_fails_alone(config, slurm, kube, log):
     outcome = run(["elastic1", "elastic9"], config, slurm, kube, log)
     assert outcome.created == ["elastic1"]
