@@ -1,7 +1,8 @@
 """The hook's Slurm read as the cluster grows: node facts of the nodes of one call, read from
-real Slurm 22.05 (sinfo --json, which cannot be filtered, plus one failed scontrol --json to
-learn the version) against the old text read (scontrol -o show node NODES), for clusters of
-100 / 1,000 / 10,000 CLOUD nodes. Prints median seconds of 5 reads.
+real Slurm 22.05 as a hook reads them (one failed scontrol --json, then the strict text read of
+``scontrol --oneliner show node NODES``) against the JSON read it falls back to (sinfo --json,
+which cannot be filtered), for clusters of 100 / 1,000 / 10,000 CLOUD nodes. Prints median
+seconds of 5 reads, each with a new CommandSlurm as a hook has.
 
     PYTHONPATH=. .venv/bin/python benchmarks/slurm_read_scale.py [SIZES...]
 """
@@ -14,7 +15,6 @@ import subprocess
 import sys
 import time
 
-from bridge import hostlist
 from bridge.slurm import CommandSlurm
 from testenv.slurm import NodeGroup, SlurmCluster
 from testenv.slurm import cluster as cluster_module
@@ -35,20 +35,19 @@ def median_seconds(call, runs: int = 5) -> float:
 
 
 def main(sizes: list[int]) -> None:
-    print(f"{'cluster':>8} {'asked':>6} {'json read (s)':>14} {'text read (s)':>14} {'sinfo --json bytes':>19}")
+    print(f"{'cluster':>8} {'asked':>6} {'hook read (s)':>14} {'json read (s)':>14} {'sinfo --json bytes':>19}")
     for size in sizes:
         with SlurmCluster(node_groups=(NodeGroup(count=size),)) as cluster:
             os.environ["SLURM_CONF"] = str(cluster.conf_path)
             out = subprocess.run(["/usr/bin/sinfo", "--json"], capture_output=True, check=True).stdout
             for asked in sorted({2, min(1000, size)}):
                 nodes = [f"elastic{i}" for i in range(1, asked + 1)]
-                facts = CommandSlurm().node_facts(nodes)
-                assert len(facts) == asked, f"read {len(facts)} of {asked} nodes"
-                new = median_seconds(lambda: CommandSlurm().node_facts(nodes))
-                old = median_seconds(lambda: subprocess.run(
-                    ["/usr/bin/scontrol", "-o", "show", "node", hostlist.fold(nodes)], capture_output=True, check=True))
-                print(f"{size:>8} {asked:>6} {new:>14.3f} {old:>14.3f} {len(out):>19}", flush=True)
-
+                wanted = set(nodes)
+                by_json = {n: f for n, f in CommandSlurm()._json_facts().items() if n in wanted}
+                assert CommandSlurm().node_facts(nodes) == by_json, "the text read differs from the JSON"
+                hook = median_seconds(lambda: CommandSlurm().node_facts(nodes))
+                whole = median_seconds(lambda: {n: f for n, f in CommandSlurm()._json_facts().items() if n in wanted})
+                print(f"{size:>8} {asked:>6} {hook:>14.3f} {whole:>14.3f} {len(out):>19}", flush=True)
 
 if __name__ == "__main__":
     main([int(a) for a in sys.argv[1:]] or [100, 1000, 10000])

@@ -79,7 +79,7 @@ def render(obj: _Obj, nodes: tuple[str, ...], job_id: int | None, check: bool,
                           + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
     if check:
         _check_pods(obj.config, [facts[n] for n in names], job_id=job_id, versions=kubernetes_versions,
-                    controller=str(slurm.version) if getattr(slurm, "version", None) else None)
+                    controller=str(v) if (v := slurm.learn_version()) else None)
         return
     manifests = [render_pod(obj.config, facts[n], job_id=job_id).manifest for n in names]
     click.echo(yaml.safe_dump_all(manifests, sort_keys=False), nl=False)

@@ -21,6 +21,12 @@ class FakeSlurm:
         self.jobs: dict[int, dict] = {}  # job id -> {"nodes": [...], "restarts": n, "held": comment, "delay": s}
         self.calls: list[str] = []  # node updates, as scontrol calls: "set_down 2", "power_down 1"
 
+    version = None
+    """The controller's SlurmVersion, where a test needs one (class-wide: the CLI makes its own)."""
+
+    def learn_version(self):  # noqa: ANN201 - CommandSlurm's
+        return self.version
+
     def add_job(self, job_id: int, nodes: list[str], restarts: int = 0, requeue: bool = True) -> None:
         """``requeue=False``: an srun or --no-requeue job, which Slurm ends on a node failure."""
         self.jobs[job_id] = {"nodes": nodes, "restarts": restarts, "held": None, "delay": None,

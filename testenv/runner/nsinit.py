@@ -11,7 +11,8 @@ code, or killed by the same signal), so the runtime sees the container's real ex
 
 The child gives the container a /dev of its own if the spec lists devices (a tmpfs with the
 basic devices bound in from the host and a node per device, see devices.py), bind-mounts the
-volumes, hides the masked host paths no volume covers under an empty tmpfs, mounts a /proc of
+volumes, hides the masked host paths no volume covers under an empty tmpfs, makes /sys (with
+the cgroup filesystems) read-only unless the container is privileged, mounts a /proc of
 its PID namespace, sets the hostname, working directory and user, resets the signal mask and dispositions (a hook of Slurm's starts us
 with SIGTERM/SIGINT/SIGHUP blocked) and execs the command. Both report on STATUS_FIFO (a named
 pipe: an inherited pipe would stay open in unshare): the PID first, then either nothing (the
@@ -149,6 +150,29 @@ def private_dev(staging: str, devices: list[dict]) -> None:
         raise SetupError(f"error setting up /dev: {e.strerror or e}") from e
 
 
+_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC}
+
+
+def read_only_sys() -> None:
+    """/sys and every mount below it (the cgroup filesystems) read-only in this namespace, as
+    runc mounts them for a container that is not privileged: such a pod can read its cgroup
+    but not create one or move a process, so a slurmd whose plugins need that fails here as on
+    a real node (the runtime's namespace is private: the host's mounts stay as they are)."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        mounts = [line.split() for line in f]
+    for fields in mounts:
+        point = fields[4].encode().decode("unicode_escape")  # \040 for a space, as the kernel writes it
+        if point != "/sys" and not point.startswith("/sys/"):
+            continue
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY
+        for option in fields[5].split(","):
+            flags |= _FLAGS.get(option, 0)
+        try:
+            _mount(None, point, None, flags)
+        except OSError as e:
+            raise SetupError(f"error making {point} read-only: {e.strerror}") from e
+
+
 def mount_proc() -> None:
     try:
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
@@ -192,6 +216,8 @@ def set_up(spec: dict) -> None:
     if spec.get("devices"):
         private_dev(spec["devStaging"], spec["devices"])
     bind_mounts(spec["mounts"], spec.get("masks", []))
+    if not spec.get("privileged"):
+        read_only_sys()
     mount_proc()
     cwd = spec.get("cwd") or "/"
     try:

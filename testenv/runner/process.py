@@ -8,7 +8,10 @@ is an empty tmpfs in the container unless a volume covers it, and each ``image_f
 (``/etc/passwd``, ``/etc/group``) is a private copy of the file an image would carry, without
 the host's users, so a pod knows a user only if its manifest brings one; a mount point missing on the host is created for the
 time it is used and removed afterwards. A container given devices gets a /dev of its own
-(devices.py says why and what is in it). The container's main process is PID 1 of its namespace,
+(devices.py says why and what is in it). /sys and the cgroup filesystems are read-only inside, as
+runc mounts them for a container that is not privileged; a privileged container is refused
+(CreateContainerError): it would get this machine's writable cgroupfs, not a cgroup of its own
+(the Docker runtime models that). The container's main process is PID 1 of its namespace,
 as in Docker without --init: it gets SIGTERM only if it handles it, and when it dies the kernel
 kills everything else in the container.
 """
@@ -140,6 +143,11 @@ class ProcessRuntime:
     # --- containers --------------------------------------------------------------------------
 
     async def start_container(self, config: ContainerConfig) -> ContainerHandle:
+        if config.privileged:
+            # What privileged grants is a cgroup subtree of the pod's own (cgroups.py); a host
+            # process here would get this machine's whole cgroupfs instead: more than any pod.
+            raise ContainerStartError("the process runtime cannot run a privileged container (it would get "
+                                      "this machine's whole cgroupfs, not a cgroup of its own): use the Docker runtime")
         argv = resolve_argv(config.image, config.command, config.args)
         env = {"HOSTNAME": config.hostname, **dict(config.image.env), **dict(config.env)}
         working_dir = config.working_dir or config.image.working_dir or "/"
@@ -301,6 +309,7 @@ def _nsinit_spec(config: ContainerConfig, argv: list[str], env: dict[str, str], 
         "gid": config.run_as_group,
         "devices": [{"path": d.container_path, "major": d.major, "minor": d.minor} for d in config.devices],
         "devStaging": str(dev_staging),
+        "privileged": config.privileged,
     }
 
 

@@ -891,3 +891,32 @@ def test_image_files_are_a_private_copy_per_container_not_the_hosts(
     assert (out / "first").read_text() == (out / "second").read_text() == "root:x:0:0:root:/root:/bin/sh\n"
     assert Path("/etc/passwd").read_bytes() == host_passwd
     assert image_passwd.read_text() == "root:x:0:0:root:/root:/bin/sh\n"
+
+
+def test_a_pod_reads_its_cgroup_filesystems_but_cannot_change_them(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner, out: Path,
+) -> None:
+    """runc mounts /sys and the cgroup filesystems read-only for a container that is not
+    privileged: a slurmd with cgroup plugins must fail in such a pod here as on a real node, not
+    find this machine's writable cgroupfs."""
+    probe = Path(f"/sys/fs/cgroup/pids/k8s-bridge-probe-{os.getpid()}")
+    script = f"ls /sys/fs/cgroup/pids > /out/read; mkdir {probe} 2> /out/mkdir; echo $? > /out/rc"
+    make_pod(kubeapi_client, "ro", script, out=out, restartPolicy="Never")
+    wait_until(lambda: phase_is(kubeapi_client, "ro", "Succeeded"), what="pod done")
+    assert "cgroup.procs" in (out / "read").read_text().split()  # readable
+    assert (out / "rc").read_text().strip() == "1" and "Read-only file system" in (out / "mkdir").read_text()
+    assert not probe.exists()
+    host = {line.split()[4]: line.split()[5] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
+    assert host["/sys/fs/cgroup/pids"].startswith("rw") and host["/sys"].startswith("rw")  # the host's stay writable
+
+
+def test_a_privileged_container_is_refused_by_the_process_runtime(
+    kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner,
+) -> None:
+    """The process runtime cannot give a privileged container a cgroup of its own (the Docker
+    runtime does, testenv/runner/cgroups.py): it says so instead of handing it this machine's."""
+    make_pod(kubeapi_client, "priv", "true", restartPolicy="Never", container={"securityContext": {"privileged": True}})
+    state = wait_until(lambda: (s := container_state(kubeapi_client, "priv")) and s.state.terminated and s.state,
+                       what="start refused")
+    assert state.terminated.reason == "StartError" and "cannot run a privileged container" in state.terminated.message
+    assert pod_status(kubeapi_client, "priv").phase == "Failed"

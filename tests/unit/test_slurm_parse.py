@@ -92,6 +92,7 @@ def slurm_2205(tmp_path: Path) -> Path:
 case "$*" in
   *--json*) echo "scontrol: unrecognized option '--json'" >&2; echo 'Try "scontrol --help" for more information' >&2; exit 1;;
   "update NodeName=ghost7"*) echo "slurm_update error: Invalid node name specified" >&2; exit 1;;
+  "--oneliner show node "*ghost7*) echo "Node ghost7 not found"; exit 1;;
 esac""")
     _command(tmp_path, "sinfo", f'cat "{SINFO_2205}"')
     return tmp_path
@@ -112,13 +113,17 @@ esac""")
     return tmp_path
 
 
-def test_2205_is_read_through_sinfo_and_its_version_learned_once(slurm_2205):
+def test_2205_is_read_through_sinfo_where_text_will_not_do_and_its_version_learned_once(slurm_2205):
+    # The text read (tests/unit/test_slurm_text.py) steps aside for an unknown name, and for
+    # text that is not the nodes asked; --json is tried once.
     slurm = CommandSlurm(str(slurm_2205))
     facts = slurm.node_facts(["elastic1", "ghost7"])
     assert list(facts) == ["elastic1"] and facts["elastic1"].cpus == 2
     assert slurm.version == SlurmVersion(22, 5, 8)
     slurm.node_facts(["elastic2"])
-    assert _calls(slurm_2205) == ["scontrol --json show node elastic1,ghost7", "sinfo --json", "sinfo --json"]
+    assert _calls(slurm_2205) == ["scontrol --json show node elastic1,ghost7",
+                                  "scontrol --oneliner show node elastic1,ghost7", "sinfo --json",
+                                  "scontrol --oneliner show node elastic2", "sinfo --json"]
 
 
 def test_2302_on_reads_only_the_nodes_asked_for_in_one_process(slurm_2411):
