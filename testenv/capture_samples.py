@@ -64,8 +64,10 @@ def pretty(text: str) -> str:
 def capture(version: str, out: Path, docker_env: dict[str, str]) -> list[Path]:
     rel = release(version)
     work = Path(tempfile.mkdtemp(prefix="sk8s-samples-", dir="/var/tmp"))
+    work.chmod(0o755)  # the hook runs as SlurmUser (slurm) in the container
     resumes = work / "resumes"
     resumes.mkdir()
+    shutil.chown(resumes, "slurm", "slurm")
     hook = work / "capture-resume"
     hook.write_text(CAPTURE.format(dir=resumes))
     hook.chmod(0o755)

@@ -31,7 +31,10 @@ from testenv import docker as engine
 from testenv.slurm import COMMON_SETTINGS, NodeGroup, Timeouts, free_ports
 
 START = """set -e
-mkdir -p /run/munge /run/munged /var/spool/slurmd "$SHARE/log"
+mkdir -p /run/munge /run/munged /run/slurmctld /var/spool/slurmd "$SHARE/log"
+# slurmctld runs as SlurmUser (slurm, uid 64030 as on the host: Debian fixes it), as a site's
+# does: it writes its log and pid file there, and its hooks run as that user too.
+chown slurm:slurm /run/slurmctld "$SHARE/log"
 chmod 0755 /run/munge
 chmod 0700 /run/munged
 install -m 0400 "$SHARE/munge.key" /run/munged/munge.key
@@ -187,11 +190,11 @@ class SlurmctldContainer:
 
 CONTAINER_SETTINGS = {
     **COMMON_SETTINGS,
-    "SlurmUser": "root",
+    "SlurmUser": "slurm",
     "StateSaveLocation": "/var/lib/slurm/slurmctld",
     # What configless slurmd pods read too: paths inside their own image, nothing of the host.
     "SlurmdSpoolDir": "/var/spool/slurmd",
-    "SlurmctldPidFile": "/run/slurmctld.pid",
+    "SlurmctldPidFile": "/run/slurmctld/slurmctld.pid",
 }
 """slurm.conf of a containerised test controller, before the power-saving settings."""
 

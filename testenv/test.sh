@@ -15,11 +15,10 @@ cd "$repo"
 if [ "$#" -gt 0 ]; then
   exec "$repo/.venv/bin/python" -m pytest "$@"
 fi
-# With no arguments (CI): the whole suite with the hooks following their jobs, then the tests
-# that follow a failing resume again with `slurm-k8s-bridge daemon` following them (README
-# "Follow modes"; ~4 min on 2 cores). Both passes run; either failing fails the run.
+# With no arguments (CI): the whole suite with the hooks following their jobs, then the whole
+# end-to-end suite again with `slurm-k8s-bridge daemon` following them (README "Follow modes";
+# ~8 min on 2 cores). Both passes run; either failing fails the run.
 status=0
 "$repo/.venv/bin/python" -m pytest || status=$?
-"$repo/.venv/bin/python" -m pytest --follow-mode=daemon -m follows \
-  tests/e2e/test_failures.py tests/e2e/test_gpus_and_gangs.py tests/e2e/test_slurmctld_restart.py || status=$?
+"$repo/.venv/bin/python" -m pytest --follow-mode=daemon tests/e2e || status=$?
 exit "$status"

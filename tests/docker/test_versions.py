@@ -10,6 +10,7 @@ Kubernetes API stand-in, its scheduler, the pod runner) is the same for all.
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -63,6 +64,8 @@ def bridge_events(env: Environment, event: str) -> list[dict[str, Any]]:
 
 def test_batch_job_and_srun_run_on_pods_of_that_release_then_suspend_leaves_zero_pods(make_env, version):
     env = make_env()
+    # Every release's slurmctld runs as SlurmUser slurm, as a site's does: so do its hooks.
+    assert re.search(r"^SlurmUser\s+= slurm\(64030\)$", env.slurm.run("scontrol", "show", "config").stdout, re.M)
     job = sbatch(env, "-N2", "--wrap", 'test "$(srun hostname | sort | xargs)" = "elastic1 elastic2"')
     wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=60, what="batch job completed")
     assert job_field(env, job, "ExitCode") == "0:0"
