@@ -12,11 +12,12 @@ code, or killed by the same signal), so the runtime sees the container's real ex
 The child gives the container a /dev of its own if the spec lists devices (a tmpfs with the
 basic devices bound in from the host and a node per device, see devices.py), bind-mounts the
 volumes, hides the masked host paths no volume covers under an empty tmpfs, makes /sys (with
-the cgroup filesystems) read-only unless the container is privileged, mounts a /proc of
-its PID namespace, sets the hostname, working directory and user, resets the signal mask and dispositions (a hook of Slurm's starts us
-with SIGTERM/SIGINT/SIGHUP blocked) and execs the command. Both report on STATUS_FIFO (a named
-pipe: an inherited pipe would stay open in unshare): the PID first, then either nothing (the
-close-on-exec descriptor closes when the exec succeeds) or {"error": ...}.
+the cgroup filesystems) read-only unless the container is privileged, mounts a /proc of its PID
+namespace (``/proc/sys`` and containerd's other read-only paths read-only unless privileged),
+sets the hostname, working directory and user, resets the signal mask and dispositions (a hook
+of Slurm's starts us with SIGTERM/SIGINT/SIGHUP blocked) and execs the command. Both report on
+STATUS_FIFO (a named pipe: an inherited pipe would stay open in unshare): the PID first, then
+either nothing (the close-on-exec descriptor closes when the exec succeeds) or {"error": ...}.
 
 Standard library only: it runs with -I -S, before anything else of the project is importable.
 """
@@ -173,9 +174,19 @@ def read_only_sys() -> None:
             raise SetupError(f"error making {point} read-only: {e.strerror}") from e
 
 
-def mount_proc() -> None:
+READ_ONLY_PROC = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+"""containerd's default readonlyPaths: what a container that is not privileged cannot write."""
+
+
+def mount_proc(privileged: bool = False) -> None:
     try:
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        if privileged:
+            return
+        for path in READ_ONLY_PROC:
+            if os.path.exists(path):
+                _mount(path, path, None, MS_BIND | MS_REC)
+                _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     except OSError as e:
         raise SetupError(f"error mounting proc: {e.strerror}") from e
 
@@ -218,7 +229,7 @@ def set_up(spec: dict) -> None:
     bind_mounts(spec["mounts"], spec.get("masks", []))
     if not spec.get("privileged"):
         read_only_sys()
-    mount_proc()
+    mount_proc(bool(spec.get("privileged")))
     cwd = spec.get("cwd") or "/"
     try:
         os.chdir(cwd)

@@ -893,19 +893,21 @@ def test_image_files_are_a_private_copy_per_container_not_the_hosts(
     assert image_passwd.read_text() == "root:x:0:0:root:/root:/bin/sh\n"
 
 
-def test_a_pod_reads_its_cgroup_filesystems_but_cannot_change_them(
+def test_a_pod_reads_its_cgroup_filesystems_and_proc_sys_but_cannot_change_them(
     kubeapi_client: Client, scheduler_default: Scheduler, runner_node1: PodRunner, out: Path,
 ) -> None:
     """runc mounts /sys and the cgroup filesystems read-only for a container that is not
     privileged: a slurmd with cgroup plugins must fail in such a pod here as on a real node, not
     find this machine's writable cgroupfs."""
     probe = Path(f"/sys/fs/cgroup/pids/k8s-bridge-probe-{os.getpid()}")
-    script = f"ls /sys/fs/cgroup/pids > /out/read; mkdir {probe} 2> /out/mkdir; echo $? > /out/rc"
+    script = (f"ls /sys/fs/cgroup/pids > /out/read; mkdir {probe} 2> /out/mkdir; echo $? > /out/rc;"
+              " (echo renamed > /proc/sys/kernel/hostname) 2> /out/procsys; true")
     make_pod(kubeapi_client, "ro", script, out=out, restartPolicy="Never")
     wait_until(lambda: phase_is(kubeapi_client, "ro", "Succeeded"), what="pod done")
     assert "cgroup.procs" in (out / "read").read_text().split()  # readable
     assert (out / "rc").read_text().strip() == "1" and "Read-only file system" in (out / "mkdir").read_text()
     assert not probe.exists()
+    assert "Read-only file system" in (out / "procsys").read_text()  # /proc/sys too, as containerd's readonlyPaths
     host = {line.split()[4]: line.split()[5] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
     assert host["/sys/fs/cgroup/pids"].startswith("rw") and host["/sys"].startswith("rw")  # the host's stay writable
 
