@@ -6,6 +6,11 @@ slurmctld; 24.11 and 26.05 run slurmctld in a container with the bridge of its i
 
     bash testenv/docker-setup.sh        # once: the images of every release
     PYTHONPATH=. .venv/bin/python benchmarks/versions_latency.py [RUNS] [RELEASE...]
+    PYTHONPATH=. .venv/bin/python benchmarks/versions_latency.py --early [RUNS] [RELEASE...]
+
+``--early``: early start's gain on each release (issue 13): sbatch -N2 → batch script running
+with ``resume.early_start`` on and off, with slurmctld's power_save_min_interval 10 (a site
+batching its resume calls: what early start saves most) and 0 (the README's slurm.conf).
 
 The batch script stamps its start into the job's Comment (`date` first, then scontrol), so the
 figure needs no file shared between a pod and the host. Each run waits until the nodes are
@@ -49,9 +54,9 @@ def powered_down(env: Environment) -> bool:
     return all(state.endswith("~") for state in env.slurm.node_states().values())
 
 
-def sbatch_to_running(version: str, runs: int) -> list[float]:
+def sbatch_to_running(version: str, runs: int, **kwargs: object) -> list[float]:
     samples = []
-    with environment(version) as env:
+    with environment(version, **kwargs) as env:
         for run in range(runs):
             submitted = time.time()
             job = env.slurm.run("sbatch", "--parsable", "-N2", "--wrap", STAMP).stdout.strip()
@@ -85,6 +90,22 @@ def sbatch_to_requeued(version: str, runs: int) -> list[float]:
     return samples
 
 
+def early_start(runs: int, versions: list[str]) -> None:
+    from testenv.slurm import Timeouts
+
+    figures = {}
+    for version in versions:
+        for interval in (10, 0):
+            timeouts = Timeouts(suspend_time=5, resume_timeout=120, suspend_timeout=2, power_save_min_interval=interval)
+            for early in (True, False):
+                figures[version, interval, early] = sbatch_to_running(
+                    version, runs, timeouts=timeouts, bridge={"resume": {"early_start": early}})
+    print()
+    for (version, interval, early), samples in figures.items():
+        print(f"Slurm {version}, power_save_min_interval={interval}, early start {'on ' if early else 'off'}: "
+              f"sbatch -N2 -> batch script running: {summary(samples)}")
+
+
 def main(runs: int, versions: list[str]) -> None:
     figures: dict[str, tuple[list[float], list[float]]] = {}
     for version in versions:
@@ -97,5 +118,7 @@ def main(runs: int, versions: list[str]) -> None:
 
 if __name__ == "__main__":
     arguments = sys.argv[1:]
+    compare_early = "--early" in arguments
+    arguments = [a for a in arguments if a != "--early"]
     count = int(arguments.pop(0)) if arguments and arguments[0].isdigit() else 5
-    main(count, arguments or list(engine.SLURM_RELEASES))
+    (early_start if compare_early else main)(count, arguments or list(engine.SLURM_RELEASES))

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from testenv import docker as engine
 from testenv.slurm import COMMON_SETTINGS, NodeGroup, Timeouts, free_ports
+from testenv.slurm_versions import power_saving_settings
 
 START = """set -e
 mkdir -p /run/munge /run/munged /run/slurmctld /var/spool/slurmd "$SHARE/log"
@@ -205,8 +206,6 @@ def render_conf(version: str, *, cluster: str, port: int, log_dir: Path, nodes: 
     release accepts it (testenv/slurm_versions.py) with ``power`` over it (hooks, timeouts; None
     leaves a setting out), and one CLOUD node line, node i on the i-th port of ``node_ports``
     (all on the host's network)."""
-    from testenv.slurm_versions import power_saving_settings
-
     settings = {"ClusterName": cluster, "SlurmctldHost": "localhost", "SlurmctldPort": str(port),
                 **CONTAINER_SETTINGS, "SlurmctldLogFile": str(log_dir / "slurmctld.log")}
     settings.update(power_saving_settings(version))
@@ -252,6 +251,8 @@ class ContainerCluster:
                  "ResumeFailProgram": "slurm-k8s-resume-fail", "PrologSlurmctld": "slurm-k8s-prolog"}
         power: dict[str, str | None] = {key: f"{BRIDGE_BIN}/{name}" for key, name in hooks.items()}
         power.update({key: str(value) for key, value in self._timeouts.settings().items()})
+        power["SlurmctldParameters"] = self._timeouts.scan_parameters(
+            power_saving_settings(self.version)["SlurmctldParameters"])
         conf = render_conf(self.version, cluster="testenv", port=port, log_dir=self.log_dir, nodes=group.hostlist,
                            node_ports=f"[{port + 1}-{port + group.count}]",
                            node_options=f"CPUs={group.cpus} RealMemory={group.real_memory}", power=power)

@@ -102,6 +102,13 @@ class Timeouts:
         values = (self.suspend_time, self.resume_timeout, self.suspend_timeout)
         return dict(zip(TIMEOUT_KEYS, values, strict=True))
 
+    def scan_parameters(self, parameters: str) -> str:
+        """SlurmctldParameters ``parameters`` with this power-save scan's two settings."""
+        scans = {"power_save_interval": self.power_save_interval,
+                 "power_save_min_interval": self.power_save_min_interval}
+        return ",".join(f"{key}={scans[key]}" if (key := p.split("=", 1)[0]) in scans else p
+                        for p in parameters.split(","))
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -340,11 +347,7 @@ def _power_saving_settings(cfg: ClusterConfig, snippet: Path) -> dict[str, str]:
             settings[key] = str(path)
     for key, seconds in cfg.timeouts.settings().items():
         settings[key] = str(seconds)
-    scans = {"power_save_interval": cfg.timeouts.power_save_interval,
-             "power_save_min_interval": cfg.timeouts.power_save_min_interval}
-    settings["SlurmctldParameters"] = ",".join(
-        f"{key}={scans[key]}" if (key := p.split("=", 1)[0]) in scans else p
-        for p in settings["SlurmctldParameters"].split(","))
+    settings["SlurmctldParameters"] = cfg.timeouts.scan_parameters(settings["SlurmctldParameters"])
     return settings
 
 

@@ -114,6 +114,21 @@ def test_resume_fail_after_resume_timeout_requeues_the_job_and_deletes_its_pods(
              what="ResumeFailProgram ran")
 
 
+def test_pods_are_created_at_allocation_by_the_prolog_before_resume_program(make_env, version):
+    # Issue 13's early start, on each release: PrologSlurmctld creates the pods when slurmctld
+    # allocates the powered-down nodes; ResumeProgram (every 10 s at most here, as sites batch
+    # resumes) finds them and creates none.
+    env = make_env(timeouts=Timeouts(suspend_time=5, resume_timeout=120, suspend_timeout=2,
+                                     power_save_min_interval=10))
+    job = sbatch(env, "-N2", "--wrap", 'test "$(srun hostname | sort | xargs)" = "elastic1 elastic2"')
+    wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=60, what="job completed")
+    assert job_field(env, job, "ExitCode") == "0:0"
+    early = [r for r in bridge_events(env, "resume done") if r["hook"] == "prolog" and r.get("jobs") == [int(job)]]
+    assert [r["created"] for r in early] == [2], early
+    assert all(r["created"] == 0 for r in bridge_events(env, "resume done") if r["hook"] == "resume")
+    wait_for(lambda: not bridge_pods(env), timeout=60, what="pods deleted after SuspendTime")
+
+
 def test_two_jobs_resumed_in_one_call_get_pods_labelled_with_their_own_job(make_env, version):
     # Early start off: the pods must come from the resume hook, which reads this release's resume file.
     env = make_env(bridge={"resume": {"early_start": False}})
