@@ -49,5 +49,6 @@ def main(sizes: list[int]) -> None:
                 whole = median_seconds(lambda: {n: f for n, f in CommandSlurm()._json_facts().items() if n in wanted})
                 print(f"{size:>8} {asked:>6} {hook:>14.3f} {whole:>14.3f} {len(out):>19}", flush=True)
 
+
 if __name__ == "__main__":
     main([int(a) for a in sys.argv[1:]] or [100, 1000, 10000])

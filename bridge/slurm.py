@@ -175,17 +175,11 @@ class CommandSlurm:
         those (``sinfo --json`` reads every node of the cluster: 12.7 MB and 214 MiB in sinfo at
         10,000 nodes). None when any answer is not one a strict reading can trust (see
         :func:`nodes_from_text`) or names a node Slurm does not know: the caller reads the JSON."""
-        facts: dict[str, NodeFacts] = {}
-        for batch in _batches(nodes):
-            try:
-                out = self._run("scontrol", "--oneliner", "show", "node", batch)
-            except _Missing:
-                return None
-            part = nodes_from_text(out, set(hostlist.expand(batch)))
-            if part is None:
-                return None
-            facts |= part
-        return facts
+        try:
+            out = "".join(self._run("scontrol", "--oneliner", "show", "node", batch) for batch in _batches(nodes))
+        except _Missing:
+            return None
+        return nodes_from_text(out, set(nodes))
 
     def learn_version(self) -> SlurmVersion | None:
         """The Slurm version: from a JSON answer read already, else ``scontrol --version`` (a
@@ -429,7 +423,8 @@ _NEXT_KEY = {
     "State": ("ThreadsPerCore",),
 }
 """The fields read from 22.05's ``scontrol --oneliner show node`` text, each with the keys Slurm
-prints right after it (captured from the real 22.05.8: ``tests/samples/scontrol-show-node-22.05.txt``)."""
+prints right after it (captured from the real 22.05.8:
+``tests/samples/scontrol-show-node-22.05-text.txt``)."""
 _LAST_KEY = "ExtSensorsTemp"
 """The last key 22.05 prints before the free text that may follow: ``Reason=`` (then its
 ``[user@time]``), ``Comment=`` and ``Extra=``."""
@@ -442,8 +437,8 @@ def nodes_from_text(out: str, wanted: set[str]) -> dict[str, NodeFacts] | None:
     hold spaces, ``Key=`` text or a newline, so a line is read only when it has exactly the
     shape Slurm gives it:
 
-    - it starts with ``NodeName=`` (lines of nodes not wanted are skipped); up to the first `` Reason=`` every key appears once, the
-      last is ``ExtSensorsTemp`` (no ``Comment=``/``Extra=`` text), and each field read is
+    - it starts with ``NodeName=`` (lines of nodes not wanted are skipped); up to the first
+      `` Reason=`` every key appears once, the last is ``ExtSensorsTemp`` (no ``Comment=``/``Extra=`` text), and each field read is
       followed by the key Slurm prints after it (a feature ``fast Zed=1`` or ``a CPUTot=64``
       breaks that);
     - a reason is the rest of the line, ending in Slurm's ``[user@time]`` and holding no
@@ -463,8 +458,7 @@ def nodes_from_text(out: str, wanted: set[str]) -> dict[str, NodeFacts] | None:
         head, found, tail = line.partition(" Reason=")
         keys = [(m.group(1), m.start(1), m.end()) for m in _KEY.finditer(head)]
         names = [key for key, _, _ in keys]
-        if not names or names[0] != "NodeName" or keys[0][1] != 0 or names[-1] != _LAST_KEY \
-                or len(set(names)) != len(names):
+        if names[-1] != _LAST_KEY or len(set(names)) != len(names):
             return None
         fields: dict[str, str] = {}
         for i, (key, _, end) in enumerate(keys):
@@ -482,7 +476,7 @@ def nodes_from_text(out: str, wanted: set[str]) -> dict[str, NodeFacts] | None:
                 return None
             reason = stamped.group(1)
         name = fields["NodeName"]
-        if name not in wanted or name in facts:
+        if name in facts:
             return None
         facts[name] = NodeFacts(
             name=name, cpus=int(fields["CPUTot"]), real_memory_mb=int(fields["RealMemory"]),

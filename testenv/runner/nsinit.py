@@ -12,8 +12,8 @@ code, or killed by the same signal), so the runtime sees the container's real ex
 The child gives the container a /dev of its own if the spec lists devices (a tmpfs with the
 basic devices bound in from the host and a node per device, see devices.py), bind-mounts the
 volumes, hides the masked host paths no volume covers under an empty tmpfs, makes /sys (with
-the cgroup filesystems) read-only unless the container is privileged, mounts a /proc of its PID
-namespace (``/proc/sys`` and containerd's other read-only paths read-only unless privileged),
+the cgroup filesystems) read-only, mounts a /proc of its PID namespace (``/proc/sys`` and
+containerd's other read-only paths read-only: the process runtime runs no privileged container),
 sets the hostname, working directory and user, resets the signal mask and dispositions (a hook
 of Slurm's starts us with SIGTERM/SIGINT/SIGHUP blocked) and execs the command. Both report on
 STATUS_FIFO (a named pipe: an inherited pipe would stay open in unshare): the PID first, then
@@ -178,11 +178,9 @@ READ_ONLY_PROC = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 """containerd's default readonlyPaths: what a container that is not privileged cannot write."""
 
 
-def mount_proc(privileged: bool = False) -> None:
+def mount_proc() -> None:
     try:
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        if privileged:
-            return
         for path in READ_ONLY_PROC:
             if os.path.exists(path):
                 _mount(path, path, None, MS_BIND | MS_REC)
@@ -227,9 +225,8 @@ def set_up(spec: dict) -> None:
     if spec.get("devices"):
         private_dev(spec["devStaging"], spec["devices"])
     bind_mounts(spec["mounts"], spec.get("masks", []))
-    if not spec.get("privileged"):
-        read_only_sys()
-    mount_proc(bool(spec.get("privileged")))
+    read_only_sys()
+    mount_proc()
     cwd = spec.get("cwd") or "/"
     try:
         os.chdir(cwd)

@@ -10,7 +10,7 @@ the host's users, so a pod knows a user only if its manifest brings one; a mount
 time it is used and removed afterwards. A container given devices gets a /dev of its own
 (devices.py says why and what is in it). /sys and the cgroup filesystems are read-only inside, as
 runc mounts them for a container that is not privileged; a privileged container is refused
-(CreateContainerError): it would get this machine's writable cgroupfs, not a cgroup of its own
+(a StartError): it would get this machine's writable cgroupfs, not a cgroup of its own
 (the Docker runtime models that). The container's main process is PID 1 of its namespace,
 as in Docker without --init: it gets SIGTERM only if it handles it, and when it dies the kernel
 kills everything else in the container.
@@ -309,7 +309,6 @@ def _nsinit_spec(config: ContainerConfig, argv: list[str], env: dict[str, str], 
         "gid": config.run_as_group,
         "devices": [{"path": d.container_path, "major": d.major, "minor": d.minor} for d in config.devices],
         "devStaging": str(dev_staging),
-        "privileged": config.privileged,
     }
 
 
