@@ -54,7 +54,7 @@ def settings(policy: str, nodes: int, speed: float) -> dict:
         n = int(policy.split("-", 1)[1])
         warm = {"min": n, "max": n}
     else:
-        warm = {"min": 0, "max": nodes, "horizon": max(1.0, 60 / speed), "hold": 1800 / speed,
+        warm = {"min": 0, "max": nodes, "horizon": max(1.0, 60 / speed), "hold": 3600 / speed,
                 "linger": 600 / speed, "quiet_after": 3600 / speed}
     # The pool, not Slurm's SuspendTime, decides which idle nodes stay up (README "Warm pool").
     return {"nodesets": [{**nodeset, "warm": warm}], "bridge": {"daemon": {"tick": 1, "metrics_address": "127.0.0.1:0"}},

@@ -16,6 +16,11 @@ Policies:
 - ``predictive``: bridge.warmpool's target (refilled 1 s after nodes are taken, the daemon's
   Slurm read); idle nodes beyond it are suspended after ``warmpool.linger`` (SuspendTime, cut
   while idle pod-hours are over budget).
+- ``clairvoyant`` (a bound, not a policy one could run): knowing every arrival in advance, each
+  node a job needs is either one a job freed before (kept idle until then) or one started
+  ``--boot`` seconds ahead, whichever idles less; every job starts warm. Its idle share is the
+  least any policy pays for all-warm starts (the trace's order and capacity waits as in FCFS
+  with no boot delay); the distance from it to a policy is the cost of not knowing the future.
 
 Printed per trace and policy: median and p90 of submit → running minus the wait for capacity
 (what elastic adds to a job, plus the static start of ``--static`` s), the share of jobs that
@@ -203,6 +208,36 @@ def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_ti
     return {"jobs": len(extra), "extra": extra, "idle_share": idle_seconds / busy_seconds}
 
 
+def clairvoyant(jobs: list[Job], size: int, boot: float) -> float:
+    """Idle over busy node-seconds when every job starts warm and each arrival is known ahead:
+    FCFS with no boot delay; each node a job takes is the most recently freed one (idle since it
+    was freed, or ``boot`` if that is less: suspend it and start it again ``boot`` before), and a
+    node never used yet costs ``boot``. Most-recent-first is the cheapest assignment: the cost
+    ``min(boot, gap)`` is concave in the gap, so pairing the shortest gaps first never loses."""
+    free = [math.inf] * size  # heap of negated free times: the most recently freed on top
+    running: list[tuple[float, int]] = []  # (end, nodes)
+    queue: deque[Job] = deque()
+    arrivals = deque(sorted(jobs, key=lambda j: j.submit))
+    idle = busy = 0.0
+    while arrivals or queue:
+        if running and (not arrivals or running[0][0] <= arrivals[0].submit):
+            now, nodes = heapq.heappop(running)
+            for _ in range(nodes):
+                heapq.heappush(free, -now)
+        elif arrivals:
+            now = arrivals[0].submit
+            queue.append(arrivals.popleft())
+        else:
+            break  # unreachable: a queued job always fits once everything has ended
+        while queue and len(free) >= queue[0].nodes:
+            job = queue.popleft()
+            for _ in range(job.nodes):
+                idle += min(boot, now + heapq.heappop(free))
+            busy += job.nodes * job.runtime
+            heapq.heappush(running, (now + job.runtime, job.nodes))
+    return idle / busy
+
+
 def report(name: str, result: dict, static: float) -> str:
     extra = sorted(result["extra"])
     starts = [static + e for e in extra]
@@ -212,10 +247,9 @@ def report(name: str, result: dict, static: float) -> str:
             f"warm {warm:6.1%}  idle/busy pod-hours {result['idle_share']:6.1%}")
 
 
-SWEEP_SUSPEND = (60.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0)
+SWEEP_SUSPEND = (60.0, 120.0, 180.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0)
 SWEEP_FIXED = (1, 2, 4, 8, 16, 32, 64)
-SWEEP_PREDICTIVE = {"idle_share": (0.1, 0.25, 1.0), "hold": (600.0, 3600.0), "size_quantile": (0.8, 0.95),
-                    "linger": (600.0, 3600.0)}
+SWEEP_PREDICTIVE = {"hold": (900.0, 3600.0, 14400.0), "linger": (60.0, 180.0, 600.0)}
 GOAL_IDLE = 0.10
 
 
@@ -236,7 +270,8 @@ def sweep(name: str, jobs: list[Job], size: int, epoch: float, args: argparse.Na
         print(f"  {label:<58} warm {warm:6.1%}  idle/busy {result['idle_share']:7.1%}")
         sys.stdout.flush()
 
-    print(f"{name}: {len(jobs)} jobs, {size} nodes")
+    print(f"{name}: {len(jobs)} jobs, {size} nodes; clairvoyant bound: every job warm at idle/busy "
+          f"{clairvoyant(jobs, size, args.boot):.1%}")
     for suspend_time in SWEEP_SUSPEND:
         run(f"reactive SuspendTime={suspend_time:g}", "reactive", suspend_time=suspend_time)
     for n in SWEEP_FIXED:
@@ -291,6 +326,7 @@ def main() -> None:
         busy = sum(j.nodes * j.runtime for j in jobs)
         span = max(j.submit for j in jobs) - min(j.submit for j in jobs)
         print(f"{name}: {len(jobs)} jobs over {span / 86400:.0f} days, utilisation {busy / (span * size):.0%}")
+        print(f"  {'clairvoyant':<12} every job warm at idle/busy pod-hours {clairvoyant(jobs, size, args.boot):6.1%}")
         pool_policy = warmpool.PoolPolicy(max=size, horizon=args.boot + args.tick, linger=args.suspend_time)
         runs = [("reactive", "reactive", 0)] + [(f"fixed-{n}", "fixed", n) for n in args.fixed] + \
                [("predictive", "predictive", 0)]

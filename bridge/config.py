@@ -234,8 +234,9 @@ class Warm(_Strict):
     """At most this many idle nodes kept up (0: no warm pool)."""
     horizon: float = 60.0
     """Seconds of expected demand the pool covers: about how long a new pod takes to register."""
-    hold: float = 1800.0
-    """An idle node is worth keeping if a job is likely within this many seconds."""
+    hold: float = 3600.0
+    """Idle node-seconds one warm start is worth: ``m`` idle nodes are held while jobs of at most
+    ``m`` nodes arrive at least once every ``hold / m`` seconds."""
     linger: float = 600.0
     """Seconds an idle node beyond the target stays up before the daemon powers it down."""
     quiet_after: float = 3600.0

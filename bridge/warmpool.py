@@ -11,10 +11,13 @@ idle pod-hours for that wait. The model here decides the pool's size from what S
 - a **weekly profile** (168 hour-of-week bins, each an exponentially weighted mean over the weeks
   seen, falling back to the hour-of-day mean while a week is incomplete) remembers the rhythm of
   working hours, so the pool is filled before the morning's first job, not after it;
-- a **size** estimate (a high quantile of the recent job sizes) is what one arriving job needs;
-  the pool holds it only while an arrival within ``hold`` seconds is likely enough
-  (``1 - exp(-rate * hold) >= min_arrival_probability``), otherwise idle nodes would wait for
-  nothing;
+- **what to hold** is chosen by the worth of a warm start: the recent submissions give a rate
+  of jobs of each size (the fast rate split by size; the profile's rate in the recent sizes' mix
+  when it expects more). Holding ``m`` idle nodes makes every job of at most ``m`` nodes start
+  warm; the pool holds the ``m`` that maximises ``hold × (jobs per second that fit in m) − m``,
+  i.e. it spends at most ``hold`` idle node-seconds per job it starts warm. Many small jobs and a
+  rare large one: the pool holds the small size, not the large one. What arrived within the last
+  ``horizon`` is held too (users submit series of alike jobs: a burst is followed at once);
 - a **budget**: idle pod-seconds are kept at or below ``idle_share`` of busy pod-seconds over
   roughly a day; above it the target shrinks in proportion;
 - **quiet**: with no submission for ``quiet_after`` seconds and a profile that expects none, the
@@ -43,11 +46,10 @@ class PoolPolicy:
     """Never more idle nodes than this (0: no warm pool at all)."""
     horizon: float = 60.0
     """Seconds ahead the pool must cover: about how long a new pod takes to register."""
-    hold: float = 1800.0
-    """An idle node is worth holding if a job is likely to arrive within this many seconds."""
-    min_arrival_probability: float = 0.5
-    size_quantile: float = 0.8
-    """The job size the pool holds: this quantile of the recent sizes."""
+    hold: float = 3600.0
+    """Idle node-seconds one warm start is worth: ``m`` nodes are held while jobs that fit in
+    ``m`` arrive at least once every ``hold / m`` seconds (one node for a job expected within an
+    hour, eight for one within 7.5 minutes)."""
     fast_half_life: float = 600.0
     profile_weight: float = 0.3
     """Weight of the newest week in each hour-of-week bin."""
@@ -65,10 +67,6 @@ class Demand:
     """What the model has learned of a nodeset's demand; JSON-serialisable via :func:`to_json`."""
 
     updated: float = 0.0
-    fast_rate: float = 0.0
-    """Nodes asked per second, recent."""
-    fast_jobs: float = 0.0
-    """Jobs per second, recent."""
     last_arrival: float = -math.inf
     profile: tuple[float, ...] = (0.0,) * HOURS_PER_WEEK
     """Nodes asked per second in each hour of the week (Monday 00:00 UTC = bin 0)."""
@@ -93,11 +91,8 @@ def _decay(value: float, elapsed: float, half_life: float) -> float:
 
 
 def _advance(d: Demand, now: float, policy: PoolPolicy) -> Demand:
-    """Decay the rates to ``now`` and close any hours that ended since the last update."""
-    elapsed = now - d.updated
-    d = replace(d, updated=now,
-                fast_rate=_decay(d.fast_rate, elapsed, policy.fast_half_life),
-                fast_jobs=_decay(d.fast_jobs, elapsed, policy.fast_half_life))
+    """Close any hours of the profile that ended since the last update."""
+    d = replace(d, updated=now)
     if d.hour_start == 0.0:
         return replace(d, hour_start=now - now % 3600)
     if now < d.hour_start + 3600:
@@ -124,11 +119,8 @@ def _advance(d: Demand, now: float, policy: PoolPolicy) -> Demand:
 def observe(d: Demand, now: float, nodes: int, policy: PoolPolicy) -> Demand:
     """A job asking for ``nodes`` nodes of the nodeset was submitted at ``now``."""
     d = _advance(d, now, policy)
-    # An EWMA rate: each event adds ln2/half_life of itself, so a steady rate r converges to r.
-    gain = math.log(2) / policy.fast_half_life
     recent = (d.recent + ((now, nodes),))[-_SIZES_KEPT:]
-    return replace(d, fast_rate=d.fast_rate + gain * nodes, fast_jobs=d.fast_jobs + gain,
-                   last_arrival=now, hour_nodes=d.hour_nodes + nodes, recent=recent)
+    return replace(d, last_arrival=now, hour_nodes=d.hour_nodes + nodes, recent=recent)
 
 
 def account(d: Demand, *, idle_seconds: float, busy_seconds: float, elapsed: float,
@@ -162,9 +154,33 @@ def linger(d: Demand, policy: PoolPolicy) -> float:
     return policy.linger * _budget(d, policy)
 
 
-def _quantile(values: tuple[int, ...], q: float) -> int:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0
+def size_rates(d: Demand, now: float, policy: PoolPolicy) -> dict[int, float]:
+    """Jobs per second expected of each size (in nodes) at ``now``: the recent submissions,
+    exponentially weighted with ``fast_half_life`` (the fast rate split by size), or, when the
+    weekly profile expects more, the profile's rate in the mix of the recent sizes."""
+    if not d.recent:
+        return {}
+    gain, rates, mix = math.log(2) / policy.fast_half_life, {}, {}
+    for t, n in d.recent:
+        rates[n] = rates.get(n, 0.0) + gain * 0.5 ** (max(0.0, now - t) / policy.fast_half_life)
+        mix[n] = mix.get(n, 0) + 1
+    mean_size = sum(n * c for n, c in mix.items()) / len(d.recent)
+    expected_jobs = profile_rate(d, now) / max(mean_size, 1.0)
+    if expected_jobs > sum(rates.values()):
+        return {n: expected_jobs * c / len(d.recent) for n, c in mix.items()}
+    return rates
+
+
+def worth_holding(rates: dict[int, float], hold: float) -> int:
+    """The pool size ``m`` (0 or a job size) that maximises ``hold × (jobs per second of at most
+    m nodes) − m``: each idle node-second buys the most warm starts."""
+    best_value, best, fits = 0.0, 0, 0.0
+    for size in sorted(rates):
+        fits += rates[size]
+        value = hold * fits - size
+        if value > best_value:
+            best_value, best = value, size
+    return best
 
 
 def target(d: Demand, now: float, policy: PoolPolicy, *, pending_nodes: int = 0) -> int:
@@ -173,26 +189,20 @@ def target(d: Demand, now: float, policy: PoolPolicy, *, pending_nodes: int = 0)
     if policy.max <= 0:
         return 0
     d = _advance(d, now, policy)
-    expected = profile_rate(d, now)
-    rate = max(d.fast_rate, expected)
-    sizes = tuple(n for _, n in d.recent)
-    mean_size = (sum(sizes) / len(sizes)) if sizes else 1.0
-    job_rate = max(d.fast_jobs, expected / max(mean_size, 1.0))
-    quiet = now - d.last_arrival >= policy.quiet_after and expected * policy.hold < 1.0
+    quiet = now - d.last_arrival >= policy.quiet_after and profile_rate(d, now) * policy.hold < 1.0
     if quiet:
         want = 0.0
     else:
-        likely = 1 - math.exp(-job_rate * policy.hold) >= policy.min_arrival_probability
         # What arrived in the last horizon is the best guess of the next one (users submit
-        # series of alike jobs), and one typical job when an arrival is likely at all.
+        # series of alike jobs), and the sizes worth holding at the rates expected.
         series = sum(n for t, n in d.recent if now - t < policy.horizon)
-        want = max(rate * policy.horizon, series, _quantile(sizes, policy.size_quantile) if likely else 0)
+        want = max(series, worth_holding(size_rates(d, now, policy), policy.hold))
     want *= _budget(d, policy)
     return max(policy.min, min(policy.max, math.ceil(want - 1e-9))) + max(0, pending_nodes)
 
 
 def to_json(d: Demand) -> dict:
-    return {"updated": d.updated, "fast_rate": d.fast_rate, "fast_jobs": d.fast_jobs,
+    return {"updated": d.updated,
             "last_arrival": d.last_arrival if math.isfinite(d.last_arrival) else None,
             "profile": list(d.profile), "profile_seen": list(d.profile_seen), "hour_start": d.hour_start,
             "hour_nodes": d.hour_nodes, "recent": [list(x) for x in d.recent], "idle_seconds": d.idle_seconds,
@@ -201,7 +211,7 @@ def to_json(d: Demand) -> dict:
 
 def from_json(data: dict) -> Demand:
     last = data.get("last_arrival")
-    return Demand(updated=data["updated"], fast_rate=data["fast_rate"], fast_jobs=data["fast_jobs"],
+    return Demand(updated=data["updated"],
                   last_arrival=-math.inf if last is None else last, profile=tuple(data["profile"]),
                   profile_seen=tuple(data["profile_seen"]), hour_start=data["hour_start"],
                   hour_nodes=data["hour_nodes"], recent=tuple((t, n) for t, n in data["recent"]),

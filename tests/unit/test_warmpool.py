@@ -67,6 +67,37 @@ def test_a_burst_is_followed_at_once() -> None:
     assert warmpool.target(d, t + 2 * POLICY.quiet_after, POLICY) == 0
 
 
+def test_the_pool_holds_the_sizes_whose_warm_starts_are_worth_their_idle_time() -> None:
+    # A 1-node job every 2 minutes is worth one idle node; a 32-node job as often is not worth
+    # 32 (a warm start each 120 s would cost 3,840 idle node-seconds, more than hold's 3,600).
+    assert warmpool.worth_holding({1: 1 / 120}, hold=3600.0) == 1
+    assert warmpool.worth_holding({32: 1 / 120}, hold=3600.0) == 0
+    assert warmpool.worth_holding({32: 1 / 60}, hold=3600.0) == 32
+    # Mixed: many 1-node jobs and a rare 32-node one hold 1; as the large ones become frequent
+    # the pool grows to hold them too.
+    assert warmpool.worth_holding({1: 1 / 60, 32: 1 / 3600}, hold=3600.0) == 1
+    assert warmpool.worth_holding({1: 1 / 60, 32: 1 / 60}, hold=3600.0) == 32
+    assert warmpool.worth_holding({}, hold=3600.0) == 0
+
+
+def test_small_jobs_keep_a_small_pool_and_a_rare_large_job_does_not_inflate_it() -> None:
+    d = Demand()
+    t = MONDAY + 3 * HOUR  # a night the profile knows nothing of
+    for i in range(30):
+        d = warmpool.observe(d, t + i * 120, 1, POLICY)
+    d = warmpool.observe(d, t + 30 * 120, 32, POLICY)
+    after_series = t + 30 * 120 + 2 * POLICY.horizon  # the 32-node job is no longer "just now"
+    assert warmpool.target(d, after_series, POLICY) == 1
+    # The same large job every minute is worth holding.
+    for i in range(1, 20):
+        d = warmpool.observe(d, t + 30 * 120 + i * 60, 32, POLICY)
+    assert warmpool.target(d, t + 30 * 120 + 19 * 60 + 2 * POLICY.horizon, POLICY) == 32
+    # A site that values warm starts less (a smaller hold) keeps less for the same demand: the
+    # (fading) 1-node series is still worth a node, the 32-node jobs are not.
+    frugal = PoolPolicy(max=32, horizon=60.0, hold=600.0)
+    assert warmpool.target(d, t + 30 * 120 + 19 * 60 + 2 * POLICY.horizon, frugal) == 1
+
+
 def test_the_target_never_exceeds_max_and_pending_nodes_come_on_top() -> None:
     d = Demand()
     t = MONDAY + 10 * HOUR

@@ -1,0 +1,49 @@
+"""The warm-pool simulator's clairvoyant bound and its policies on traces small enough to work out
+by hand: the README's figures rest on these sums."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.warm_pool_sim import Job, clairvoyant, simulate
+from bridge import warmpool
+
+BOOT = 60.0
+
+
+def test_the_bound_reuses_the_nodes_a_job_just_freed():
+    # A's two nodes are started 60 s ahead (120 node-s); B takes them 10 s after A freed them.
+    jobs = [Job(0, 100, 2), Job(110, 100, 2)]
+    assert clairvoyant(jobs, 4, BOOT) == pytest.approx((2 * 60 + 2 * 10) / 400)
+
+
+def test_the_bound_restarts_a_node_rather_than_idle_it_longer_than_a_boot():
+    jobs = [Job(0, 100, 2), Job(300, 100, 2)]  # a 200 s gap: suspend and start again 60 s ahead
+    assert clairvoyant(jobs, 4, BOOT) == pytest.approx((2 * 60 + 2 * 60) / 400)
+
+
+def test_the_bound_follows_fcfs_capacity_waits():
+    # Two nodes only: B waits for A's and takes them the moment A ends, at no idle cost.
+    jobs = [Job(0, 100, 2), Job(50, 100, 2)]
+    assert clairvoyant(jobs, 2, BOOT) == pytest.approx(2 * 60 / 400)
+
+
+def _run(jobs, size, policy, **kw):
+    pool_policy = kw.pop("pool_policy", warmpool.PoolPolicy(max=size, horizon=BOOT + 10))
+    return simulate(jobs, size, policy, boot=BOOT, tick=10, epoch=0.0, pool_policy=pool_policy, **kw)
+
+
+def test_reactive_starts_cold_unless_a_job_left_its_nodes_up():
+    jobs = [Job(0, 100, 2), Job(200, 100, 2), Job(5000, 100, 2)]
+    result = _run(jobs, 4, "reactive", suspend_time=600)
+    # The first job waits for its boot; the second finds the first's nodes (idle 100 s of 600);
+    # the third comes after SuspendTime and boots again.
+    assert result["extra"] == [BOOT, 0.0, BOOT]
+
+
+def test_a_fixed_pool_starts_every_job_that_fits_it_warm():
+    # The replay starts at the first submission, with nothing up: that job boots its nodes.
+    jobs = [Job(100, 50, 2), Job(1000, 50, 2), Job(3000, 50, 2), Job(5000, 50, 4)]
+    result = _run(jobs, 8, "fixed", fixed=2, suspend_time=60)
+    assert result["extra"][:3] == [BOOT, 0.0, 0.0]
+    assert result["extra"][3] == BOOT  # 4 nodes: the pool's two and two that must boot
