@@ -15,7 +15,10 @@ Policies:
 - ``fixed-N``: as reactive, plus N idle nodes always kept up (Slurm 24.05's ``SuspendExcNodes=<nodes>:N``).
 - ``predictive``: bridge.warmpool's target (refilled 1 s after nodes are taken, the daemon's
   Slurm read); idle nodes beyond it are suspended after ``warmpool.linger`` (SuspendTime, cut
-  while idle pod-hours are over budget).
+  while idle pod-hours are over budget). As the daemon does with squeue's StartTime and
+  SchedNodes, the free nodes of the queue's first job are started once its expected start is
+  within the pool's horizon; Slurm expects it from the time limits of the jobs ahead, here
+  ``--limit-factor`` times their runtimes (1: exact, the best case).
 - ``clairvoyant`` (a bound, not a policy one could run): knowing every arrival in advance, each
   node a job needs is either one a job freed before (kept idle until then) or one started
   ``--boot`` seconds ahead, whichever idles less; every job starts warm. Its idle share is the
@@ -138,8 +141,9 @@ class Pool:
 
 def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_time: float, tick: float,
              epoch: float, pool_policy: warmpool.PoolPolicy, fixed: int = 0,
-             refill_lag: float = 1.0) -> dict:
+             refill_lag: float = 1.0, limit_factor: float = 1.0) -> dict:
     pool = Pool(size)
+    expected_ends: dict[int, tuple[float, int]] = {}  # running job -> (Slurm's expected end, nodes)
     demand = warmpool.Demand()
     events: list[tuple[float, int, str, object]] = []
     seq = 0
@@ -167,7 +171,24 @@ def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_ti
             extra.append(ready - now)
             busy_seconds += job.nodes * job.runtime
             tick_busy += job.nodes * job.runtime
-            push(ready + job.runtime, "end", job.nodes)
+            key = seq
+            push(ready + job.runtime, "end", (key, job.nodes))
+            expected_ends[key] = (ready + job.runtime * limit_factor, job.nodes)
+
+    def planned(now: float) -> int:
+        """The queue's first job, waiting for nodes others hold: the free nodes Slurm plans for it,
+        when its expected start (running jobs end at their time limit) is within the horizon."""
+        if not queue:
+            return 0
+        free, need = size - pool.allocated, queue[0].nodes
+        starts = now if free >= need else None
+        for end, nodes in sorted(expected_ends.values()):
+            if starts is not None:
+                break
+            free += nodes
+            if free >= need:
+                starts = end
+        return min(need, size - pool.allocated) if starts is not None and starts - now <= pool_policy.horizon else 0
 
     while events:
         now, _, kind, data = heapq.heappop(events)
@@ -184,8 +205,10 @@ def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_ti
                 demand = warmpool.observe(demand, epoch + now, data.nodes, pool_policy)  # type: ignore[union-attr]
             try_start(now)
         elif kind == "end":
-            pool.allocated -= data  # type: ignore[operator]
-            pool.idle.extend([now] * data)  # type: ignore[list-item]
+            job_seq, nodes = data  # type: ignore[misc]
+            del expected_ends[job_seq]
+            pool.allocated -= nodes
+            pool.idle.extend([now] * nodes)
             try_start(now)
         else:
             if policy == "predictive":
@@ -196,7 +219,7 @@ def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_ti
         # The daemon refills the pool as soon as its Slurm read shows nodes taken, and shrinks it
         # at its ticks.
         if policy == "predictive":
-            want = warmpool.target(demand, epoch + now, pool_policy)
+            want = warmpool.target(demand, epoch + now, pool_policy, pending_nodes=planned(now))
             pool.start(want - len(pool.idle) - len(pool.starting), now + refill_lag, boot)
             if kind == "tick":
                 pool.suspend_idle(now, keep=want, after=warmpool.linger(demand, pool_policy))
@@ -264,7 +287,7 @@ def sweep(name: str, jobs: list[Job], size: int, epoch: float, args: argparse.Na
             pool_policy: warmpool.PoolPolicy | None = None) -> None:
         pool_policy = pool_policy or warmpool.PoolPolicy(max=size, horizon=args.boot + args.tick, linger=suspend_time)
         result = simulate(jobs, size, policy, boot=args.boot, suspend_time=suspend_time, tick=args.tick,
-                          epoch=epoch, pool_policy=pool_policy, fixed=fixed)
+                          epoch=epoch, pool_policy=pool_policy, fixed=fixed, limit_factor=args.limit_factor)
         warm = sum(1 for e in result["extra"] if e <= 0.3) / len(result["extra"])
         points.append((result["idle_share"], warm, label))
         print(f"  {label:<58} warm {warm:6.1%}  idle/busy {result['idle_share']:7.1%}")
@@ -304,6 +327,9 @@ def main() -> None:
     parser.add_argument("--suspend-time", type=float, default=600.0)
     parser.add_argument("--tick", type=float, default=15.0)
     parser.add_argument("--fixed", type=int, nargs="*", default=[4, 16])
+    parser.add_argument("--limit-factor", type=float, default=1.0,
+                        help="jobs' time limits as a multiple of their runtimes: Slurm expects a waiting "
+                             "job's start from the limits of the jobs ahead (1: exact; users' limits are longer)")
     parser.add_argument("--sweep", action="store_true",
                         help="instead of the three policies: sweep SuspendTime, fixed N and the predictive "
                              "model's settings, and print each trace's frontier (most warm starts for each idle cost)")
@@ -318,7 +344,7 @@ def main() -> None:
     if args.trace in ("synthetic", "all"):
         traces.append(("synthetic: working days + bursts, 64 nodes", synthetic(), 64, 4 * 86400.0))
     print(f"boot {args.boot:g} s, static start {args.static:g} s, SuspendTime {args.suspend_time:g} s, "
-          f"tick {args.tick:g} s")
+          f"tick {args.tick:g} s, time limits {args.limit_factor:g} x runtime")
     for name, jobs, size, epoch in traces:
         if args.sweep:
             sweep(name, jobs, size, epoch, args)
@@ -333,7 +359,7 @@ def main() -> None:
         for label, policy, n in runs:
             t0 = time.perf_counter()
             result = simulate(jobs, size, policy, boot=args.boot, suspend_time=args.suspend_time, tick=args.tick,
-                              epoch=epoch, pool_policy=pool_policy, fixed=n)
+                              epoch=epoch, pool_policy=pool_policy, fixed=n, limit_factor=args.limit_factor)
             print(report(label, result, args.static) + f"   ({time.perf_counter() - t0:.1f} s)")
         sys.stdout.flush()
 

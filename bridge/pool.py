@@ -1,15 +1,20 @@
 """The daemon's warm-pool step: per nodeset with ``warm.max > 0``, keep the target number of idle
 nodes powered up (:mod:`bridge.warmpool` sizes it), through Slurm.
 
-Demand is read from the node facts the daemon reads anyway (no extra Slurm call): nodes of the
-nodeset that became allocated since the last look are one arrival of that many nodes. Slurm
-allocates powered-down nodes to a job the moment it schedules it, so a job is seen before its
-nodes are up; jobs that wait because the nodeset is full are not seen (the pool could not
-serve them anyway). A burst within one look counts as one larger job.
+Demand is read from the node facts the daemon reads anyway: nodes of the nodeset that became
+allocated since the last look are one arrival of that many nodes. Slurm allocates powered-down
+nodes to a job the moment it schedules it, so a job is seen before its nodes are up. A burst
+within one look counts as one larger job.
 
 Nodes are powered up with no job (``scontrol power up`` or ``State=POWER_UP``): Slurm calls
 ResumeProgram, the hook creates the pod, slurmd registers, the node is idle. Idle nodes beyond
 the target are powered down (``POWER_DOWN``: graceful) once idle for ``warmpool.linger``.
+
+A job that waits for nodes other jobs hold is planned by Slurm's backfill scheduler (squeue's
+StartTime and SchedNodes, one squeue per look): one ``horizon`` before its expected start, the
+powered-down nodes planned for it are powered up (within ``max``) and kept up while the plan
+stands, so it starts warm when its turn comes.
+
 Slurm's own SuspendTime still powers idle nodes down; on every version the next look powers the
 shortfall up again (README "Warm pool" says how to set SuspendTime). A node that is DOWN,
 DRAIN, NOT_RESPONDING or held by the capacity breaker is never counted nor powered up.
@@ -67,6 +72,8 @@ class Decision:
     starting: tuple[str, ...]
     power_up: tuple[str, ...] = ()
     power_down: tuple[str, ...] = ()
+    planned: tuple[str, ...] = ()
+    """Nodes Slurm means to give a pending job that starts within the horizon (kept up)."""
 
 
 class Pool:
@@ -81,14 +88,24 @@ class Pool:
 
     def step(self, facts: dict[str, NodeFacts], now: float) -> list[Decision]:
         """Learn, size, and power up or down; one decision per pooled nodeset."""
-        decisions = [self._decide(ns, facts, now) for ns in self._nodesets]
+        planned = self._planned() if self._nodesets else []
+        decisions = [self._decide(ns, facts, now, planned) for ns in self._nodesets]
         for decision in decisions:
             self._carry_out(decision)
         return decisions
 
     # ---- deciding --------------------------------------------------------------------------
 
-    def _decide(self, nodeset: Nodeset, facts: dict[str, NodeFacts], now: float) -> Decision:
+    def _planned(self) -> list[tuple[float, tuple[str, ...]]]:
+        try:
+            return self._slurm.planned_starts()
+        except SlurmError as e:
+            self._metrics.api_errors.labels("slurm", "planned_starts").inc()
+            self._log.warning("warm pool: cannot read the pending jobs' planned starts", error=str(e))
+            return []
+
+    def _decide(self, nodeset: Nodeset, facts: dict[str, NodeFacts], now: float,
+                planned: list[tuple[float, tuple[str, ...]]]) -> Decision:
         rules = policy(nodeset)
         mine = {n: facts[n] for n in self._nodes[nodeset.name] if n in facts}
         # In the nodeset's order (elastic2 before elastic10): the pool takes the first free nodes.
@@ -103,20 +120,24 @@ class Pool:
             del self._idle_since[node]
         for node in idle:
             self._idle_since.setdefault(node, now)
-        up: list[str] = []
-        down: list[str] = []
+        # A job waiting for nodes other jobs hold, due within the horizon: the powered-down nodes
+        # Slurm means to give it start now, so it starts warm when its turn comes (up to max).
+        soon = [n for start, nodes in planned if start - now <= rules.horizon for n in nodes if n in mine]
+        soon = list(dict.fromkeys(soon))
+        off = [n for n, f in mine.items() if usable(f) and nodestate.is_powered_down(f.state)
+               and not nodestate.is_allocated(f.state)]
         have = len(idle) + len(starting)
-        if have < target:
-            off = [n for n, f in mine.items() if usable(f) and nodestate.is_powered_down(f.state)
-                   and not nodestate.is_allocated(f.state)]
-            up = off[: target - have]
+        up = [n for n in off if n in set(soon)][: max(0, rules.max - have)]
+        down: list[str] = []
+        if have + len(up) < target:
+            up += [n for n in off if n not in set(up)][: target - have - len(up)]
         elif have > target:
             stay = warmpool.linger(learned.demand, rules)
-            longest_idle = sorted(idle, key=lambda n: self._idle_since[n])
+            longest_idle = sorted((n for n in idle if n not in set(soon)), key=lambda n: self._idle_since[n])
             down = [n for n in longest_idle if now - self._idle_since[n] >= stay][: have - target]
         self._metrics.warm_target.labels(nodeset.name).set(target)
         self._metrics.warm_idle.labels(nodeset.name).set(len(idle))
-        return Decision(nodeset.name, target, tuple(idle), tuple(starting), tuple(up), tuple(down))
+        return Decision(nodeset.name, target, tuple(idle), tuple(starting), tuple(up), tuple(down), tuple(soon))
 
     def _learn(self, name: str, allocated: set[str], idle: int, now: float,
                rules: warmpool.PoolPolicy) -> _Learned:
@@ -142,7 +163,8 @@ class Pool:
             if not nodes:
                 continue
             self._log.info("warm pool", action=action, nodeset=d.nodeset, nodes=hostlist.fold(list(nodes)),
-                           target=d.target, idle=len(d.idle), starting=len(d.starting), dry_run=self._dry_run)
+                           target=d.target, idle=len(d.idle), starting=len(d.starting),
+                           for_planned_jobs=len(set(nodes) & set(d.planned)), dry_run=self._dry_run)
             if self._dry_run:
                 continue
             try:

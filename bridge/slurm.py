@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import msgspec
 
 from bridge import NAME, hostlist
-from bridge.errors import SlurmError
+from bridge.errors import SlurmError, UsageError
 from bridge.slurmversion import SlurmVersion
 
 REASON_PREFIX = f"{NAME}: "
@@ -123,6 +123,11 @@ class SlurmClient(Protocol):
     def set_drained(self, nodes: list[str], reason: str | None) -> None:
         """DRAIN nodes with ``reason`` (running jobs finish, no new ones start); with None,
         lift the drain (UNDRAIN: the node's base state, DOWN say, is left as it is)."""
+        ...
+
+    def planned_starts(self) -> list[tuple[float, tuple[str, ...]]]:
+        """(expected start as Unix time, the nodes Slurm means to give it) of each pending job the
+        scheduler has placed; jobs it has not placed are left out."""
         ...
 
 
@@ -309,6 +314,26 @@ class CommandSlurm:
                 raise SlurmError(f"squeue: unexpected answer for the jobs on {hostlist.fold(nodes)}: {_short(line)}")
             jobs.append((int(words[0]), tuple(hostlist.expand(words[1]))))
         return jobs
+
+    def planned_starts(self) -> list[tuple[float, tuple[str, ...]]]:
+        """squeue's StartTime and SchedNodes of the pending jobs: the backfill scheduler sets
+        both when it places a job that waits for nodes other jobs hold. Times are in squeue's
+        local time, read here in the same (the daemon and squeue share a time zone)."""
+        out = self._run("squeue", "--noheader", "--states=PENDING", "--format=%A %S %Y")
+        planned = []
+        for line in out.splitlines():
+            words = line.split()
+            if len(words) != 3 or not words[0].isdigit():
+                raise SlurmError(f"squeue: unexpected answer for the pending jobs: {_short(line)}")
+            _, start, nodes = words
+            if nodes == "(null)" or start in ("N/A", "Unknown", "None"):
+                continue  # not placed (yet): nothing to start ahead
+            try:
+                when = time.mktime(time.strptime(start, "%Y-%m-%dT%H:%M:%S"))
+                planned.append((when, tuple(hostlist.expand(nodes))))
+            except (ValueError, UsageError):
+                raise SlurmError(f"squeue: unexpected answer for the pending jobs: {_short(line)}") from None
+        return planned
 
     def configuring_jobs(self) -> set[str]:
         """Ids of the jobs CONFIGURING (their nodes resuming, their PrologSlurmctld running): one

@@ -20,6 +20,7 @@ class FakeSlurm:
         self.powered_down: dict[str, str] = {}
         self.jobs: dict[int, dict] = {}  # job id -> {"nodes": [...], "restarts": n, "held": comment, "delay": s}
         self.calls: list[str] = []  # node updates, as scontrol calls: "set_down 2", "power_down 1"
+        self.planned: list[tuple[float, tuple[str, ...]]] = []  # squeue's StartTime, SchedNodes of pending jobs
 
     version = None
     """The controller's SlurmVersion, where a test needs one (class-wide: the CLI makes its own)."""
@@ -31,6 +32,12 @@ class FakeSlurm:
         """``requeue=False``: an srun or --no-requeue job, which Slurm ends on a node failure."""
         self.jobs[job_id] = {"nodes": nodes, "restarts": restarts, "held": None, "delay": None,
                              "state": "CONFIGURING", "requeue": requeue}
+
+    def planned_starts(self) -> list[tuple[float, tuple[str, ...]]]:
+        """The pending jobs the scheduler placed; raises ``self.unreachable`` when set."""
+        if getattr(self, "unreachable", None):
+            raise self.unreachable
+        return list(self.planned)
 
     def _requeue_jobs_on(self, nodes: list[str]) -> None:
         for job in self.jobs.values():

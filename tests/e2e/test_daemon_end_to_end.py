@@ -365,6 +365,51 @@ def test_warm_pool_keeps_two_nodes_up_a_job_lands_on_them_without_a_resume_and_t
         assert daemon.stop() == 0
 
 
+def test_a_job_waiting_for_busy_nodes_finds_the_rest_of_its_nodes_up_when_its_turn_comes(make_env):
+    """Alice's 2-node job holds elastic[1-2]; her 4-node job waits for them, and backfill plans it
+    on elastic[1-4] at the first job's time limit. One horizon (30 s) before that, the daemon
+    powers elastic[3-4] up, so when the first job ends the second starts on nodes that are all
+    up: Slurm resumes nothing for it."""
+    from testenv import site
+
+    site.ensure()
+    env = make_env(bridge=DAEMON, timeouts=Timeouts(suspend_time=300, resume_timeout=120, suspend_timeout=2),
+                   nodesets=[{"name": "elastic", "nodes": "elastic[1-4]", "image": IMAGE,
+                              "warm": {"min": 0, "max": 4, "horizon": 30}}])
+
+    def alice_sbatch(*args: str) -> str:
+        result = site.run_as(site.ALICE, env.slurm, "sbatch", "--parsable", "--output=/dev/null", *args,
+                             cwd=site.ALICE.home)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip().split(";")[0]
+
+    first = alice_sbatch("-N2", "--time=1", "--wrap", "sleep 40")
+    wait_for(lambda: env.slurm.job_state(first) == "RUNNING", timeout=30, what="the first job running")
+    # Started after the first job is running: its nodes are no arrival the pool learns from, so
+    # the pool's own target stays 0 and only the plan can power nodes up.
+    daemon = Daemon(env).start()
+    try:
+        second = alice_sbatch("-N4", "--time=1", "--wrap", "true")
+        planned = wait_for(lambda: job_field(env, second, "SchedNodeList") not in ("", "(null)")
+                           and job_field(env, second, "StartTime"), timeout=30, what="backfill placing the job")
+        starts = time.mktime(time.strptime(planned, "%Y-%m-%dT%H:%M:%S"))
+        assert starts - time.time() > 30 + 5, "the first job's time limit leaves the horizon ahead"
+        # Slurm marks the nodes it plans for the job (PLANNED); elastic3 and 4 are still down.
+        assert {node_field(env, n, "State") for n in ("elastic3", "elastic4")} == {"IDLE+CLOUD+POWERED_DOWN+PLANNED"}
+        ups = wait_for(lambda: [r for r in daemon.records("warm pool") if r["action"] == "power_up"],
+                       timeout=60, what="the planned nodes powered up")
+        assert [(r["nodes"], r["for_planned_jobs"], r["target"]) for r in ups] == [("elastic[3-4]", 2, 0)]
+        assert time.time() >= starts - 30 - 2  # not before the horizon (a 1 s tick, a second's rounding)
+        wait_for(lambda: {node_field(env, n, "State") for n in ("elastic3", "elastic4")} == {"IDLE+CLOUD+PLANNED"}
+                 and env.slurm.job_state(second) == "PENDING", timeout=30, what="elastic[3-4] up while the job waits")
+        wait_for(lambda: env.slurm.job_state(second) == "COMPLETED", timeout=90, what="the second job done")
+        assert sorted(hostlist.expand(job_field(env, second, "NodeList"))) == [f"elastic{i}" for i in range(1, 5)]
+        resumes = [r for r in env.bridge_log_records() if r.get("hook") == "resume"]
+        assert not [r for r in resumes if second in map(str, r.get("jobs") or [])]
+    finally:
+        assert daemon.stop() == 0
+
+
 # ---- daemon.in_cluster: the daemon's Lease instead of the heartbeat file -------------------------
 
 IN_CLUSTER = {**FOLLOWING, "daemon": {**FOLLOWING["daemon"], "in_cluster": True, "lease_duration": 6}}

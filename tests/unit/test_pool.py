@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from bridge import config as config_module
 from bridge import naming
 from bridge.daemon import Daemon
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, SlurmError
 from bridge.metrics import Metrics
 from bridge.pool import Pool
 from bridge.slurm import NodeFacts
@@ -118,6 +118,46 @@ def test_the_pool_shrinks_to_zero_after_the_quiet_period(write_config):
     downs = [r for r in logs if r["event"] == "warm pool" and r["action"] == "power_down"]
     assert downs[-1]["target"] == 0 and all(r["nodeset"] == "cpu" and not r["dry_run"] for r in downs)
     assert world.metrics.value("slurm_k8s_bridge_warm_pool_power_downs_total", nodeset="cpu") == 4
+
+
+def test_the_nodes_slurm_plans_for_a_waiting_job_are_up_when_its_turn_comes(write_config):
+    """A 4-node job waits for the 2 nodes another job holds; backfill plans it on elastic[1-4] at
+    that job's end. One horizon before, the pool powers elastic3 and 4 up, and keeps them up
+    whatever its own target, so the waiting job starts on nodes that are all up."""
+    world = World(warm_config(write_config, max=3))
+    world.job(["elastic1", "elastic2"])  # seen at the first look: no arrival learned, target 0
+    start = world.now + 300
+    world.slurm.planned = [(start, ("elastic1", "elastic2", "elastic3", "elastic4", "elsewhere1"))]
+    assert world.look().power_up == ()  # 295 s ahead: not yet
+    world.now = start - 60 - 5
+    with capture_logs() as logs:
+        decision = world.look()
+    assert decision.target == 0 and decision.power_up == ("elastic3", "elastic4")
+    assert [(r["action"], r["nodes"], r["for_planned_jobs"]) for r in logs] == [("power_up", "elastic[3-4]", 2)]
+    for _ in range(3):  # past the linger (60 s): still kept for the job
+        decision = world.look(after=30)
+        assert decision.power_down == () and "elastic3" in decision.idle and "elastic4" in decision.idle
+    # The waiting job is cancelled: with the plan gone, the pool is back to its model (target 0),
+    # and the two nodes, idle past the linger, go down.
+    world.slurm.planned = []
+    assert world.look().power_down == ("elastic3", "elastic4")
+
+
+def test_a_plan_larger_than_max_powers_up_at_most_max(write_config):
+    world = World(warm_config(write_config, max=3))
+    world.slurm.planned = [(world.now, tuple(f"elastic{i}" for i in range(1, 17)))]
+    decision = world.look()
+    assert decision.power_up == ("elastic1", "elastic2", "elastic3")
+
+
+def test_an_unreadable_queue_leaves_the_pool_to_its_model(world):
+    world.slurm.unreachable = SlurmError("squeue: slurm_load_jobs error: Unable to contact slurm controller")
+    with capture_logs() as logs:
+        decision = world.look()
+    assert decision.power_up == ("elastic1", "elastic2")  # min 2, as without a plan
+    assert [r["error"] for r in logs if r["event"].startswith("warm pool: cannot read")] == [
+        "squeue: slurm_load_jobs error: Unable to contact slurm controller"]
+    assert world.metrics.value("slurm_k8s_bridge_api_errors_total", api="slurm", stage="planned_starts") == 1
 
 
 def test_a_down_drained_or_breaker_held_node_is_never_counted_nor_powered_up(world):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -182,6 +183,29 @@ esac""")
     assert slurm.job_state(5) == ("PENDING", 2)
     assert slurm.job_state(6) is None
     assert _calls(tmp_path)[0] == "squeue --noheader --states=all --jobs=5 --Format=State,RestartCnt"
+
+
+def test_planned_starts_are_the_placed_pending_jobs_in_local_time(tmp_path, monkeypatch):
+    # As 22.05.8 answers: a job backfill placed on elastic[1-4] at the running job's end, one it
+    # has not placed yet (N/A, (null)).
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        _command(tmp_path, "squeue", "echo '2 2026-12-06T04:44:31 elastic[1-4]'; echo '3 N/A (null)'")
+        planned = CommandSlurm(str(tmp_path)).planned_starts()
+        assert _calls(tmp_path) == ["squeue --noheader --states=PENDING --format=%A %S %Y"]
+        # 04:44:31 in Berlin (UTC+1 in December) is 03:44:31 UTC.
+        assert planned == [(1796528671.0, ("elastic1", "elastic2", "elastic3", "elastic4"))]
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+@pytest.mark.parametrize("line", ["2 2026-12-06T04:44:31", "x 2026-12-06T04:44:31 e1", "2 tomorrow e1", "2 2026-12-06T04:44:31 e[1-"])
+def test_a_planned_start_of_another_shape_is_a_slurm_error(tmp_path, line):
+    _command(tmp_path, "squeue", f'echo "{line}"')
+    with pytest.raises(SlurmError, match="squeue: unexpected answer for the pending jobs"):
+        CommandSlurm(str(tmp_path)).planned_starts()
 
 
 def test_long_node_lists_are_split_under_the_argument_limit(tmp_path):

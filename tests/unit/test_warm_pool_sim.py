@@ -47,3 +47,15 @@ def test_a_fixed_pool_starts_every_job_that_fits_it_warm():
     result = _run(jobs, 8, "fixed", fixed=2, suspend_time=60)
     assert result["extra"][:3] == [BOOT, 0.0, 0.0]
     assert result["extra"][3] == BOOT  # 4 nodes: the pool's two and two that must boot
+
+
+@pytest.mark.parametrize("limit_factor, waits", [(1.0, 0.0), (2.0, BOOT)])
+def test_a_queued_job_finds_its_free_nodes_up_when_slurm_expects_its_turn(limit_factor, waits):
+    # B needs all 4 nodes and waits for A's 2. The pool keeps nothing of its own (linger 0, a
+    # tiny hold); one horizon before B's expected start it starts B's 2 free nodes. With time
+    # limits as long as the runtimes, Slurm's expectation is right and B starts warm; with limits
+    # twice the runtime the pool starts them too late and B waits a boot.
+    jobs = [Job(0, 300, 2), Job(10, 100, 4)]
+    pool_policy = warmpool.PoolPolicy(max=4, horizon=70, linger=0, hold=1.0, idle_share=0)
+    result = _run(jobs, 4, "predictive", pool_policy=pool_policy, limit_factor=limit_factor, suspend_time=0)
+    assert result["extra"] == [BOOT, waits]
