@@ -26,6 +26,7 @@ with the commands, and tests pass in-memory fakes.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -319,7 +320,9 @@ class CommandSlurm:
         """squeue's StartTime and SchedNodes of the pending jobs: the backfill scheduler sets
         both when it places a job that waits for nodes other jobs hold. Times are in squeue's
         local time, read here in the same (the daemon and squeue share a time zone)."""
-        out = self._run("squeue", "--noheader", "--states=PENDING", "--format=%A %S %Y")
+        # A site's SLURM_TIME_FORMAT (relative, or its own strftime) would change the times' shape.
+        out = self._run("squeue", "--noheader", "--states=PENDING", "--format=%A %S %Y",
+                        env={"SLURM_TIME_FORMAT": "standard"})
         planned = []
         for line in out.splitlines():
             words = line.split()
@@ -353,13 +356,13 @@ class CommandSlurm:
         self.version = SlurmVersion.from_meta(data.get("meta")) or self.version
         return data
 
-    def _run(self, command: str, *args: str, no_json_ok: bool = False) -> str:
+    def _run(self, command: str, *args: str, no_json_ok: bool = False, env: dict[str, str] | None = None) -> str:
         if command == "scontrol" and args[0] in ("update", "power"):
             self._last = None  # our own change: the next read is a JSON read, whatever sinfo says
         path = str(self._bin / command)
         try:
             done = subprocess.run([path, *args], capture_output=True, text=True, errors="replace",
-                                  timeout=self._timeout)
+                                  timeout=self._timeout, env={**os.environ, **env} if env else None)
         except FileNotFoundError:
             raise SlurmError(f"{path} not found (set slurm.bin_dir in the config)") from None
         except subprocess.TimeoutExpired:

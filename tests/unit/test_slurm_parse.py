@@ -189,9 +189,12 @@ def test_planned_starts_are_the_placed_pending_jobs_in_local_time(tmp_path, monk
     # As 22.05.8 answers: a job backfill placed on elastic[1-4] at the running job's end, one it
     # has not placed yet (N/A, (null)).
     monkeypatch.setenv("TZ", "Europe/Berlin")
+    monkeypatch.setenv("SLURM_TIME_FORMAT", "relative")  # a user's taste: the read asks for the standard shape
     time.tzset()
     try:
-        _command(tmp_path, "squeue", "echo '2 2026-12-06T04:44:31 elastic[1-4]'; echo '3 N/A (null)'")
+        _command(tmp_path, "squeue", """
+[ "$SLURM_TIME_FORMAT" = standard ] || { echo "2 Tomorr 04:44 elastic[1-4]"; exit 0; }
+echo '2 2026-12-06T04:44:31 elastic[1-4]'; echo '3 N/A (null)'""")
         planned = CommandSlurm(str(tmp_path)).planned_starts()
         assert _calls(tmp_path) == ["squeue --noheader --states=PENDING --format=%A %S %Y"]
         # 04:44:31 in Berlin (UTC+1 in December) is 03:44:31 UTC.
