@@ -122,8 +122,8 @@ class Pool:
             self._idle_since.setdefault(node, now)
         # A job waiting for nodes other jobs hold, due within the horizon: the powered-down nodes
         # Slurm means to give it start now, so it starts warm when its turn comes (up to max).
-        soon = [n for start, nodes in planned if start - now <= rules.horizon for n in nodes if n in mine]
-        soon = list(dict.fromkeys(soon))
+        soon = list(dict.fromkeys(n for start, nodes in planned if start - now <= rules.horizon
+                                  for n in nodes if n in mine))
         off = [n for n, f in mine.items() if usable(f) and nodestate.is_powered_down(f.state)
                and not nodestate.is_allocated(f.state)]
         have = len(idle) + len(starting)
@@ -133,7 +133,8 @@ class Pool:
             up += [n for n in off if n not in set(up)][: target - have - len(up)]
         elif have > target:
             stay = warmpool.linger(learned.demand, rules)
-            longest_idle = sorted((n for n in idle if n not in set(soon)), key=lambda n: self._idle_since[n])
+            kept = set(soon)  # planned for a job due soon: not the pool's to power down
+            longest_idle = sorted((n for n in idle if n not in kept), key=lambda n: self._idle_since[n])
             down = [n for n in longest_idle if now - self._idle_since[n] >= stay][: have - target]
         self._metrics.warm_target.labels(nodeset.name).set(target)
         self._metrics.warm_idle.labels(nodeset.name).set(len(idle))
