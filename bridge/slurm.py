@@ -323,20 +323,7 @@ class CommandSlurm:
         # A site's SLURM_TIME_FORMAT (relative, or its own strftime) would change the times' shape.
         out = self._run("squeue", "--noheader", "--states=PENDING", "--format=%A %S %Y",
                         env={"SLURM_TIME_FORMAT": "standard"})
-        planned = []
-        for line in out.splitlines():
-            words = line.split()
-            if len(words) != 3 or not words[0].isdigit():
-                raise SlurmError(f"squeue: unexpected answer for the pending jobs: {_short(line)}")
-            _, start, nodes = words
-            if nodes == "(null)" or start in ("N/A", "Unknown", "None"):
-                continue  # not placed (yet): nothing to start ahead
-            try:
-                when = time.mktime(time.strptime(start, "%Y-%m-%dT%H:%M:%S"))
-                planned.append((when, tuple(hostlist.expand(nodes))))
-            except (ValueError, UsageError):
-                raise SlurmError(f"squeue: unexpected answer for the pending jobs: {_short(line)}") from None
-        return planned
+        return planned_from_text(out)
 
     def configuring_jobs(self) -> set[str]:
         """Ids of the jobs CONFIGURING (their nodes resuming, their PrologSlurmctld running): one
@@ -456,6 +443,26 @@ prints right after it (captured from the real 22.05.8:
 _LAST_KEY = "ExtSensorsTemp"
 """The last key 22.05 prints before the free text that may follow: ``Reason=`` (then its
 ``[user@time]``), ``Comment=`` and ``Extra=``."""
+
+
+def planned_from_text(out: str) -> list[tuple[float, tuple[str, ...]]]:
+    """``squeue --format=%A %S %Y`` of pending jobs: (expected start, planned nodes) of each job
+    the scheduler placed; ``N/A`` or ``(null)``: not placed, left out. Raises SlurmError on any
+    other shape."""
+    planned = []
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) != 3 or not words[0].isdigit():
+            raise SlurmError(f"squeue: unexpected answer for the pending jobs: {_short(line)}")
+        _, start, nodes = words
+        if nodes == "(null)" or start in ("N/A", "Unknown", "None"):
+            continue  # not placed (yet): nothing to start ahead
+        try:
+            when = time.mktime(time.strptime(start, "%Y-%m-%dT%H:%M:%S"))
+            planned.append((when, tuple(hostlist.expand(nodes))))
+        except (ValueError, UsageError):
+            raise SlurmError(f"squeue: unexpected answer for the pending jobs: {_short(line)}") from None
+    return planned
 
 
 def nodes_from_text(out: str, wanted: set[str]) -> dict[str, NodeFacts] | None:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from bridge import hostlist
+from bridge.slurm import planned_from_text
 from testenv import docker as engine
 from testenv.env import Environment
 from testenv.slurm import Timeouts
@@ -127,6 +128,27 @@ def test_pods_are_created_at_allocation_by_the_prolog_before_resume_program(make
     assert [r["created"] for r in early] == [2], early
     assert all(r["created"] == 0 for r in bridge_events(env, "resume done") if r["hook"] == "resume")
     wait_for(lambda: not bridge_pods(env), timeout=60, what="pods deleted after SuspendTime")
+
+
+def test_a_waiting_job_is_planned_on_its_nodes_in_the_shape_the_warm_pool_reads(make_env, version):
+    # The warm pool powers up a waiting job's planned nodes one horizon before its turn (README
+    # "Warm pool"; the daemon's part is tested end to end on 22.05). What each release must give
+    # is the plan: backfill's StartTime and SchedNodes for the job behind the running one.
+    env = make_env()
+    first = sbatch(env, "-N2", "--time=1", "--wrap", "sleep 60")
+    wait_for(lambda: env.slurm.job_state(first) == "RUNNING", timeout=60, what="the first job running")
+    running_since = time.time()
+    second = sbatch(env, "-N4", "--time=1", "--wrap", "true")
+
+    def plan() -> list[tuple[float, tuple[str, ...]]]:
+        return planned_from_text(env.slurm.run("squeue", "--noheader", "--states=PENDING",
+                                               "--format=%A %S %Y").stdout)
+
+    ((start, nodes),) = wait_for(plan, timeout=30, what="backfill placing the waiting job")
+    assert sorted(nodes) == ["elastic1", "elastic2", "elastic3", "elastic4"]
+    # At the first job's time limit (1 min after it started; seconds of rounding and boot).
+    assert running_since + 30 < start < running_since + 90, (start - running_since, version)
+    env.slurm.run("scancel", first, second)
 
 
 def test_two_jobs_resumed_in_one_call_get_pods_labelled_with_their_own_job(make_env, version):
