@@ -126,14 +126,14 @@ class Pool:
                                   for n in nodes if n in mine))
         off = [n for n, f in mine.items() if usable(f) and nodestate.is_powered_down(f.state)
                and not nodestate.is_allocated(f.state)]
-        have = len(idle) + len(starting)
-        up = [n for n in off if n in set(soon)][: max(0, rules.max - have)]
+        have, kept = len(idle) + len(starting), set(soon)  # kept: not the pool's to power down
+        up = [n for n in off if n in kept][: max(0, rules.max - have)]
         down: list[str] = []
         if have + len(up) < target:
-            up += [n for n in off if n not in set(up)][: target - have - len(up)]
+            chosen = set(up)
+            up += [n for n in off if n not in chosen][: target - have - len(up)]
         elif have > target:
             stay = warmpool.linger(learned.demand, rules)
-            kept = set(soon)  # planned for a job due soon: not the pool's to power down
             longest_idle = sorted((n for n in idle if n not in kept), key=lambda n: self._idle_since[n])
             down = [n for n in longest_idle if now - self._idle_since[n] >= stay][: have - target]
         self._metrics.warm_target.labels(nodeset.name).set(target)
