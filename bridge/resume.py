@@ -293,20 +293,28 @@ def _settle_conflicts(conflicts: list[PodPlan], *, config: Config, slurm: SlurmC
 def _still_wanted(plans: list[PodPlan], *, slurm: SlurmClient, outcome: Outcome) -> list[PodPlan]:
     """The plans whose node Slurm still wants up. The pod in the way may be one a suspend is
     deleting because the node's job failed to start and was requeued while this call ran (the
-    prolog's early start gives the job's nodes back at once): that node is powering down, or
-    DOWN with the bridge's cause, and a pod made for it now would outlive its job. (A node
-    powered down is not enough: the prolog's early start makes pods for allocated ones.)"""
+    prolog's early start gives the job's nodes back at once): that node is powering down, DOWN
+    with the bridge's cause, or already powered down again with no job on it (SuspendTimeout
+    passed while this call waited), and a pod made for it now would outlive its job: Slurm calls
+    SuspendProgram only for nodes it powered up. (Powered down alone is not enough: the prolog's
+    early start makes pods for nodes allocated while still powered down.)"""
     if not plans:
         return plans
     facts = slurm.node_facts([p.node for p in plans])
     wanted = []
     for plan in plans:
         fact = facts.get(plan.node)
-        if fact is not None and (given_back(fact) or nodestate.is_powering_down(fact.state)):
+        if fact is not None and (given_back(fact) or nodestate.is_powering_down(fact.state)
+                                 or _powered_down_idle(fact.state)):
             outcome.given_back.append(plan.node)
         else:
             wanted.append(plan)
     return wanted
+
+
+def _powered_down_idle(state: tuple[str, ...]) -> bool:
+    return (nodestate.is_powered_down(state) and not nodestate.is_powering_up(state)
+            and not nodestate.is_allocated(state))
 
 
 def _job_label(pod: dict[str, Any]) -> str | None:

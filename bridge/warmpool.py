@@ -67,6 +67,7 @@ class Demand:
     """What the model has learned of a nodeset's demand; JSON-serialisable via :func:`to_json`."""
 
     updated: float = 0.0
+    """When the model last learned (Unix time): only for a person reading the state file."""
     last_arrival: float = -math.inf
     profile: tuple[float, ...] = (0.0,) * HOURS_PER_WEEK
     """Nodes asked per second in each hour of the week (Monday 00:00 UTC = bin 0)."""

@@ -2,6 +2,8 @@
 
 from dataclasses import replace
 
+import pytest
+
 from bridge import resume as flow
 from bridge.errors import KubernetesError
 from bridge.resumefile import parse
@@ -79,14 +81,35 @@ def test_a_pod_deleted_because_the_job_failed_meanwhile_is_not_made_again(config
     assert sorted(kube.pods) == ["linux-elastic1"] and outcome.failed == {}
 
 
-def test_a_pod_still_terminating_from_an_earlier_job_is_made_again_once_gone(config, slurm, kube, log, monkeypatch):
-    """The same conflict while Slurm still wants the node (allocated, powering up): the new pod
-    is made as soon as the old one is gone."""
+def test_a_node_already_powered_down_again_while_the_hook_waited_gets_no_new_pod(config, slurm, kube, log, monkeypatch):
+    """The race CI met on 24.11: the job was requeued, SuspendProgram deleted elastic1's pod and
+    SuspendTimeout passed (IDLE+CLOUD+POWERED_DOWN, no job) while a late resume hook waited for
+    that pod to go. Slurm will never call SuspendProgram for elastic1 again, so a pod made now
+    would outlive the job: the hook leaves the node as Slurm has it."""
+    request = parse('{"jobs":[{"job_id":7,"nodes":"elastic[1-2]"}],"all_nodes":"elastic[1-2]"}')
+    run(["elastic1", "elastic2"], config, slurm, kube, log, request)
+    kube.pods["linux-elastic1"]["metadata"]["deletionTimestamp"] = "2026-12-05T14:08:46Z"
+    slurm.facts["elastic1"] = replace(slurm.facts["elastic1"], state=("IDLE", "CLOUD", "POWERED_DOWN"))
+    monkeypatch.setattr(flow.time, "sleep", lambda s: kube.pods.pop("linux-elastic1", None))
+    outcome = run(["elastic1", "elastic2"], config, slurm, kube, log, request)
+    assert outcome.existing == ["elastic2"] and outcome.given_back == ["elastic1"]
+    assert sorted(kube.pods) == ["linux-elastic2"] and outcome.failed == {}
+
+
+@pytest.mark.parametrize("state", [
+    ("MIXED", "CLOUD", "POWERING_UP"),
+    ("MIXED", "CLOUD", "POWERED_DOWN"),
+], ids=["allocated-powering-up", "allocated-while-powered-down"])
+def test_a_pod_still_terminating_from_an_earlier_job_is_made_again_once_gone(
+        config, slurm, kube, log, monkeypatch, state):
+    """The same conflict while Slurm still wants the node: allocated and powering up, or
+    allocated while still powered down (the prolog's early start runs before ResumeProgram). The
+    previous job's pod still terminating is waited for, then the new job's pod is made."""
     old = parse('{"jobs":[{"job_id":5,"nodes":"elastic1"}],"all_nodes":"elastic1"}')
     new = parse('{"jobs":[{"job_id":7,"nodes":"elastic1"}],"all_nodes":"elastic1"}')
     run(["elastic1"], config, slurm, kube, log, old)
     kube.pods["linux-elastic1"]["metadata"]["deletionTimestamp"] = "2026-12-05T14:08:46Z"
-    slurm.facts["elastic1"] = replace(slurm.facts["elastic1"], state=("MIXED", "CLOUD", "POWERING_UP"))
+    slurm.facts["elastic1"] = replace(slurm.facts["elastic1"], state=state)
     monkeypatch.setattr(flow.time, "sleep", lambda s: kube.pods.pop("linux-elastic1", None))
     outcome = run(["elastic1"], config, slurm, kube, log, new)
     assert outcome.created == ["elastic1"] and outcome.given_back == []
@@ -177,6 +200,7 @@ def test_pod_with_our_name_made_by_someone_else_is_never_touched(config, slurm, 
 def test_finished_pod_of_ours_is_replaced(config, slurm, kube, log):
     run(["elastic1"], config, slurm, kube, log)
     kube.pods["linux-elastic1"]["status"] = {"phase": "Failed"}
+    slurm.facts["elastic1"] = replace(slurm.facts["elastic1"], state=("IDLE", "CLOUD", "POWERING_UP"))
     outcome = run(["elastic1"], config, slurm, kube, log)
     assert outcome.created == ["elastic1"]
     assert kube.pods["linux-elastic1"]["status"] == {"phase": "Pending"}
@@ -187,6 +211,7 @@ def test_live_pod_left_from_another_job_is_replaced_not_reused(config, slurm, ku
     new = parse('{"jobs":[{"job_id":7,"nodes":"elastic1"}],"all_nodes":"elastic1"}')
     run(["elastic1"], config, slurm, kube, log, old)
     kube.pods["linux-elastic1"]["status"] = {"phase": "Running"}
+    slurm.facts["elastic1"] = replace(slurm.facts["elastic1"], state=("MIXED", "CLOUD", "POWERING_UP"))
     outcome = run(["elastic1"], config, slurm, kube, log, new)
     assert outcome.created == ["elastic1"] and outcome.existing == []
     assert kube.pods["linux-elastic1"]["metadata"]["labels"]["slurm-k8s-bridge/job-id"] == "7"

@@ -1,5 +1,7 @@
 """The suspend and resume-fail flows: only the bridge's pods of the named nodes go."""
 
+from dataclasses import replace
+
 import pytest
 
 from bridge import owed, resume, suspend
@@ -114,6 +116,7 @@ def test_a_suspend_killed_mid_way_leaves_the_delete_owed_and_the_nodes_next_resu
     monkeypatch.undo()
     assert owed.owed(config.resume.state_dir) == {"elastic1": ("linux-elastic1", old_uid)}
     # Powered up again by hand (no job: the job label alone cannot tell the old pod is stale).
+    slurm.facts["elastic1"] = replace(slurm.facts["elastic1"], state=("IDLE", "CLOUD", "POWERING_UP"))
     outcome = resume.resume(["elastic1"], config=config, slurm=slurm, kube=kube, log=log)
     assert outcome.created == ["elastic1"] and kube.pods["linux-elastic1"]["metadata"]["uid"] != old_uid
     assert owed.owed(config.resume.state_dir) == {}
