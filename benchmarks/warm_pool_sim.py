@@ -56,6 +56,8 @@ class Job:
     submit: float
     runtime: float
     nodes: int
+    user: int = -1
+    """Who submitted it (the trace's user ID; in the synthetic trace, one per series)."""
 
 
 def read_swf(path: Path) -> tuple[list[Job], int, float]:
@@ -75,8 +77,9 @@ def read_swf(path: Path) -> tuple[list[Job], int, float]:
                 continue
             submit, runtime = float(fields[1]), float(fields[3])
             nodes = int(fields[4]) if int(fields[4]) > 0 else int(fields[7])
+            user = int(fields[11]) if len(fields) > 11 else -1
             if runtime > 0 and nodes > 0:
-                jobs.append(Job(submit, runtime, nodes))
+                jobs.append(Job(submit, runtime, nodes, user))
     return jobs, max_nodes or max(j.nodes for j in jobs), start
 
 
@@ -84,7 +87,7 @@ def synthetic(*, days: int = 28, nodes: int = 64, seed: int = 7) -> list[Job]:
     """Working-day rhythm (arrivals peak 9-18 h, weekends at a fifth), bursts of 3-20 similar
     jobs from one user, sizes 1-16 nodes, runtimes log-uniform 1 min - 4 h."""
     rng = random.Random(seed)
-    jobs, t = [], 0.0
+    jobs, t, series = [], 0.0, 0
     while t < days * 86400:
         hour, weekday = (t % 86400) / 3600, int(t // 86400) % 7
         rate = (1 / 600 if 9 <= hour < 18 else 1 / 5400) * (0.2 if weekday >= 5 else 1.0)
@@ -92,7 +95,8 @@ def synthetic(*, days: int = 28, nodes: int = 64, seed: int = 7) -> list[Job]:
         size = min(nodes, rng.choice([1, 1, 1, 2, 2, 4, 4, 8, 16]))
         for i in range(rng.choice([1, 1, 1, 3, 5, 20])):
             runtime = math.exp(rng.uniform(math.log(60), math.log(4 * 3600)))
-            jobs.append(Job(t + i * rng.uniform(5, 60), runtime, size))
+            jobs.append(Job(t + i * rng.uniform(5, 60), runtime, size, series))
+        series += 1
     jobs.sort(key=lambda j: j.submit)
     return jobs
 
@@ -159,6 +163,7 @@ def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_ti
     end_of_trace = max(j.submit for j in jobs)
     queue: deque[Job] = deque()
     extra: list[float] = []  # per job: elastic wait (start - time capacity was there)
+    started: list[tuple[Job, float]] = []  # per job, in the same order: (job, when it ran)
     powered_seconds = busy_seconds = 0.0
     last = jobs[0].submit
     tick_idle = tick_busy = 0.0
@@ -169,6 +174,7 @@ def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_ti
             job = queue.popleft()
             ready = pool.take(job.nodes, now, boot)
             extra.append(ready - now)
+            started.append((job, ready))
             busy_seconds += job.nodes * job.runtime
             tick_busy += job.nodes * job.runtime
             key = seq
@@ -228,7 +234,7 @@ def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_ti
             if kind == "tick":
                 pool.suspend_idle(now, keep=fixed, after=suspend_time)
     idle_seconds = powered_seconds - busy_seconds
-    return {"jobs": len(extra), "extra": extra, "idle_share": idle_seconds / busy_seconds}
+    return {"jobs": len(extra), "extra": extra, "started": started, "idle_share": idle_seconds / busy_seconds}
 
 
 def clairvoyant(jobs: list[Job], size: int, boot: float) -> float:
@@ -319,6 +325,52 @@ def sweep(name: str, jobs: list[Job], size: int, epoch: float, args: argparse.Na
     print(f"  best at idle <= {GOAL_IDLE:.0%}: " + (f"warm {top[1]:.1%} ({top[2]})" if top else "no setting"))
 
 
+FOLLOW_WINDOW = 600.0
+"""A job whose user's previous job ended at most this long before its submit "follows" it."""
+
+
+RUNNING, WAITING, FOLLOWS, UNANNOUNCED = ("user has a job running", "user has a job waiting",
+                                          f"user's last job ended <= {FOLLOW_WINDOW:g} s before",
+                                          "unannounced (first, or a quiet user)")
+
+
+def misses(result: dict) -> dict[str, dict[str, tuple[int, int]]]:
+    """Where a run misses, and why: (jobs, warm jobs) by job size in powers of two ("1", "2",
+    "3-4", "5-8", ...) and by what the submitting user had been doing: a job of theirs running at
+    submit, or waiting; their previous job ended within FOLLOW_WINDOW; none of these."""
+    runs = sorted(((job.submit, i, job, ready) for i, (job, ready) in enumerate(result["started"])),
+                  key=lambda r: (r[0], r[1]))
+    jobs_of: dict[int, list[tuple[float, float]]] = {}  # user -> (start, end) of their jobs still relevant
+    tables: dict[str, dict[str, tuple[int, int]]] = {"size": {}, "history": {}}
+    for submit, i, job, ready in runs:
+        mine = [(start, end) for start, end in jobs_of.get(job.user, []) if end >= submit - FOLLOW_WINDOW]
+        if any(start <= submit < end for start, end in mine):
+            history = RUNNING
+        elif any(start > submit for start, _ in mine):
+            history = WAITING
+        elif mine:
+            history = FOLLOWS
+        else:
+            history = UNANNOUNCED
+        jobs_of[job.user] = mine + [(ready, ready + job.runtime)]
+        top = 1 << (job.nodes - 1).bit_length()
+        size = str(job.nodes) if job.nodes <= 2 else f"{top // 2 + 1}-{top}"
+        for table, key in ((tables["size"], size), (tables["history"], history)):
+            n, w = table.get(key, (0, 0))
+            table[key] = (n + 1, w + (result["extra"][i] <= 0.3))
+    return tables
+
+
+def print_misses(result: dict) -> None:
+    tables, total = misses(result), len(result["extra"])
+    for title, table, order in (("by job size (nodes)", tables["size"], lambda k: int(k.split("-")[0])),
+                                ("by the user's recent jobs", tables["history"], lambda k: -tables["history"][k][0])):
+        print(f"    {title}:")
+        for key in sorted(table, key=order):
+            n, w = table[key]
+            print(f"      {key:<40} {n / total:6.1%} of jobs, {w / n:6.1%} warm; misses {(n - w) / total:5.1%} of all jobs")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trace", choices=["nasa", "lublin", "synthetic", "all"], default="all")
@@ -333,6 +385,10 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true",
                         help="instead of the three policies: sweep SuspendTime, fixed N and the predictive "
                              "model's settings, and print each trace's frontier (most warm starts for each idle cost)")
+    parser.add_argument("--hold", type=float, default=warmpool.PoolPolicy.hold,
+                        help="the predictive policy's warm.hold (idle node-seconds one warm start is worth)")
+    parser.add_argument("--misses", action="store_true",
+                        help="after the predictive run: its warm share by job size and by the user's recent jobs")
     args = parser.parse_args()
     traces = []
     if args.trace in ("nasa", "all"):
@@ -353,7 +409,8 @@ def main() -> None:
         span = max(j.submit for j in jobs) - min(j.submit for j in jobs)
         print(f"{name}: {len(jobs)} jobs over {span / 86400:.0f} days, utilisation {busy / (span * size):.0%}")
         print(f"  {'clairvoyant':<12} every job warm at idle/busy pod-hours {clairvoyant(jobs, size, args.boot):6.1%}")
-        pool_policy = warmpool.PoolPolicy(max=size, horizon=args.boot + args.tick, linger=args.suspend_time)
+        pool_policy = warmpool.PoolPolicy(max=size, horizon=args.boot + args.tick, linger=args.suspend_time,
+                                          hold=args.hold)
         runs = [("reactive", "reactive", 0)] + [(f"fixed-{n}", "fixed", n) for n in args.fixed] + \
                [("predictive", "predictive", 0)]
         for label, policy, n in runs:
@@ -361,6 +418,8 @@ def main() -> None:
             result = simulate(jobs, size, policy, boot=args.boot, suspend_time=args.suspend_time, tick=args.tick,
                               epoch=epoch, pool_policy=pool_policy, fixed=n, limit_factor=args.limit_factor)
             print(report(label, result, args.static) + f"   ({time.perf_counter() - t0:.1f} s)")
+            if args.misses and policy == "predictive":
+                print_misses(result)
         sys.stdout.flush()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.warm_pool_sim import Job, clairvoyant, simulate
+from benchmarks.warm_pool_sim import FOLLOWS, RUNNING, UNANNOUNCED, WAITING, Job, clairvoyant, misses, simulate
 from bridge import warmpool
 
 BOOT = 60.0
@@ -59,3 +59,19 @@ def test_a_queued_job_finds_its_free_nodes_up_when_slurm_expects_its_turn(limit_
     pool_policy = warmpool.PoolPolicy(max=4, horizon=70, linger=0, hold=1.0, idle_share=0)
     result = _run(jobs, 4, "predictive", pool_policy=pool_policy, limit_factor=limit_factor, suspend_time=0)
     assert result["extra"] == [BOOT, waits]
+
+
+def test_misses_are_told_apart_by_job_size_and_by_what_the_user_was_doing():
+    jobs = [
+        Job(0, 100, 1, user=1),     # nothing known of user 1: boots, runs 60-160
+        Job(300, 100, 1, user=1),   # user 1's job ended 140 s ago; its node is still up: warm
+        Job(350, 100, 2, user=1),   # while that one runs; needs two more nodes: boots
+        Job(2000, 100, 4, user=2),  # a new user, after every node was suspended: boots
+        Job(5000, 100, 1, user=1),  # user 1 back after more than 10 minutes: boots (runs 5060-)
+        Job(5010, 100, 1, user=1),  # while that one waits for its boot: boots too
+    ]
+    result = _run(jobs, 8, "reactive", suspend_time=600)
+    assert result["extra"] == [BOOT, 0.0, BOOT, BOOT, BOOT, BOOT]
+    tables = misses(result)  # (jobs, of which warm)
+    assert tables["size"] == {"1": (4, 1), "2": (1, 0), "3-4": (1, 0)}
+    assert tables["history"] == {UNANNOUNCED: (3, 0), FOLLOWS: (1, 1), RUNNING: (1, 0), WAITING: (1, 0)}
