@@ -242,7 +242,9 @@ class Warm(_Strict):
     quiet_after: float = 3600.0
     """With no job for this long (and none expected at this hour), the pool shrinks to ``min``."""
     idle_share: float = 0.10
-    """Idle pod-time at most this share of busy pod-time over about a day (0: no cap)."""
+    """Idle pod-time is steered toward this share of busy pod-time over about a day (0: not
+    steered): above it the pool and ``linger`` shrink in proportion. A target, not a hard cap:
+    boots of powered-down nodes count as idle too (README "Warm pool")."""
 
 
 class Gang(_Strict):

@@ -18,8 +18,9 @@ idle pod-hours for that wait. The model here decides the pool's size from what S
   i.e. it spends at most ``hold`` idle node-seconds per job it starts warm. Many small jobs and a
   rare large one: the pool holds the small size, not the large one. What arrived within the last
   ``horizon`` is held too (users submit series of alike jobs: a burst is followed at once);
-- a **budget**: idle pod-seconds are kept at or below ``idle_share`` of busy pod-seconds over
-  roughly a day; above it the target shrinks in proportion;
+- a **budget**: idle pod-seconds are steered toward ``idle_share`` of busy pod-seconds over
+  roughly a day; above it the target and the linger shrink in proportion (a target, not a cap:
+  the boots of cold starts are idle the pool cannot avoid);
 - **quiet**: with no submission for ``quiet_after`` seconds and a profile that expects none, the
   target is ``min`` (scale to zero by default).
 
@@ -58,7 +59,8 @@ class PoolPolicy:
     node a job just left is the likeliest to be asked for again, by the same user's next job."""
     quiet_after: float = 3600.0
     idle_share: float = 0.10
-    """Idle pod-seconds at most this share of busy pod-seconds (0: no cap)."""
+    """Idle pod-seconds are steered toward this share of busy pod-seconds (0: not steered); a
+    target, not a cap: boots of powered-down nodes count as idle too."""
     budget_half_life: float = 86400.0
 
 
