@@ -239,8 +239,9 @@ def test_metrics_endpoint_serves_the_counts(daemon_env):
     def scrape() -> str:
         return urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()  # loopback only
 
-    text = wait_for(lambda: "slurm_k8s_bridge_nodes{" in (page := scrape()) and page, timeout=10,
-                    what="the first look's metrics")
+    # The heartbeat is set when a look is complete; the node counts a moment earlier in it.
+    text = wait_for(lambda: re.search(r"^slurm_k8s_bridge_heartbeat_timestamp_seconds [1-9]", page := scrape(), re.M)
+                    and page, timeout=10, what="the first look's metrics")
     assert 'slurm_k8s_bridge_nodes{nodeset="elastic",state="powered_down"} 4.0' in text
     stamp = float(re.search(r"^slurm_k8s_bridge_heartbeat_timestamp_seconds (\S+)$", text, re.M).group(1))
     assert abs(stamp - time.time()) < 10
