@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -16,6 +18,17 @@ def run_hook(env: Environment, hook: str, hostlist: str) -> tuple[float, int, in
     pid = os.posix_spawn(str(BIN / hook), [hook, hostlist], {"SLURM_CONF": str(env.slurm.conf_path)})
     _, status, usage = os.wait4(pid, 0)
     return time.perf_counter() - start, os.waitstatus_to_exitcode(status), usage.ru_maxrss
+
+
+def python_floor(runs: int, imports: str) -> list[float]:
+    """Seconds for the hooks' Python to start and run ``import IMPORTS``, ``runs`` times: what a
+    hook costs before it does anything."""
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([str(BIN / "python"), "-c", f"import {imports}"], check=True)
+        samples.append(time.perf_counter() - start)
+    return samples
 
 
 def summary(samples: list[float]) -> str:
@@ -37,3 +50,18 @@ def pods_gone(env: Environment, timeout: float = 60) -> None:
 
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def set_prolog(env: Environment, prolog: str) -> None:
+    """slurm.conf's PrologSlurmctld: the bridge's (as installed), none, or /bin/true."""
+    if prolog == "bridge":
+        return
+    line = "PrologSlurmctld=/bin/true" if prolog == "true" else ""
+    conf = env.slurm.conf_path
+    text, count = re.subn(r"^PrologSlurmctld=.*$", line, conf.read_text(), flags=re.M)
+    assert count == 1, "no PrologSlurmctld line in slurm.conf"
+    conf.write_text(text)
+    env.slurm.run("scontrol", "reconfigure")
+    shown = env.slurm.run("scontrol", "show", "config").stdout
+    assert re.search(r"^PrologSlurmctld\s*=\s*" + ("/bin/true" if prolog == "true" else r"\(null\)"), shown, re.M), \
+        "slurmctld did not take the new PrologSlurmctld"

@@ -6,21 +6,14 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 
-from benchmarks._common import pods_gone, run_hook, summary
-from testenv.env import BIN, Environment
+from benchmarks._common import pods_gone, python_floor, run_hook, summary
+from testenv.env import Environment
 
 
 def main(runs: int) -> None:
-    floor = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run([str(BIN / "python"), "-c", "import bridge.hooks, bridge.resume, bridge.kube, lightkube"],
-                       check=True)
-        floor.append(time.perf_counter() - start)
+    floor = python_floor(runs, "bridge.hooks, bridge.resume, bridge.kube, lightkube")
     with Environment(bridge={"resume": {"follow": False}}) as env:
         resume, suspend = [], []
         for _ in range(runs):

@@ -18,6 +18,11 @@ calls ResumeProgram (what the bridge did before early start). --min-interval N: 
 power_save_min_interval (0 as the README's slurm.conf and Slurm's default): the power-save thread
 scans (and calls ResumeProgram) at most every N s; an allocation otherwise brings the next scan
 to the next second.
+
+--prolog none|true: slurm.conf's PrologSlurmctld taken out (none) or set to /bin/true (true)
+before the first job, instead of slurm-k8s-prolog: with --warm, what a job on nodes already up
+costs with no prolog at all (static speed) and with a prolog that does nothing, against the
+bridge's. Without --warm, 22.05 then holds a batch job on resumed nodes until its 30 s pass.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from benchmarks._common import summary
+from benchmarks._common import set_prolog, summary
 from testenv import site
 from bridge import hostlist
 from testenv.env import BIN, IMAGE, Environment
@@ -74,7 +79,8 @@ def start_daemon(env: Environment) -> subprocess.Popen[str]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def main(runs: int, user: site.User | None, pool: bool, early: bool = True, min_interval: int = 0) -> None:
+def main(runs: int, user: site.User | None, pool: bool, early: bool = True, min_interval: int = 0,
+         prolog: str = "bridge") -> None:
     samples = []
     settings: dict = dict(bridge=DAEMON, nodesets=WARM_NODESETS,
                           timeouts=Timeouts(suspend_time=300, resume_timeout=120, suspend_timeout=2)) if pool else {}
@@ -84,6 +90,7 @@ def main(runs: int, user: site.User | None, pool: bool, early: bool = True, min_
         settings["bridge"] = {**settings.get("bridge", {}), "resume": {"early_start": False}}
     on_pool = 0
     with Environment(**settings) as env:
+        set_prolog(env, prolog)
         daemon = start_daemon(env) if pool else None
         directory = env.slurm.layout.job_dir
         if user is not None:
@@ -110,7 +117,7 @@ def main(runs: int, user: site.User | None, pool: bool, early: bool = True, min_
                 shutil.rmtree(directory, ignore_errors=True)
     who = f"as {user.name}, from her home" if user else "as root"
     where = f"warm pool nodes ({on_pool} of {runs} runs on nodes already up)" if pool else "powered-down nodes"
-    how = f"early start {'on' if early else 'off'}, power_save_min_interval={min_interval}"
+    how = f"early start {'on' if early else 'off'}, power_save_min_interval={min_interval}, PrologSlurmctld {prolog}"
     print(f"sbatch -N2 -> batch script running ({who}, {where}, {how}): {summary(samples)}")
 
 
@@ -121,5 +128,8 @@ if __name__ == "__main__":
     parser.add_argument("--warm", action="store_true", help="with the daemon keeping a warm pool of 2 nodes")
     parser.add_argument("--no-early", dest="early", action="store_false", help="resume.early_start: false")
     parser.add_argument("--min-interval", type=int, default=0, help="slurmctld's power_save_min_interval (default 0)")
+    parser.add_argument("--prolog", choices=("bridge", "none", "true"), default="bridge",
+                        help="PrologSlurmctld: slurm-k8s-prolog (default), none, or /bin/true")
     args = parser.parse_args()
-    main(args.runs, next((u for u in site.USERS if u.name == args.user), None), args.warm, args.early, args.min_interval)
+    main(args.runs, next((u for u in site.USERS if u.name == args.user), None), args.warm, args.early, args.min_interval,
+         args.prolog)

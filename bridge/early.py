@@ -45,13 +45,16 @@ def forgotten(state: tuple[str, ...]) -> bool:
     return nodestate.is_powered_down(state) and not nodestate.is_powering_up(state)
 
 
-def start(job_id: int, nodes: list[str], *, config: Any, slurm: Any, kube_factory: Any, log: Any) -> list[str]:
+def start(job_id: int, nodes: list[str], *, config: Any, slurm: Any, kube_factory: Any, log: Any,
+          facts: dict[str, Any] | None = None) -> list[str]:
     """Create the pods of the job's cold elastic nodes; return the nodes whose pods this call
     created (the guard's to clean up). Nodes already up, or that no nodeset names (static nodes
-    of a mixed job), cost one Slurm read and nothing else: the API client is not even built."""
+    of a mixed job), cost one Slurm read and nothing else: the API client is not even built.
+    ``facts``: the nodes' facts as the caller has just read them (the prolog), else read here."""
     from bridge.errors import ConfigError
 
-    facts = slurm.node_facts(nodes)
+    if facts is None:
+        facts = slurm.node_facts(nodes)
     wanted = []
     for node in nodes:
         if node not in facts or not cold(facts[node].state):

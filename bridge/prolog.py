@@ -4,7 +4,8 @@ In Slurm 22.05 a batch job on freshly resumed nodes stays CONFIGURING until a pe
 that runs every 30 s, however fast the nodes come up; srun does not wait. A PrologSlurmctld
 that returns the moment the nodes are up ends CONFIGURING at once: sbatch → running drops from
 a median 26.6 s to 2.0 s (measured here; see README). For jobs on nodes that are already up
-it returns after one ``scontrol`` call.
+it returns after one Slurm read, and for a job on nodes no nodeset names (a static partition's:
+PrologSlurmctld runs for every job of the cluster) without any.
 
 slurmctld gives PrologSlurmctld no ``SLURM_CONF``; the prolog takes it from the command line
 of the slurmctld that started it (``-f``), so a slurm.conf outside /etc/slurm needs no wrapper.
@@ -43,6 +44,8 @@ JOB_POLL = 1.0
 MAX_POLL = 2.0
 """A prolog polling alone (no board) backs off from ``POLL`` to this."""
 BOARD = "prolog-board"
+_HELD: list[object] = []
+"""The early start guard's pipe: never closed by this process, so it closes when the process ends."""
 
 
 def main() -> None:
@@ -53,26 +56,77 @@ def main() -> None:
         conf = controller_slurm_conf(os.getppid())
         if conf:
             os.environ["SLURM_CONF"] = conf  # for scontrol, and the bridge config beside it
-    job_id, nodelist = os.environ.get("SLURM_JOB_ID", ""), os.environ.get("SLURM_JOB_NODELIST", "")
-    guard = start_early(job_id, nodelist)  # noqa: F841 (open until this process ends: see bridge.early)
-    sys.exit(wait_for_nodes(job_id, nodelist))
+    try:
+        code = run(os.environ.get("SLURM_JOB_ID", ""), os.environ.get("SLURM_JOB_NODELIST", ""))
+    except Exception as e:  # a bug: one line in slurmctld's log, and the job still starts
+        print(f"slurm-k8s-prolog: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        code = 0
+    sys.exit(code)
 
 
-def start_early(job_id: str, nodelist: str) -> object | None:
+def run(job_id: str, nodelist: str, *, clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep) -> int:
+    """The prolog of one job: exit status 0 once its elastic nodes are up (or on timeout, or when
+    the job no longer waits). PrologSlurmctld runs for every job of the cluster, and a job
+    waits for it: a job on no nodeset's nodes costs no Slurm read, one on elastic nodes already
+    up (a warm pool's) one read, shared by the early start and the wait."""
+    from bridge import config as config_module, hostlist
+    from bridge.errors import BridgeError, ConfigError
+    from bridge.slurm import CommandSlurm
+
+    if not nodelist:
+        return 0
+    try:
+        config = config_module.load(None)
+    except BridgeError as e:  # waits for every node of the job, with the defaults
+        print(f"slurm-k8s-prolog: {e.kind}: {e}", file=sys.stderr)
+        config = None
+    try:
+        nodes = hostlist.expand(nodelist)
+    except BridgeError as e:
+        print(f"slurm-k8s-prolog: {e.kind}: {e}", file=sys.stderr)
+        return 0
+    if config is not None:
+        # Only the bridge's ResumeProgram powers nodes up, and only a nodeset's: the others are up.
+        elastic = []
+        for node in nodes:
+            try:
+                config.nodeset_for(node)
+            except ConfigError:
+                continue
+            elastic.append(node)
+        if not elastic:
+            return 0
+    else:
+        elastic = nodes
+    slurm = CommandSlurm(config.slurm.bin_dir if config else "/usr/bin")
+    try:
+        facts = slurm.node_facts(elastic)
+    except BridgeError as e:
+        print(f"slurm-k8s-prolog: {e.kind}: {e}", file=sys.stderr)
+        return 0
+    if ready(facts):
+        return 0
+    guard = start_early(job_id, nodes, facts, config, slurm) if config else None
+    if guard is not None:
+        _HELD.append(guard)  # open until this process ends, however it ends (see bridge.early)
+    timeout = config.slurm.prolog_timeout if config else 300.0
+    return wait_for_nodes(job_id, elastic, slurm, deadline=clock() + timeout, timeout=timeout,
+                          state_dir=config.resume.state_dir if config else "", clock=clock, sleep=sleep)
+
+
+def start_early(job_id: str, nodes: list[str], facts: dict[str, Any], config: Any, slurm: Any) -> object | None:
     """Create the job's pods now if its nodes are still powered down (``resume.early_start``);
     returns the guard's pipe, to be held open until the prolog exits, or None. Never fails the
     job: an error is logged, and the resume hook that follows tries again."""
-    from bridge import config as config_module, early, hostlist, log as log_module
+    from bridge import early, log as log_module
     from bridge.errors import BridgeError
-    from bridge.slurm import CommandSlurm
 
-    if not job_id.isdigit() or not nodelist:
+    if not job_id.isdigit() or not config.resume.early_start \
+            or not any(early.cold(f.state) for f in facts.values()):
         return None
     log = None
     try:
-        config = config_module.load(None)
-        if not config.resume.early_start:
-            return None
         log = log_module.configure(config.log, hook="prolog", jobs=[int(job_id)])
 
         def kube_factory() -> object:
@@ -80,8 +134,8 @@ def start_early(job_id: str, nodelist: str) -> object | None:
 
             return LightkubeApi(config.kubernetes)
 
-        created = early.start(int(job_id), hostlist.expand(nodelist), config=config,
-                              slurm=CommandSlurm(config.slurm.bin_dir), kube_factory=kube_factory, log=log)
+        created = early.start(int(job_id), nodes, config=config, slurm=slurm, kube_factory=kube_factory,
+                              log=log, facts=facts)
         return early.spawn_guard(int(job_id), created) if created else None
     except BridgeError as e:
         print(f"slurm-k8s-prolog: early start: {e.kind}: {e}", file=sys.stderr)
@@ -119,29 +173,18 @@ def controller_slurm_conf(pid: int, proc: str = "/proc") -> str | None:
     return None
 
 
-def wait_for_nodes(job_id: str, nodelist: str, *, clock: Callable[[], float] = time.monotonic,
+def wait_for_nodes(job_id: str, nodes: list[str], slurm: Any, *, deadline: float, timeout: float,
+                   state_dir: str, clock: Callable[[], float] = time.monotonic,
                    sleep: Callable[[float], None] = time.sleep) -> int:
-    from bridge import config as config_module, hostlist
+    """Wait until ``nodes`` are up, the job no longer waits, or ``deadline``; always 0."""
+    from bridge import hostlist
     from bridge.errors import BridgeError
-    from bridge.slurm import CommandSlurm
 
-    if not nodelist:
-        return 0
     try:
-        settings = config_module.load(None)
-        bin_dir, timeout, state_dir = settings.slurm.bin_dir, settings.slurm.prolog_timeout, settings.resume.state_dir
-    except BridgeError:
-        bin_dir, timeout, state_dir = "/usr/bin", 300.0, ""
-    slurm = CommandSlurm(bin_dir)
-    nodes = hostlist.expand(nodelist)
-    deadline = clock() + timeout
-    try:
-        if ready(slurm.node_facts(nodes)):  # nodes already up: one call
-            return 0
         board = Board.open(state_dir, slurm, timeout)
         if board is None:
             return _wait_alone(slurm, job_id, nodes, deadline, clock=clock, sleep=sleep)
-        with board.waiting(job_id, nodelist):
+        with board.waiting(job_id, hostlist.fold(nodes)):
             checked_job = clock()
             while clock() < deadline:
                 sleep(POLL)

@@ -98,6 +98,15 @@ def test_nodes_already_up_cost_one_slurm_read_and_no_api_client(config, slurm, l
     assert early.start(7, ["elastic1"], config=config, slurm=slurm, kube_factory=no_client, log=log) == []
 
 
+def test_the_prologs_own_read_is_used_not_read_again(config, slurm, kube, log, factory):
+    # The prolog read the nodes once to know whether they are up; the early start acts on that read.
+    set_state(slurm, ("MIXED", "CLOUD"), "elastic1")  # what a second read would say
+    facts = {"elastic1": replace(slurm.facts["elastic1"], state=ALLOCATED_COLD)}
+    assert early.start(7, ["elastic1"], config=config, slurm=slurm, kube_factory=factory, log=log,
+                       facts=facts) == ["elastic1"]
+    assert sorted(kube.pods) == ["linux-elastic1"]
+
+
 def test_static_nodes_of_a_mixed_job_are_left_alone(config, slurm, kube, log, factory):
     from bridge.slurm import NodeFacts
 

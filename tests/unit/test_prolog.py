@@ -17,7 +17,7 @@ class Calls:
         self.path = path
 
     def read_text(self) -> str:
-        return str(len(self.path.read_text().splitlines()))
+        return str(len(self.path.read_text().splitlines()) if self.path.exists() else 0)
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def fake_scontrol(tmp_path, monkeypatch):
         """))
     monkeypatch.setenv("SLURM_K8S_BRIDGE_CONFIG", str(tmp_path / "k8s-bridge.yaml"))
 
-    def make(powering_up_calls: int, job_state: str = "CONFIGURING"):
+    def make(powering_up_calls: int, job_state: str = "CONFIGURING", waiting_state: str = "POWERING_UP"):
         # scontrol and squeue as Slurm 23.02+ answers (JSON nodes; squeue columns for the job);
         # scontrol answers every node, whichever were asked for: the bridge keeps those it wants.
         node = '{"name": "elastic%s", "cpus": 1, "real_memory": 100, "state": ["ALLOCATED", "CLOUD"%s]}'
@@ -42,8 +42,8 @@ def fake_scontrol(tmp_path, monkeypatch):
         script = tmp_path / "scontrol"
         script.write_text(textwrap.dedent(f"""\
             #!/bin/sh
-            count=$(cat {tmp_path}/calls 2>/dev/null | wc -l); echo >> {tmp_path}/calls
-            if [ "$count" -lt {powering_up_calls} ] && [ ! -e {tmp_path}/up ]; then flag=', "POWERING_UP"'; else flag=; fi
+            count=$(cat {tmp_path}/calls 2>/dev/null | wc -l); echo "$*" >> {tmp_path}/calls
+            if [ "$count" -lt {powering_up_calls} ] && [ ! -e {tmp_path}/up ]; then flag=', "{waiting_state}"'; else flag=; fi
             printf '{{"meta": {{"slurm": {{"release": "24.11.5"}}}}, "nodes": [{nodes}]}}' {args}
             """))
         listed = "echo 1 2 3 4 5 6 7 8 9" if job_state == "CONFIGURING" else "echo 8 9"
@@ -63,28 +63,71 @@ def fake_scontrol(tmp_path, monkeypatch):
 def test_returns_as_soon_as_the_nodes_registered(fake_scontrol):
     calls = fake_scontrol(powering_up_calls=3)
     start = time.monotonic()
-    assert prolog.wait_for_nodes("7", "elastic[1-2]") == 0
+    assert prolog.run("7", "elastic[1-2]") == 0
     assert int(calls.read_text()) == 4
     assert time.monotonic() - start < 3 * prolog.POLL + 1.0  # no back-off while it waits
 
 
 def test_nodes_already_up_cost_one_look(fake_scontrol):
+    # A warm pool's nodes: the job waits for this prolog, which reads Slurm once (for the early
+    # start and the wait together) and returns.
     calls = fake_scontrol(powering_up_calls=0)
-    assert prolog.wait_for_nodes("7", "elastic[1-2]") == 0
+    assert prolog.run("7", "elastic[1-2]") == 0
     assert int(calls.read_text()) == 1
+
+
+def test_cold_nodes_get_their_pods_from_the_same_read(fake_scontrol, monkeypatch):
+    # Allocated while powered down, before ResumeProgram: the early start creates the pods from
+    # the read that found the nodes not up, then the prolog waits for them.
+    from bridge import early
+
+    calls = fake_scontrol(powering_up_calls=2, waiting_state="POWERED_DOWN")
+    started, guarded = [], []
+    monkeypatch.setattr(early, "start", lambda job_id, nodes, **kw: started.append((job_id, nodes, kw["facts"]))
+                        or nodes)
+    monkeypatch.setattr(early, "spawn_guard", lambda job_id, nodes: guarded.append((job_id, nodes)) or object())
+    assert prolog.run("7", "elastic[1-2]") == 0
+    [(job_id, nodes, facts)] = started
+    assert (job_id, nodes, sorted(facts)) == (7, ["elastic1", "elastic2"], ["elastic1", "elastic2"])
+    assert all("POWERED_DOWN" in f.state for f in facts.values())
+    assert guarded == [(7, ["elastic1", "elastic2"])]
+    assert int(calls.read_text()) == 3  # the first read, then one look per POLL until they are up
+
+
+def test_a_job_on_no_nodesets_nodes_costs_no_slurm_read(fake_scontrol, tmp_path):
+    # PrologSlurmctld runs for every job of the cluster: a static node's job is not held up.
+    calls = fake_scontrol(powering_up_calls=1000)
+    assert prolog.run("7", "static[1-64]") == 0
+    assert int(calls.read_text()) == 0
+
+
+def test_a_mixed_job_waits_for_its_elastic_nodes_only(fake_scontrol, tmp_path):
+    calls = fake_scontrol(powering_up_calls=2)
+    assert prolog.run("7", "static[1-2],elastic[3-4]") == 0
+    asked = (tmp_path / "calls").read_text().splitlines()
+    assert int(calls.read_text()) == 3 and all("static" not in line for line in asked)
+    assert "elastic[3-4]" in asked[0]
+
+
+def test_a_nodelist_it_cannot_read_is_one_line_and_never_holds_the_job(fake_scontrol, tmp_path, capsys):
+    calls = fake_scontrol(powering_up_calls=1000)
+    assert prolog.run("7", "elastic[1-") == 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("slurm-k8s-prolog: ") and "\n" not in err
+    assert int(calls.read_text()) == 0
 
 
 def test_cancelled_job_lets_go_without_waiting_the_timeout(fake_scontrol):
     fake_scontrol(powering_up_calls=1000, job_state="CANCELLED")
     start = time.monotonic()
-    assert prolog.wait_for_nodes("7", "elastic[1-2]") == 0
+    assert prolog.run("7", "elastic[1-2]") == 0
     assert time.monotonic() - start < 2.5
 
 
 def test_timeout_never_fails_the_job(fake_scontrol):
     fake_scontrol(powering_up_calls=1000)
     start = time.monotonic()
-    assert prolog.wait_for_nodes("7", "elastic[1-2]") == 0
+    assert prolog.run("7", "elastic[1-2]") == 0
     assert time.monotonic() - start >= 3
 
 
@@ -97,7 +140,7 @@ def test_many_waiting_prologs_share_one_look_at_slurm(fake_scontrol, tmp_path):
     threading.Timer(1.5, (tmp_path / "up").touch).start()  # the nodes register
 
     def one(n: int) -> None:
-        assert prolog.wait_for_nodes(str(n), f"elastic{n}") == 0
+        assert prolog.run(str(n), f"elastic{n}") == 0
         ends.append(time.monotonic())
 
     threads = [threading.Thread(target=one, args=(n,)) for n in range(1, 9)]
@@ -173,7 +216,7 @@ def test_without_a_writable_state_dir_a_prolog_backs_off_alone(fake_scontrol, tm
         pauses.append(seconds)
         clock[0] += seconds
 
-    assert prolog.wait_for_nodes("7", "elastic[1-2]", clock=lambda: clock[0], sleep=sleep) == 0
+    assert prolog.run("7", "elastic[1-2]", clock=lambda: clock[0], sleep=sleep) == 0
     assert pauses[0] == prolog.POLL and max(pauses) == prolog.MAX_POLL
     assert pauses == sorted(pauses)
     assert clock[0] >= 30 and len(pauses) < 30  # waited its timeout, ~1 look / 2 s at the end
@@ -204,6 +247,6 @@ def test_a_slurmctld_without_f_leaves_slurm_its_default_slurm_conf(tmp_path):
 def test_a_board_it_cannot_write_is_one_line_never_a_traceback(fake_scontrol, tmp_path, capsys):
     fake_scontrol(powering_up_calls=1000)
     (tmp_path / "state" / prolog.BOARD / "look.json").mkdir(parents=True)  # e.g. a site's mistake
-    assert prolog.wait_for_nodes("7", "elastic[1-2]") == 0
+    assert prolog.run("7", "elastic[1-2]") == 0
     err = capsys.readouterr().err.strip()
     assert err.startswith("slurm-k8s-prolog: state dir:") and "\n" not in err
