@@ -420,6 +420,17 @@ class SlurmCluster:
         start = time.monotonic()
         while not condition():
             if time.monotonic() - start > timeout:
-                raise SlurmClusterError(f"timed out after {timeout} s waiting for {what}")
+                raise SlurmClusterError(f"timed out after {timeout} s waiting for {what}\n{self._diagnosis()}")
             time.sleep(interval)
         return time.monotonic() - start
+
+    def _diagnosis(self) -> str:
+        """What a wait that timed out shows: the nodes' states and the ends of slurmctld's log and
+        of the hooks' own (stop() removes them)."""
+        try:
+            parts = [f"nodes: {self.node_states()}"]
+        except Exception as e:  # noqa: BLE001 (a failed wait's message, whatever Slurm says now)
+            parts = [f"nodes: not read ({e})"]
+        for log in (self.slurmctld_log, *sorted(self.log_dir.glob("hook-*.log"))):
+            parts.append(_tail(log, 25))
+        return "\n".join(parts)

@@ -57,10 +57,14 @@ def suspend(hostlist: str, slurm_conf: str) -> None:
 
 
 def _scontrol_fields(slurm_conf: str, *args: str) -> list[dict[str, str]]:
-    out = subprocess.run([SCONTROL, "--oneliner", "show", *args], capture_output=True,
-                         text=True, env={"SLURM_CONF": slurm_conf}).stdout
+    """The records scontrol shows; [] when it fails (its message goes to the hook's log)."""
+    result = subprocess.run([SCONTROL, "--oneliner", "show", *args], capture_output=True,
+                            text=True, env={"SLURM_CONF": slurm_conf})
+    if result.returncode != 0:
+        print(f"scontrol show {' '.join(args)}: exit {result.returncode}: {result.stderr.strip()}", file=sys.stderr)
+        return []
     return [dict(f.split("=", 1) for f in line.split() if "=" in f)
-            for line in out.splitlines()]
+            for line in result.stdout.splitlines()]
 
 
 def _still_booting(nodes: list[dict[str, str]]) -> bool:
@@ -73,10 +77,13 @@ def prolog(job_id: str, nodelist: str, slurm_conf: str) -> None:
     layout = _layout(slurm_conf)
     deadline = time.monotonic() + int(read_settings(layout.slurm_conf)["ResumeTimeout"])
     while time.monotonic() < deadline:
-        if not _still_booting(_scontrol_fields(slurm_conf, "node", nodelist)):
+        # A read that fails (slurmctld busy) says nothing: look again rather than let the job go
+        # to the 30 s pass.
+        nodes = _scontrol_fields(slurm_conf, "node", nodelist)
+        if nodes and not _still_booting(nodes):
             return
         jobs = _scontrol_fields(slurm_conf, "job", job_id)
-        if not jobs or jobs[0].get("JobState") not in ("CONFIGURING", "RUNNING"):
+        if jobs and jobs[0].get("JobState") not in ("CONFIGURING", "RUNNING"):
             return
         time.sleep(0.2)
 

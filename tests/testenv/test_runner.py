@@ -215,7 +215,7 @@ def test_container_exit_with_restart_policy_never_ends_the_pod(
     assert status.containerStatuses[0].restartCount == 0 == container_state(kubeapi_client, "job").restartCount
 
 
-def _container_states(client: Client, pod: str, until: Callable[[Any], bool],
+def container_states(client: Client, pod: str, until: Callable[[Any], bool],
                       within: int | None = None) -> list[tuple[Any, ...]]:
     """Every container state the pod's status went through, as a watch sees it:
     (restartCount, running/terminated/waiting reason, lastState exit code, when seen);
@@ -245,7 +245,7 @@ def test_crash_loop_shows_the_exit_through_the_back_off_and_crash_loop_back_off_
 
     runner_factory(backoff=BackoffPolicy(initial=1.0, maximum=1.0))
     make_pod(kubeapi_client, "crasher", "echo starting; exit 3")
-    seen = _container_states(kubeapi_client, "crasher", lambda c: c.restartCount >= 3)
+    seen = container_states(kubeapi_client, "crasher", lambda c: c.restartCount >= 3)
     shape = [entry[:3] for entry in seen if entry[1] != "ContainerCreating"]
     assert shape == [(0, "running", None), (0, "terminated", None), (1, "running", 3),
                      (1, "terminated", 3), (1, "CrashLoopBackOff", 3), (2, "running", 3),
@@ -340,7 +340,7 @@ def test_missing_image_shows_err_image_pull_then_back_off(
     assert messages["ImagePullBackOff"].startswith('Back-off pulling image "registry.example.org/nope/missing:1.0"')
     # Each retry shows ErrImagePull only until its back-off starts, a few ms here: a watch sees it,
     # polling may not.
-    retry = _container_states(kubeapi_client, "ghost", within=10,
+    retry = container_states(kubeapi_client, "ghost", within=10,
                               until=lambda c: bool(c.state.waiting) and c.state.waiting.reason == "ErrImagePull")
     assert retry and retry[-1][1] == "ErrImagePull", f"no ErrImagePull on a retry in 10 s: {retry}"
 
