@@ -7,6 +7,7 @@ import re
 import statistics
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 from testenv.env import BIN, Environment
@@ -65,3 +66,21 @@ def set_prolog(env: Environment, prolog: str) -> None:
     shown = env.slurm.run("scontrol", "show", "config").stdout
     assert re.search(r"^PrologSlurmctld\s*=\s*" + ("/bin/true" if prolog == "true" else r"\(null\)"), shown, re.M), \
         "slurmctld did not take the new PrologSlurmctld"
+
+
+_ALLOCATED = re.compile(r"^\[([0-9T:.-]+)\] sched(?:/backfill)?: (?:Allocate|_start_job: Started) JobId=(\d+) ")
+
+
+def allocations(slurmctld_log: Path) -> dict[str, list[float]]:
+    """When slurmctld allocated each job its nodes (its log's ``sched: Allocate`` or backfill's
+    ``Started`` line, ms resolution), as Unix times; a requeued job has one per allocation."""
+    times: dict[str, list[float]] = {}
+    for line in slurmctld_log.read_text(errors="replace").splitlines():
+        if match := _ALLOCATED.match(line):
+            times.setdefault(match[2], []).append(datetime.fromisoformat(match[1]).timestamp())  # local time
+    return times
+
+
+def allocated_to_start(allocated: list[float], started: float) -> float:
+    """Seconds from the job's allocation that led to its start (its last one before it) to the start."""
+    return started - max(t for t in allocated if t <= started + 0.001)

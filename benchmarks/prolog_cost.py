@@ -19,17 +19,14 @@ Prints:
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
-from datetime import datetime
 
-from benchmarks._common import python_floor, set_prolog, summary
+from benchmarks._common import allocated_to_start, allocations, python_floor, set_prolog, summary
 from testenv.env import BIN, Environment
 from testenv.slurm.config import Timeouts
 
 UP = ("elastic1", "elastic2")
-ALLOCATED = re.compile(r"^\[([0-9T:.-]+)\] sched(?:/backfill)?: (?:Allocate|_start_job: Started) JobId=(\d+) ")
 
 
 def prolog(env: Environment, nodelist: str) -> float:
@@ -52,12 +49,9 @@ def allocated_to_running(env: Environment, runs: int, tag: str) -> list[float]:
         job = env.slurm.run("sbatch", "--parsable", "-N2", "--wrap", f"date +%s.%N > {marker}").stdout.strip()
         env.slurm.wait_until(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=60, what=f"job {job}")
         started[job] = float(marker.read_text())
-    allocated = {}
-    for line in env.slurm.slurmctld_log.read_text().splitlines():
-        if (match := ALLOCATED.match(line)) and match[2] in started:
-            allocated[match[2]] = datetime.fromisoformat(match[1]).timestamp()  # slurmctld logs local time
-    assert set(allocated) == set(started), f"no allocation logged for jobs {set(started) - set(allocated)}"
-    return [started[job] - allocated[job] for job in started]
+    allocated = allocations(env.slurm.slurmctld_log)
+    assert set(started) <= set(allocated), f"no allocation logged for jobs {set(started) - set(allocated)}"
+    return [allocated_to_start(allocated[job], started[job]) for job in started]
 
 
 def main(runs: int) -> None:
