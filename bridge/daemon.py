@@ -366,7 +366,9 @@ def run(config: Config, *, log: Any, dry_run: bool = False, once: bool = False,
     try:
         _wait_listed(watch, stop, once=once, timeout=config.kubernetes.timeout * 3)
         with LightkubeApi(config.kubernetes) as kube:
-            daemon = Daemon(config, slurm=slurm or CommandSlurm(config.slurm.bin_dir, reread=SLURM_REREAD),
+            # A look that fails is tried again at the next tick: no waiting for a lost slurmctld.
+            slurm = slurm or CommandSlurm(config.slurm.bin_dir, reread=SLURM_REREAD, lost_controller=0)
+            daemon = Daemon(config, slurm=slurm,
                             kube=kube, log=log, metrics=metrics, dry_run=dry_run)
             elector = _elector(config, kube) if config.daemon.in_cluster and not (dry_run or once) else None
             last = -MIN_GAP

@@ -144,14 +144,22 @@ class CommandSlurm:
     """:class:`SlurmClient` through ``scontrol``, ``sinfo`` and ``squeue``."""
 
     def __init__(self, bin_dir: str = "/usr/bin", *, timeout: float = 10.0, reread: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 lost_controller: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         """``reread``: for a caller that reads every node again and again (the daemon), on 22.05:
         the longest a JSON read is reused while sinfo's summary (:data:`SUMMARY`) stays
-        the same. None (the hooks): every read is a JSON read."""
+        the same. None (the hooks): every read is a JSON read.
+
+        ``lost_controller``: seconds a read keeps trying, once a second, while slurmctld cannot
+        be reached or went away in the middle of the call (killed and restarted by systemd):
+        a hook then waits for it rather than give the job's nodes back. 0: one try (the
+        daemon, which looks again at its next tick). Updates are never repeated."""
         self._bin = Path(bin_dir)
         self._timeout = timeout
         self._reread = reread
+        self._lost_controller = lost_controller
         self._clock = clock
+        self._sleep = sleep
         self._last: tuple[str | None, float, dict[str, NodeFacts]] | None = None
         """(summary read before it, when, every node's facts) of the last JSON read of every node."""
         self._busy = False
@@ -344,6 +352,17 @@ class CommandSlurm:
         return data
 
     def _run(self, command: str, *args: str, no_json_ok: bool = False, env: dict[str, str] | None = None) -> str:
+        read = command != "scontrol" or args[0] == "--version" or "show" in args[:3]
+        deadline = self._clock() + self._lost_controller
+        while True:
+            try:
+                return self._run_once(command, *args, no_json_ok=no_json_ok, env=env)
+            except _LostController:
+                if not read or self._clock() >= deadline:
+                    raise
+                self._sleep(1.0)
+
+    def _run_once(self, command: str, *args: str, no_json_ok: bool, env: dict[str, str] | None) -> str:
         if command == "scontrol" and args[0] in ("update", "power"):
             self._last = None  # our own change: the next read is a JSON read, whatever sinfo says
         path = str(self._bin / command)
@@ -353,7 +372,7 @@ class CommandSlurm:
         except FileNotFoundError:
             raise SlurmError(f"{path} not found (set slurm.bin_dir in the config)") from None
         except subprocess.TimeoutExpired:
-            raise SlurmError(f"{command} {args[0]} did not answer in {self._timeout:.0f} s") from None
+            raise _LostController(f"{command} {args[0]} did not answer in {self._timeout:.0f} s") from None
         if done.returncode == 0:
             return done.stdout
         # scontrol 22.05 says "Node X not found" on stdout, other errors on stderr.
@@ -363,6 +382,8 @@ class CommandSlurm:
             raise _NoJson(message)
         if "not found" in whole.lower() or "invalid job id" in whole.lower():
             raise _Missing(f"{command} {' '.join(args[:2])}: {message}")
+        if any(words in whole.lower() for words in LOST_CONTROLLER):
+            raise _LostController(f"{command} {' '.join(args[:2])} failed: {message}")
         raise SlurmError(f"{command} {' '.join(args[:2])} failed: {message}")
 
 
@@ -406,6 +427,17 @@ class _NoJson(SlurmError):
 
 class _Missing(SlurmError):
     """Slurm does not know a node or job that was named."""
+
+
+class _LostController(SlurmError):
+    """slurmctld could not be reached, or went away in the middle of the call."""
+
+
+LOST_CONTROLLER = ("zero bytes were transmitted or received", "unable to contact slurm controller",
+                   "socket timed out on send/recv", "communication connection failure",
+                   "communication send failure", "communication receive failure",
+                   "connection reset by peer", "connection refused")
+"""Slurm's own messages (slurm_errno.c) for a controller lost during a call, lower-cased."""
 
 
 def _short(text: str) -> str:

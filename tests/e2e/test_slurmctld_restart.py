@@ -7,8 +7,11 @@ Runs in both follow modes (--follow-mode); prints the seconds from the restart t
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -89,5 +92,53 @@ def test_resume_hook_that_outlived_its_slurmctld_reads_the_jobs_from_the_restart
     assert job_field(env, job, "Restarts") == "0"
     gone = [r for r in env.bridge_log_records() if r.get("event", "").startswith("resume file gone")]
     assert gone and gone[0]["jobs"] == [int(job)], gone
+    assert not [r for r in env.bridge_log_records() if r.get("event") == "resume failed"]
+    shutil.rmtree(gate)
+
+
+def test_a_hook_whose_slurm_read_loses_slurmctld_waits_for_the_restarted_one(make_env):
+    """slurmctld dies while the resume hook reads the job's nodes (it had read its resume file):
+    the read waits for the restarted slurmctld, the pods are made and the job runs without a
+    requeue. Before, the failed read gave the nodes back DOWN and the job waited out Slurm's
+    2-minute requeue hold (seen once in CI: "Zero Bytes were transmitted or received")."""
+    gate = Path(tempfile.mkdtemp(prefix="read-gate-"))  # not under pytest's 0700 base: SlurmUser looks
+    gate.chmod(0o777)
+    bin_dir = gate / "bin"
+    bin_dir.mkdir(mode=0o755)
+    for command in ("sinfo", "squeue"):
+        (bin_dir / command).symlink_to(f"/usr/bin/{command}")
+    # scontrol as Slurm's, except that while "armed" exists a node read first waits for "go".
+    (bin_dir / "scontrol").write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        case "$*" in *"show node"*)
+            if [ -e {gate}/armed ]; then
+                touch {gate}/held
+                while [ ! -e {gate}/go ]; do sleep 0.05; done
+            fi ;;
+        esac
+        exec /usr/bin/scontrol "$@"
+        """))
+    (bin_dir / "scontrol").chmod(0o755)
+    start = gate / "start"
+    # Early start off: the pods must come from the hook's own read.
+    env = make_env(bridge={"resume": {"early_start": False}, "slurm": {"bin_dir": str(bin_dir)}},
+                   before_resume=f"while [ ! -e {start} ]; do sleep 0.05; done")
+    job = sbatch(env, "-N2", "--wrap", "hostname")
+    wait_for(lambda: len([n for n in NODES if "POWERING_UP" in node_field(env, n, "State")]) == 2, timeout=30,
+             what="ResumeProgram called for the job's two nodes (held before the bridge's hook)")
+    (gate / "armed").touch()
+    start.touch()  # the hook reads its resume file, then its node read waits at the gate
+    wait_for(lambda: (gate / "held").exists(), timeout=30, what="a node read held at the gate")
+    # The read must be in flight when slurmctld dies: stopped, slurmctld still accepts the
+    # connection (the kernel's backlog) and never answers; killed, it closes it under the read.
+    os.kill(env.slurm.pids["slurmctld"], signal.SIGSTOP)
+    (gate / "armed").unlink()
+    (gate / "go").touch()
+    time.sleep(1.0)  # the held reads connect and send their request
+    env.slurm.kill_slurmctld()
+    time.sleep(DOWN_FOR)  # slurmctld is down: nothing to wait for, its restart is the event
+    env.slurm.restart_slurmctld()
+    wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=90, what="the job completed")
+    assert job_field(env, job, "Restarts") == "0"
     assert not [r for r in env.bridge_log_records() if r.get("event") == "resume failed"]
     shutil.rmtree(gate)
