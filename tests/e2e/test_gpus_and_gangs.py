@@ -169,10 +169,13 @@ def test_unschedulable_job_without_gang_is_requeued_and_its_placed_pods_deleted(
     first_attempt = {p.metadata.uid for p in bridge_pods(env).values()}
     assert "Insufficient nvidia.com/gpu" in unschedulable_reason(env)
     assert len(scheduled_pods(env)) == 2  # the default scheduler placed the two that fit...
-    # ...and they went too. (The requeued job is tried again after its 5 s cooldown and gets new
-    # pods: those are the next attempt's, not leftovers of this one.)
-    wait_for(lambda: not first_attempt & {p.metadata.uid for p in bridge_pods(env).values()}, timeout=10,
-             what="no pod of the failed attempt left")
+    # ...and the bridge deleted them too. (The requeued job is tried again after its 5 s cooldown
+    # and gets new pods: those are the next attempt's, not leftovers of this one.) Deleted, not
+    # gone: a pod deleted while its slurmd starts sometimes takes its whole 30 s grace period to
+    # stop (the runtime's and the entrypoint's matter, not the release's; see the stop 23 note).
+    wait_for(lambda: not {p.metadata.uid for p in bridge_pods(env).values()
+                          if p.metadata.deletionTimestamp is None} & first_attempt, timeout=10,
+             what="every pod of the failed attempt deleted")
 
 
 # --- the examples (issue 4) ----------------------------------------------------------------------
