@@ -450,6 +450,10 @@ class Config(_Strict):
                 return nodeset
         raise ConfigError(f"{self.path}: no nodeset matches node {node!r}")
 
+    def is_elastic(self, node: str) -> bool:
+        """Whether a nodeset names ``node`` (else it is a static node the bridge never powers up)."""
+        return any(hostlist.contains(nodeset.nodes, node) for nodeset in self.nodesets)
+
     def template_path(self, nodeset: Nodeset) -> Path:
         return Path(self.templates_dir or default_templates_dir()) / nodeset.template
 

@@ -51,19 +51,9 @@ def start(job_id: int, nodes: list[str], *, config: Any, slurm: Any, kube_factor
     created (the guard's to clean up). Nodes already up, or that no nodeset names (static nodes
     of a mixed job), cost one Slurm read and nothing else: the API client is not even built.
     ``facts``: the nodes' facts as the caller has just read them (the prolog), else read here."""
-    from bridge.errors import ConfigError
-
     if facts is None:
         facts = slurm.node_facts(nodes)
-    wanted = []
-    for node in nodes:
-        if node not in facts or not cold(facts[node].state):
-            continue
-        try:
-            config.nodeset_for(node)
-        except ConfigError:
-            continue
-        wanted.append(node)
+    wanted = [n for n in nodes if n in facts and cold(facts[n].state) and config.is_elastic(n)]
     if not wanted:
         return []
     from bridge import resume

@@ -71,7 +71,7 @@ def run(job_id: str, nodelist: str, *, clock: Callable[[], float] = time.monoton
     waits for it: a job on no nodeset's nodes costs no Slurm read, one on elastic nodes already
     up (a warm pool's) one read, shared by the early start and the wait."""
     from bridge import config as config_module, hostlist
-    from bridge.errors import BridgeError, ConfigError
+    from bridge.errors import BridgeError
     from bridge.slurm import CommandSlurm
 
     if not nodelist:
@@ -86,19 +86,10 @@ def run(job_id: str, nodelist: str, *, clock: Callable[[], float] = time.monoton
     except BridgeError as e:
         print(f"slurm-k8s-prolog: {e.kind}: {e}", file=sys.stderr)
         return 0
-    if config is not None:
-        # Only the bridge's ResumeProgram powers nodes up, and only a nodeset's: the others are up.
-        elastic = []
-        for node in nodes:
-            try:
-                config.nodeset_for(node)
-            except ConfigError:
-                continue
-            elastic.append(node)
-        if not elastic:
-            return 0
-    else:
-        elastic = nodes
+    # Only the bridge's ResumeProgram powers nodes up, and only a nodeset's: the others are up.
+    elastic = [n for n in nodes if config.is_elastic(n)] if config is not None else nodes
+    if not elastic:
+        return 0
     slurm = CommandSlurm(config.slurm.bin_dir if config else "/usr/bin")
     try:
         facts = slurm.node_facts(elastic)
@@ -111,8 +102,8 @@ def run(job_id: str, nodelist: str, *, clock: Callable[[], float] = time.monoton
     if guard is not None:
         _HELD.append(guard)  # open until this process ends, however it ends (see bridge.early)
     timeout = config.slurm.prolog_timeout if config else 300.0
-    return wait_for_nodes(job_id, elastic, slurm, deadline=clock() + timeout, timeout=timeout,
-                          state_dir=config.resume.state_dir if config else "", clock=clock, sleep=sleep)
+    return wait_for_nodes(job_id, elastic, slurm, timeout=timeout, state_dir=config.resume.state_dir if config else "",
+                          clock=clock, sleep=sleep)
 
 
 def start_early(job_id: str, nodes: list[str], facts: dict[str, Any], config: Any, slurm: Any) -> object | None:
@@ -173,13 +164,13 @@ def controller_slurm_conf(pid: int, proc: str = "/proc") -> str | None:
     return None
 
 
-def wait_for_nodes(job_id: str, nodes: list[str], slurm: Any, *, deadline: float, timeout: float,
-                   state_dir: str, clock: Callable[[], float] = time.monotonic,
-                   sleep: Callable[[float], None] = time.sleep) -> int:
-    """Wait until ``nodes`` are up, the job no longer waits, or ``deadline``; always 0."""
+def wait_for_nodes(job_id: str, nodes: list[str], slurm: Any, *, timeout: float, state_dir: str,
+                   clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> int:
+    """Wait until ``nodes`` are up, the job no longer waits, or ``timeout`` s passed; always 0."""
     from bridge import hostlist
     from bridge.errors import BridgeError
 
+    deadline = clock() + timeout
     try:
         board = Board.open(state_dir, slurm, timeout)
         if board is None:
