@@ -492,7 +492,7 @@ class Environment:
         nodes = {"nodes": [{"name": n.name, "capacity": n.capacity, "labels": n.labels, "taints": list(n.taints)}
                            for n in self._kube_nodes]}
         (self.dir / "nodes.yaml").write_text(yaml.safe_dump(nodes))
-        images = {IMAGE: {"entrypoint": [str(IMAGE_SOURCES / "entrypoint.sh")], "cmd": []}, **self._images}
+        images = {IMAGE: {"entrypoint": IMAGE_ENTRYPOINT, "cmd": []}, **self._images}
         images = {ref: {**image, "entrypoint": [str(_in_image(Path(word))) for word in image.get("entrypoint", [])]}
                   for ref, image in images.items()}
         (self.dir / "images.yaml").write_text(yaml.safe_dump({"images": images}))
@@ -601,6 +601,9 @@ def _create(client: Any, obj: Any, *, missing_ok: bool = False) -> None:
 
 
 IMAGE_SOURCES = REPO / "docker" / "slurmd"
+#: The slurmd image's ENTRYPOINT (docker/slurmd/Dockerfile) for the process runtime: the host's
+#: tini (testenv/setup.sh installs Debian's) as the container's PID 1, then the entrypoint script.
+IMAGE_ENTRYPOINT = ["/usr/bin/tini", "--", str(IMAGE_SOURCES / "entrypoint.sh")]
 
 
 def _in_image(path: Path | None) -> Path | None:

@@ -4,11 +4,12 @@
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# Real Slurm from Debian's packages (22.05 on bookworm), munge, and the tools the pod
+# Real Slurm from Debian's packages (22.05 on bookworm), munge, tini (the slurmd image's PID 1,
+# which the process runtime runs from the host), and the tools the pod
 # runner uses to give each pod its own mount/UTS/PID namespaces. liblua5.1-0: what Slurm's
 # job_submit/lua and cli_filter/lua plugins dlopen (the test cluster enables both); lua5.1:
 # the interpreter the unit tests run the generated scripts with (tests/unit/test_slurm_lua.py).
-packages=(slurmctld slurmd slurm-client munge util-linux procps python3-venv liblua5.1-0 lua5.1)
+packages=(slurmctld slurmd slurm-client munge tini util-linux procps python3-venv liblua5.1-0 lua5.1)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -40,19 +40,16 @@
 # plugins use (freezer, cpuset, memory, devices) is missing or read-only (the pod is not
 # privileged); 7 SLURMD_CGROUPS is set on a cgroup v2 host (not supported yet). Then slurmd's own.
 #
-# Lifetime: slurmd is exec'd, so it is the container's main process and gets the pod's SIGTERM
-# directly (slurmd exits on SIGTERM and the node leaves). munged is left running as slurmd's
-# child: when the main process exits the runtime tears down the container's PID namespace,
-# munged included, so it never keeps the pod alive. On a plain host there is no such
-# namespace: start this script as a session leader (setsid) and signal the whole process
+# Lifetime: the image runs this script under tini (the container's PID 1, see the Dockerfile),
+# which passes the pod's SIGTERM on to it. slurmd is exec'd, so from then on it gets that signal
+# directly: before its handler is installed its default action ends it, after it slurmd leaves
+# cleanly; either way the pod stops at once. munged is left running as slurmd's child: when
+# tini's child exits the runtime tears down the container's PID namespace, munged included, so
+# it never keeps the pod alive. Do not make this script PID 1 itself (a pod template's
+# `command:` would): PID 1 ignores a signal it has no handler for. On a plain host there is no
+# such namespace: start this script as a session leader (setsid) and signal the whole process
 # group (kill -TERM -- -PID) to end munged with slurmd.
 set -eu
-
-# Until slurmd is exec'd this shell is the container's PID 1, and PID 1 gets no signal it has no
-# handler for: without these a pod deleted while munged starts would wait out its whole grace
-# period. exec resets them, and slurmd handles SIGTERM itself.
-trap 'exit 143' TERM
-trap 'exit 130' INT
 
 prog=slurmd-entrypoint
 key_file=${MUNGE_KEY_FILE:-/etc/munge/munge.key}

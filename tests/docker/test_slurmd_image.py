@@ -90,7 +90,7 @@ def test_slurmd_registers_runs_a_step_and_leaves_on_sigterm(slurmd_image: str, c
         logs = container.get_wrapped_container().logs().decode(errors="replace")
         assert 'Created socket "/run/munge/munge.socket.2"' in logs  # the container's own munged
         step = cluster.run("srun", "-w", "elastic1", "-N1", "sh", "-c", "hostname; cat /proc/1/comm", timeout=30)
-        assert step.stdout.split() == ["elastic1", "slurmd"]  # in the container: slurmd is its PID 1
+        assert step.stdout.split() == ["elastic1", "tini"]  # in the container: the image's init is its PID 1
 
         wrapped = container.get_wrapped_container()
         grace = 10
@@ -105,25 +105,65 @@ def test_slurmd_registers_runs_a_step_and_leaves_on_sigterm(slurmd_image: str, c
     print(f"container start -> node registered: {registered:.2f} s")
 
 
+def _stop_time(container: Any) -> tuple[float, int]:
+    """Seconds from SIGTERM (what the kubelet sends a deleted pod) to the container's exit, and
+    its exit code."""
+    began = time.monotonic()
+    container.kill(signal="SIGTERM")
+    code = container.wait(timeout=30)["StatusCode"]
+    return time.monotonic() - began, code
+
+
 def test_sigterm_while_the_entrypoint_starts_munged_stops_the_container_at_once(
     slurmd_image: str, munge_key: Path, docker_client: Any
 ) -> None:
-    """The entrypoint is the container's PID 1 until it execs slurmd, and PID 1 ignores a signal
-    it has no handler for: a pod deleted while it starts must not wait out its grace period."""
+    """A pod deleted while it starts must not wait out its grace period: a container's PID 1
+    ignores a signal it has no handler for, so the image's PID 1 is tini, not the script."""
     container = docker_client.containers.create(
         slurmd_image, ["-b", "-N", "elastic1", "--conf-server", "127.0.0.1:1"], network_mode="host",
         hostname="elastic1", environment={"MUNGE_START_TIMEOUT": "30"},
         volumes={str(munge_key): {"bind": "/etc/munge", "mode": "ro"}})
     try:
         container.start()
-        began = time.monotonic()
-        container.kill(signal="SIGTERM")
-        code = container.wait(timeout=20)["StatusCode"]
-        took = time.monotonic() - began
+        took, code = _stop_time(container)
     finally:
         container.remove(force=True)
     assert took < 2, f"SIGTERM took {took:.1f} s"
-    assert code in (0, 143), code  # the entrypoint's trap, or slurmd itself if it was that quick
+    assert code in (0, 143), code  # killed by SIGTERM (tini's 128+15), or slurmd itself if it was that quick
+
+
+def test_sigterm_while_slurmd_waits_for_its_config_stops_the_container_at_once(
+    slurmd_image: str, munge_key: Path, docker_client: Any
+) -> None:
+    """slurmd installs its SIGTERM handler only once it has its config from slurmctld: a pod
+    deleted while slurmctld is slow to answer (restarting, overloaded) stops at once all the same,
+    instead of holding its node's GPUs until slurmd gives up (MessageTimeout) or the grace period
+    ends. The "controller" here accepts connections and never answers."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        container = docker_client.containers.create(
+            slurmd_image, ["-b", "-N", "elastic1", "--conf-server", f"127.0.0.1:{port}"], network_mode="host",
+            hostname="elastic1", volumes={str(munge_key): {"bind": "/etc/munge", "mode": "ro"}})
+        try:
+            container.start()
+            # slurmd has connected: its config request sits unanswered in the listen queue.
+            wait_for(lambda: _established_to(port), timeout=20, what=f"slurmd connecting to 127.0.0.1:{port}")
+            took, code = _stop_time(container)
+            logs = container.logs().decode(errors="replace")
+        finally:
+            container.remove(force=True)
+    assert "failed to load configs" not in logs, "slurmd gave up on its own: the signal was not what stopped it"
+    assert took < 2, f"SIGTERM took {took:.1f} s"
+    assert code == 143, code
+
+
+def _established_to(port: int) -> bool:
+    """A TCP connection to 127.0.0.1:port is established (the container shares this network)."""
+    wanted = f"0100007F:{port:04X}"
+    rows = (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+    return any(row[2] == wanted and row[3] == "01" for row in rows)  # remote address, ESTABLISHED
 
 
 def test_missing_munge_key_is_a_clear_message_and_exit_2(slurmd_image: str, tmp_path: Path) -> None:

@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import bridge_pods, job_field, node_field, sbatch, wait_for
-from testenv.env import IMAGE_SOURCES
+from testenv.env import IMAGE_ENTRYPOINT
 
 pytestmark = pytest.mark.follows  # testenv/test.sh runs it in both follow modes
 
 NODES = [f"elastic{i}" for i in range(1, 5)]
 # slurmd starts 4 s after its pod does: a window in which the pods exist and the nodes have not
 # registered, wide enough to kill slurmctld in it every time.
-SLOW = {"slow-slurmd:1": {"entrypoint": ["/bin/sh", "-c", 'sleep 4; exec "$@"', "sh",
-                                         str(IMAGE_SOURCES / "entrypoint.sh")]}}
+SLOW = {"slow-slurmd:1": {"entrypoint": [*IMAGE_ENTRYPOINT[:2], "/bin/sh", "-c", 'sleep 4; exec "$@"', "sh",
+                                         *IMAGE_ENTRYPOINT[2:]]}}
 DOWN_FOR = 8.0
 """Seconds slurmctld stays dead (systemd's RestartSec=5 and a start-up): slurmd starts meanwhile
 and cannot reach it."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-from testenv.env import Environment
+from testenv.env import IMAGE_ENTRYPOINT, IMAGE_SOURCES, Environment
 from testenv.kubeapi import KubeApiServer
 from testenv.scheduler import Scheduler
 from testenv.slurm import processes
@@ -39,3 +40,15 @@ def test_with_an_external_api_server_no_stand_in_and_no_scheduler_are_started(tm
             assert env.admin_kubeconfig == kubeconfig
             result = env.slurm.run("srun", "-N1", "hostname", timeout=60)
             assert result.stdout.split() == ["elastic1"]
+
+
+def test_the_process_runtime_starts_the_slurmd_image_as_its_dockerfile_does():
+    """The process runtime's stand-in for the slurmd image must have the image's PID 1 (tini):
+    with the script as PID 1 instead, a pod deleted while slurmd starts would wait out its grace
+    period there and not in a real cluster, or the other way round."""
+    line = next(line for line in (IMAGE_SOURCES / "Dockerfile").read_text().splitlines()
+                if line.startswith("ENTRYPOINT "))
+    *init, script = json.loads(line.removeprefix("ENTRYPOINT "))
+    assert init == IMAGE_ENTRYPOINT[:-1]
+    assert script == "/usr/local/bin/slurmd-entrypoint" and IMAGE_ENTRYPOINT[-1] == str(IMAGE_SOURCES / "entrypoint.sh")
+    assert os.access(IMAGE_ENTRYPOINT[0], os.X_OK), "testenv/setup.sh installs Debian's tini"
