@@ -555,9 +555,23 @@ def _pod_findings(config: Any, facts: Any, topic: str, schemas: bool) -> list[Fi
         return [Finding("FAIL", topic, f"{e.kind}: {e}")]
     if not schemas:
         return [Finding("WARN", topic, f"pod for {facts.name} renders; not checked against Kubernetes' schema: "
-                                       f"pip install 'slurm-k8s-bridge[check]'")]
+                                       f"pip install 'slurm-k8s-bridge[check]'"), *entrypoint_findings(pod, topic)]
     return [Finding("OK", topic, f"pod for {facts.name} valid for Kubernetes {', '.join(validate.SUPPORTED)} "
-                                 f"(QoS {validate.qos_class(pod)})")]
+                                 f"(QoS {validate.qos_class(pod)})"), *entrypoint_findings(pod, topic)]
+
+
+def entrypoint_findings(pod: dict, topic: str) -> list[Finding]:
+    """A template whose slurmd container sets ``command`` replaces the image's entrypoint, tini
+    included: slurmd becomes PID 1, which ignores SIGTERM until slurmd has its config, so a pod
+    deleted while it starts would hold its node's resources for its whole grace period."""
+    containers = pod.get("spec", {}).get("containers", [])
+    slurmd = next((c for c in containers if c.get("name") == "slurmd"), containers[0] if containers else {})
+    if "command" not in slurmd:
+        return []
+    return [Finding("WARN", topic, f"container {slurmd.get('name')} sets command {slurmd['command']}: it replaces "
+                                   f"the image's entrypoint (tini, then slurmd-entrypoint), and a pod deleted while "
+                                   f"its slurmd starts then waits out terminationGracePeriodSeconds; give slurmd's "
+                                   f"arguments in args")]
 
 
 def memory_findings(nodeset: Any, facts: Any, topic: str) -> list[Finding]:

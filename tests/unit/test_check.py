@@ -228,6 +228,20 @@ def test_pod_memory_must_leave_room_for_slurmd_and_munged(config):
     assert check.memory_findings(cpu, NodeFacts("elastic1", cpus=4, real_memory_mb=1), "x")[0].status == "WARN"
 
 
+def test_a_template_that_replaces_the_images_entrypoint_is_warned_of(config):
+    """tini, the image's PID 1, is what lets a pod deleted while slurmd starts stop at once."""
+    from bridge.render import render_pod
+
+    shipped = render_pod(config, NodeFacts("elastic1", cpus=4, real_memory_mb=4000)).manifest
+    assert check.entrypoint_findings(shipped, "nodeset cpu") == []
+    pod = {"spec": {"containers": [{"name": "slurmd", "image": "i", "args": ["-b"]}]}}
+    pod["spec"]["containers"][0]["command"] = ["/usr/sbin/slurmd", "-D"]
+    [warn] = check.entrypoint_findings(pod, "nodeset cpu")
+    assert warn.status == "WARN" and warn.topic == "nodeset cpu"
+    assert warn.message.startswith("container slurmd sets command ['/usr/sbin/slurmd', '-D']: it replaces the "
+                                   "image's entrypoint (tini")
+
+
 def test_files_the_hooks_read_and_write_as_slurm_user(open_dir):
     tmp_path = open_dir
     config_file = tmp_path / "k8s-bridge.yaml"
