@@ -219,7 +219,7 @@ def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_ti
         else:
             if policy == "predictive":
                 demand = warmpool.account(demand, idle_seconds=tick_idle, busy_seconds=tick_busy,
-                                          elapsed=tick, policy=pool_policy)
+                                          elapsed=tick, now=epoch + now, policy=pool_policy)
             tick_idle = tick_busy = 0.0
             push(now + tick, "tick")
         # The daemon refills the pool as soon as its Slurm read shows nodes taken, and shrinks it
@@ -228,7 +228,7 @@ def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_ti
             want = warmpool.target(demand, epoch + now, pool_policy, pending_nodes=planned(now))
             pool.start(want - len(pool.idle) - len(pool.starting), now + refill_lag, boot)
             if kind == "tick":
-                pool.suspend_idle(now, keep=want, after=warmpool.linger(demand, pool_policy))
+                pool.suspend_idle(now, keep=want, after=warmpool.linger(demand, epoch + now, pool_policy))
         else:
             pool.start(fixed - len(pool.idle) - len(pool.starting), now + refill_lag, boot)
             if kind == "tick":

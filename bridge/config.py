@@ -245,6 +245,19 @@ class Warm(_Strict):
     """Idle pod-time is steered toward this share of busy pod-time over about a day (0: not
     steered): above it the pool and ``linger`` shrink in proportion. A target, not a hard cap:
     boots of powered-down nodes count as idle too (README "Warm pool")."""
+    idle_hours_per_day: float | None = None
+    """A hard cap (None: none): once the pool's idle pod-hours over the last 24 hours reach it,
+    the pool holds only ``min`` nodes, powers idle nodes beyond them down at once and starts no
+    node ahead of a planned job, until the spend of the last 24 hours is below the cap again.
+    ``min`` is kept whatever the cap, so the cap must exceed ``24 × min``."""
+    pool: str | None = None
+    """Nodesets that name the same pool share one warm pool (None: the nodeset's own, named
+    after it): demand is learned over all their nodes and one target is kept, on the cheapest
+    capacity first. A nodeset with ``capacity.type: spot`` is cheaper than one on on-demand or
+    unmarked capacity; among equals, the first in the config. The pool powers up the cheaper
+    nodes first, falls back to dearer ones while the cheaper cannot be powered up (DOWN, DRAIN,
+    capacity breaker open), powers the dearer down first, and swaps a dearer idle node for a
+    cheaper one once it has lingered. The members' other ``warm`` settings must be equal."""
 
 
 class Gang(_Strict):
@@ -594,6 +607,7 @@ def _check(config: Config) -> None:
         if not config.template_path(nodeset).is_file():
             raise ConfigError(f"{where}.template: no template {str(config.template_path(nodeset))!r}")
         _check_nodeset(nodeset, where)
+    _check_warm_pools(config)
 
 
 def _check_nodeset(nodeset: Nodeset, where: str) -> None:
@@ -616,13 +630,44 @@ def _check_nodeset(nodeset: Nodeset, where: str) -> None:
 
 
 def _check_warm(nodeset: Nodeset, where: str) -> None:
-    warm, size = nodeset.warm, len(hostlist.expand(nodeset.nodes))
-    if not 0 <= warm.min <= warm.max <= size:
-        raise ConfigError(f"{where}: expected 0 <= min <= max <= {size} (the nodeset's nodes), "
-                          f"got min {warm.min}, max {warm.max}")
-    for field in ("horizon", "hold", "linger", "quiet_after", "idle_share"):
-        if getattr(warm, field) < 0:
-            raise ConfigError(f"{where}.{field}: expected 0 or more, got {getattr(warm, field):g}")
+    warm = nodeset.warm
+    for field in ("horizon", "hold", "linger", "quiet_after", "idle_share", "idle_hours_per_day"):
+        value = getattr(warm, field)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{where}.{field}: expected 0 or more, got {value:g}")
+    if warm.pool is not None and (not _DNS_LABEL.match(warm.pool) or len(warm.pool) > 63):
+        raise ConfigError(f"{where}.pool: expected a DNS-1123 label, got {warm.pool!r}")
+    if warm.idle_hours_per_day is not None and warm.min and warm.idle_hours_per_day <= 24 * warm.min:
+        raise ConfigError(f"{where}.idle_hours_per_day: expected more than 24 x min = {24 * warm.min} "
+                          f"(the min nodes alone spend that), got {warm.idle_hours_per_day:g}")
+
+
+def warm_pools(nodesets: list[Nodeset]) -> dict[str, list[Nodeset]]:
+    """Each warm pool's name and its nodesets, cheapest capacity first (spot before on-demand or
+    unmarked, then the config's order); nodesets without a pool (``warm.max`` 0) are left out."""
+    pools: dict[str, list[Nodeset]] = {}
+    for nodeset in nodesets:
+        pools.setdefault(nodeset.warm.pool or nodeset.name, []).append(nodeset)
+    return {name: sorted(members, key=lambda ns: 0 if ns.capacity and ns.capacity.type == "spot" else 1)
+            for name, members in pools.items() if members[0].warm.max > 0}
+
+
+def _check_warm_pools(config: Config) -> None:
+    """A shared pool's members agree on its settings, and min <= max <= the pool's nodes."""
+    pools: dict[str, list[tuple[int, Nodeset]]] = {}
+    for i, nodeset in enumerate(config.nodesets):
+        pools.setdefault(nodeset.warm.pool or nodeset.name, []).append((i, nodeset))
+    for name, members in pools.items():
+        (i, first), size = members[0], sum(len(hostlist.expand(ns.nodes)) for _, ns in members)
+        settings = {**msgspec.structs.asdict(first.warm), "pool": None}
+        for j, other in members[1:]:
+            if {**msgspec.structs.asdict(other.warm), "pool": None} != settings:
+                raise ConfigError(f"{config.path}: nodesets[{j}].warm: expected the same settings as "
+                                  f"nodesets[{i}] ({first.name!r}), which shares warm pool {name!r}")
+        warm, what = first.warm, "the nodeset's nodes" if len(members) == 1 else f"the nodes of pool {name!r}"
+        if not 0 <= warm.min <= warm.max <= size:
+            raise ConfigError(f"{config.path}: nodesets[{i}].warm: expected 0 <= min <= max <= {size} "
+                              f"({what}), got min {warm.min}, max {warm.max}")
 
 
 def _check_researcher_view(nodeset: Nodeset, where: str) -> None:

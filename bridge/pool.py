@@ -1,5 +1,6 @@
-"""The daemon's warm-pool step: per nodeset with ``warm.max > 0``, keep the target number of idle
-nodes powered up (:mod:`bridge.warmpool` sizes it), through Slurm.
+"""The daemon's warm-pool step: per warm pool (a nodeset with ``warm.max > 0``, or the nodesets
+that name one ``warm.pool``), keep the target number of idle nodes powered up
+(:mod:`bridge.warmpool` sizes it), through Slurm.
 
 Demand is read from the node facts the daemon reads anyway: nodes of the nodeset that became
 allocated since the last look are one arrival of that many nodes. Slurm allocates powered-down
@@ -9,6 +10,17 @@ within one look counts as one larger job.
 Nodes are powered up with no job (``scontrol power up`` or ``State=POWER_UP``): Slurm calls
 ResumeProgram, the hook creates the pod, slurmd registers, the node is idle. Idle nodes beyond
 the target are powered down (``POWER_DOWN``: graceful) once idle for ``warmpool.linger``.
+
+A pool's nodes are ranked by price: a nodeset on spot capacity before one on on-demand or
+unmarked capacity, then the config's order. Power-ups take the cheapest usable nodes (so a spot
+nodeset whose breaker is open, or whose nodes are DOWN or DRAIN, leaves the pool to the dearer
+one), power-downs the dearest idle nodes first, and a dearer node idle past the linger is
+swapped for a cheaper powered-down one: the cheaper node is powered up, and the dearer one goes
+once the pool has its target without it.
+
+With ``warm.idle_hours_per_day`` set, the idle pod-hours of the last 24 hours are a hard cap:
+once reached, the target is ``min``, idle nodes beyond it go at once, and no node is started
+ahead of a planned job.
 
 A job that waits for nodes other jobs hold is planned by Slurm's backfill scheduler (squeue's
 StartTime and SchedNodes, one squeue per look): one ``horizon`` before its expected start, the
@@ -20,7 +32,8 @@ shortfall up again (README "Warm pool" says how to set SuspendTime). A node that
 DRAIN, NOT_RESPONDING or held by the capacity breaker is never counted nor powered up.
 
 What was learned (:class:`warmpool.Demand`) and the nodes allocated at the last look are kept in
-``<resume.state_dir>/warm-<nodeset>.json``, so a restarted daemon loses nothing.
+``<resume.state_dir>/warm-<pool>.json`` (a pool of one nodeset is named after it), so a
+restarted daemon loses nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge import breaker, hostlist, nodestate, warmpool
-from bridge.config import Config, Nodeset
+from bridge.config import Config, Nodeset, warm_pools
 from bridge.errors import SlurmError
 from bridge.metrics import Metrics
 from bridge.slurm import NodeFacts, SlurmClient
@@ -44,14 +57,23 @@ _MAX_ELAPSED = 3600.0
 def policy(nodeset: Nodeset) -> warmpool.PoolPolicy:
     w = nodeset.warm
     return warmpool.PoolPolicy(min=w.min, max=w.max, horizon=w.horizon, hold=w.hold, linger=w.linger,
-                               quiet_after=w.quiet_after, idle_share=w.idle_share)
+                               quiet_after=w.quiet_after, idle_share=w.idle_share,
+                               idle_hours_per_day=w.idle_hours_per_day)
+
+
+def price_rank(nodeset: Nodeset) -> int:
+    """0 for spot capacity, 1 for on-demand or unmarked: the pool keeps the cheaper first."""
+    return 0 if nodeset.capacity is not None and nodeset.capacity.type == "spot" else 1
 
 
 def usable(fact: NodeFacts) -> bool:
-    """A node the pool may count or power up: not DOWN, DRAIN, NOT_RESPONDING, nor breaker-held."""
+    """A node the pool may count or power up: not DOWN, DRAIN, NOT_RESPONDING, nor breaker-held.
+    A node powering up is NOT_RESPONDING until its slurmd registers (22.05 shows a node powered
+    up with no job as ``IDLE+CLOUD+NOT_RESPONDING+POWERING_UP``): that one is starting, and
+    counts, or the pool would power up a second node for each one on its way."""
     s = fact.state
-    return not (nodestate.is_down(s) or nodestate.is_drained(s) or nodestate.is_not_responding(s)
-                or breaker.open_until(fact) is not None)
+    silent = nodestate.is_not_responding(s) and not nodestate.is_powering_up(s)
+    return not (nodestate.is_down(s) or nodestate.is_drained(s) or silent or breaker.open_until(fact) is not None)
 
 
 @dataclass
@@ -64,9 +86,10 @@ class _Learned:
 
 @dataclass(frozen=True)
 class Decision:
-    """One nodeset's pool at one look."""
+    """One pool at one look."""
 
     nodeset: str
+    """The pool's name: its nodeset's, or the ``warm.pool`` its nodesets share."""
     target: int
     idle: tuple[str, ...]
     starting: tuple[str, ...]
@@ -74,22 +97,28 @@ class Decision:
     power_down: tuple[str, ...] = ()
     planned: tuple[str, ...] = ()
     """Nodes Slurm means to give a pending job that starts within the horizon (kept up)."""
+    capped: bool = False
+    """The idle pod-hours of the last 24 hours have reached ``warm.idle_hours_per_day``."""
 
 
 class Pool:
     def __init__(self, config: Config, *, slurm: SlurmClient, log: Any, metrics: Metrics,
                  dry_run: bool = False) -> None:
-        self._nodesets = [ns for ns in config.nodesets if ns.warm.max > 0]
-        self._nodes = {ns.name: hostlist.expand(ns.nodes) for ns in self._nodesets}
+        self._pools = warm_pools(config.nodesets)
+        # Cheapest first, each nodeset's nodes in its order (elastic2 before elastic10).
+        self._nodes = {name: [n for ns in members for n in hostlist.expand(ns.nodes)]
+                       for name, members in self._pools.items()}
+        self._rank = {n: price_rank(ns) for members in self._pools.values() for ns in members
+                      for n in hostlist.expand(ns.nodes)}
         self._slurm, self._log, self._metrics, self._dry_run = slurm, log, metrics, dry_run
         self._dir = Path(config.resume.state_dir)
         self._learned: dict[str, _Learned] = {}
         self._idle_since: dict[str, float] = {}
 
     def step(self, facts: dict[str, NodeFacts], now: float) -> list[Decision]:
-        """Learn, size, and power up or down; one decision per pooled nodeset."""
-        planned = self._planned() if self._nodesets else []
-        decisions = [self._decide(ns, facts, now, planned) for ns in self._nodesets]
+        """Learn, size, and power up or down; one decision per pool."""
+        planned = self._planned() if self._pools else []
+        decisions = [self._decide(name, members[0], facts, now, planned) for name, members in self._pools.items()]
         for decision in decisions:
             self._carry_out(decision)
         return decisions
@@ -104,41 +133,52 @@ class Pool:
             self._log.warning("warm pool: cannot read the pending jobs' planned starts", error=str(e))
             return []
 
-    def _decide(self, nodeset: Nodeset, facts: dict[str, NodeFacts], now: float,
+    def _decide(self, name: str, first: Nodeset, facts: dict[str, NodeFacts], now: float,
                 planned: list[tuple[float, tuple[str, ...]]]) -> Decision:
-        rules = policy(nodeset)
-        mine = {n: facts[n] for n in self._nodes[nodeset.name] if n in facts}
-        # In the nodeset's order (elastic2 before elastic10): the pool takes the first free nodes.
+        rules = policy(first)
+        mine = {n: facts[n] for n in self._nodes[name] if n in facts}
+        # In the pool's order, cheapest capacity first: the pool takes the first free nodes.
         idle = [n for n, f in mine.items() if usable(f) and nodestate.is_up(f.state)
                 and not nodestate.is_allocated(f.state)]
         starting = [n for n, f in mine.items() if usable(f) and nodestate.is_powering_up(f.state)
                     and not nodestate.is_allocated(f.state)]
         allocated = {n for n, f in mine.items() if nodestate.is_allocated(f.state)}
-        learned = self._learn(nodeset.name, allocated, len(idle), now, rules)
+        learned = self._learn(name, allocated, len(idle), now, rules)
         target = warmpool.target(learned.demand, now, rules)
+        capped = warmpool.capped(learned.demand, now, rules)
         for node in set(self._idle_since) & set(mine) - set(idle):
             del self._idle_since[node]
         for node in idle:
             self._idle_since.setdefault(node, now)
         # A job waiting for nodes other jobs hold, due within the horizon: the powered-down nodes
         # Slurm means to give it start now, so it starts warm when its turn comes (up to max).
-        soon = list(dict.fromkeys(n for start, nodes in planned if start - now <= rules.horizon
-                                  for n in nodes if n in mine))
+        # Not while the cap is reached: Slurm starts them itself when the job's turn comes.
+        soon = [] if capped else list(dict.fromkeys(n for start, nodes in planned if start - now <= rules.horizon
+                                                    for n in nodes if n in mine))
         off = [n for n, f in mine.items() if usable(f) and nodestate.is_powered_down(f.state)
                and not nodestate.is_allocated(f.state)]
         have, kept = len(idle) + len(starting), set(soon)  # kept: not the pool's to power down
         up = [n for n in off if n in kept][: max(0, rules.max - have)]
         down: list[str] = []
+        stay = warmpool.linger(learned.demand, now, rules)
+        lingered = [n for n in idle if n not in kept and now - self._idle_since[n] >= stay]
         if have + len(up) < target:
             chosen = set(up)
             up += [n for n in off if n not in chosen][: target - have - len(up)]
-        elif have > target:
-            stay = warmpool.linger(learned.demand, rules)
-            longest_idle = sorted((n for n in idle if n not in kept), key=lambda n: self._idle_since[n])
-            down = [n for n in longest_idle if now - self._idle_since[n] >= stay][: have - target]
-        self._metrics.warm_target.labels(nodeset.name).set(target)
-        self._metrics.warm_idle.labels(nodeset.name).set(len(idle))
-        return Decision(nodeset.name, target, tuple(idle), tuple(starting), tuple(up), tuple(down), tuple(soon))
+        elif len(idle) > target:
+            # Only what is up and idle beyond the target: a node still starting may yet fail.
+            # Dearest capacity first, then the longest idle.
+            lingered.sort(key=lambda n: (-self._rank[n], self._idle_since[n]))
+            down = lingered[: len(idle) - target]
+        if not up and not down and not starting and not capped:
+            # A dearer node that lingered, and a cheaper one that can be powered up: swap them,
+            # within max. The dearer one goes at a later look, once the cheaper one is up and idle.
+            dear = sorted((self._rank[n] for n in lingered), reverse=True)[: max(0, rules.max - have)]
+            cheap = [n for n in off if n not in kept]
+            up = [n for n, rank in zip(cheap, dear) if self._rank[n] < rank]
+        self._metrics.warm_target.labels(name).set(target)
+        self._metrics.warm_idle.labels(name).set(len(idle))
+        return Decision(name, target, tuple(idle), tuple(starting), tuple(up), tuple(down), tuple(soon), capped)
 
     def _learn(self, name: str, allocated: set[str], idle: int, now: float,
                rules: warmpool.PoolPolicy) -> _Learned:
@@ -149,7 +189,7 @@ class Pool:
         if learned.looked is not None and now > learned.looked:
             elapsed = min(now - learned.looked, _MAX_ELAPSED)
             demand = warmpool.account(demand, idle_seconds=idle * elapsed, busy_seconds=len(allocated) * elapsed,
-                                      elapsed=elapsed, policy=rules)
+                                      elapsed=elapsed, now=now, policy=rules)
         learned = _Learned(demand, allocated, now)
         self._learned[name] = learned
         if not self._dry_run:
@@ -165,7 +205,8 @@ class Pool:
                 continue
             self._log.info("warm pool", action=action, nodeset=d.nodeset, nodes=hostlist.fold(list(nodes)),
                            target=d.target, idle=len(d.idle), starting=len(d.starting),
-                           for_planned_jobs=len(set(nodes) & set(d.planned)), dry_run=self._dry_run)
+                           for_planned_jobs=len(set(nodes) & set(d.planned)), capped=d.capped,
+                           dry_run=self._dry_run)
             if self._dry_run:
                 continue
             try:

@@ -21,6 +21,8 @@ idle pod-hours for that wait. The model here decides the pool's size from what S
 - a **budget**: idle pod-seconds are steered toward ``idle_share`` of busy pod-seconds over
   roughly a day; above it the target and the linger shrink in proportion (a target, not a cap:
   the boots of cold starts are idle the pool cannot avoid);
+- a **cap** (``idle_hours_per_day``, optional): once the idle pod-seconds of the last 24 hours
+  (kept per hour) reach it, the target is ``min`` and the linger 0 until they fall below;
 - **quiet**: with no submission for ``quiet_after`` seconds and a profile that expects none, the
   target is ``min`` (scale to zero by default).
 
@@ -62,6 +64,9 @@ class PoolPolicy:
     """Idle pod-seconds are steered toward this share of busy pod-seconds (0: not steered); a
     target, not a cap: boots of powered-down nodes count as idle too."""
     budget_half_life: float = 86400.0
+    idle_hours_per_day: float | None = None
+    """A hard cap on the idle pod-hours of the last 24 hours (None: none): once reached, the
+    target is ``min`` and idle nodes beyond it go at once (linger 0)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,8 @@ class Demand:
     idle_seconds: float = 0.0
     """Exponentially weighted idle and busy pod-seconds, for the budget."""
     busy_seconds: float = 0.0
+    idle_hours: tuple[tuple[float, float], ...] = ()
+    """Idle pod-seconds per hour of the last day: (start of the hour, seconds), for the cap."""
 
 
 def hour_of_week(t: float) -> int:
@@ -126,11 +133,26 @@ def observe(d: Demand, now: float, nodes: int, policy: PoolPolicy) -> Demand:
     return replace(d, last_arrival=now, hour_nodes=d.hour_nodes + nodes, recent=recent)
 
 
-def account(d: Demand, *, idle_seconds: float, busy_seconds: float, elapsed: float,
+def account(d: Demand, *, idle_seconds: float, busy_seconds: float, elapsed: float, now: float,
             policy: PoolPolicy) -> Demand:
-    """Add the pod-seconds spent idle and busy over the last ``elapsed`` seconds (for the budget)."""
+    """Add the pod-seconds spent idle and busy over the ``elapsed`` seconds up to ``now`` (for the
+    budget and the cap; the cap counts them in the hour of ``now``)."""
+    hour = now - now % 3600
+    kept = [(h, s) for h, s in d.idle_hours if h > now - 86400 and h != hour]
+    spent = sum(s for h, s in d.idle_hours if h == hour)
     return replace(d, idle_seconds=_decay(d.idle_seconds, elapsed, policy.budget_half_life) + idle_seconds,
-                   busy_seconds=_decay(d.busy_seconds, elapsed, policy.budget_half_life) + busy_seconds)
+                   busy_seconds=_decay(d.busy_seconds, elapsed, policy.budget_half_life) + busy_seconds,
+                   idle_hours=(*kept, (hour, spent + idle_seconds)))
+
+
+def idle_last_day(d: Demand, now: float) -> float:
+    """Idle pod-seconds of the last 24 hours (whole hours: the hour 24 hours ago counts fully)."""
+    return sum(s for h, s in d.idle_hours if h > now - 86400)
+
+
+def capped(d: Demand, now: float, policy: PoolPolicy) -> bool:
+    """Whether the idle pod-hours of the last 24 hours have reached ``policy.idle_hours_per_day``."""
+    return policy.idle_hours_per_day is not None and idle_last_day(d, now) >= policy.idle_hours_per_day * 3600
 
 
 def profile_rate(d: Demand, now: float) -> float:
@@ -151,10 +173,10 @@ def _budget(d: Demand, policy: PoolPolicy) -> float:
     return min(1.0, policy.idle_share / share) if share > 0 else 1.0
 
 
-def linger(d: Demand, policy: PoolPolicy) -> float:
+def linger(d: Demand, now: float, policy: PoolPolicy) -> float:
     """Seconds an idle node beyond the target stays up: ``policy.linger``, shortened in proportion
-    while idle pod-seconds are over budget."""
-    return policy.linger * _budget(d, policy)
+    while idle pod-seconds are over budget, 0 while the cap is reached."""
+    return 0.0 if capped(d, now, policy) else policy.linger * _budget(d, policy)
 
 
 def size_rates(d: Demand, now: float, policy: PoolPolicy) -> dict[int, float]:
@@ -192,6 +214,8 @@ def target(d: Demand, now: float, policy: PoolPolicy, *, pending_nodes: int = 0)
     if policy.max <= 0:
         return 0
     d = _advance(d, now, policy)
+    if capped(d, now, policy):
+        return policy.min + max(0, pending_nodes)
     quiet = now - d.last_arrival >= policy.quiet_after and profile_rate(d, now) * policy.hold < 1.0
     if quiet:
         want = 0.0
@@ -209,7 +233,7 @@ def to_json(d: Demand) -> dict:
             "last_arrival": d.last_arrival if math.isfinite(d.last_arrival) else None,
             "profile": list(d.profile), "profile_seen": list(d.profile_seen), "hour_start": d.hour_start,
             "hour_nodes": d.hour_nodes, "recent": [list(x) for x in d.recent], "idle_seconds": d.idle_seconds,
-            "busy_seconds": d.busy_seconds}
+            "busy_seconds": d.busy_seconds, "idle_hours": [list(x) for x in d.idle_hours]}
 
 
 def from_json(data: dict) -> Demand:
@@ -218,4 +242,5 @@ def from_json(data: dict) -> Demand:
                   last_arrival=-math.inf if last is None else last, profile=tuple(data["profile"]),
                   profile_seen=tuple(data["profile_seen"]), hour_start=data["hour_start"],
                   hour_nodes=data["hour_nodes"], recent=tuple((t, n) for t, n in data["recent"]),
-                  idle_seconds=data["idle_seconds"], busy_seconds=data["busy_seconds"])
+                  idle_seconds=data["idle_seconds"], busy_seconds=data["busy_seconds"],
+                  idle_hours=tuple((h, s) for h, s in data.get("idle_hours", ())))  # older state: none

@@ -58,14 +58,15 @@ class FakeSlurm:
             fact = self.facts[node]
             if "POWERED_DOWN" not in fact.state:
                 raise SlurmError(f"scontrol update failed: Node {node} is not powered down")
-            state = tuple(s for s in fact.state if s != "POWERED_DOWN") + ("POWERING_UP",)
+            # As slurmctld 22.05 shows it until slurmd registers.
+            state = tuple(s for s in fact.state if s != "POWERED_DOWN") + ("NOT_RESPONDING", "POWERING_UP")
             self.facts[node] = replace(fact, state=state)
 
     def power_down_idle(self, nodes: list[str]) -> None:
         self.calls.append(f"power_down_idle {len(nodes)}")
         for node in nodes:
             fact = self.facts[node]
-            self.facts[node] = replace(fact, state=tuple(s for s in fact.state if s != "POWERING_UP")
+            self.facts[node] = replace(fact, state=tuple(s for s in fact.state if s not in ("POWERING_UP", "NOT_RESPONDING"))
                                        + ("POWERING_DOWN",))
 
     def jobs_on(self, nodes: list[str]) -> list[tuple[int, tuple[str, ...]]]:

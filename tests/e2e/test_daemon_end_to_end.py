@@ -16,7 +16,7 @@ import pytest
 from lightkube.resources.core_v1 import Node, Pod
 
 from tests.e2e.conftest import bridge_pods, job_field, node_field, sbatch, wait_for
-from bridge import hostlist
+from bridge import hostlist, naming
 from testenv.env import BIN, IMAGE, NAMESPACE, Environment
 from testenv.slurm.config import Timeouts
 
@@ -347,6 +347,10 @@ def test_warm_pool_keeps_two_nodes_up_a_job_lands_on_them_without_a_resume_and_t
 
         wait_for(lambda: len(warm()) == 2, timeout=60, what="two warm nodes: pods running, slurmd registered")
         pool = warm()
+        # Two power-ups, not four: a node on its way up (NOT_RESPONDING until slurmd registers)
+        # is counted, not replaced.
+        ups = [n for r in daemon.records("warm pool") if r["action"] == "power_up" for n in hostlist.expand(r["nodes"])]
+        assert sorted(ups) == pool
         job = sbatch(env, "-N2", "--wrap", "sleep 300")
         wait_for(lambda: env.slurm.job_state(job) == "RUNNING", timeout=30, what="job running")
         assert sorted(hostlist.expand(job_field(env, job, "NodeList"))) == pool
@@ -362,6 +366,46 @@ def test_warm_pool_keeps_two_nodes_up_a_job_lands_on_them_without_a_resume_and_t
         assert all(r["nodeset"] == "elastic" for r in ups)
         assert sorted(powered) == ["elastic1", "elastic2", "elastic3", "elastic4"]
         assert set(powered[:2]) == set(pool)
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_a_shared_warm_pool_stays_on_spot_falls_back_to_on_demand_and_returns(make_env):
+    """Two nodesets share pool "cpu": on-demand elastic[1-2] (first in the config) and spot
+    elastic[3-4], each pinned to its Kubernetes node by capacity label. The pool's one node is
+    spot; while the spot nodes are drained it is on-demand; once they are back, the on-demand node
+    is powered down after its linger and the spot node is the pool again."""
+    from testenv.env import KubeNode
+
+    label = "karpenter.sh/capacity-type"
+    size = {"cpu": "8", "memory": "16Gi", "pods": "110"}
+    warm = {"min": 1, "max": 1, "linger": 5, "pool": "cpu"}
+    env = make_env(bridge=DAEMON, timeouts=Timeouts(suspend_time=300, resume_timeout=120, suspend_timeout=2),
+                   kube_nodes=(KubeNode("spot-1", size, {label: "spot"}), KubeNode("ondemand-1", size, {label: "on-demand"})),
+                   nodesets=[{"name": "od", "nodes": "elastic[1-2]", "image": IMAGE, "capacity": {"type": "on-demand"},
+                              "warm": warm},
+                             {"name": "spot", "nodes": "elastic[3-4]", "image": IMAGE, "capacity": {"type": "spot"},
+                              "warm": warm}])
+
+    def warm_nodes() -> dict[str, str]:
+        """Idle registered nodes with a running pod: node -> the Kubernetes node its pod runs on."""
+        pods = {p.metadata.annotations.get(naming.NODE_ANNOTATION): p.spec.nodeName
+                for p in env.kube().list(Pod, namespace=NAMESPACE) if p.status and p.status.phase == "Running"}
+        return {n: pods[n] for n in ("elastic1", "elastic2", "elastic3", "elastic4")
+                if n in pods and node_field(env, n, "State") == "IDLE+CLOUD"}
+
+    daemon = Daemon(env).start()
+    try:
+        assert wait_for(lambda: warm_nodes(), timeout=60, what="the pool's node up") == {"elastic3": "spot-1"}
+        env.slurm.run("scontrol", "update", "NodeName=elastic[3-4]", "State=DRAIN", "Reason=spot maintenance")
+        wait_for(lambda: warm_nodes() == {"elastic1": "ondemand-1"}, timeout=60, what="the pool on on-demand")
+        env.slurm.run("scontrol", "update", "NodeName=elastic[3-4]", "State=RESUME")
+        wait_for(lambda: warm_nodes() == {"elastic3": "spot-1"}
+                 and "POWERED_DOWN" in node_field(env, "elastic1", "State"), timeout=60,
+                 what="the on-demand node powered down, the spot node the pool again")
+        ups = [(r["nodes"], r["nodeset"]) for r in daemon.records("warm pool") if r["action"] == "power_up"]
+        downs = [(r["nodes"], r["nodeset"]) for r in daemon.records("warm pool") if r["action"] == "power_down"]
+        assert ups == [("elastic3", "cpu"), ("elastic1", "cpu")] and downs == [("elastic1", "cpu")]
     finally:
         assert daemon.stop() == 0
 

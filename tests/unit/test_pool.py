@@ -35,9 +35,10 @@ def warm_config(write_config, **warm) -> config_module.Config:
 class World:
     """Eight powered-down nodes; Slurm's side of a pool node: powering up → registered, idle."""
 
-    def __init__(self, config: config_module.Config) -> None:
+    def __init__(self, config: config_module.Config, nodes: list[str] | None = None) -> None:
         self.config = config
-        self.slurm = FakeSlurm({f"elastic{i}": NodeFacts(f"elastic{i}", 1, 500, state=OFF) for i in range(1, 17)})
+        nodes = nodes or [f"elastic{i}" for i in range(1, 17)]
+        self.slurm = FakeSlurm({node: NodeFacts(node, 1, 500, state=OFF) for node in nodes})
         self.now = START
         self.metrics = Metrics()
         self.pool = self.new_pool()
@@ -87,6 +88,17 @@ def test_the_pool_holds_its_target_through_a_burst_of_jobs_and_refills(world):
         assert len(world.idle()) == decision.target
     assert world.metrics.value("slurm_k8s_bridge_warm_pool_target_nodes", nodeset="cpu") == decision.target
     assert world.metrics.value("slurm_k8s_bridge_warm_pool_power_ups_total", nodeset="cpu") == len(world.up())
+
+
+def test_a_node_on_its_way_up_counts_and_no_second_one_is_started_for_it(world):
+    """Slurm (22.05, measured) shows a node powered up with no job as NOT_RESPONDING+POWERING_UP
+    until its slurmd registers: the pool counts it as starting, and powers up nothing more."""
+    assert world.look().power_up == ("elastic1", "elastic2")
+    for _ in range(3):  # registration slower than the daemon's tick
+        world.now += 1
+        (decision,) = world.pool.step(world.slurm.facts, world.now)
+        assert decision.starting == ("elastic1", "elastic2") and decision.power_up == ()
+    assert world.slurm.calls == ["power_up 2"]
 
 
 def test_the_pool_never_exceeds_max_whatever_the_burst(world):
@@ -216,14 +228,123 @@ def test_no_warm_section_means_no_pool(config):
     assert Pool(config, slurm=slurm, log=structlog.get_logger(), metrics=Metrics()).step(slurm.facts, START) == []
 
 
+def test_the_daily_idle_cap_holds_only_min_once_spent_and_lifts_a_day_later(write_config):
+    """idle_hours_per_day 1: three pool nodes held idle spend it in 20 minutes. Then the pool
+    holds min (0), powers its idle nodes down at once (no linger), and starts no node ahead of a
+    planned job; a day later the spent hour has rolled off and the pool fills again."""
+    world = World(warm_config(write_config, min=0, idle_share=0, quiet_after=7200, hold=100000,
+                              idle_hours_per_day=1))
+    world.look()
+    world.job(["elastic1", "elastic2", "elastic3"])
+    decision = world.look()
+    assert decision.target == 3 and decision.power_up == ("elastic4", "elastic5", "elastic6")
+    looks = 0
+    while not decision.capped and looks < 10:
+        decision = world.look(after=300)
+        looks += 1
+        assert world.idle() == ["elastic4", "elastic5", "elastic6"] or decision.capped
+    assert looks == 4  # each look counts the idle nodes it sees since the last: 4 x 3 x 300 s = 1 h
+    assert decision.target == 0 and decision.power_down == ("elastic4", "elastic5", "elastic6")
+    world.slurm.planned = [(world.now + 30, ("elastic7", "elastic8"))]
+    decision = world.look()
+    assert decision.capped and decision.power_up == () and world.up() == ["elastic1", "elastic2", "elastic3"]
+    world.slurm.planned = []
+    world.set(["elastic1", "elastic2", "elastic3"], OFF)  # the job ended long ago; Slurm suspended them
+    decision = world.look(after=86400)  # the weekly profile expects this hour's demand again
+    assert not decision.capped and decision.target == 3 and len(decision.power_up) == 3
+
+
+SHARED = """
+  - name: cpu-od
+    nodes: od[1-4]
+    image: slurm-k8s-bridge/slurmd:22.05.8
+    capacity: {{type: on-demand}}
+    warm: {{{warm}}}
+  - name: cpu-spot
+    nodes: spot[1-4]
+    image: slurm-k8s-bridge/slurmd:22.05.8
+    capacity: {{type: spot}}
+    warm: {{{warm}}}
+"""
+SHARED_NODES = [f"od{i}" for i in range(1, 5)] + [f"spot{i}" for i in range(1, 5)]
+BREAKER = "slurm-k8s-bridge: capacity breaker open until 2027-01-01T00:00:00Z"
+
+
+def shared_config(write_config, **warm) -> config_module.Config:
+    settings = ", ".join(f"{k}: {v}" for k, v in {**WARM, "pool": "cpu", **warm}.items())
+    text = BASIC_CONFIG[:BASIC_CONFIG.index("  - name: cpu\n")] + SHARED.format(warm=settings)
+    return config_module.load(str(write_config(text)))
+
+
+def test_a_shared_pool_keeps_its_idle_nodes_on_spot_and_learns_from_both_nodesets(write_config):
+    """On-demand comes first in the config, spot is cheaper: the pool powers spot up. A job on
+    the on-demand nodeset is demand for the shared pool too, and the refill is spot again."""
+    world = World(shared_config(write_config, min=1, idle_share=0), SHARED_NODES)
+    decision = world.look()
+    assert decision.nodeset == "cpu" and decision.target == 1 and decision.power_up == ("spot1",)
+    world.look()
+    world.job(["od1", "od2", "od3"])  # Slurm gave a 3-node job on-demand nodes (by its Weight)
+    decision = world.look()
+    assert decision.target == 3 and decision.power_up == ("spot2", "spot3")
+    world.look()
+    assert world.idle() == ["spot1", "spot2", "spot3"]
+    assert world.metrics.value("slurm_k8s_bridge_warm_pool_target_nodes", nodeset="cpu") == 3
+    assert not (Path(world.config.resume.state_dir) / "warm-cpu-od.json").exists()
+    assert (Path(world.config.resume.state_dir) / "warm-cpu.json").exists()
+
+
+def test_a_shared_pool_falls_back_to_on_demand_while_spot_is_held_and_swaps_back(write_config):
+    """Spot's breaker is open (its powered-down nodes drained): the pool comes up on on-demand.
+    Once the drains are lifted and the on-demand nodes have lingered (60 s), each is swapped for
+    a spot node: spot is powered up, and the on-demand nodes go only once spot is up and idle."""
+    world = World(shared_config(write_config, min=2, max=4), SHARED_NODES)
+    world.set([f"spot{i}" for i in range(1, 5)], OFF + ("DRAIN",), BREAKER)
+    assert world.look().power_up == ("od1", "od2")
+    world.look()
+    assert world.idle() == ["od1", "od2"]
+    world.set([f"spot{i}" for i in range(1, 5)], OFF)  # the breaker closed
+    assert world.look(after=30).power_up == ()  # idle 35 s: not lingered yet
+    decision = world.look(after=30)
+    assert decision.power_up == ("spot1", "spot2") and decision.power_down == ()
+    decision = world.look()  # spot is up: now, and only now, on-demand goes
+    assert decision.power_down == ("od1", "od2") and decision.idle == ("spot1", "spot2", "od1", "od2")
+    world.look()
+    assert world.idle() == ["spot1", "spot2"] and world.up() == ["spot1", "spot2"]
+
+
+def test_a_shared_pool_powers_the_dearer_capacity_down_first(write_config):
+    world = World(shared_config(write_config, min=1), SHARED_NODES)
+    for nodes in (["od1", "od2"], ["spot1", "spot2"]):
+        world.set(nodes, IDLE)  # jobs ended: two idle on each capacity, all past the linger
+    world.look()
+    decision = world.look(after=61)
+    assert decision.target == 1 and decision.power_down == ("od1", "od2", "spot1")
+
+
 @pytest.mark.parametrize("warm, message", [
     ({"min": 3, "max": 2}, "nodesets[0].warm: expected 0 <= min <= max <= 16 (the nodeset's nodes), got min 3, max 2"),
     ({"max": 17}, "nodesets[0].warm: expected 0 <= min <= max <= 16 (the nodeset's nodes), got min 0, max 17"),
     ({"linger": -1}, "nodesets[0].warm.linger: expected 0 or more, got -1"),
+    ({"hold": ".nan"}, "nodesets[0].warm.hold: expected 0 or more, got nan"),
+    ({"min": 2, "idle_hours_per_day": 48}, "nodesets[0].warm.idle_hours_per_day: expected more than 24 x min = 48 "
+                                           "(the min nodes alone spend that), got 48"),
+    ({"pool": "GPU_pool"}, "nodesets[0].warm.pool: expected a DNS-1123 label, got 'GPU_pool'"),
 ])
 def test_a_warm_section_that_cannot_be_kept_is_refused_at_load(write_config, warm, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         warm_config(write_config, **warm)
+
+
+def test_a_shared_pool_may_hold_up_to_all_its_nodes_and_its_members_must_agree(write_config):
+    assert shared_config(write_config, max=8).nodesets[1].warm.max == 8
+    with pytest.raises(ConfigError, match=re.escape("nodesets[0].warm: expected 0 <= min <= max <= 8 (the nodes of "
+                                                    "pool 'cpu'), got min 0, max 9")):
+        shared_config(write_config, max=9)
+    text = BASIC_CONFIG[:BASIC_CONFIG.index("  - name: cpu\n")] + SHARED.format(warm="max: 2, pool: cpu")
+    text = text.replace("warm: {max: 2, pool: cpu}", "warm: {max: 3, pool: cpu}", 1)
+    with pytest.raises(ConfigError, match=re.escape("nodesets[1].warm: expected the same settings as nodesets[0] "
+                                                    "('cpu-od'), which shares warm pool 'cpu'")):
+        config_module.load(str(write_config(text)))
 
 
 def test_a_dry_run_says_what_the_pool_would_do_and_changes_nothing(write_config):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from bridge import warmpool
 from bridge.warmpool import Demand, PoolPolicy
@@ -112,11 +113,11 @@ def test_over_budget_idle_time_shrinks_the_pool_and_the_linger() -> None:
     t = MONDAY + 10 * HOUR
     for i in range(4):
         d = warmpool.observe(d, t + i * 10, 8, POLICY)
-    within = warmpool.account(d, idle_seconds=5.0, busy_seconds=100.0, elapsed=60, policy=POLICY)
-    over = warmpool.account(d, idle_seconds=40.0, busy_seconds=100.0, elapsed=60, policy=POLICY)
+    within = warmpool.account(d, idle_seconds=5.0, busy_seconds=100.0, elapsed=60, now=t + 40, policy=POLICY)
+    over = warmpool.account(d, idle_seconds=40.0, busy_seconds=100.0, elapsed=60, now=t + 40, policy=POLICY)
     assert warmpool.target(over, t + 40, POLICY) < warmpool.target(within, t + 40, POLICY)
-    assert warmpool.linger(within, POLICY) == POLICY.linger
-    assert warmpool.linger(over, POLICY) == POLICY.linger * 0.25
+    assert warmpool.linger(within, t + 40, POLICY) == POLICY.linger
+    assert warmpool.linger(over, t + 40, POLICY) == POLICY.linger * 0.25
 
 
 def test_what_was_learned_survives_a_restart_through_json() -> None:
@@ -125,3 +126,24 @@ def test_what_was_learned_survives_a_restart_through_json() -> None:
     monday = MONDAY + 7 * 86400 + 9 * HOUR + 1
     assert restored == d
     assert warmpool.target(restored, monday, POLICY) == warmpool.target(d, monday, POLICY)
+
+
+def test_the_daily_idle_cap_counts_the_idle_hours_of_the_last_24_hours() -> None:
+    capped = PoolPolicy(max=8, idle_hours_per_day=2)
+    t = MONDAY + 10 * HOUR
+    d = Demand()
+    for i in range(8):
+        d = warmpool.observe(d, t + i, 4, capped)
+    assert warmpool.target(d, t + 10, capped) == 8 and not warmpool.capped(d, t + 10, capped)
+    d = warmpool.account(d, idle_seconds=3600, busy_seconds=0, elapsed=600, now=t + 600, policy=capped)
+    assert not warmpool.capped(d, t + 600, capped) and warmpool.linger(d, t + 600, capped) == capped.linger
+    d = warmpool.account(d, idle_seconds=3600, busy_seconds=0, elapsed=600, now=t + 2 * HOUR, policy=capped)
+    assert warmpool.capped(d, t + 2 * HOUR, capped)
+    assert warmpool.target(d, t + 2 * HOUR, capped) == 0 and warmpool.linger(d, t + 2 * HOUR, capped) == 0
+    assert warmpool.target(d, t + 2 * HOUR, replace(capped, min=1)) == 1  # min is kept whatever the cap
+    # A day after the first hour, its idle no longer counts: 1 of 2 hours spent.
+    assert warmpool.idle_last_day(d, t + 24 * HOUR + 1) == 3600 and not warmpool.capped(d, t + 24 * HOUR + 1, capped)
+    restored = warmpool.from_json(json.loads(json.dumps(warmpool.to_json(d))))
+    assert restored == d
+    older = {k: v for k, v in warmpool.to_json(d).items() if k != "idle_hours"}  # a state file from before the cap
+    assert warmpool.from_json(older).idle_hours == ()
