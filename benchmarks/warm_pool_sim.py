@@ -167,6 +167,7 @@ def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_ti
     powered_seconds = busy_seconds = 0.0
     last = jobs[0].submit
     tick_idle = tick_busy = 0.0
+    day_idle: dict[int, float] = {}  # idle pod-seconds per calendar day (UTC) of the trace
 
     def try_start(now: float) -> None:
         nonlocal busy_seconds, tick_busy
@@ -203,6 +204,8 @@ def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_ti
         span = now - last
         powered_seconds += pool.powered * span
         tick_idle += (pool.powered - pool.allocated) * span
+        day = int((epoch + now) // 86400)
+        day_idle[day] = day_idle.get(day, 0.0) + (pool.powered - pool.allocated) * span
         last = now
         pool.settle(now)
         if kind == "arrive":
@@ -234,7 +237,8 @@ def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_ti
             if kind == "tick":
                 pool.suspend_idle(now, keep=fixed, after=suspend_time)
     idle_seconds = powered_seconds - busy_seconds
-    return {"jobs": len(extra), "extra": extra, "started": started, "idle_share": idle_seconds / busy_seconds}
+    return {"jobs": len(extra), "extra": extra, "started": started, "idle_share": idle_seconds / busy_seconds,
+            "worst_day_idle_hours": max(day_idle.values(), default=0.0) / 3600}
 
 
 def clairvoyant(jobs: list[Job], size: int, boot: float) -> float:
@@ -281,7 +285,8 @@ def report(name: str, result: dict, static: float) -> str:
     warm = warm_share(result)
     p90 = starts[int(0.9 * (len(starts) - 1))]
     return (f"  {name:<12} median {statistics.median(starts):7.2f} s  p90 {p90:7.2f} s  "
-            f"warm {warm:6.1%}  idle/busy pod-hours {result['idle_share']:6.1%}")
+            f"warm {warm:6.1%}  idle/busy pod-hours {result['idle_share']:6.1%}  "
+            f"worst day's idle {result['worst_day_idle_hours']:5.0f} pod-hours")
 
 
 SWEEP_SUSPEND = (60.0, 120.0, 180.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0)
@@ -394,6 +399,9 @@ def main() -> None:
                              "model's settings, and print each trace's frontier (most warm starts for each idle cost)")
     parser.add_argument("--hold", type=float, default=warmpool.PoolPolicy.hold,
                         help="the predictive policy's warm.hold (idle node-seconds one warm start is worth)")
+    parser.add_argument("--idle-hours-per-day", type=float, default=None,
+                        help="the predictive policy's warm.idle_hours_per_day (a hard cap on the idle "
+                             "pod-hours of the last 24 hours; default none)")
     parser.add_argument("--misses", action="store_true",
                         help="after the predictive run: its warm share by job size and by the user's recent jobs")
     args = parser.parse_args()
@@ -414,10 +422,11 @@ def main() -> None:
             continue
         busy = sum(j.nodes * j.runtime for j in jobs)
         span = max(j.submit for j in jobs) - min(j.submit for j in jobs)
-        print(f"{name}: {len(jobs)} jobs over {span / 86400:.0f} days, utilisation {busy / (span * size):.0%}")
+        print(f"{name}: {len(jobs)} jobs over {span / 86400:.0f} days, utilisation {busy / (span * size):.0%}, "
+              f"{busy / 3600 / (span / 86400):.0f} busy pod-hours a day")
         print(f"  {'clairvoyant':<12} every job warm at idle/busy pod-hours {clairvoyant(jobs, size, args.boot):6.1%}")
         pool_policy = warmpool.PoolPolicy(max=size, horizon=args.boot + args.tick, linger=args.suspend_time,
-                                          hold=args.hold)
+                                          hold=args.hold, idle_hours_per_day=args.idle_hours_per_day)
         runs = [("reactive", "reactive", 0)] + [(f"fixed-{n}", "fixed", n) for n in args.fixed] + \
                [("predictive", "predictive", 0)]
         for label, policy, n in runs:

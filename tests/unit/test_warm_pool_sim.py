@@ -75,3 +75,19 @@ def test_misses_are_told_apart_by_job_size_and_by_what_the_user_was_doing():
     tables = misses(result)  # (jobs, of which warm)
     assert tables["size"] == {"1": (4, 1), "2": (1, 0), "3-4": (1, 0)}
     assert tables["history"] == {UNANNOUNCED: (3, 0), FOLLOWS: (1, 1), RUNNING: (1, 0), WAITING: (1, 0)}
+
+
+def test_a_daily_idle_cap_bounds_the_worst_days_idle_at_the_cost_of_warm_starts():
+    # A 2-node job every 20 min for two days: the pool (hold large, no budget) holds 2 nodes
+    # idle between them, 2 x 18 min an interval. Capped at 4 idle pod-hours a day, it stops
+    # holding once they are spent and the later jobs of each day boot their nodes.
+    jobs = [Job(t, 120, 2) for t in range(0, 2 * 86400, 1200)]
+    free = warmpool.PoolPolicy(max=4, horizon=BOOT + 10, hold=10 ** 6, idle_share=0, linger=60)
+    capped = warmpool.PoolPolicy(max=4, horizon=BOOT + 10, hold=10 ** 6, idle_share=0, linger=60,
+                                 idle_hours_per_day=4)
+    held, cut = (_run(jobs, 4, "predictive", pool_policy=p, suspend_time=60) for p in (free, capped))
+    assert sum(e == 0 for e in held["extra"]) == len(jobs) - 1  # only the first job boots
+    assert held["worst_day_idle_hours"] > 40
+    # A job's own boot is not idle time: the cap holds to within a tick of two nodes.
+    assert 3.9 <= cut["worst_day_idle_hours"] <= 4 + 2 * 10 / 3600
+    assert sum(e > 0 for e in cut["extra"]) > len(jobs) * 0.9
