@@ -29,7 +29,8 @@ stands, so it starts warm when its turn comes.
 
 Slurm's own SuspendTime still powers idle nodes down; on every version the next look powers the
 shortfall up again (README "Warm pool" says how to set SuspendTime). A node that is DOWN,
-DRAIN, NOT_RESPONDING or held by the capacity breaker is never counted nor powered up.
+DRAIN, NOT_RESPONDING (unless powering up) or held by the capacity breaker is never counted nor
+powered up.
 
 What was learned (:class:`warmpool.Demand`) and the nodes allocated at the last look are kept in
 ``<resume.state_dir>/warm-<pool>.json`` (a pool of one nodeset is named after it), so a
@@ -68,8 +69,8 @@ def price_rank(nodeset: Nodeset) -> int:
 
 def usable(fact: NodeFacts) -> bool:
     """A node the pool may count or power up: not DOWN, DRAIN, NOT_RESPONDING, nor breaker-held.
-    A node powering up is NOT_RESPONDING until its slurmd registers (22.05 shows a node powered
-    up with no job as ``IDLE+CLOUD+NOT_RESPONDING+POWERING_UP``): that one is starting, and
+    A node powering up is NOT_RESPONDING until its slurmd registers (22.05, 24.11 and 26.05 show a
+    node powered up with no job as ``IDLE+CLOUD+NOT_RESPONDING+POWERING_UP``): that one is starting, and
     counts, or the pool would power up a second node for each one on its way."""
     s = fact.state
     silent = nodestate.is_not_responding(s) and not nodestate.is_powering_up(s)

@@ -10,6 +10,7 @@ Kubernetes API stand-in, its scheduler, the pod runner) is the same for all.
 from __future__ import annotations
 
 import functools
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -17,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from bridge import hostlist
-from bridge.slurm import planned_from_text
+from bridge import hostlist, nodestate, pool
+from bridge.slurm import NodeFacts, node_from_json, nodes_from_text, planned_from_text
 from testenv import docker as engine
 from testenv.env import Environment
 from testenv.slurm import Timeouts
@@ -174,6 +175,20 @@ def test_two_jobs_resumed_in_one_call_get_pods_labelled_with_their_own_job(make_
 def test_manual_power_up_and_down_by_an_admin(make_env, version):
     env = make_env()
     env.slurm.run(*release(version).power_up("elastic4"))
+
+    def read() -> NodeFacts:
+        """elastic4 as the daemon reads it on this release (JSON from 23.02, 22.05's text)."""
+        if release(version).supports("json_node_read"):
+            return node_from_json(json.loads(env.slurm.run("scontrol", "--json", "show", "node", "elastic4").stdout)
+                                  ["nodes"][0])
+        return nodes_from_text(env.slurm.run("scontrol", "--oneliner", "show", "node", "elastic4").stdout,
+                               {"elastic4"})["elastic4"]
+
+    # On its way up the node is one the warm pool counts as starting (22.05 adds NOT_RESPONDING
+    # until slurmd registers): were it not, the pool would power up another node for it.
+    starting = wait_for(lambda: next((f for f in [read()] if nodestate.is_powering_up(f.state)), None), timeout=30,
+                        what="elastic4 powering up")
+    assert pool.usable(starting), starting.state
     wait_for(lambda: env.slurm.node_states().get("elastic4") == "idle", timeout=60, what="elastic4 up")
     pods = bridge_pods(env)
     assert list(pods) == ["elastic4"]
