@@ -32,6 +32,43 @@ DOWN_FOR = 8.0
 and cannot reach it."""
 
 
+def _scontrols_reading_nodes() -> list[int]:
+    """Pids of the scontrol processes running ``show node`` (the held hook's read)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if proc.name.isdigit() and argv[0] == b"/usr/bin/scontrol" and b"show" in argv and b"node" in argv:
+            pids.append(int(proc.name))
+    return pids
+
+
+def _unread_requests_of(pids: list[int], port: int) -> bool:
+    """One of ``pids`` has a TCP connection to ``port`` whose request waits unread on the
+    listener's side (its receive queue is not empty): what a stopped slurmctld leaves."""
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue  # gone
+        for fd in fds:
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue  # closed meanwhile
+            if link.startswith("socket:["):
+                inodes.add(link[len("socket:["):-1])
+    rows = [line.split() for name in ("tcp", "tcp6") for line in Path(f"/proc/net/{name}").read_text().splitlines()[1:]]
+    # The client's ends (its sockets, to the port) and the listener's ends holding unread bytes.
+    ports = {int(row[1].rsplit(":", 1)[1], 16) for row in rows
+             if row[9] in inodes and int(row[2].rsplit(":", 1)[1], 16) == port}
+    return any(int(row[1].rsplit(":", 1)[1], 16) == port and int(row[2].rsplit(":", 1)[1], 16) in ports
+               and int(row[4].split(":")[1], 16) > 0 for row in rows)
+
+
 def _stuck(env) -> list[str]:
     """What is out of line now: a node POWERING_UP without its pod, or a pod whose node Slurm
     counts powered down (an orphan)."""
@@ -134,7 +171,8 @@ def test_a_hook_whose_slurm_read_loses_slurmctld_waits_for_the_restarted_one(mak
     os.kill(env.slurm.pids["slurmctld"], signal.SIGSTOP)
     (gate / "armed").unlink()
     (gate / "go").touch()
-    time.sleep(1.0)  # the held reads connect and send their request
+    wait_for(lambda: _unread_requests_of(_scontrols_reading_nodes(), env.slurm.slurmctld_port), timeout=30,
+             what="the held node read's request unread in the stopped slurmctld's queue")
     env.slurm.kill_slurmctld()
     time.sleep(DOWN_FOR)  # slurmctld is down: nothing to wait for, its restart is the event
     env.slurm.restart_slurmctld()
