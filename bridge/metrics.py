@@ -39,10 +39,15 @@ class Metrics:
                                    "by the daemon with daemon.follow, else by the hooks' followers).", registry=r)
         self.breaker_open = Gauge(f"{PREFIX}_capacity_breaker_open", "1 while a nodeset's capacity breaker "
                                   "keeps Slurm off its powered-down nodes.", ["nodeset"], registry=r)
+        # Warm-pool metrics are by pool: label "nodeset" is the pool's nodeset, or the warm.pool name
+        # the nodesets sharing it give.
         self.warm_target = Gauge(f"{PREFIX}_warm_pool_target_nodes", "Idle powered-up nodes the warm pool "
-                                 "aims at, by nodeset.", ["nodeset"], registry=r)
-        self.warm_idle = Gauge(f"{PREFIX}_warm_pool_idle_nodes", "Idle powered-up usable nodes, by nodeset.",
+                                 "aims at, by pool.", ["nodeset"], registry=r)
+        self.warm_idle = Gauge(f"{PREFIX}_warm_pool_idle_nodes", "Idle powered-up usable nodes, by pool.",
                                ["nodeset"], registry=r)
+        self.warm_idle_hours = Gauge(f"{PREFIX}_warm_pool_idle_pod_hours_last_day", "Idle pod-hours of the "
+                                     "pool's nodes over the last 24 hours (what warm.idle_hours_per_day caps).",
+                                     ["nodeset"], registry=r)
         self.warm_power_ups = Counter(f"{PREFIX}_warm_pool_power_ups", "Nodes the warm pool powered up.",
                                       ["nodeset"], registry=r)
         self.warm_power_downs = Counter(f"{PREFIX}_warm_pool_power_downs", "Idle nodes the warm pool "

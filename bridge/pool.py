@@ -179,6 +179,7 @@ class Pool:
             up = [n for n, rank in zip(cheap, dear) if self._rank[n] < rank]
         self._metrics.warm_target.labels(name).set(target)
         self._metrics.warm_idle.labels(name).set(len(idle))
+        self._metrics.warm_idle_hours.labels(name).set(warmpool.idle_last_day(learned.demand, now) / 3600)
         return Decision(name, target, tuple(idle), tuple(starting), tuple(up), tuple(down), tuple(soon), capped)
 
     def _learn(self, name: str, allocated: set[str], idle: int, now: float,

@@ -244,6 +244,7 @@ def test_the_daily_idle_cap_holds_only_min_once_spent_and_lifts_a_day_later(writ
         looks += 1
         assert world.idle() == ["elastic4", "elastic5", "elastic6"] or decision.capped
     assert looks == 4  # each look counts the idle nodes it sees since the last: 4 x 3 x 300 s = 1 h
+    assert world.metrics.value("slurm_k8s_bridge_warm_pool_idle_pod_hours_last_day", nodeset="cpu") == 1.0
     assert decision.target == 0 and decision.power_down == ("elastic4", "elastic5", "elastic6")
     world.slurm.planned = [(world.now + 30, ("elastic7", "elastic8"))]
     decision = world.look()
