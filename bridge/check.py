@@ -361,10 +361,26 @@ def power_saving_findings(settings: dict[str, str], config: Any) -> list[Finding
             found.append(Finding("WARN", "SuspendTimeout", f"{suspend_timeout} s is shorter than a pod's "
                                                            f"termination grace period ({grace} s): a node resumed "
                                                            f"again may meet its old pod"))
+    found += _warm_pool_findings(settings, config)
     if not found:
         found.append(Finding("OK", "power saving", f"ResumeTimeout {settings.get('ResumeTimeout')}, "
                                                    f"SlurmctldParameters {settings.get('SlurmctldParameters')}"))
     return found
+
+
+def _warm_pool_findings(settings: dict[str, str], config: Any) -> list[Finding]:
+    """A warm pool whose linger outlasts SuspendTime: Slurm powers its idle nodes down first and
+    the pool powers them up again at its next look, a pod started and stopped for nothing."""
+    from bridge.config import warm_pools
+
+    suspend_time = _seconds(settings.get("SuspendTime"))  # NONE (or INFINITE): never
+    if config is None or suspend_time is None:
+        return []
+    return [Finding("WARN", "SuspendTime", f"{suspend_time} s is shorter than warm pool {name}'s linger "
+                                           f"({members[0].warm.linger:g} s): Slurm powers the pool's idle nodes "
+                                           f"down, and the pool powers them up again; set SuspendTime to at least "
+                                           f"the linger (README \"Warm pool\")")
+            for name, members in warm_pools(config.nodesets).items() if suspend_time < members[0].warm.linger]
 
 
 def skew_findings(settings: dict[str, str], config: Any) -> list[Finding]:

@@ -311,3 +311,22 @@ def test_a_verb_the_identity_lacks_fails_with_what_to_apply(config):
                                                           "apply rbac/")
     assert {a[3] for a in asked} == {"slurm"}
     assert check.access_findings(config, lambda *a: True)[0].status == "OK"
+
+
+def test_a_warm_pool_whose_linger_outlasts_suspend_time_is_warned_of(settings, tmp_path):
+    path = tmp_path / "pool.yaml"
+    path.write_text(textwrap.dedent("""
+        slurm: {conf_server: "ctl:6817"}
+        resume: {deadline: 100}
+        nodesets:
+          - {name: cpu-spot, nodes: "s[1-4]", image: i, capacity: {type: spot}, warm: {max: 2, linger: 600, pool: cpu}}
+          - {name: cpu-od, nodes: "o[1-4]", image: i, warm: {max: 2, linger: 600, pool: cpu}}
+          - {name: gpu, nodes: "gpu[1-2]", image: i, warm: {max: 1, linger: 120}}
+        """))
+    config = config_module.load(str(path))
+    settings = {**settings, "SuspendTimeout": "60 sec"}  # else its own warning
+    found = [(f.status, f.topic, f.message.split(":")[0])
+             for f in check.power_saving_findings({**settings, "SuspendTime": "300 sec"}, config)]
+    assert found == [("WARN", "SuspendTime", "300 s is shorter than warm pool cpu's linger (600 s)")]
+    assert [f.status for f in check.power_saving_findings({**settings, "SuspendTime": "600 sec"}, config)] == ["OK"]
+    assert [f.status for f in check.power_saving_findings({**settings, "SuspendTime": "NONE"}, config)] == ["OK"]
