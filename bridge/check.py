@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import grp
 import ipaddress
+import math
 import os
 import pwd
 import re
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from bridge import hostlist
 from bridge.errors import BridgeError
 from bridge.skew import image_skew
 from bridge.slurmversion import SlurmVersion
@@ -184,14 +186,31 @@ def parse_show_config(text: str) -> dict[str, str]:
 
 def read_slurm_config(bin_dir: str, *, timeout: float = 10.0) -> dict[str, str]:
     """Raises BridgeError: slurmctld did not answer."""
+    return parse_show_config(_scontrol(bin_dir, "show", "config", timeout=timeout))
+
+
+def parse_partitions(text: str) -> list[dict[str, str]]:
+    """``scontrol --oneliner show partition``: one ``Key=Value ...`` dict per partition (names,
+    hostlists and the values read here hold no spaces)."""
+    return [dict(word.split("=", 1) for word in line.split() if "=" in word)
+            for line in text.splitlines() if line.startswith("PartitionName=")]
+
+
+def read_partitions(bin_dir: str, *, timeout: float = 10.0) -> list[dict[str, str]]:
+    """Raises BridgeError: slurmctld did not answer."""
+    return parse_partitions(_scontrol(bin_dir, "--oneliner", "show", "partition", timeout=timeout))
+
+
+def _scontrol(bin_dir: str, *args: str, timeout: float) -> str:
     scontrol = str(Path(bin_dir) / "scontrol")
+    what = " ".join((scontrol, *args))
     try:
-        result = subprocess.run([scontrol, "show", "config"], capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run([scontrol, *args], capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise BridgeError(f"{scontrol} show config: {getattr(e, 'strerror', None) or e}") from None
+        raise BridgeError(f"{what}: {getattr(e, 'strerror', None) or e}") from None
     if result.returncode != 0:
-        raise BridgeError(f"{scontrol} show config exited {result.returncode}: {result.stderr.strip()}")
-    return parse_show_config(result.stdout)
+        raise BridgeError(f"{what} exited {result.returncode}: {result.stderr.strip()}")
+    return result.stdout
 
 
 def _seconds(value: str | None) -> int | None:
@@ -326,7 +345,8 @@ def lua_findings(settings: dict[str, str], config: Any) -> list[Finding]:
     return found
 
 
-def power_saving_findings(settings: dict[str, str], config: Any) -> list[Finding]:
+def power_saving_findings(settings: dict[str, str], config: Any,
+                          partitions: list[dict[str, str]] | None = None) -> list[Finding]:
     """The settings of slurm/slurm.conf.power-saving, against the bridge's own config."""
     found: list[Finding] = []
     params = [p.split("=", 1)[0] for p in _options(settings.get("SlurmctldParameters"))]
@@ -361,26 +381,45 @@ def power_saving_findings(settings: dict[str, str], config: Any) -> list[Finding
             found.append(Finding("WARN", "SuspendTimeout", f"{suspend_timeout} s is shorter than a pod's "
                                                            f"termination grace period ({grace} s): a node resumed "
                                                            f"again may meet its old pod"))
-    found += _warm_pool_findings(settings, config)
+    found += _warm_pool_findings(settings, config, partitions)
     if not found:
         found.append(Finding("OK", "power saving", f"ResumeTimeout {settings.get('ResumeTimeout')}, "
                                                    f"SlurmctldParameters {settings.get('SlurmctldParameters')}"))
     return found
 
 
-def _warm_pool_findings(settings: dict[str, str], config: Any) -> list[Finding]:
-    """A warm pool whose linger outlasts SuspendTime: Slurm powers its idle nodes down first and
-    the pool powers them up again at its next look, a pod started and stopped for nothing."""
+def _warm_pool_findings(settings: dict[str, str], config: Any,
+                        partitions: list[dict[str, str]] | None) -> list[Finding]:
+    """Slurm powers down every node idle for SuspendTime, the nodes a warm pool holds included;
+    the pool then powers them up again at its next look: a boot for nothing, and no warm node
+    meanwhile. A node's SuspendTime is the highest its partitions set, else the global one."""
     from bridge.config import warm_pools
 
-    suspend_time = _seconds(settings.get("SuspendTime"))  # NONE (or INFINITE): never
-    if config is None or suspend_time is None:
+    if config is None:
         return []
-    return [Finding("WARN", "SuspendTime", f"{suspend_time} s is shorter than warm pool {name}'s linger "
-                                           f"({members[0].warm.linger:g} s): Slurm powers the pool's idle nodes "
-                                           f"down, and the pool powers them up again; set SuspendTime to at least "
-                                           f"the linger (README \"Warm pool\")")
-            for name, members in warm_pools(config.nodesets).items() if suspend_time < members[0].warm.linger]
+
+    def seconds(value: str | None) -> float | None:  # None: not set here
+        if value in (None, "", "GLOBAL", "(null)"):
+            return None
+        return math.inf if value in ("INFINITE", "NONE", "UNLIMITED", "-1") else _seconds(value)
+
+    global_time = seconds(settings.get("SuspendTime"))
+    global_time = math.inf if global_time is None else global_time  # NONE: power saving off
+    members = [(set(hostlist.expand(p["Nodes"])) if p.get("Nodes") not in (None, "", "(null)", "ALL") else
+                (None if p.get("Nodes") == "ALL" else set()), seconds(p.get("SuspendTime")))
+               for p in partitions or ()]
+    found = []
+    for name, nodesets in warm_pools(config.nodesets).items():
+        times = set()
+        for node in (n for ns in nodesets for n in hostlist.expand(ns.nodes)):
+            own = [t for nodes, t in members if t is not None and (nodes is None or node in nodes)]
+            times.add(max(own) if own else global_time)
+        if (shortest := min(times)) < math.inf:
+            found.append(Finding("WARN", "SuspendTime", f"{shortest:g} s for warm pool {name}'s nodes: Slurm powers "
+                                                        f"down the idle nodes the pool holds, and the pool powers them "
+                                                        f"up again; set SuspendTime=INFINITE on their partition "
+                                                        f"(README \"Warm pool\")"))
+    return found
 
 
 def skew_findings(settings: dict[str, str], config: Any) -> list[Finding]:
@@ -632,7 +671,11 @@ def run(config_path: str | None) -> list[Finding]:
     found.append(Finding("OK", "SlurmUser", f"{who.name} (uid {who.uid}) runs the hooks"))
     found += hook_findings(settings, who)
     found += controller_findings(settings) + munge_findings(settings) + cgroup_findings(settings, config)
-    found += power_saving_findings(settings, config) + skew_findings(settings, config)
+    try:
+        partitions = read_partitions(bin_dir)
+    except BridgeError:
+        partitions = None  # slurmctld answered show config a moment ago: the global settings only
+    found += power_saving_findings(settings, config, partitions) + skew_findings(settings, config)
     found += lua_findings(settings, config)
     if config is not None:
         found += conf_server_findings(config)

@@ -246,10 +246,11 @@ class Warm(_Strict):
     steered): above it the pool and ``linger`` shrink in proportion. A target, not a hard cap:
     boots of powered-down nodes count as idle too (README "Warm pool")."""
     idle_hours_per_day: float | None = None
-    """A hard cap (None: none): once the pool's idle pod-hours over the last 24 hours reach it,
-    the pool holds only ``min`` nodes, powers idle nodes beyond them down at once and starts no
-    node ahead of a planned job, until the spend of the last 24 hours is below the cap again.
-    ``min`` is kept whatever the cap, so the cap must exceed ``24 × min``."""
+    """A cap (None: none) on the pool's idle pod-hours over the last 24 hours (its nodes up and
+    idle; boots and drained nodes are not counted). The pool holds no more nodes than the whole
+    hours left under it; once they are spent, it holds only ``min`` nodes, powers idle nodes
+    beyond them down at once and starts no node ahead of a planned job, until old hours roll
+    off. ``min`` is kept whatever the cap, so the cap must exceed ``24 × min``."""
     pool: str | None = None
     """Nodesets that name the same pool share one warm pool (None: the nodeset's own, named
     after it): demand is learned over all their nodes and one target is kept, on the cheapest
@@ -257,7 +258,9 @@ class Warm(_Strict):
     unmarked capacity; among equals, the first in the config. The pool powers up the cheaper
     nodes first, falls back to dearer ones while the cheaper cannot be powered up (DOWN, DRAIN,
     capacity breaker open), powers the dearer down first, and swaps a dearer idle node for a
-    cheaper one once it has lingered. The members' other ``warm`` settings must be equal."""
+    cheaper one once it has lingered (one node over ``max`` while it starts, if the pool is
+    full). The members' other ``warm`` settings must be equal. A pool named after a nodeset
+    must include that nodeset (it names the pool too)."""
 
 
 class Gang(_Strict):
@@ -657,6 +660,14 @@ def _check_warm_pools(config: Config) -> None:
     pools: dict[str, list[tuple[int, Nodeset]]] = {}
     for i, nodeset in enumerate(config.nodesets):
         pools.setdefault(nodeset.warm.pool or nodeset.name, []).append((i, nodeset))
+    names = {nodeset.name: i for i, nodeset in enumerate(config.nodesets)}
+    for i, nodeset in enumerate(config.nodesets):
+        pool = nodeset.warm.pool
+        if pool is not None and pool != nodeset.name and pool in names \
+                and config.nodesets[names[pool]].warm.pool != pool:
+            raise ConfigError(f"{config.path}: nodesets[{i}].warm.pool: {pool!r} is the name of nodesets"
+                              f"[{names[pool]}], which does not share it; expected another name, or "
+                              f"warm.pool: {pool} on that nodeset too")
     for name, members in pools.items():
         (i, first), size = members[0], sum(len(hostlist.expand(ns.nodes)) for _, ns in members)
         settings = {**msgspec.structs.asdict(first.warm), "pool": None}

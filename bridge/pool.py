@@ -15,12 +15,12 @@ A pool's nodes are ranked by price: a nodeset on spot capacity before one on on-
 unmarked capacity, then the config's order. Power-ups take the cheapest usable nodes (so a spot
 nodeset whose breaker is open, or whose nodes are DOWN or DRAIN, leaves the pool to the dearer
 one), power-downs the dearest idle nodes first, and a dearer node idle past the linger is
-swapped for a cheaper powered-down one: the cheaper node is powered up, and the dearer one goes
-once the pool has its target without it.
+swapped for a cheaper powered-down one (within ``max``, or one over it when the pool is full):
+the cheaper node is powered up, and the dearer one goes once the pool has its target without it.
 
-With ``warm.idle_hours_per_day`` set, the idle pod-hours of the last 24 hours are a hard cap:
-once reached, the target is ``min``, idle nodes beyond it go at once, and no node is started
-ahead of a planned job.
+With ``warm.idle_hours_per_day`` set, the target is at most the whole hours left under it over
+the last 24 hours; once spent, the target is ``min``, idle nodes beyond it go at once, and no
+node is started ahead of a planned job (those up for one stay).
 
 A job that waits for nodes other jobs hold is planned by Slurm's backfill scheduler (squeue's
 StartTime and SchedNodes, one squeue per look): one ``horizon`` before its expected start, the
@@ -152,14 +152,15 @@ class Pool:
         for node in idle:
             self._idle_since.setdefault(node, now)
         # A job waiting for nodes other jobs hold, due within the horizon: the powered-down nodes
-        # Slurm means to give it start now, so it starts warm when its turn comes (up to max).
-        # Not while the cap is reached: Slurm starts them itself when the job's turn comes.
-        soon = [] if capped else list(dict.fromkeys(n for start, nodes in planned if start - now <= rules.horizon
-                                                    for n in nodes if n in mine))
+        # Slurm means to give it start now, so it starts warm when its turn comes (up to max),
+        # and those already up are kept. While the cap is reached none is started: Slurm starts
+        # them itself when the job's turn comes.
+        soon = list(dict.fromkeys(n for start, nodes in planned if start - now <= rules.horizon
+                                  for n in nodes if n in mine))
         off = [n for n, f in mine.items() if usable(f) and nodestate.is_powered_down(f.state)
                and not nodestate.is_allocated(f.state)]
         have, kept = len(idle) + len(starting), set(soon)  # kept: not the pool's to power down
-        up = [n for n in off if n in kept][: max(0, rules.max - have)]
+        up = [] if capped else [n for n in off if n in kept][: max(0, rules.max - have)]
         down: list[str] = []
         stay = warmpool.linger(learned.demand, now, rules)
         lingered = [n for n in idle if n not in kept and now - self._idle_since[n] >= stay]
@@ -173,8 +174,9 @@ class Pool:
             down = lingered[: len(idle) - target]
         if not up and not down and not starting and not capped:
             # A dearer node that lingered, and a cheaper one that can be powered up: swap them,
-            # within max. The dearer one goes at a later look, once the cheaper one is up and idle.
-            dear = sorted((self._rank[n] for n in lingered), reverse=True)[: max(0, rules.max - have)]
+            # within max, or one at a time over it when the pool is full (it would never swap
+            # else). The dearer one goes at a later look, once the cheaper one is up and idle.
+            dear = sorted((self._rank[n] for n in lingered), reverse=True)[: max(1, rules.max - have)]
             cheap = [n for n in off if n not in kept]
             up = [n for n, rank in zip(cheap, dear) if self._rank[n] < rank]
         self._metrics.warm_target.labels(name).set(target)

@@ -21,8 +21,9 @@ idle pod-hours for that wait. The model here decides the pool's size from what S
 - a **budget**: idle pod-seconds are steered toward ``idle_share`` of busy pod-seconds over
   roughly a day; above it the target and the linger shrink in proportion (a target, not a cap:
   the boots of cold starts are idle the pool cannot avoid);
-- a **cap** (``idle_hours_per_day``, optional): once the idle pod-seconds of the last 24 hours
-  (kept per hour) reach it, the target is ``min`` and the linger 0 until they fall below;
+- a **cap** (``idle_hours_per_day``, optional): the pool holds no more nodes than could each
+  idle an hour on what the cap leaves of the last 24 hours (kept per hour); once it is spent,
+  the target is ``min`` and the linger 0 until old hours roll off;
 - **quiet**: with no submission for ``quiet_after`` seconds and a profile that expects none, the
   target is ``min`` (scale to zero by default).
 
@@ -65,8 +66,9 @@ class PoolPolicy:
     target, not a cap: boots of powered-down nodes count as idle too."""
     budget_half_life: float = 86400.0
     idle_hours_per_day: float | None = None
-    """A hard cap on the idle pod-hours of the last 24 hours (None: none): once reached, the
-    target is ``min`` and idle nodes beyond it go at once (linger 0)."""
+    """A cap on the idle pod-hours of the last 24 hours (None: none): the target is at most the
+    whole hours left under it; once reached, the target is ``min`` and idle nodes beyond it go
+    at once (linger 0)."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ def account(d: Demand, *, idle_seconds: float, busy_seconds: float, elapsed: flo
     """Add the pod-seconds spent idle and busy over the ``elapsed`` seconds up to ``now`` (for the
     budget and the cap; the cap counts them in the hour of ``now``)."""
     hour = now - now % 3600
-    kept = [(h, s) for h, s in d.idle_hours if h > now - 86400 and h != hour]
+    kept = [(h, s) for h, s in d.idle_hours if h > now - 86400 - 3600 and h != hour]
     spent = sum(s for h, s in d.idle_hours if h == hour)
     return replace(d, idle_seconds=_decay(d.idle_seconds, elapsed, policy.budget_half_life) + idle_seconds,
                    busy_seconds=_decay(d.busy_seconds, elapsed, policy.budget_half_life) + busy_seconds,
@@ -146,13 +148,21 @@ def account(d: Demand, *, idle_seconds: float, busy_seconds: float, elapsed: flo
 
 
 def idle_last_day(d: Demand, now: float) -> float:
-    """Idle pod-seconds of the last 24 hours (whole hours: the hour 24 hours ago counts fully)."""
-    return sum(s for h, s in d.idle_hours if h > now - 86400)
+    """Idle pod-seconds of the last 24 hours, in whole hours: the hour that began before the
+    24 hours and ends inside them counts fully (a cap errs on the side of less idle)."""
+    return sum(s for h, s in d.idle_hours if h > now - 86400 - 3600)
+
+
+def _headroom(d: Demand, now: float, policy: PoolPolicy) -> float:
+    """Idle pod-seconds the cap still allows over the last 24 hours (inf: no cap)."""
+    if policy.idle_hours_per_day is None:
+        return math.inf
+    return policy.idle_hours_per_day * 3600 - idle_last_day(d, now)
 
 
 def capped(d: Demand, now: float, policy: PoolPolicy) -> bool:
     """Whether the idle pod-hours of the last 24 hours have reached ``policy.idle_hours_per_day``."""
-    return policy.idle_hours_per_day is not None and idle_last_day(d, now) >= policy.idle_hours_per_day * 3600
+    return _headroom(d, now, policy) <= 0
 
 
 def profile_rate(d: Demand, now: float) -> float:
@@ -225,6 +235,9 @@ def target(d: Demand, now: float, policy: PoolPolicy, *, pending_nodes: int = 0)
         series = sum(n for t, n in d.recent if now - t < policy.horizon)
         want = max(series, worth_holding(size_rates(d, now, policy), policy.hold))
     want *= _budget(d, policy)
+    # Under a cap, no more nodes than could each stay idle an hour on what is left: a pool that
+    # fills on a few pod-minutes of room would be cut again at the next look.
+    want = min(want, _headroom(d, now, policy) // 3600)
     return max(policy.min, min(policy.max, math.ceil(want - 1e-9))) + max(0, pending_nodes)
 
 

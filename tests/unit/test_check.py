@@ -313,20 +313,44 @@ def test_a_verb_the_identity_lacks_fails_with_what_to_apply(config):
     assert check.access_findings(config, lambda *a: True)[0].status == "OK"
 
 
-def test_a_warm_pool_whose_linger_outlasts_suspend_time_is_warned_of(settings, tmp_path):
+PARTITIONS = """\
+PartitionName=spot AllowGroups=ALL Default=YES Nodes=s[1-4] State=UP SuspendTimeout=GLOBAL SuspendTime={spot}
+PartitionName=od AllowGroups=ALL Default=NO Nodes=o[1-4] State=UP SuspendTimeout=GLOBAL SuspendTime={od}
+PartitionName=all AllowGroups=ALL Default=NO Nodes=s[1-4],o[1-4],gpu[1-2] State=UP
+"""
+
+
+def test_a_warm_pool_whose_nodes_slurm_suspends_is_warned_of(settings, tmp_path):
+    """Slurm powers down idle nodes after SuspendTime, those the pool holds too: the pool's nodes
+    need SuspendTime=INFINITE, from a partition (the highest of a node's partitions wins) or
+    the global setting."""
     path = tmp_path / "pool.yaml"
     path.write_text(textwrap.dedent("""
         slurm: {conf_server: "ctl:6817"}
         resume: {deadline: 100}
         nodesets:
-          - {name: cpu-spot, nodes: "s[1-4]", image: i, capacity: {type: spot}, warm: {max: 2, linger: 600, pool: cpu}}
-          - {name: cpu-od, nodes: "o[1-4]", image: i, warm: {max: 2, linger: 600, pool: cpu}}
-          - {name: gpu, nodes: "gpu[1-2]", image: i, warm: {max: 1, linger: 120}}
+          - {name: cpu-spot, nodes: "s[1-4]", image: i, capacity: {type: spot}, warm: {max: 2, pool: cpu}}
+          - {name: cpu-od, nodes: "o[1-4]", image: i, warm: {max: 2, pool: cpu}}
+          - {name: gpu, nodes: "gpu[1-2]", image: i}
         """))
     config = config_module.load(str(path))
-    settings = {**settings, "SuspendTimeout": "60 sec"}  # else its own warning
-    found = [(f.status, f.topic, f.message.split(":")[0])
-             for f in check.power_saving_findings({**settings, "SuspendTime": "300 sec"}, config)]
-    assert found == [("WARN", "SuspendTime", "300 s is shorter than warm pool cpu's linger (600 s)")]
-    assert [f.status for f in check.power_saving_findings({**settings, "SuspendTime": "600 sec"}, config)] == ["OK"]
-    assert [f.status for f in check.power_saving_findings({**settings, "SuspendTime": "NONE"}, config)] == ["OK"]
+    settings = {**settings, "SuspendTimeout": "60 sec", "SuspendTime": "300 sec"}  # (the sample's 2 s would warn)
+
+    def warnings(spot: str, od: str, suspend_time: str = "300 sec") -> list[tuple[str, str]]:
+        partitions = check.parse_partitions(PARTITIONS.format(spot=spot, od=od))
+        return [(f.topic, f.message.split(":")[0]) for f in check.power_saving_findings(
+            {**settings, "SuspendTime": suspend_time}, config, partitions) if f.status != "OK"]
+
+    assert warnings("INFINITE", "INFINITE") == []
+    assert warnings("INFINITE", "GLOBAL") == [("SuspendTime", "300 s for warm pool cpu's nodes")]
+    assert warnings("7200", "INFINITE") == [("SuspendTime", "7200 s for warm pool cpu's nodes")]
+    assert warnings("GLOBAL", "GLOBAL", "NONE") == []  # power saving off
+    # Without the partitions (scontrol could not say), the global setting alone.
+    assert [f.message.split(":")[0] for f in check.power_saving_findings(settings, config)] == [
+        "300 s for warm pool cpu's nodes"]
+
+
+def test_partitions_are_read_from_scontrols_one_liners():
+    (spot, od, every) = check.parse_partitions(PARTITIONS.format(spot="INFINITE", od="7200"))
+    assert (spot["PartitionName"], spot["Nodes"], spot["SuspendTime"]) == ("spot", "s[1-4]", "INFINITE")
+    assert od["SuspendTime"] == "7200" and "SuspendTime" not in every

@@ -228,31 +228,49 @@ def test_no_warm_section_means_no_pool(config):
     assert Pool(config, slurm=slurm, log=structlog.get_logger(), metrics=Metrics()).step(slurm.facts, START) == []
 
 
-def test_the_daily_idle_cap_holds_only_min_once_spent_and_lifts_a_day_later(write_config):
-    """idle_hours_per_day 1: three pool nodes held idle spend it in 20 minutes. Then the pool
-    holds min (0), powers its idle nodes down at once (no linger), and starts no node ahead of a
-    planned job; a day later the spent hour has rolled off and the pool fills again."""
-    world = World(warm_config(write_config, min=0, idle_share=0, quiet_after=7200, hold=100000,
-                              idle_hours_per_day=1))
+def test_the_daily_idle_cap_shrinks_the_pool_as_it_is_spent_and_lifts_a_day_later(write_config):
+    """idle_hours_per_day 3: the pool holds no more nodes than whole hours are left under the cap
+    (each could idle an hour), so it shrinks as they are spent, one node at a time, and never
+    fills on a few minutes of room; a day later the spent hours have rolled off."""
+    world = World(warm_config(write_config, min=0, idle_share=0, quiet_after=20000, hold=10 ** 6,
+                              idle_hours_per_day=3))
     world.look()
     world.job(["elastic1", "elastic2", "elastic3"])
     decision = world.look()
     assert decision.target == 3 and decision.power_up == ("elastic4", "elastic5", "elastic6")
-    looks = 0
-    while not decision.capped and looks < 10:
+    targets = []
+    for _ in range(24):
         decision = world.look(after=300)
-        looks += 1
-        assert world.idle() == ["elastic4", "elastic5", "elastic6"] or decision.capped
-    assert looks == 4  # each look counts the idle nodes it sees since the last: 4 x 3 x 300 s = 1 h
-    assert world.metrics.value("slurm_k8s_bridge_warm_pool_idle_pod_hours_last_day", nodeset="cpu") == 1.0
-    assert decision.target == 0 and decision.power_down == ("elastic4", "elastic5", "elastic6")
-    world.slurm.planned = [(world.now + 30, ("elastic7", "elastic8"))]
-    decision = world.look()
-    assert decision.capped and decision.power_up == () and world.up() == ["elastic1", "elastic2", "elastic3"]
-    world.slurm.planned = []
+        spent = world.metrics.value("slurm_k8s_bridge_warm_pool_idle_pod_hours_last_day", nodeset="cpu")
+        assert decision.target <= 3 - spent and decision.power_up == () and not decision.capped
+        targets.append(decision.target)
+    assert targets == sorted(targets, reverse=True) and set(targets) == {2, 1, 0}
+    assert world.up() == ["elastic1", "elastic2", "elastic3"] and spent < 3  # the job's nodes; no pool
     world.set(["elastic1", "elastic2", "elastic3"], OFF)  # the job ended long ago; Slurm suspended them
-    decision = world.look(after=86400)  # the weekly profile expects this hour's demand again
-    assert not decision.capped and decision.target == 3 and len(decision.power_up) == 3
+    world.now = START + 2 * 86400 - 5  # two days on, the hour of the job: the profile expects it
+    decision = world.look()
+    assert decision.target == 3 and len(decision.power_up) == 3
+
+
+def test_a_spent_cap_powers_idle_nodes_down_at_once_but_keeps_those_a_planned_job_needs(write_config):
+    """Idle time the pool does not hold (a plan's nodes, a job's freed nodes lingering) can
+    spend the cap. Once it is spent: nodes already up for a job due within the horizon stay, no
+    other is started ahead of it, and idle nodes go at once instead of after the linger."""
+    world = World(warm_config(write_config, min=0, idle_share=0, idle_hours_per_day=0.01))  # 36 s
+    world.slurm.planned = [(world.now + 30, ("elastic1", "elastic2"))]
+    assert world.look().power_up == ("elastic1", "elastic2")
+    world.look()  # up and idle: 10 s spent
+    decision = world.look(after=15)  # 40 s spent
+    assert decision.capped and decision.power_down == ()
+    world.slurm.planned = [(world.now + 10, ("elastic1", "elastic2", "elastic3"))]
+    decision = world.look()
+    assert decision.capped and decision.power_up == () and decision.power_down == ()
+    world.slurm.planned = []  # the job was cancelled
+    world.set(["elastic9"], IDLE)  # another job ended a second ago
+    decision = world.look(after=1)
+    assert decision.power_down == ("elastic1", "elastic2", "elastic9")  # no 60 s linger
+    world.look()
+    assert world.up() == []
 
 
 SHARED = """
@@ -313,6 +331,24 @@ def test_a_shared_pool_falls_back_to_on_demand_while_spot_is_held_and_swaps_back
     assert world.idle() == ["spot1", "spot2"] and world.up() == ["spot1", "spot2"]
 
 
+def test_a_full_shared_pool_swaps_back_to_spot_one_node_at_a_time(write_config):
+    """min = max = 2: there is no room under max for a swap, so one spot node at a time starts
+    over it, and the on-demand node it replaces goes once it is up."""
+    world = World(shared_config(write_config, min=2, max=2), SHARED_NODES)
+    world.set([f"spot{i}" for i in range(1, 5)], OFF + ("DRAIN",), BREAKER)
+    world.look()
+    world.look()
+    world.set([f"spot{i}" for i in range(1, 5)], OFF)
+    ups, downs = [], []
+    for _ in range(6):
+        decision = world.look(after=61)
+        ups += decision.power_up
+        downs += decision.power_down
+        assert len(decision.idle) + len(decision.starting) <= 3
+    assert ups == ["spot1", "spot2"] and downs == ["od1", "od2"]
+    assert world.up() == ["spot1", "spot2"]
+
+
 def test_a_shared_pool_powers_the_dearer_capacity_down_first(write_config):
     world = World(shared_config(write_config, min=1), SHARED_NODES)
     for nodes in (["od1", "od2"], ["spot1", "spot2"]):
@@ -330,6 +366,8 @@ def test_a_shared_pool_powers_the_dearer_capacity_down_first(write_config):
     ({"min": 2, "idle_hours_per_day": 48}, "nodesets[0].warm.idle_hours_per_day: expected more than 24 x min = 48 "
                                            "(the min nodes alone spend that), got 48"),
     ({"pool": "GPU_pool"}, "nodesets[0].warm.pool: expected a DNS-1123 label, got 'GPU_pool'"),
+    ({"pool": "gpu"}, "nodesets[0].warm.pool: 'gpu' is the name of nodesets[1], which does not share it; "
+                      "expected another name, or warm.pool: gpu on that nodeset too"),
 ])
 def test_a_warm_section_that_cannot_be_kept_is_refused_at_load(write_config, warm, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

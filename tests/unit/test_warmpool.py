@@ -129,20 +129,23 @@ def test_what_was_learned_survives_a_restart_through_json() -> None:
 
 
 def test_the_daily_idle_cap_counts_the_idle_hours_of_the_last_24_hours() -> None:
-    capped = PoolPolicy(max=8, idle_hours_per_day=2)
+    capped = PoolPolicy(max=8, idle_hours_per_day=3)
     t = MONDAY + 10 * HOUR
     d = Demand()
     for i in range(8):
         d = warmpool.observe(d, t + i, 4, capped)
-    assert warmpool.target(d, t + 10, capped) == 8 and not warmpool.capped(d, t + 10, capped)
+    assert warmpool.target(d, t + 10, PoolPolicy(max=8)) == 8
+    assert warmpool.target(d, t + 10, capped) == 3  # three nodes could each idle an hour
     d = warmpool.account(d, idle_seconds=3600, busy_seconds=0, elapsed=600, now=t + 600, policy=capped)
-    assert not warmpool.capped(d, t + 600, capped) and warmpool.linger(d, t + 600, capped) == capped.linger
-    d = warmpool.account(d, idle_seconds=3600, busy_seconds=0, elapsed=600, now=t + 2 * HOUR, policy=capped)
+    assert warmpool.target(d, t + 600, capped) == 2 and warmpool.linger(d, t + 600, capped) == capped.linger
+    d = warmpool.account(d, idle_seconds=2 * 3600, busy_seconds=0, elapsed=600, now=t + 2 * HOUR, policy=capped)
     assert warmpool.capped(d, t + 2 * HOUR, capped)
     assert warmpool.target(d, t + 2 * HOUR, capped) == 0 and warmpool.linger(d, t + 2 * HOUR, capped) == 0
     assert warmpool.target(d, t + 2 * HOUR, replace(capped, min=1)) == 1  # min is kept whatever the cap
-    # A day after the first hour, its idle no longer counts: 1 of 2 hours spent.
-    assert warmpool.idle_last_day(d, t + 24 * HOUR + 1) == 3600 and not warmpool.capped(d, t + 24 * HOUR + 1, capped)
+    # The hour that began 24 h before counts fully; an hour later it has rolled off.
+    assert warmpool.idle_last_day(d, t + 24 * HOUR + 1) == 3 * 3600
+    assert warmpool.idle_last_day(d, t + 25 * HOUR + 1) == 2 * 3600
+    assert not warmpool.capped(d, t + 25 * HOUR + 1, capped)
     restored = warmpool.from_json(json.loads(json.dumps(warmpool.to_json(d))))
     assert restored == d
     older = {k: v for k, v in warmpool.to_json(d).items() if k != "idle_hours"}  # a state file from before the cap
