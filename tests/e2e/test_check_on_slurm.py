@@ -142,3 +142,27 @@ def test_check_catches_a_verb_the_role_does_not_grant(make_env, tmp_path):
         "FAIL kubernetes: the bridge's identity may not delete pods in namespace slurm: the API would refuse it "
         "(403) when a job needs it; apply rbac/"]
     assert result.returncode == 78
+
+
+def test_check_warns_until_the_warm_pools_partition_stops_slurm_suspending_its_nodes(make_env):
+    """The pool holds idle nodes longer than any SuspendTime; Slurm would power them down and
+    the pool boot them again. check reads the global and the partitions' SuspendTime as the
+    running slurmctld states them, and is quiet once the partition says INFINITE."""
+    import re
+
+    from bridge.check import parse_show_config
+    from tests.e2e.conftest import wait_for
+    from testenv.env import IMAGE
+
+    env = make_env(nodesets=[{"name": "elastic", "nodes": "elastic[1-4]", "image": IMAGE, "warm": {"max": 2}}])
+    suspend_time = parse_show_config(env.slurm.run("scontrol", "show", "config").stdout)["SuspendTime"].split()[0]
+    assert findings(run_check(env))["SuspendTime"] == [
+        f"WARN SuspendTime: {suspend_time} s for warm pool elastic's nodes: Slurm powers down the idle nodes the "
+        f"pool holds, and the pool powers them up again; set SuspendTime=INFINITE on their partition "
+        f"(README \"Warm pool\")"]
+    conf = env.slurm.conf_path
+    conf.write_text(re.sub(r"^(PartitionName=elastic .*)$", r"\1 SuspendTime=INFINITE", conf.read_text(), flags=re.M))
+    env.slurm.run("scontrol", "reconfigure")
+    wait_for(lambda: "SuspendTime=INFINITE" in env.slurm.run("scontrol", "--oneliner", "show", "partition").stdout,
+             timeout=30, what="slurmctld reading the partition's SuspendTime")
+    assert "SuspendTime" not in findings(run_check(env))
