@@ -105,9 +105,13 @@ def _settle(job_ids: tuple[int, ...], nodes: list[str], pods: dict[str, dict], f
 def leftovers(job_ids: tuple[int, ...], nodes: list[str], pods: dict[str, dict],
               facts: dict[str, NodeFacts]) -> list[str]:
     """Pods the bridge made for ``job_ids`` that stand on nodes Slurm has taken back (powering
-    down, or powered down and not allocated). A resume that raced its job's failure makes them:
-    the job failed, its pods were deleted and SuspendProgram ran while the resume was creating
-    them again; Slurm will not call SuspendProgram for those nodes again."""
+    down, or powered down and not allocated) or that the bridge gave back DOWN with its cause. A
+    resume that raced its job's failure makes them: the job failed, its pods were deleted (the
+    release deletes them before it tells Slurm) and SuspendProgram ran while the resume was
+    creating them again; Slurm will not call SuspendProgram for those nodes again, and a DOWN
+    node only at ResumeTimeout."""
+    from bridge.resume import given_back
+
     if not job_ids:
         return []
     wanted = {str(j) for j in job_ids}
@@ -116,7 +120,7 @@ def leftovers(job_ids: tuple[int, ...], nodes: list[str], pods: dict[str, dict],
         pod, fact = pods.get(node), facts.get(node)
         if pod is None or fact is None or pod["metadata"].get("deletionTimestamp"):
             continue
-        taken_back = nodestate.is_powering_down(fact.state) or (
+        taken_back = nodestate.is_powering_down(fact.state) or given_back(fact) or (
             nodestate.is_powered_down(fact.state) and not nodestate.is_allocated(fact.state))
         if taken_back and (pod["metadata"].get("labels") or {}).get(naming.JOB_LABEL) in wanted:
             left.append(pod["metadata"]["name"])
