@@ -645,13 +645,18 @@ def _check_warm(nodeset: Nodeset, where: str) -> None:
                           f"(the min nodes alone spend that), got {warm.idle_hours_per_day:g}")
 
 
+def price_rank(nodeset: Nodeset) -> int:
+    """0 for spot capacity, 1 for on-demand or unmarked: a warm pool keeps the cheaper first."""
+    return 0 if nodeset.capacity is not None and nodeset.capacity.type == "spot" else 1
+
+
 def warm_pools(nodesets: list[Nodeset]) -> dict[str, list[Nodeset]]:
     """Each warm pool's name and its nodesets, cheapest capacity first (spot before on-demand or
     unmarked, then the config's order); nodesets without a pool (``warm.max`` 0) are left out."""
     pools: dict[str, list[Nodeset]] = {}
     for nodeset in nodesets:
         pools.setdefault(nodeset.warm.pool or nodeset.name, []).append(nodeset)
-    return {name: sorted(members, key=lambda ns: 0 if ns.capacity and ns.capacity.type == "spot" else 1)
+    return {name: sorted(members, key=price_rank)
             for name, members in pools.items() if members[0].warm.max > 0}
 
 

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge import breaker, hostlist, nodestate, warmpool
-from bridge.config import Config, Nodeset, warm_pools
+from bridge.config import Config, Nodeset, price_rank, warm_pools
 from bridge.errors import SlurmError
 from bridge.metrics import Metrics
 from bridge.slurm import NodeFacts, SlurmClient
@@ -60,11 +60,6 @@ def policy(nodeset: Nodeset) -> warmpool.PoolPolicy:
     return warmpool.PoolPolicy(min=w.min, max=w.max, horizon=w.horizon, hold=w.hold, linger=w.linger,
                                quiet_after=w.quiet_after, idle_share=w.idle_share,
                                idle_hours_per_day=w.idle_hours_per_day)
-
-
-def price_rank(nodeset: Nodeset) -> int:
-    """0 for spot capacity, 1 for on-demand or unmarked: the pool keeps the cheaper first."""
-    return 0 if nodeset.capacity is not None and nodeset.capacity.type == "spot" else 1
 
 
 def usable(fact: NodeFacts) -> bool:
