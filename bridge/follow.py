@@ -26,7 +26,7 @@ from bridge.errors import BridgeError
 from bridge.failure import Failure, release_job
 from bridge.resumefile import Group
 from bridge.kube import KubeClient
-from bridge.slurm import NodeFacts, SlurmClient
+from bridge.slurm import NodeFacts, SlurmClient, given_back
 
 # Container waiting reasons that will not go away by waiting: the job fails now. The kubelet
 # never pulls an image whose policy is Never: a missing one stays missing (ErrImageNeverPull).
@@ -110,8 +110,6 @@ def leftovers(job_ids: tuple[int, ...], nodes: list[str], pods: dict[str, dict],
     release deletes them before it tells Slurm) and SuspendProgram ran while the resume was
     creating them again; Slurm will not call SuspendProgram for those nodes again, and a DOWN
     node only at ResumeTimeout."""
-    from bridge.resume import given_back
-
     if not job_ids:
         return []
     wanted = {str(j) for j in job_ids}

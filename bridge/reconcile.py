@@ -5,8 +5,9 @@ Kubernetes nodes and PodGroups, the time and what earlier looks saw (:class:`Mem
 :class:`Action` values; the daemon carries them out (or, with ``--dry-run``, only says them) and
 ``slurm-k8s-bridge status`` shows them. It covers what happens between two hooks:
 
-* an orphan pod: a bridge pod whose Slurm node has been powered down (or unknown to Slurm) for
-  ``daemon.orphan_grace`` → :class:`DeletePod`;
+* an orphan pod: a bridge pod whose Slurm node has been powered down, unknown to Slurm, or
+  given back DOWN by the bridge (:func:`bridge.slurm.given_back`) for ``daemon.orphan_grace`` →
+  :class:`DeletePod`;
 * a node Slurm counts on (up or allocated) whose pod is gone, Failed, evicted, being deleted or
   on a Kubernetes node that is NotReady or gone → :class:`ReleaseNode` at once with the cause, so
   the job is requeued now instead of after SlurmdTimeout (300 s by default);
@@ -38,7 +39,7 @@ from bridge.config import Config
 from bridge.failure import Failure
 from bridge.follow import pod_failure
 from bridge.lease import parse_time
-from bridge.slurm import REASON_PREFIX, NodeFacts
+from bridge.slurm import REASON_PREFIX, NodeFacts, given_back
 
 DRAIN_REASON = f"{REASON_PREFIX}Kubernetes node "
 """How every drain the bridge sets begins: the bridge lifts only drains with this reason."""
@@ -198,6 +199,15 @@ def _node_actions(node: str, fact: NodeFacts | None, pod: dict[str, Any] | None,
             return []
         return [DeletePod(node, pod["metadata"]["name"], f"orphan pod: Slurm node {node} is {where}",
                           rule="orphan")]
+    if given_back(fact):
+        # The release deleted its pod before it set the node DOWN; a resume that raced it made
+        # one again. Slurm runs nothing here until an admin resumes the node or ResumeTimeout
+        # (an hour by default) hands it to ResumeFailProgram: the pod would hold its share of
+        # Kubernetes until then.
+        if pod is None or _deleting(pod) or memory.lasted("orphan", node, now) < settings.orphan_grace:
+            return []
+        return [DeletePod(node, pod["metadata"]["name"],
+                          f"orphan pod: Slurm node {node} was given back DOWN ({fact.reason})", rule="orphan")]
     state = fact.state
     if nodestate.is_powering_up(state) and not nodestate.is_down(state):
         if pod is None and memory.lasted("stuck", node, now) >= settings.stuck_grace:

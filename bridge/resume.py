@@ -22,7 +22,7 @@ from bridge.failure import Failure, classify, release_job
 from bridge.kube import KubeClient
 from bridge.render import PodPlan, render_pod
 from bridge.resumefile import ResumeRequest, groups
-from bridge.slurm import REASON_PREFIX, NodeFacts, SlurmClient
+from bridge.slurm import NodeFacts, SlurmClient, given_back
 
 # How long to wait for the previous incarnation of a node's pod to finish terminating
 # (a node resumed again right after a suspend) before calling the node failed.
@@ -145,15 +145,6 @@ def _members(nodes: list[str], facts: dict[str, NodeFacts], *, config: Config,
             outcome.failures[node] = classify(e)
             outcome.errors.append(e)
     return members
-
-
-def given_back(fact: NodeFacts) -> bool:
-    """DOWN with the bridge's own cause: the node failed and its job was requeued before this call
-    (the prolog's early start failed it before slurmctld's power-save thread called
-    ResumeProgram for the job's nodes anyway). Slurm runs nothing on a DOWN node, so a new pod
-    could only repeat the failure and outlive the job; the node keeps its cause until an admin
-    resumes it (which clears DOWN) or ResumeTimeout hands it to ResumeFailProgram."""
-    return nodestate.is_down(fact.state) and fact.reason.startswith(REASON_PREFIX)
 
 
 def _render(nodes: list[str], facts: dict[str, NodeFacts], request: ResumeRequest | None,

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from bridge import NAME, hostlist
+from bridge import NAME, hostlist, nodestate
 from bridge.errors import SlurmError, UsageError
 from bridge.slurmversion import SlurmVersion
 
@@ -75,6 +75,14 @@ class NodeFacts:
             if gres_name == name and (type_ is None or gres_type == type_):
                 total += count
         return total
+
+
+def given_back(fact: NodeFacts) -> bool:
+    """DOWN with the bridge's own cause: the bridge gave the node back after a failure and
+    requeued its job. Slurm runs nothing on it, so no pod of the bridge belongs there (a resume
+    that raced the failure may have made one again); it keeps its cause until an admin resumes
+    it (which clears DOWN) or ResumeTimeout hands it to ResumeFailProgram."""
+    return nodestate.is_down(fact.state) and fact.reason.startswith(REASON_PREFIX)
 
 
 def split_gres(entry: str) -> tuple[str, str | None, int]:

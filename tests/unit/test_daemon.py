@@ -83,8 +83,14 @@ def test_pod_deleted_behind_slurms_back_releases_its_node_with_an_event_a_log_li
     assert daemon.look(list(kube.pods.values()), [host()]) == []
 
 
-def test_orphan_pod_is_deleted_with_an_event(world, config):
+@pytest.mark.parametrize("state, reason_text", [
+    (OFF, ""),
+    # given back by a release while a racing resume made its pod again
+    (("DOWN", "CLOUD", "POWERING_UP"), "slurm-k8s-bridge: node did not register within 300 s"),
+], ids=["powered-down", "given-back-down"])
+def test_orphan_pod_is_deleted_with_an_event(world, config, state, reason_text):
     make, slurm, kube, clock = world
+    slurm.facts["elastic4"] = NodeFacts("elastic4", 1, 500, state=state, reason=reason_text)
     kube.pods["linux-elastic4"] = pod("elastic4")
     daemon = make()
     daemon.look(list(kube.pods.values()), [host()])

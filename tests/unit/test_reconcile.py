@@ -137,6 +137,27 @@ def test_node_already_set_down_is_left_to_the_admin(look, config):
     assert look([fact("elastic1", ("DOWN", "CLOUD", "POWERING_UP"))], [], at=config.daemon.stuck_grace * 2) == []
 
 
+def test_pod_a_racing_resume_made_on_a_node_given_back_down_is_deleted_after_the_grace(look, config):
+    # The release deleted the pod and set the node DOWN with its cause; a resume hook that was
+    # already past its own check made the pod again. Slurm will run nothing there until an admin
+    # resumes the node or ResumeTimeout (an hour by default) passes.
+    reason = "slurm-k8s-bridge: pod linux-elastic1: image pull failed"
+    down = fact("elastic1", ("DOWN", "CLOUD", "POWERING_UP"), reason=reason)
+    assert look([down], [pod("elastic1", phase="Pending")]) == []
+    assert look([down], [pod("elastic1", phase="Pending")], at=config.daemon.orphan_grace - 1) == []
+    assert look([down], [pod("elastic1", phase="Pending")], at=config.daemon.orphan_grace) == [
+        DeletePod("elastic1", "linux-elastic1", f"orphan pod: Slurm node elastic1 was given back DOWN ({reason})")]
+    being_deleted = pod("elastic1")
+    being_deleted["metadata"]["deletionTimestamp"] = "2027-01-15T08:00:00Z"
+    assert look([down], [being_deleted], at=config.daemon.orphan_grace * 2) == []
+
+
+def test_pod_of_a_node_an_admin_set_down_is_left_alone(look, config):
+    down = fact("elastic1", ("DOWN", "CLOUD"), reason="bad DIMM, ticket 4411")
+    look([down], [pod("elastic1")])
+    assert look([down], [pod("elastic1")], at=config.daemon.orphan_grace * 10) == []
+
+
 def test_cordon_drains_the_slurm_nodes_it_hosts_and_uncordon_undrains(look):
     pods = [pod("elastic1", host="worker-1"), pod("elastic2", host="worker-2")]
     hosts = [host("worker-1", cordoned=True), host("worker-2")]
