@@ -202,10 +202,14 @@ def read_partitions(bin_dir: str, *, timeout: float = 10.0) -> list[dict[str, st
 
 
 def _scontrol(bin_dir: str, *args: str, timeout: float) -> str:
-    scontrol = str(Path(bin_dir) / "scontrol")
-    what = " ".join((scontrol, *args))
+    return _command(bin_dir, "scontrol", *args, timeout=timeout)
+
+
+def _command(bin_dir: str, name: str, *args: str, timeout: float) -> str:
+    program = str(Path(bin_dir) / name)
+    what = " ".join((program, *args))
     try:
-        result = subprocess.run([scontrol, *args], capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run([program, *args], capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise BridgeError(f"{what}: {getattr(e, 'strerror', None) or e}") from None
     if result.returncode != 0:
@@ -419,6 +423,52 @@ def _warm_pool_findings(settings: dict[str, str], config: Any,
                                                         f"down the idle nodes the pool holds, and the pool powers them "
                                                         f"up again; set SuspendTime=INFINITE on their partition "
                                                         f"(README \"Warm pool\")"))
+    return found
+
+
+def mixed_pools(config: Any) -> dict[str, tuple[list[str], list[str]]]:
+    """The warm pools that mix spot and other capacity: their spot nodes and the rest."""
+    from bridge.config import price_rank, warm_pools
+
+    mixed = {}
+    for name, nodesets in warm_pools(config.nodesets).items():
+        if len({price_rank(ns) for ns in nodesets}) > 1:
+            mixed[name] = tuple([n for ns in nodesets if price_rank(ns) == rank for n in hostlist.expand(ns.nodes)]
+                                for rank in (0, 1))
+    return mixed
+
+
+def parse_weights(text: str) -> dict[str, int]:
+    """``sinfo --Node --format='%N %w'``: a node on each line (once per partition) and its Weight."""
+    weights = {}
+    for line in text.splitlines():
+        node, _, weight = line.strip().partition(" ")
+        if node and weight.strip().isdigit():
+            weights[node] = int(weight)
+    return weights
+
+
+def read_weights(bin_dir: str, nodes: list[str], *, timeout: float = 10.0) -> dict[str, int]:
+    """Raises BridgeError: slurmctld did not answer."""
+    return parse_weights(_command(bin_dir, "sinfo", "--all", "--noheader", "--Node", f"--nodes={hostlist.fold(nodes)}",
+                                  "--format=%N %w", timeout=timeout))
+
+
+def weight_findings(pools: dict[str, tuple[list[str], list[str]]], weights: dict[str, int]) -> list[Finding]:
+    """A shared warm pool keeps its idle nodes on spot first, but which idle node a job gets is
+    Slurm's choice: the lowest Weight, then the order of slurm.conf. A spot node that weighs no
+    less than an on-demand one of its pool leaves spot idle while jobs run on on-demand.
+    ``pools``: :func:`mixed_pools`; nodes Slurm did not list (in no partition) are left out."""
+    found = []
+    for name, (spot, rest) in pools.items():
+        spot_weights = [(weights[n], n) for n in spot if n in weights]
+        rest_weights = [(weights[n], n) for n in rest if n in weights]
+        if spot_weights and rest_weights and (heavy := max(spot_weights))[0] >= (light := min(rest_weights))[0]:
+            found.append(Finding("WARN", "Weight", f"warm pool {name}: spot node {heavy[1]} has Weight={heavy[0]}, "
+                                                   f"not below on-demand node {light[1]} (Weight={light[0]}): Slurm "
+                                                   f"gives jobs idle on-demand nodes before the spot nodes the pool "
+                                                   f"keeps warm; give the spot nodes the lower Weight (README "
+                                                   f"\"Warm pool\")"))
     return found
 
 
@@ -676,6 +726,12 @@ def run(config_path: str | None) -> list[Finding]:
     except BridgeError:
         partitions = None  # slurmctld answered show config a moment ago: the global settings only
     found += power_saving_findings(settings, config, partitions) + skew_findings(settings, config)
+    if config is not None and (mixed := mixed_pools(config)):
+        try:
+            weights = read_weights(bin_dir, [n for nodes in mixed.values() for part in nodes for n in part])
+            found += weight_findings(mixed, weights)
+        except BridgeError as e:
+            found.append(Finding("WARN", "Weight", f"cannot read the warm pools' node weights: {e}"))
     found += lua_findings(settings, config)
     if config is not None:
         found += conf_server_findings(config)

@@ -166,3 +166,21 @@ def test_check_warns_until_the_warm_pools_partition_stops_slurm_suspending_its_n
     wait_for(lambda: "SuspendTime=INFINITE" in env.slurm.run("scontrol", "--oneliner", "show", "partition").stdout,
              timeout=30, what="slurmctld reading the partition's SuspendTime")
     assert "SuspendTime" not in findings(run_check(env))
+
+
+def test_check_warns_while_a_shared_pools_spot_nodes_weigh_no_less_than_its_on_demand_nodes(make_env):
+    """Slurm gives a job the idle node of lowest Weight: with the slurm.conf line's one Weight,
+    jobs take on-demand nodes while the spot nodes the pool keeps warm idle. check reads the
+    weights slurmctld holds now (scontrol update changes them without a restart)."""
+    from testenv.env import IMAGE
+
+    env = make_env(nodesets=[
+        {"name": "spot", "nodes": "elastic[1-2]", "image": IMAGE, "capacity": {"type": "spot"},
+         "warm": {"max": 1, "pool": "elastic"}},
+        {"name": "ondemand", "nodes": "elastic[3-4]", "image": IMAGE, "capacity": {"type": "on-demand"},
+         "warm": {"max": 1, "pool": "elastic"}}])
+    [warning] = findings(run_check(env))["Weight"]
+    assert warning.startswith("WARN Weight: warm pool elastic: spot node elastic2 has Weight=1, not below on-demand "
+                              "node elastic3 (Weight=1)")
+    env.slurm.run("scontrol", "update", "NodeName=elastic[3-4]", "Weight=10")
+    assert "Weight" not in findings(run_check(env))

@@ -354,3 +354,32 @@ def test_partitions_are_read_from_scontrols_one_liners():
     (spot, od, every) = check.parse_partitions(PARTITIONS.format(spot="INFINITE", od="7200"))
     assert (spot["PartitionName"], spot["Nodes"], spot["SuspendTime"]) == ("spot", "s[1-4]", "INFINITE")
     assert od["SuspendTime"] == "7200" and "SuspendTime" not in every
+
+
+def test_a_shared_pool_whose_spot_nodes_do_not_weigh_less_than_on_demand_is_warned_of(tmp_path):
+    """The pool keeps spot warm first; Slurm gives a job the idle node of lowest Weight (then
+    slurm.conf's order). Equal weights let jobs take the on-demand nodes while spot idles."""
+    path = tmp_path / "pool.yaml"
+    path.write_text(textwrap.dedent("""
+        slurm: {conf_server: "ctl:6817"}
+        resume: {deadline: 100}
+        nodesets:
+          - {name: cpu-od, nodes: "o[1-2]", image: i, capacity: {type: on-demand}, warm: {max: 2, pool: cpu}}
+          - {name: cpu-spot, nodes: "s[1-2]", image: i, capacity: {type: spot}, warm: {max: 2, pool: cpu}}
+          - {name: gpu-spot, nodes: "g[1-2]", image: i, capacity: {type: spot}, warm: {max: 1}}
+        """))
+    config = config_module.load(str(path))
+    mixed = check.mixed_pools(config)
+    assert mixed == {"cpu": (["s1", "s2"], ["o1", "o2"])}  # a pool of spot alone has no choice to get wrong
+
+    def sinfo(weights: dict[str, int]) -> str:  # sinfo -N lists a node once per partition
+        return "".join(f"{n} {w}\n{n} {w}\n" for n, w in weights.items())
+
+    assert check.weight_findings(mixed, check.parse_weights(sinfo({"s1": 1, "s2": 1, "o1": 10, "o2": 10}))) == []
+    [warn] = check.weight_findings(mixed, check.parse_weights(sinfo({"s1": 1, "s2": 10, "o1": 20, "o2": 10})))
+    assert warn.line() == (
+        'WARN Weight: warm pool cpu: spot node s2 has Weight=10, not below on-demand node o2 (Weight=10): Slurm '
+        'gives jobs idle on-demand nodes before the spot nodes the pool keeps warm; give the spot nodes the lower '
+        'Weight (README "Warm pool")')
+    # Nodes in no partition are not listed: nothing to compare.
+    assert check.weight_findings(mixed, check.parse_weights(sinfo({"s1": 1, "s2": 1}))) == []
