@@ -102,10 +102,13 @@ class Pool:
                  dry_run: bool = False) -> None:
         self._pools = warm_pools(config.nodesets)
         # Cheapest first, each nodeset's nodes in its order (elastic2 before elastic10).
-        self._nodes = {name: [n for ns in members for n in hostlist.expand(ns.nodes)]
-                       for name, members in self._pools.items()}
-        self._rank = {n: price_rank(ns) for members in self._pools.values() for ns in members
-                      for n in hostlist.expand(ns.nodes)}
+        self._nodes: dict[str, list[str]] = {name: [] for name in self._pools}
+        self._rank: dict[str, int] = {}
+        for name, members in self._pools.items():
+            for ns in members:
+                nodes = hostlist.expand(ns.nodes)
+                self._nodes[name] += nodes
+                self._rank.update(dict.fromkeys(nodes, price_rank(ns)))
         self._slurm, self._log, self._metrics, self._dry_run = slurm, log, metrics, dry_run
         self._dir = Path(config.resume.state_dir)
         self._learned: dict[str, _Learned] = {}
