@@ -222,15 +222,30 @@ def daemon(obj: _Obj, dry_run: bool, once: bool) -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per node.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per node (per pool with --pools).")
 @click.option("--all", "everything", is_flag=True, help="Also the nodes that are powered down with no pod.")
+@click.option("--pools", is_flag=True, help="The warm pools instead: target, idle, starting, cap, next power-ups.")
 @click.pass_obj
-def status(obj: _Obj, as_json: bool, everything: bool) -> None:
+def status(obj: _Obj, as_json: bool, everything: bool, pools: bool) -> None:
     """Slurm's elastic nodes beside the bridge's pods; ! marks where they disagree."""
     import time
 
     from bridge import status as view
 
+    if pools:
+        try:
+            import prometheus_client  # noqa: F401  (the pool's step counts in the daemon's metrics)
+        except ModuleNotFoundError as e:
+            from bridge.errors import ConfigError
+
+            raise ConfigError(f"status --pools needs {e.name}: pip install 'slurm-k8s-bridge[daemon]'") from None
+        from bridge.slurm import CommandSlurm
+
+        slurm, nodes = CommandSlurm(obj.config.slurm.bin_dir), view.pool_nodes(obj.config)
+        found_pools = view.pool_rows(slurm.node_facts(nodes) if nodes else {}, now=time.time(), config=obj.config,
+                                     slurm=slurm)
+        click.echo(view.pools_as_json(found_pools) if as_json else view.pool_table(found_pools))
+        return
     facts, pods, hosts = view.read(obj.config)
     found = view.rows(facts, pods, hosts, now=time.time(), config=obj.config, everything=everything)
     click.echo(view.as_json(found) if as_json else view.table(found))

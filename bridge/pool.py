@@ -95,6 +95,8 @@ class Decision:
     """Nodes Slurm means to give a pending job that starts within the horizon (kept up)."""
     capped: bool = False
     """The idle pod-hours of the last 24 hours have reached ``warm.idle_hours_per_day``."""
+    idle_hours: float = 0.0
+    """Idle pod-hours of the pool's nodes over the last 24 hours."""
 
 
 class Pool:
@@ -179,8 +181,10 @@ class Pool:
             up = [n for n, rank in zip(cheap, dear) if self._rank[n] < rank]
         self._metrics.warm_target.labels(name).set(target)
         self._metrics.warm_idle.labels(name).set(len(idle))
-        self._metrics.warm_idle_hours.labels(name).set(warmpool.idle_last_day(learned.demand, now) / 3600)
-        return Decision(name, target, tuple(idle), tuple(starting), tuple(up), tuple(down), tuple(soon), capped)
+        idle_hours = warmpool.idle_last_day(learned.demand, now) / 3600
+        self._metrics.warm_idle_hours.labels(name).set(idle_hours)
+        return Decision(name, target, tuple(idle), tuple(starting), tuple(up), tuple(down), tuple(soon), capped,
+                        idle_hours)
 
     def _learn(self, name: str, allocated: set[str], idle: int, now: float,
                rules: warmpool.PoolPolicy) -> _Learned:
@@ -225,24 +229,25 @@ class Pool:
 
     # ---- what survives a restart -----------------------------------------------------------
 
-    def _path(self, name: str) -> Path:
+    def path(self, name: str) -> Path:
+        """Where pool ``name`` keeps what it learned."""
         return self._dir / f"warm-{name}.json"
 
     def _load(self, name: str) -> _Learned:
         try:
-            data = json.loads(self._path(name).read_text())
+            data = json.loads(self.path(name).read_text())
             return _Learned(warmpool.from_json(data["demand"]), set(data["allocated"]), data["looked"])
         except FileNotFoundError:
             return _Learned()
         except (OSError, ValueError, KeyError, TypeError) as e:
-            self._log.warning("warm pool: unreadable state, learning afresh", path=str(self._path(name)),
+            self._log.warning("warm pool: unreadable state, learning afresh", path=str(self.path(name)),
                               error=str(e))
             return _Learned()
 
     def _save(self, name: str, learned: _Learned) -> None:
         data = {"demand": warmpool.to_json(learned.demand), "allocated": sorted(learned.allocated or ()),
                 "looked": learned.looked}
-        path = self._path(name)
+        path = self.path(name)
         try:
             self._dir.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(".tmp")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from bridge import naming, nodestate
@@ -72,10 +73,118 @@ def _age(stamp: str | None, now: float) -> str:
         seconds = now - dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return ""
+    return _duration(seconds)
+
+
+def _duration(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
     return f"{max(0, int(seconds))}s"
+
+
+# ---- warm pools ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PoolRow:
+    pool: str
+    nodesets: list[str]
+    """Cheapest capacity first: the order the pool powers them up in."""
+    min: int
+    max: int
+    target: int
+    """Idle nodes the daemon aims at now, from what it learned (its state file) and this look."""
+    idle: int
+    starting: int
+    busy: int
+    powered_down: int
+    unusable: int
+    """DOWN, DRAIN, NOT_RESPONDING or held by the capacity breaker: never counted nor powered up."""
+    would_power_up: str
+    """The nodes the daemon's next look powers up (a hostlist); power-downs depend on how long
+    each node has idled, which only the running daemon knows."""
+    planned: str
+    """Powered-down nodes Slurm plans for a pending job due within the horizon (kept up)."""
+    idle_hours_last_day: float
+    idle_hours_cap: float | None
+    capped: bool
+    learned: str
+    """When the daemon last looked (``12s ago``), ``never`` without a state file, or why it is
+    unreadable (the daemon then learns afresh too)."""
+
+
+def pool_rows(facts: dict[str, NodeFacts], *, now: float, config: Config, slurm: Any) -> list[PoolRow]:
+    """The daemon's own warm-pool step (:class:`bridge.pool.Pool`), dry run, from its state files:
+    the table and the daemon cannot tell two stories."""
+    from bridge import hostlist
+    from bridge.config import warm_pools
+    from bridge.metrics import Metrics
+    from bridge.pool import Pool, usable
+
+    pools = warm_pools(config.nodesets)
+    pool = Pool(config, slurm=slurm, log=_Quiet(), metrics=Metrics(), dry_run=True)
+    learned = {name: _learned(pool.path(name), now) for name in pools}  # before the step reads them
+    out = []
+    for decision in pool.step(facts, now):
+        members = pools[decision.nodeset]
+        mine = [facts[n] for ns in members for n in hostlist.expand(ns.nodes) if n in facts]
+        off = [f for f in mine if usable(f) and nodestate.is_powered_down(f.state)
+               and not nodestate.is_allocated(f.state)]
+        warm = members[0].warm
+        out.append(PoolRow(decision.nodeset, [ns.name for ns in members], warm.min, warm.max, decision.target,
+                           len(decision.idle), len(decision.starting),
+                           sum(nodestate.is_allocated(f.state) for f in mine), len(off),
+                           sum(not usable(f) for f in mine),
+                           hostlist.fold(list(decision.power_up)) if decision.power_up else "",
+                           hostlist.fold(list(decision.planned)) if decision.planned else "",
+                           round(decision.idle_hours, 2), warm.idle_hours_per_day, decision.capped,
+                           learned[decision.nodeset]))
+    return out
+
+
+def pool_nodes(config: Config) -> list[str]:
+    from bridge import hostlist
+    from bridge.config import warm_pools
+
+    return [n for members in warm_pools(config.nodesets).values() for ns in members for n in hostlist.expand(ns.nodes)]
+
+
+def pool_table(found: list[PoolRow]) -> str:
+    if not found:
+        return "no warm pool: no nodeset has warm.max above 0"
+    header = ("POOL", "NODESETS", "MIN-MAX", "TARGET", "IDLE", "STARTING", "BUSY", "OFF", "UNUSABLE",
+              "IDLE H/24H", "LEARNED", "WOULD POWER UP")
+    lines = [header] + [(r.pool, ",".join(r.nodesets), f"{r.min}-{r.max}", str(r.target), str(r.idle),
+                         str(r.starting), str(r.busy), str(r.powered_down), str(r.unusable),
+                         f"{r.idle_hours_last_day:.1f}" + (f"/{r.idle_hours_cap:g}" if r.idle_hours_cap else "")
+                         + (" capped" if r.capped else ""), r.learned,
+                         (r.would_power_up or "-") + (f" (planned jobs: {r.planned})" if r.planned else ""))
+                        for r in found]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)) + "  " + line[-1] for line in lines).rstrip()
+
+
+def pools_as_json(found: list[PoolRow]) -> str:
+    return json.dumps([asdict(r) for r in found], indent=2)
+
+
+def _learned(path: Path, now: float) -> str:
+    try:
+        looked = json.loads(path.read_text())["looked"]
+        return f"{_duration(now - float(looked))} ago"
+    except FileNotFoundError:
+        return "never"
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"unreadable: {getattr(e, 'strerror', None) or e}"
+
+
+class _Quiet:
+    """The pool's logger here: a dry-run look logs nothing (the log file is the daemon's)."""
+
+    def _nothing(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    info = warning = error = _nothing
 
 
 def read(config: Config) -> tuple[dict[str, NodeFacts], list[dict[str, Any]], list[dict[str, Any]] | None]:

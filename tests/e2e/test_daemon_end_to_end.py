@@ -366,6 +366,14 @@ def test_warm_pool_keeps_two_nodes_up_a_job_lands_on_them_without_a_resume_and_t
         assert all(r["nodeset"] == "elastic" for r in ups)
         assert sorted(powered) == ["elastic1", "elastic2", "elastic3", "elastic4"]
         assert set(powered[:2]) == set(pool)
+        # What an admin asks of the pool now: full, nothing to power up, the job on the first two.
+        result = subprocess.run([str(BIN / "slurm-k8s-bridge"), "--config", str(env.bridge_config_path), "status",
+                                 "--pools", "--json"], env={"SLURM_CONF": str(env.slurm.conf_path)},
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        [row] = json.loads(result.stdout)
+        assert (row["pool"], row["target"], row["idle"], row["busy"], row["powered_down"]) == ("elastic", 2, 2, 2, 0)
+        assert row["would_power_up"] == "" and row["learned"].endswith("s ago")
     finally:
         assert daemon.stop() == 0
 

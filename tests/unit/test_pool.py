@@ -394,3 +394,39 @@ def test_a_dry_run_says_what_the_pool_would_do_and_changes_nothing(write_config)
         pool.step(slurm.facts, START)
     assert [(r["action"], r["nodes"], r["dry_run"]) for r in logs] == [("power_up", "elastic[1-2]", True)]
     assert slurm.calls == [] and not (Path(config.resume.state_dir) / "warm-cpu.json").exists()
+
+
+def test_status_pools_shows_the_daemons_target_and_next_power_ups_and_changes_nothing(world):
+    """``status --pools`` runs the daemon's own step, dry, from its state file: the same target
+    and the same power-ups the daemon's next look makes, and not a byte of state changed."""
+    from bridge import hostlist, status
+
+    world.look()
+    world.look()
+    world.set(["elastic9"], ("DOWN", "CLOUD", "POWERED_DOWN"), reason="bad DIMM")
+    world.job(world.idle())  # a job takes both warm nodes
+    state, calls = world.pool.path("cpu").read_bytes(), list(world.slurm.calls)
+    [row] = status.pool_rows(world.slurm.facts, now=world.now + 5, config=world.config, slurm=world.slurm)
+    assert world.pool.path("cpu").read_bytes() == state and world.slurm.calls == calls
+    (decision,) = world.pool.step(world.slurm.facts, world.now + 5)
+    assert decision.power_up and row.would_power_up == hostlist.fold(list(decision.power_up))
+    assert (row.pool, row.nodesets, row.min, row.max, row.target) == ("cpu", ["cpu"], 2, 3, decision.target)
+    assert (row.idle, row.starting, row.busy, row.powered_down, row.unusable) == (0, 0, 2, 13, 1)
+    assert row.learned == "5s ago" and not row.capped and row.idle_hours_cap is None
+    header, line = status.pool_table([row]).splitlines()
+    assert header.split() == ["POOL", "NODESETS", "MIN-MAX", "TARGET", "IDLE", "STARTING", "BUSY", "OFF", "UNUSABLE",
+                              "IDLE", "H/24H", "LEARNED", "WOULD", "POWER", "UP"]
+    assert line.split()[:9] == ["cpu", "cpu", "2-3", str(decision.target), "0", "0", "2", "13", "1"]
+    assert line.endswith(row.would_power_up)
+
+
+def test_status_pools_says_when_the_daemon_never_looked_or_its_state_is_unreadable(world):
+    from bridge import status
+
+    [row] = status.pool_rows(world.slurm.facts, now=world.now, config=world.config, slurm=world.slurm)
+    assert row.learned == "never" and row.would_power_up == "elastic[1-2]"  # min 2, nothing learned
+    world.pool.path("cpu").parent.mkdir(parents=True, exist_ok=True)
+    world.pool.path("cpu").write_text("{half a file")
+    [row] = status.pool_rows(world.slurm.facts, now=world.now, config=world.config, slurm=world.slurm)
+    assert row.learned.startswith("unreadable: ")
+    assert status.pool_table([]) == "no warm pool: no nodeset has warm.max above 0"
