@@ -18,8 +18,8 @@ one), power-downs the dearest idle nodes first, and a dearer node idle past the 
 swapped for a cheaper powered-down one (within ``max``, or one over it when the pool is full):
 the cheaper node is powered up, and the dearer one goes once the pool has its target without it.
 
-With ``warm.idle_hours_per_day`` set, the target is at most the whole hours left under it over
-the last 24 hours; once spent, the target is ``min``, idle nodes beyond it go at once, and no
+With ``warm.idle_hours_per_day`` set, the target is at most ``min`` plus the whole hours left
+under it over the last 24 hours; once spent, the target is ``min``, idle nodes beyond it go at once, and no
 node is started ahead of a planned job (those up for one stay).
 
 A job that waits for nodes other jobs hold is planned by Slurm's backfill scheduler (squeue's

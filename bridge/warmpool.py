@@ -21,9 +21,9 @@ idle pod-hours for that wait. The model here decides the pool's size from what S
 - a **budget**: idle pod-seconds are steered toward ``idle_share`` of busy pod-seconds over
   roughly a day; above it the target and the linger shrink in proportion (a target, not a cap:
   the boots of cold starts are idle the pool cannot avoid);
-- a **cap** (``idle_hours_per_day``, optional): the pool holds no more nodes than could each
-  idle an hour on what the cap leaves of the last 24 hours (kept per hour); once it is spent,
-  the target is ``min`` and the linger 0 until old hours roll off;
+- a **cap** (``idle_hours_per_day``, optional): the pool holds no more nodes beyond ``min`` than
+  could each idle an hour on what the cap leaves of the last 24 hours (kept per hour); once it
+  is spent, the target is ``min`` and the linger 0 until old hours roll off;
 - **quiet**: with no submission for ``quiet_after`` seconds and a profile that expects none, the
   target is ``min`` (scale to zero by default).
 
@@ -66,9 +66,9 @@ class PoolPolicy:
     target, not a cap: boots of powered-down nodes count as idle too."""
     budget_half_life: float = 86400.0
     idle_hours_per_day: float | None = None
-    """A cap on the idle pod-hours of the last 24 hours (None: none): the target is at most the
-    whole hours left under it; once reached, the target is ``min`` and idle nodes beyond it go
-    at once (linger 0)."""
+    """A cap on the idle pod-hours of the last 24 hours (None: none): the target is at most ``min``
+    plus the whole hours left under it; once reached, the target is ``min`` and idle nodes beyond
+    it go at once (linger 0)."""
 
 
 @dataclass(frozen=True)
@@ -138,8 +138,9 @@ def observe(d: Demand, now: float, nodes: int, policy: PoolPolicy) -> Demand:
 def account(d: Demand, *, idle_seconds: float, busy_seconds: float, elapsed: float, now: float,
             policy: PoolPolicy) -> Demand:
     """Add the pod-seconds spent idle and busy over the ``elapsed`` seconds up to ``now`` (for the
-    budget and the cap; the cap counts them in the hour of ``now``)."""
-    hour = now - now % 3600
+    budget and the cap; the cap counts them in the hour of the interval's middle)."""
+    middle = now - elapsed / 2
+    hour = middle - middle % 3600
     kept = [(h, s) for h, s in d.idle_hours if h > now - 86400 - 3600 and h != hour]
     spent = sum(s for h, s in d.idle_hours if h == hour)
     return replace(d, idle_seconds=_decay(d.idle_seconds, elapsed, policy.budget_half_life) + idle_seconds,
@@ -148,9 +149,11 @@ def account(d: Demand, *, idle_seconds: float, busy_seconds: float, elapsed: flo
 
 
 def idle_last_day(d: Demand, now: float) -> float:
-    """Idle pod-seconds of the last 24 hours, in whole hours: the hour that began before the
-    24 hours and ends inside them counts fully (a cap errs on the side of less idle)."""
-    return sum(s for h, s in d.idle_hours if h > now - 86400 - 3600)
+    """Idle pod-seconds of the last 24 hours. The hour that began before them and ends inside
+    them counts in proportion to its part inside (its seconds taken as spread evenly), so nodes
+    idle all day spend exactly 24 hours each, as the ``24 × min`` rule for the cap says."""
+    since = now - 86400
+    return sum(s * min(1.0, (h + 3600 - since) / 3600) for h, s in d.idle_hours if h + 3600 > since)
 
 
 def _headroom(d: Demand, now: float, policy: PoolPolicy) -> float:
@@ -235,9 +238,11 @@ def target(d: Demand, now: float, policy: PoolPolicy, *, pending_nodes: int = 0)
         series = sum(n for t, n in d.recent if now - t < policy.horizon)
         want = max(series, worth_holding(size_rates(d, now, policy), policy.hold))
     want *= _budget(d, policy)
-    # Under a cap, no more nodes than could each stay idle an hour on what is left: a pool that
-    # fills on a few pod-minutes of room would be cut again at the next look.
-    want = min(want, _headroom(d, now, policy) // 3600)
+    # Under a cap, no more nodes beyond min than could each stay idle an hour on what is left: a
+    # pool that fills on a few pod-minutes of room would be cut again at the next look. (min is
+    # kept whatever the cap, and its idle spends the cap like any other.)
+    if policy.idle_hours_per_day is not None:
+        want = min(want, policy.min + _headroom(d, now, policy) // 3600)
     return max(policy.min, min(policy.max, math.ceil(want - 1e-9))) + max(0, pending_nodes)
 
 

@@ -138,15 +138,34 @@ def test_the_daily_idle_cap_counts_the_idle_hours_of_the_last_24_hours() -> None
     assert warmpool.target(d, t + 10, capped) == 3  # three nodes could each idle an hour
     d = warmpool.account(d, idle_seconds=3600, busy_seconds=0, elapsed=600, now=t + 600, policy=capped)
     assert warmpool.target(d, t + 600, capped) == 2 and warmpool.linger(d, t + 600, capped) == capped.linger
-    d = warmpool.account(d, idle_seconds=2 * 3600, busy_seconds=0, elapsed=600, now=t + 2 * HOUR, policy=capped)
-    assert warmpool.capped(d, t + 2 * HOUR, capped)
-    assert warmpool.target(d, t + 2 * HOUR, capped) == 0 and warmpool.linger(d, t + 2 * HOUR, capped) == 0
-    assert warmpool.target(d, t + 2 * HOUR, replace(capped, min=1)) == 1  # min is kept whatever the cap
-    # The hour that began 24 h before counts fully; an hour later it has rolled off.
-    assert warmpool.idle_last_day(d, t + 24 * HOUR + 1) == 3 * 3600
+    later = t + 2 * HOUR + 600
+    d = warmpool.account(d, idle_seconds=2 * 3600, busy_seconds=0, elapsed=600, now=later, policy=capped)
+    assert warmpool.capped(d, later, capped)
+    assert warmpool.target(d, later, capped) == 0 and warmpool.linger(d, later, capped) == 0
+    assert warmpool.target(d, later, replace(capped, min=1)) == 1  # min is kept whatever the cap
+    # The hour that began 24 h before counts for its part inside them; an hour later it has rolled off.
+    assert warmpool.idle_last_day(d, t + 24 * HOUR + 1) == 3 * 3600 - 1
+    assert warmpool.idle_last_day(d, t + 24 * HOUR + 1800) == 1800 + 2 * 3600
     assert warmpool.idle_last_day(d, t + 25 * HOUR + 1) == 2 * 3600
     assert not warmpool.capped(d, t + 25 * HOUR + 1, capped)
     restored = warmpool.from_json(json.loads(json.dumps(warmpool.to_json(d))))
     assert restored == d
     older = {k: v for k, v in warmpool.to_json(d).items() if k != "idle_hours"}  # a state file from before the cap
     assert warmpool.from_json(older).idle_hours == ()
+
+
+def test_min_nodes_idle_all_day_spend_24_hours_each_and_leave_the_rest_of_the_cap_to_the_pool() -> None:
+    """min 4, cap 100: the four nodes kept whatever the cap spend 96 pod-hours a day, never
+    the cap; the 4 hours left let the pool hold up to 4 nodes more for the jobs it expects."""
+    policy = PoolPolicy(min=4, max=12, idle_share=0, hold=10 ** 6, quiet_after=10 ** 6, idle_hours_per_day=100)
+    d, t = Demand(), MONDAY + 7 * 86400
+    for i in range(6):
+        d = warmpool.observe(d, t - 40 * HOUR + i, 1, policy)  # jobs of 1 node: the pool would hold 1
+    for tick in range(1, 26 * 360 + 1):  # 26 hours of 10 s looks, the four min nodes idle
+        now = t + tick * 10
+        d = warmpool.account(d, idle_seconds=4 * 10, busy_seconds=0, elapsed=10, now=now, policy=policy)
+        assert not warmpool.capped(d, now, policy)
+    assert abs(warmpool.idle_last_day(d, now) - 96 * HOUR) < 1
+    d = warmpool.observe(d, now, 10, policy)  # a 10-node job: the series asks for 10 at once
+    assert warmpool.target(d, now + 1, policy) == 4 + 4  # min + the whole hours left
+    assert warmpool.target(d, now + 1, replace(policy, idle_hours_per_day=98.5)) == 4 + 2
