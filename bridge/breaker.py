@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 
 from bridge import nodestate
 from bridge.config import Config, ConfigError
-from bridge.slurm import REASON_PREFIX, NodeFacts
+from bridge.slurm import BREAKER_REASON, REASON_PREFIX, NodeFacts
 
-BREAKER_REASON = f"{REASON_PREFIX}capacity breaker open until "
 _UNTIL = re.compile(re.escape(BREAKER_REASON) + r"(\S+Z)")
 _CAPACITY = " unschedulable: "
 

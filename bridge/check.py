@@ -13,6 +13,7 @@ on a hook's path.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import ipaddress
 import math
@@ -409,15 +410,23 @@ def _warm_pool_findings(settings: dict[str, str], config: Any,
 
     global_time = seconds(settings.get("SuspendTime"))
     global_time = math.inf if global_time is None else global_time  # NONE: power saving off
+    excluded_parts = set(_options(settings.get("SuspendExcParts")))
     members = [(set(hostlist.expand(p["Nodes"])) if p.get("Nodes") not in (None, "", "(null)", "ALL") else
-                (None if p.get("Nodes") == "ALL" else set()), seconds(p.get("SuspendTime")))
+                (None if p.get("Nodes") == "ALL" else set()),
+                math.inf if p.get("PartitionName") in excluded_parts else seconds(p.get("SuspendTime")))
                for p in partitions or ()]
+    # SuspendExcNodes=<nodes> keeps those nodes up; <nodes>:N (24.05) only N of them, so the
+    # others still go after SuspendTime.
+    never: set[str] = set()
+    if (excluded := settings.get("SuspendExcNodes")) not in (None, "", "(null)") and ":" not in excluded:
+        with contextlib.suppress(BridgeError):
+            never = set(hostlist.expand(excluded))
     found = []
     for name, nodesets in warm_pools(config.nodesets).items():
         times = set()
         for node in (n for ns in nodesets for n in hostlist.expand(ns.nodes)):
             own = [t for nodes, t in members if t is not None and (nodes is None or node in nodes)]
-            times.add(max(own) if own else global_time)
+            times.add(math.inf if node in never else max(own) if own else global_time)
         if (shortest := min(times)) < math.inf:
             found.append(Finding("WARN", "SuspendTime", f"{shortest:g} s for warm pool {name}'s nodes: Slurm powers "
                                                         f"down the idle nodes the pool holds, and the pool powers them "

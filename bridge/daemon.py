@@ -380,6 +380,7 @@ def run(config: Config, *, log: Any, dry_run: bool = False, once: bool = False,
                         break
                     wake.clear()
                     if elector is not None and not (said := _leads(elector, log, metrics, said)):
+                        daemon.pool.forget()  # what another replica does meanwhile is not seen here
                         stop.wait(elector.renew_every)  # a standby: another replica acts
                         continue
                     pods, hosts, groups = watch.snapshot()  # before Slurm's facts: see daemon.confirm

@@ -58,6 +58,13 @@ def is_powering_up(state: Iterable[str]) -> bool:
     return _has(state, "POWERING_UP")
 
 
+def is_power_up_requested(state: Iterable[str]) -> bool:
+    """``scontrol power up`` (or ``State=POWER_UP``) asked for it and Slurm's power-save thread has
+    not called ResumeProgram yet: still POWERED_DOWN, with the POWER_UP flag, for up to
+    ``power_save_interval``."""
+    return _has(state, "POWER_UP")
+
+
 def is_down(state: Iterable[str]) -> bool:
     s = normalize(state)
     return bool(s) and s[0] == "DOWN"

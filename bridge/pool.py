@@ -39,8 +39,10 @@ restarted daemon loses nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,13 @@ from bridge.slurm import NodeFacts, SlurmClient
 
 _MAX_ELAPSED = 3600.0
 """Longest gap between two looks that is counted as idle/busy time (a stopped daemon saw nothing)."""
+_STALE_PLAN = 600.0
+"""A pending job's planned start this far past is a plan Slurm no longer acts on (the backfill
+scheduler places a waiting job again every bf_interval, 30 s by default): its nodes are not kept."""
+_STALE_LOOK = 120.0
+"""A last look older than this (a restarted daemon, a replica that leads again) is no baseline
+for arrivals: every node allocated in between would count as one burst now, and the pool would
+fill to max for it."""
 
 
 def policy(nodeset: Nodeset) -> warmpool.PoolPolicy:
@@ -68,8 +77,21 @@ def usable(fact: NodeFacts) -> bool:
     node powered up with no job as ``IDLE+CLOUD+NOT_RESPONDING+POWERING_UP``): that one is starting, and
     counts, or the pool would power up a second node for each one on its way."""
     s = fact.state
-    silent = nodestate.is_not_responding(s) and not nodestate.is_powering_up(s)
+    silent = nodestate.is_not_responding(s) and not (nodestate.is_powering_up(s) or nodestate.is_power_up_requested(s))
     return not (nodestate.is_down(s) or nodestate.is_drained(s) or silent or breaker.open_until(fact) is not None)
+
+
+def starting_up(fact: NodeFacts) -> bool:
+    """On its way up with no job: powering up, or asked to and waiting for Slurm's power-save
+    thread (a power-up asked at the last look must not be asked again, nor replaced)."""
+    s = fact.state
+    return (nodestate.is_powering_up(s) or nodestate.is_power_up_requested(s)) and not nodestate.is_allocated(s)
+
+
+def free_and_off(fact: NodeFacts) -> bool:
+    """Powered down, no job and no power-up asked: one the pool may power up."""
+    s = fact.state
+    return nodestate.is_powered_down(s) and not nodestate.is_allocated(s) and not nodestate.is_power_up_requested(s)
 
 
 @dataclass
@@ -141,8 +163,7 @@ class Pool:
         # In the pool's order, cheapest capacity first: the pool takes the first free nodes.
         idle = [n for n, f in mine.items() if usable(f) and nodestate.is_up(f.state)
                 and not nodestate.is_allocated(f.state)]
-        starting = [n for n, f in mine.items() if usable(f) and nodestate.is_powering_up(f.state)
-                    and not nodestate.is_allocated(f.state)]
+        starting = [n for n, f in mine.items() if usable(f) and starting_up(f)]
         allocated = {n for n, f in mine.items() if nodestate.is_allocated(f.state)}
         learned = self._learn(name, allocated, len(idle), now, rules)
         target = warmpool.target(learned.demand, now, rules)
@@ -155,10 +176,9 @@ class Pool:
         # Slurm means to give it start now, so it starts warm when its turn comes (up to max),
         # and those already up are kept. While the cap is reached none is started: Slurm starts
         # them itself when the job's turn comes.
-        soon = list(dict.fromkeys(n for start, nodes in planned if start - now <= rules.horizon
+        soon = list(dict.fromkeys(n for start, nodes in planned if -_STALE_PLAN <= start - now <= rules.horizon
                                   for n in nodes if n in mine))
-        off = [n for n, f in mine.items() if usable(f) and nodestate.is_powered_down(f.state)
-               and not nodestate.is_allocated(f.state)]
+        off = [n for n, f in mine.items() if usable(f) and free_and_off(f)]
         have, kept = len(idle) + len(starting), set(soon)  # kept: not the pool's to power down
         up = [] if capped else [n for n in off if n in kept][: max(0, rules.max - have)]
         down: list[str] = []
@@ -190,7 +210,8 @@ class Pool:
                rules: warmpool.PoolPolicy) -> _Learned:
         learned = self._learned.get(name) or self._load(name)
         demand = learned.demand
-        if learned.allocated is not None and (arrived := allocated - learned.allocated):
+        fresh = learned.looked is not None and now - learned.looked <= _STALE_LOOK
+        if fresh and learned.allocated is not None and (arrived := allocated - learned.allocated):
             demand = warmpool.observe(demand, now, len(arrived), rules)
         if learned.looked is not None and now > learned.looked:
             elapsed = min(now - learned.looked, _MAX_ELAPSED)
@@ -201,6 +222,12 @@ class Pool:
         if not self._dry_run:
             self._save(name, learned)
         return learned
+
+    def forget(self) -> None:
+        """Drop what is held in memory (a replica standing by: another one keeps the pool); the
+        next look starts from the state file."""
+        self._learned.clear()
+        self._idle_since.clear()
 
     # ---- carrying out ----------------------------------------------------------------------
 
@@ -248,10 +275,18 @@ class Pool:
         data = {"demand": warmpool.to_json(learned.demand), "allocated": sorted(learned.allocated or ()),
                 "looked": learned.looked}
         path = self.path(name)
+        partial = None
         try:
             self._dir.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".tmp")
-            partial.write_text(json.dumps(data))
+            # A name of its own: another process writing the same pool (daemon --once beside the
+            # daemon) never moves this one's half-written file into place.
+            fd, partial = tempfile.mkstemp(dir=self._dir, prefix=f".{path.name}.", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                os.fchmod(f.fileno(), 0o644)  # as before: status --pools may read it as another user
+                f.write(json.dumps(data))
             os.replace(partial, path)  # a crash mid-write leaves the old state, never half a file
         except OSError as e:
             self._log.warning("warm pool: cannot keep state", path=str(path), error=str(e))
+            if partial is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(partial)

@@ -39,9 +39,8 @@ from bridge.config import Config
 from bridge.failure import Failure
 from bridge.follow import pod_failure
 from bridge.lease import parse_time
-from bridge.slurm import REASON_PREFIX, NodeFacts, given_back
+from bridge.slurm import DRAIN_REASON, NodeFacts, given_back
 
-DRAIN_REASON = f"{REASON_PREFIX}Kubernetes node "
 """How every drain the bridge sets begins: the bridge lifts only drains with this reason."""
 
 

@@ -42,6 +42,10 @@ from bridge.errors import SlurmError, UsageError
 from bridge.slurmversion import SlurmVersion
 
 REASON_PREFIX = f"{NAME}: "
+DRAIN_REASON = f"{REASON_PREFIX}Kubernetes node "
+"""The bridge's drain of a node whose Kubernetes host is cordoned or leaving (bridge.reconcile)."""
+BREAKER_REASON = f"{REASON_PREFIX}capacity breaker open until "
+"""The bridge's drain of a nodeset's powered-down nodes while its capacity breaker is open (bridge.breaker)."""
 _REASON_MAX = 200  # slurmctld keeps longer reasons, but sinfo -R columns and admins do not
 SUMMARY = ("--all", "--noheader", "--Format=NodeList:|,StateComplete:|,Reason:")
 """22.05's cheap look at what changed: sinfo puts nodes of one partition, state and reason on a
@@ -79,10 +83,12 @@ class NodeFacts:
 
 def given_back(fact: NodeFacts) -> bool:
     """DOWN with the bridge's own cause: the bridge gave the node back after a failure and
-    requeued its job. Slurm runs nothing on it, so no pod of the bridge belongs there (a resume
+    requeued its job (not a node the bridge drained that Slurm later set DOWN, not responding:
+    Slurm keeps the drain's reason). Slurm runs nothing on it, so no pod of the bridge belongs there (a resume
     that raced the failure may have made one again); it keeps its cause until an admin resumes
     it (which clears DOWN) or ResumeTimeout hands it to ResumeFailProgram."""
-    return nodestate.is_down(fact.state) and fact.reason.startswith(REASON_PREFIX)
+    return nodestate.is_down(fact.state) and fact.reason.startswith(REASON_PREFIX) \
+        and not fact.reason.startswith((DRAIN_REASON, BREAKER_REASON))  # drains Slurm then set DOWN
 
 
 def split_gres(entry: str) -> tuple[str, str | None, int]:

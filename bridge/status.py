@@ -119,7 +119,7 @@ def pool_rows(facts: dict[str, NodeFacts], *, now: float, config: Config, slurm:
     from bridge import hostlist
     from bridge.config import warm_pools
     from bridge.metrics import Metrics
-    from bridge.pool import Pool, usable
+    from bridge.pool import Pool, free_and_off, usable
 
     pools = warm_pools(config.nodesets)
     pool = Pool(config, slurm=slurm, log=_Quiet(), metrics=Metrics(), dry_run=True)
@@ -128,8 +128,7 @@ def pool_rows(facts: dict[str, NodeFacts], *, now: float, config: Config, slurm:
     for decision in pool.step(facts, now):
         members = pools[decision.nodeset]
         mine = [facts[n] for ns in members for n in hostlist.expand(ns.nodes) if n in facts]
-        off = [f for f in mine if usable(f) and nodestate.is_powered_down(f.state)
-               and not nodestate.is_allocated(f.state)]
+        off = [f for f in mine if usable(f) and free_and_off(f)]
         warm = members[0].warm
         out.append(PoolRow(decision.nodeset, [ns.name for ns in members], warm.min, warm.max, decision.target,
                            len(decision.idle), len(decision.starting),

@@ -255,10 +255,25 @@ def to_json(d: Demand) -> dict:
 
 
 def from_json(data: dict) -> Demand:
-    last = data.get("last_arrival")
-    return Demand(updated=data["updated"],
-                  last_arrival=-math.inf if last is None else last, profile=tuple(data["profile"]),
-                  profile_seen=tuple(data["profile_seen"]), hour_start=data["hour_start"],
-                  hour_nodes=data["hour_nodes"], recent=tuple((t, n) for t, n in data["recent"]),
-                  idle_seconds=data["idle_seconds"], busy_seconds=data["busy_seconds"],
-                  idle_hours=tuple((h, s) for h, s in data.get("idle_hours", ())))  # older state: none
+    """Raises ValueError: not a state file this version wrote (a hand edit, another program's
+    file, a truncated copy): the caller learns afresh rather than run on it."""
+    try:
+        last = data.get("last_arrival")
+        profile = tuple(_number(x) for x in data["profile"])
+        seen = tuple(data["profile_seen"])
+        if len(profile) != HOURS_PER_WEEK or len(seen) != HOURS_PER_WEEK or not all(isinstance(x, bool) for x in seen):
+            raise ValueError(f"expected {HOURS_PER_WEEK} hours of profile")
+        return Demand(updated=_number(data["updated"]), last_arrival=-math.inf if last is None else _number(last),
+                      profile=profile, profile_seen=seen, hour_start=_number(data["hour_start"]),
+                      hour_nodes=_number(data["hour_nodes"]),
+                      recent=tuple((_number(t), int(_number(n))) for t, n in data["recent"]),
+                      idle_seconds=_number(data["idle_seconds"]), busy_seconds=_number(data["busy_seconds"]),
+                      idle_hours=tuple((_number(h), _number(s)) for h, s in data.get("idle_hours", ())))  # older: none
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"not a warm pool state: {type(e).__name__} {e}") from None
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return value

@@ -345,6 +345,14 @@ def test_a_warm_pool_whose_nodes_slurm_suspends_is_warned_of(settings, tmp_path)
     assert warnings("INFINITE", "GLOBAL") == [("SuspendTime", "300 s for warm pool cpu's nodes")]
     assert warnings("7200", "INFINITE") == [("SuspendTime", "7200 s for warm pool cpu's nodes")]
     assert warnings("GLOBAL", "GLOBAL", "NONE") == []  # power saving off
+    # Slurm's own exclusions: a partition, or nodes (all of them; <nodes>:N keeps only N up).
+    settings["SuspendExcParts"] = "od"
+    assert warnings("INFINITE", "GLOBAL") == []
+    settings["SuspendExcParts"], settings["SuspendExcNodes"] = "(null)", "o[1-4]"
+    assert warnings("INFINITE", "GLOBAL") == []
+    settings["SuspendExcNodes"] = "o[1-4]:2"
+    assert warnings("INFINITE", "GLOBAL") == [("SuspendTime", "300 s for warm pool cpu's nodes")]
+    del settings["SuspendExcNodes"]
     # Without the partitions (scontrol could not say), the global setting alone.
     assert [f.message.split(":")[0] for f in check.power_saving_findings(settings, config)] == [
         "300 s for warm pool cpu's nodes"]

@@ -101,6 +101,17 @@ def test_a_node_on_its_way_up_counts_and_no_second_one_is_started_for_it(world):
     assert world.slurm.calls == ["power_up 2"]
 
 
+def test_a_power_up_slurm_has_not_acted_on_yet_counts_as_starting(world):
+    """Between ``scontrol power up`` and Slurm's power-save thread (up to power_save_interval),
+    the node is still POWERED_DOWN, flagged POWER_UP: asked for, not to be asked again."""
+    assert world.look().power_up == ("elastic1", "elastic2")
+    world.set(["elastic1", "elastic2"], OFF + ("POWER_UP",))
+    world.now += 1
+    (decision,) = world.pool.step(world.slurm.facts, world.now)
+    assert decision.starting == ("elastic1", "elastic2") and decision.power_up == ()
+    assert world.slurm.calls == ["power_up 2"]
+
+
 def test_the_pool_never_exceeds_max_whatever_the_burst(world):
     world.look()
     world.job(["elastic1", "elastic2", "elastic3", "elastic4", "elastic5"])  # an 5-node job
@@ -155,6 +166,17 @@ def test_the_nodes_slurm_plans_for_a_waiting_job_are_up_when_its_turn_comes(writ
     assert world.look().power_down == ("elastic3", "elastic4")
 
 
+def test_a_plan_whose_start_passed_long_ago_keeps_no_node_up(write_config):
+    """squeue may still show a StartTime that passed (a job held, or blocked by a limit, after
+    backfill placed it): ten minutes on, that plan is not one Slurm acts on."""
+    world = World(warm_config(write_config, max=3))
+    world.slurm.planned = [(world.now - 30, ("elastic3", "elastic4"))]  # a pass ago: Slurm may yet start it
+    assert world.look().power_up == ("elastic3", "elastic4")
+    world.look()
+    world.slurm.planned = [(world.now - 601, ("elastic3", "elastic4"))]
+    assert world.look(after=120).power_down == ("elastic3", "elastic4")  # idle past the linger (60 s)
+
+
 def test_a_plan_larger_than_max_powers_up_at_most_max(write_config):
     world = World(warm_config(write_config, max=3))
     world.slurm.planned = [(world.now, tuple(f"elastic{i}" for i in range(1, 17)))]
@@ -197,6 +219,20 @@ def test_what_the_pool_learned_survives_a_restart(write_config):
     (Path(world.config.resume.state_dir) / "warm-cpu.json").unlink()
     world.pool = world.new_pool()
     assert world.look(after=0.0).target == 0
+
+
+def test_nodes_allocated_while_the_daemon_was_away_are_not_one_burst_when_it_returns(write_config):
+    """A daemon back after an hour (restarted, or a replica that leads again) finds jobs that
+    started meanwhile: they are not an arrival of that many nodes now, which would fill the pool
+    to max and leave it idle until the linger ran out."""
+    world = World(warm_config(write_config, min=0, max=8))
+    world.look()
+    world.job([f"elastic{i}" for i in range(1, 9)])  # eight nodes taken while nobody looked
+    world.pool = world.new_pool()
+    decision = world.look(after=3600)
+    assert decision.target == 0 and decision.power_up == ()
+    world.job(["elastic9", "elastic10"])  # seen arriving: followed as ever
+    assert world.look().target == 2
 
 
 def test_an_idle_pool_node_with_its_pod_is_not_an_orphan(write_config):
@@ -430,3 +466,28 @@ def test_status_pools_says_when_the_daemon_never_looked_or_its_state_is_unreadab
     [row] = status.pool_rows(world.slurm.facts, now=world.now, config=world.config, slurm=world.slurm)
     assert row.learned.startswith("unreadable: ")
     assert status.pool_table([]) == "no warm pool: no nodeset has warm.max above 0"
+
+
+@pytest.mark.parametrize("damage", [
+    lambda data: {**data, "profile": data["profile"][:24]},  # a day, not a week
+    lambda data: {**data, "hour_start": None},
+    lambda data: {**data, "idle_hours": [["10", 5]]},
+    lambda data: {**data, "recent": [[1.0]]},
+    lambda data: [data],
+], ids=["short-profile", "null-hour", "string-hour", "short-pair", "not-an-object"])
+def test_a_state_file_of_the_wrong_shape_is_learned_afresh_not_a_crash(write_config, damage):
+    """A hand-edited or foreign file that is valid JSON: the daemon says so and learns afresh."""
+    import json
+
+    world = World(warm_config(write_config, min=1))
+    world.look()
+    path = world.pool.path("cpu")
+    state = json.loads(path.read_text())
+    path.write_text(json.dumps({**state, "demand": damage(state["demand"])}))
+    world.pool = world.new_pool()
+    with capture_logs() as logs:
+        decision = world.look()
+    assert decision.target == 1
+    assert [r["event"] for r in logs if r["log_level"] == "warning"] == ["warm pool: unreadable state, learning afresh"]
+    assert json.loads(path.read_text())["looked"] == world.now  # written anew, whole
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []

@@ -152,8 +152,12 @@ def test_pod_a_racing_resume_made_on_a_node_given_back_down_is_deleted_after_the
     assert look([down], [being_deleted], at=config.daemon.orphan_grace * 2) == []
 
 
-def test_pod_of_a_node_an_admin_set_down_is_left_alone(look, config):
-    down = fact("elastic1", ("DOWN", "CLOUD"), reason="bad DIMM, ticket 4411")
+@pytest.mark.parametrize("reason", ["bad DIMM, ticket 4411", f"{DRAIN_REASON}worker-1 is cordoned"],
+                         ids=["an-admins", "the-bridges-drain"])
+def test_pod_of_a_node_slurm_set_down_with_a_reason_not_a_release_is_left_alone(look, config, reason):
+    """An admin's DOWN; or a node the bridge drained (its host cordoned) whose slurmd then
+    stopped answering: Slurm sets it DOWN and keeps the drain's reason. Neither is a give-back."""
+    down = fact("elastic1", ("DOWN", "CLOUD", "DRAIN"), reason=reason)
     look([down], [pod("elastic1")])
     assert look([down], [pod("elastic1")], at=config.daemon.orphan_grace * 10) == []
 
