@@ -214,8 +214,16 @@ def _command(bin_dir: str, name: str, *args: str, timeout: float) -> str:
     except (OSError, subprocess.TimeoutExpired) as e:
         raise BridgeError(f"{what}: {getattr(e, 'strerror', None) or e}") from None
     if result.returncode != 0:
-        raise BridgeError(f"{what} exited {result.returncode}: {result.stderr.strip()}")
+        raise BridgeError(f"{what} exited {result.returncode}: {_one_line(result.stderr or result.stdout)}")
     return result.stdout
+
+
+def _one_line(message: str) -> str:
+    """A finding is one line: of a command's errors, the fatal one (scontrol says why it gave
+    up last, after its retries), else the first."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    line = next((line for line in reversed(lines) if "fatal" in line.lower()), lines[0] if lines else "no message")
+    return line if len(line) <= 300 else line[:297] + "..."
 
 
 def _seconds(value: str | None) -> int | None:
@@ -641,7 +649,7 @@ def nodeset_findings(config: Any, slurm: Any) -> list[Finding]:
         schemas = True
     except NotInstalled:
         schemas = False
-    found = []
+    found = overlap_findings(config)
     for nodeset in config.nodesets:
         topic = f"nodeset {nodeset.name}"
         first = next(iter(hostlist.expand(nodeset.nodes)), None)
@@ -652,6 +660,25 @@ def nodeset_findings(config: Any, slurm: Any) -> list[Finding]:
             continue
         found += _pod_findings(config, facts, topic, schemas)
         found += memory_findings(nodeset, facts, topic)
+    return found
+
+
+def overlap_findings(config: Any) -> list[Finding]:
+    """A node two nodesets name gets the first one's pod: the second's settings never apply to it."""
+    from bridge import hostlist
+
+    claimed: dict[str, str] = {}
+    found = []
+    for nodeset in config.nodesets:
+        shared: dict[str, list[str]] = {}
+        for node in hostlist.expand(nodeset.nodes):
+            if node in claimed:
+                shared.setdefault(claimed[node], []).append(node)
+            else:
+                claimed[node] = nodeset.name
+        for first, nodes in shared.items():
+            found.append(Finding("WARN", f"nodeset {nodeset.name}", f"{hostlist.fold(nodes)} also in nodeset {first}, "
+                                                                    f"which comes first: those nodes get {first}'s pods"))
     return found
 
 

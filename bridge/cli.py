@@ -67,7 +67,8 @@ def render(obj: _Obj, nodes: tuple[str, ...], job_id: int | None, check: bool,
     if check:
         from bridge import validate
 
-        validate.require_schemas()  # before Slurm is asked anything
+        validate.require_schemas()  # before Slurm is asked anything, as the versions and the hostlist
+        kubernetes_versions = tuple(validate.version(v) for v in kubernetes_versions)
     names = _expand(nodes)
     slurm = CommandSlurm(obj.config.slurm.bin_dir)
     facts = slurm.node_facts(names)
@@ -160,8 +161,9 @@ def resume(obj: _Obj, nodes: tuple[str, ...]) -> None:
     from bridge.kube import LightkubeApi
     from bridge.slurm import CommandSlurm
 
+    names = _expand(nodes)  # a malformed hostlist is a usage error before any connection
     with LightkubeApi(obj.config.kubernetes) as kube:
-        outcome = flow.resume(_expand(nodes), config=obj.config, slurm=CommandSlurm(obj.config.slurm.bin_dir),
+        outcome = flow.resume(names, config=obj.config, slurm=CommandSlurm(obj.config.slurm.bin_dir),
                               kube=kube, log=obj.log("resume"))
     click.echo(f"created {len(outcome.created)}, already there {len(outcome.existing)}, failed {len(outcome.failed)}")
     for node, cause in outcome.failed.items():
@@ -178,8 +180,9 @@ def suspend(obj: _Obj, nodes: tuple[str, ...]) -> None:
     from bridge import suspend as flow
     from bridge.kube import LightkubeApi
 
+    names = _expand(nodes)
     with LightkubeApi(obj.config.kubernetes) as kube:
-        outcome = flow.suspend(_expand(nodes), config=obj.config, kube=kube, log=obj.log("suspend"))
+        outcome = flow.suspend(names, config=obj.config, kube=kube, log=obj.log("suspend"))
     click.echo(f"deleted {len(outcome.deleted)}, had no pod {len(outcome.absent)}, failed {len(outcome.failed)}")
     if outcome.failed:
         sys.exit(75)

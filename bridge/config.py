@@ -507,11 +507,17 @@ def load(path: str | None = None) -> Config:
         ConfigError: the file is missing, unreadable, not YAML, or a value is invalid;
             the message names the file, the field and what was expected.
     """
+    explicit = path
     path = resolve_path(path)
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file (set --config or ${ENV_VAR})") from None
+        how = "" if explicit or os.environ.get(ENV_VAR) else (
+            " (the hooks read k8s-bridge.yaml beside $SLURM_CONF, the only variable Slurm gives them; "
+            f"the CLI also takes --config or ${ENV_VAR})")
+        raise ConfigError(f"{path}: no such file{how}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     return parse(text, path=path)
@@ -525,8 +531,11 @@ def parse(text: str, *, path: str = "<config>") -> Config:
         data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+        where = f" line {mark.line + 1}:" if mark else ""
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise ConfigError(f"{path}:{where} not valid YAML: {problem}") from None
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty (expected the bridge's settings; see examples/)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top, got {type(data).__name__}")
     try:
@@ -640,9 +649,10 @@ def _check_warm(nodeset: Nodeset, where: str) -> None:
             raise ConfigError(f"{where}.{field}: expected 0 or more, got {value:g}")
     if warm.pool is not None and (not _DNS_LABEL.match(warm.pool) or len(warm.pool) > 63):
         raise ConfigError(f"{where}.pool: expected a DNS-1123 label, got {warm.pool!r}")
-    if warm.idle_hours_per_day is not None and warm.min and warm.idle_hours_per_day <= 24 * warm.min:
-        raise ConfigError(f"{where}.idle_hours_per_day: expected more than 24 x min = {24 * warm.min} "
-                          f"(the min nodes alone spend that), got {warm.idle_hours_per_day:g}")
+    if warm.idle_hours_per_day is not None and warm.idle_hours_per_day <= 24 * warm.min:
+        why = "(the min nodes alone spend that)" if warm.min else "(leave it out for no cap; max: 0 for no pool)"
+        raise ConfigError(f"{where}.idle_hours_per_day: expected more than 24 x min = {24 * warm.min} {why}, "
+                          f"got {warm.idle_hours_per_day:g}")
 
 
 def price_rank(nodeset: Nodeset) -> int:
@@ -673,6 +683,20 @@ def _check_warm_pools(config: Config) -> None:
             raise ConfigError(f"{config.path}: nodesets[{i}].warm.pool: {pool!r} is the name of nodesets"
                               f"[{names[pool]}], which does not share it; expected another name, or "
                               f"warm.pool: {pool} on that nodeset too")
+    owner: dict[str, int] = {}  # a pool's node: the nodeset that names it
+    for i, nodeset in enumerate(config.nodesets):
+        if nodeset.warm.max > 0:
+            for node in hostlist.expand(nodeset.nodes):
+                owner.setdefault(node, i)
+    if owner:
+        for j, nodeset in enumerate(config.nodesets):
+            for node in hostlist.expand(nodeset.nodes):
+                if owner.get(node, j) != j:
+                    i = owner[node]
+                    raise ConfigError(f"{config.path}: nodesets[{max(i, j)}].nodes: {node} is named by "
+                                      f"nodesets[{min(i, j)}] too; a warm pool's node belongs to one nodeset (a "
+                                      f"node goes to the first nodeset that names it, and the pools would both "
+                                      f"count it)")
     for name, members in pools.items():
         (i, first), size = members[0], sum(len(hostlist.expand(ns.nodes)) for _, ns in members)
         settings = {**msgspec.structs.asdict(first.warm), "pool": None}

@@ -14,6 +14,7 @@ jitter, honouring ``Retry-After``.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import ssl
 import datetime as dt
@@ -356,7 +357,9 @@ def _kubeconfig(settings: KubernetesSettings) -> Any:
 
 
 def _where(settings: KubernetesSettings) -> str:
-    return settings.kubeconfig or ("in-cluster service account" if settings.in_cluster else "$KUBECONFIG")
+    if settings.kubeconfig or settings.in_cluster:
+        return settings.kubeconfig or "in-cluster service account"
+    return "$KUBECONFIG" if os.environ.get("KUBECONFIG") else "~/.kube/config ($KUBECONFIG is not set)"
 
 
 def _retry_hint(error: Exception) -> bool | float:

@@ -385,6 +385,9 @@ class CommandSlurm:
                                   timeout=self._timeout, env={**os.environ, **env} if env else None)
         except FileNotFoundError:
             raise SlurmError(f"{path} not found (set slurm.bin_dir in the config)") from None
+        except OSError as e:  # bin_dir names a file, or scontrol is not executable
+            raise SlurmError(f"cannot run {path}: {e.strerror} (set slurm.bin_dir in the config to the "
+                             f"directory of Slurm's commands)") from None
         except subprocess.TimeoutExpired:
             raise _LostController(f"{command} {args[0]} did not answer in {self._timeout:.0f} s") from None
         if done.returncode == 0:

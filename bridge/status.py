@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bridge import naming, nodestate
+from bridge import naming, nodestate, warmpool
 from bridge.config import Config
 from bridge.reconcile import Memory, plan
 from bridge.slurm import NodeFacts
@@ -169,12 +169,15 @@ def pools_as_json(found: list[PoolRow]) -> str:
 
 def _learned(path: Path, now: float) -> str:
     try:
-        looked = json.loads(path.read_text())["looked"]
-        return f"{_duration(now - float(looked))} ago"
+        data = json.loads(path.read_text())
+        warmpool.from_json(data["demand"])  # what the daemon would refuse too
+        return f"{_duration(now - float(data['looked']))} ago"
     except FileNotFoundError:
         return "never"
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        return f"unreadable: {getattr(e, 'strerror', None) or e}"
+    except OSError as e:
+        return f"unreadable: {e.strerror}"
+    except (ValueError, KeyError, TypeError):
+        return "unreadable: not a state file of this version (the daemon learns afresh)"
 
 
 class _Quiet:

@@ -132,7 +132,7 @@ for name, (nodes, says) in {"@group": ("elastic[1-4],@all", "'@'"), "set operato
                                                     config=_config(nodeset=nodeset))
 CASES["config not YAML"] = Case("slurm-k8s-suspend", ("elastic1",), 78, "not valid YAML", config="slurm: [\n")
 CASES["config a list"] = Case("slurm-k8s-suspend", ("elastic1",), 78, "expected a mapping", config="- a\n")
-CASES["config empty"] = Case("slurm-k8s-suspend", ("elastic1",), 78, "expected a mapping", config="")
+CASES["config empty"] = Case("slurm-k8s-suspend", ("elastic1",), 78, "the file is empty", config="")
 
 for name, node in {"ghost7": "ghost7", "unicode": "nœud-ü", "10,000 characters": "g" * 10_000}.items():
     CASES[f"resume unknown node {name}"] = Case("slurm-k8s-resume", (node,), 68, "Slurm does not know this node")
@@ -151,6 +151,17 @@ CLI = {
 }
 for name, (argv, says) in CLI.items():
     CASES[f"cli {name}"] = Case("slurm-k8s-bridge", argv, 64, says)
+# The arguments are checked before Kubernetes or Slurm is asked anything: here neither could answer.
+for command in ("resume", "suspend"):
+    CASES[f"cli {command} malformed hostlist, no kubeconfig"] = Case(
+        "slurm-k8s-bridge", (command, "elastic[1-"), 64, "'[' without ']'",
+        config=_config().replace("{dir}/kubeconfig", "{dir}/no-such-kubeconfig"))
+CASES["bin_dir naming scontrol itself"] = Case(
+    "slurm-k8s-resume", ("elastic1",), 69, "Not a directory (set slurm.bin_dir",
+    config=_config().replace('bin_dir: "{bin}"', 'bin_dir: "{bin}/scontrol"'))
+CASES["cli bogus kubernetes version, no Slurm"] = Case(
+    "slurm-k8s-bridge", ("render", "--check", "--kubernetes-version", "bogus", "elastic1"), 64, "expected MAJOR.MINOR",
+    config=_config().replace('bin_dir: "{bin}"', 'bin_dir: "/nonexistent"'))
 
 
 def _cpus(expected: dict[str, str]) -> Callable[[str], None]:
@@ -173,7 +184,7 @@ CASES["gres with fields"] = Case("slurm-k8s-bridge", ("render", "gpu1"), 0, chec
 CASES["hook help"] = Case("slurm-k8s-resume", ("--help",), 0, check=lambda out: out.startswith("usage: slurm-k8s-resume"))
 CASES["cli help"] = Case("slurm-k8s-bridge", ("--help",), 0, check=lambda out: "render" in out)
 
-KINDS = {64: ("usage",), 65: ("resume-file",), 68: ("partial", "slurm"), 78: ("config",)}
+KINDS = {64: ("usage",), 65: ("resume-file",), 68: ("partial", "slurm"), 69: ("partial", "slurm"), 78: ("config",)}
 """The ``kind`` word of the line, by exit code."""
 
 ENTRIES = {"slurm-k8s-resume": hooks.resume_main, "slurm-k8s-suspend": hooks.suspend_main,

@@ -12,6 +12,7 @@ import pytest
 
 from bridge import check, config as config_module
 from bridge.check import Account
+from bridge.errors import BridgeError
 from bridge.slurm import NodeFacts
 
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "scontrol-show-config-22.05.txt"
@@ -391,3 +392,36 @@ def test_a_shared_pool_whose_spot_nodes_do_not_weigh_less_than_on_demand_is_warn
         'Weight (README "Warm pool")')
     # Nodes in no partition are not listed: nothing to compare.
     assert check.weight_findings(mixed, check.parse_weights(sinfo({"s1": 1, "s2": 1}))) == []
+
+
+def test_a_slurm_command_that_fails_is_one_line_its_fatal_error(tmp_path):
+    """scontrol that cannot reach slurmctld prints its retries, then why it gave up: the finding
+    is one line, and it is the reason."""
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text("#!/bin/sh\necho 'scontrol: error: resolve_ctls_from_dns_srv: res_nsearch error' >&2\n"
+                        "echo 'scontrol: error: fetch_config: DNS SRV lookup failed' >&2\n"
+                        "echo 'scontrol: fatal: Could not establish a configuration source' >&2\nexit 1\n")
+    scontrol.chmod(0o755)
+    with pytest.raises(BridgeError) as raised:
+        check.read_slurm_config(str(tmp_path))
+    assert str(raised.value) == (f"{scontrol} show config exited 1: scontrol: fatal: Could not establish a "
+                                 f"configuration source")
+    scontrol.chmod(0o644)
+    with pytest.raises(BridgeError, match="Permission denied"):
+        check.read_slurm_config(str(tmp_path))
+
+
+def test_a_node_two_nodesets_name_is_warned_of(tmp_path):
+    path = tmp_path / "overlap.yaml"
+    path.write_text(textwrap.dedent("""
+        slurm: {conf_server: "ctl:6817"}
+        resume: {deadline: 100}
+        nodesets:
+          - {name: cpu, nodes: "elastic[1-4]", image: i}
+          - {name: gpu, nodes: "elastic[3-6]", image: i}
+          - {name: big, nodes: "big[1-2]", image: i}
+        """))
+    config = config_module.load(str(path))
+    assert [f.line() for f in check.overlap_findings(config)] == [
+        "WARN nodeset gpu: elastic[3-4] also in nodeset cpu, which comes first: those nodes get cpu's pods"]
+    assert config.nodeset_for("elastic3").name == "cpu"

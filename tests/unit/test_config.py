@@ -1,5 +1,7 @@
 """The config file: what an admin writes, and the one-line errors when it is wrong."""
 
+import re
+
 import pytest
 
 from bridge import config as config_module
@@ -51,9 +53,30 @@ def test_invalid_config_gives_one_line_naming_file_and_field(write_config, text,
     assert "\n" not in message
 
 
-def test_missing_config_file_says_how_to_point_at_one(tmp_path):
-    with pytest.raises(ConfigError, match="no such file.*--config"):
+def test_missing_config_file_says_how_to_point_at_one(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match=r"absent.yaml: no such file$"):  # named on purpose: nothing to add
         config_module.load(str(tmp_path / "absent.yaml"))
+    # Found by default (a hook: Slurm gives it SLURM_CONF alone, no --config, no other variable).
+    monkeypatch.delenv(config_module.ENV_VAR, raising=False)
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "slurm.conf"))
+    with pytest.raises(ConfigError, match=re.escape(
+            f"{tmp_path}/k8s-bridge.yaml: no such file (the hooks read k8s-bridge.yaml beside $SLURM_CONF, the only "
+            f"variable Slurm gives them; the CLI also takes --config or ${config_module.ENV_VAR})")):
+        config_module.load(None)
+
+
+def test_a_config_file_that_is_not_utf8_or_is_empty_is_one_clear_line(tmp_path):
+    path = tmp_path / "k8s-bridge.yaml"
+    path.write_bytes(b"\xff\xfeslurm: {}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: not UTF-8 text (byte 0)")):
+        config_module.load(str(path))
+    path.write_text("")
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: the file is empty")):
+        config_module.load(str(path))
+    path.write_text("slurm: \x01\n")
+    with pytest.raises(ConfigError) as raised:
+        config_module.load(str(path))
+    assert "\n" not in str(raised.value) and "::" not in str(raised.value) and "not valid YAML" in str(raised.value)
 
 
 def test_config_is_found_beside_slurm_conf_when_nothing_else_says(monkeypatch, tmp_path):

@@ -8,6 +8,8 @@ import json
 import time
 
 import httpx2
+import re
+
 import pytest
 import yaml
 
@@ -190,6 +192,13 @@ def test_a_kubeconfig_that_is_not_one_is_a_config_error_in_one_line(tmp_path, te
         kube_module.LightkubeApi(KubernetesSettings(kubeconfig=str(path)))
     assert words in str(caught.value) and str(path) in str(caught.value)
     assert "\n" not in str(caught.value) and caught.value.exit_code == 78
+
+
+def test_with_no_kubeconfig_set_anywhere_the_error_names_the_file_looked_for(tmp_path, monkeypatch):
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(ConfigError, match=re.escape("kubeconfig ~/.kube/config ($KUBECONFIG is not set)")):
+        kube_module.LightkubeApi(KubernetesSettings())
 
 
 @pytest.mark.filterwarnings("ignore:timeout=0 means no retries")  # no retry may hide a timed-out call

@@ -401,6 +401,8 @@ def test_a_shared_pool_powers_the_dearer_capacity_down_first(write_config):
     ({"hold": ".nan"}, "nodesets[0].warm.hold: expected 0 or more, got nan"),
     ({"min": 2, "idle_hours_per_day": 48}, "nodesets[0].warm.idle_hours_per_day: expected more than 24 x min = 48 "
                                            "(the min nodes alone spend that), got 48"),
+    ({"idle_hours_per_day": 0}, "nodesets[0].warm.idle_hours_per_day: expected more than 24 x min = 0 (leave it out "
+                                "for no cap; max: 0 for no pool), got 0"),
     ({"pool": "GPU_pool"}, "nodesets[0].warm.pool: expected a DNS-1123 label, got 'GPU_pool'"),
     ({"pool": "gpu"}, "nodesets[0].warm.pool: 'gpu' is the name of nodesets[1], which does not share it; "
                       "expected another name, or warm.pool: gpu on that nodeset too"),
@@ -408,6 +410,13 @@ def test_a_shared_pool_powers_the_dearer_capacity_down_first(write_config):
 def test_a_warm_section_that_cannot_be_kept_is_refused_at_load(write_config, warm, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         warm_config(write_config, **warm)
+
+
+def test_a_pool_node_named_by_two_nodesets_is_refused_at_load(write_config):
+    text = BASIC_CONFIG[:BASIC_CONFIG.index("  - name: cpu\n")] + SHARED.format(warm="max: 2, pool: cpu")
+    with pytest.raises(ConfigError, match=re.escape("nodesets[1].nodes: spot3 is named by nodesets[0] too; a warm "
+                                                    "pool's node belongs to one nodeset")):
+        config_module.load(str(write_config(text.replace("nodes: od[1-4]", "nodes: od[1-2],spot[3-4]"))))
 
 
 def test_a_shared_pool_may_hold_up_to_all_its_nodes_and_its_members_must_agree(write_config):

@@ -171,6 +171,13 @@ def test_missing_scontrol_says_where_it_looked(tmp_path):
         CommandSlurm(str(tmp_path / "nowhere")).node_facts(["e1"])
 
 
+def test_a_bin_dir_that_names_scontrol_itself_is_a_slurm_error_not_a_crash(tmp_path):
+    """``bin_dir: /usr/bin/scontrol``, a likely slip: the hooks exit 69 with one line."""
+    _command(tmp_path, "scontrol", "exit 0")
+    with pytest.raises(SlurmError, match="cannot run .*/scontrol/scontrol: Not a directory \\(set slurm.bin_dir"):
+        CommandSlurm(str(tmp_path / "scontrol")).node_facts(["e1"])
+
+
 def test_job_state_comes_from_columns_a_user_cannot_write(tmp_path):
     # scontrol -o show job of a job named 'x JobState=COMPLETED Restarts=7' with a comment
     # 'JobState=COMPLETED Restarts=9' said both twice; squeue's columns hold only Slurm's values.
