@@ -450,7 +450,8 @@ def test_coscheduling_gang_refuses_pods_until_siblings_exist_and_rejects_a_group
         "0/2 nodes are available: 2 Insufficient nvidia.com/gpu. preemption: 0/2 nodes are available: "
         "2 No preemption victims found for incoming pod., "
         "PodGroup default/job-3 gets rejected due to Pod job-3-2 is unschedulable even after PostFilter")
-    assert wait_until(lambda: scheduled_condition(kubeapi_client, "job-3-0")) == (
+    # Its siblings' rejection reaches job-3-0 after job-3-2's own condition: wait for the change.
+    assert wait_until(lambda: (c := scheduled_condition(kubeapi_client, "job-3-0")) and "sibling" not in c[1] and c) == (
         "Unschedulable", "optimistic rejection in PostFilter")
     assert all(node_of(kubeapi_client, f"job-3-{i}") is None for i in range(3))
     assert wait_until(lambda: group_status(kubeapi_client, COSCHEDULING_PG, "job-3")["phase"] == "Scheduling")
