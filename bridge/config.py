@@ -683,22 +683,27 @@ def _check_warm_pools(config: Config) -> None:
             raise ConfigError(f"{config.path}: nodesets[{i}].warm.pool: {pool!r} is the name of nodesets"
                               f"[{names[pool]}], which does not share it; expected another name, or "
                               f"warm.pool: {pool} on that nodeset too")
+    if not any(nodeset.warm.max > 0 for nodeset in config.nodesets):
+        for i, nodeset in enumerate(config.nodesets):  # no pool: min and max must be 0 (the hooks skip the expansion)
+            if not 0 <= nodeset.warm.min <= nodeset.warm.max:
+                raise ConfigError(f"{config.path}: nodesets[{i}].warm: expected 0 <= min <= max, got min "
+                                  f"{nodeset.warm.min}, max {nodeset.warm.max}")
+        return
+    expanded = [hostlist.expand(nodeset.nodes) for nodeset in config.nodesets]  # once each: every hook loads this
     owner: dict[str, int] = {}  # a pool's node: the nodeset that names it
     for i, nodeset in enumerate(config.nodesets):
         if nodeset.warm.max > 0:
-            for node in hostlist.expand(nodeset.nodes):
+            for node in expanded[i]:
                 owner.setdefault(node, i)
-    if owner:
-        for j, nodeset in enumerate(config.nodesets):
-            for node in hostlist.expand(nodeset.nodes):
-                if owner.get(node, j) != j:
-                    i = owner[node]
-                    raise ConfigError(f"{config.path}: nodesets[{max(i, j)}].nodes: {node} is named by "
-                                      f"nodesets[{min(i, j)}] too; a warm pool's node belongs to one nodeset (a "
-                                      f"node goes to the first nodeset that names it, and the pools would both "
-                                      f"count it)")
+    for j, nodes in enumerate(expanded):
+        if (node := next((n for n in nodes if owner.get(n, j) != j), None)) is not None:
+            i = owner[node]
+            raise ConfigError(f"{config.path}: nodesets[{max(i, j)}].nodes: {node} is named by "
+                              f"nodesets[{min(i, j)}] too; a warm pool's node belongs to one nodeset (a "
+                              f"node goes to the first nodeset that names it, and the pools would both "
+                              f"count it)")
     for name, members in pools.items():
-        (i, first), size = members[0], sum(len(hostlist.expand(ns.nodes)) for _, ns in members)
+        (i, first), size = members[0], sum(len(expanded[k]) for k, _ in members)
         settings = {**msgspec.structs.asdict(first.warm), "pool": None}
         for j, other in members[1:]:
             if {**msgspec.structs.asdict(other.warm), "pool": None} != settings:
