@@ -215,9 +215,9 @@ def daemon(obj: _Obj, dry_run: bool, once: bool) -> None:
     try:
         from bridge import daemon as flow
     except ModuleNotFoundError as e:  # the hooks do without it; the daemon cannot
-        from bridge.errors import ConfigError
+        from bridge.errors import NotInstalled
 
-        raise ConfigError(f"the daemon needs {e.name}: pip install 'slurm-k8s-bridge[daemon]'") from None
+        raise NotInstalled(f"the daemon needs {e.name}: pip install 'slurm-k8s-bridge[daemon]'") from None
 
     actions = flow.main(obj.config, dry_run=dry_run, once=once)
     for action in actions if once else ():
@@ -239,9 +239,9 @@ def status(obj: _Obj, as_json: bool, everything: bool, pools: bool) -> None:
         try:
             import prometheus_client  # noqa: F401  (the pool's step counts in the daemon's metrics)
         except ModuleNotFoundError as e:
-            from bridge.errors import ConfigError
+            from bridge.errors import NotInstalled
 
-            raise ConfigError(f"status --pools needs {e.name}: pip install 'slurm-k8s-bridge[daemon]'") from None
+            raise NotInstalled(f"status --pools needs {e.name}: pip install 'slurm-k8s-bridge[daemon]'") from None
         from bridge.slurm import CommandSlurm
 
         slurm, nodes = CommandSlurm(obj.config.slurm.bin_dir), view.pool_nodes(obj.config)

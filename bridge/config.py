@@ -690,18 +690,17 @@ def _check_warm_pools(config: Config) -> None:
                                   f"{nodeset.warm.min}, max {nodeset.warm.max}")
         return
     expanded = [hostlist.expand(nodeset.nodes) for nodeset in config.nodesets]  # once each: every hook loads this
-    owner: dict[str, int] = {}  # a pool's node: the nodeset that names it
-    for i, nodeset in enumerate(config.nodesets):
-        if nodeset.warm.max > 0:
-            for node in expanded[i]:
-                owner.setdefault(node, i)
-    for j, nodes in enumerate(expanded):
-        if (node := next((n for n in nodes if owner.get(n, j) != j), None)) is not None:
-            i = owner[node]
-            raise ConfigError(f"{config.path}: nodesets[{max(i, j)}].nodes: {node} is named by "
-                              f"nodesets[{min(i, j)}] too; a warm pool's node belongs to one nodeset (a "
-                              f"node goes to the first nodeset that names it, and the pools would both "
-                              f"count it)")
+    first: dict[str, int] = {}  # a node goes to the first nodeset that names it
+    for i, nodes in enumerate(expanded):
+        for node in nodes:
+            first.setdefault(node, i)
+    for j, nodeset in enumerate(config.nodesets):
+        # A pool counts its nodeset's nodes: one that goes to an earlier nodeset is not the
+        # pool's to power up (and two pools would both count it). A later catch-all is fine.
+        if nodeset.warm.max > 0 and (node := next((n for n in expanded[j] if first[n] != j), None)):
+            raise ConfigError(f"{config.path}: nodesets[{j}].nodes: {node} goes to nodesets[{first[node]}], "
+                              f"which names it first; a warm pool's nodes must be its nodeset's own (list the "
+                              f"pool's nodeset first, or take {node} out of one)")
     for name, members in pools.items():
         (i, first), size = members[0], sum(len(expanded[k]) for k, _ in members)
         settings = {**msgspec.structs.asdict(first.warm), "pool": None}

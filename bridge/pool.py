@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -94,6 +95,20 @@ def free_and_off(fact: NodeFacts) -> bool:
     return nodestate.is_powered_down(s) and not nodestate.is_allocated(s) and not nodestate.is_power_up_requested(s)
 
 
+def read_state(path: Path) -> _Learned:
+    """A pool's state file. Raises OSError (FileNotFoundError: none yet), or ValueError: not a
+    file this version writes (a hand edit, a truncated copy)."""
+    try:
+        data = json.loads(path.read_text())
+        looked, allocated = data["looked"], data["allocated"]
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"not a warm pool state: {type(e).__name__} {e}") from None
+    if not (looked is None or (isinstance(looked, (int, float)) and math.isfinite(looked))) \
+            or not isinstance(allocated, list) or not all(isinstance(n, str) for n in allocated):
+        raise ValueError("looked or allocated is not what this version writes")
+    return _Learned(warmpool.from_json(data["demand"]), set(allocated), looked)
+
+
 @dataclass
 class _Learned:
     demand: warmpool.Demand = field(default_factory=warmpool.Demand)
@@ -135,6 +150,7 @@ class Pool:
                 self._rank.update(dict.fromkeys(nodes, price_rank(ns)))
         self._slurm, self._log, self._metrics, self._dry_run = slurm, log, metrics, dry_run
         self._dir = Path(config.resume.state_dir)
+        self._stale = max(_STALE_LOOK, 3 * config.daemon.tick)  # a long tick is no gap
         self._learned: dict[str, _Learned] = {}
         self._idle_since: dict[str, float] = {}
 
@@ -210,7 +226,7 @@ class Pool:
                rules: warmpool.PoolPolicy) -> _Learned:
         learned = self._learned.get(name) or self._load(name)
         demand = learned.demand
-        fresh = learned.looked is not None and now - learned.looked <= _STALE_LOOK
+        fresh = learned.looked is not None and now - learned.looked <= self._stale
         if fresh and learned.allocated is not None and (arrived := allocated - learned.allocated):
             demand = warmpool.observe(demand, now, len(arrived), rules)
         if learned.looked is not None and now > learned.looked:
@@ -262,8 +278,7 @@ class Pool:
 
     def _load(self, name: str) -> _Learned:
         try:
-            data = json.loads(self.path(name).read_text())
-            return _Learned(warmpool.from_json(data["demand"]), set(data["allocated"]), data["looked"])
+            return read_state(self.path(name))
         except FileNotFoundError:
             return _Learned()
         except (OSError, ValueError, KeyError, TypeError) as e:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bridge import naming, nodestate, warmpool
+from bridge import naming, nodestate
 from bridge.config import Config
 from bridge.reconcile import Memory, plan
 from bridge.slurm import NodeFacts
@@ -99,10 +99,12 @@ class PoolRow:
     busy: int
     powered_down: int
     unusable: int
-    """DOWN, DRAIN, NOT_RESPONDING or held by the capacity breaker: never counted nor powered up."""
+    """No job, and DOWN, DRAIN, NOT_RESPONDING or held by the capacity breaker: never counted nor
+    powered up (a busy node is BUSY whatever its flags)."""
     would_power_up: str
-    """The nodes the daemon's next look powers up (a hostlist); power-downs depend on how long
-    each node has idled, which only the running daemon knows."""
+    """The nodes the daemon's next look powers up to reach its target or for a planned job (a
+    hostlist). Power-downs and the swap of an idle dearer node for a cheaper one depend on how
+    long each node has idled, which only the running daemon knows: not shown."""
     planned: str
     """Powered-down nodes Slurm plans for a pending job due within the horizon (kept up)."""
     idle_hours_last_day: float
@@ -133,7 +135,7 @@ def pool_rows(facts: dict[str, NodeFacts], *, now: float, config: Config, slurm:
         out.append(PoolRow(decision.nodeset, [ns.name for ns in members], warm.min, warm.max, decision.target,
                            len(decision.idle), len(decision.starting),
                            sum(nodestate.is_allocated(f.state) for f in mine), len(off),
-                           sum(not usable(f) for f in mine),
+                           sum(not usable(f) and not nodestate.is_allocated(f.state) for f in mine),
                            hostlist.fold(list(decision.power_up)) if decision.power_up else "",
                            hostlist.fold(list(decision.planned)) if decision.planned else "",
                            round(decision.idle_hours, 2), warm.idle_hours_per_day, decision.capped,
@@ -168,16 +170,17 @@ def pools_as_json(found: list[PoolRow]) -> str:
 
 
 def _learned(path: Path, now: float) -> str:
+    from bridge.pool import read_state
+
     try:
-        data = json.loads(path.read_text())
-        warmpool.from_json(data["demand"])  # what the daemon would refuse too
-        return f"{_duration(now - float(data['looked']))} ago"
+        looked = read_state(path).looked  # what the daemon reads, and refuses
     except FileNotFoundError:
         return "never"
     except OSError as e:
         return f"unreadable: {e.strerror}"
-    except (ValueError, KeyError, TypeError):
+    except ValueError:
         return "unreadable: not a state file of this version (the daemon learns afresh)"
+    return "never" if looked is None else f"{_duration(now - looked)} ago"
 
 
 class _Quiet:

@@ -235,6 +235,16 @@ def test_nodes_allocated_while_the_daemon_was_away_are_not_one_burst_when_it_ret
     assert world.look().target == 2
 
 
+def test_with_a_long_tick_each_look_is_a_baseline_for_the_next(write_config):
+    """daemon.tick 300 (less load on Slurm): looks 300 s apart are the daemon's rhythm, not a gap."""
+    settings = ", ".join(f"{k}: {v}" for k, v in {**WARM, "min": 0, "max": 8, "linger": 600}.items())
+    text = BASIC_CONFIG.replace("    nodes: elastic[1-4]\n", f"    nodes: elastic[1-16]\n    warm: {{{settings}}}\n")
+    world = World(config_module.load(str(write_config(text.replace("resume:\n", "daemon: {tick: 300}\nresume:\n")))))
+    world.look()
+    world.job(["elastic1", "elastic2"])
+    assert world.look(after=300).target == 2
+
+
 def test_an_idle_pool_node_with_its_pod_is_not_an_orphan(write_config):
     config = warm_config(write_config, min=2)
     slurm = FakeSlurm({f"elastic{i}": NodeFacts(f"elastic{i}", 1, 500, state=OFF) for i in range(1, 17)})
@@ -412,11 +422,14 @@ def test_a_warm_section_that_cannot_be_kept_is_refused_at_load(write_config, war
         warm_config(write_config, **warm)
 
 
-def test_a_pool_node_named_by_two_nodesets_is_refused_at_load(write_config):
+def test_a_pool_node_an_earlier_nodeset_names_is_refused_at_load_a_later_catch_all_is_not(write_config):
     text = BASIC_CONFIG[:BASIC_CONFIG.index("  - name: cpu\n")] + SHARED.format(warm="max: 2, pool: cpu")
-    with pytest.raises(ConfigError, match=re.escape("nodesets[1].nodes: spot3 is named by nodesets[0] too; a warm "
-                                                    "pool's node belongs to one nodeset")):
+    with pytest.raises(ConfigError, match=re.escape("nodesets[1].nodes: spot3 goes to nodesets[0], which names it "
+                                                    "first; a warm pool's nodes must be its nodeset's own")):
         config_module.load(str(write_config(text.replace("nodes: od[1-4]", "nodes: od[1-2],spot[3-4]"))))
+    catch_all = "  - {name: misc, nodes: 'od[1-8],spot[1-8]', image: slurm-k8s-bridge/slurmd:22.05.8}\n"
+    config = config_module.load(str(write_config(text + catch_all)))
+    assert config.nodeset_for("spot3").name == "cpu-spot" and config.nodeset_for("spot7").name == "misc"
 
 
 def test_a_shared_pool_may_hold_up_to_all_its_nodes_and_its_members_must_agree(write_config):
@@ -477,13 +490,19 @@ def test_status_pools_says_when_the_daemon_never_looked_or_its_state_is_unreadab
     assert status.pool_table([]) == "no warm pool: no nodeset has warm.max above 0"
 
 
+def _demand(change):
+    return lambda state: {**state, "demand": change(state["demand"])}
+
+
 @pytest.mark.parametrize("damage", [
-    lambda data: {**data, "profile": data["profile"][:24]},  # a day, not a week
-    lambda data: {**data, "hour_start": None},
-    lambda data: {**data, "idle_hours": [["10", 5]]},
-    lambda data: {**data, "recent": [[1.0]]},
-    lambda data: [data],
-], ids=["short-profile", "null-hour", "string-hour", "short-pair", "not-an-object"])
+    _demand(lambda data: {**data, "profile": data["profile"][:24]}),  # a day, not a week
+    _demand(lambda data: {**data, "hour_start": None}),
+    _demand(lambda data: {**data, "idle_hours": [["10", 5]]}),
+    _demand(lambda data: {**data, "recent": [[1.0]]}),
+    _demand(lambda data: [data]),
+    lambda state: {**state, "looked": "x"},
+    lambda state: {**state, "allocated": "abc"},
+], ids=["short-profile", "null-hour", "string-hour", "short-pair", "not-an-object", "looked-text", "allocated-text"])
 def test_a_state_file_of_the_wrong_shape_is_learned_afresh_not_a_crash(write_config, damage):
     """A hand-edited or foreign file that is valid JSON: the daemon says so and learns afresh."""
     import json
@@ -491,8 +510,7 @@ def test_a_state_file_of_the_wrong_shape_is_learned_afresh_not_a_crash(write_con
     world = World(warm_config(write_config, min=1))
     world.look()
     path = world.pool.path("cpu")
-    state = json.loads(path.read_text())
-    path.write_text(json.dumps({**state, "demand": damage(state["demand"])}))
+    path.write_text(json.dumps(damage(json.loads(path.read_text()))))
     world.pool = world.new_pool()
     with capture_logs() as logs:
         decision = world.look()
