@@ -245,6 +245,26 @@ def test_with_a_long_tick_each_look_is_a_baseline_for_the_next(write_config):
     assert world.look(after=300).target == 2
 
 
+def test_a_replica_that_stood_by_continues_from_what_the_leader_learned(write_config):
+    """Two daemon replicas sharing the state directory: while A stands by (forget), B leads and
+    learns a job's arrival; when A leads again it reads B's state, not its own older memory."""
+    import json
+
+    world = World(warm_config(write_config, min=0))
+    replica_a = world.pool
+    world.look()
+    replica_a.forget()  # A loses the Lease
+    world.pool = world.new_pool()  # B leads
+    world.job(["elastic1", "elastic2"])
+    arrived = world.now + 5
+    world.look()
+    world.look()
+    world.pool = replica_a  # A leads again
+    world.look()
+    recent = json.loads(replica_a.path("cpu").read_text())["demand"]["recent"]
+    assert recent == [[arrived, 2]]
+
+
 def test_an_idle_pool_node_with_its_pod_is_not_an_orphan(write_config):
     config = warm_config(write_config, min=2)
     slurm = FakeSlurm({f"elastic{i}": NodeFacts(f"elastic{i}", 1, 500, state=OFF) for i in range(1, 17)})
