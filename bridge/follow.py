@@ -147,13 +147,20 @@ def _followed_state(state: tuple[str, ...]) -> set[str]:
     return (flags - {"POWERED_DOWN"}) | {"POWERING_UP"} if early.cold(tuple(state)) else flags
 
 
+def _taken_back(state: set[str]) -> bool:
+    """Powered down or going there, or DOWN and not on its way up. Slurm 22.05 leaves a node it
+    gave up on at ResumeTimeout ``DOWN+CLOUD+POWERED_DOWN+NOT_RESPONDING``: NOT_RESPONDING there
+    is no registration to wait for (ResumeFailProgram deletes its pod; the job is requeued)."""
+    return bool(state & (GONE - {"DOWN"})) or ("DOWN" in state and not state & NOT_REGISTERED)
+
+
 def _judge(nodes: list[str], pods: dict[str, dict], facts: dict[str, NodeFacts], *, config: Config,
            now: float, since: dict[str, float]) -> str | dict[str, Failure] | None:
     """"up", "gone", the failures that end the job, or None to keep following."""
     states = {n: _followed_state(facts[n].state) if n in facts else {"DOWN"} for n in nodes}
     if all(not (s & (NOT_REGISTERED | GONE)) for s in states.values()):
         return "up"
-    if any(s & GONE and not s & NOT_REGISTERED for s in states.values()):
+    if any(_taken_back(s) for s in states.values()):
         return "gone"  # Slurm or an admin already took the nodes back
     failures = {}
     for node in nodes:

@@ -183,6 +183,24 @@ def test_follower_of_a_resume_that_raced_its_jobs_failure_deletes_the_pod_of_the
     assert sorted(kube.pods) == ["linux-elastic3"]
 
 
+def test_follower_leaves_nodes_slurm_gave_up_on_at_resume_timeout_to_resume_fail(config, slurm, kube, log):
+    """Seen in CI on 22.05: at ResumeTimeout Slurm requeues the job and leaves its nodes
+    DOWN+CLOUD+POWERED_DOWN+NOT_RESPONDING with Reason "ResumeTimeout reached"; ResumeFailProgram
+    deletes the pods. The follower must not take that for "pod deleted before the node
+    registered": it would requeue the job a second time and write a wrong cause over Slurm's."""
+    from dataclasses import replace
+
+    resume_job(config, slurm, kube, log)
+    for n in ("elastic1", "elastic2", "elastic3"):
+        slurm.facts[n] = replace(slurm.facts[n], state=("DOWN", "CLOUD", "POWERED_DOWN", "NOT_RESPONDING"),
+                                 reason="ResumeTimeout reached")
+    kube.pods.clear()  # ResumeFailProgram's work
+    ends = follow.follow([((7,), ["elastic1", "elastic2", "elastic3"])], config=config, slurm=slurm, kube=kube, log=log,
+                         clock=Progress([]).clock, sleep=Progress([]).sleep)
+    assert ends == {7: "gone"}
+    assert slurm.down == {} and slurm.powered_down == {} and slurm.calls == []
+
+
 def test_follower_treats_a_missing_image_as_lasting(config, slurm, kube, log):
     resume_job(config, slurm, kube, log)
     for n in ("elastic1", "elastic2", "elastic3"):
