@@ -100,13 +100,13 @@ def read_state(path: Path) -> _Learned:
     file this version writes (a hand edit, a truncated copy)."""
     try:
         data = json.loads(path.read_text())
-        looked, allocated = data["looked"], data["allocated"]
+        looked, allocated, demand = data["looked"], data["allocated"], data["demand"]
     except (KeyError, TypeError) as e:
         raise ValueError(f"not a warm pool state: {type(e).__name__} {e}") from None
     if not (looked is None or (isinstance(looked, (int, float)) and math.isfinite(looked))) \
             or not isinstance(allocated, list) or not all(isinstance(n, str) for n in allocated):
         raise ValueError("looked or allocated is not what this version writes")
-    return _Learned(warmpool.from_json(data["demand"]), set(allocated), looked)
+    return _Learned(warmpool.from_json(demand), set(allocated), looked)
 
 
 @dataclass
@@ -281,7 +281,7 @@ class Pool:
             return read_state(self.path(name))
         except FileNotFoundError:
             return _Learned()
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError) as e:  # read_state says what is wrong as one of these
             self._log.warning("warm pool: unreadable state, learning afresh", path=str(self.path(name)),
                               error=str(e))
             return _Learned()

@@ -522,7 +522,9 @@ def _demand(change):
     _demand(lambda data: [data]),
     lambda state: {**state, "looked": "x"},
     lambda state: {**state, "allocated": "abc"},
-], ids=["short-profile", "null-hour", "string-hour", "short-pair", "not-an-object", "looked-text", "allocated-text"])
+    lambda state: {k: v for k, v in state.items() if k != "demand"},
+], ids=["short-profile", "null-hour", "string-hour", "short-pair", "not-an-object", "looked-text", "allocated-text",
+        "no-demand"])
 def test_a_state_file_of_the_wrong_shape_is_learned_afresh_not_a_crash(write_config, damage):
     """A hand-edited or foreign file that is valid JSON: the daemon says so and learns afresh."""
     import json
