@@ -666,16 +666,16 @@ def nodeset_findings(config: Any, slurm: Any) -> list[Finding]:
 def overlap_findings(config: Any) -> list[Finding]:
     """A node two nodesets name gets the first one's pod: the second's settings never apply to it."""
     from bridge import hostlist
+    from bridge.config import first_claims
 
-    claimed: dict[str, str] = {}
+    expanded = [hostlist.expand(nodeset.nodes) for nodeset in config.nodesets]
+    owner = first_claims(expanded)
     found = []
-    for nodeset in config.nodesets:
+    for j, nodeset in enumerate(config.nodesets):
         shared: dict[str, list[str]] = {}
-        for node in hostlist.expand(nodeset.nodes):
-            if node in claimed:
-                shared.setdefault(claimed[node], []).append(node)
-            else:
-                claimed[node] = nodeset.name
+        for node in expanded[j]:
+            if owner[node] != j:
+                shared.setdefault(config.nodesets[owner[node]].name, []).append(node)
         for first, nodes in shared.items():
             found.append(Finding("WARN", f"nodeset {nodeset.name}", f"{hostlist.fold(nodes)} also in nodeset {first}, "
                                                                     f"which comes first: those nodes get {first}'s pods"))

@@ -670,6 +670,16 @@ def warm_pools(nodesets: list[Nodeset]) -> dict[str, list[Nodeset]]:
             for name, members in pools.items() if members[0].warm.max > 0}
 
 
+def first_claims(expanded: list[list[str]]) -> dict[str, int]:
+    """Each node's nodeset, by index, from the nodesets' expanded hostlists in config order: the
+    first that names it (:meth:`Config.nodeset_for`)."""
+    first: dict[str, int] = {}
+    for i, nodes in enumerate(expanded):
+        for node in nodes:
+            first.setdefault(node, i)
+    return first
+
+
 def _check_warm_pools(config: Config) -> None:
     """A shared pool's members agree on its settings, and min <= max <= the pool's nodes."""
     pools: dict[str, list[tuple[int, Nodeset]]] = {}
@@ -690,10 +700,7 @@ def _check_warm_pools(config: Config) -> None:
                                   f"{nodeset.warm.min}, max {nodeset.warm.max}")
         return
     expanded = [hostlist.expand(nodeset.nodes) for nodeset in config.nodesets]  # once each: every hook loads this
-    first: dict[str, int] = {}  # a node goes to the first nodeset that names it
-    for i, nodes in enumerate(expanded):
-        for node in nodes:
-            first.setdefault(node, i)
+    first = first_claims(expanded)
     for j, nodeset in enumerate(config.nodesets):
         # A pool counts its nodeset's nodes: one that goes to an earlier nodeset is not the
         # pool's to power up (and two pools would both count it). A later catch-all is fine.
