@@ -789,8 +789,7 @@ def hooks_config_path(settings: dict[str, str]) -> str:
     """The config file the hooks read: they get only SLURM_CONF from slurmctld."""
     from bridge import config as config_module
 
-    beside = Path(settings.get("SLURM_CONF") or config_module.DEFAULT_PATH).parent / "k8s-bridge.yaml"
-    return str(beside) if beside.is_file() else config_module.DEFAULT_PATH
+    return config_module.resolve_path(None, {"SLURM_CONF": settings.get("SLURM_CONF") or config_module.DEFAULT_PATH})
 
 
 def config_env() -> str:

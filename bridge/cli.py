@@ -174,17 +174,29 @@ def resume(obj: _Obj, nodes: tuple[str, ...]) -> None:
 
 @cli.command()
 @click.argument("nodes", nargs=-1, required=True)
+@click.option("--force", is_flag=True,
+              help="Also delete the pods of nodes Slurm has up or powering up (their jobs are killed).")
 @click.pass_obj
-def suspend(obj: _Obj, nodes: tuple[str, ...]) -> None:
-    """Delete the pods of NODES now, as SuspendProgram would."""
+def suspend(obj: _Obj, nodes: tuple[str, ...], force: bool) -> None:
+    """Delete the pods of NODES now, as SuspendProgram would. A node Slurm has up or powering up
+    keeps its pod (exit 75) unless --force: power it down through Slurm instead."""
+    from bridge import hostlist
     from bridge import suspend as flow
     from bridge.kube import LightkubeApi
+    from bridge.slurm import CommandSlurm
 
     names = _expand(nodes)
+    slurm = None if force else CommandSlurm(obj.config.slurm.bin_dir)
     with LightkubeApi(obj.config.kubernetes) as kube:
-        outcome = flow.suspend(names, config=obj.config, kube=kube, log=obj.log("suspend"))
-    click.echo(f"deleted {len(outcome.deleted)}, had no pod {len(outcome.absent)}, failed {len(outcome.failed)}")
-    if outcome.failed:
+        outcome = flow.suspend(names, config=obj.config, kube=kube, log=obj.log("suspend"), slurm=slurm)
+    click.echo(f"deleted {len(outcome.deleted)}, had no pod {len(outcome.absent)}, failed {len(outcome.failed)}"
+               + (f", kept {len(outcome.kept)}" if outcome.kept else ""))
+    for node, cause in outcome.failed.items():
+        click.echo(f"  {node}: {cause}")
+    if outcome.kept:
+        click.echo(f"  kept {hostlist.fold(outcome.kept)}: Slurm has them up or powering up "
+                   f"(scontrol power down them, or --force to delete their pods and kill their jobs)")
+    if outcome.failed or outcome.kept:
         sys.exit(75)
 
 

@@ -15,6 +15,7 @@ import math
 import os
 import re
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -487,16 +488,20 @@ def default_templates_dir() -> str:
     return str(Path(__file__).resolve().parent.parent / "pod-templates")
 
 
-def resolve_path(explicit: str | None) -> str:
+def resolve_path(explicit: str | None, environ: Mapping[str, str] | None = None) -> str:
     """Which config file to read: ``--config``, then ``$SLURM_K8S_BRIDGE_CONFIG``, then
-    ``k8s-bridge.yaml`` beside ``$SLURM_CONF`` (the only variable Slurm gives its hooks),
-    then :data:`DEFAULT_PATH`."""
+    ``k8s-bridge.yaml`` beside ``$SLURM_CONF`` (the only variable Slurm gives its hooks) where
+    that file exists, then :data:`DEFAULT_PATH`. ``environ``: whose variables (``os.environ``;
+    ``check`` passes the hooks' own)."""
+    environ = os.environ if environ is None else environ
     if explicit:
         return explicit
-    if os.environ.get(ENV_VAR):
-        return os.environ[ENV_VAR]
-    if os.environ.get("SLURM_CONF"):
-        return str(Path(os.environ["SLURM_CONF"]).parent / "k8s-bridge.yaml")
+    if environ.get(ENV_VAR):
+        return environ[ENV_VAR]
+    if environ.get("SLURM_CONF"):
+        beside = Path(environ["SLURM_CONF"]).parent / "k8s-bridge.yaml"
+        if beside.is_file() or not Path(DEFAULT_PATH).is_file():
+            return str(beside)
     return DEFAULT_PATH
 
 
@@ -513,8 +518,10 @@ def load(path: str | None = None) -> Config:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         how = "" if explicit or os.environ.get(ENV_VAR) else (
-            " (the hooks read k8s-bridge.yaml beside $SLURM_CONF, the only variable Slurm gives them; "
-            f"the CLI also takes --config or ${ENV_VAR})")
+            f" (the hooks read k8s-bridge.yaml beside $SLURM_CONF, the only variable Slurm gives them, "
+            f"else {DEFAULT_PATH}; the CLI also takes --config or ${ENV_VAR})")
+        if not explicit and not os.environ.get(ENV_VAR) and path != DEFAULT_PATH:
+            how = f", nor {DEFAULT_PATH}{how}"
         raise ConfigError(f"{path}: no such file{how}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None

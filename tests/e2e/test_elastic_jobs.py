@@ -71,17 +71,21 @@ def test_suspend_leaves_a_pod_without_the_bridges_labels_untouched(env):
              timeout=10, what="the bridge's own pod gone")
 
 
-def test_admin_cli_renders_what_resume_would_create_and_lists_the_pods(env):
+def _cli(env, *args):
     import subprocess
-
-    import yaml
 
     from testenv.env import BIN
 
-    def cli(*args):
-        return subprocess.run([str(BIN / "slurm-k8s-bridge"), "--config", str(env.bridge_config_path), *args],
-                              capture_output=True, text=True, timeout=60, env={"SLURM_CONF": str(env.slurm.conf_path)})
+    return subprocess.run([str(BIN / "slurm-k8s-bridge"), "--config", str(env.bridge_config_path), *args],
+                          capture_output=True, text=True, timeout=60, env={"SLURM_CONF": str(env.slurm.conf_path)})
 
+
+def test_admin_cli_renders_what_resume_would_create_and_lists_the_pods(env):
+    import functools
+
+    import yaml
+
+    cli = functools.partial(_cli, env)
     rendered = cli("render", "elastic[1-2]")
     assert rendered.returncode == 0, rendered.stderr
     pods = list(yaml.safe_load_all(rendered.stdout))
@@ -94,3 +98,18 @@ def test_admin_cli_renders_what_resume_would_create_and_lists_the_pods(env):
     unknown = cli("render", "nosuchnode")
     assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1
+
+
+def test_admin_cli_suspend_keeps_the_pod_of_a_node_running_a_job_unless_forced(env):
+    # An admin's `slurm-k8s-bridge suspend` on a node that runs a researcher's job: the pod (and
+    # the job) stay, and the command says why and exits 75; --force deletes it.
+    job = sbatch(env, "-N1", "-w", "elastic1", "--wrap", "sleep 300")
+    wait_for(lambda: env.slurm.job_state(job) == "RUNNING", timeout=30, what="job running")
+    kept = _cli(env, "suspend", "elastic1")
+    assert kept.returncode == 75, kept.stderr
+    assert "kept elastic1: Slurm has them up" in kept.stdout and "--force" in kept.stdout
+    assert "elastic1" in bridge_pods(env) and env.slurm.job_state(job) == "RUNNING"
+    forced = _cli(env, "suspend", "--force", "elastic1")
+    assert forced.returncode == 0 and forced.stdout.startswith("deleted 1,"), forced.stdout + forced.stderr
+    wait_for(lambda: "elastic1" not in bridge_pods(env), timeout=40, what="the pod gone")
+    env.slurm.run("scancel", job)

@@ -59,9 +59,11 @@ def test_missing_config_file_says_how_to_point_at_one(tmp_path, monkeypatch):
     # Found by default (a hook: Slurm gives it SLURM_CONF alone, no --config, no other variable).
     monkeypatch.delenv(config_module.ENV_VAR, raising=False)
     monkeypatch.setenv("SLURM_CONF", str(tmp_path / "slurm.conf"))
+    monkeypatch.setattr(config_module, "DEFAULT_PATH", str(tmp_path / "etc" / "k8s-bridge.yaml"))
     with pytest.raises(ConfigError, match=re.escape(
-            f"{tmp_path}/k8s-bridge.yaml: no such file (the hooks read k8s-bridge.yaml beside $SLURM_CONF, the only "
-            f"variable Slurm gives them; the CLI also takes --config or ${config_module.ENV_VAR})")):
+            f"{tmp_path}/k8s-bridge.yaml: no such file, nor {tmp_path}/etc/k8s-bridge.yaml (the hooks read "
+            f"k8s-bridge.yaml beside $SLURM_CONF, the only variable Slurm gives them, else {tmp_path}/etc/k8s-bridge.yaml; "
+            f"the CLI also takes --config or ${config_module.ENV_VAR})")):
         config_module.load(None)
 
 
@@ -82,7 +84,21 @@ def test_a_config_file_that_is_not_utf8_or_is_empty_is_one_clear_line(tmp_path):
 def test_config_is_found_beside_slurm_conf_when_nothing_else_says(monkeypatch, tmp_path):
     monkeypatch.delenv(config_module.ENV_VAR, raising=False)
     monkeypatch.setenv("SLURM_CONF", str(tmp_path / "slurm.conf"))
-    assert config_module.resolve_path(None) == str(tmp_path / "k8s-bridge.yaml")
+    default = tmp_path / "etc" / "k8s-bridge.yaml"
+    monkeypatch.setattr(config_module, "DEFAULT_PATH", str(default))
+    assert config_module.resolve_path(None) == str(tmp_path / "k8s-bridge.yaml")  # neither is there: named first
+    # A site whose slurm.conf is elsewhere (SLURM_CONF=/etc/slurm-llnl/slurm.conf) but whose
+    # config is at the documented default: the hooks find it, as check says they do.
+    default.parent.mkdir()
+    default.write_text("slurm: {}\n")
+    assert config_module.resolve_path(None) == str(default)
+    (tmp_path / "k8s-bridge.yaml").write_text("slurm: {}\n")
+    assert config_module.resolve_path(None) == str(tmp_path / "k8s-bridge.yaml")  # beside slurm.conf comes first
+    from bridge.check import hooks_config_path
+
+    assert hooks_config_path({"SLURM_CONF": str(tmp_path / "slurm.conf")}) == str(tmp_path / "k8s-bridge.yaml")
+    (tmp_path / "k8s-bridge.yaml").unlink()
+    assert hooks_config_path({"SLURM_CONF": str(tmp_path / "slurm.conf")}) == str(default)
     monkeypatch.setenv(config_module.ENV_VAR, "/x/y.yaml")
     assert config_module.resolve_path(None) == "/x/y.yaml"
     assert config_module.resolve_path("/given.yaml") == "/given.yaml"

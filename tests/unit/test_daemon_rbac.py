@@ -104,8 +104,12 @@ def test_daemon_deployment_is_a_valid_single_replica_in_the_bridges_account():
         assert validate.schema_errors(deployment, version) == []
     spec = deployment["spec"]
     assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"  # two daemons would release twice
-    account = yaml.safe_load((RBAC / "serviceaccount.yaml").read_text())["metadata"]["name"]
-    assert spec["template"]["spec"]["serviceAccountName"] == account
+    account = yaml.safe_load((RBAC / "serviceaccount.yaml").read_text())
+    assert spec["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
+    # The daemon logs in with the account's token (kubernetes.in_cluster: true): the pod's own
+    # setting wins over the account's, which refuses one to every other pod.
+    pod = spec["template"]["spec"]
+    assert pod.get("automountServiceAccountToken", account.get("automountServiceAccountToken", True)) is True
 
 
 def _elector_needs(monkeypatch, kubeconfig: Path) -> set[tuple[str, str, str, str | None]]:
