@@ -51,7 +51,10 @@ class AppState:
 
 def build_app(state: AppState) -> web.Application:
     app = web.Application(
-        middlewares=[_audit(state), _authenticate(state), flow_control(state.flow), fault_injection(state.faults)],
+        # DefaultBuildHandlerChain's order: authentication (audited), impersonation, priority and
+        # fairness, then authorization: a refused request may be a 429 before it is a 403.
+        middlewares=[_audit(state), _authenticate(state), flow_control(state.flow), _authorize(state),
+                     fault_injection(state.faults)],
         client_max_size=MAX_BODY,
     )
 
@@ -104,7 +107,6 @@ def _audit(state: AppState) -> Middleware:
 def _authenticate(state: AppState) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        info = _info(request)
         header = request.headers.get("Authorization")
         user = state.auth.authenticate(header)
         if user is None:
@@ -113,8 +115,16 @@ def _authenticate(state: AppState) -> Middleware:
             if header:
                 raise e.unauthorized()
             user = ANONYMOUS
-        user = impersonate(state.auth, user, request.headers, request.headers.getall("Impersonate-Group", []))
-        request[USER] = user
+        request[USER] = impersonate(state.auth, user, request.headers, request.headers.getall("Impersonate-Group", []))
+        return await handler(request)
+
+    return middleware
+
+
+def _authorize(state: AppState) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        info, user = _info(request), request[USER]
         if request.path.startswith("/_testenv"):
             if not (user.admin or "system:masters" in user.groups):
                 raise forbidden_error(user, info)

@@ -221,9 +221,13 @@ class ServiceStrategy(Strategy):
 
 
 class LeaseStrategy(Strategy):
-    """Lease (coordination.k8s.io/v1): ValidateLeaseSpec on create and update."""
+    """Lease (coordination.k8s.io/v1): ValidateLeaseSpec on create and update.
+    pkg/registry/coordination/lease/strategy.go: AllowUnconditionalUpdate false (a PUT must carry
+    a resourceVersion), AllowCreateOnUpdate true (a PUT of a missing Lease creates it)."""
 
     model = coordination_v1.Lease
+    allow_unconditional_update = False
+    allow_create_on_update = True
 
     def validate(self, obj: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         return super().validate(obj, rt) + _lease_spec_errors(obj)

@@ -8,6 +8,7 @@ type information is our schema; we walk it instead of writing one.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
@@ -106,7 +107,9 @@ class _Walker:
         return out
 
     def scalar(self, value: Any, t: mi.Type, path: list[str]) -> Any:
-        if isinstance(t, (mi.StrType, mi.DateTimeType)) and isinstance(value, str):
+        if isinstance(t, mi.DateTimeType) and isinstance(value, str):
+            return _time(value, micro=bool(path) and path[-1] in MICRO_TIME_FIELDS)
+        if isinstance(t, mi.StrType) and isinstance(value, str):
             return value
         if isinstance(t, mi.BoolType) and isinstance(value, bool):
             return value
@@ -120,6 +123,23 @@ class _Walker:
         if value is None:
             return None
         raise self.fail(value, t, path)
+
+
+MICRO_TIME_FIELDS = frozenset({"renewTime", "acquireTime", "eventTime", "lastObservedTime"})
+"""Fields of type metav1.MicroTime in the kinds decoded here (Lease, Event); every other time is
+a metav1.Time."""
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+_RFC3339_MICRO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(Z|[+-]\d{2}:\d{2})")
+
+
+def _time(value: str, *, micro: bool) -> str:
+    """metav1.Time parses RFC 3339 (a fraction allowed); metav1.MicroTime parses
+    "2006-01-02T15:04:05.000000Z07:00", exactly six fractional digits. Anything else makes the
+    body one the server cannot handle (400)."""
+    layout = "2006-01-02T15:04:05.000000Z07:00" if micro else "2006-01-02T15:04:05Z07:00"
+    if not (_RFC3339_MICRO if micro else _RFC3339).fullmatch(value):
+        raise DecodeError(f'parsing time "{value}" as "{layout}": cannot parse "{value}" as "{layout}"')
+    return value
 
 
 @cache

@@ -191,8 +191,14 @@ class FieldError:
         return f"{self.field}: {self.body()}"
 
 
+class GoSyntax(str):
+    """A bad value Go prints with ``%#v`` (field.Error's fallback, e.g. a uint64 0 is ``0x0``): as is."""
+
+
 def _go_value(value: Any) -> str:
     """Render a bad value the way Go's %q / %v do in field errors."""
+    if isinstance(value, GoSyntax):
+        return str(value)
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -93,12 +93,22 @@ def flow_control(settings: FlowControl | None) -> Middleware:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         user, info = request.get(USER), request[INFO]
         exempt = user is None or user.admin or "system:masters" in user.groups
-        if level is None or exempt or not info.is_resource or info.verb == "watch":
+        if level is None or exempt or not info.is_resource:
             return await handler(request)
         if not await level.acquire(user.name):
             return web.Response(body=TOO_MANY.encode(), status=429, headers={
                 "Retry-After": RETRY_AFTER, "Content-Type": "text/plain; charset=utf-8",
                 "X-Content-Type-Options": "nosniff"})
+        if info.verb == "watch":
+            # A watch is admitted like any request (priority-and-fairness.go exempts only the
+            # long-running requests that are not watches); its seat is held while it starts
+            # (request_latency here), not while it streams.
+            try:
+                if level.settings.request_latency:
+                    await asyncio.sleep(level.settings.request_latency)
+            finally:
+                level.release()
+            return await handler(request)
         try:
             if level.settings.request_latency:
                 await asyncio.sleep(level.settings.request_latency)

@@ -69,8 +69,12 @@ class ResourceHandler:
 
     def _resource_type(self, info: RequestInfo) -> ResourceType:
         rt = self.registry.lookup(info.group, info.version, info.resource)
-        if rt is None and not self.registry.in_group_version(info.group, info.version):
-            raise e.page_not_found()  # no API group/version there at all, e.g. a CRD not installed
+        served = self.registry.in_group_version(info.group, info.version)
+        if rt is None and not any(t.builtin for t in served):
+            # No API group/version there at all (e.g. a CRD not installed), or one only CRDs
+            # serve: the apiextensions handler passes a resource with no CRD of its own on to
+            # the NotFound handler (customresource_handler.go ServeHTTP), a plain-text 404.
+            raise e.page_not_found()
         if rt is None or (info.namespace and not rt.namespaced and rt.plural != "namespaces"):
             raise e.resource_not_found()
         allowed = rt.verbs

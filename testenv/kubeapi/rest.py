@@ -136,10 +136,30 @@ class Rest:
     def update(
         self, rt: ResourceType, namespace: str, name: str, body: Any, opts: WriteOptions, subresource: str = ""
     ) -> tuple[JsonObject, bool]:
-        """PUT; returns (object, created). Raises 404 when absent, 409 when stale."""
+        """PUT; returns (object, created). Raises 404 when absent (unless the kind allows create
+        on update), 409 when stale."""
+        stored = self.store.get(rt.storage_key, namespace if rt.namespaced else "", name)
+        if stored is None and rt.strategy.allow_create_on_update and not subresource:
+            return self._create_on_update(rt, namespace, name, body, opts), True
         old_stored = self.existing(rt, namespace, name)
         new = self._decode(rt, body)
         return self._write_update(rt, namespace, name, new, old_stored, opts, subresource), False
+
+    def _create_on_update(self, rt: ResourceType, namespace: str, name: str, body: Any,
+                          opts: WriteOptions) -> JsonObject:
+        """store.go Update on a missing object: the body's UID is a precondition
+        (rest.DefaultUpdatedObjectInfo), checked against the empty object there is: 409;
+        otherwise it is created as a POST would, its resourceVersion dropped."""
+        new = self._decode(rt, body)
+        meta = new["metadata"]
+        if meta.get("name", name) != name:
+            raise e.bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
+        if meta.get("uid"):
+            raise e.conflict(rt.group_resource, name,
+                             f"Precondition failed: UID in precondition: {meta['uid']}, UID in object meta: ")
+        meta["name"] = name
+        meta.pop("resourceVersion", None)
+        return self.create(rt, namespace, new, opts)
 
     def _write_update(
         self,
@@ -180,10 +200,12 @@ class Rest:
         given = meta.get("resourceVersion", "")
         if not given:
             if not rt.strategy.allow_unconditional_update:
+                # store.go Update: the kind named is the resource (GroupKind{Group, Resource},
+                # "leases.coordination.k8s.io"), the value a uint64 printed with %#v.
                 raise e.invalid_object(
-                    rt.group_kind,
+                    GroupKind(rt.group, rt.plural),
                     name,
-                    [e.invalid("metadata.resourceVersion", "0x0", "must be specified for an update")],
+                    [e.invalid("metadata.resourceVersion", e.GoSyntax("0x0"), "must be specified for an update")],
                 )
             meta["resourceVersion"] = old_meta["resourceVersion"]
         elif given != old_meta["resourceVersion"]:

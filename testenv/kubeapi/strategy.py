@@ -52,6 +52,8 @@ class Strategy:
     model: ClassVar[type | None] = None
     tracks_generation: ClassVar[bool] = False
     allow_unconditional_update: ClassVar[bool] = True
+    allow_create_on_update: ClassVar[bool] = False
+    """A PUT of an object that is not there creates it (``AllowCreateOnUpdate``: Leases)."""
     return_deleted_object: ClassVar[bool] = False
     keeps_status_on_create: ClassVar[bool] = False
     extra_fields: ClassVar[Mapping[str, FieldGetter]] = {}

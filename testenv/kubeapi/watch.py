@@ -71,6 +71,8 @@ class WatchStream:
     def start(self) -> list[JsonObject]:
         """Initial events; subscribes in the same step so no change falls in between."""
         rv = self.options.resource_version
+        if rv == "0":
+            rv = ""  # "any version": the cache's current state, as ADDED events, as with none
         oldest = self.store.oldest_replayable(self.storage)
         if rv and int(rv) < oldest:
             expired = e.expired(f"too old resource version: {rv} ({oldest})")
@@ -99,7 +101,10 @@ class WatchStream:
         if new_match:
             return event("ADDED", new)
         if old_match:
-            return event("DELETED", new)
+            # cache_watcher.go: the previous object's content with the event's resourceVersion.
+            gone = present(self.rt, change.old)
+            gone["metadata"] = {**gone["metadata"], "resourceVersion": new["metadata"]["resourceVersion"]}
+            return event("DELETED", gone)
         return None
 
     def bookmark(self, initial_end: bool = False) -> JsonObject:

@@ -42,3 +42,54 @@ def test_two_replicas_on_the_stand_in_one_leads_and_the_hook_sees_it(kubeapi_ser
         assert not lease.hand_over(two, NAME)
         assert b.leads()
         assert one.get_lease(NAME)["spec"]["leaseTransitions"] == 1
+
+
+def test_a_lease_deleted_between_the_get_and_the_renewal_is_a_409_and_the_replica_stands_by(
+        kubeapi_server, kubeapi_client, tmp_path):
+    # kube-apiserver creates a Lease on a PUT (AllowCreateOnUpdate), but the renewal carries the
+    # UID it read: a precondition the missing object fails, a 409 like any lost race.
+    with _client(kubeapi_server, tmp_path) as one:
+        a = lease.Elector(one, name=NAME, namespace="default", identity="daemon-a", duration=15, follows=True)
+        assert a.leads()
+        stored = one.get_lease(NAME)
+        kubeapi_client.delete(_lease_type(), NAME, namespace="default")
+        with pytest.raises(Conflict):
+            one.replace_lease(stored)
+        assert not a._take(stored, create=False) and not a.leader
+        assert a.step()  # the next look creates it again
+        assert one.get_lease(NAME)["spec"]["holderIdentity"] == "daemon-a"
+
+
+def test_a_lease_put_without_a_resource_version_is_422(kubeapi_http):
+    body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"},
+            "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}
+    url = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+    assert kubeapi_http.post(url, json=body).status_code == 201
+    response = kubeapi_http.put(f"{url}/l", json=body)
+    assert response.status_code == 422
+    assert response.json()["message"] == ('leases.coordination.k8s.io "l" is invalid: metadata.resourceVersion: '
+                                          "Invalid value: 0x0: must be specified for an update")
+    # A PUT of a Lease that is not there, with no UID: created (201).
+    created = kubeapi_http.put(f"{url}/m", json={**body, "metadata": {"name": "m"}})
+    assert created.status_code == 201 and created.json()["metadata"]["uid"]
+
+
+def _lease_type():
+    from lightkube.resources.coordination_v1 import Lease
+
+    return Lease
+
+
+@pytest.mark.parametrize("renew_time, code", [
+    ("2026-12-07T10:00:00.123456Z", 201),
+    ("2026-12-07T10:00:00Z", 400),  # isoformat() at a whole second: no fraction, a MicroTime needs six digits
+    ("2026-12-07T10:00:00.123Z", 400),
+    ("garbage", 400),
+])
+def test_a_lease_time_is_a_micro_time_of_exactly_six_fractional_digits(kubeapi_http, renew_time, code):
+    body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "t"},
+            "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15, "renewTime": renew_time}}
+    response = kubeapi_http.post("/apis/coordination.k8s.io/v1/namespaces/default/leases", json=body)
+    assert response.status_code == code, response.text
+    if code == 400:
+        assert f'parsing time "{renew_time}"' in response.json()["message"]
