@@ -105,8 +105,12 @@ class Rest:
         errs = rt.strategy.validate(obj, rt)
         if errs:
             raise e.invalid_object(rt.group_kind, meta.get("name", ""), errs)
-        if self.store.get(rt.storage_key, meta.get("namespace", ""), meta["name"]) is not None:
-            raise e.already_exists(rt.group_resource, meta["name"])
+        there = self.store.get(rt.storage_key, meta.get("namespace", ""), meta["name"])
+        if there is not None:
+            error = e.already_exists(rt.group_resource, meta["name"])
+            if there["metadata"].get("deletionTimestamp"):  # store.go Create
+                error.status["message"] = f"object is being deleted: {error.status['message']}"
+            raise error
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = timestamp()
         if rt.strategy.tracks_generation:

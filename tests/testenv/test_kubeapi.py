@@ -588,6 +588,9 @@ def test_deleting_a_running_pod_is_graceful_until_the_kubelet_deletes_it_with_gr
     assert marked["metadata"]["deletionGracePeriodSeconds"] == 30 and marked["metadata"]["deletionTimestamp"]
     still_there = kubeapi_client.get(Pod, "p")
     assert still_there.metadata.deletionTimestamp is not None
+    again = kubeapi_http.post("/api/v1/namespaces/default/pods", json=pod_body("p"))
+    assert again.status_code == 409  # store.go Create says why the name is still taken
+    assert again.json()["message"] == 'object is being deleted: pods "p" already exists'
     # the kubelet stand-in: grace 0 with a uid precondition, as the real kubelet deletes
     body = {
         "kind": "DeleteOptions",
