@@ -188,7 +188,7 @@ def suspend(obj: _Obj, nodes: tuple[str, ...], force: bool) -> None:
     names = _expand(nodes)
     slurm = None if force else CommandSlurm(obj.config.slurm.bin_dir)
     with LightkubeApi(obj.config.kubernetes) as kube:
-        outcome = flow.suspend(names, config=obj.config, kube=kube, log=obj.log("suspend"), slurm=slurm)
+        outcome = flow.suspend(names, config=obj.config, kube=kube, log=obj.log("suspend"), slurm=slurm, strict=True)
     click.echo(f"deleted {len(outcome.deleted)}, had no pod {len(outcome.absent)}, failed {len(outcome.failed)}"
                + (f", kept {len(outcome.kept)}" if outcome.kept else ""))
     for node, cause in outcome.failed.items():

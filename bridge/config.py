@@ -488,6 +488,14 @@ def default_templates_dir() -> str:
     return str(Path(__file__).resolve().parent.parent / "pod-templates")
 
 
+def _is_file(path: Path) -> bool:
+    """A directory that cannot be entered is as good as no file (load then says why)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def resolve_path(explicit: str | None, environ: Mapping[str, str] | None = None) -> str:
     """Which config file to read: ``--config``, then ``$SLURM_K8S_BRIDGE_CONFIG``, then
     ``k8s-bridge.yaml`` beside ``$SLURM_CONF`` (the only variable Slurm gives its hooks) where
@@ -500,7 +508,7 @@ def resolve_path(explicit: str | None, environ: Mapping[str, str] | None = None)
         return environ[ENV_VAR]
     if environ.get("SLURM_CONF"):
         beside = Path(environ["SLURM_CONF"]).parent / "k8s-bridge.yaml"
-        if beside.is_file() or not Path(DEFAULT_PATH).is_file():
+        if _is_file(beside) or not _is_file(Path(DEFAULT_PATH)):
             return str(beside)
     return DEFAULT_PATH
 

@@ -43,16 +43,21 @@ class Outcome:
 
 
 def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any, slurm: SlurmClient | None = None,
-            clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> Outcome:
+            strict: bool = False, clock: Callable[[], float] = time.monotonic,
+            sleep: Callable[[float], None] = time.sleep) -> Outcome:
     """Delete the pods of ``nodes``, and any pod an earlier suspend still owes (:mod:`bridge.owed`).
     The deletes go out first; what still fails after DELETE_BUDGET is logged, put on the pod as
-    an Event and stays owed to the next hook call. With ``slurm`` (SuspendProgram), a node Slurm
-    powers up again by then keeps its pod; without (an admin's command), every pod goes."""
+    an Event and stays owed to the next hook call. With ``slurm``, a node Slurm has up or powers
+    up again by then keeps its pod; without (``suspend --force``), every pod goes.
+
+    Raises:
+        SlurmError: ``strict`` (an admin's command) and Slurm cannot say which nodes it has up:
+            nothing is deleted. SuspendProgram is not strict: Slurm counts its nodes off already."""
     outcome = Outcome()
     state_dir = config.resume.state_dir
     cluster = config.slurm.cluster_name
     listed = naming.pods_of(kube, cluster=cluster, nodes=set(nodes) | set(owed.owed(state_dir)), metadata_only=True)
-    outcome.kept = _resumed_again(sorted(n for n in listed if n in set(nodes)), slurm=slurm, log=log)
+    outcome.kept = _resumed_again(sorted(n for n in listed if n in set(nodes)), slurm=slurm, log=log, strict=strict)
     pods = {node: pod for node, pod in listed.items() if node in set(nodes) - set(outcome.kept)}
     owed.owe(state_dir, {node: _ref(pod) for node, pod in pods.items()}, log=log)  # before the deletes go out
     leftovers = _leftovers(list(listed.values()), set(nodes), config=config)
@@ -79,7 +84,7 @@ def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any, slu
     return outcome
 
 
-def _resumed_again(nodes: list[str], *, slurm: SlurmClient | None, log: Any) -> list[str]:
+def _resumed_again(nodes: list[str], *, slurm: SlurmClient | None, log: Any, strict: bool = False) -> list[str]:
     """Those of ``nodes`` (with a pod) that Slurm powers up again or counts up: asked as late as
     possible, right before the deletes (a resume cannot slip in between: it would first have to
     delete the listed pod and wait out its grace period). Slurm not answering: the deletes go out as asked (a
@@ -89,6 +94,9 @@ def _resumed_again(nodes: list[str], *, slurm: SlurmClient | None, log: Any) -> 
     try:
         facts = slurm.node_facts(nodes)
     except SlurmError as e:
+        if strict:
+            raise SlurmError(f"cannot ask Slurm which of the nodes it has up, so nothing was deleted "
+                             f"(--force deletes anyway): {e}") from None
         log.warning("cannot ask Slurm whether the nodes were resumed again: deleting as asked", error=str(e))
         return []
     # POWERING_DOWN wins over POWERING_UP: a resume given up (POWER_DOWN_FORCE) is this very suspend.

@@ -128,17 +128,26 @@ class _Walker:
 MICRO_TIME_FIELDS = frozenset({"renewTime", "acquireTime", "eventTime", "lastObservedTime"})
 """Fields of type metav1.MicroTime in the kinds decoded here (Lease, Event); every other time is
 a metav1.Time."""
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
-_RFC3339_MICRO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(Z|[+-]\d{2}:\d{2})")
+_TIME_CHUNKS = (("2006", r"\d{4}"), ("-", "-"), ("01", r"\d{2}"), ("-", "-"), ("02", r"\d{2}"), ("T", "T"),
+                ("15", r"\d{2}"), (":", ":"), ("04", r"\d{2}"), (":", ":"), ("05", r"\d{2}"))
+_ZONE = ("Z07:00", r"Z|[+-]\d{2}:\d{2}")
 
 
 def _time(value: str, *, micro: bool) -> str:
-    """metav1.Time parses RFC 3339 (a fraction allowed); metav1.MicroTime parses
-    "2006-01-02T15:04:05.000000Z07:00", exactly six fractional digits. Anything else makes the
-    body one the server cannot handle (400)."""
-    layout = "2006-01-02T15:04:05.000000Z07:00" if micro else "2006-01-02T15:04:05Z07:00"
-    if not (_RFC3339_MICRO if micro else _RFC3339).fullmatch(value):
-        raise DecodeError(f'parsing time "{value}" as "{layout}": cannot parse "{value}" as "{layout}"')
+    """metav1.Time parses RFC 3339 (a fraction allowed where the layout has none); metav1.MicroTime
+    parses "2006-01-02T15:04:05.000000Z07:00", exactly six fractional digits. Anything else makes
+    the body one the server cannot handle (400), worded as Go's time.ParseError: the rest of the
+    value where parsing stopped, and the layout's element it did not match."""
+    fraction = (".000000", r"\.\d{6}") if micro else ("", r"(\.\d+)?")
+    layout = "".join(c for c, _ in _TIME_CHUNKS) + fraction[0] + _ZONE[0]
+    rest = value
+    for chunk, pattern in (*_TIME_CHUNKS, fraction, _ZONE):
+        matched = re.match(pattern, rest)
+        if matched is None:
+            raise DecodeError(f'parsing time "{value}" as "{layout}": cannot parse "{rest}" as "{chunk}"')
+        rest = rest[matched.end():]
+    if rest:
+        raise DecodeError(f'parsing time "{value}": extra text: "{rest}"')
     return value
 
 

@@ -5,7 +5,8 @@ pkg/server/filters/priority-and-fairness.go) gives each priority level a number 
 (concurrent requests). A request that finds none free waits in its flow's queue; one that finds
 its queue full, or waits past the queue's time limit, is answered 429 with a ``Retry-After``
 header and a plain-text body (``http.Error``), not a Status. Members of system:masters match the
-``exempt`` FlowSchema and never wait; watches (long-running) are not held to a seat here.
+``exempt`` FlowSchema and never wait; a watch takes a seat while it starts, not while it
+streams (the filter exempts only long-running requests that are not watches).
 
 Modelled: one priority level with ``seats``; one queue per user (a flow is a user here, and
 queues are served round-robin, the fairness between flows); ``queue_length`` waiting requests

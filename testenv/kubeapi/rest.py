@@ -158,9 +158,12 @@ class Rest:
         meta = new["metadata"]
         if meta.get("name", name) != name:
             raise e.bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
-        if meta.get("uid"):
+        if meta.get("uid"):  # checked in storage (etcd3 GuaranteedUpdate): a StorageError's text
+            where = f"/registry/{rt.plural}/{namespace}/{name}" if rt.namespaced else f"/registry/{rt.plural}/{name}"
             raise e.conflict(rt.group_resource, name,
-                             f"Precondition failed: UID in precondition: {meta['uid']}, UID in object meta: ")
+                             f"StorageError: invalid object, Code: 4, Key: {where}, ResourceVersion: 0, "
+                             f"AdditionalErrorMsg: Precondition failed: UID in precondition: {meta['uid']}, "
+                             f"UID in object meta: ")
         meta["name"] = name
         meta.pop("resourceVersion", None)
         return self.create(rt, namespace, new, opts)

@@ -72,6 +72,13 @@ def test_a_lease_put_without_a_resource_version_is_422(kubeapi_http):
     # A PUT of a Lease that is not there, with no UID: created (201).
     created = kubeapi_http.put(f"{url}/m", json={**body, "metadata": {"name": "m"}})
     assert created.status_code == 201 and created.json()["metadata"]["uid"]
+    # With a UID (a renewal of the Lease it read), a precondition the missing object fails.
+    gone = kubeapi_http.put(f"{url}/n", json={**body, "metadata": {"name": "n", "uid": "u-1"}})
+    assert gone.status_code == 409
+    assert gone.json()["message"] == (
+        'Operation cannot be fulfilled on leases.coordination.k8s.io "n": StorageError: invalid object, Code: 4, '
+        "Key: /registry/leases/default/n, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: "
+        "UID in precondition: u-1, UID in object meta: ")
 
 
 def _lease_type():
@@ -80,16 +87,18 @@ def _lease_type():
     return Lease
 
 
-@pytest.mark.parametrize("renew_time, code", [
-    ("2026-12-07T10:00:00.123456Z", 201),
-    ("2026-12-07T10:00:00Z", 400),  # isoformat() at a whole second: no fraction, a MicroTime needs six digits
-    ("2026-12-07T10:00:00.123Z", 400),
-    ("garbage", 400),
+@pytest.mark.parametrize("renew_time, code, why", [
+    ("2026-12-07T10:00:00.123456Z", 201, None),
+    # isoformat() at a whole second: no fraction, where a MicroTime needs six digits
+    ("2026-12-07T10:00:00Z", 400, 'cannot parse "Z" as ".000000"'),
+    ("2026-12-07T10:00:00.123Z", 400, 'cannot parse ".123Z" as ".000000"'),
+    ("2026-12-07T10:00:00.1234567Z", 400, 'cannot parse "7Z" as "Z07:00"'),
+    ("garbage", 400, 'cannot parse "garbage" as "2006"'),
 ])
-def test_a_lease_time_is_a_micro_time_of_exactly_six_fractional_digits(kubeapi_http, renew_time, code):
+def test_a_lease_time_is_a_micro_time_of_exactly_six_fractional_digits(kubeapi_http, renew_time, code, why):
     body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "t"},
             "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15, "renewTime": renew_time}}
     response = kubeapi_http.post("/apis/coordination.k8s.io/v1/namespaces/default/leases", json=body)
     assert response.status_code == code, response.text
-    if code == 400:
-        assert f'parsing time "{renew_time}"' in response.json()["message"]
+    if why:  # Go's time.ParseError
+        assert f'parsing time "{renew_time}" as "2006-01-02T15:04:05.000000Z07:00": {why}' in response.json()["message"]

@@ -76,3 +76,21 @@ def test_a_resume_given_up_while_powering_up_loses_its_pod(config, slurm, kube, 
     set_state(slurm, "elastic1", ("MIXED", "CLOUD", "POWERING_UP", "POWERING_DOWN"))
     outcome = suspend.suspend(["elastic1"], config=config, kube=kube, log=log, slurm=slurm)
     assert outcome.deleted == ["elastic1"] and kube.pods == {}
+
+
+def test_an_admins_suspend_deletes_nothing_when_slurm_cannot_say_which_nodes_run_jobs(config, slurm, kube, log):
+    # `slurm-k8s-bridge suspend` (strict): a pod is deleted only once Slurm says its node is off;
+    # SuspendProgram (not strict) deletes as asked, Slurm counting its nodes off already.
+    import pytest
+
+    resume_for(1, "elastic1", config=config, slurm=slurm, kube=kube, log=log)
+
+    def unreachable(nodes):
+        raise SlurmError("scontrol: Unable to contact slurm controller")
+
+    slurm.node_facts = unreachable
+    with pytest.raises(SlurmError, match="nothing was deleted"):
+        suspend.suspend(["elastic1"], config=config, kube=kube, log=log, slurm=slurm, strict=True)
+    assert list(kube.pods) == ["linux-elastic1"] and owed.owed(config.resume.state_dir) == {}
+    outcome = suspend.suspend(["elastic1"], config=config, kube=kube, log=log, slurm=slurm)
+    assert outcome.deleted == ["elastic1"] and not kube.pods
