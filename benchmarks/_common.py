@@ -81,6 +81,32 @@ def allocations(slurmctld_log: Path) -> dict[str, list[float]]:
     return times
 
 
+_NODES_OF = re.compile(r"^\[([0-9T:.-]+)\] sched(?:/backfill)?: (?:Allocate JobId=(\d+) NodeList=(\S+)|"
+                       r"_start_job: Started JobId=(\d+) in \S+ on (\S+))")
+_RESPONDING = re.compile(r"^\[([0-9T:.-]+)\] Node (\S+) now responding")
+
+
+def waited_for_boot(slurmctld_log: Path, started: dict[str, float]) -> set[str]:
+    """Of the jobs ``started`` (job ID → when its script ran, Unix time), those that waited for a
+    node to come up: one of the nodes of its last allocation registered with slurmctld ("now
+    responding") between that allocation and the job's start. That covers a node powered up for
+    the job and one already on its way up (the warm pool's); every other job found its nodes up."""
+    from bridge import hostlist
+
+    allocation: dict[str, tuple[float, list[str]]] = {}
+    registered: dict[str, list[float]] = {}
+    for line in slurmctld_log.read_text(errors="replace").splitlines():
+        if match := _NODES_OF.match(line):
+            at = datetime.fromisoformat(match[1]).timestamp()  # local time, as slurmctld writes it
+            job, nodes = (match[2], match[3]) if match[2] else (match[4], match[5])
+            if job in started and at <= started[job] + 0.001:
+                allocation[job] = (at, hostlist.expand(nodes))
+        elif match := _RESPONDING.match(line):
+            registered.setdefault(match[2], []).append(datetime.fromisoformat(match[1]).timestamp())
+    return {job for job, (at, nodes) in allocation.items()
+            if any(at <= t <= started[job] + 0.001 for node in nodes for t in registered.get(node, ()))}
+
+
 def allocated_to_start(allocated: list[float], started: float) -> float:
     """Seconds from the job's allocation that led to its start (its last one before it) to the start."""
     return started - max(t for t in allocated if t <= started + 0.001)

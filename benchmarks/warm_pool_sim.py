@@ -107,6 +107,7 @@ class Pool:
 
     def __init__(self, size: int) -> None:
         self.size = size
+        self.reused = 0
         self.idle: deque[float] = deque()  # idle since, oldest first
         self.starting: list[float] = []  # ready at (heap)
         self.allocated = 0
@@ -120,12 +121,15 @@ class Pool:
         while self.starting and self.starting[0] <= now:
             self.idle.append(heapq.heappop(self.starting))
 
-    def take(self, count: int, now: float, boot: float) -> float:
-        """Allocate ``count`` nodes; return when the slowest is up."""
+    def take(self, count: int, now: float, boot: float, freed_after: float = math.inf) -> float:
+        """Allocate ``count`` nodes; return when the slowest is up. ``reused``: how many of them
+        went idle after ``freed_after`` (a job held them then)."""
         ready = now
+        self.reused = 0
         for _ in range(count):
             if self.idle:
-                self.idle.pop()  # the most recently idle: the others are nearer suspension
+                since = self.idle.pop()  # the most recently idle: the others are nearer suspension
+                self.reused += since > freed_after
             elif self.starting:
                 ready = max(ready, heapq.heappop(self.starting))
             else:
@@ -145,8 +149,14 @@ class Pool:
 
 def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_time: float, tick: float,
              epoch: float, pool_policy: warmpool.PoolPolicy, fixed: int = 0,
-             refill_lag: float = 1.0, limit_factor: float = 1.0) -> dict:
+             refill_lag: float = 1.0, limit_factor: float = 1.0, learn_at_looks: bool = False,
+             up_at_start: int = 0) -> dict:
+    """With ``learn_at_looks`` the predictive policy learns as the daemon does: at each tick, the
+    nodes newly allocated since the last one as one arrival, so a job that came and went between
+    two looks is never seen, nor a node that went from one job to the next between them; without,
+    it learns every job as it arrives. ``up_at_start``: nodes idle and up when the trace starts."""
     pool = Pool(size)
+    pool.idle.extend([jobs[0].submit] * min(size, up_at_start))
     expected_ends: dict[int, tuple[float, int]] = {}  # running job -> (Slurm's expected end, nodes)
     demand = warmpool.Demand()
     events: list[tuple[float, int, str, object]] = []
@@ -169,11 +179,14 @@ def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_ti
     tick_idle = tick_busy = 0.0
     day_idle: dict[int, float] = {}  # idle pod-seconds per calendar day (UTC) of the trace
 
+    since_look: list[tuple[int, int]] = []  # (job key, nodes) newly allocated since the last tick
+    last_look = -math.inf
+
     def try_start(now: float) -> None:
         nonlocal busy_seconds, tick_busy
         while queue and size - pool.allocated >= queue[0].nodes:
             job = queue.popleft()
-            ready = pool.take(job.nodes, now, boot)
+            ready = pool.take(job.nodes, now, boot, freed_after=last_look)
             extra.append(ready - now)
             started.append((job, ready))
             busy_seconds += job.nodes * job.runtime
@@ -181,6 +194,7 @@ def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_ti
             key = seq
             push(ready + job.runtime, "end", (key, job.nodes))
             expected_ends[key] = (ready + job.runtime * limit_factor, job.nodes)
+            since_look.append((key, job.nodes - pool.reused))  # a node held at the last look is no arrival
 
     def planned(now: float) -> int:
         """The queue's first job, waiting for nodes others hold: the free nodes Slurm plans for it,
@@ -210,7 +224,7 @@ def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_ti
         pool.settle(now)
         if kind == "arrive":
             queue.append(data)  # type: ignore[arg-type]
-            if policy == "predictive":
+            if policy == "predictive" and not learn_at_looks:
                 demand = warmpool.observe(demand, epoch + now, data.nodes, pool_policy)  # type: ignore[union-attr]
             try_start(now)
         elif kind == "end":
@@ -220,6 +234,12 @@ def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_ti
             pool.idle.extend([now] * nodes)
             try_start(now)
         else:
+            if policy == "predictive" and learn_at_looks:
+                arrived = sum(nodes for key, nodes in since_look if key in expected_ends)  # still allocated
+                since_look.clear()
+                last_look = now
+                if arrived:
+                    demand = warmpool.observe(demand, epoch + now, arrived, pool_policy)
             if policy == "predictive":
                 demand = warmpool.account(demand, idle_seconds=tick_idle, busy_seconds=tick_busy,
                                           elapsed=tick, now=epoch + now, policy=pool_policy)

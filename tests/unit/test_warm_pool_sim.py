@@ -91,3 +91,30 @@ def test_a_daily_idle_cap_bounds_the_worst_days_idle_at_the_cost_of_warm_starts(
     # A job's own boot is not idle time: the cap holds to within a tick of two nodes.
     assert 3.9 <= cut["worst_day_idle_hours"] <= 4 + 2 * 10 / 3600
     assert sum(e > 0 for e in cut["extra"]) > len(jobs) * 0.9
+
+
+def test_learning_at_looks_misses_a_job_that_came_and_went_between_two():
+    # As the daemon: it learns demand from the nodes allocated at each look (every 10 s). A
+    # 2-node job that lands on warm nodes at 66 s and ends at 69 s, between the looks at 60 and
+    # 70, is never seen: the pool does not hold its series a horizon (70 s) longer, and its two
+    # nodes go at the look at 70 s instead of the one at 140 s.
+    jobs = [Job(0, 5, 2), Job(66, 3, 2), Job(1000, 5, 1)]
+    rules = warmpool.PoolPolicy(max=4, horizon=BOOT + 10, linger=0, hold=1.0, idle_share=0)
+    seen = _run(jobs, 4, "predictive", pool_policy=rules, suspend_time=0)
+    at_looks = _run(jobs, 4, "predictive", pool_policy=rules, suspend_time=0, learn_at_looks=True)
+    assert seen["extra"] == at_looks["extra"] == [BOOT, 0.0, BOOT]  # the second finds the first's nodes up
+    busy = 2 * 5 + 2 * 3 + 1 * 5
+    assert seen["idle_share"] * busy - at_looks["idle_share"] * busy == pytest.approx(2 * 70)
+
+
+def test_a_node_that_goes_from_one_job_to_the_next_between_two_looks_is_no_arrival():
+    # The daemon learns the nodes allocated now that were not at its last look: two nodes freed
+    # after that look and taken again before the next one were allocated at both.
+    from benchmarks.warm_pool_sim import Pool
+
+    pool = Pool(4)
+    pool.idle.extend([100.0, 155.0, 165.0])  # idle since; the last look was at 160
+    pool.take(2, 170.0, BOOT, freed_after=160.0)  # the most recently freed first: 165, then 155
+    assert pool.reused == 1
+    pool.take(2, 170.0, BOOT, freed_after=160.0)  # 100, then a boot
+    assert pool.reused == 0
