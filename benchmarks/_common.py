@@ -68,7 +68,10 @@ def set_prolog(env: Environment, prolog: str) -> None:
         "slurmctld did not take the new PrologSlurmctld"
 
 
-_ALLOCATED = re.compile(r"^\[([0-9T:.-]+)\] sched(?:/backfill)?: (?:Allocate|_start_job: Started) JobId=(\d+) ")
+_ALLOCATED = re.compile(r"^\[([0-9T:.-]+)\] sched(?:/backfill)?: (?:Allocate JobId=(\d+) NodeList=(\S+)|"
+                        r"_start_job: Started JobId=(\d+) in \S+ on (\S+))")
+"""slurmctld's line for a job's allocation: its time, then the job and its nodes (the scheduler's
+``Allocate`` or backfill's ``Started``)."""
 
 
 def allocations(slurmctld_log: Path) -> dict[str, list[float]]:
@@ -77,12 +80,10 @@ def allocations(slurmctld_log: Path) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {}
     for line in slurmctld_log.read_text(errors="replace").splitlines():
         if match := _ALLOCATED.match(line):
-            times.setdefault(match[2], []).append(datetime.fromisoformat(match[1]).timestamp())  # local time
+            times.setdefault(match[2] or match[4], []).append(datetime.fromisoformat(match[1]).timestamp())  # local time
     return times
 
 
-_NODES_OF = re.compile(r"^\[([0-9T:.-]+)\] sched(?:/backfill)?: (?:Allocate JobId=(\d+) NodeList=(\S+)|"
-                       r"_start_job: Started JobId=(\d+) in \S+ on (\S+))")
 _RESPONDING = re.compile(r"^\[([0-9T:.-]+)\] Node (\S+) now responding")
 
 
@@ -96,7 +97,7 @@ def waited_for_boot(slurmctld_log: Path, started: dict[str, float]) -> set[str]:
     allocation: dict[str, tuple[float, list[str]]] = {}
     registered: dict[str, list[float]] = {}
     for line in slurmctld_log.read_text(errors="replace").splitlines():
-        if match := _NODES_OF.match(line):
+        if match := _ALLOCATED.match(line):
             at = datetime.fromisoformat(match[1]).timestamp()  # local time, as slurmctld writes it
             job, nodes = (match[2], match[3]) if match[2] else (match[4], match[5])
             if job in started and at <= started[job] + 0.001:

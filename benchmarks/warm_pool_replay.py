@@ -53,6 +53,12 @@ from testenv.slurm.config import NodeGroup, Timeouts
 FILES = {"nasa": "NASA-iPSC-1993-3.1-cln.swf.gz", "lublin": "lublin_256.swf.gz"}
 
 
+def scaled(jobs: list[Job], size: int, nodes: int) -> list[Job]:
+    """The jobs of a ``size``-node machine on ``nodes`` nodes: k nodes become round(k × nodes /
+    size), at least 1."""
+    return [Job(j.submit, j.runtime, max(1, min(nodes, round(j.nodes * nodes / size))), j.user) for j in jobs]
+
+
 def window(trace: str, first: int, count: int) -> tuple[list[Job], int]:
     if trace == "synthetic":
         jobs, size = synthetic(), 64
@@ -131,14 +137,13 @@ def replay(policy: str, jobs: list[Job], size: int, *, nodes: int, speed: float,
             sampler.start()
             began = time.time()
             submitted: dict[str, tuple[float, str]] = {}
-            for i, job in enumerate(jobs):
+            for i, (job, want) in enumerate(zip(jobs, (j.nodes for j in scaled(jobs, size, nodes)))):
                 delay = began + job.submit / speed - time.time()
                 if delay > 0:
                     time.sleep(delay)
                 marker = directory / f"started-{i}"
                 script = directory / f"job-{i}.sh"
                 script.write_text(f"#!/bin/sh\ndate +%s.%N > {marker}\nsleep {job.runtime / speed:.2f}\n")
-                want = max(1, min(nodes, round(job.nodes * nodes / size)))
                 at = time.time()
                 job_id = env.slurm.run("sbatch", "--parsable", f"-N{want}", str(script)).stdout.strip()
                 submitted[job_id] = (at, str(marker))
@@ -203,7 +208,6 @@ def simulated(policy: str, jobs: list[Job], size: int, *, nodes: int, speed: flo
     pool's times are the trace's own (the replay divides them by ``speed``). The daemon's
     weekly profile starts empty in both, and a fixed pool is up when the first job comes, as the
     replay waits for it."""
-    scaled = [Job(j.submit, j.runtime, max(1, min(nodes, round(j.nodes * nodes / size))), j.user) for j in jobs]
     suspend_time = max(5, round(300 / speed)) * speed
     # The rate's and the idle budget's half-lives are not settings: the daemon keeps them in
     # seconds here (600 s, a day), i.e. ``speed`` times longer in the trace's time.
@@ -212,7 +216,7 @@ def simulated(policy: str, jobs: list[Job], size: int, *, nodes: int, speed: flo
                                       fast_half_life=base.fast_half_life * speed,
                                       budget_half_life=base.budget_half_life * speed)
     kind, fixed = ("fixed", int(policy.split("-", 1)[1])) if policy.startswith("fixed-") else (policy, 0)
-    result = simulate(scaled, nodes, kind, boot=boot * speed, suspend_time=suspend_time, tick=tick * speed,
+    result = simulate(scaled(jobs, size, nodes), nodes, kind, boot=boot * speed, suspend_time=suspend_time, tick=tick * speed,
                       epoch=EPOCH, pool_policy=pool_policy, fixed=fixed, refill_lag=tick * speed / 2,
                       learn_at_looks=True, up_at_start=fixed)
     within = sum(1 for e in result["extra"] if e <= 0.3 * speed) / len(result["extra"])
@@ -257,8 +261,8 @@ def main() -> None:
     boot = args.boot if args.boot is not None else statistics.median(cold) if cold else 1.0
     for policy in args.policy:
         print(simulated(policy, jobs, size, nodes=args.nodes, speed=args.speed, boot=boot, tick=args.tick), flush=True)
-    scaled = [Job(j.submit, j.runtime, max(1, min(args.nodes, round(j.nodes * args.nodes / size)))) for j in jobs]
-    print(f"{'clairvoyant':>12}: every job warm at idle/busy pod-time {clairvoyant(scaled, args.nodes, boot * args.speed):.0%} "
+    bound = clairvoyant(scaled(jobs, size, args.nodes), args.nodes, boot * args.speed)
+    print(f"{'clairvoyant':>12}: every job warm at idle/busy pod-time {bound:.0%} "
           f"(the bound for this window at this speed: a cold start of {boot:.2f} s here is {boot * args.speed:.0f} trace s)")
 
 
