@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from lightkube.resources.core_v1 import Pod
 
-from tests.e2e.conftest import bridge_pods, job_field, node_field, run_hook, sbatch, wait_for
+from testenv import site
 from testenv.env import NAMESPACE
+from tests.e2e.conftest import bridge_pods, job_field, node_field, run_hook, sbatch, wait_for
+from tests.e2e.test_researchers import alice_run, as_user, sbatch_as  # noqa: F401 (alice_run is a fixture)
 
 
 def test_sbatch_runs_on_pods_which_are_gone_after_suspend_time(env):
@@ -100,15 +102,16 @@ def test_admin_cli_renders_what_resume_would_create_and_lists_the_pods(env):
     assert len(unknown.stderr.strip().splitlines()) == 1
 
 
-def test_admin_cli_suspend_keeps_the_pod_of_a_node_running_a_job_unless_forced(env):
+def test_admin_cli_suspend_keeps_the_pod_of_a_node_running_a_job_unless_forced(env, alice_run):
     # An admin's `slurm-k8s-bridge suspend` on a node that runs a researcher's job: the pod (and
-    # the job) stay, and the command says why and exits 75; --force deletes it.
-    job = sbatch(env, "-N1", "-w", "elastic1", "--wrap", "sleep 300")
+    # alice's job) stay, and the command says why and exits 75; --force deletes it.
+    job = sbatch_as(env, site.ALICE, alice_run, "-N1", "-w", "elastic1", "--wrap", "sleep 300")
     wait_for(lambda: env.slurm.job_state(job) == "RUNNING", timeout=30, what="job running")
     kept = _cli(env, "suspend", "elastic1")
     assert kept.returncode == 75, kept.stderr
     assert "kept elastic1: Slurm has them up" in kept.stdout and "--force" in kept.stdout
-    assert "elastic1" in bridge_pods(env) and env.slurm.job_state(job) == "RUNNING"
+    assert "elastic1" in bridge_pods(env)
+    assert as_user(env, site.ALICE, "squeue", "-h", "-j", job, "-o", "%T %N").stdout.split() == ["RUNNING", "elastic1"]
     forced = _cli(env, "suspend", "--force", "elastic1")
     assert forced.returncode == 0 and forced.stdout.startswith("deleted 1,"), forced.stdout + forced.stderr
     wait_for(lambda: "elastic1" not in bridge_pods(env), timeout=40, what="the pod gone")
