@@ -140,33 +140,21 @@ class Rest:
     def update(
         self, rt: ResourceType, namespace: str, name: str, body: Any, opts: WriteOptions, subresource: str = ""
     ) -> tuple[JsonObject, bool]:
-        """PUT; returns (object, created). Raises 404 when absent (unless the kind allows create
-        on update), 409 when stale."""
+        """PUT; returns (object, created). In the real server's order: the handler decodes the
+        body and checks its name and namespace against the URL (400); storage checks the body's
+        UID against what is stored, or against nothing (409); a missing object is a 404 unless
+        the kind allows create on update; then the resourceVersion (409, or 422 when absent
+        where the kind needs it), then validation."""
+        new = self._decode(rt, body)
+        _check_name(rt, new["metadata"], namespace, name)
         stored = self.store.get(rt.storage_key, namespace if rt.namespaced else "", name)
-        if stored is None and rt.strategy.allow_create_on_update and not subresource:
-            return self._create_on_update(rt, namespace, name, body, opts), True
-        old_stored = self.existing(rt, namespace, name)
-        new = self._decode(rt, body)
-        return self._write_update(rt, namespace, name, new, old_stored, opts, subresource), False
-
-    def _create_on_update(self, rt: ResourceType, namespace: str, name: str, body: Any,
-                          opts: WriteOptions) -> JsonObject:
-        """store.go Update on a missing object: the body's UID is a precondition
-        (rest.DefaultUpdatedObjectInfo), checked against the empty object there is: 409;
-        otherwise it is created as a POST would, its resourceVersion dropped."""
-        new = self._decode(rt, body)
-        meta = new["metadata"]
-        if meta.get("name", name) != name:
-            raise e.bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
-        if meta.get("uid"):  # checked in storage (etcd3 GuaranteedUpdate): a StorageError's text
-            where = f"/registry/{rt.plural}/{namespace}/{name}" if rt.namespaced else f"/registry/{rt.plural}/{name}"
-            raise e.conflict(rt.group_resource, name,
-                             f"StorageError: invalid object, Code: 4, Key: {where}, ResourceVersion: 0, "
-                             f"AdditionalErrorMsg: Precondition failed: UID in precondition: {meta['uid']}, "
-                             f"UID in object meta: ")
-        meta["name"] = name
-        meta.pop("resourceVersion", None)
-        return self.create(rt, namespace, new, opts)
+        _check_uid(rt, namespace, name, new["metadata"], stored)
+        if stored is None:
+            if rt.strategy.allow_create_on_update and not subresource:
+                new["metadata"].pop("resourceVersion", None)
+                return self.create(rt, namespace, new, opts), True
+            raise e.not_found(rt.group_resource, name)
+        return self._write_update(rt, namespace, name, new, stored, opts, subresource), False
 
     def _write_update(
         self,
@@ -181,9 +169,6 @@ class Rest:
         old = present(rt, old_stored)
         meta = new["metadata"]
         _place(rt, meta, namespace)
-        if meta.get("name", name) != name:
-            raise e.bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
-        meta["name"] = name
         self._check_version(rt, name, meta, old["metadata"])
         rt.strategy.default(new, rt)
         _keep_system_fields(meta, old["metadata"])
@@ -311,6 +296,34 @@ def _check_type_meta(rt: ResourceType, body: JsonObject) -> None:
         raise e.bad_request(
             f"the API version in the data ({api_version}) does not match the expected API version ({rt.api_version})"
         )
+
+
+def _check_name(rt: ResourceType, meta: JsonObject, namespace: str, name: str) -> None:
+    """The update handler's checkName (endpoints/handlers/rest.go), before storage is asked."""
+    given = meta.get("name")
+    if not given or not isinstance(given, str):
+        raise e.bad_request(f"the name of the object ({name} based on URL) was undeterminable: name must be provided")
+    if given != name:
+        raise e.bad_request(f"the name of the object ({given}) does not match the name on the URL ({name})")
+    given_namespace = meta.get("namespace")
+    if rt.namespaced and namespace and given_namespace and given_namespace != namespace:
+        raise e.bad_request(f"the namespace of the object ({given_namespace}) does not match the namespace on "
+                            f"the request ({namespace})")
+
+
+def _check_uid(rt: ResourceType, namespace: str, name: str, meta: JsonObject, stored: JsonObject | None) -> None:
+    """A body's UID is a precondition (rest.DefaultUpdatedObjectInfo) that etcd3's
+    GuaranteedUpdate checks against the stored object, or the empty one when there is none,
+    before anything else; InterpretUpdateError makes its StorageError a 409."""
+    uid = meta.get("uid")
+    there = (stored or {}).get("metadata", {}).get("uid", "")
+    if not uid or uid == there:
+        return
+    prefix = rt.plural if rt.builtin else f"{rt.group}/{rt.plural}"
+    key = f"/registry/{prefix}/{namespace}/{name}" if rt.namespaced else f"/registry/{prefix}/{name}"
+    raise e.conflict(rt.group_resource, name,
+                     f"StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: 0, "
+                     f"AdditionalErrorMsg: Precondition failed: UID in precondition: {uid}, UID in object meta: {there}")
 
 
 def _place(rt: ResourceType, meta: JsonObject, namespace: str) -> None:

@@ -223,6 +223,40 @@ def test_namespace_comes_from_the_url_and_a_different_one_is_400(kubeapi_http: h
     )
 
 
+def test_a_put_is_checked_in_the_real_servers_order_name_and_namespace_then_uid_then_existence(
+    kubeapi_client: Client, kubeapi_http: httpx2.Client
+) -> None:
+    stored = kubeapi_client.create(ConfigMap(metadata=ObjectMeta(name="c"), data={"a": "1"})).to_dict()
+    url = "/api/v1/namespaces/default/configmaps/c"
+
+    def put(path: str, **meta: Any) -> httpx2.Response:
+        return kubeapi_http.put(path, json={**stored, "metadata": {**stored["metadata"], **meta}})
+
+    # the handler's checkName comes first, even before a missing object would be a 404
+    nameless = kubeapi_http.put("/api/v1/namespaces/default/configmaps/gone", json={**stored, "metadata": {}})
+    assert (nameless.status_code, nameless.json()["message"]) == (
+        400, "the name of the object (gone based on URL) was undeterminable: name must be provided")
+    other_name = put("/api/v1/namespaces/default/configmaps/gone")
+    assert (other_name.status_code, other_name.json()["message"]) == (
+        400, "the name of the object (c) does not match the name on the URL (gone)")
+    other_namespace = put(url, namespace="kube-system", uid="not-the-uid")
+    assert (other_namespace.status_code, other_namespace.json()["message"]) == (
+        400, "the namespace of the object (kube-system) does not match the namespace on the request (default)")
+    # then storage's UID precondition, against the stored object or against none
+    wrong_uid = put(url, uid="not-the-uid", resourceVersion="1")
+    assert wrong_uid.status_code == 409 and wrong_uid.json()["reason"] == "Conflict"
+    assert wrong_uid.json()["message"] == (
+        'Operation cannot be fulfilled on configmaps "c": StorageError: invalid object, Code: 4, '
+        "Key: /registry/configmaps/default/c, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: "
+        f"UID in precondition: not-the-uid, UID in object meta: {stored['metadata']['uid']}")
+    kubeapi_client.delete(ConfigMap, "c")
+    missing = put(url)
+    assert missing.status_code == 409 and missing.json()["message"].endswith(
+        f"UID in precondition: {stored['metadata']['uid']}, UID in object meta: ")
+    assert put(url, uid=None).status_code == 404
+    assert api_error(kubeapi_client.get, ConfigMap, "c").code == 404
+
+
 def test_objects_in_a_missing_namespace_are_404_namespace_not_found(kubeapi_client: Client) -> None:
     status = api_error(kubeapi_client.create, make_pod("p"), namespace="slurm")
     assert (status.code, status.reason, status.message) == (404, "NotFound", 'namespaces "slurm" not found')
