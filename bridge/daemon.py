@@ -371,24 +371,8 @@ def run(config: Config, *, log: Any, dry_run: bool = False, once: bool = False,
             daemon = Daemon(config, slurm=slurm,
                             kube=kube, log=log, metrics=metrics, dry_run=dry_run)
             elector = _elector(config, kube) if config.daemon.in_cluster and not (dry_run or once) else None
-            last = -MIN_GAP
-            said: bool | None = None
             try:
-                while not stop.is_set():
-                    gap = MIN_GAP - (time.monotonic() - last)
-                    if gap > 0 and stop.wait(gap):  # a burst of events: one look, not one per event
-                        break
-                    wake.clear()
-                    if elector is not None and not (said := _leads(elector, log, metrics, said)):
-                        daemon.pool.forget()  # what another replica does meanwhile is not seen here
-                        stop.wait(elector.renew_every)  # a standby: another replica acts
-                        continue
-                    pods, hosts, groups = watch.snapshot()  # before Slurm's facts: see daemon.confirm
-                    actions = daemon.look(pods or [], hosts, groups)
-                    last = time.monotonic()
-                    if once:
-                        break
-                    wake.wait(min(daemon.next_look(), elector.renew_every) if elector else daemon.next_look())
+                actions = _loop(daemon, watch, elector, stop=stop, wake=wake, log=log, metrics=metrics, once=once)
             finally:
                 if elector is not None:
                     elector.release()
@@ -397,6 +381,32 @@ def run(config: Config, *, log: Any, dry_run: bool = False, once: bool = False,
         if not dry_run and not once:
             heartbeat.stop(config.resume.state_dir)
         log.info("daemon stopped")
+    return actions
+
+
+def _loop(daemon: Daemon, watch: Any, elector: Any, *, stop: threading.Event, wake: threading.Event, log: Any,
+          metrics: Metrics, once: bool, min_gap: float = MIN_GAP) -> list[Action]:
+    """The looks, until ``stop`` is set (one with ``once``): at most one per ``min_gap`` however
+    many events wake it, and, with an elector, only while this replica leads. The last look's
+    actions."""
+    actions: list[Action] = []
+    last = -min_gap
+    said: bool | None = None
+    while not stop.is_set():
+        gap = min_gap - (time.monotonic() - last)
+        if gap > 0 and stop.wait(gap):  # a burst of events: one look, not one per event
+            break
+        wake.clear()
+        if elector is not None and not (said := _leads(elector, log, metrics, said)):
+            daemon.pool.forget()  # what another replica does meanwhile is not seen here
+            stop.wait(elector.renew_every)  # a standby: another replica acts
+            continue
+        pods, hosts, groups = watch.snapshot()  # before Slurm's facts: see daemon.confirm
+        actions = daemon.look(pods or [], hosts, groups)
+        last = time.monotonic()
+        if once:
+            break
+        wake.wait(min(daemon.next_look(), elector.renew_every) if elector else daemon.next_look())
     return actions
 
 

@@ -50,11 +50,15 @@ class World:
         for node in nodes:
             self.slurm.facts[node] = NodeFacts(node, 1, 500, state=state, reason=reason)
 
-    def look(self, after: float = 5.0):
-        """A look ``after`` seconds on; nodes the last look powered up have registered by then."""
+    def advance(self, after: float = 5.0) -> None:
+        """``after`` seconds on: nodes the last look powered up have registered by then."""
         self.now += after
         self.set([n for n, f in self.slurm.facts.items() if "POWERING_UP" in f.state and "MIXED" not in f.state], IDLE)
         self.set([n for n, f in self.slurm.facts.items() if "POWERING_DOWN" in f.state], OFF)
+
+    def look(self, after: float = 5.0):
+        """A look ``after`` seconds on."""
+        self.advance(after)
         (decision,) = self.pool.step(self.slurm.facts, self.now)
         return decision
 
@@ -263,6 +267,66 @@ def test_a_replica_that_stood_by_continues_from_what_the_leader_learned(write_co
     world.look()
     recent = json.loads(replica_a.path("cpu").read_text())["demand"]["recent"]
     assert recent == [[arrived, 2]]
+
+
+class ScriptedElector:
+    """The Lease as a script: each ``leads()`` runs the next step, whose answer says whether this
+    replica leads; the loop is stopped when the script ends."""
+
+    name, identity, renew_every = "slurm-k8s-bridge-testenv", "replica-a", 0.0
+
+    def __init__(self, steps, stop) -> None:
+        self.steps, self.stop = list(steps), stop
+
+    def leads(self) -> bool:
+        if not self.steps:
+            self.stop.set()
+            return False
+        return self.steps.pop(0)()
+
+
+class QuietWatch:
+    def snapshot(self):
+        return [], [], []
+
+
+def test_the_daemons_loop_forgets_the_pool_while_it_stands_by(write_config):
+    """The daemon's own loop (daemon._loop) with a Lease it holds, loses and takes back: while
+    it stands by the other replica learns a job's arrival, and the pool this replica keeps when
+    it leads again has learned it too, instead of writing its older memory over it."""
+    import json
+    import threading
+
+    from bridge import daemon as daemon_module
+
+    world = World(warm_config(write_config, min=0))
+    daemon = Daemon(world.config, slurm=world.slurm, kube=FakeKube(), log=structlog.get_logger(), metrics=Metrics(),
+                    clock=lambda: world.now)
+    arrived: list[float] = []
+
+    def other_replica_learns() -> bool:
+        other = world.new_pool()
+        for _ in range(2):
+            world.advance()
+            if not arrived:
+                world.job(["elastic1", "elastic2"])
+                arrived.append(world.now)
+            other.step(world.slurm.facts, world.now)
+        return False
+
+    def leads() -> bool:
+        world.advance()
+        return True
+
+    stop, wake = threading.Event(), threading.Event()
+    elector = ScriptedElector([leads, other_replica_learns, leads], stop)
+    with capture_logs() as logs:
+        daemon_module._loop(daemon, QuietWatch(), elector, stop=stop, wake=wake, log=structlog.get_logger(),
+                            metrics=Metrics(), once=False, min_gap=0)
+    assert [e["event"] for e in logs if e["event"] in ("leading", "standing by")] == [
+        "leading", "standing by", "leading", "standing by"]
+    recent = json.loads(daemon.pool.path("cpu").read_text())["demand"]["recent"]
+    assert recent == [[arrived[0], 2]]
 
 
 def test_an_idle_pool_node_with_its_pod_is_not_an_orphan(write_config):
