@@ -150,7 +150,7 @@ class Pool:
 def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_time: float, tick: float,
              epoch: float, pool_policy: warmpool.PoolPolicy, fixed: int = 0,
              refill_lag: float = 1.0, limit_factor: float = 1.0, learn_at_looks: bool = False,
-             up_at_start: int = 0) -> dict:
+             up_at_start: int = 0, sched_interval: float = 0.0) -> dict:
     """With ``learn_at_looks`` the predictive policy learns as the daemon does: at each tick, the
     nodes newly allocated since the last one as one arrival, so a job that came and went between
     two looks is never seen, nor a node that went from one job to the next between them; without,
@@ -196,6 +196,13 @@ def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_ti
             expected_ends[key] = (ready + job.runtime * limit_factor, job.nodes)
             since_look.append((key, job.nodes - pool.reused))  # a node held at the last look is no arrival
 
+    def schedule(now: float) -> None:
+        """Slurm's next scheduling pass: at once, or on the next multiple of ``sched_interval``."""
+        if not sched_interval:
+            try_start(now)
+        else:
+            push(math.floor(now / sched_interval + 1) * sched_interval, "sched")
+
     def planned(now: float) -> int:
         """The queue's first job, waiting for nodes others hold: the free nodes Slurm plans for it,
         when its expected start (running jobs end at their time limit) is within the horizon."""
@@ -226,12 +233,14 @@ def simulate(jobs: list[Job], size: int, policy: str, *, boot: float, suspend_ti
             queue.append(data)  # type: ignore[arg-type]
             if policy == "predictive" and not learn_at_looks:
                 demand = warmpool.observe(demand, epoch + now, data.nodes, pool_policy)  # type: ignore[union-attr]
-            try_start(now)
+            schedule(now)
         elif kind == "end":
             job_seq, nodes = data  # type: ignore[misc]
             del expected_ends[job_seq]
             pool.allocated -= nodes
             pool.idle.extend([now] * nodes)
+            schedule(now)
+        elif kind == "sched":
             try_start(now)
         else:
             if policy == "predictive" and learn_at_looks:

@@ -41,6 +41,17 @@ def test_reactive_starts_cold_unless_a_job_left_its_nodes_up():
     assert result["extra"] == [BOOT, 0.0, BOOT]
 
 
+def test_jobs_start_at_slurms_next_scheduling_pass_so_a_node_may_be_gone_by_then():
+    # Started as they come, A (at 50) frees its nodes at 210 and B (at 250) takes them 40 s later,
+    # within the 50 s they stay up. On a pass every 60 s, A starts at 60 and frees them at 220,
+    # and B is allocated at 300: they were suspended at 270, and B boots.
+    jobs = [Job(50, 100, 2), Job(250, 100, 2)]
+    assert _run(jobs, 4, "reactive", suspend_time=50)["extra"] == [BOOT, 0.0]
+    passes = _run(jobs, 4, "reactive", suspend_time=50, sched_interval=60)
+    assert passes["extra"] == [BOOT, BOOT]
+    assert [ready for _, ready in passes["started"]] == [60 + BOOT, 300 + BOOT]
+
+
 def test_a_fixed_pool_starts_every_job_that_fits_it_warm():
     # The replay starts at the first submission, with nothing up: that job boots its nodes.
     jobs = [Job(100, 50, 2), Job(1000, 50, 2), Job(3000, 50, 2), Job(5000, 50, 4)]
