@@ -181,8 +181,14 @@ CASES["feature naming a node"] = Case("slurm-k8s-bridge", ("render", "elastic1")
                                       features={"elastic1": "x NodeName=elastic2"})
 CASES["gres with fields"] = Case("slurm-k8s-bridge", ("render", "gpu1"), 0, check=_cpus({"gpu1": "8"}),
                                  gres={"gpu1": "gpu:1g.10gb CPUTot=64:1"})
-CASES["hook help"] = Case("slurm-k8s-resume", ("--help",), 0, check=lambda out: out.startswith("usage: slurm-k8s-resume"))
-CASES["cli help"] = Case("slurm-k8s-bridge", ("--help",), 0, check=lambda out: "render" in out)
+def _says(start: str, *words: str) -> Callable[[str], None]:
+    def check(out: str) -> None:
+        assert out.startswith(start) and all(w in out for w in words), out
+    return check
+
+
+CASES["hook help"] = Case("slurm-k8s-resume", ("--help",), 0, check=_says("usage: slurm-k8s-resume"))
+CASES["cli help"] = Case("slurm-k8s-bridge", ("--help",), 0, check=_says("Usage: ", "render", "suspend", "status"))
 
 KINDS = {64: ("usage",), 65: ("resume-file",), 68: ("partial", "slurm"), 69: ("partial", "slurm"), 78: ("config",)}
 """The ``kind`` word of the line, by exit code."""
@@ -248,7 +254,7 @@ def test_bad_input(name, tmp_path, monkeypatch, capsys):
     assert "Traceback" not in err
     if case.code == 0:
         assert (code, err) == (0, ""), err
-        case.check(out)
+        assert case.check(out) is None, "a check asserts; it returns nothing"
         return
     lines = err.splitlines()
     assert len(lines) == 1, err

@@ -119,11 +119,18 @@ def test_h100_example_tells_the_entrypoint_what_gres_conf_expects():
 def test_gres_conf_describes_the_gres_of_the_example_nodes(example):
     lines = [_fields(line) for line in (EXAMPLES / example / "gres.conf").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
+    config = config_module.load(str(EXAMPLES / example / "k8s-bridge.yaml"))
     for node_line in node_lines(example):
         conf = next(c for c in lines if c["NodeName"] == node_line["NodeName"])
-        if conf.get("AutoDetect") == "nvml":
-            continue  # slurmd counts what NVML shows the pod: the device plugin's grant
         name, gres_type, count = split_gres(node_line["Gres"])
+        if conf.get("AutoDetect") == "nvml":
+            # slurmd counts what NVML shows the pod, the device plugin's grant: every node's pod
+            # must ask for as many slices of that profile as slurm.conf gives the node, or slurmd
+            # registers fewer and slurmctld drains the node.
+            for node in hostlist.expand(node_line["NodeName"]):
+                limits = slurmd(render_pod(config, facts_of(node_line, node), job_id=7).manifest)["resources"]["limits"]
+                assert limits.get(f"nvidia.com/mig-{gres_type}") == str(count), (node, limits)
+            continue
         first, last = map(int, re.search(r"\[(\d+)-(\d+)\]", conf["File"]).groups())
         assert (conf["Name"], conf["Type"], last - first + 1) == (name, gres_type, count)
         assert conf["File"].startswith("/dev/slurm-gpu")  # the names the entrypoint links

@@ -1,6 +1,9 @@
 """Pod names for any Slurm node name: valid, unique, stable."""
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -26,8 +29,12 @@ def test_names_that_differ_only_by_case_or_punctuation_get_different_pods():
     assert len(names) == 5
 
 
-def test_names_are_stable_across_calls():
-    assert naming.pod_name("linux", "Gpu_07") == naming.pod_name("linux", "Gpu_07")
+def test_names_are_the_same_in_every_process_so_suspend_finds_the_pod_resume_made():
+    # Each hook is a process of its own, with its own hash seed.
+    code = "from bridge import naming; print(naming.pod_name('linux', 'Gpu_07'))"
+    names = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed},
+                            capture_output=True, text=True, check=True).stdout.strip() for seed in ("1", "2")}
+    assert names == {naming.pod_name("linux", "Gpu_07")}
 
 
 def test_long_names_that_share_a_prefix_stay_unique():

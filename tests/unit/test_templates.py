@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import textwrap
 from pathlib import Path
@@ -259,8 +260,10 @@ def _run_prestop(manifest, tmp_path: Path, state: str | None, node: str) -> list
             "#!/bin/sh\nfor a in \"$@\"; do printf '%s|' \"$a\" >> \"$CALLS\"; done; echo >> \"$CALLS\"\n"
             f"[ \"$1\" = -o ] && echo 'NodeName=x Arch=x86_64 State={state} Reason=none'\nexit 0\n")
         (bin_dir / "scontrol").chmod(0o755)
+    for tool in ("sed", "timeout"):  # all the script runs besides scontrol: never this host's scontrol
+        (bin_dir / tool).symlink_to(shutil.which(tool, path="/usr/bin:/bin"))
     command = manifest["spec"]["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
-    environ = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls), "SLURM_NODENAME": node, "POD_NAME": "hpc-x"}
+    environ = {"PATH": str(bin_dir), "CALLS": str(calls), "SLURM_NODENAME": node, "POD_NAME": "hpc-x"}
     done = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=30, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     return calls.read_text().splitlines() if calls.exists() else []
