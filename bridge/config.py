@@ -631,8 +631,13 @@ def _check(config: Config) -> None:
             hostlist.check(nodeset.nodes)  # parse only: every hook loads this config
         except UsageError as e:
             raise ConfigError(f"{where}.nodes: {e}") from None
-        if not config.template_path(nodeset).is_file():
-            raise ConfigError(f"{where}.template: no template {str(config.template_path(nodeset))!r}")
+        template = config.template_path(nodeset)
+        try:
+            found = template.is_file()
+        except OSError as e:  # a directory SlurmUser cannot enter, a name too long
+            raise ConfigError(f"{where}.template: cannot read {str(template)!r}: {e.strerror}") from None
+        if not found:
+            raise ConfigError(f"{where}.template: no template {str(template)!r}")
         _check_nodeset(nodeset, where)
     _check_warm_pools(config)
 

@@ -38,6 +38,9 @@ Beyond it the expression is a mistake, and expanding it would cost seconds and m
 MAX_RANGE = 65_536
 """Most names one ``lo-hi`` range may hold (Slurm's own limit, ``MAX_RANGE``)."""
 
+MAX_DIGITS = 18
+"""Most digits of a number in a range: Slurm reads them into an unsigned long."""
+
 _DIGITS = frozenset("0123456789")
 _OPERATORS = frozenset("&!^|@")
 _PLAIN = re.compile(r"[^,\[\]&!^|@\s\x00-\x1f\x7f-\x9f]*")
@@ -55,6 +58,8 @@ class _Range:
         return (f"{n:0{self.width}d}" for n in range(self.lo, self.hi + 1))
 
     def holds(self, digits: str) -> bool:
+        if len(digits) > MAX_DIGITS:  # no range of ours holds it, and int() of it may refuse
+            return False
         n = int(digits)
         return self.lo <= n <= self.hi and f"{n:0{self.width}d}" == digits
 
@@ -174,7 +179,9 @@ class _Parser:
     def range(self, part: str) -> _Range:
         lo, dash, hi = part.partition("-")
         if not lo or not set(lo) <= _DIGITS or (dash and (not hi or not set(hi) <= _DIGITS)):
-            raise self.fail(f"bad range {part!r}: expected N or N-M with digits")
+            raise self.fail(f"bad range {_quote(part)}: expected N or N-M with digits")
+        if max(len(lo), len(hi)) > MAX_DIGITS:
+            raise self.fail(f"bad range {_quote(part)}: a number of more than {MAX_DIGITS} digits")
         low, high = int(lo), int(hi or lo)
         if low > high:
             raise self.fail(f"bad range {part!r}: {low} > {high}")
@@ -229,7 +236,7 @@ def fold(nodes: Iterable[str]) -> str:
     plain: list[str] = []
     for node in sorted(set(nodes)):
         head = node.rstrip("0123456789")
-        if head == node:
+        if head == node or len(node) - len(head) > MAX_DIGITS:  # no number to fold
             plain.append(node)
         else:
             digits = node[len(head):]

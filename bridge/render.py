@@ -178,6 +178,12 @@ def _parse(text: str, path: Path, node: str) -> dict[str, Any]:
 
 def _check(manifest: dict[str, Any], pod: dict[str, Any], path: Path, node: str) -> None:
     """What the bridge relies on: its name, namespace and ownership labels are intact."""
+    shapes = {"metadata": manifest.get("metadata"), "spec": manifest.get("spec")}
+    shapes.update({f"metadata.{k}": shapes["metadata"].get(k) for k in ("labels", "annotations")}
+                  if isinstance(shapes["metadata"], dict) else {})
+    if wrong := [f"{where} must be a mapping" for where, value in shapes.items()
+                 if value is not None and not isinstance(value, dict)]:
+        raise TemplateError(f"{path}: node {node}: " + "; ".join(wrong))
     meta = manifest.get("metadata") or {}
     problems = []
     if meta.get("name") != pod["name"]:

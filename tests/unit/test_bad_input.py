@@ -79,6 +79,8 @@ BAD_HOSTLISTS = {
     "range over Slurm's limit": ("a[1-70000]", "65,536"),
     "10^6 names": ("n[0-999][000-999]", "more than 100,000 nodes"),
     "10,000 characters": ("x" * 10_000 + "|", "(10001 characters)"),
+    "5,000-digit number": ("a[" + "9" * 5_000 + "]", "a number of more than 18 digits"),
+    "19-digit range end": ("a[1-" + "9" * 19 + "]", "a number of more than 18 digits"),
 }
 
 CASES: dict[str, Case] = {}
@@ -134,7 +136,8 @@ CASES["config not YAML"] = Case("slurm-k8s-suspend", ("elastic1",), 78, "not val
 CASES["config a list"] = Case("slurm-k8s-suspend", ("elastic1",), 78, "expected a mapping", config="- a\n")
 CASES["config empty"] = Case("slurm-k8s-suspend", ("elastic1",), 78, "the file is empty", config="")
 
-for name, node in {"ghost7": "ghost7", "unicode": "nœud-ü", "10,000 characters": "g" * 10_000}.items():
+for name, node in {"ghost7": "ghost7", "unicode": "nœud-ü", "10,000 characters": "g" * 10_000,
+                   "5,000 digits": "n" + "7" * 5_000}.items():
     CASES[f"resume unknown node {name}"] = Case("slurm-k8s-resume", (node,), 68, "Slurm does not know this node")
     CASES[f"render unknown node {name}"] = Case("slurm-k8s-bridge", ("render", node), 68, "Slurm does not know node")
 

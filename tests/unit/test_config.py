@@ -40,6 +40,7 @@ def test_node_in_no_nodeset_is_a_config_error_naming_the_node(config):
      "slurm: object missing required field `conf_server`"),
     (BASIC_CONFIG.replace("  namespace: slurm", "  namespace: Slurm_NS"), "kubernetes.namespace: expected a DNS-1123"),
     (BASIC_CONFIG + "    template: nothere.j2\n", "nodesets[1].template: no template"),
+    (BASIC_CONFIG + "    template: " + "t" * 300 + ".j2\n", "nodesets[1].template: cannot read '"),
     ("slurm: [", "line 2: not valid YAML"),
     ("- a\n- b\n", "expected a mapping at the top"),
 ])

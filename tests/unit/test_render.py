@@ -112,6 +112,20 @@ def test_template_must_keep_the_bridges_name_and_labels(write_config, tmp_path, 
     assert "spec.containers" in str(error.value)
 
 
+@pytest.mark.parametrize("body, says", [
+    ("metadata: [a]\n", "metadata must be a mapping"),
+    ("metadata:\n  name: {{ pod.name }}\n  labels: [a]\n", "metadata.labels must be a mapping"),
+    ("metadata:\n  name: {{ pod.name }}\n  annotations: x\n", "metadata.annotations must be a mapping"),
+    ("metadata:\n  name: {{ pod.name }}\nspec: [c]\n", "spec must be a mapping"),
+])
+def test_a_template_whose_metadata_or_spec_is_not_a_mapping_is_a_template_error(write_config, tmp_path, slurm,
+                                                                                body, says):
+    cfg = _template_config(write_config, tmp_path, "apiVersion: v1\nkind: Pod\n" + body)
+    with pytest.raises(TemplateError) as error:
+        render_pod(cfg, slurm.facts["elastic1"])
+    assert str(error.value).endswith(f"node elastic1: {says}") and error.value.exit_code == 65
+
+
 @pytest.mark.parametrize("expression, words", [
     ("{{ node.cpus // 0 }}", "ZeroDivisionError: integer division or modulo by zero"),
     ("{{ {}.pop('x') }}", "KeyError: 'x'"),
