@@ -22,6 +22,7 @@ POWER_DOWN_FORCE is dropped until the node is powered down.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -60,22 +61,31 @@ def classify(error: BridgeError) -> Failure:
 
 
 def release_job(job_ids: tuple[int, ...], nodes: list[str], failed: dict[str, Failure], *, config: Config,
-                slurm: SlurmClient, kube: KubeClient, log: Any, groups: set[naming.Ref] = frozenset()) -> None:
+                slurm: SlurmClient, kube: KubeClient, log: Any, groups: set[naming.Ref] = frozenset(),
+                created: Iterable[str] = ()) -> None:
     """Undo a resume: ``nodes`` are all the nodes resumed for ``job_ids`` (jobs that share a node
     stand or fall together; with no job, nodes powered up by hand, each failing alone), ``failed``
     the ones that failed and why,
-    ``groups`` pod groups made for them (more are found on their pods).
+    ``groups`` pod groups made for them (more are found on their pods), ``created`` the nodes
+    whose pods the caller has just created: deleted by name if the pods cannot be listed.
 
     Pods go first, whatever Slurm says afterwards: nothing half-started may hold resources."""
     log = log.bind(jobs=list(job_ids))
-    pods = _pods_of(set(nodes), config=config, kube=kube)
+    unlisted: list[str] = []
+    try:
+        pods = naming.pods_of(kube, cluster=config.slurm.cluster_name, nodes=set(nodes))
+    except KubernetesError as e:
+        pods = {}
+        unlisted = sorted(naming.pod_name(config.slurm.cluster_name, n) for n in set(created) & set(nodes))
+        log.warning("cannot list the failed job's pods; deleting those this call created", pods=unlisted,
+                    error=str(e))
     failed = {node: with_last_words(failure, pods.get(node), kube=kube) for node, failure in failed.items()}
     first = _telling(failed)
     for node, failure in failed.items():
         log.error("resume failed", node=node, cause=failure.cause, transient=failure.transient)
         if node in pods:
             kube.emit_event(pods[node], reason="SlurmResumeFailed", message=f"Slurm node {node}: {failure.cause}")
-    _delete(pods, set(groups), kube=kube, log=log)
+    _delete(pods, set(groups), kube=kube, log=log, by_name=unlisted)
     try:
         _update_slurm(job_ids, nodes, failed, first, config=config, slurm=slurm, log=log)
     except SlurmError as e:
@@ -131,8 +141,9 @@ def _unprefixed(line: str, container: str) -> str:
     return line[len(container) + 2:] if container and line.startswith(f"{container}: ") else line
 
 
-def _delete(pods: dict[str, dict], groups: set[naming.Ref], *, kube: KubeClient, log: Any) -> None:
-    names = sorted(p["metadata"]["name"] for p in pods.values())
+def _delete(pods: dict[str, dict], groups: set[naming.Ref], *, kube: KubeClient, log: Any,
+            by_name: list[str] = ()) -> None:
+    names = sorted({p["metadata"]["name"] for p in pods.values()} | set(by_name))
     errors = kube.delete_pods(names) if names else {}
     left = {name: str(error) for name, error in errors.items() if error is not None}
     if left:
@@ -196,11 +207,3 @@ def _requeue_or_hold(job_id: int, failure: Failure, *, config: Config, slurm: Sl
         log.warning("job requeued", attempts=restarts, cooldown=config.resume.cooldown)
     else:
         log.warning("job requeued", attempts=restarts)
-
-
-def _pods_of(nodes: set[str], *, config: Config, kube: KubeClient) -> dict[str, dict]:
-    cluster = config.slurm.cluster_name
-    try:
-        return naming.pods_of(kube, cluster=cluster, nodes=nodes)
-    except KubernetesError:
-        return {}

@@ -242,11 +242,11 @@ def _release(nodes: list[str], request: ResumeRequest | None, outcome: Outcome, 
             jobless += [n for n in failed if failed[n].cause != UNKNOWN]  # Slurm would refuse to update it
         elif failed:
             release_job(job_ids, group, failed, config=config, slurm=slurm, kube=kube, log=log,
-                        groups={refs[n] for n in group if n in refs})
+                        groups={refs[n] for n in group if n in refs}, created=outcome.created)
             outcome.released += [n for n in group if n not in failed]
     if jobless:
         release_job((), jobless, {n: outcome.failures[n] for n in jobless}, config=config, slurm=slurm,
-                    kube=kube, log=log)
+                    kube=kube, log=log, created=outcome.created)
 
 
 def _already_exists(error: KubernetesError | None) -> bool:

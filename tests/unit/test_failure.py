@@ -26,6 +26,24 @@ def test_one_refused_pod_releases_the_whole_job(config, slurm, kube, log):
     assert sorted(outcome.released) == ["elastic1", "elastic2"] and outcome.up() == []
 
 
+def test_pods_made_before_the_api_went_away_are_deleted_by_name_when_they_cannot_be_listed(
+        config, slurm, kube, log, monkeypatch):
+    # elastic1's pod is created, then the API goes: elastic2's create and the listing of the
+    # job's pods both fail. The pods this call created still go; the job is requeued.
+    gone = KubernetesError("cannot reach the Kubernetes API: connection refused", transient=True)
+    kube.refuse["linux-elastic2"] = gone
+
+    def unreachable(labels):
+        raise gone
+
+    monkeypatch.setattr(kube, "list_pods", unreachable)
+    outcome = resume_job(config, slurm, kube, log)
+    assert outcome.created == ["elastic1", "elastic3"]
+    assert kube.pods == {}, "no orphan pod"
+    assert sorted(slurm.powered_down) == ["elastic1", "elastic2", "elastic3"]
+    assert slurm.jobs[7]["restarts"] == 1
+
+
 def test_passing_cause_powers_the_nodes_down_and_delays_the_job_by_the_cooldown(config, slurm, kube, log):
     kube.refuse["linux-elastic2"] = KubernetesError("TooManyRequests: slow down", code=429, transient=True)
     resume_job(config, slurm, kube, log)
