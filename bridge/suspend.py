@@ -159,20 +159,23 @@ def resume_failed(nodes: list[str], *, config: Config, slurm: SlurmClient, kube:
 
     from bridge.failure import Failure, with_last_words
 
-    pods = naming.pods_of(kube, cluster=config.slurm.cluster_name, nodes=nodes)
-    for node, pod in pods.items():
-        cause = with_last_words(Failure(pod_problem(pod), True, container=main_container(pod)), pod, kube=kube).cause
-        log.error("node did not come up", node=node, pod=pod["metadata"]["name"], cause=cause)
-        kube.emit_event(pod, reason="ResumeTimeout", message=f"Slurm node {node} did not register in time: {cause}")
-    outcome = suspend(nodes, config=config, kube=kube, log=log)  # cleanup first: nothing else will
-    for node in nodes:
-        cause = causes.recall(config.resume.state_dir, node)
-        try:
-            if cause:
-                slurm.set_down([node], cause)
-        except SlurmError as e:
-            log.warning("cannot restore the node's reason", node=node, error=str(e))
-    return outcome
+    try:
+        pods = naming.pods_of(kube, cluster=config.slurm.cluster_name, nodes=nodes)
+        for node, pod in pods.items():
+            cause = with_last_words(Failure(pod_problem(pod), True, container=main_container(pod)), pod,
+                                    kube=kube).cause
+            log.error("node did not come up", node=node, pod=pod["metadata"]["name"], cause=cause)
+            kube.emit_event(pod, reason="ResumeTimeout",
+                            message=f"Slurm node {node} did not register in time: {cause}")
+        return suspend(nodes, config=config, kube=kube, log=log)  # cleanup first: nothing else will
+    finally:  # the bridge's cause, even when Kubernetes cannot be reached
+        for node in nodes:
+            cause = causes.recall(config.resume.state_dir, node)
+            try:
+                if cause:
+                    slurm.set_down([node], cause)
+            except SlurmError as e:
+                log.warning("cannot restore the node's reason", node=node, error=str(e))
 
 
 def _ours(*, config: Config, kube: KubeClient) -> list[dict[str, Any]]:

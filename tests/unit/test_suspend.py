@@ -53,6 +53,21 @@ def test_resume_fail_puts_back_the_cause_slurm_overwrote(config, slurm, kube, lo
     assert slurm.down["elastic2"] == "slurm-k8s-bridge: pod linux-elastic2: Forbidden: quota"
 
 
+def test_resume_fail_puts_back_the_cause_even_when_kubernetes_cannot_be_reached(config, slurm, kube, log,
+                                                                               monkeypatch):
+    from bridge import causes
+    causes.remember(config.resume.state_dir, "elastic2", "pod linux-elastic2: Forbidden: quota", log=log)
+    gone = KubernetesError("cannot reach the Kubernetes API: connection refused", transient=True)
+
+    def unreachable(labels):
+        raise gone
+
+    monkeypatch.setattr(kube, "list_pods", unreachable)
+    with pytest.raises(KubernetesError):  # the hook exits 69 on it
+        suspend.resume_failed(["elastic2"], config=config, slurm=slurm, kube=kube, log=log)
+    assert slurm.down["elastic2"] == "slurm-k8s-bridge: pod linux-elastic2: Forbidden: quota"
+
+
 SERVER_ERROR = KubernetesError("InternalError: Internal error occurred: injected fault", code=500, transient=True)
 
 
