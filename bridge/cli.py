@@ -70,6 +70,7 @@ def render(obj: _Obj, nodes: tuple[str, ...], job_id: int | None, check: bool,
         validate.require_schemas()  # before Slurm is asked anything, as the versions and the hostlist
         kubernetes_versions = tuple(validate.version(v) for v in kubernetes_versions)
     names = _expand(nodes)
+    obj.log("render")  # warnings go to the log, never into the YAML
     slurm = CommandSlurm(obj.config.slurm.bin_dir)
     facts = slurm.node_facts(names)
     missing = [n if len(n) <= 60 else f"{n[:40]}... ({len(n)} characters)" for n in names if n not in facts]
@@ -207,6 +208,7 @@ def pods(obj: _Obj) -> None:
     from bridge import naming
     from bridge.kube import LightkubeApi
 
+    obj.log("pods")  # the client's retry warnings go to the log, never into the listing
     with LightkubeApi(obj.config.kubernetes) as kube:
         found = kube.list_pods(naming.owner_labels(obj.config.slurm.cluster_name))
     for pod in sorted(found, key=lambda p: naming.node_of(p) or ""):
@@ -247,6 +249,7 @@ def status(obj: _Obj, as_json: bool, everything: bool, pools: bool) -> None:
 
     from bridge import status as view
 
+    obj.log("status")  # the clients' retry warnings go to the log, never into the table or the JSON
     if pools:
         try:
             import prometheus_client  # noqa: F401  (the pool's step counts in the daemon's metrics)
