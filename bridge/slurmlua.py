@@ -350,7 +350,12 @@ def install(text: str, path: str) -> bool:
 
     target = Path(path)
     try:
-        if target.read_text() == text:
+        if not target.name or target.is_dir():
+            raise UsageError(f"{path}: is a directory, not a file to write the script to")
+    except OSError as e:
+        raise UsageError(f"{path}: cannot write: {e.strerror}") from None
+    try:
+        if target.read_bytes() == text.encode():
             return False
     except OSError:
         pass

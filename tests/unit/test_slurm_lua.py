@@ -237,6 +237,27 @@ def test_the_command_writes_the_script_once_and_leaves_it_when_unchanged(site, w
     assert oct(target.stat().st_mode & 0o777) == "0o644"
 
 
+@pytest.mark.parametrize("target", [".", "/", "dir", "t" * 300 + ".lua"])
+def test_a_target_that_is_no_file_is_a_usage_error(site, tmp_path, capsys, monkeypatch, target):
+    (tmp_path / "dir").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["slurm-k8s-bridge", "--config", site.path, "slurm-lua", "job_submit", "-o", target])
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 64 and err.startswith(f"slurm-k8s-bridge: usage: {target}: ") and err.count("\n") == 1
+
+
+def test_a_target_that_is_not_text_is_replaced(site, tmp_path, capsys, monkeypatch):
+    target = tmp_path / "job_submit.lua"
+    target.write_bytes(b"\xff\xfe not UTF-8")
+    monkeypatch.setattr("sys.argv", ["slurm-k8s-bridge", "--config", site.path, "slurm-lua", "job_submit",
+                                     "-o", str(target)])
+    cli_main()
+    assert capsys.readouterr().err == f"{target}: written\n"
+    assert target.read_text() == slurmlua.render(site, "job_submit")
+
+
 def test_an_unknown_kind_is_a_usage_error(site, capsys, monkeypatch):
     monkeypatch.setattr("sys.argv", ["slurm-k8s-bridge", "--config", site.path, "slurm-lua", "spank"])
     with pytest.raises(SystemExit) as exit_info:
