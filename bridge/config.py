@@ -591,12 +591,28 @@ def _choices(where: str) -> tuple[Any, ...]:
     return typing.get_args(kind) if typing.get_origin(kind) is Literal else ()
 
 
+_DAEMON_AT_LEAST_0 = ("confirm", "orphan_grace", "stuck_grace", "group_grace", "heartbeat_fresh", "breaker_failures",
+                      "breaker_window", "breaker_cooldown", "breaker_max_cooldown")
+
+
+def _check_address(address: str, where: str) -> None:
+    """``host:port`` as the daemon listens on it (``[::1]:9834``, ``:9834`` for every address);
+    empty for none."""
+    if not address:
+        return
+    host, colon, port = address.rpartition(":")
+    if not colon or not port.isdigit() or len(port) > 5 or int(port) > 65535 \
+            or host.startswith("[") != host.endswith("]") or any(c.isspace() for c in host):
+        raise ConfigError(f"{where}: expected host:port (127.0.0.1:9834, [::1]:9834, :9834), or '' for no "
+                          f"endpoint; got {address!r}")
+
+
 def _check(config: Config) -> None:
     """The rules a type cannot say."""
     path = config.path
     if not _DNS_LABEL.match(config.kubernetes.namespace):
         raise ConfigError(f"{path}: kubernetes.namespace: expected a DNS-1123 label, got {config.kubernetes.namespace!r}")
-    for section in ("kubernetes", "resume", "slurm"):  # NaN passes every comparison, inf every bound
+    for section in ("kubernetes", "resume", "slurm", "daemon"):  # NaN passes every comparison, inf every bound
         for name, value in msgspec.structs.asdict(getattr(config, section)).items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{path}: {section}.{name}: expected a finite number, got {value!r}")
@@ -614,9 +630,11 @@ def _check(config: Config) -> None:
                               ("resume.max_attempts", config.resume.max_attempts, 1),
                               ("slurm.prolog_timeout", config.slurm.prolog_timeout, 0),
                               ("daemon.tick", config.daemon.tick, 0.1),
-                              ("daemon.lease_duration", config.daemon.lease_duration, 1)):
+                              ("daemon.lease_duration", config.daemon.lease_duration, 1),
+                              *((f"daemon.{name}", getattr(config.daemon, name), 0) for name in _DAEMON_AT_LEAST_0)):
         if value < low:
             raise ConfigError(f"{path}: {where}: expected at least {low:g}, got {value!r}")
+    _check_address(config.daemon.metrics_address, f"{path}: daemon.metrics_address")
     if not config.nodesets:
         raise ConfigError(f"{path}: nodesets: expected at least one nodeset")
     seen: set[str] = set()

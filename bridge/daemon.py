@@ -355,7 +355,11 @@ def run(config: Config, *, log: Any, dry_run: bool = False, once: bool = False,
     metrics = Metrics()
     wake, stop = threading.Event(), threading.Event()
     if config.daemon.metrics_address and not once:
-        host, port = metrics.serve(config.daemon.metrics_address)
+        try:
+            host, port = metrics.serve(config.daemon.metrics_address)
+        except OSError as e:  # the port is taken, the host is not one of this machine's
+            raise ConfigError(f"daemon.metrics_address {config.daemon.metrics_address}: cannot listen: "
+                              f"{e.strerror or e}") from None
         log.info("metrics served", address=f"{host}:{port}")
     watch = Watch(config, on_change=wake.set, log=log, metrics=metrics).start()
     if not once:

@@ -122,6 +122,11 @@ CONFIGS = {
     "qps as text": ("kubernetes: {qps: fast}", "kubernetes.qps: expected `float`"),
     "unknown key": ("resume: {deadlin: 5}", "unknown field `deadlin`"),
     "bad namespace": ("kubernetes: {namespace: Slurm_NS}", "kubernetes.namespace: expected a DNS-1123 label"),
+    "NaN daemon tick": ("daemon: {tick: .nan}", "daemon.tick: expected a finite number, got nan"),
+    "infinite lease": ("daemon: {lease_duration: .inf}", "daemon.lease_duration: expected a finite number"),
+    "negative orphan grace": ("daemon: {orphan_grace: -1}", "daemon.orphan_grace: expected at least 0, got -1"),
+    "metrics address without a port": ("daemon: {metrics_address: localhost}", "daemon.metrics_address: expected host:port"),
+    "metrics port out of range": ("daemon: {metrics_address: '127.0.0.1:70000'}", "daemon.metrics_address: expected"),
 }
 for name, (extra, says) in CONFIGS.items():
     text = _config(extra) if extra else _config().replace('bin_dir: "{bin}"', 'bin_dir: "{bin}", prolog_timeout: .nan')

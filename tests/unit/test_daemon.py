@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from bridge import heartbeat, naming
@@ -246,3 +247,21 @@ def test_a_failed_job_gives_back_its_registered_nodes_too_but_never_another_jobs
     assert sorted(kube.pods) == ["linux-elastic2"]
     assert slurm.jobs[9]["state"] == "PENDING" and slurm.jobs[9]["restarts"] == 1
     assert "elastic1" in slurm.powered_down and "elastic2" not in slurm.powered_down | slurm.down
+
+
+def test_a_metrics_port_already_taken_is_one_line_naming_the_setting(write_config):
+    import socket
+
+    from bridge import config as config_module, daemon
+    from bridge.errors import ConfigError
+    from tests.conftest import BASIC_CONFIG
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        config = config_module.load(str(write_config(BASIC_CONFIG + f"daemon: {{metrics_address: '{address}'}}\n")))
+        with pytest.raises(ConfigError) as error:
+            daemon.run(config, log=structlog.get_logger())
+    assert str(error.value) == f"daemon.metrics_address {address}: cannot listen: Address already in use"
+
