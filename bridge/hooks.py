@@ -237,10 +237,14 @@ def follow_created(outcome: Any, request: Any, *, config: Any, kube: Any, log: A
     if by := _daemon_follows(config, kube):
         log.info("following left to the daemon", by=by)
         return
-    from bridge import follow
+    from bridge import follow, hostlist
     from bridge.resumefile import groups
 
-    follow.spawn(config.path, groups(nodes, request))
+    try:
+        follow.spawn(config.path, groups(nodes, request))
+    except OSError as e:  # no process to be had now: the pods stand, and ResumeTimeout still covers them
+        log.warning("cannot start the follower; a pod that fails is found at ResumeTimeout",
+                    nodes=hostlist.fold(nodes), error=str(e))
 
 
 def _daemon_follows(config: Any, kube: Any) -> str:

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from bridge import hooks, resumefile
 from bridge.errors import ResumeFileError, ResumeFileGone, SlurmError
@@ -149,6 +150,21 @@ def test_resume_file_gone_with_its_slurmctld_reads_the_jobs_from_slurm(config, s
     assert {p["metadata"]["labels"]["slurm-k8s-bridge/job-id"] for p in kube.pods.values()} == {"7"}
     assert sorted(kube.pods) == ["linux-elastic1", "linux-elastic2"] and slurm.down == {}
     assert followed == [[((7,), ["elastic1", "elastic2"])]]
+
+
+def test_a_follower_that_cannot_be_started_fails_no_node(config, slurm, kube, log, monkeypatch):
+    """No process to be had (fork fails, EAGAIN): the pods stand and the job goes ahead; a pod
+    that fails later is found at ResumeTimeout, as without a follower."""
+    def no_fork(path, groups):
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr("bridge.follow.spawn", no_fork)
+    slurm.add_job(7, ["elastic1", "elastic2"])
+    request = resumefile.parse('{"jobs":[{"job_id":7,"nodes":"elastic[1-2]"}],"all_nodes":"elastic[1-2]"}')
+    with capture_logs() as logs:
+        hooks._resume(_Context(["elastic1", "elastic2"], config, slurm, kube, log), request, None)
+    assert sorted(kube.pods) == ["linux-elastic1", "linux-elastic2"] and slurm.down == {} and slurm.powered_down == {}
+    assert [e["nodes"] for e in logs if e["event"].startswith("cannot start the follower")] == ["elastic[1-2]"]
 
 
 def test_resume_file_gone_and_slurm_unreachable_is_the_one_line_resume_file_error(config, slurm, kube, log,
