@@ -22,11 +22,13 @@ def _leftovers(paths: list[Path]) -> list[str]:
 
 def test_stop_leaves_no_daemon_process_or_directory(tmp_path):
     env = Environment().start()
-    paths = [env.dir, env.slurm.state_dir]
-    children = [proc.pid for proc in env._procs.values()]
-    result = env.slurm.run("srun", "-N2", "hostname", timeout=60)  # pods, slurmd, munged, a follower
-    assert sorted(result.stdout.split()) == ["elastic1", "elastic2"]
-    env.stop()
+    try:
+        paths = [env.dir, env.slurm.state_dir]
+        children = [proc.pid for proc in env._procs.values()]
+        result = env.slurm.run("srun", "-N2", "hostname", timeout=60)  # pods, slurmd, munged, a follower
+        assert sorted(result.stdout.split()) == ["elastic1", "elastic2"]
+    finally:
+        env.stop()  # what the test checks, and the cleanup when srun failed
     assert _leftovers(paths) == []
     assert [pid for pid in children if processes.is_alive(pid)] == []
 
