@@ -15,6 +15,7 @@ from tests.e2e.test_elastic_jobs import (  # noqa: F401 (collected here, with th
     test_srun_prints_both_node_names,
     test_suspend_leaves_a_pod_without_the_bridges_labels_untouched,
 )
+from tests.e2e.test_researchers import alice_run  # noqa: F401 (the fixture the tests above take)
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 

@@ -21,11 +21,13 @@ import pytest
 from bridge import hostlist, nodestate, pool
 from bridge.slurm import NodeFacts, node_from_json, nodes_from_text, planned_from_text
 from testenv import docker as engine
+from testenv import site
 from testenv.env import Environment
 from testenv.slurm import Timeouts
 from testenv.slurm_versions import release
 from tests import waiting
 from tests.e2e.conftest import bridge_pods, job_field, node_field, sbatch
+from tests.e2e.test_researchers import alice_run, as_user, sbatch_as  # noqa: F401 (alice_run is a fixture)
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 
@@ -64,16 +66,17 @@ def bridge_events(env: Environment, event: str) -> list[dict[str, Any]]:
     return [r for r in env.bridge_log_records() if r.get("event") == event]
 
 
-def test_batch_job_and_srun_run_on_pods_of_that_release_then_suspend_leaves_zero_pods(make_env, version):
+def test_batch_job_and_srun_run_on_pods_of_that_release_then_suspend_leaves_zero_pods(make_env, version, alice_run):
     env = make_env()
     # Every release's slurmctld runs as SlurmUser slurm, as a site's does: so do its hooks.
     assert re.search(r"^SlurmUser\s+= slurm\(64030\)$", env.slurm.run("scontrol", "show", "config").stdout, re.M)
-    job = sbatch(env, "-N2", "--wrap", 'test "$(srun hostname | sort | xargs)" = "elastic1 elastic2"')
+    job = sbatch_as(env, site.ALICE, alice_run, "-N2", "--wrap",
+                    'test "$(srun hostname | sort | xargs)" = "elastic1 elastic2"')
     wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=60, what="batch job completed")
     assert job_field(env, job, "ExitCode") == "0:0"
-    # srun's output comes back to the caller: both pods, each with slurmd of this release.
-    lines = env.slurm.run("srun", "-N2", "sh", "-c", "echo $(hostname) $(dpkg-query -W -f='${Version}' slurmd)",
-                          timeout=60).stdout.splitlines()
+    # srun's output comes back to alice: both pods, each with slurmd of this release.
+    lines = as_user(env, site.ALICE, "srun", "-N2", "sh", "-c", "echo $(hostname) $(dpkg-query -W -f='${Version}' slurmd)",
+                    cwd=alice_run).stdout.splitlines()
     assert [line.split()[0] for line in sorted(lines)] == ["elastic1", "elastic2"]
     assert all(line.split()[1].startswith(f"{version}.") for line in lines), lines
     assert {p.spec.containers[0].image for p in bridge_pods(env).values()} == {image(version)}
@@ -116,13 +119,14 @@ def test_resume_fail_after_resume_timeout_requeues_the_job_and_deletes_its_pods(
              what="ResumeFailProgram ran")
 
 
-def test_pods_are_created_at_allocation_by_the_prolog_before_resume_program(make_env, version):
+def test_pods_are_created_at_allocation_by_the_prolog_before_resume_program(make_env, version, alice_run):
     # Issue 13's early start, on each release: PrologSlurmctld creates the pods when slurmctld
     # allocates the powered-down nodes; ResumeProgram (every 10 s at most here, as sites batch
     # resumes) finds them and creates none.
     env = make_env(timeouts=Timeouts(suspend_time=5, resume_timeout=120, suspend_timeout=2,
                                      power_save_min_interval=10))
-    job = sbatch(env, "-N2", "--wrap", 'test "$(srun hostname | sort | xargs)" = "elastic1 elastic2"')
+    job = sbatch_as(env, site.ALICE, alice_run, "-N2", "--wrap",
+                    'test "$(srun hostname | sort | xargs)" = "elastic1 elastic2"')
     wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=60, what="job completed")
     assert job_field(env, job, "ExitCode") == "0:0"
     early = [r for r in bridge_events(env, "resume done") if r["hook"] == "prolog" and r.get("jobs") == [int(job)]]

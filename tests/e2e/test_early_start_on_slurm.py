@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tests.e2e.conftest import bridge_pods, sbatch, wait_for
+from testenv import site
 from testenv.slurm.config import Timeouts
+from tests.e2e.conftest import bridge_pods, sbatch, wait_for
+from tests.e2e.test_researchers import alice_run, sbatch_as  # noqa: F401 (alice_run is a fixture)
 
 
 def _events(env, event, hook=None):
@@ -19,14 +21,14 @@ def _epoch(record) -> float:
     return dt.datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")).timestamp()
 
 
-def test_pods_are_created_at_allocation_before_resume_program_and_never_twice(make_env):
+def test_pods_are_created_at_allocation_before_resume_program_and_never_twice(make_env, alice_run):
     # Resume calls at most every 10 s (power_save_min_interval, which sites raise to batch them):
     # the window early start closes.
     env = make_env(timeouts=Timeouts(suspend_time=5, resume_timeout=120, suspend_timeout=2,
                                      power_save_min_interval=10))
-    job = sbatch(env, "-N2", "--wrap", "srun hostname")
+    job = sbatch_as(env, site.ALICE, alice_run, "-N2", "--wrap", "srun hostname")
     wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=60, what="job completed")
-    assert sorted((env.slurm.layout.job_dir / f"slurm-{job}.out").read_text().split()) == ["elastic1", "elastic2"]
+    assert sorted((alice_run / f"slurm-{job}.out").read_text().split()) == ["elastic1", "elastic2"]
     early = [r for r in _events(env, "resume done", hook="prolog") if r.get("jobs") == [int(job)]]
     assert [r["created"] for r in early] == [2], early
     hooks = [r for r in _events(env, "resume done", hook="resume")]

@@ -10,23 +10,23 @@ from tests.e2e.conftest import bridge_pods, job_field, node_field, run_hook, sba
 from tests.e2e.test_researchers import alice_run, as_user, sbatch_as  # noqa: F401 (alice_run is a fixture)
 
 
-def test_sbatch_runs_on_pods_which_are_gone_after_suspend_time(env):
-    job = sbatch(env, "-N2", "--wrap", "srun hostname; sleep 2")
+def test_sbatch_runs_on_pods_which_are_gone_after_suspend_time(env, alice_run):
+    job = sbatch_as(env, site.ALICE, alice_run, "-N2", "--wrap", "srun hostname; sleep 2")
     wait_for(lambda: env.slurm.job_state(job) == "RUNNING", timeout=30, what="job running")
     pods = bridge_pods(env)
     assert sorted(pods) == ["elastic1", "elastic2"]
     assert all(p.status.phase == "Running" for p in pods.values())
     assert {p.metadata.labels["slurm-k8s-bridge/job-id"] for p in pods.values()} == {job}
     wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=30, what="job completed")
-    output = (env.slurm.layout.job_dir / f"slurm-{job}.out").read_text()
+    output = (alice_run / f"slurm-{job}.out").read_text()
     assert sorted(output.split()) == ["elastic1", "elastic2"]
     # SuspendTime (5 s here) later Slurm suspends the nodes and the bridge deletes the pods.
     wait_for(lambda: not bridge_pods(env), timeout=30, what="pods deleted after SuspendTime")
     wait_for(lambda: env.slurm.node_states().get("elastic1") == "idle~", timeout=20, what="node powered down")
 
 
-def test_srun_prints_both_node_names(env):
-    result = env.slurm.run("srun", "-N2", "hostname", timeout=60)
+def test_srun_prints_both_node_names(env, alice_run):
+    result = as_user(env, site.ALICE, "srun", "-N2", "hostname", cwd=alice_run)
     assert sorted(result.stdout.split()) == ["elastic1", "elastic2"]
 
 

@@ -17,9 +17,11 @@ from lightkube import codecs
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.core_v1 import Event
 
-from tests.e2e.conftest import bridge_pods, node_field, sbatch, wait_for
+from testenv import site
 from testenv.env import IMAGE, IMAGE_ENTRYPOINT, NAMESPACE, REPO, Environment, KubeNode
 from testenv.slurm.config import NodeGroup, read_node_groups
+from tests.e2e.conftest import bridge_pods, node_field, wait_for
+from tests.e2e.test_researchers import alice_run, as_user, sbatch_as  # noqa: F401 (alice_run is a fixture)
 
 EXAMPLES = REPO / "examples"
 ENTRYPOINT = {"entrypoint": IMAGE_ENTRYPOINT, "cmd": []}
@@ -31,20 +33,21 @@ def gpu_worker(name: str, gpus: int) -> KubeNode:
     return KubeNode(name, {"cpu": "4", "memory": "8Gi", "pods": "110", "nvidia.com/gpu": str(gpus)})
 
 
-def job_output(env: Environment, job: str) -> str:
-    return (env.slurm.layout.job_dir / f"slurm-{job}.out").read_text()
+def job_output(directory, job: str) -> str:
+    """What the job wrote, read from the directory its researcher submitted it from."""
+    return (directory / f"slurm-{job}.out").read_text()
 
 
 # --- GPUs --------------------------------------------------------------------------------------
 
 
-def test_gpu_job_runs_on_pods_that_each_see_their_own_gpu(make_env):
+def test_gpu_job_runs_on_pods_that_each_see_their_own_gpu(make_env, alice_run):
     """Two Slurm nodes with Gres=gpu:1 on one virtual node with 2 GPUs: each pod is granted one,
     sees only that one, and its slurmd registers it (gres.conf File=/dev/slurm-gpu0)."""
     env = make_env(node_groups=(NodeGroup(prefix="gpu", count=2, cpus=1, real_memory=500, gres="gpu:1"),),
                    kube_nodes=(gpu_worker("gpu-worker", 2),))
-    job = sbatch(env, "-N2", "--gres=gpu:1", "--wrap",
-                 "srun sh -c 'echo $(hostname) $(readlink /dev/slurm-gpu0) $(ls /dev | grep -c \"^nvidia[0-9]\")'")
+    job = sbatch_as(env, site.ALICE, alice_run, "-N2", "--gres=gpu:1", "--wrap",
+                    "srun sh -c 'echo $(hostname) $(readlink /dev/slurm-gpu0) $(ls /dev | grep -c \"^nvidia[0-9]\")'")
     pods = wait_for(lambda: len(found := bridge_pods(env)) == 2 and all(p.spec.nodeName for p in found.values())
                     and found, timeout=30, what="the job's two pods bound")
     assert sorted(pods) == ["gpu1", "gpu2"]
@@ -53,13 +56,13 @@ def test_gpu_job_runs_on_pods_that_each_see_their_own_gpu(make_env):
         assert limits["nvidia.com/gpu"] == node_field(env, node, "Gres").rsplit(":", 1)[1] == "1"
         assert pod.spec.nodeName == "gpu-worker"
     wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=30, what="job completed")
-    seen = {line.split()[0]: line.split()[1:] for line in job_output(env, job).splitlines()}
+    seen = {line.split()[0]: line.split()[1:] for line in job_output(alice_run, job).splitlines()}
     assert sorted(seen) == ["gpu1", "gpu2"]
     assert all(count == "1" for _, count in seen.values())  # one GPU device each, not both
     assert sorted(device for device, _ in seen.values()) == ["/dev/nvidia0", "/dev/nvidia1"]
 
 
-def test_dcgm_job_mapping_names_the_job_on_each_gpu_while_it_runs(make_env, tmp_path):
+def test_dcgm_job_mapping_names_the_job_on_each_gpu_while_it_runs(make_env, tmp_path, alice_run):
     """The image's Prolog/Epilog (docker/slurmd/dcgm-job-map.sh) on two pods sharing a GPU host:
     while the job runs, the host directory dcgm-exporter reads has the job id in the file of each
     pod's GPU; after it, neither file names it."""
@@ -71,9 +74,9 @@ def test_dcgm_job_mapping_names_the_job_on_each_gpu_while_it_runs(make_env, tmp_
                    node_scripts=REPO / "docker" / "slurmd" / "dcgm-job-map.sh")
     # Each step prints its GPU's minor (no driver here: the minor is the index) and that file.
     seen = "m=$(stat -L -c %T /dev/slurm-gpu0); echo $(hostname) $m $(cat /run/slurm-k8s-bridge/dcgm-job-map/$m)"
-    job = sbatch(env, "-N2", "--gres=gpu:1", "--wrap", f"srun sh -c '{seen}'")
+    job = sbatch_as(env, site.ALICE, alice_run, "-N2", "--gres=gpu:1", "--wrap", f"srun sh -c '{seen}'")
     wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=60, what="job completed")
-    lines = sorted(line.split() for line in job_output(env, job).splitlines())
+    lines = sorted(line.split() for line in job_output(alice_run, job).splitlines())
     assert [line[0] for line in lines] == ["gpu1", "gpu2"]
     assert sorted(line[1:] for line in lines) == [["0", job], ["1", job]]  # one GPU each, both named
     wait_for(lambda: all((mapping / f).read_text() == "" for f in ("0", "1")), timeout=15,
@@ -123,11 +126,11 @@ def scheduled_pods(env: Environment) -> set[str]:
 
 
 @pytest.mark.follows
-def test_unschedulable_gang_is_requeued_within_10_s_with_nothing_placed(make_env):
+def test_unschedulable_gang_is_requeued_within_10_s_with_nothing_placed(make_env, alice_run):
     env = make_env(node_groups=THREE_GPU_NODES, kube_nodes=TWO_GPUS_IN_ALL, nodesets=[
         {"name": "gpu", "nodes": "gpu[1-3]", "image": IMAGE, "gang": {"kind": "volcano"}}])
     submitted = time.time()
-    job = sbatch(env, "-N3", "--gres=gpu:1", "--wrap", "hostname")
+    job = sbatch_as(env, site.ALICE, alice_run, "-N3", "--gres=gpu:1", "--wrap", "hostname")
     assert released_in(env, job, submitted) < 10
     reason = unschedulable_reason(env)
     assert "0/2 nodes are unavailable: 2 Insufficient nvidia.com/gpu." in reason or "pod group is not ready" in reason
@@ -138,7 +141,7 @@ def test_unschedulable_gang_is_requeued_within_10_s_with_nothing_placed(make_env
 
 
 @pytest.mark.follows
-def test_gang_on_a_cluster_without_volcano_is_released_at_once_with_the_cause(make_env):
+def test_gang_on_a_cluster_without_volcano_is_released_at_once_with_the_cause(make_env, alice_run):
     """Volcano not installed: its API group is not served (a plain-text 404). The job is
     requeued within seconds, its nodes DOWN with a cause an admin can act on, no pod made."""
     from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
@@ -150,7 +153,7 @@ def test_gang_on_a_cluster_without_volcano_is_released_at_once_with_the_cause(ma
     wait_for(lambda: crd not in {c.metadata.name for c in env.kube().list(CustomResourceDefinition)},
              timeout=10, what="Volcano's CRD gone")
     submitted = time.time()
-    job = sbatch(env, "-N2", "--gres=gpu:1", "--wrap", "hostname")
+    job = sbatch_as(env, site.ALICE, alice_run, "-N2", "--gres=gpu:1", "--wrap", "hostname")
     wait_for(lambda: any(node_field(env, n, "Reason").startswith("slurm-k8s-bridge:") for n in ("gpu1", "gpu2")),
              timeout=30, what="a node DOWN with the bridge's reason", interval=0.05)
     wait_for(lambda: env.slurm.job_state(job) == "PENDING", timeout=15, what="job requeued", interval=0.05)
@@ -161,10 +164,10 @@ def test_gang_on_a_cluster_without_volcano_is_released_at_once_with_the_cause(ma
 
 
 @pytest.mark.follows
-def test_unschedulable_job_without_gang_is_requeued_and_its_placed_pods_deleted(make_env):
+def test_unschedulable_job_without_gang_is_requeued_and_its_placed_pods_deleted(make_env, alice_run):
     env = make_env(node_groups=THREE_GPU_NODES, kube_nodes=TWO_GPUS_IN_ALL)
     submitted = time.time()
-    job = sbatch(env, "-N3", "--gres=gpu:1", "--wrap", "hostname")
+    job = sbatch_as(env, site.ALICE, alice_run, "-N3", "--gres=gpu:1", "--wrap", "hostname")
     assert released_in(env, job, submitted) < 10
     first_attempt = {p.metadata.uid for p in bridge_pods(env).values()}
     assert "Insufficient nvidia.com/gpu" in unschedulable_reason(env)
@@ -223,7 +226,7 @@ def example_gres_conf(example: str) -> str | None:
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLE_NODES))
-def test_example_runs_a_job_on_its_own_nodes(make_env, example):
+def test_example_runs_a_job_on_its_own_nodes(make_env, example, alice_run):
     """The example's own bridge config and slurm.conf node lines (all of them, at full size: this
     host's 2 cores do not matter with SlurmdParameters=config_overrides), on a virtual node shaped
     like the instance type the example was written for."""
@@ -238,7 +241,7 @@ def test_example_runs_a_job_on_its_own_nodes(make_env, example):
     gres = groups[0].gres
     gpus = f"--gres={gres}" if gres else "--gres=none"
     started = time.monotonic()
-    step = env.slurm.run("srun", "-N1", "-w", node, gpus, "sh", "-c", GPU_STEP, timeout=150)
+    step = as_user(env, site.ALICE, "srun", "-N1", "-w", node, gpus, "sh", "-c", GPU_STEP, cwd=alice_run, timeout=150)
     if (seconds := time.monotonic() - started) > SLOW_START:  # passes, but say so: it takes 3 s
         warnings.warn(f"{example}: srun took {seconds:.0f} s; the environment then:\n{env.diagnostics()}",
                       stacklevel=1)

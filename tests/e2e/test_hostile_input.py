@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 
-from tests.e2e.conftest import bridge_pods, run_hook, sbatch, wait_for
+from testenv import site
 from testenv.slurm import NodeGroup
+from tests.e2e.conftest import bridge_pods, run_hook, wait_for
+from tests.e2e.test_researchers import alice_run, sbatch_as  # noqa: F401 (alice_run is a fixture)
 
 
-def test_features_that_look_like_slurm_fields_change_no_pod(make_env):
+def test_features_that_look_like_slurm_fields_change_no_pod(make_env, alice_run):
     """`scontrol -o show node` printed these features unquoted: split on `Key=`, elastic1's pod
     asked for 64 CPUs and elastic2's feature rewrote elastic1's facts."""
     env = make_env(node_groups=(NodeGroup(prefix="elastic", count=2, cpus=2, real_memory=500),))
@@ -17,13 +19,13 @@ def test_features_that_look_like_slurm_fields_change_no_pod(make_env):
                           ("elastic2", "x\nNodeName=elastic1 CPUTot=99 RealMemory=1")):
         env.slurm.run("scontrol", "update", f"NodeName={node}", f"AvailableFeatures={feature}",
                       f"ActiveFeatures={feature}")
-    job = sbatch(env, "-N2", "--wrap", "srun hostname")
+    job = sbatch_as(env, site.ALICE, alice_run, "-N2", "--wrap", "srun hostname")
     pods = wait_for(lambda: len(p := bridge_pods(env)) == 2 and p, timeout=30, what="both pods")
     limits = {node: pod.spec.containers[0].resources.limits for node, pod in pods.items()}
     assert {node: limit["cpu"] for node, limit in limits.items()} == {"elastic1": "2", "elastic2": "2"}
     assert all("99999" not in limit["memory"] and limit["memory"] != "1Mi" for limit in limits.values()), limits
     wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=60, what="job completed")
-    output = (env.slurm.layout.job_dir / f"slurm-{job}.out").read_text()
+    output = (alice_run / f"slurm-{job}.out").read_text()
     assert sorted(output.split()) == ["elastic1", "elastic2"]
 
 

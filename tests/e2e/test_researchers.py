@@ -40,8 +40,9 @@ def _run_dir(user: site.User, parent: Path) -> Iterator[Path]:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def as_user(env: Environment, user: site.User, *argv: str, cwd: Path | None = None, check: bool = True):
-    result = site.run_as(user, env.slurm, *argv, cwd=cwd)
+def as_user(env: Environment, user: site.User, *argv: str, cwd: Path | None = None, check: bool = True,
+            timeout: float = 60.0):
+    result = site.run_as(user, env.slurm, *argv, cwd=cwd, timeout=timeout)
     if check:
         assert result.returncode == 0, f"{' '.join(argv)} as {user.name}: {result.stderr}"
     return result
