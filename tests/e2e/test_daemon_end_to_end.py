@@ -56,6 +56,21 @@ class Daemon:
         return [r for r in self.env.bridge_log_records()
                 if r.get("hook") == "daemon" and (event is None or r.get("event") == event)]
 
+    def looks(self) -> int:
+        """Looks this daemon process has completed: the reconcile histogram's count on its /metrics."""
+        import urllib.request
+
+        assert self.proc is not None
+        address = [r for r in self.records("metrics served") if r.get("pid") == self.proc.pid][-1]["address"]
+        text = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()  # loopback only
+        found = re.search(r"^slurm_k8s_bridge_reconcile_seconds_count (\S+)$", text, re.M)
+        return int(float(found.group(1))) if found else 0
+
+    def wait_looks(self, count: int) -> None:
+        """Until the daemon has looked ``count`` more times (at its 1 s tick)."""
+        start = self.looks()
+        wait_for(lambda: self.looks() >= start + count, timeout=30, what=f"{count} more looks of the daemon")
+
     def actions(self, action: str, node: str | None = None) -> list[dict]:
         """What the daemon did (not what a dry run said it would do)."""
         return [r for r in self.records("reconcile")
@@ -148,7 +163,7 @@ def test_an_admins_drain_is_never_lifted(daemon_env):
     _running_job(env)
     node = next(iter(bridge_pods(env)))
     env.slurm.run("scontrol", "update", f"NodeName={node}", "State=DRAIN", "Reason=disk check")
-    time.sleep(3)  # three ticks
+    daemon.wait_looks(3)
     assert "DRAIN" in node_field(env, node, "State") and node_field(env, node, "Reason").startswith("disk check")
     assert daemon.actions("undrain_node") == []
 
@@ -168,7 +183,7 @@ def test_restarted_daemon_loses_nothing_and_releases_once(daemon_env):
     assert env.slurm.job_state(job) == "RUNNING"  # a dry run changes nothing
     daemon.start()
     wait_for(lambda: env.slurm.job_state(job) == "PENDING", timeout=30, what="job requeued by the new daemon")
-    time.sleep(3)
+    daemon.wait_looks(3)  # and no second release at the looks after it
     assert len(daemon.actions("release_node", node)) == 1
     assert int(job_field(env, job, "Restarts")) == 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 
 import pytest
@@ -122,6 +123,11 @@ def test_api_outage_during_resume_heals_without_an_admin(make_env):
     assert int(job_field(env, job, "Restarts")) >= 1
 
 
+def _scheduling_passes(env) -> int:
+    """How many times slurmctld's main scheduler has run (sdiag; backfill skips held jobs)."""
+    return int(re.search(r"^\s*Total cycles:\s*(\d+)", env.slurm.run("sdiag").stdout, re.M).group(1))
+
+
 def test_job_that_keeps_failing_ends_held_not_looping(make_env):
     env = make_env(bridge={"resume": {"cooldown": 1, "max_attempts": 2}})
     env.add_fault(verb="create", resource="pods", code=503, reason="ServiceUnavailable", message="down for good")
@@ -131,7 +137,8 @@ def test_job_that_keeps_failing_ends_held_not_looping(make_env):
     comment = job_field(env, job, "AdminComment")
     assert comment.startswith("slurm-k8s-bridge:") and "held" in comment
     attempts = int(job_field(env, job, "Restarts"))
-    time.sleep(5)
+    passes = _scheduling_passes(env)
+    wait_for(lambda: _scheduling_passes(env) >= passes + 2, timeout=60, what="two more scheduling passes")
     assert int(job_field(env, job, "Restarts")) == attempts  # no more tries while held
     assert not bridge_pods(env)
 
