@@ -218,12 +218,14 @@ prepare_paths() {
 
 # slurmd logs to its stderr (the pod's log) when it cannot open SlurmdLogFile, but slurmstepd,
 # which runs each job, has no stderr: its errors about a job go only to that file. Pointed at
-# slurmd's own stderr (it becomes PID 1 with exec), both reach `kubectl logs`.
+# slurmd's own stderr (this script's: slurmd takes its PID with exec), both reach `kubectl logs`.
+# Only in the image's container (tini, PID 1, is this script's parent) and only where the file
+# is not there already: a log directory the site mounts keeps its files.
 link_log() {
 	log_file=$(printf '%s' "${SLURMD_LOG_FILE:-/var/log/slurm/slurmd.log}" | sed "s/%n/${SLURM_NODENAME:-%n}/g")
-	[ -e "$log_file" ] || [ -L "$log_file" ] || [ "$$" != 1 ] && return 0
+	[ -e "$log_file" ] || [ -L "$log_file" ] || [ "$PPID" != 1 ] && return 0
 	mkdir -p "$(dirname "$log_file")"
-	ln -s /proc/1/fd/2 "$log_file"
+	ln -s "/proc/$$/fd/2" "$log_file"
 }
 
 check_cgroups

@@ -207,6 +207,9 @@ class SlurmCluster:
             directory.chmod(0o755)
         for node in cfg.node_names:
             cfg.layout.slurmd_spool_dir(node).mkdir(exist_ok=True)
+            # There already, as in a log directory a site mounts: the slurmd image links only a
+            # missing SlurmdLogFile to the container's log, and these are read on this host.
+            cfg.layout.slurmd_log(node).touch()
         for directory in cfg.layout.slurm_user_directories():
             shutil.chown(directory, cfg.slurm_user, cfg.slurm_user)
         _write_munge_key(cfg.layout.munge_key)

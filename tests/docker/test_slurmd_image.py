@@ -159,6 +159,39 @@ def test_sigterm_while_slurmd_waits_for_its_config_stops_the_container_at_once(
     assert code == 143, code
 
 
+def test_what_slurmstepd_writes_to_slurmd_log_file_reaches_the_pods_log(
+    slurmd_image: str, munge_key: Path, docker_client: Any
+) -> None:
+    """slurmstepd has no stderr: a job's "Could not open stdout file" goes only to SlurmdLogFile.
+    The entrypoint makes that file a link to slurmd's stderr, the container's log, so the
+    cause of a JobLaunchFailure is in `kubectl logs`. The "controller" never answers: slurmd
+    waits for its config while the file is written to, as slurmstepd would."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        container = docker_client.containers.create(
+            slurmd_image, ["-b", "-N", "elastic1", "--conf-server", f"127.0.0.1:{port}"], network_mode="host",
+            hostname="elastic1", environment={"SLURMD_LOG_FILE": "/var/log/slurm/slurmd-%n.log",
+                                              "SLURM_NODENAME": "elastic1"},  # as the pod template sets it
+            volumes={str(munge_key): {"bind": "/etc/munge", "mode": "ro"}})
+        try:
+            container.start()
+            wait_for(lambda: _established_to(port), timeout=20, what=f"slurmd connecting to 127.0.0.1:{port}")
+            link = container.exec_run(["readlink", "/var/log/slurm/slurmd-elastic1.log"]).output.decode().strip()
+            owner = container.exec_run(["sh", "-c", f"cat /proc/$(echo {link} | cut -d/ -f3)/comm; "
+                                                    f"cut -d' ' -f4 /proc/$(echo {link} | cut -d/ -f3)/stat"])
+            line = "[1.batch] error: Could not open stdout file /home/alice/x/slurm-1.out: No such file or directory"
+            wrote = container.exec_run(["sh", "-c", f"echo '{line}' >> /var/log/slurm/slurmd-elastic1.log"])
+            wait_for(lambda: line in container.logs().decode(errors="replace"), timeout=10,
+                     what="the line in the container's log")
+        finally:
+            container.remove(force=True)
+    assert re.fullmatch(r"/proc/\d+/fd/2", link), link
+    assert owner.output.decode().split() == ["slurmd", "1"], (link, owner.output)  # slurmd, tini's child
+    assert wrote.exit_code == 0
+
+
 def _established_to(port: int) -> bool:
     """A TCP connection to 127.0.0.1:port is established (the container shares this network)."""
     wanted = f"0100007F:{port:04X}"
