@@ -191,7 +191,14 @@ def _node_actions(node: str, fact: NodeFacts | None, pod: dict[str, Any] | None,
                   now: float, config: Config, memory: Memory) -> list[Action]:
     settings = config.daemon
     if fact is None or nodestate.is_powered_down(fact.state):
-        if pod is None or _deleting(pod):
+        if fact is not None and nodestate.is_drained(fact.state) and fact.reason.startswith(DRAIN_REASON):
+            # Drained for its pod's cordoned host, then powered down: the next pod goes to a
+            # schedulable host, so that drain means nothing any more and would hold it forever.
+            return [UndrainNode(node, "powered down: its pod and the cordoned Kubernetes node are behind it",
+                                rule="host_back")]
+        if pod is None or _deleting(pod) or (fact is not None and nodestate.is_allocated(fact.state)):
+            # Allocated while still powered down: the prolog's early start made its pods before
+            # ResumeProgram (Slurm's ResumeRate may hold a large job there for minutes).
             return []
         where = "unknown to Slurm" if fact is None else "powered down"
         if memory.lasted("orphan", node, now) < settings.orphan_grace:

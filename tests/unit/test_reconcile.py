@@ -56,6 +56,14 @@ def test_orphan_pod_is_deleted_after_the_grace_period_only(look, config):
         DeletePod("elastic1", "linux-elastic1", "orphan pod: Slurm node elastic1 is powered down")]
 
 
+def test_the_early_pod_of_a_node_allocated_while_powered_down_is_no_orphan(look, config):
+    # The prolog's early start made it for the job Slurm gave the node; Slurm's ResumeRate may
+    # keep the node powered down (allocated) for minutes before ResumeProgram.
+    allocated = fact("elastic1", ("MIXED", "CLOUD", "POWERED_DOWN"))
+    assert look([allocated], [pod("elastic1", phase="Pending", host=None)]) == []
+    assert look([allocated], [pod("elastic1", phase="Pending", host=None)], at=10 * config.daemon.orphan_grace) == []
+
+
 def test_orphan_clock_restarts_when_the_node_comes_back(look, config):
     assert look([fact("elastic1", OFF)], [pod("elastic1")]) == []
     assert look([fact("elastic1", BUSY)], [pod("elastic1")], at=10) == []
@@ -171,6 +179,15 @@ def test_cordon_drains_the_slurm_nodes_it_hosts_and_uncordon_undrains(look):
     assert look([drained], pods, hosts) == []  # already drained: nothing twice
     assert look([drained], pods, [host("worker-1"), host("worker-2")]) == [
         UndrainNode("elastic1", "Kubernetes node worker-1 is schedulable again")]
+
+
+def test_a_cordon_drain_is_lifted_once_the_node_is_powered_down_and_an_admins_is_not(look):
+    # The job ended on a node drained for its cordoned host; Slurm powered the idle node down
+    # and its pod went. The next pod goes to a schedulable host: the drain must not hold it.
+    ours = fact("elastic1", OFF + ("DRAIN",), reason=f"{DRAIN_REASON}worker-1 is cordoned")
+    admins = fact("elastic2", OFF + ("DRAIN",), reason="disk replacement")
+    assert look([ours, admins], [], [host("worker-1", cordoned=True)]) == [
+        UndrainNode("elastic1", "powered down: its pod and the cordoned Kubernetes node are behind it")]
 
 
 def test_noexecute_taint_drains(look):
