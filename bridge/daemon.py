@@ -88,7 +88,12 @@ class Daemon:
         self._execute(actions, pods)
         self.pool.step(facts, now)
         if not self._dry_run:
-            heartbeat.beat(self.config.resume.state_dir, follows=self.config.daemon.follow, now=now)
+            try:
+                heartbeat.beat(self.config.resume.state_dir, follows=self.config.daemon.follow, now=now)
+            except OSError as e:  # disk full, read-only: the hooks then follow their jobs themselves
+                self._metrics.api_errors.labels("state_dir", "heartbeat").inc()
+                self._log.warning("cannot write the heartbeat", state_dir=self.config.resume.state_dir,
+                                  error=e.strerror or str(e))
         self._metrics.heartbeat.set(now)
         self._metrics.tick_seconds.observe(time.monotonic() - started)
         return actions

@@ -100,6 +100,10 @@ class Informer(Generic[R]):
             except API_ERRORS as e:
                 log.info("watch of %s ended (%s); listing again", self._resource.__name__, e)
                 self._report("watch", e)
+            except Exception as e:  # a line that does not decode, a proxy's garbage: never a dead watch
+                log.warning("watch of %s failed (%s: %s); listing again", self._resource.__name__,
+                            type(e).__name__, e)
+                self._report("watch", e)
             await self._relist()
 
     async def _relist(self) -> None:
@@ -108,7 +112,7 @@ class Informer(Generic[R]):
             try:
                 await self.sync()
                 return
-            except API_ERRORS as e:
+            except Exception as e:  # API errors and anything else: try again, never stop
                 log.warning("listing %s failed: %s", self._resource.__name__, e)
                 self._report("list", e)
 

@@ -134,6 +134,21 @@ def test_heartbeat_says_a_daemon_is_running_while_fresh(world, config):
     assert not heartbeat.daemon_running(state_dir, config.daemon.heartbeat_fresh, now=clock[0])
 
 
+def test_a_state_dir_it_cannot_write_is_a_warning_and_the_looks_go_on(world, config, kube):
+    # A full disk, a read-only mount, or here a file where the directory should be.
+    import shutil
+    from pathlib import Path
+
+    make, slurm, kube, clock = world
+    shutil.rmtree(config.resume.state_dir, ignore_errors=True)
+    Path(config.resume.state_dir).write_text("")
+    del kube.pods["linux-elastic2"]  # something for the look to do
+    with capture_logs() as logs:
+        actions = make().look(list(kube.pods.values()), [host()])
+    assert [a.node for a in actions if a.kind == "release_node"] == ["elastic2"]
+    assert "cannot write the heartbeat" in [e["event"] for e in logs]
+
+
 def test_metrics_count_nodes_by_state_and_pods_by_phase(world):
     make, slurm, kube, clock = world
     daemon = make()

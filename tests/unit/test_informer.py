@@ -31,7 +31,8 @@ class Server:
         self.paths.append(f"{request.url.path}?{request.url.query.decode()}")
         if request.url.params.get("watch") in ("true", "1"):
             events = self.watches.pop(0) if self.watches else [_gone()]
-            return httpx2.Response(200, content="".join(json.dumps(e) + "\n" for e in events).encode())
+            lines = (e if isinstance(e, str) else json.dumps(e) for e in events)  # a str: sent as it is
+            return httpx2.Response(200, content="".join(line + "\n" for line in lines).encode())
         items = self.listings.pop(0) if len(self.listings) > 1 else self.listings[0]
         version = max((int(p["metadata"]["resourceVersion"]) for p in items), default=1)
         return httpx2.Response(200, json={"apiVersion": "v1", "kind": "PodList",
@@ -83,6 +84,29 @@ def test_relist_after_410_gone_turns_the_difference_into_events():
     assert all(p.startswith("/api/v1/namespaces/slurm/pods?") and "labelSelector=app%3Dx" in p for p in server.paths)
     # The watch resumed from the listing's version.
     assert any("watch=true" in p and "resourceVersion=2" in p for p in server.paths)
+
+
+def test_a_watch_line_that_does_not_decode_ends_the_watch_not_the_informer():
+    # A proxy cut the stream mid-line. The informer lists again and goes on: a dead one would
+    # keep an old snapshot for ever, and the daemon would release nodes whose pods it misses.
+    a, b = _pod("a", "ua", "1"), _pod("b", "ub", "4")
+    server = Server(listings=[[a], [a, b]], watches=[['{"type": "ADDED", "object": {"apiVersion": "v1", "ki']])
+    errors: list[str] = []
+
+    async def scenario() -> list[str]:
+        informer = Informer(_client(server), _core_v1("Pod", "pods"), lambda kind, pod: None, namespace="slurm",
+                            retry_interval=0.01, on_error=lambda stage, e: errors.append(stage))
+        await informer.sync()
+        task = asyncio.create_task(informer.run())
+        for _ in range(200):
+            if len(informer.snapshot()) == 2:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        return sorted(p.metadata.name for p in informer.snapshot())
+
+    assert asyncio.run(scenario()) == ["a", "b"]
+    assert errors[0] == "watch"
 
 
 def test_a_pod_replaced_under_the_same_name_is_deleted_then_added():
