@@ -86,7 +86,12 @@ class Daemon:
         actions = plan(facts, pods, hosts, now, self.config, self.memory, groups=groups)
         self._observe(facts, pods, now)
         self._execute(actions, pods)
-        self.pool.step(facts, now)
+        # Facts read before this look's actions: a node it just drained (a capacity breaker),
+        # released or cleared of an orphan is not the pool's to count or power up until the
+        # next look reads it again.
+        changed = {n for a in actions if not isinstance(a, (UndrainNode, breaker.CloseBreaker))
+                   for n in (getattr(a, "nodes", None) or (getattr(a, "node", None),)) if n}
+        self.pool.step({n: f for n, f in facts.items() if n not in changed}, now)
         if not self._dry_run:
             try:
                 heartbeat.beat(self.config.resume.state_dir, follows=self.config.daemon.follow, now=now)

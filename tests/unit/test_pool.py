@@ -329,6 +329,44 @@ def test_the_daemons_loop_forgets_the_pool_while_it_stands_by(write_config):
     assert recent == [[arrived[0], 2]]
 
 
+def test_nodes_the_capacity_breaker_drains_are_not_powered_up_in_the_same_look(write_config):
+    """A job takes the pool's two warm nodes in the look that sees the nodeset's third capacity
+    failure: the breaker drains the powered-down nodes, and the refill must not start them
+    (they would sit DRAIN+POWERING_UP, holding pods no job can use)."""
+    from bridge.slurm import reason
+    from tests.unit.test_breaker import failed
+
+    class Slurm(FakeSlurm):
+        def set_drained(self, nodes, reason_text):
+            self.calls.append(f"set_drained {len(nodes)}")
+            for node in nodes:
+                fact = self.facts[node]
+                self.facts[node] = NodeFacts(node, 1, 500, state=fact.state + ("DRAIN",), reason=reason(reason_text))
+
+    config = warm_config(write_config, min=2)
+    slurm = Slurm({f"elastic{i}": NodeFacts(f"elastic{i}", 1, 500, state=IDLE if i <= 2 else OFF)
+                   for i in range(1, 17)})
+    pods = [{"metadata": {"name": f"linux-{n}", "namespace": "slurm", "uid": f"u-{n}",
+                          "labels": {**naming.owner_labels("linux"), naming.NODESET_LABEL: "cpu"},
+                          "annotations": {naming.NODE_ANNOTATION: n}},
+             "spec": {"nodeName": "worker-1"}, "status": {"phase": "Running"}} for n in ("elastic1", "elastic2")]
+    host = {"metadata": {"name": "worker-1"}, "spec": {}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    clock = [START]
+    daemon = Daemon(config, slurm=slurm, kube=FakeKube(), log=structlog.get_logger(), metrics=Metrics(),
+                    clock=lambda: clock[0])
+    for job in (1, 2):
+        slurm.facts["elastic16"] = NodeFacts("elastic16", 1, 500, state=OFF, reason=failed(job))
+        daemon.look(pods, [host])
+        clock[0] += 10
+    assert slurm.calls == []  # the pool has its two up and idle
+    slurm.facts["elastic16"] = NodeFacts("elastic16", 1, 500, state=OFF, reason=failed(3))
+    for node in ("elastic1", "elastic2"):
+        slurm.facts[node] = NodeFacts(node, 1, 500, state=BUSY)
+    daemon.look(pods, [host])
+    assert slurm.calls == ["set_drained 14"], slurm.calls
+    assert not [n for n, f in slurm.facts.items() if "POWERING_UP" in f.state]
+
+
 def test_an_idle_pool_node_with_its_pod_is_not_an_orphan(write_config):
     config = warm_config(write_config, min=2)
     slurm = FakeSlurm({f"elastic{i}": NodeFacts(f"elastic{i}", 1, 500, state=OFF) for i in range(1, 17)})
