@@ -413,6 +413,7 @@ def _loop(daemon: Daemon, watch: Any, elector: Any, *, stop: threading.Event, wa
         wake.clear()
         if elector is not None and not (said := _leads(elector, log, metrics, said)):
             daemon.pool.forget()  # what another replica does meanwhile is not seen here
+            daemon.memory.forget()  # nor how long a condition lasted: a grace restarts, never shortens
             stop.wait(elector.renew_every)  # a standby: another replica acts
             continue
         pods, hosts, groups = watch.snapshot()  # before Slurm's facts: see daemon.confirm

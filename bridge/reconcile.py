@@ -157,6 +157,10 @@ class Memory:
         due = [since + graces[condition] - now for (condition, _), since in self.since.items()]
         return max(0.0, min(due)) if due else None
 
+    def forget(self) -> None:
+        """Drop every clock (a replica standing by sees nothing: each grace starts again)."""
+        self.since, self._seen = {}, set()
+
     def forget_the_rest(self) -> None:
         """Conditions not seen in this look are over: their clocks restart if they return."""
         self.since = {k: v for k, v in self.since.items() if k in self._seen}

@@ -329,6 +329,32 @@ def test_the_daemons_loop_forgets_the_pool_while_it_stands_by(write_config):
     assert recent == [[arrived[0], 2]]
 
 
+def test_a_replica_that_stood_by_waits_each_grace_period_again(write_config):
+    """A node seen powering up with no pod just before the replica lost the Lease: when it leads
+    again a minute later, that node is on a new resume, and gets the whole stuck_grace."""
+    import threading
+
+    from bridge import daemon as daemon_module
+
+    world = World(warm_config(write_config, min=0))
+    world.set(["elastic9"], ("IDLE", "CLOUD", "NOT_RESPONDING", "POWERING_UP"))
+    daemon = Daemon(world.config, slurm=world.slurm, kube=FakeKube(), log=structlog.get_logger(), metrics=Metrics(),
+                    clock=lambda: world.now)
+
+    def leads() -> bool:
+        return True
+
+    def stands_by_for_a_while() -> bool:
+        world.now += world.config.daemon.stuck_grace + 30
+        return False
+
+    stop = threading.Event()
+    daemon_module._loop(daemon, QuietWatch(), ScriptedElector([leads, stands_by_for_a_while, leads], stop),
+                        stop=stop, wake=threading.Event(), log=structlog.get_logger(), metrics=Metrics(), once=False,
+                        min_gap=0)
+    assert world.slurm.calls == [], "elastic9 released on a clock from before the standby"
+
+
 def test_nodes_the_capacity_breaker_drains_are_not_powered_up_in_the_same_look(write_config):
     """A job takes the pool's two warm nodes in the look that sees the nodeset's third capacity
     failure: the breaker drains the powered-down nodes, and the refill must not start them
