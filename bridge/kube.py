@@ -291,7 +291,9 @@ class LightkubeApi:
                     await self._limiter.acquire()
                     try:
                         async with self._in_flight:
-                            return await request()
+                            answer = await request()
+                        self._unreachable = False  # back: a long-lived client's calls get their retries again
+                        return answer
                     except Exception as e:  # noqa: BLE001 - translated just below, never swallowed
                         raise translate(e, self._server, timeout=self._settings.timeout) from e
         except KubernetesUnavailable:

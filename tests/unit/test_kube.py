@@ -100,6 +100,29 @@ def test_unreachable_server_costs_the_retry_budget_once(tmp_path):
         assert time.monotonic() - start < first / 2
 
 
+def test_a_server_that_came_back_gets_the_retries_again(api):
+    # The daemon lives through an outage: afterwards a throttled call is retried as before, not
+    # failed at its first 429.
+    phase = {"now": "down", "throttled": 0}
+
+    def handler(request, n):
+        if phase["now"] == "down":
+            raise httpx2.ConnectError("connection refused")
+        if phase["now"] == "throttled" and not phase["throttled"]:
+            phase["throttled"] += 1
+            return status(429, "TooManyRequests", "too many requests, please try again later", **{"Retry-After": "0"})
+        return httpx2.Response(200, json={"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []})
+
+    with api(handler, retry_seconds=0.5) as client:
+        with pytest.raises(KubernetesUnavailable):
+            client.list_pods({"a": "b"})
+        phase["now"] = "up"
+        assert client.list_pods({"a": "b"}) == []
+        phase["now"] = "throttled"
+        assert client.list_pods({"a": "b"}) == []
+    assert phase["throttled"] == 1
+
+
 # --- every answer the HTTP stack can give ends in our hierarchy, in one line -----------------
 
 PODGROUP = ("scheduling.volcano.sh/v1beta1", "PodGroup", "job-7")
