@@ -45,6 +45,12 @@ gpu_link() {
 	dev=$(gpu_dev_dir)
 	devices=$(gpu_devices)
 	found=$(printf '%s' "$devices" | grep -c . || true)
+	# A privileged container (cgroups: true) sees every GPU of the host: then the grant is what
+	# the device plugin put in NVIDIA_VISIBLE_DEVICES.
+	if [ "$found" -gt "$count" ] && granted=$(gpu_granted); then
+		devices=$granted
+		found=$(printf '%s' "$devices" | grep -c . || true)
+	fi
 	if [ "$found" -ne "$count" ]; then
 		printf '%s: node has Gres %s but the pod sees %s GPU device(s) in %s: check the pod'"'"'s GPU resource and the device plugin\n' \
 			"${prog:-slurmd-entrypoint}" "${SLURMD_GRES:-gpu:$count}" "$found" "$dev" >&2
@@ -55,6 +61,46 @@ gpu_link() {
 		ln -sfn "$device" "$dev/slurm-gpu$i"
 		i=$((i + 1))
 	done
+}
+
+gpu_info_field() { # the value of field $2 ("Device Minor", "GPU UUID") in driver file $1
+	[ -r "$1" ] || return 1
+	while IFS=: read -r key value; do
+		[ "$key" = "$2" ] || continue
+		set -- $value
+		printf '%s\n' "${1:-}"
+		return 0
+	done <"$1"
+	return 1
+}
+
+gpu_granted() { # the device nodes NVIDIA_VISIBLE_DEVICES names (GPU UUIDs or host indices), in minor order
+	case ${NVIDIA_VISIBLE_DEVICES:-} in "" | all | none | void) return 1 ;; esac
+	dev=$(gpu_dev_dir)
+	proc=${SLURMD_GPU_PROC_DIR:-/proc/driver/nvidia/gpus}
+	granted=
+	for id in $(printf '%s' "$NVIDIA_VISIBLE_DEVICES" | tr ',' ' '); do
+		minor=
+		case $id in
+		GPU-*)
+			for info in "$proc"/*/information; do
+				[ "$(gpu_info_field "$info" "GPU UUID")" = "$id" ] || continue
+				minor=$(gpu_info_field "$info" "Device Minor")
+				break
+			done
+			;;
+		*[!0-9]*) return 1 ;; # a MIG UUID, or something else: not a whole GPU of this host
+		*)
+			bus=$(gpu_host_bus_ids | sed -n "$((id + 1))p") # NVML's index: the PCI order
+			[ -n "$bus" ] && minor=$(gpu_info_field "$proc/$bus/information" "Device Minor")
+			;;
+		esac
+		[ -n "$minor" ] && [ -e "$dev/nvidia$minor" ] || return 1
+		granted="$granted$dev/nvidia$minor
+"
+	done
+	[ -n "$granted" ] || return 1
+	printf '%s' "$granted" | sort -V
 }
 
 gpu_minor() { # minor number of the character device at $1 (links followed); fails if none

@@ -50,18 +50,36 @@ class Host:
         (self.pci / bus / "class").write_text("0x030200\n")
         (self.proc / bus).mkdir()
         (self.proc / bus / "information").write_text(
-            f"Model: \t\t NVIDIA H200\nBus Location: \t {bus}\nDevice Minor: \t {minor}\n")
+            f"Model: \t\t NVIDIA H200\nGPU UUID: \t {self.uuid(minor)}\nBus Location: \t {bus}\n"
+            f"Device Minor: \t {minor}\n")
+
+    @staticmethod
+    def uuid(minor: int) -> str:
+        return f"GPU-{minor:08x}-1111-2222-3333-444455556666"
 
     def pod(self, name: str, minors: list[int]) -> Path:
         """A pod's /dev with the granted devices, linked as slurm-gpuN by the entrypoint's code."""
+        dev = self.devices(name, minors)
+        assert self.link(dev, len(minors)).returncode == 0
+        return dev
+
+    def devices(self, name: str, minors: list[int]) -> Path:
         dev = self.root / name / "dev"
         dev.mkdir(parents=True)
         for minor in minors:
             os.mknod(dev / f"nvidia{minor}", stat.S_IFCHR | 0o666, os.makedev(195, minor))
-        script = f'. "{SLURMD}/gpu-devices.sh"; gpu_link'
-        env = {"SLURMD_DEV_DIR": str(dev), "SLURMD_GPU_COUNT": str(len(minors)), "PATH": os.environ["PATH"]}
-        subprocess.run(["sh", "-c", script], env=env, check=True)
         return dev
+
+    def link(self, dev: Path, count: int, **env: str) -> subprocess.CompletedProcess[str]:
+        """The entrypoint's gpu_link, with the pod's environment."""
+        script = f'. "{SLURMD}/gpu-devices.sh"; gpu_link'
+        env = {"SLURMD_DEV_DIR": str(dev), "SLURMD_GPU_COUNT": str(count), "PATH": os.environ["PATH"],
+               "SLURMD_GPU_PROC_DIR": str(self.proc), "SLURMD_GPU_PCI_DIR": str(self.pci), **env}
+        return subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+
+    @staticmethod
+    def links(dev: Path) -> dict[str, str]:
+        return {p.name: os.readlink(p) for p in sorted(dev.iterdir()) if p.name.startswith("slurm-gpu")}
 
     def run(self, dev: Path, context: str, job: int, gpus: str = "", node: str = "gpu1",
             *, mapping: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -79,6 +97,33 @@ class Host:
 @pytest.fixture
 def host(tmp_path: Path) -> Host:
     return Host(tmp_path)
+
+
+# --- the entrypoint's links in a privileged pod (cgroups: true), which sees every host GPU -------
+
+@needs_root
+@pytest.mark.parametrize("visible", ["uuids", "indices"])
+def test_a_privileged_pod_links_the_gpus_the_device_plugin_granted_not_every_host_gpu(host, visible):
+    # Four GPUs; minors against PCI order on two of them. The pod was granted the GPUs of
+    # minors 3 and 0 (NVML indices 2 and 1), and sees all four device nodes.
+    for minor, bus in ((1, "0000:07:00.0"), (0, "0000:0f:00.0"), (3, "0000:41:00.0"), (2, "0000:81:00.0")):
+        host.gpu(minor, bus)
+    dev = host.devices("gpu1", [0, 1, 2, 3])
+    granted = f"{host.uuid(3)},{host.uuid(0)}" if visible == "uuids" else "2,1"
+    result = host.link(dev, 2, NVIDIA_VISIBLE_DEVICES=granted)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert host.links(dev) == {"slurm-gpu0": f"{dev}/nvidia0", "slurm-gpu1": f"{dev}/nvidia3"}
+
+
+@needs_root
+@pytest.mark.parametrize("visible", [None, "all", "GPU-not-on-this-host", "MIG-0123"])
+def test_more_gpus_than_granted_and_no_grant_to_read_is_the_count_mismatch(host, visible):
+    host.gpu(0, "0000:07:00.0")
+    host.gpu(1, "0000:0f:00.0")
+    dev = host.devices("gpu1", [0, 1])
+    result = host.link(dev, 1, **({"NVIDIA_VISIBLE_DEVICES": visible} if visible else {}))
+    assert result.returncode == 5 and "the pod sees 2 GPU device(s)" in result.stderr
+    assert host.links(dev) == {}
 
 
 # --- the Prolog and Epilog ---------------------------------------------------------------------
