@@ -39,7 +39,6 @@ GPU_VISIBILITY_ENV = frozenset({"NVIDIA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES"
                                 "HIP_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL"})
 """Would show the pod GPUs other than those Kubernetes allocated (``NVIDIA_VISIBLE_DEVICES=all``
 bypasses the device plugin), or hide some of them from Slurm's jobs."""
-OWNED_SLURMD_ARGS = ("-N", "--conf-server")
 MIN_QPS = 1.0
 """Below one request a second, a job of a few hundred nodes would wait out ResumeTimeout
 behind the bridge's own rate limit."""
@@ -936,7 +935,10 @@ def _check_env_and_args(nodeset: Nodeset, where: str) -> None:
             raise ConfigError(f"{where}.env.{key}: would show the pod other GPUs than Kubernetes allocated "
                               f"and Slurm counts; expected the device plugin to set it")
     for arg in nodeset.slurmd_args:
-        if arg.split("=", 1)[0] in OWNED_SLURMD_ARGS:
+        # As slurmd's getopt reads them: -N with its value attached (-Nx), and any unambiguous
+        # abbreviation of --conf-server (--conf-s=...).
+        name = arg.split("=", 1)[0]
+        if arg.startswith("-N") or (name.startswith("--conf-") and "--conf-server".startswith(name)):
             raise ConfigError(f"{where}.slurmd_args: {arg!r} is set by the pod template")
 
 
