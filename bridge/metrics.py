@@ -60,8 +60,8 @@ class Metrics:
 
     def serve(self, address: str) -> tuple[str, int]:
         """Serve ``/metrics`` on ``host:port`` in a background thread; the address bound."""
-        host, _, port = address.rpartition(":")
-        server, _thread = start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry)
+        host, _, port = address.rpartition(":")  # no host (":9834"): every address, as Go's servers read it
+        server, _thread = start_http_server(int(port), addr=host.strip("[]") or "0.0.0.0", registry=self.registry)
         bound = server.server_address
         return str(bound[0]), int(bound[1])
 

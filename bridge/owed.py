@@ -47,6 +47,30 @@ def owed(state_dir: str, nodes: set[str] | None = None) -> dict[str, tuple[str, 
     return found
 
 
+def before(stamp: float) -> str:
+    """The uid of a delete owed for whatever pod a node had at ``stamp``: the suspend could not
+    list its pods, so it knows no uid (a pod made later, for a new job, is not owed)."""
+    return f"before:{stamp:.3f}"
+
+
+def matches(owing: tuple[str, str], pod: dict[str, Any]) -> bool:
+    """Whether ``pod`` is the one owed: that name and uid, or, for a :func:`before` record, that
+    name created before then."""
+    name, uid = owing
+    meta = pod.get("metadata") or {}
+    if meta.get("name") != name:
+        return False
+    if not uid.startswith("before:"):
+        return meta.get("uid", "") == uid
+    from bridge.lease import parse_time
+
+    created = parse_time(meta.get("creationTimestamp"))
+    try:
+        return created is not None and created < float(uid.removeprefix("before:"))
+    except ValueError:
+        return False
+
+
 def paid(state_dir: str, nodes: list[str]) -> None:
     for node in nodes:
         try:

@@ -327,7 +327,7 @@ def _needs_retry(plan: PodPlan, *, config: Config, kube: KubeClient, outcome: Ou
     # for another job (or none) is a leftover, e.g. of a suspend still under way, and so is
     # the very pod a suspend owes (killed mid-way, or refused by the API).
     owing = owed.owed(config.resume.state_dir, {plan.node}).get(plan.node)
-    stale = _job_label(pod) != _job_label(plan.manifest) or owing == (plan.name, pod["metadata"].get("uid", ""))
+    stale = _job_label(pod) != _job_label(plan.manifest) or (owing is not None and owed.matches(owing, pod))
     if not terminating and not finished and not stale:
         outcome.existing.append(plan.node)
         return False

@@ -56,7 +56,13 @@ def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any, slu
     outcome = Outcome()
     state_dir = config.resume.state_dir
     cluster = config.slurm.cluster_name
-    listed = naming.pods_of(kube, cluster=cluster, nodes=set(nodes) | set(owed.owed(state_dir)), metadata_only=True)
+    try:
+        listed = naming.pods_of(kube, cluster=cluster, nodes=set(nodes) | set(owed.owed(state_dir)),
+                                metadata_only=True)
+    except KubernetesError:
+        if not strict:  # Slurm counts these nodes off all the same: whatever pod they have now is owed
+            owed.owe(state_dir, {n: (naming.pod_name(cluster, n), owed.before(time.time())) for n in nodes}, log=log)
+        raise
     outcome.kept = _resumed_again(sorted(n for n in listed if n in set(nodes)), slurm=slurm, log=log, strict=strict)
     pods = {node: pod for node, pod in listed.items() if node in set(nodes) - set(outcome.kept)}
     owed.owe(state_dir, {node: _ref(pod) for node, pod in pods.items()}, log=log)  # before the deletes go out
@@ -119,7 +125,7 @@ def _leftovers(ours: list[dict[str, Any]], nodes: set[str], *, config: Config) -
     if not others:
         return {}
     found = naming.pods_by_node(ours, cluster=config.slurm.cluster_name, nodes=others)
-    left = {node: pod for node, pod in found.items() if _ref(pod) == owing[node]}
+    left = {node: pod for node, pod in found.items() if owed.matches(owing[node], pod)}
     owed.paid(config.resume.state_dir, sorted(others - set(left)))  # that pod is gone already
     return left
 
@@ -160,7 +166,10 @@ def resume_failed(nodes: list[str], *, config: Config, slurm: SlurmClient, kube:
     from bridge.failure import Failure, with_last_words
 
     try:
-        pods = naming.pods_of(kube, cluster=config.slurm.cluster_name, nodes=nodes)
+        try:
+            pods = naming.pods_of(kube, cluster=config.slurm.cluster_name, nodes=nodes)
+        except KubernetesError:
+            pods = {}  # the suspend below lists them again, and owes their deletes if it cannot
         for node, pod in pods.items():
             cause = with_last_words(Failure(pod_problem(pod), True, container=main_container(pod)), pod,
                                     kube=kube).cause

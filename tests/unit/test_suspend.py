@@ -153,6 +153,48 @@ def test_a_pod_made_after_the_debt_is_not_owed(config, slurm, kube, log):
     assert owed.owed(config.resume.state_dir) == {}  # that older pod is gone: nothing owed any more
 
 
+def test_a_suspend_that_cannot_list_the_pods_owes_them_and_the_next_call_pays_only_those(
+        config, slurm, kube, log, monkeypatch):
+    # SuspendProgram while the API answers nothing: Slurm counts elastic1 and elastic2 powered
+    # down whatever happens. The pods they had then are owed; one made later (a new job's) is not.
+    import time as clock
+
+    resume.resume(["elastic1", "elastic2", "elastic3"], config=config, slurm=slurm, kube=kube, log=log)
+    for name in kube.pods:
+        kube.pods[name]["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+    gone = KubernetesError("cannot reach the Kubernetes API: connection refused", transient=True)
+
+    def unreachable(labels):
+        raise gone
+
+    monkeypatch.setattr(kube, "list_pod_metadata", unreachable)
+    monkeypatch.setattr(kube, "list_pods", unreachable)
+    with pytest.raises(KubernetesError):  # the hook exits 69
+        suspend.suspend(["elastic1", "elastic2"], config=config, kube=kube, log=log)
+    monkeypatch.undo()
+    assert sorted(owed.owed(config.resume.state_dir)) == ["elastic1", "elastic2"]
+    # Meanwhile elastic2 was resumed for a new job: its new pod is younger than the debt.
+    del kube.pods["linux-elastic2"]
+    resume.resume(["elastic2"], config=config, slurm=slurm, kube=kube, log=log)
+    kube.pods["linux-elastic2"]["metadata"]["creationTimestamp"] = \
+        clock.strftime("%Y-%m-%dT%H:%M:%SZ", clock.gmtime(clock.time() + 5))
+    suspend.suspend(["elastic3"], config=config, kube=kube, log=log)  # the API is back
+    assert sorted(kube.pods) == ["linux-elastic2"]
+    assert owed.owed(config.resume.state_dir) == {}
+
+
+def test_an_admins_suspend_that_cannot_list_the_pods_owes_nothing(config, slurm, kube, log, monkeypatch):
+    resume.resume(["elastic1"], config=config, slurm=slurm, kube=kube, log=log)
+
+    def unreachable(labels):
+        raise KubernetesError("cannot reach the Kubernetes API: connection refused", transient=True)
+
+    monkeypatch.setattr(kube, "list_pod_metadata", unreachable)
+    with pytest.raises(KubernetesError):
+        suspend.suspend(["elastic1"], config=config, kube=kube, log=log, slurm=slurm, strict=True)
+    assert owed.owed(config.resume.state_dir) == {}
+
+
 OWNER = {"app.kubernetes.io/managed-by": "slurm-k8s-bridge", "slurm-k8s-bridge/cluster": "linux"}
 
 
