@@ -193,12 +193,12 @@ def p90(values: list[float]) -> float:
 
 
 EPOCH = 4 * 86400.0
+"""The simulated window's Unix start: a Monday 00:00 UTC (any time that is not 0, which the
+daemon's model reads as "never started")."""
 SCHED_PASS = 1.0
 """Seconds here between slurmctld's scheduling passes, as its log shows them in these replays:
 a job is allocated 0.02–2.6 s after its submission (median 0.52 s), on the pass after it came
 or after a job ended."""
-"""The simulated window's Unix start: a Monday 00:00 UTC (any time that is not 0, which the
-daemon's model reads as "never started")."""
 
 
 def simulated(policy: str, jobs: list[Job], size: int, *, nodes: int, speed: float, boot: float, tick: float) -> str:

@@ -935,11 +935,23 @@ def _check_env_and_args(nodeset: Nodeset, where: str) -> None:
             raise ConfigError(f"{where}.env.{key}: would show the pod other GPUs than Kubernetes allocated "
                               f"and Slurm counts; expected the device plugin to set it")
     for arg in nodeset.slurmd_args:
-        # As slurmd's getopt reads them: -N with its value attached (-Nx), and any unambiguous
-        # abbreviation of --conf-server (--conf-s=...).
         name = arg.split("=", 1)[0]
-        if arg.startswith("-N") or (name.startswith("--conf-") and "--conf-server".startswith(name)):
+        if _names_the_node(arg) or (name.startswith("--conf-") and "--conf-server".startswith(name)):
             raise ConfigError(f"{where}.slurmd_args: {arg!r} is set by the pod template")
+
+
+def _names_the_node(arg: str) -> bool:
+    """Whether slurmd's getopt (options "bcCd:Df:hL:Mn:N:vV") reads ``arg`` as -N: alone, with
+    its value attached (-Nx), or after flags in one group (-vNx); not inside another option's
+    value (-dN is -d with "N")."""
+    if not arg.startswith("-") or arg.startswith("--"):
+        return False
+    for char in arg[1:]:
+        if char == "N":
+            return True
+        if char in "dfLn":  # takes the rest of the group as its value
+            return False
+    return False
 
 
 def _expect(ok: bool, where: str, expected: str, got: object) -> None:

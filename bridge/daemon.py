@@ -91,7 +91,7 @@ class Daemon:
         # next look reads it again.
         changed = {n for a in actions if not isinstance(a, (UndrainNode, breaker.CloseBreaker))
                    for n in (getattr(a, "nodes", None) or (getattr(a, "node", None),)) if n}
-        self.pool.step({n: f for n, f in facts.items() if n not in changed}, now)
+        self.pool.step(facts, now, frozenset(changed))
         if not self._dry_run:
             try:
                 heartbeat.beat(self.config.resume.state_dir, follows=self.config.daemon.follow, now=now)

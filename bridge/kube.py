@@ -295,7 +295,10 @@ class LightkubeApi:
                         self._unreachable = False  # back: a long-lived client's calls get their retries again
                         return answer
                     except Exception as e:  # noqa: BLE001 - translated just below, never swallowed
-                        raise translate(e, self._server, timeout=self._settings.timeout) from e
+                        error = translate(e, self._server, timeout=self._settings.timeout)
+                        if not isinstance(error, KubernetesUnavailable):
+                            self._unreachable = False  # it answered (a 404, a 409): it is reachable
+                        raise error from e
         except KubernetesUnavailable:
             self._unreachable = True
             raise

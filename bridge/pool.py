@@ -154,10 +154,13 @@ class Pool:
         self._learned: dict[str, _Learned] = {}
         self._idle_since: dict[str, float] = {}
 
-    def step(self, facts: dict[str, NodeFacts], now: float) -> list[Decision]:
-        """Learn, size, and power up or down; one decision per pool."""
+    def step(self, facts: dict[str, NodeFacts], now: float, changed: frozenset[str] = frozenset()) -> list[Decision]:
+        """Learn, size, and power up or down; one decision per pool. ``changed``: nodes this
+        look's own actions just drained or released, which ``facts`` (read before them) still
+        show as before: counted as allocated if they were, never as idle, starting or free."""
         planned = self._planned() if self._pools else []
-        decisions = [self._decide(name, members[0], facts, now, planned) for name, members in self._pools.items()]
+        decisions = [self._decide(name, members[0], facts, now, planned, changed)
+                     for name, members in self._pools.items()]
         for decision in decisions:
             self._carry_out(decision)
         return decisions
@@ -173,13 +176,13 @@ class Pool:
             return []
 
     def _decide(self, name: str, first: Nodeset, facts: dict[str, NodeFacts], now: float,
-                planned: list[tuple[float, tuple[str, ...]]]) -> Decision:
+                planned: list[tuple[float, tuple[str, ...]]], changed: frozenset[str] = frozenset()) -> Decision:
         rules = policy(first)
         mine = {n: facts[n] for n in self._nodes[name] if n in facts}
         # In the pool's order, cheapest capacity first: the pool takes the first free nodes.
-        idle = [n for n, f in mine.items() if usable(f) and nodestate.is_up(f.state)
+        idle = [n for n, f in mine.items() if n not in changed and usable(f) and nodestate.is_up(f.state)
                 and not nodestate.is_allocated(f.state)]
-        starting = [n for n, f in mine.items() if usable(f) and starting_up(f)]
+        starting = [n for n, f in mine.items() if n not in changed and usable(f) and starting_up(f)]
         allocated = {n for n, f in mine.items() if nodestate.is_allocated(f.state)}
         learned = self._learn(name, allocated, len(idle), now, rules)
         target = warmpool.target(learned.demand, now, rules)
@@ -194,7 +197,7 @@ class Pool:
         # them itself when the job's turn comes.
         soon = list(dict.fromkeys(n for start, nodes in planned if -_STALE_PLAN <= start - now <= rules.horizon
                                   for n in nodes if n in mine))
-        off = [n for n, f in mine.items() if usable(f) and free_and_off(f)]
+        off = [n for n, f in mine.items() if n not in changed and usable(f) and free_and_off(f)]
         have, kept = len(idle) + len(starting), set(soon)  # kept: not the pool's to power down
         up = [] if capped else [n for n in off if n in kept][: max(0, rules.max - have)]
         down: list[str] = []

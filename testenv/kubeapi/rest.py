@@ -250,6 +250,8 @@ class Rest:
         except patching.PatchError as err:
             raise e.ApiError(e.status_body(422, "Invalid", str(err))) from err
         new = self._decode(rt, patched)
+        _place(rt, new["metadata"], namespace)  # the patcher's order: the namespace, then checkName
+        _check_name(rt, new["metadata"], namespace, name)
         return self._write_update(rt, namespace, name, new, old_stored, opts, subresource), False
 
     # --- binding ----------------------------------------------------------------------------

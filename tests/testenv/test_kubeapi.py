@@ -257,6 +257,21 @@ def test_a_put_is_checked_in_the_real_servers_order_name_and_namespace_then_uid_
     assert api_error(kubeapi_client.get, ConfigMap, "c").code == 404
 
 
+def test_a_patch_that_renames_the_object_is_400_as_the_patchers_check_name_says(
+    kubeapi_client: Client, kubeapi_http: httpx2.Client
+) -> None:
+    kubeapi_client.create(ConfigMap(metadata=ObjectMeta(name="c")))
+    url = "/api/v1/namespaces/default/configmaps/c"
+    renamed = kubeapi_http.patch(url, json={"metadata": {"name": "other"}},
+                                 headers={"Content-Type": "application/merge-patch+json"})
+    assert (renamed.status_code, renamed.json()["message"]) == (
+        400, "the name of the object (other) does not match the name on the URL (c)")
+    nameless = kubeapi_http.patch(url, json=[{"op": "remove", "path": "/metadata/name"}],
+                                  headers={"Content-Type": "application/json-patch+json"})
+    assert (nameless.status_code, nameless.json()["message"]) == (
+        400, "the name of the object (c based on URL) was undeterminable: name must be provided")
+
+
 def test_objects_in_a_missing_namespace_are_404_namespace_not_found(kubeapi_client: Client) -> None:
     status = api_error(kubeapi_client.create, make_pod("p"), namespace="slurm")
     assert (status.code, status.reason, status.message) == (404, "NotFound", 'namespaces "slurm" not found')

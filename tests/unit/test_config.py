@@ -164,6 +164,7 @@ def test_hpc_nodeset_keys_load_into_typed_settings(write_config):
     ("slurmd_args: [-N, other]", "nodesets[0].slurmd_args: '-N' is set by the pod template"),
     ("slurmd_args: ['--conf-server=x:1']", "nodesets[0].slurmd_args: '--conf-server=x:1' is set by the pod template"),
     ("slurmd_args: [-Nother]", "nodesets[0].slurmd_args: '-Nother' is set by the pod template"),
+    ("slurmd_args: [-vNother]", "nodesets[0].slurmd_args: '-vNother' is set by the pod template"),
     ("slurmd_args: ['--conf-s=evil:6817']", "nodesets[0].slurmd_args: '--conf-s=evil:6817' is set by the pod template"),
     ("subdomain: Slurm_D", "nodesets[0].subdomain: expected a DNS-1123 label, got 'Slurm_D'"),
     ("image_pull_secrets: [Reg_Cred]", "nodesets[0].image_pull_secrets[0]: expected a DNS-1123 subdomain"),

@@ -108,19 +108,27 @@ def test_a_server_that_came_back_gets_the_retries_again(api):
     def handler(request, n):
         if phase["now"] == "down":
             raise httpx2.ConnectError("connection refused")
+        if phase["now"] == "missing":
+            return status(404, "NotFound", 'pods "p1" not found')
         if phase["now"] == "throttled" and not phase["throttled"]:
             phase["throttled"] += 1
             return status(429, "TooManyRequests", "too many requests, please try again later", **{"Retry-After": "0"})
         return httpx2.Response(200, json={"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []})
 
     with api(handler, retry_seconds=0.5) as client:
-        with pytest.raises(KubernetesUnavailable):
-            client.list_pods({"a": "b"})
-        phase["now"] = "up"
-        assert client.list_pods({"a": "b"}) == []
-        phase["now"] = "throttled"
-        assert client.list_pods({"a": "b"}) == []
-    assert phase["throttled"] == 1
+        for back in ("answers", "refuses"):  # a success, or an answer that is an error (404)
+            phase["now"], phase["throttled"] = "down", 0
+            with pytest.raises(KubernetesUnavailable):
+                client.list_pods({"a": "b"})
+            if back == "answers":
+                phase["now"] = "up"
+                assert client.list_pods({"a": "b"}) == []
+            else:
+                phase["now"] = "missing"
+                assert client.get_pod("p1") is None
+            phase["now"] = "throttled"
+            assert client.list_pods({"a": "b"}) == []
+            assert phase["throttled"] == 1
 
 
 # --- every answer the HTTP stack can give ends in our hierarchy, in one line -----------------

@@ -393,6 +393,42 @@ def test_nodes_the_capacity_breaker_drains_are_not_powered_up_in_the_same_look(w
     assert not [n for n, f in slurm.facts.items() if "POWERING_UP" in f.state]
 
 
+def test_a_busy_node_drained_for_its_cordoned_host_is_no_new_arrival(write_config):
+    """The look that drains a busy node still counts it allocated: the next one must not take
+    it for a job that just came (and power up nodes for demand that never was)."""
+    import json
+
+    from bridge.slurm import reason
+
+    class Slurm(FakeSlurm):
+        def set_drained(self, nodes, reason_text):
+            for node in nodes:
+                fact = self.facts[node]
+                self.facts[node] = NodeFacts(node, 1, 500, state=fact.state + ("DRAIN",), reason=reason(reason_text))
+
+    config = warm_config(write_config, min=0)
+    slurm = Slurm({f"elastic{i}": NodeFacts(f"elastic{i}", 1, 500, state=BUSY if i == 1 else OFF)
+                   for i in range(1, 17)})
+    pods = [{"metadata": {"name": "linux-elastic1", "namespace": "slurm", "uid": "u-1",
+                          "labels": {**naming.owner_labels("linux"), naming.NODESET_LABEL: "cpu"},
+                          "annotations": {naming.NODE_ANNOTATION: "elastic1"}},
+             "spec": {"nodeName": "worker-1"}, "status": {"phase": "Running"}}]
+
+    def host(cordoned: bool) -> dict:
+        return {"metadata": {"name": "worker-1"}, "spec": {"unschedulable": cordoned},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+
+    clock = [START]
+    daemon = Daemon(config, slurm=slurm, kube=FakeKube(), log=structlog.get_logger(), metrics=Metrics(),
+                    clock=lambda: clock[0])
+    for cordoned in (False, True, True):
+        daemon.look(pods, [host(cordoned)])
+        clock[0] += 5
+    assert "DRAIN" in slurm.facts["elastic1"].state
+    assert json.loads(daemon.pool.path("cpu").read_text())["demand"]["recent"] == []
+    assert [c for c in slurm.calls if c.startswith("power_up")] == []
+
+
 def test_an_idle_pool_node_with_its_pod_is_not_an_orphan(write_config):
     config = warm_config(write_config, min=2)
     slurm = FakeSlurm({f"elastic{i}": NodeFacts(f"elastic{i}", 1, 500, state=OFF) for i in range(1, 17)})
