@@ -13,7 +13,8 @@
 # Checks, each PASS, FAIL or SKIP (a tool or file missing: said, and the rest goes on):
 #   1 devices      the GPU device nodes and the driver's files are there
 #   2 link         the entrypoint's gpu_link (docker/slurmd/gpu-devices.sh) links the granted
-#                  devices as slurm-gpu0..N-1 in minor order, each to the device node of that minor
+#                  devices as slurm-gpu0..N-1 in their GPUs' PCI order (CUDA's and NVML's), each
+#                  to the device node of that GPU
 #   3 count        a Gres of one GPU more than granted is refused with exit 5 and its message
 #   4 minor        the driver's Device Minor at each PCI address (what gpu-devices.sh reads) is
 #                  the Minor Number nvidia-smi -q reports there
@@ -148,6 +149,8 @@ for m in $granted; do
 	node=$(node_of "$m") && ln -s "$node" "$pod_dev/${node##*/}" || say "no device node of minor $m"
 done
 count=$(printf '%s\n' $granted | grep -c .)
+# Slurm's GPU N is the Nth of the granted GPUs in PCI order (gpu_pci_order), as CUDA numbers them.
+granted=$(gpu_pci_order $(for m in $granted; do node_of "$m"; done) | while read -r d; do gpu_minor "$d"; done)
 
 # --- 2. link -----------------------------------------------------------------------------------
 

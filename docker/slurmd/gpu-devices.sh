@@ -34,7 +34,7 @@ gpu_devices() { # the GPU device nodes the pod was given, one path a line
 
 # The device plugin hands a container its GPUs under their host numbers (e.g. /dev/nvidia3
 # and /dev/nvidia5), which differ from pod to pod; gres.conf needs one name for all pods of a
-# node line. So the granted devices are linked as slurm-gpu0..N-1, in host order, and the
+# node line. So the granted devices are linked as slurm-gpu0..N-1, in PCI order (gpu_pci_order), and the
 # site's gres.conf says e.g. File=/dev/slurm-gpu[0-3]. A pod seeing more or fewer GPUs than
 # Slurm will hand out must not register: jobs would get GPUs the pod does not have.
 # MIG slices are not /dev/nvidiaN devices (Slurm finds them with AutoDetect=nvml): skipped.
@@ -56,11 +56,29 @@ gpu_link() {
 			"${prog:-slurmd-entrypoint}" "${SLURMD_GRES:-gpu:$count}" "$found" "$dev" >&2
 		return 5
 	fi
+	devices=$(gpu_pci_order $devices)
 	i=0
 	for device in $devices; do
 		ln -sfn "$device" "$dev/slurm-gpu$i"
 		i=$((i + 1))
 	done
+}
+
+# Slurm hands a job CUDA_VISIBLE_DEVICES as the indices of gres.conf's File= list, and CUDA
+# numbers the GPUs a pod sees in PCI bus order (as NVML and Slurm's AutoDetect do): so the
+# links follow PCI order, which the driver's minors need not. Without the driver's files
+# (fake devices), the minors' order stands.
+gpu_pci_order() { # the device nodes given, in the PCI order of their GPUs
+	ordered=
+	for device in "$@"; do
+		minor=$(gpu_minor "$device") && bus=$(gpu_bus_id "$minor") || {
+			printf '%s\n' "$@"
+			return 0
+		}
+		ordered="$ordered$bus $device
+"
+	done
+	printf '%s' "$ordered" | sort | while read -r _bus device; do printf '%s\n' "$device"; done
 }
 
 gpu_info_field() { # the value of field $2 ("Device Minor", "GPU UUID") in driver file $1

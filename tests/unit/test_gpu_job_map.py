@@ -135,9 +135,22 @@ def test_prolog_names_files_by_the_host_index_dcgm_uses_not_by_the_minor(host):
     host.gpu(1, "0000:07:00.0")
     host.gpu(0, "0000:0f:00.0")
     dev = host.pod("gpu1", [0, 1])
-    result = host.run(dev, "prolog_slurmd", 42, gpus="0")  # slurm-gpu0 -> /dev/nvidia0
+    result = host.run(dev, "prolog_slurmd", 42, gpus="1")  # slurm-gpu1 -> /dev/nvidia0 (PCI order)
     assert (result.returncode, result.stderr) == (0, "")
     assert host.files() == {"1": ["42"]}
+
+
+@needs_root
+def test_slurms_gpu_indices_follow_pci_order_as_cuda_numbers_the_gpus(host):
+    """Slurm gives a job CUDA_VISIBLE_DEVICES as gres.conf File= indices; CUDA numbers the GPUs
+    a pod sees in PCI order. On a board whose minors run against it, slurm-gpu0 must be the
+    first GPU on the bus, not /dev/nvidia0, or a job would use the GPU Slurm gave another."""
+    host.gpu(1, "0000:07:00.0")
+    host.gpu(0, "0000:0f:00.0")
+    host.gpu(2, "0000:41:00.0")
+    dev = host.pod("gpu1", [0, 1, 2])
+    assert host.links(dev) == {"slurm-gpu0": f"{dev}/nvidia1", "slurm-gpu1": f"{dev}/nvidia0",
+                               "slurm-gpu2": f"{dev}/nvidia2"}
 
 
 @needs_root
@@ -327,7 +340,7 @@ def test_device_check_passes_on_fake_devices_and_prints_the_mapping(tmp_path):
     for check in ("devices", "link", "count", "minor", "host-index", "dcgm-map"):
         assert any(line.split()[:2] == ["PASS", check] for line in lines), check
     # Slurm index, minor, PCI address, derived index, nvidia-smi index and minor, UUID
-    assert "0      0      0000:0f:00.0   1              1                 0                 GPU-fake-1" in lines
+    assert "0      1      0000:07:00.0   0              0                 1                 GPU-fake-0" in lines
     assert (tmp_path / "out" / "gpu_device_check.txt").read_text().splitlines()[-1] == lines[-1]
 
 
