@@ -115,7 +115,8 @@ def test_a_server_that_came_back_gets_the_retries_again(api):
             return status(429, "TooManyRequests", "too many requests, please try again later", **{"Retry-After": "0"})
         return httpx2.Response(200, json={"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []})
 
-    with api(handler, retry_seconds=0.5) as client:
+    # A budget that holds the retry's wait, up to 1.2 s with stamina's jitter (0.5 s did not).
+    with api(handler, retry_seconds=2.0) as client:
         for back in ("answers", "refuses"):  # a success, or an answer that is an error (404)
             phase["now"], phase["throttled"] = "down", 0
             with pytest.raises(KubernetesUnavailable):
