@@ -139,6 +139,7 @@ class DockerRuntime:
             if cgroup is not None:
                 await self._call(cgroup.remove)
             raise ContainerStartError(_explain(e)) from e
+        started = now()  # before the start: a container that exits at once ends in this second or later
         try:
             await self._call(container.start)
         except self._docker.errors.APIError as e:
@@ -153,7 +154,7 @@ class DockerRuntime:
         watcher.start()
         container_id = f"docker://{container.id}"
         self._containers[container_id] = _Container(container.id, exited, watcher, cgroup)
-        return ContainerHandle(container_id=container_id, started_at=now(), config=config)
+        return ContainerHandle(container_id=container_id, started_at=started, config=config)
 
     async def wait_container(self, handle: ContainerHandle) -> ExitStatus:
         container = self._containers.get(handle.container_id)
