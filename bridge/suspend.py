@@ -61,7 +61,8 @@ def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any, slu
                                 metadata_only=True)
     except KubernetesError:
         if not strict:  # Slurm counts these nodes off all the same: whatever pod they have now is owed
-            owed.owe(state_dir, {n: (naming.pod_name(cluster, n), owed.before(time.time())) for n in nodes}, log=log)
+            now = owed.before(time.time())
+            owed.owe(state_dir, {n: (naming.pod_name(cluster, n), now) for n in nodes}, log=log)
         raise
     outcome.kept = _resumed_again(sorted(n for n in listed if n in set(nodes)), slurm=slurm, log=log, strict=strict)
     pods = {node: pod for node, pod in listed.items() if node in set(nodes) - set(outcome.kept)}

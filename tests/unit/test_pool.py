@@ -329,6 +329,31 @@ def test_the_daemons_loop_forgets_the_pool_while_it_stands_by(write_config):
     assert recent == [[arrived[0], 2]]
 
 
+class DrainingSlurm(FakeSlurm):
+    """scontrol's drain as well: the node shows DRAIN with the reason at the next read."""
+
+    def set_drained(self, nodes, reason_text):
+        from bridge.slurm import reason
+
+        self.calls.append(f"set_drained {len(nodes)}")
+        for node in nodes:
+            fact = self.facts[node]
+            self.facts[node] = NodeFacts(node, 1, 500, state=fact.state + ("DRAIN",), reason=reason(reason_text))
+
+
+def pool_pod(node: str) -> dict:
+    """The pod the resume hook made for a pool node of nodeset cpu, running on worker-1."""
+    return {"metadata": {"name": f"linux-{node}", "namespace": "slurm", "uid": f"u-{node}",
+                         "labels": {**naming.owner_labels("linux"), naming.NODESET_LABEL: "cpu"},
+                         "annotations": {naming.NODE_ANNOTATION: node}},
+            "spec": {"nodeName": "worker-1"}, "status": {"phase": "Running"}}
+
+
+def worker(cordoned: bool = False) -> dict:
+    return {"metadata": {"name": "worker-1"}, "spec": {"unschedulable": cordoned},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+
+
 def test_a_replica_that_stood_by_waits_each_grace_period_again(write_config):
     """A node seen powering up with no pod just before the replica lost the Lease: when it leads
     again a minute later, that node is on a new resume, and gets the whole stuck_grace."""
@@ -359,24 +384,13 @@ def test_nodes_the_capacity_breaker_drains_are_not_powered_up_in_the_same_look(w
     """A job takes the pool's two warm nodes in the look that sees the nodeset's third capacity
     failure: the breaker drains the powered-down nodes, and the refill must not start them
     (they would sit DRAIN+POWERING_UP, holding pods no job can use)."""
-    from bridge.slurm import reason
     from tests.unit.test_breaker import failed
 
-    class Slurm(FakeSlurm):
-        def set_drained(self, nodes, reason_text):
-            self.calls.append(f"set_drained {len(nodes)}")
-            for node in nodes:
-                fact = self.facts[node]
-                self.facts[node] = NodeFacts(node, 1, 500, state=fact.state + ("DRAIN",), reason=reason(reason_text))
-
     config = warm_config(write_config, min=2)
-    slurm = Slurm({f"elastic{i}": NodeFacts(f"elastic{i}", 1, 500, state=IDLE if i <= 2 else OFF)
-                   for i in range(1, 17)})
-    pods = [{"metadata": {"name": f"linux-{n}", "namespace": "slurm", "uid": f"u-{n}",
-                          "labels": {**naming.owner_labels("linux"), naming.NODESET_LABEL: "cpu"},
-                          "annotations": {naming.NODE_ANNOTATION: n}},
-             "spec": {"nodeName": "worker-1"}, "status": {"phase": "Running"}} for n in ("elastic1", "elastic2")]
-    host = {"metadata": {"name": "worker-1"}, "spec": {}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    slurm = DrainingSlurm({f"elastic{i}": NodeFacts(f"elastic{i}", 1, 500, state=IDLE if i <= 2 else OFF)
+                           for i in range(1, 17)})
+    pods = [pool_pod(n) for n in ("elastic1", "elastic2")]
+    host = worker()
     clock = [START]
     daemon = Daemon(config, slurm=slurm, kube=FakeKube(), log=structlog.get_logger(), metrics=Metrics(),
                     clock=lambda: clock[0])
@@ -398,31 +412,16 @@ def test_a_busy_node_drained_for_its_cordoned_host_is_no_new_arrival(write_confi
     it for a job that just came (and power up nodes for demand that never was)."""
     import json
 
-    from bridge.slurm import reason
-
-    class Slurm(FakeSlurm):
-        def set_drained(self, nodes, reason_text):
-            for node in nodes:
-                fact = self.facts[node]
-                self.facts[node] = NodeFacts(node, 1, 500, state=fact.state + ("DRAIN",), reason=reason(reason_text))
-
     config = warm_config(write_config, min=0)
-    slurm = Slurm({f"elastic{i}": NodeFacts(f"elastic{i}", 1, 500, state=BUSY if i == 1 else OFF)
-                   for i in range(1, 17)})
-    pods = [{"metadata": {"name": "linux-elastic1", "namespace": "slurm", "uid": "u-1",
-                          "labels": {**naming.owner_labels("linux"), naming.NODESET_LABEL: "cpu"},
-                          "annotations": {naming.NODE_ANNOTATION: "elastic1"}},
-             "spec": {"nodeName": "worker-1"}, "status": {"phase": "Running"}}]
-
-    def host(cordoned: bool) -> dict:
-        return {"metadata": {"name": "worker-1"}, "spec": {"unschedulable": cordoned},
-                "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    slurm = DrainingSlurm({f"elastic{i}": NodeFacts(f"elastic{i}", 1, 500, state=BUSY if i == 1 else OFF)
+                           for i in range(1, 17)})
+    pods = [pool_pod("elastic1")]
 
     clock = [START]
     daemon = Daemon(config, slurm=slurm, kube=FakeKube(), log=structlog.get_logger(), metrics=Metrics(),
                     clock=lambda: clock[0])
     for cordoned in (False, True, True):
-        daemon.look(pods, [host(cordoned)])
+        daemon.look(pods, [worker(cordoned)])
         clock[0] += 5
     assert "DRAIN" in slurm.facts["elastic1"].state
     assert json.loads(daemon.pool.path("cpu").read_text())["demand"]["recent"] == []
