@@ -8,6 +8,11 @@ from bridge import owed, resume, suspend
 from bridge.errors import KubernetesError
 
 
+def unreachable(labels):
+    """A pod listing while the API server cannot be reached."""
+    raise KubernetesError("cannot reach the Kubernetes API: connection refused", transient=True)
+
+
 def test_suspend_deletes_the_pods_of_the_nodes(config, slurm, kube, log):
     resume.resume(["elastic1", "elastic2", "elastic3"], config=config, slurm=slurm, kube=kube, log=log)
     outcome = suspend.suspend(["elastic1", "elastic2"], config=config, kube=kube, log=log)
@@ -57,11 +62,6 @@ def test_resume_fail_puts_back_the_cause_even_when_kubernetes_cannot_be_reached(
                                                                                monkeypatch):
     from bridge import causes
     causes.remember(config.resume.state_dir, "elastic2", "pod linux-elastic2: Forbidden: quota", log=log)
-    gone = KubernetesError("cannot reach the Kubernetes API: connection refused", transient=True)
-
-    def unreachable(labels):
-        raise gone
-
     monkeypatch.setattr(kube, "list_pods", unreachable)
     with pytest.raises(KubernetesError):  # the hook exits 69 on it
         suspend.resume_failed(["elastic2"], config=config, slurm=slurm, kube=kube, log=log)
@@ -162,11 +162,6 @@ def test_a_suspend_that_cannot_list_the_pods_owes_them_and_the_next_call_pays_on
     resume.resume(["elastic1", "elastic2", "elastic3"], config=config, slurm=slurm, kube=kube, log=log)
     for name in kube.pods:
         kube.pods[name]["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
-    gone = KubernetesError("cannot reach the Kubernetes API: connection refused", transient=True)
-
-    def unreachable(labels):
-        raise gone
-
     monkeypatch.setattr(kube, "list_pod_metadata", unreachable)
     monkeypatch.setattr(kube, "list_pods", unreachable)
     with pytest.raises(KubernetesError):  # the hook exits 69
@@ -185,9 +180,6 @@ def test_a_suspend_that_cannot_list_the_pods_owes_them_and_the_next_call_pays_on
 
 def test_an_admins_suspend_that_cannot_list_the_pods_owes_nothing(config, slurm, kube, log, monkeypatch):
     resume.resume(["elastic1"], config=config, slurm=slurm, kube=kube, log=log)
-
-    def unreachable(labels):
-        raise KubernetesError("cannot reach the Kubernetes API: connection refused", transient=True)
 
     monkeypatch.setattr(kube, "list_pod_metadata", unreachable)
     with pytest.raises(KubernetesError):
