@@ -65,8 +65,12 @@ class Daemon:
         self.pool = Pool(config, slurm=slurm, log=log, metrics=self._metrics, dry_run=dry_run)
 
     def look(self, pods: list[dict[str, Any]], hosts: list[dict[str, Any]] | None,
-             groups: list[dict[str, Any]] = ()) -> list[Action]:
-        """One reconciliation; the actions planned (carried out unless dry-run)."""
+             groups: list[dict[str, Any]] = (), *,
+             pods_now: Callable[[], list[dict[str, Any]]] | None = None) -> list[Action]:
+        """One reconciliation; the actions planned (carried out unless dry-run).
+
+        ``pods`` are taken before Slurm is read; ``pods_now`` gives them again after it, and a
+        pod made meanwhile counts for its node (see ``daemon.confirm``)."""
         started = time.monotonic()
         cluster = self.config.slurm.cluster_name
         named = {node for p in pods if (node := naming.node_of(p)) and naming.is_ours(p, cluster=cluster)}
@@ -76,6 +80,8 @@ class Daemon:
             self._metrics.api_errors.labels("slurm", "read").inc()
             self._log.warning("cannot read the Slurm nodes now", error=str(e))
             return []
+        if pods_now is not None:
+            pods = _with_pods_made_meanwhile(pods, pods_now(), facts, cluster=cluster)
         if not facts.keys() & self._elastic:
             # Slurm knows every configured node: an answer with none of them is a reading gone
             # wrong, and would make every pod look like an orphan.
@@ -328,6 +334,10 @@ class Watch:
         groups = [g for informer in self.groups for g in (dicts(informer) or [])]
         return dicts(self.pods), dicts(self.hosts), groups
 
+    def pods_now(self) -> list[dict]:
+        """The pods alone, as they are now (a look takes them again after reading Slurm)."""
+        return [obj.to_dict() for obj in self.pods.snapshot()] if self.pods.synced.is_set() else []
+
     def stop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
 
@@ -398,6 +408,19 @@ def run(config: Config, *, log: Any, dry_run: bool = False, once: bool = False,
     return actions
 
 
+def _with_pods_made_meanwhile(before: list[dict[str, Any]], after: list[dict[str, Any]],
+                              facts: dict[str, NodeFacts], *, cluster: str) -> list[dict[str, Any]]:
+    """``before`` and, for a node Slurm was read for that had no pod in it, that node's pod in
+    ``after``. A Slurm read that outlasts a pod's start (retried across a slurmctld restart)
+    may already see that pod's slurmd registered: with ``before`` alone the node would look up
+    without its pod and be given back, requeueing its job. A pod deleted meanwhile still counts
+    (from ``before``): a suspend powers its node down before deleting it."""
+    have = {node for p in before if (node := naming.node_of(p)) and naming.is_ours(p, cluster=cluster)}
+    new = [p for p in after if naming.is_ours(p, cluster=cluster)
+           and (node := naming.node_of(p)) in facts and node not in have]
+    return [*before, *new] if new else before
+
+
 def _loop(daemon: Daemon, watch: Any, elector: Any, *, stop: threading.Event, wake: threading.Event, log: Any,
           metrics: Metrics, once: bool, min_gap: float = MIN_GAP) -> list[Action]:
     """The looks, until ``stop`` is set (one with ``once``): at most one per ``min_gap`` however
@@ -416,8 +439,8 @@ def _loop(daemon: Daemon, watch: Any, elector: Any, *, stop: threading.Event, wa
             daemon.memory.forget()  # nor how long a condition lasted: a grace restarts, never shortens
             stop.wait(elector.renew_every)  # a standby: another replica acts
             continue
-        pods, hosts, groups = watch.snapshot()  # before Slurm's facts: see daemon.confirm
-        actions = daemon.look(pods or [], hosts, groups)
+        pods, hosts, groups = watch.snapshot()  # before Slurm's facts, and again after: see daemon.confirm
+        actions = daemon.look(pods or [], hosts, groups, pods_now=watch.pods_now)
         last = time.monotonic()
         if once:
             break

@@ -84,6 +84,30 @@ def test_pod_deleted_behind_slurms_back_releases_its_node_with_an_event_a_log_li
     assert daemon.look(list(kube.pods.values()), [host()]) == []
 
 
+def test_a_pod_made_while_slurm_was_read_keeps_its_registered_node_and_its_job(world):
+    """The look's Slurm read outlasts a pod's start (retried while slurmctld restarts): the pods
+    it took before show none for elastic4, Slurm already shows the slurmd of the pod made
+    meanwhile registered and running the job. The node is not given back and its job is not
+    requeued (seen in CI: "its pod is gone", job Restarts=1). A pod that is really gone still is."""
+    make, slurm, kube, clock = world
+    daemon = make()
+    del kube.pods["linux-elastic3"]  # deleted behind Slurm's back
+    before = list(kube.pods.values())  # elastic1-2; elastic4 powered down, no pod
+    read = slurm.node_facts
+
+    def slow_read(nodes):  # meanwhile: elastic4's pod made, its slurmd registered
+        kube.pods["linux-elastic4"] = pod("elastic4")
+        slurm.facts["elastic4"] = NodeFacts("elastic4", 1, 500, state=BUSY)
+        return read(nodes)
+
+    slurm.node_facts = slow_read
+    slurm.add_job(7, ["elastic4"])
+    actions = daemon.look(before, [host()], pods_now=lambda: list(kube.pods.values()))
+    assert [(a.kind, a.node) for a in actions] == [("release_node", "elastic3")]
+    assert "elastic4" not in slurm.down and slurm.jobs[7]["restarts"] == 0
+    assert "linux-elastic4" in kube.pods
+
+
 @pytest.mark.parametrize("state, reason_text", [
     (OFF, ""),
     # given back by a release while a racing resume made its pod again

@@ -289,6 +289,9 @@ class QuietWatch:
     def snapshot(self):
         return [], [], []
 
+    def pods_now(self):
+        return []
+
 
 def test_the_daemons_loop_forgets_the_pool_while_it_stands_by(write_config):
     """The daemon's own loop (daemon._loop) with a Lease it holds, loses and takes back: while
