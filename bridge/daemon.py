@@ -66,11 +66,14 @@ class Daemon:
 
     def look(self, pods: list[dict[str, Any]], hosts: list[dict[str, Any]] | None,
              groups: list[dict[str, Any]] = (), *,
-             pods_now: Callable[[], list[dict[str, Any]]] | None = None) -> list[Action]:
+             pods_now: Callable[[], list[dict[str, Any]]] | None = None,
+             may_act: Callable[[], bool] | None = None) -> list[Action]:
         """One reconciliation; the actions planned (carried out unless dry-run).
 
         ``pods`` are taken before Slurm is read; ``pods_now`` gives them again after it, and a
-        pod made meanwhile counts for its node (see ``daemon.confirm``)."""
+        pod made meanwhile counts for its node (see ``daemon.confirm``). ``may_act``, asked once
+        the plan is made: whether this replica still leads (else nothing is done, and the
+        actions planned are not returned)."""
         started = time.monotonic()
         cluster = self.config.slurm.cluster_name
         named = {node for p in pods if (node := naming.node_of(p)) and naming.is_ours(p, cluster=cluster)}
@@ -90,6 +93,10 @@ class Daemon:
             return []
         now = self._clock()
         actions = plan(facts, pods, hosts, now, self.config, self.memory, groups=groups)
+        if may_act is not None and not may_act():
+            self._log.warning("the lease was lost during the look; its actions are left to the replica leading now",
+                              planned=len(actions))
+            return []
         self._observe(facts, pods, now)
         self._execute(actions, pods)
         # Facts read before this look's actions: a node it just drained (a capacity breaker),
@@ -429,6 +436,12 @@ def _loop(daemon: Daemon, watch: Any, elector: Any, *, stop: threading.Event, wa
     actions: list[Action] = []
     last = -min_gap
     said: bool | None = None
+
+    def still_leads() -> bool:  # asked by the look, once its plan is made
+        nonlocal said
+        said = _leads(elector, log, metrics, said, still=True)
+        return said
+
     while not stop.is_set():
         gap = min_gap - (time.monotonic() - last)
         if gap > 0 and stop.wait(gap):  # a burst of events: one look, not one per event
@@ -440,7 +453,8 @@ def _loop(daemon: Daemon, watch: Any, elector: Any, *, stop: threading.Event, wa
             stop.wait(elector.renew_every)  # a standby: another replica acts
             continue
         pods, hosts, groups = watch.snapshot()  # before Slurm's facts, and again after: see daemon.confirm
-        actions = daemon.look(pods or [], hosts, groups, pods_now=watch.pods_now)
+        actions = daemon.look(pods or [], hosts, groups, pods_now=watch.pods_now,
+                              may_act=still_leads if elector is not None else None)
         last = time.monotonic()
         if once:
             break
@@ -460,10 +474,11 @@ def _elector(config: Config, kube: Any) -> Any:
                          identity=identity, duration=config.daemon.lease_duration, follows=config.daemon.follow)
 
 
-def _leads(elector: Any, log: Any, metrics: Metrics, was: bool | None) -> bool:
-    """Whether this replica acts now; says so at first and when that changes."""
+def _leads(elector: Any, log: Any, metrics: Metrics, was: bool | None, *, still: bool = False) -> bool:
+    """Whether this replica acts now (``still``: on the look it has just made); says so at
+    first and when that changes."""
     try:
-        leads = elector.leads()
+        leads = elector.still_leads() if still else elector.leads()
     except KubernetesError as e:
         metrics.api_errors.labels("kubernetes", "lease").inc()
         log.warning("cannot renew the lease", lease=elector.name, error=str(e))

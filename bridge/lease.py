@@ -118,6 +118,13 @@ class Elector:
                 raise
         return self.leader
 
+    def still_leads(self) -> bool:
+        """Whether this replica may still act on a look it has just made: as :meth:`leads`,
+        which asks the API only when a third of the duration has passed since the last renewal.
+        A look slowed down by a Slurm read that outlasted the Lease (slurmctld not answering for
+        10 s a call) may find it renewed by another replica, which acts meanwhile."""
+        return self.leads()
+
     def step(self) -> bool:
         """Acquire or renew; whether this replica leads now. KubernetesError other than a
         Conflict propagates (the caller keeps its last answer for up to the lease's duration)."""

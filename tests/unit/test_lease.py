@@ -129,6 +129,20 @@ def test_of_two_replicas_racing_for_an_expired_lease_one_wins(api, clock):
     assert api.leases[NAME]["spec"]["holderIdentity"] == "daemon-b"
 
 
+def test_a_look_that_outlasted_the_lease_finds_it_taken_and_may_not_act(api, clock):
+    """A look stuck on a Slurm read past the Lease's duration: the standby took over meanwhile,
+    and the replica that planned the look must not carry it out beside the new leader."""
+    a, b = replica(api, clock, "daemon-a"), replica(api, clock, "daemon-b")
+    assert a.leads()
+    assert not b.leads()
+    clock.now += 2
+    assert a.still_leads()  # a short look: the lead holds
+    clock.now += 20  # this look waits on slurmctld
+    assert b.leads()
+    assert not a.still_leads()
+    assert not a.leader and api.leases[NAME]["spec"]["holderIdentity"] == "daemon-b"
+
+
 def test_a_clean_stop_releases_at_once(api, clock):
     a, b = replica(api, clock, "daemon-a"), replica(api, clock, "daemon-b")
     assert a.leads()

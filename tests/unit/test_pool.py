@@ -284,6 +284,10 @@ class ScriptedElector:
             return False
         return self.steps.pop(0)()
 
+    def still_leads(self) -> bool:
+        """The lead holds through each look (a test of its loss mid-look says otherwise)."""
+        return True
+
 
 class QuietWatch:
     def snapshot(self):
@@ -330,6 +334,41 @@ def test_the_daemons_loop_forgets_the_pool_while_it_stands_by(write_config):
         "leading", "standing by", "leading", "standing by"]
     recent = json.loads(daemon.pool.path("cpu").read_text())["demand"]["recent"]
     assert recent == [[arrived[0], 2]]
+
+
+def test_a_look_during_which_the_lease_was_lost_does_nothing(write_config):
+    """The lead held when the look began; the Slurm read took so long that another replica took
+    the Lease meanwhile. The node this replica would give back (up, its pod gone) is left to
+    the replica that leads now: it is not set DOWN twice, and nothing is powered up."""
+    import threading
+
+    from bridge import daemon as daemon_module
+
+    world = World(warm_config(write_config, min=2))
+    world.set(["elastic1"], IDLE)  # up, and no pod: "its pod is gone"
+    daemon = Daemon(world.config, slurm=world.slurm, kube=FakeKube(), log=structlog.get_logger(), metrics=Metrics(),
+                    clock=lambda: world.now)
+    stop = threading.Event()
+
+    class LostMidLook(ScriptedElector):
+        def still_leads(self) -> bool:
+            return False
+
+    with capture_logs() as logs:
+        daemon_module._loop(daemon, QuietWatch(), LostMidLook([lambda: True], stop), stop=stop,
+                            wake=threading.Event(), log=structlog.get_logger(), metrics=Metrics(), once=False,
+                            min_gap=0)
+    assert world.slurm.calls == []
+    events = [e["event"] for e in logs]
+    assert "the lease was lost during the look; its actions are left to the replica leading now" in events
+    assert [e for e in events if e in ("leading", "standing by")] == ["leading", "standing by"]
+    # The same look with the lead kept gives the node back and warms the pool.
+    stop.clear()
+    daemon_module._loop(daemon, QuietWatch(), ScriptedElector([lambda: True], stop), stop=stop,
+                        wake=threading.Event(), log=structlog.get_logger(), metrics=Metrics(), once=False,
+                        min_gap=0)
+    assert world.slurm.calls[:2] == ["set_down 1", "power_down 1"] and "power_up 2" in world.slurm.calls, \
+        world.slurm.calls
 
 
 class DrainingSlurm(FakeSlurm):
