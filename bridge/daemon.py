@@ -103,7 +103,7 @@ class Daemon:
         # released or cleared of an orphan is not the pool's to count or power up until the
         # next look reads it again.
         changed = {n for a in actions if not isinstance(a, (UndrainNode, breaker.CloseBreaker))
-                   for n in (getattr(a, "nodes", None) or (getattr(a, "node", None),)) if n}
+                   for n in a.nodes}
         self.pool.step(facts, now, frozenset(changed))
         if not self._dry_run:
             try:

@@ -53,6 +53,11 @@ class DeletePod:
     """The short name of the rule that planned it (metrics, status): orphan, vanished, ..."""
     kind = "delete_pod"
 
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The Slurm nodes it changes (every action has them)."""
+        return (self.node,)
+
 
 @dataclass(frozen=True)
 class ReleaseNode:
@@ -69,6 +74,11 @@ class ReleaseNode:
     kind = "release_node"
 
     @property
+    def nodes(self) -> tuple[str, ...]:
+        """The Slurm nodes it changes (every action has them)."""
+        return (self.node,)
+
+    @property
     def failure(self) -> Failure:
         return Failure(self.cause, self.transient, registered=self.registered)
 
@@ -80,6 +90,11 @@ class DrainNode:
     rule: str = field(default="", compare=False)
     """The short name of the rule that planned it (metrics, status): orphan, vanished, ..."""
     kind = "drain_node"
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The Slurm nodes it changes (every action has them)."""
+        return (self.node,)
 
     @property
     def cause(self) -> str:
@@ -94,6 +109,11 @@ class UndrainNode:
     """The short name of the rule that planned it (metrics, status): orphan, vanished, ..."""
     kind = "undrain_node"
 
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The Slurm nodes it changes (every action has them)."""
+        return (self.node,)
+
 
 @dataclass(frozen=True)
 class DeletePodGroup:
@@ -106,6 +126,10 @@ class DeletePodGroup:
     @property
     def node(self) -> str:
         return ""
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return ()
 
 
 @dataclass(frozen=True)
