@@ -171,7 +171,7 @@ class Daemon:
                        **({"jobs": list(action.job_ids)} if isinstance(action, ReleaseJob) else {}))
         self._metrics.actions.labels(action.kind, action.rule, str(self._dry_run).lower()).inc()
         if isinstance(action, (ReleaseNode, ReleaseJob)):
-            for node in action.node.split(","):
+            for node in action.nodes:
                 self._metrics.failures.labels(self._nodeset(node), action.rule).inc()
         if pod is not None and not self._dry_run and action.kind in _EVENT_REASONS:
             self._kube.emit_event(pod, reason=_EVENT_REASONS[action.kind],
