@@ -121,10 +121,10 @@ class DaemonSettings(_Strict):
     Kubernetes node brings the next look forward to at once."""
     confirm: float = 0.0
     """Seconds a missing pod must stay missing before its node is released. 0 is safe: each look
-    takes the pods, reads Slurm, then takes the pods again. A suspend changes the node's state
-    before its hook deletes the pod, so the first pods hold the pod of any node Slurm still says
-    is up; a pod made while Slurm was read (a read retried across a slurmctld restart can outlast
-    a slurmd's registration) is in the second."""
+    takes the pods, reads Slurm, then takes the pods and Kubernetes nodes again. A suspend
+    changes the node's state before its hook deletes the pod, so the first pods hold the pod of
+    any node Slurm still says is up; a pod made while Slurm was read (a slow read, slurmctld busy
+    or just restarted, can outlast a slurmd's registration) is in the second."""
     orphan_grace: float = 60.0
     """Seconds a bridge pod may live while its Slurm node is powered down or unknown."""
     stuck_grace: float = 60.0

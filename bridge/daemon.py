@@ -15,6 +15,7 @@ logs. Nodesets with a warm pool (``warm.max > 0``) get their pool step after the
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import signal
 import threading
@@ -66,14 +67,15 @@ class Daemon:
 
     def look(self, pods: list[dict[str, Any]], hosts: list[dict[str, Any]] | None,
              groups: list[dict[str, Any]] = (), *,
-             pods_now: Callable[[], list[dict[str, Any]]] | None = None,
+             again: Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]] | None]] | None = None,
              may_act: Callable[[], bool] | None = None) -> list[Action]:
         """One reconciliation; the actions planned (carried out unless dry-run).
 
-        ``pods`` are taken before Slurm is read; ``pods_now`` gives them again after it, and a
-        pod made meanwhile counts for its node (see ``daemon.confirm``). ``may_act``, asked once
-        the plan is made: whether this replica still leads (else nothing is done, and the
-        actions planned are not returned)."""
+        ``pods`` and ``hosts`` are taken before Slurm is read; ``again`` gives them once more
+        after it: a pod made meanwhile counts for its node, and the Kubernetes nodes are the
+        later ones (see ``daemon.confirm``). ``may_act``: whether this replica still leads,
+        asked before it acts and before the warm pool's step (a look that lost the lead does
+        nothing more, forgets what it had learned and returns what it did)."""
         started = time.monotonic()
         cluster = self.config.slurm.cluster_name
         named = {node for p in pods if (node := naming.node_of(p)) and naming.is_ours(p, cluster=cluster)}
@@ -83,8 +85,10 @@ class Daemon:
             self._metrics.api_errors.labels("slurm", "read").inc()
             self._log.warning("cannot read the Slurm nodes now", error=str(e))
             return []
-        if pods_now is not None:
-            pods = _with_pods_made_meanwhile(pods, pods_now(), facts, cluster=cluster)
+        if again is not None:
+            later_pods, later_hosts = again()
+            pods = _with_pods_made_meanwhile(pods, later_pods, facts, cluster=cluster)
+            hosts = later_hosts if later_hosts is not None else hosts
         if not facts.keys() & self._elastic:
             # Slurm knows every configured node: an answer with none of them is a reading gone
             # wrong, and would make every pod look like an orphan.
@@ -92,13 +96,15 @@ class Daemon:
             self._log.warning("Slurm returned none of the elastic nodes; looking again later")
             return []
         now = self._clock()
+        breakers = copy.deepcopy(self.memory.breakers) if may_act is not None else None
         actions = plan(facts, pods, hosts, now, self.config, self.memory, groups=groups)
         if may_act is not None and not may_act():
-            self._log.warning("the lease was lost during the look; its actions are left to the replica leading now",
-                              planned=len(actions))
-            return []
+            self.memory.breakers = breakers  # the plan's drains were never made
+            return self._stand_down(actions, [], started)
         self._observe(facts, pods, now)
         self._execute(actions, pods)
+        if may_act is not None and not may_act():
+            return self._stand_down(actions, actions, started)
         # Facts read before this look's actions: a node it just drained (a capacity breaker),
         # released or cleared of an orphan is not the pool's to count or power up until the
         # next look reads it again.
@@ -115,6 +121,17 @@ class Daemon:
         self._metrics.heartbeat.set(now)
         self._metrics.tick_seconds.observe(time.monotonic() - started)
         return actions
+
+    def _stand_down(self, planned: list[Action], done: list[Action], started: float) -> list[Action]:
+        """This look lost the lead (its Slurm reads or its actions outlasted the Lease, or the
+        Lease could not be renewed): the rest is left to the replica that leads now."""
+        self._log.warning("no longer leading: the rest of this look is left to the replica that leads now",
+                          planned=len(planned), done=len(done),
+                          seconds=round(time.monotonic() - started, 3))
+        self.memory.forget()
+        self.pool.forget()
+        self._metrics.tick_seconds.observe(time.monotonic() - started)
+        return done
 
     def next_look(self) -> float:
         """Seconds until the next look is due, if nothing happens meanwhile."""
@@ -333,20 +350,23 @@ class Watch:
 
     def snapshot(self) -> tuple[list[dict] | None, list[dict] | None, list[dict]]:
         """Pods (None until listed), Kubernetes nodes (None until listed), PodGroups."""
-        def dicts(informer: Informer | None) -> list[dict] | None:
-            if informer is None or not informer.synced.is_set():
-                return None
-            return [obj.to_dict() for obj in informer.snapshot()]
+        groups = [g for informer in self.groups for g in (_dicts(informer) or [])]
+        return _dicts(self.pods), _dicts(self.hosts), groups
 
-        groups = [g for informer in self.groups for g in (dicts(informer) or [])]
-        return dicts(self.pods), dicts(self.hosts), groups
-
-    def pods_now(self) -> list[dict]:
-        """The pods alone, as they are now (a look takes them again after reading Slurm)."""
-        return [obj.to_dict() for obj in self.pods.snapshot()] if self.pods.synced.is_set() else []
+    def again(self) -> tuple[list[dict], list[dict] | None]:
+        """Pods and Kubernetes nodes as they are now: a look takes them again after it read
+        Slurm (the PodGroups are not: their rule waits ``daemon.group_grace``)."""
+        return _dicts(self.pods) or [], _dicts(self.hosts)
 
     def stop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def _dicts(informer: Informer | None) -> list[dict] | None:
+    """What the informer holds, as dicts; None until it has listed."""
+    if informer is None or not informer.synced.is_set():
+        return None
+    return [obj.to_dict() for obj in informer.snapshot()]
 
 
 def _group_kinds(config: Config) -> list[tuple[str, str, str]]:
@@ -417,14 +437,19 @@ def run(config: Config, *, log: Any, dry_run: bool = False, once: bool = False,
 
 def _with_pods_made_meanwhile(before: list[dict[str, Any]], after: list[dict[str, Any]],
                               facts: dict[str, NodeFacts], *, cluster: str) -> list[dict[str, Any]]:
-    """``before`` and, for a node Slurm was read for that had no pod in it, that node's pod in
-    ``after``. A Slurm read that outlasts a pod's start (retried across a slurmctld restart)
-    may already see that pod's slurmd registered: with ``before`` alone the node would look up
-    without its pod and be given back, requeueing its job. A pod deleted meanwhile still counts
-    (from ``before``): a suspend powers its node down before deleting it."""
-    have = {node for p in before if (node := naming.node_of(p)) and naming.is_ours(p, cluster=cluster)}
-    new = [p for p in after if naming.is_ours(p, cluster=cluster)
-           and (node := naming.node_of(p)) in facts and node not in have]
+    """``before`` and the pods of ``after`` made for a node that had no live pod in ``before``
+    and that Slurm showed up or powering up. A Slurm read slower than a pod's start (slurmctld
+    busy or just restarted: up to 10 s a call) may see that pod's slurmd registered: with
+    ``before`` alone the node would look up without its pod and be given back, requeueing
+    its job. A pod deleted meanwhile still counts (from ``before``): a suspend powers its node
+    down before it deletes the pod. A pod made for a node Slurm showed powered down is left to
+    the next look (it would look like an orphan)."""
+    live = {node for p in before if (node := naming.node_of(p)) and naming.is_ours(p, cluster=cluster)
+            and not (p.get("metadata") or {}).get("deletionTimestamp")}
+    known = {(p.get("metadata") or {}).get("uid") for p in before}
+    new = [p for p in after if naming.is_ours(p, cluster=cluster) and (node := naming.node_of(p)) not in live
+           and node in facts and nodestate.needs_pod(facts[node].state)
+           and (p.get("metadata") or {}).get("uid") not in known]
     return [*before, *new] if new else before
 
 
@@ -437,7 +462,7 @@ def _loop(daemon: Daemon, watch: Any, elector: Any, *, stop: threading.Event, wa
     last = -min_gap
     said: bool | None = None
 
-    def still_leads() -> bool:  # asked by the look, once its plan is made
+    def still_leads() -> bool:  # asked by the look before it acts
         nonlocal said
         said = _leads(elector, log, metrics, said, still=True)
         return said
@@ -453,7 +478,7 @@ def _loop(daemon: Daemon, watch: Any, elector: Any, *, stop: threading.Event, wa
             stop.wait(elector.renew_every)  # a standby: another replica acts
             continue
         pods, hosts, groups = watch.snapshot()  # before Slurm's facts, and again after: see daemon.confirm
-        actions = daemon.look(pods or [], hosts, groups, pods_now=watch.pods_now,
+        actions = daemon.look(pods or [], hosts, groups, again=watch.again,
                               may_act=still_leads if elector is not None else None)
         last = time.monotonic()
         if once:

@@ -102,10 +102,86 @@ def test_a_pod_made_while_slurm_was_read_keeps_its_registered_node_and_its_job(w
 
     slurm.node_facts = slow_read
     slurm.add_job(7, ["elastic4"])
-    actions = daemon.look(before, [host()], pods_now=lambda: list(kube.pods.values()))
+    actions = daemon.look(before, [host()], again=lambda: (list(kube.pods.values()), [host()]))
     assert [(a.kind, a.node) for a in actions] == [("release_node", "elastic3")]
     assert "elastic4" not in slurm.down and slurm.jobs[7]["restarts"] == 0
     assert "linux-elastic4" in kube.pods
+
+
+def _made_during_read(slurm, kube, node, *, state, host_name="worker-1", uid="u-new"):
+    """Slurm's read, during which the node's pod is made (and its slurmd registers, if ``state``
+    says it is up)."""
+    read = slurm.node_facts
+
+    def slow_read(nodes):
+        kube.pods[f"linux-{node}"] = {**pod(node, host_name),
+                                      "metadata": {**pod(node)["metadata"], "uid": uid}}
+        slurm.facts[node] = NodeFacts(node, 1, 500, state=state)
+        return read(nodes)
+
+    slurm.node_facts = slow_read
+
+
+def test_a_pod_made_on_a_kubernetes_node_that_joined_during_the_read_is_not_on_a_gone_host(world):
+    """The Kubernetes node joined while Slurm was read and the pod made meanwhile runs there:
+    the look judges hosts as they are after the read, not "Kubernetes node worker-2 is gone"."""
+    make, slurm, kube, clock = world
+    daemon = make()
+    before = list(kube.pods.values())
+    _made_during_read(slurm, kube, "elastic4", state=BUSY, host_name="worker-2")
+    actions = daemon.look(before, [host()], again=lambda: (list(kube.pods.values()), [host(), host("worker-2")]))
+    assert actions == [] and not slurm.down
+
+
+def test_a_pod_replaced_during_the_read_is_not_taken_for_the_one_being_deleted(world):
+    """The node's old pod was terminating when the look began; by the end of the Slurm read it
+    was gone and the new pod's slurmd had registered: the node keeps its job, and is not given
+    back because "pod linux-elastic4 is being deleted"."""
+    make, slurm, kube, clock = world
+    daemon = make()
+    old = {**pod("elastic4"), "metadata": {**pod("elastic4")["metadata"], "deletionTimestamp": "2027-01-15T08:00:00Z"}}
+    before = [*kube.pods.values(), old]
+    _made_during_read(slurm, kube, "elastic4", state=BUSY)
+    actions = daemon.look(before, [host()], again=lambda: (list(kube.pods.values()), [host()]))
+    assert actions == [] and not slurm.down
+
+
+def test_a_pod_made_after_slurm_said_its_node_was_powered_down_is_no_orphan_yet(world, config):
+    """Slurm was read before the node started powering up; its pod was made right after. Even
+    with no orphan grace, the look that read the older state does not delete the new pod."""
+    import msgspec
+
+    make, slurm, kube, clock = world
+    config = msgspec.structs.replace(config, daemon=msgspec.structs.replace(config.daemon, orphan_grace=0))
+    daemon = Daemon(config, slurm=slurm, kube=kube, log=structlog.get_logger(), metrics=Metrics(),
+                    clock=lambda: clock[0])
+    before = list(kube.pods.values())
+    _made_during_read(slurm, kube, "elastic4", state=OFF)
+    actions = daemon.look(before, [host()], again=lambda: (list(kube.pods.values()), [host()]))
+    assert actions == [] and "linux-elastic4" in kube.pods
+
+
+def test_the_daemons_loop_counts_a_pod_made_while_it_read_slurm(world):
+    """The same, through the daemon's own loop and its watch: what it takes before and after
+    the read."""
+    import threading
+
+    from bridge import daemon as daemon_module
+
+    make, slurm, kube, clock = world
+    daemon = make()
+
+    class Watch:
+        def snapshot(self):
+            return list(kube.pods.values()), [host()], []
+
+        def again(self):
+            return list(kube.pods.values()), [host()]
+
+    _made_during_read(slurm, kube, "elastic4", state=BUSY)
+    actions = daemon_module._loop(daemon, Watch(), None, stop=threading.Event(), wake=threading.Event(),
+                                  log=structlog.get_logger(), metrics=Metrics(), once=True, min_gap=0)
+    assert actions == [] and not slurm.down
 
 
 @pytest.mark.parametrize("state, reason_text", [

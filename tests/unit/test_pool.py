@@ -293,8 +293,8 @@ class QuietWatch:
     def snapshot(self):
         return [], [], []
 
-    def pods_now(self):
-        return []
+    def again(self):
+        return [], []
 
 
 def test_the_daemons_loop_forgets_the_pool_while_it_stands_by(write_config):
@@ -360,7 +360,7 @@ def test_a_look_during_which_the_lease_was_lost_does_nothing(write_config):
                             min_gap=0)
     assert world.slurm.calls == []
     events = [e["event"] for e in logs]
-    assert "the lease was lost during the look; its actions are left to the replica leading now" in events
+    assert "no longer leading: the rest of this look is left to the replica that leads now" in events
     assert [e for e in events if e in ("leading", "standing by")] == ["leading", "standing by"]
     # The same look with the lead kept gives the node back and warms the pool.
     stop.clear()
@@ -369,6 +369,31 @@ def test_a_look_during_which_the_lease_was_lost_does_nothing(write_config):
                         min_gap=0)
     assert world.slurm.calls[:2] == ["set_down 1", "power_down 1"] and "power_up 2" in world.slurm.calls, \
         world.slurm.calls
+
+
+def test_a_look_that_loses_the_lease_while_it_acts_leaves_the_pool_to_the_new_leader(write_config):
+    """The lead held when the look planned; its scontrol calls then outlasted the Lease: the node
+    it gave back stays given back, but the warm pool's refill is left to the replica that leads
+    now (two replicas would power up twice the pool)."""
+    import threading
+
+    from bridge import daemon as daemon_module
+
+    world = World(warm_config(write_config, min=2))
+    world.set(["elastic1"], IDLE)  # up, and no pod: "its pod is gone"
+    daemon = Daemon(world.config, slurm=world.slurm, kube=FakeKube(), log=structlog.get_logger(), metrics=Metrics(),
+                    clock=lambda: world.now)
+    stop = threading.Event()
+    answers = [True, False]  # before acting, then before the pool's step
+
+    class LostWhileActing(ScriptedElector):
+        def still_leads(self) -> bool:
+            return answers.pop(0)
+
+    daemon_module._loop(daemon, QuietWatch(), LostWhileActing([lambda: True], stop), stop=stop,
+                        wake=threading.Event(), log=structlog.get_logger(), metrics=Metrics(), once=False, min_gap=0)
+    assert world.slurm.calls == ["set_down 1", "power_down 1"]
+    assert answers == []
 
 
 class DrainingSlurm(FakeSlurm):
@@ -447,6 +472,28 @@ def test_nodes_the_capacity_breaker_drains_are_not_powered_up_in_the_same_look(w
     daemon.look(pods, [host])
     assert slurm.calls == ["set_drained 14"], slurm.calls
     assert not [n for n, f in slurm.facts.items() if "POWERING_UP" in f.state]
+
+
+def test_a_breaker_planned_by_a_look_that_lost_the_lead_opens_at_the_next_look(write_config):
+    """The look that saw the nodeset's third capacity failure lost the Lease before it could
+    drain: it must not have used the failures up. Leading again, the next look drains."""
+    from tests.unit.test_breaker import failed
+
+    config = warm_config(write_config, min=0)
+    slurm = DrainingSlurm({f"elastic{i}": NodeFacts(f"elastic{i}", 1, 500, state=OFF) for i in range(1, 17)})
+    clock = [START]
+    daemon = Daemon(config, slurm=slurm, kube=FakeKube(), log=structlog.get_logger(), metrics=Metrics(),
+                    clock=lambda: clock[0])
+    for job in (1, 2):
+        slurm.facts["elastic16"] = NodeFacts("elastic16", 1, 500, state=OFF, reason=failed(job))
+        daemon.look([], [worker()])
+        clock[0] += 10
+    slurm.facts["elastic16"] = NodeFacts("elastic16", 1, 500, state=OFF, reason=failed(3))
+    assert daemon.look([], [worker()], may_act=lambda: False) == []
+    assert slurm.calls == []
+    clock[0] += 10
+    daemon.look([], [worker()], may_act=lambda: True)
+    assert slurm.calls == ["set_drained 16"], slurm.calls
 
 
 def test_a_busy_node_drained_for_its_cordoned_host_is_no_new_arrival(write_config):
