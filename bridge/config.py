@@ -29,6 +29,7 @@ ENV_VAR = "SLURM_K8S_BRIDGE_CONFIG"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _NAME_PART = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _INTERFACE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")  # Linux IFNAMSIZ: 15 characters
 
@@ -871,10 +872,115 @@ def _check_pod_fields(nodeset: Nodeset, where: str) -> None:
                 "a label value (63 characters of [A-Za-z0-9-_.])", value)
     for key in nodeset.annotations:
         _expect(is_qualified_name(key), f"{where}.annotations", "annotation keys like 'example.com/name'", key)
+    _check_spread(nodeset, where)
+    _check_affinity(nodeset.affinity, f"{where}.affinity")
+
+
+# Placement as kube-apiserver validates it (validateTopologySpreadConstraints, validateAffinity):
+# a constraint it refuses would fail every resume of the nodeset, after Slurm chose its nodes.
+_SELECTOR_OPERATORS = {"In": "some values", "NotIn": "some values", "Exists": "no values", "DoesNotExist": "no values"}
+_NODE_OPERATORS = {**_SELECTOR_OPERATORS, "Gt": "one value", "Lt": "one value"}
+
+
+def _check_spread(nodeset: Nodeset, where: str) -> None:
+    from bridge import naming  # the selector the bridge writes where the admin gives none
+
+    pairs: set[tuple[Any, Any]] = set()
     for i, spread in enumerate(nodeset.topology_spread):
-        skew = spread.get("maxSkew")
-        _expect(type(skew) is int and skew > 0, f"{where}.topology_spread[{i}].maxSkew", "a whole number above 0",
-                skew)
+        at = f"{where}.topology_spread[{i}]"
+        skew, key, action = spread.get("maxSkew"), spread.get("topologyKey"), spread.get("whenUnsatisfiable")
+        _expect(type(skew) is int and skew > 0, f"{at}.maxSkew", "a whole number above 0", skew)
+        _expect(isinstance(key, str) and key != "", f"{at}.topologyKey", "a node label key like "
+                "'topology.kubernetes.io/zone'", key)
+        _expect(action in ("DoNotSchedule", "ScheduleAnyway"), f"{at}.whenUnsatisfiable",
+                "DoNotSchedule or ScheduleAnyway", action)
+        if (key, action) in pairs:
+            raise ConfigError(f"{at}: a second constraint for topologyKey {key} with {action}; expected one each")
+        pairs.add((key, action))
+        if "minDomains" in spread:
+            domains = spread["minDomains"]
+            _expect(type(domains) is int and domains > 0 and action == "DoNotSchedule", f"{at}.minDomains",
+                    "a whole number above 0, with whenUnsatisfiable: DoNotSchedule", domains)
+        for policy in ("nodeAffinityPolicy", "nodeTaintsPolicy"):
+            if policy in spread:
+                _expect(spread[policy] in ("Honor", "Ignore"), f"{at}.{policy}", "Honor or Ignore", spread[policy])
+        selector = spread.get("labelSelector")
+        _check_selector(selector, f"{at}.labelSelector")
+        written = selector if selector is not None else {"matchLabels": {naming.NODESET_LABEL: "", **naming.owner_labels("")}}
+        taken = set(written.get("matchLabels") or {}) | {r.get("key") for r in written.get("matchExpressions") or []}
+        for j, label in enumerate(spread.get("matchLabelKeys") or []):
+            _expect(isinstance(label, str) and is_qualified_name(label) and label not in taken,
+                    f"{at}.matchLabelKeys[{j}]", "a label key that the labelSelector does not name", label)
+
+
+def _check_selector(selector: Any, at: str, operators: dict[str, str] = _SELECTOR_OPERATORS,
+                    values_are_labels: bool = True) -> None:
+    """A label selector (or a node selector term, with ``operators`` and ``matchExpressions``)."""
+    if selector is None:
+        return
+    _expect(isinstance(selector, Mapping), at, "a mapping", selector)
+    for key, value in (selector.get("matchLabels") or {}).items():
+        _expect(is_qualified_name(str(key)), f"{at}.matchLabels", "label keys like 'example.com/name'", key)
+        _expect(isinstance(value, str) and len(value) <= 63 and bool(_LABEL_VALUE.match(value)),
+                f"{at}.matchLabels.{key}", "a label value (63 characters of [A-Za-z0-9-_.])", value)
+    for j, req in enumerate(selector.get("matchExpressions") or []):
+        where = f"{at}.matchExpressions[{j}]"
+        _expect(isinstance(req, Mapping), where, "a mapping with key, operator and values", req)
+        operator, values = req.get("operator"), req.get("values") or []
+        _expect(operator in operators, f"{where}.operator", f"one of {', '.join(operators)}", operator)
+        wants = operators[operator]
+        _expect({"some values": bool(values), "no values": not values, "one value": len(values) == 1}[wants],
+                f"{where}.values", f"{wants} with operator {operator}", values)
+        _expect(is_qualified_name(str(req.get("key", ""))), f"{where}.key", "a label key like 'example.com/name'",
+                req.get("key"))
+        for value in values if values_are_labels else ():
+            _expect(isinstance(value, str) and len(value) <= 63 and bool(_LABEL_VALUE.match(value)),
+                    f"{where}.values", "label values (63 characters of [A-Za-z0-9-_.])", value)
+
+
+def _check_affinity(affinity: dict[str, Any], at: str) -> None:
+    node = affinity.get("nodeAffinity") or {}
+    required = node.get("requiredDuringSchedulingIgnoredDuringExecution")
+    if required is not None:
+        terms = (required or {}).get("nodeSelectorTerms") or []
+        where = f"{at}.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms"
+        _expect(bool(terms), where, "at least one node selector term", terms)
+        for i, term in enumerate(terms):
+            _check_node_term(term, f"{where}[{i}]")
+    _check_weighted(node, f"{at}.nodeAffinity", "preference", _check_node_term)
+    for kind in ("podAffinity", "podAntiAffinity"):
+        pods = affinity.get(kind) or {}
+        for i, term in enumerate(pods.get("requiredDuringSchedulingIgnoredDuringExecution") or []):
+            _check_pod_term(term, f"{at}.{kind}.requiredDuringSchedulingIgnoredDuringExecution[{i}]")
+        _check_weighted(pods, f"{at}.{kind}", "podAffinityTerm", _check_pod_term)
+
+
+def _check_weighted(affinity: dict[str, Any], at: str, inner: str, check: Any) -> None:
+    """The preferred terms: each a weight of 1-100 and the term it weighs."""
+    for i, term in enumerate(affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or []):
+        where = f"{at}.preferredDuringSchedulingIgnoredDuringExecution[{i}]"
+        _expect(type(term.get("weight")) is int and 1 <= term["weight"] <= 100, f"{where}.weight", "1-100",
+                term.get("weight"))
+        check(term.get(inner) or {}, f"{where}.{inner}")
+
+
+def _check_node_term(term: Any, at: str) -> None:
+    _expect(isinstance(term, Mapping), at, "a node selector term (matchExpressions, matchFields)", term)
+    _check_selector({"matchExpressions": term.get("matchExpressions")}, at, _NODE_OPERATORS, values_are_labels=False)
+    for j, req in enumerate(term.get("matchFields") or []):
+        where = f"{at}.matchFields[{j}]"
+        _expect(req.get("key") == "metadata.name", f"{where}.key", "metadata.name (the only node field)", req.get("key"))
+        _expect(req.get("operator") in ("In", "NotIn") and len(req.get("values") or []) == 1, where,
+                "operator In or NotIn with one node name", {k: req.get(k) for k in ("operator", "values")})
+
+
+def _check_pod_term(term: Any, at: str) -> None:
+    _expect(isinstance(term, Mapping), at, "a pod affinity term (labelSelector, topologyKey)", term)
+    key = term.get("topologyKey")
+    _expect(isinstance(key, str) and key != "" and is_qualified_name(key), f"{at}.topologyKey",
+            "a node label key like 'kubernetes.io/hostname'", key)
+    _check_selector(term.get("labelSelector"), f"{at}.labelSelector")
+    _check_selector(term.get("namespaceSelector"), f"{at}.namespaceSelector")
 
 
 def _check_gang(gang: Gang, where: str) -> None:
@@ -928,9 +1034,11 @@ def _check_capacity(capacity: Capacity, node_selector: dict[str, str], where: st
 
 def _check_env_and_args(nodeset: Nodeset, where: str) -> None:
     for key in nodeset.env:
-        # What the API server accepts (1.34+; older ones want C identifiers, which this includes).
-        _expect(bool(key) and all(" " <= c <= "~" and c != "=" for c in key), f"{where}.env",
-                "variable names of printable ASCII characters other than '='", key)
+        # What every supported API server accepts: 1.27-1.31 want these (IsEnvVarName); the
+        # relaxed rule (any printable ASCII but '=') is on by default only from 1.32.
+        _expect(bool(_ENV_NAME.fullmatch(key)) and not key.startswith(".."), f"{where}.env",
+                "variable names of letters, digits, '_', '-' and '.', not starting with a digit or '..' "
+                "(what Kubernetes 1.27-1.31 accept)", key)
         if key in OWNED_ENV:
             raise ConfigError(f"{where}.env.{key}: set by the pod template, expected another name")
         if key in GPU_VISIBILITY_ENV:
@@ -971,8 +1079,8 @@ def _is_subdomain(value: str | None) -> bool:
 
 def is_qualified_name(key: str) -> bool:
     """A label/annotation key or resource name: ``[prefix/]name`` as Kubernetes validates it."""
-    prefix, _, name = key.rpartition("/")
-    if prefix and not _is_subdomain(prefix):
+    prefix, slash, name = key.rpartition("/")
+    if slash and not (prefix and _is_subdomain(prefix)):
         return False
     return len(name) <= 63 and bool(_NAME_PART.match(name))
 

@@ -2,7 +2,8 @@
 
 The capacity pool (spot or on-demand) becomes one more nodeSelector entry (and a toleration for
 a pool's taint); a topology spread constraint without a selector counts the nodeset's own
-pods. Everything else passes through as the admin wrote it: Kubernetes validates it.
+pods. Everything else passes through as the admin wrote it, checked when the config loads by the
+rules kube-apiserver applies to it (:func:`bridge.config._check_spread`, ``_check_affinity``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 
-def _regex_error(message: str, fmt: str, *examples: str) -> str:
+def regex_error(message: str, fmt: str, *examples: str) -> str:
     # The real helper puts ", " after every example and joins with " or ",
     # which yields the double space clients see ("'my-name',  or '123-abc'").
     if not examples:
@@ -68,7 +68,7 @@ def is_dns1123_label(value: str) -> list[str]:
     if len(value) > DNS1123_LABEL_MAX:
         errors.append(max_len_error(DNS1123_LABEL_MAX))
     if not _DNS1123_LABEL.match(value):
-        errors.append(_regex_error(_DNS1123_LABEL_MSG, DNS1123_LABEL_FMT, "my-name", "123-abc"))
+        errors.append(regex_error(_DNS1123_LABEL_MSG, DNS1123_LABEL_FMT, "my-name", "123-abc"))
     return errors
 
 
@@ -77,7 +77,7 @@ def is_dns1123_subdomain(value: str) -> list[str]:
     if len(value) > DNS1123_SUBDOMAIN_MAX:
         errors.append(max_len_error(DNS1123_SUBDOMAIN_MAX))
     if not _DNS1123_SUBDOMAIN.match(value):
-        errors.append(_regex_error(_DNS1123_SUBDOMAIN_MSG, DNS1123_SUBDOMAIN_FMT, "example.com"))
+        errors.append(regex_error(_DNS1123_SUBDOMAIN_MSG, DNS1123_SUBDOMAIN_FMT, "example.com"))
     return errors
 
 
@@ -86,7 +86,7 @@ def is_dns1035_label(value: str) -> list[str]:
     if len(value) > DNS1123_LABEL_MAX:
         errors.append(max_len_error(DNS1123_LABEL_MAX))
     if not _DNS1035_LABEL.match(value):
-        errors.append(_regex_error(_DNS1035_LABEL_MSG, DNS1035_LABEL_FMT, "my-name", "abc-123"))
+        errors.append(regex_error(_DNS1035_LABEL_MSG, DNS1035_LABEL_FMT, "my-name", "abc-123"))
     return errors
 
 
@@ -105,16 +105,16 @@ def is_qualified_name(value: str) -> list[str]:
     else:
         return [
             "a qualified name "
-            + _regex_error(_QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc")
+            + regex_error(_QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc")
             + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
         ]
     if not name:
         errors.append("name part must be non-empty")
     elif len(name) > QUALIFIED_NAME_MAX:
         errors.append("name part " + max_len_error(QUALIFIED_NAME_MAX))
-    if name and not _QUALIFIED_NAME.match(name):
+    if not _QUALIFIED_NAME.match(name):  # an empty name part gets both messages, as upstream
         errors.append(
-            "name part " + _regex_error(_QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc")
+            "name part " + regex_error(_QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc")
         )
     return errors
 
@@ -124,7 +124,7 @@ def is_label_value(value: str) -> list[str]:
     if len(value) > LABEL_VALUE_MAX:
         errors.append(max_len_error(LABEL_VALUE_MAX))
     if not _LABEL_VALUE.match(value):
-        errors.append(_regex_error(_LABEL_VALUE_MSG, LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
+        errors.append(regex_error(_LABEL_VALUE_MSG, LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
     return errors
 
 
@@ -133,7 +133,7 @@ def is_config_key(value: str) -> list[str]:
     if len(value) > DNS1123_SUBDOMAIN_MAX:
         errors.append(max_len_error(DNS1123_SUBDOMAIN_MAX))
     if not _CONFIG_KEY.match(value):
-        errors.append(_regex_error(_CONFIG_KEY_MSG, CONFIG_KEY_FMT, "key.name", "KEY_NAME", "key-name"))
+        errors.append(regex_error(_CONFIG_KEY_MSG, CONFIG_KEY_FMT, "key.name", "KEY_NAME", "key-name"))
     if value in (".", ".."):
         errors.append(f"must not be '{value}'")
     elif value.startswith(".."):

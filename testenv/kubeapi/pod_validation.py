@@ -8,6 +8,7 @@ which spec fields an update may change.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from . import errors as e
@@ -43,14 +44,22 @@ _STANDARD_QUOTA_RESOURCES = _STANDARD_CONTAINER_RESOURCES | {
 MAX_INT32 = 2147483647
 
 
-# RelaxedEnvironmentVariableValidation (GA in 1.34): any printable ASCII but '='.
-ENV_VAR_NAME_MESSAGE = (
-    "a valid environment variable name must consist only of printable ASCII characters other than '='"
-)
+def env_var_name_errors(name: str) -> list[str]:
+    """validation.IsEnvVarName: the rule of the version discovery reports (1.31, where
+    RelaxedEnvironmentVariableValidation is alpha and off; it is on by default from 1.32)."""
+    errors = []
+    if not ENV_VAR_NAME.fullmatch(name):
+        errors.append(names.regex_error("a valid environment variable name must consist of alphabetic characters, "
+                                        "digits, '_', '-', or '.', and must not start with a digit",
+                                        ENV_VAR_NAME.pattern, "my.env-name", "MY_ENV.NAME", "MyEnvName1"))
+    if name in (".", ".."):
+        errors.append(f"must not be '{name}'")
+    elif name.startswith(".."):
+        errors.append("must not start with '..'")
+    return errors
 
 
-def is_env_var_name(name: str) -> bool:
-    return all(" " <= c <= "~" and c != "=" for c in name)
+ENV_VAR_NAME = re.compile("[-._a-zA-Z][-._a-zA-Z0-9]*")
 
 
 def validate_pod_spec(spec: JsonObject) -> list[e.FieldError]:
@@ -87,8 +96,8 @@ def _validate_container(container: JsonObject, path: str, seen: set[str], volume
         env_name = env.get("name", "")
         if not env_name:
             errs.append(e.required(f"{path}.env[{j}].name", ""))
-        elif not is_env_var_name(env_name):
-            errs.append(e.invalid(f"{path}.env[{j}].name", env_name, ENV_VAR_NAME_MESSAGE))
+        else:
+            errs += [e.invalid(f"{path}.env[{j}].name", env_name, m) for m in env_var_name_errors(env_name)]
     errs += _validate_mounts(container.get("volumeMounts") or [], f"{path}.volumeMounts", volumes)
     errs += validate_resources(container.get("resources") or {}, f"{path}.resources")
     return errs
@@ -255,11 +264,161 @@ def _validate_scheduling(spec: JsonObject) -> list[e.FieldError]:
         seen.add(gate_name)
     for i, toleration in enumerate(spec.get("tolerations") or []):
         errs += _validate_toleration(toleration, f"spec.tolerations[{i}]")
-    for i, constraint in enumerate(spec.get("topologySpreadConstraints") or []):
-        skew = constraint.get("maxSkew", 0)
-        if not isinstance(skew, int) or skew <= 0:
-            errs.append(e.invalid(f"spec.topologySpreadConstraints[{i}].maxSkew", skew, "must be greater than zero"))
+    errs += _validate_spread(spec.get("topologySpreadConstraints") or [], "spec.topologySpreadConstraints")
+    affinity = spec.get("affinity") or {}
+    if affinity.get("nodeAffinity") is not None:
+        errs += _validate_node_affinity(affinity["nodeAffinity"], "spec.affinity.nodeAffinity")
+    for kind in ("podAffinity", "podAntiAffinity"):
+        if affinity.get(kind) is not None:
+            errs += _validate_pod_affinity(affinity[kind], f"spec.affinity.{kind}")
     return errs
+
+
+# --- placement: validateTopologySpreadConstraints, validateAffinity (pkg/apis/core/validation) --
+
+NOT_POSITIVE = "must be greater than zero"
+SCHEDULE_ACTIONS = ["DoNotSchedule", "ScheduleAnyway"]
+NODE_INCLUSION_POLICIES = ["Honor", "Ignore"]
+WEIGHT_RANGE = "must be in the range 1-100"
+
+
+def _validate_spread(constraints: list[JsonObject], path: str) -> list[e.FieldError]:
+    errs: list[e.FieldError] = []
+    for i, c in enumerate(constraints):
+        at = f"{path}[{i}]"
+        skew = c.get("maxSkew", 0)
+        if not isinstance(skew, int) or skew <= 0:
+            errs.append(e.invalid(f"{at}.maxSkew", skew, NOT_POSITIVE))
+        key, action = c.get("topologyKey", ""), c.get("whenUnsatisfiable", "")
+        if not key:
+            errs.append(e.required(f"{at}.topologyKey", "can not be empty"))
+        if action not in SCHEDULE_ACTIONS:
+            errs.append(e.not_supported(f"{at}.whenUnsatisfiable", action, SCHEDULE_ACTIONS))
+        if any((o.get("topologyKey", ""), o.get("whenUnsatisfiable", "")) == (key, action) for o in constraints[i + 1:]):
+            errs.append(e.duplicate(f"{at}.{{topologyKey, whenUnsatisfiable}}", f"{{{key}, {action}}}"))
+        domains = c.get("minDomains")
+        if domains is not None:
+            if domains <= 0:
+                errs.append(e.invalid(f"{at}.minDomains", domains, NOT_POSITIVE))
+            if action != "DoNotSchedule":
+                errs.append(e.invalid(f"{at}.minDomains", domains,
+                                      f"can only use minDomains if whenUnsatisfiable=DoNotSchedule, not {action}"))
+        for field in ("nodeAffinityPolicy", "nodeTaintsPolicy"):
+            if c.get(field) is not None and c[field] not in NODE_INCLUSION_POLICIES:
+                errs.append(e.not_supported(f"{at}.{field}", c[field], NODE_INCLUSION_POLICIES))
+        errs += _validate_match_label_keys(c.get("matchLabelKeys") or [], c.get("labelSelector"), f"{at}.matchLabelKeys")
+        errs += validate_label_selector(c.get("labelSelector"), f"{at}.labelSelector")
+    return errs
+
+
+def _validate_match_label_keys(keys: list[str], selector: JsonObject | None, path: str) -> list[e.FieldError]:
+    if not keys:
+        return []
+    errs: list[e.FieldError] = []
+    if selector is None:
+        errs.append(e.forbidden_field(path, "must not be specified when labelSelector is not set"))
+    taken = set((selector or {}).get("matchLabels") or {}) | {r.get("key") for r in (selector or {}).get("matchExpressions") or []}
+    for i, key in enumerate(keys):
+        errs += [e.invalid(f"{path}[{i}]", key, m) for m in names.is_qualified_name(key)]
+        if key in taken:
+            errs.append(e.invalid(f"{path}[{i}]", key, "exists in both matchLabelKeys and labelSelector"))
+    return errs
+
+
+def validate_label_selector(selector: JsonObject | None, path: str) -> list[e.FieldError]:
+    """metav1 ValidateLabelSelector, label values checked (AllowInvalidLabelValueInSelector off)."""
+    if selector is None:
+        return []
+    errs = validate_labels(selector.get("matchLabels") or {}, f"{path}.matchLabels")
+    for i, req in enumerate(selector.get("matchExpressions") or []):
+        at = f"{path}.matchExpressions[{i}]"
+        errs += _operator_and_values(req, at, {"In": 1, "NotIn": 1, "Exists": 0, "DoesNotExist": 0})
+        errs += [e.invalid(f"{at}.key", req.get("key", ""), m) for m in names.is_qualified_name(req.get("key", ""))]
+        for j, value in enumerate(req.get("values") or []):
+            errs += [e.invalid(f"{at}.values[{j}]", value, m) for m in names.is_label_value(value)]
+    return errs
+
+
+def _operator_and_values(req: JsonObject, at: str, wants: dict[str, int]) -> list[e.FieldError]:
+    """``wants``: per operator, 1 for some values, 0 for none, -1 for exactly one (Gt, Lt)."""
+    operator, values = req.get("operator", ""), req.get("values") or []
+    want = wants.get(operator)
+    if want is None:
+        return [e.invalid(f"{at}.operator", operator, "not a valid selector operator")]
+    if want == 1 and not values:
+        return [e.required(f"{at}.values", "must be specified when `operator` is 'In' or 'NotIn'")]
+    if want == 0 and values:
+        return [e.forbidden_field(f"{at}.values", "may not be specified when `operator` is 'Exists' or 'DoesNotExist'")]
+    if want == -1 and len(values) != 1:
+        return [e.required(f"{at}.values", "must be specified single value when `operator` is 'Lt' or 'Gt'")]
+    return []
+
+
+NODE_OPERATORS = {"In": 1, "NotIn": 1, "Exists": 0, "DoesNotExist": 0, "Gt": -1, "Lt": -1}
+
+
+def _validate_node_term(term: JsonObject, path: str) -> list[e.FieldError]:
+    errs: list[e.FieldError] = []
+    for j, req in enumerate(term.get("matchExpressions") or []):
+        at = f"{path}.matchExpressions[{j}]"
+        errs += _operator_and_values(req, at, NODE_OPERATORS)
+        errs += [e.invalid(f"{at}.key", req.get("key", ""), m) for m in names.is_qualified_name(req.get("key", ""))]
+    for j, req in enumerate(term.get("matchFields") or []):
+        at = f"{path}.matchFields[{j}]"
+        operator, values = req.get("operator", ""), req.get("values") or []
+        if operator not in ("In", "NotIn"):
+            errs.append(e.invalid(f"{at}.operator", operator, "not a valid selector operator"))
+        elif len(values) != 1:
+            errs.append(e.required(f"{at}.values",
+                                   "must be only one value when `operator` is 'In' or 'NotIn' for node field selector"))
+        if req.get("key", "") != "metadata.name":
+            errs.append(e.invalid(f"{at}.key", req.get("key", ""), "not a valid field selector key"))
+        else:
+            for k, value in enumerate(values):
+                errs += [e.invalid(f"{at}.values[{k}]", value, m) for m in names.is_dns1123_subdomain(value)]
+    return errs
+
+
+def _validate_node_affinity(affinity: JsonObject, path: str) -> list[e.FieldError]:
+    errs: list[e.FieldError] = []
+    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
+    if required is not None:
+        terms_path = f"{path}.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms"
+        terms = required.get("nodeSelectorTerms") or []
+        if not terms:
+            errs.append(e.required(terms_path, "must have at least one node selector term"))
+        for i, term in enumerate(terms):
+            errs += _validate_node_term(term, f"{terms_path}[{i}]")
+    return errs + _validate_weighted(affinity, path, "preference", _validate_node_term)
+
+
+def _validate_pod_affinity(affinity: JsonObject, path: str) -> list[e.FieldError]:
+    errs: list[e.FieldError] = []
+    for i, term in enumerate(affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or []):
+        errs += _validate_pod_term(term, f"{path}.requiredDuringSchedulingIgnoredDuringExecution[{i}]")
+    return errs + _validate_weighted(affinity, path, "podAffinityTerm", _validate_pod_term)
+
+
+def _validate_weighted(affinity: JsonObject, path: str, inner: str, validate: Any) -> list[e.FieldError]:
+    """ValidatePreferredSchedulingTerms, validateWeightedPodAffinityTerms."""
+    errs: list[e.FieldError] = []
+    for i, term in enumerate(affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or []):
+        at = f"{path}.preferredDuringSchedulingIgnoredDuringExecution[{i}]"
+        if not 1 <= term.get("weight", 0) <= 100:
+            errs.append(e.invalid(f"{at}.weight", term.get("weight", 0), WEIGHT_RANGE))
+        errs += validate(term.get(inner) or {}, f"{at}.{inner}")
+    return errs
+
+
+def _validate_pod_term(term: JsonObject, path: str) -> list[e.FieldError]:
+    errs = validate_label_selector(term.get("labelSelector"), f"{path}.labelSelector")
+    errs += validate_label_selector(term.get("namespaceSelector"), f"{path}.namespaceSelector")
+    for namespace in term.get("namespaces") or []:
+        errs += [e.invalid(f"{path}.namespace", namespace, m) for m in names.is_dns1123_label(namespace)]
+    key = term.get("topologyKey", "")
+    if not key:
+        errs.append(e.required(f"{path}.topologyKey", "can not be empty"))
+    return errs + [e.invalid(f"{path}.topologyKey", key, m) for m in names.is_qualified_name(key)]
 
 
 def _validate_toleration(toleration: JsonObject, path: str) -> list[e.FieldError]:

@@ -1797,19 +1797,104 @@ def test_an_unknown_resource_of_a_served_version_is_still_a_status_404(kubeapi_h
     assert response.json()["message"] == "the server could not find the requested resource"
 
 
-@pytest.mark.parametrize("name", ["A=B", "DÉJÀ", "TAB\tNAME"])
-def test_an_env_var_name_outside_printable_ascii_or_with_equals_is_422(kubeapi_http: httpx2.Client, name: str) -> None:
+ENV_NAME_RULE = ("a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', "
+                 "and must not start with a digit (e.g. 'my.env-name',  or 'MY_ENV.NAME',  or 'MyEnvName1', regex used "
+                 "for validation is '[-._a-zA-Z][-._a-zA-Z0-9]*')")
+
+
+@pytest.mark.parametrize("name, messages", [
+    ("A=B", [ENV_NAME_RULE]),
+    ("1FOO", [ENV_NAME_RULE]),
+    ("MY VAR", [ENV_NAME_RULE]),
+    ("DÉJÀ", [ENV_NAME_RULE]),
+    ("..X", ["must not start with '..'"]),
+])
+def test_an_env_var_name_the_1_31_server_refuses_is_422(kubeapi_http: httpx2.Client, name: str, messages: list) -> None:
+    """v1.31 (what discovery says): RelaxedEnvironmentVariableValidation is alpha and off, so
+    names must look like C identifiers with '-' and '.'; a site on 1.27-1.31 gets these 422s."""
     body = pod_body("p", containers=[{"name": "c", "image": "i", "env": [{"name": name, "value": "1"}]}])
     response = kubeapi_http.post("/api/v1/namespaces/default/pods", json=body)
     assert response.status_code == 422
-    assert response.json()["message"] == (
-        f'Pod "p" is invalid: spec.containers[0].env[0].name: Invalid value: {json.dumps(name, ensure_ascii=False)}: '
-        "a valid environment variable name must consist only of printable ASCII characters other than '='")
+    value = json.dumps(name, ensure_ascii=False)
+    shown = [f"spec.containers[0].env[0].name: Invalid value: {value}: {m}" for m in messages]
+    assert response.json()["message"] == f'Pod "p" is invalid: ' + (shown[0] if len(shown) == 1 else f"[{', '.join(shown)}]")
 
 
-def test_relaxed_env_var_names_are_accepted(kubeapi_http: httpx2.Client) -> None:
-    body = pod_body("p", containers=[{"name": "c", "image": "i", "env": [{"name": "my-var.1 x", "value": "1"}]}])
+def test_env_var_names_with_dots_and_dashes_are_accepted(kubeapi_http: httpx2.Client) -> None:
+    body = pod_body("p", containers=[{"name": "c", "image": "i", "env": [{"name": "my-var.1_X", "value": "1"}]}])
     assert kubeapi_http.post("/api/v1/namespaces/default/pods", json=body).status_code == 201
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedul"}]},
+     'spec.topologySpreadConstraints[0].whenUnsatisfiable: Unsupported value: "DoNotSchedul": supported values: '
+     '"DoNotSchedule", "ScheduleAnyway"'),
+    ({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "", "whenUnsatisfiable": "DoNotSchedule"}]},
+     "spec.topologySpreadConstraints[0].topologyKey: Required value: can not be empty"),
+    ({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"},
+                                    {"maxSkew": 2, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}]},
+     'spec.topologySpreadConstraints[0].{topologyKey, whenUnsatisfiable}: Duplicate value: "{zone, ScheduleAnyway}"'),
+    ({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway",
+                                     "minDomains": 2}]},
+     "spec.topologySpreadConstraints[0].minDomains: Invalid value: 2: can only use minDomains if "
+     "whenUnsatisfiable=DoNotSchedule, not ScheduleAnyway"),
+    ({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
+                                     "nodeTaintsPolicy": "honor"}]},
+     'spec.topologySpreadConstraints[0].nodeTaintsPolicy: Unsupported value: "honor": supported values: "Honor", "Ignore"'),
+    ({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
+                                     "labelSelector": {"matchLabels": {"app": "x"}}, "matchLabelKeys": ["app"]}]},
+     'spec.topologySpreadConstraints[0].matchLabelKeys[0]: Invalid value: "app": exists in both matchLabelKeys and '
+     "labelSelector"),
+    ({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
+                                     "labelSelector": {"matchExpressions": [{"key": "app", "operator": "In"}]}}]},
+     "spec.topologySpreadConstraints[0].labelSelector.matchExpressions[0].values: Required value: must be specified "
+     "when `operator` is 'In' or 'NotIn'"),
+    ({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}},
+     "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms: Required value: "
+     "must have at least one node selector term"),
+    ({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "gpu", "operator": "in", "values": ["h100"]}]}]}}}},
+     "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]."
+     'matchExpressions[0].operator: Invalid value: "in": not a valid selector operator'),
+    ({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["8", "16"]}]}]}}}},
+     "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]."
+     "matchExpressions[0].values: Required value: must be specified single value when `operator` is 'Lt' or 'Gt'"),
+    ({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 200, "preference": {"matchExpressions": [{"key": "gpu", "operator": "Exists"}]}}]}}},
+     "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight: Invalid value: 200: "
+     "must be in the range 1-100"),
+    ({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "slurmd"}}, "topologyKey": "kubernetes.io/host name"}]}}},
+     "spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey: Invalid value: "
+     "\"kubernetes.io/host name\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start "
+     "and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation "
+     "is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"),
+], ids=["when-unsatisfiable", "topology-key", "duplicate-pair", "min-domains", "taints-policy", "match-label-keys",
+        "selector-values", "no-terms", "node-operator", "gt-values", "weight", "pod-topology-key"])
+def test_placement_the_real_server_refuses_is_422(kubeapi_http: httpx2.Client, spec: dict, message: str) -> None:
+    """A nodeset's topology_spread or affinity that kube-apiserver refuses: every resume of it
+    would fail, so the stand-in refuses it too, with the same message."""
+    response = kubeapi_http.post("/api/v1/namespaces/default/pods", json=pod_body("p", **spec))
+    assert response.status_code == 422, response.text
+    assert response.json()["message"] == f'Pod "p" is invalid: {message}'
+
+
+def test_placement_the_bridge_renders_is_accepted(kubeapi_http: httpx2.Client) -> None:
+    spec = {"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                           "whenUnsatisfiable": "DoNotSchedule", "minDomains": 2,
+                                           "nodeAffinityPolicy": "Honor",
+                                           "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "slurmd"}},
+                                           "matchLabelKeys": ["slurm-k8s-bridge/job"]}],
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "nvidia.com/gpu.product", "operator": "In", "values": ["H100"]},
+                                      {"key": "cores", "operator": "Gt", "values": ["8"]}],
+                 "matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["worker-9"]}]}]}},
+                         "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                             {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                                                 "labelSelector": {"matchExpressions": [
+                                                                     {"key": "app", "operator": "Exists"}]}}}]}}}
+    assert kubeapi_http.post("/api/v1/namespaces/default/pods", json=pod_body("p", **spec)).status_code == 201
 
 
 def test_a_topology_spread_max_skew_of_0_is_422(kubeapi_http: httpx2.Client) -> None:

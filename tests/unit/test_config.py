@@ -134,6 +134,39 @@ def test_hpc_nodeset_keys_load_into_typed_settings(write_config):
     assert nodeset.drain_on_stop and nodeset.slurmd_port == 6818
 
 
+def test_placement_kubernetes_accepts_loads_and_renders_as_written(write_config):
+    """The checks refuse only what kube-apiserver refuses: a rich, valid placement loads, and
+    the pod carries it (a constraint without labelSelector counts the nodeset's pods)."""
+    from bridge.placement import placement
+
+    config = config_module.load(str(write_config(HPC_NODESET + """
+    env: {my-var.1_X: '1', _PRIVATE: '2'}
+    topology_spread:
+    - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule, minDomains: 2,
+       nodeAffinityPolicy: Honor, nodeTaintsPolicy: Ignore, matchLabelKeys: [team]}
+    - {maxSkew: 2, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway,
+       labelSelector: {matchExpressions: [{key: app, operator: Exists}]}}
+    affinity:
+      nodeAffinity:
+        requiredDuringSchedulingIgnoredDuringExecution:
+          nodeSelectorTerms:
+          - matchExpressions: [{key: nvidia.com/gpu.product, operator: In, values: [NVIDIA-H100-80GB-HBM3]},
+                               {key: cores, operator: Gt, values: ['8']}]
+            matchFields: [{key: metadata.name, operator: NotIn, values: [worker-9]}]
+        preferredDuringSchedulingIgnoredDuringExecution:
+        - {weight: 100, preference: {matchExpressions: [{key: zone, operator: DoesNotExist}]}}
+      podAntiAffinity:
+        preferredDuringSchedulingIgnoredDuringExecution:
+        - weight: 1
+          podAffinityTerm: {topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app: slurmd}}}
+""")))
+    nodeset = config.nodesets[0]
+    rendered = placement(nodeset, cluster="linux")
+    assert rendered["affinity"] == nodeset.affinity
+    assert rendered["topology_spread"][0]["labelSelector"]["matchLabels"]["slurm-k8s-bridge/nodeset"] == nodeset.name
+    assert rendered["topology_spread"][1]["labelSelector"] == {"matchExpressions": [{"key": "app", "operator": "Exists"}]}
+
+
 @pytest.mark.parametrize(("keys", "expected"), [
     ("gpus: {vendr: amd}", "nodesets[0].gpus: object contains unknown field `vendr`"),
     ("gpus: {vendor: intel}", "nodesets[0].gpus.vendor: invalid enum value 'intel'; expected one of 'nvidia', 'amd'"),
@@ -155,12 +188,56 @@ def test_hpc_nodeset_keys_load_into_typed_settings(write_config):
      "nodesets[0].capacity: node_selector sets karpenter.sh/capacity-type='on-demand', expected 'spot'"),
     ("env: {NVIDIA_VISIBLE_DEVICES: all}", "nodesets[0].env.NVIDIA_VISIBLE_DEVICES: would show the pod other GPUs"),
     ("env: {SLURMD_GPU_COUNT: '8'}", "nodesets[0].env.SLURMD_GPU_COUNT: set by the pod template"),
-    ("env: {'A=B': x}", "nodesets[0].env: expected variable names of printable ASCII characters other than '=', got 'A=B'"),
-    ("env: {'DÉJÀ': x}", "nodesets[0].env: expected variable names of printable ASCII characters other than '='"),
+    ("env: {'A=B': x}", "nodesets[0].env: expected variable names of letters, digits, '_', '-' and '.', not "
+                        "starting with a digit or '..' (what Kubernetes 1.27-1.31 accept), got 'A=B'"),
+    ("env: {'DÉJÀ': x}", "nodesets[0].env: expected variable names of letters, digits"),
+    ("env: {'1GPU': x}", "nodesets[0].env: expected variable names of letters, digits, '_', '-' and '.', not starting with a digit"),
+    ("env: {'MY VAR': x}", "nodesets[0].env: expected variable names of letters"),
     ("topology_spread: [{maxSkew: 0, topologyKey: zone, whenUnsatisfiable: DoNotSchedule}]",
      "nodesets[0].topology_spread[0].maxSkew: expected a whole number above 0, got 0"),
     ("topology_spread: [{topologyKey: zone, whenUnsatisfiable: DoNotSchedule}]",
      "nodesets[0].topology_spread[0].maxSkew: expected a whole number above 0, got None"),
+    ("topology_spread: [{maxSkew: 1, whenUnsatisfiable: DoNotSchedule}]",
+     "nodesets[0].topology_spread[0].topologyKey: expected a node label key like 'topology.kubernetes.io/zone', got None"),
+    ("topology_spread: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedul}]",
+     "nodesets[0].topology_spread[0].whenUnsatisfiable: expected DoNotSchedule or ScheduleAnyway, got 'DoNotSchedul'"),
+    ("topology_spread: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: ScheduleAnyway},"
+     " {maxSkew: 2, topologyKey: zone, whenUnsatisfiable: ScheduleAnyway}]",
+     "nodesets[0].topology_spread[1]: a second constraint for topologyKey zone with ScheduleAnyway; expected one each"),
+    ("topology_spread: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: ScheduleAnyway, minDomains: 2}]",
+     "nodesets[0].topology_spread[0].minDomains: expected a whole number above 0, with whenUnsatisfiable: DoNotSchedule, got 2"),
+    ("topology_spread: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule, nodeTaintsPolicy: honor}]",
+     "nodesets[0].topology_spread[0].nodeTaintsPolicy: expected Honor or Ignore, got 'honor'"),
+    ("topology_spread: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule,"
+     " matchLabelKeys: [slurm-k8s-bridge/nodeset]}]",
+     "nodesets[0].topology_spread[0].matchLabelKeys[0]: expected a label key that the labelSelector does not name"),
+    ("topology_spread: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule,"
+     " labelSelector: {matchExpressions: [{key: app, operator: In}]}}]",
+     "nodesets[0].topology_spread[0].labelSelector.matchExpressions[0].values: expected some values with operator In, got []"),
+    ("affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: []}}}",
+     "nodesets[0].affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms: "
+     "expected at least one node selector term, got []"),
+    ("affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms:"
+     " [{matchExpressions: [{key: gpu, operator: in, values: [h100]}]}]}}}",
+     "nodesets[0].affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
+     ".matchExpressions[0].operator: expected one of In, NotIn, Exists, DoesNotExist, Gt, Lt, got 'in'"),
+    ("affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms:"
+     " [{matchExpressions: [{key: cores, operator: Gt, values: ['8', '16']}]}]}}}",
+     ".matchExpressions[0].values: expected one value with operator Gt, got ['8', '16']"),
+    ("affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms:"
+     " [{matchFields: [{key: metadata.labels, operator: In, values: [w1]}]}]}}}",
+     ".matchFields[0].key: expected metadata.name (the only node field), got 'metadata.labels'"),
+    ("affinity: {nodeAffinity: {preferredDuringSchedulingIgnoredDuringExecution:"
+     " [{weight: 200, preference: {matchExpressions: [{key: gpu, operator: Exists}]}}]}}",
+     "nodesets[0].affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight: expected 1-100, got 200"),
+    ("affinity: {podAntiAffinity: {requiredDuringSchedulingIgnoredDuringExecution:"
+     " [{labelSelector: {matchLabels: {app: slurmd}}, topologyKey: ''}]}}",
+     "nodesets[0].affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey: "
+     "expected a node label key like 'kubernetes.io/hostname', got ''"),
+    ("affinity: {podAffinity: {preferredDuringSchedulingIgnoredDuringExecution:"
+     " [{weight: 50, podAffinityTerm: {topologyKey: zone, labelSelector: {matchLabels: {'/app': x}}}}]}}",
+     "nodesets[0].affinity.podAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm"
+     ".labelSelector.matchLabels: expected label keys like 'example.com/name', got '/app'"),
     ("slurmd_args: [-N, other]", "nodesets[0].slurmd_args: '-N' is set by the pod template"),
     ("slurmd_args: ['--conf-server=x:1']", "nodesets[0].slurmd_args: '--conf-server=x:1' is set by the pod template"),
     ("slurmd_args: [-Nother]", "nodesets[0].slurmd_args: '-Nother' is set by the pod template"),
