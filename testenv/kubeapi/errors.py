@@ -144,6 +144,14 @@ def gone(message: str) -> ApiError:
     return ApiError(status_body(410, "Gone", message))
 
 
+def unknown(code: int, message: str) -> ApiError:
+    """An error the server had not turned into a Status (apierrors.ErrorToAPIStatus's default):
+    its text, no reason, no details."""
+    body = status_body(code, "", message)
+    del body["reason"]
+    return ApiError(body)
+
+
 def internal(message: str) -> ApiError:
     return ApiError(
         status_body(500, "InternalError", f"Internal error occurred: {message}", {"causes": [{"message": message}]})

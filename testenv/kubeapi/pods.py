@@ -19,7 +19,7 @@ from .gvk import GroupResource
 from .jsonobj import JsonObject, clone
 from .qos import pod_qos
 from .selector import FieldGetter
-from .strategy import Strategy, meta_field, path_field
+from .strategy import Strategy, path_field
 from .validation import validate_object_meta_update
 
 if TYPE_CHECKING:
@@ -47,8 +47,7 @@ class PodStrategy(Strategy):
         "status.phase": path_field("status", "phase"),
         "status.podIP": path_field("status", "podIP"),
         "status.nominatedNodeName": path_field("status", "nominatedNodeName"),
-        "metadata.uid": meta_field("uid"),
-    }
+    }  # GetAttrs: metadata.uid is no pod field label ("field label not supported")
 
     def decode(self, body: JsonObject, rt: ResourceType) -> JsonObject:
         pod = super().decode(body, rt)

@@ -93,8 +93,7 @@ class Rest:
         obj = self._decode(rt, body)
         meta = obj["metadata"]
         _place(rt, meta, namespace)
-        if meta.get("resourceVersion"):
-            raise e.bad_request("resourceVersion should not be set on objects to be created")
+        sent_version = str(meta.get("resourceVersion") or "")
         rt.strategy.default(obj, rt)
         admit_create(self.store, rt, obj)
         for field in (*_SYSTEM_FIELDS, "managedFields", "selfLink"):
@@ -105,6 +104,10 @@ class Rest:
         errs = rt.strategy.validate(obj, rt)
         if errs:
             raise e.invalid_object(rt.group_kind, meta.get("name", ""), errs)
+        if not opts.dry_run and sent_version.isascii() and sent_version.isdigit() and int(sent_version) > 0:
+            # etcd3 store.Create's ErrResourceVersionSetOnCreate, a plain error: ErrorToAPIStatus
+            # makes it a 500 with no reason (a version it cannot parse, "-1", is let through).
+            raise e.unknown(500, "resourceVersion should not be set on objects to be created")
         there = self.store.get(rt.storage_key, meta.get("namespace", ""), meta["name"])
         if there is not None:
             error = e.already_exists(rt.group_resource, meta["name"])
