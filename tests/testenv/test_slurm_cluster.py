@@ -121,8 +121,11 @@ def test_stop_leaves_no_process_and_no_directory(cluster: SlurmCluster) -> None:
     cluster.wait_until(lambda: cluster.job_state(job) == "RUNNING", timeout=25,
                        what=f"job {job} to run")
     state_dir = cluster.state_dir
+    # munged, slurmctld (+scriptd), 2 x (slurmd, munged), the job's slurmstepd: slurmctld says
+    # RUNNING when it sends the launch, a moment before the slurmstepd exists (7 seen in CI).
+    cluster.wait_until(lambda: len(processes_using(state_dir)) >= 8, timeout=15,
+                       what="the cluster's and the job's processes")
     started = processes_using(state_dir)
-    assert len(started) >= 8  # munged, slurmctld (+scriptd), 2 x (slurmd, munged), the job
 
     cluster.stop()
 
