@@ -878,8 +878,29 @@ def _check_pod_fields(nodeset: Nodeset, where: str) -> None:
 
 # Placement as kube-apiserver validates it (validateTopologySpreadConstraints, validateAffinity):
 # a constraint it refuses would fail every resume of the nodeset, after Slurm chose its nodes.
+# A null field is an unset one, as the server decodes it; a number where a string belongs is
+# refused here as there ("cannot unmarshal number"), with the hint to quote it.
 _SELECTOR_OPERATORS = {"In": "some values", "NotIn": "some values", "Exists": "no values", "DoesNotExist": "no values"}
 _NODE_OPERATORS = {**_SELECTOR_OPERATORS, "Gt": "one value", "Lt": "one value"}
+
+
+def _as_map(value: Any, at: str, what: str) -> Mapping[str, Any]:
+    _expect(value is None or isinstance(value, Mapping), at, what, value)
+    return value or {}
+
+
+def _as_list(value: Any, at: str, what: str) -> list[Any]:
+    _expect(value is None or isinstance(value, list), at, what, value)
+    return value or []
+
+
+def _string(value: Any, at: str, what: str) -> str:
+    """A string field (null is the empty string, as the server decodes it)."""
+    if value is None:
+        return ""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    _expect(isinstance(value, str), at, f"{what} (quote a number: '8')" if number else what, value)
+    return value
 
 
 def _check_spread(nodeset: Nodeset, where: str) -> None:
@@ -888,6 +909,7 @@ def _check_spread(nodeset: Nodeset, where: str) -> None:
     pairs: set[tuple[Any, Any]] = set()
     for i, spread in enumerate(nodeset.topology_spread):
         at = f"{where}.topology_spread[{i}]"
+        spread = _as_map(spread, at, "a topology spread constraint (maxSkew, topologyKey, whenUnsatisfiable)")
         skew, key, action = spread.get("maxSkew"), spread.get("topologyKey"), spread.get("whenUnsatisfiable")
         _expect(type(skew) is int and skew > 0, f"{at}.maxSkew", "a whole number above 0", skew)
         _expect(isinstance(key, str) and key != "", f"{at}.topologyKey", "a node label key like "
@@ -897,18 +919,18 @@ def _check_spread(nodeset: Nodeset, where: str) -> None:
         if (key, action) in pairs:
             raise ConfigError(f"{at}: a second constraint for topologyKey {key} with {action}; expected one each")
         pairs.add((key, action))
-        if "minDomains" in spread:
+        if spread.get("minDomains") is not None:
             domains = spread["minDomains"]
             _expect(type(domains) is int and domains > 0 and action == "DoNotSchedule", f"{at}.minDomains",
                     "a whole number above 0, with whenUnsatisfiable: DoNotSchedule", domains)
         for policy in ("nodeAffinityPolicy", "nodeTaintsPolicy"):
-            if policy in spread:
+            if spread.get(policy) is not None:
                 _expect(spread[policy] in ("Honor", "Ignore"), f"{at}.{policy}", "Honor or Ignore", spread[policy])
         selector = spread.get("labelSelector")
         _check_selector(selector, f"{at}.labelSelector")
         written = selector if selector is not None else {"matchLabels": {naming.NODESET_LABEL: "", **naming.owner_labels("")}}
         taken = set(written.get("matchLabels") or {}) | {r.get("key") for r in written.get("matchExpressions") or []}
-        for j, label in enumerate(spread.get("matchLabelKeys") or []):
+        for j, label in enumerate(_as_list(spread.get("matchLabelKeys"), f"{at}.matchLabelKeys", "a list of label keys")):
             _expect(isinstance(label, str) and is_qualified_name(label) and label not in taken,
                     f"{at}.matchLabelKeys[{j}]", "a label key that the labelSelector does not name", label)
 
@@ -916,71 +938,92 @@ def _check_spread(nodeset: Nodeset, where: str) -> None:
 def _check_selector(selector: Any, at: str, operators: dict[str, str] = _SELECTOR_OPERATORS,
                     values_are_labels: bool = True) -> None:
     """A label selector (or a node selector term, with ``operators`` and ``matchExpressions``)."""
-    if selector is None:
-        return
-    _expect(isinstance(selector, Mapping), at, "a mapping", selector)
-    for key, value in (selector.get("matchLabels") or {}).items():
+    selector = _as_map(selector, at, "a mapping (matchLabels, matchExpressions)")
+    for key, value in _as_map(selector.get("matchLabels"), f"{at}.matchLabels", "a mapping of labels").items():
         _expect(is_qualified_name(str(key)), f"{at}.matchLabels", "label keys like 'example.com/name'", key)
-        _expect(isinstance(value, str) and len(value) <= 63 and bool(_LABEL_VALUE.match(value)),
-                f"{at}.matchLabels.{key}", "a label value (63 characters of [A-Za-z0-9-_.])", value)
-    for j, req in enumerate(selector.get("matchExpressions") or []):
+        _check_label_value(value, f"{at}.matchLabels.{key}")
+    for j, req in enumerate(_as_list(selector.get("matchExpressions"), f"{at}.matchExpressions", "a list")):
         where = f"{at}.matchExpressions[{j}]"
-        _expect(isinstance(req, Mapping), where, "a mapping with key, operator and values", req)
-        operator, values = req.get("operator"), req.get("values") or []
-        _expect(operator in operators, f"{where}.operator", f"one of {', '.join(operators)}", operator)
+        req = _as_map(req, where, "a mapping with key, operator and values")
+        operator = req.get("operator")
+        values = _as_list(req.get("values"), f"{where}.values", "a list of values")
+        _expect(isinstance(operator, str) and operator in operators, f"{where}.operator",
+                f"one of {', '.join(operators)}", operator)
         wants = operators[operator]
         _expect({"some values": bool(values), "no values": not values, "one value": len(values) == 1}[wants],
                 f"{where}.values", f"{wants} with operator {operator}", values)
-        _expect(is_qualified_name(str(req.get("key", ""))), f"{where}.key", "a label key like 'example.com/name'",
-                req.get("key"))
-        for value in values if values_are_labels else ():
-            _expect(isinstance(value, str) and len(value) <= 63 and bool(_LABEL_VALUE.match(value)),
-                    f"{where}.values", "label values (63 characters of [A-Za-z0-9-_.])", value)
+        _expect(isinstance(req.get("key"), str) and is_qualified_name(req["key"]), f"{where}.key",
+                "a label key like 'example.com/name'", req.get("key"))
+        for value in values:
+            if values_are_labels:
+                _check_label_value(value, f"{where}.values")
+            else:
+                _string(value, f"{where}.values", "strings")
+
+
+def _check_label_value(value: Any, at: str) -> None:
+    value = _string(value, at, "a label value")
+    _expect(len(value) <= 63 and bool(_LABEL_VALUE.match(value)), at, "a label value (63 characters of "
+            "[A-Za-z0-9-_.])", value)
 
 
 def _check_affinity(affinity: dict[str, Any], at: str) -> None:
-    node = affinity.get("nodeAffinity") or {}
-    required = node.get("requiredDuringSchedulingIgnoredDuringExecution")
-    if required is not None:
-        terms = (required or {}).get("nodeSelectorTerms") or []
-        where = f"{at}.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms"
-        _expect(bool(terms), where, "at least one node selector term", terms)
+    node = _as_map(affinity.get("nodeAffinity"), f"{at}.nodeAffinity",
+                   "a mapping (requiredDuringSchedulingIgnoredDuringExecution, ...)")
+    required_at = f"{at}.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+    if node.get("requiredDuringSchedulingIgnoredDuringExecution") is not None:
+        required = _as_map(node["requiredDuringSchedulingIgnoredDuringExecution"], required_at,
+                           "a node selector (nodeSelectorTerms)")
+        terms = _as_list(required.get("nodeSelectorTerms"), f"{required_at}.nodeSelectorTerms", "a list of terms")
+        _expect(bool(terms), f"{required_at}.nodeSelectorTerms", "at least one node selector term", terms)
         for i, term in enumerate(terms):
-            _check_node_term(term, f"{where}[{i}]")
+            _check_node_term(term, f"{required_at}.nodeSelectorTerms[{i}]")
     _check_weighted(node, f"{at}.nodeAffinity", "preference", _check_node_term)
     for kind in ("podAffinity", "podAntiAffinity"):
-        pods = affinity.get(kind) or {}
-        for i, term in enumerate(pods.get("requiredDuringSchedulingIgnoredDuringExecution") or []):
-            _check_pod_term(term, f"{at}.{kind}.requiredDuringSchedulingIgnoredDuringExecution[{i}]")
+        pods = _as_map(affinity.get(kind), f"{at}.{kind}", "a mapping (requiredDuringSchedulingIgnoredDuringExecution, ...)")
+        terms_at = f"{at}.{kind}.requiredDuringSchedulingIgnoredDuringExecution"
+        for i, term in enumerate(_as_list(pods.get("requiredDuringSchedulingIgnoredDuringExecution"), terms_at,
+                                          "a list of pod affinity terms")):
+            _check_pod_term(term, f"{terms_at}[{i}]")
         _check_weighted(pods, f"{at}.{kind}", "podAffinityTerm", _check_pod_term)
 
 
-def _check_weighted(affinity: dict[str, Any], at: str, inner: str, check: Any) -> None:
+def _check_weighted(affinity: Mapping[str, Any], at: str, inner: str, check: Any) -> None:
     """The preferred terms: each a weight of 1-100 and the term it weighs."""
-    for i, term in enumerate(affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or []):
-        where = f"{at}.preferredDuringSchedulingIgnoredDuringExecution[{i}]"
+    terms_at = f"{at}.preferredDuringSchedulingIgnoredDuringExecution"
+    for i, term in enumerate(_as_list(affinity.get("preferredDuringSchedulingIgnoredDuringExecution"), terms_at,
+                                      "a list of weighted terms")):
+        where = f"{terms_at}[{i}]"
+        term = _as_map(term, where, f"a mapping (weight, {inner})")
         _expect(type(term.get("weight")) is int and 1 <= term["weight"] <= 100, f"{where}.weight", "1-100",
                 term.get("weight"))
-        check(term.get(inner) or {}, f"{where}.{inner}")
+        check(term.get(inner), f"{where}.{inner}")
 
 
 def _check_node_term(term: Any, at: str) -> None:
-    _expect(isinstance(term, Mapping), at, "a node selector term (matchExpressions, matchFields)", term)
+    term = _as_map(term, at, "a node selector term (matchExpressions, matchFields)")
     _check_selector({"matchExpressions": term.get("matchExpressions")}, at, _NODE_OPERATORS, values_are_labels=False)
-    for j, req in enumerate(term.get("matchFields") or []):
+    for j, req in enumerate(_as_list(term.get("matchFields"), f"{at}.matchFields", "a list")):
         where = f"{at}.matchFields[{j}]"
+        req = _as_map(req, where, "a mapping with key, operator and values")
         _expect(req.get("key") == "metadata.name", f"{where}.key", "metadata.name (the only node field)", req.get("key"))
-        _expect(req.get("operator") in ("In", "NotIn") and len(req.get("values") or []) == 1, where,
+        values = _as_list(req.get("values"), f"{where}.values", "a list with one node name")
+        _expect(req.get("operator") in ("In", "NotIn") and len(values) == 1, where,
                 "operator In or NotIn with one node name", {k: req.get(k) for k in ("operator", "values")})
+        _expect(isinstance(values[0], str) and _is_subdomain(values[0]), f"{where}.values",
+                "a node name (DNS-1123 subdomain)", values[0])
 
 
 def _check_pod_term(term: Any, at: str) -> None:
-    _expect(isinstance(term, Mapping), at, "a pod affinity term (labelSelector, topologyKey)", term)
+    term = _as_map(term, at, "a pod affinity term (labelSelector, topologyKey)")
     key = term.get("topologyKey")
     _expect(isinstance(key, str) and key != "" and is_qualified_name(key), f"{at}.topologyKey",
             "a node label key like 'kubernetes.io/hostname'", key)
     _check_selector(term.get("labelSelector"), f"{at}.labelSelector")
     _check_selector(term.get("namespaceSelector"), f"{at}.namespaceSelector")
+    for namespace in _as_list(term.get("namespaces"), f"{at}.namespaces", "a list of namespaces"):
+        _expect(isinstance(namespace, str) and _is_label(namespace), f"{at}.namespaces", "namespace names "
+                "(DNS-1123 labels)", namespace)
 
 
 def _check_gang(gang: Gang, where: str) -> None:
@@ -1036,8 +1079,8 @@ def _check_env_and_args(nodeset: Nodeset, where: str) -> None:
     for key in nodeset.env:
         # What every supported API server accepts: 1.27-1.31 want these (IsEnvVarName); the
         # relaxed rule (any printable ASCII but '=') is on by default only from 1.32.
-        _expect(bool(_ENV_NAME.fullmatch(key)) and not key.startswith(".."), f"{where}.env",
-                "variable names of letters, digits, '_', '-' and '.', not starting with a digit or '..' "
+        _expect(bool(_ENV_NAME.fullmatch(key)) and key != "." and not key.startswith(".."), f"{where}.env",
+                "variable names of letters, digits, '_', '-' and '.', not starting with a digit or '..', not '.' "
                 "(what Kubernetes 1.27-1.31 accept)", key)
         if key in OWNED_ENV:
             raise ConfigError(f"{where}.env.{key}: set by the pod template, expected another name")

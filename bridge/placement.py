@@ -23,7 +23,8 @@ def placement(nodeset: Nodeset, *, cluster: str) -> dict[str, Any]:
         if nodeset.capacity.taint is not None:
             tolerations.append({"key": nodeset.capacity.taint, "operator": "Exists", "effect": "NoSchedule"})
     own_pods = {"matchLabels": {naming.NODESET_LABEL: nodeset.name, **naming.owner_labels(cluster)}}
-    spread = [{**c, "labelSelector": c.get("labelSelector", own_pods)} for c in nodeset.topology_spread]
+    spread = [{**c, "labelSelector": own_pods if c.get("labelSelector") is None else c["labelSelector"]}
+              for c in nodeset.topology_spread]
     return {
         "node_selector": node_selector,
         "tolerations": tolerations,

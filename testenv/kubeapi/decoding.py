@@ -176,12 +176,57 @@ def cannot_handle(kind: str, version: str, cause: str) -> ApiError:
 
 
 def _check_string_maps(obj: dict[str, Any]) -> None:
-    """Labels and annotations are map[string]string even though the models say `dict`."""
+    """Labels, annotations, a pod's nodeSelector and its label selectors' matchLabels are
+    map[string]string even though the models say `dict`: a number is refused as Go refuses it,
+    a null is the empty string (as are nulls in their string lists)."""
     meta = obj.get("metadata") or {}
     for key in ("labels", "annotations"):
-        for value in (meta.get(key) or {}).values():
-            if not isinstance(value, str):
-                raise DecodeError(
-                    f"json: cannot unmarshal {_json_kind(value)} into Go struct field "
-                    f"ObjectMeta.metadata.{key} of type string"
-                )
+        _string_map(meta.get(key), "ObjectMeta", f"metadata.{key}")
+    if obj.get("kind") != "Pod":
+        return
+    spec = obj.get("spec") or {}
+    _string_map(spec.get("nodeSelector"), "PodSpec", "spec.nodeSelector")
+    for constraint in spec.get("topologySpreadConstraints") or []:
+        _selector(constraint.get("labelSelector"), "spec.topologySpreadConstraints.labelSelector")
+    affinity = spec.get("affinity") or {}
+    for kind in ("podAffinity", "podAntiAffinity"):
+        terms = (affinity.get(kind) or {})
+        path = f"spec.affinity.{kind}"
+        for term in terms.get("requiredDuringSchedulingIgnoredDuringExecution") or []:
+            for field in ("labelSelector", "namespaceSelector"):
+                _selector(term.get(field), f"{path}.requiredDuringSchedulingIgnoredDuringExecution.{field}")
+        for weighted in terms.get("preferredDuringSchedulingIgnoredDuringExecution") or []:
+            term = weighted.get("podAffinityTerm") or {}
+            for field in ("labelSelector", "namespaceSelector"):
+                _selector(term.get(field),
+                          f"{path}.preferredDuringSchedulingIgnoredDuringExecution.podAffinityTerm.{field}")
+    node = affinity.get("nodeAffinity") or {}
+    required = node.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    terms = [*(required.get("nodeSelectorTerms") or []),
+             *((p.get("preference") or {}) for p in node.get("preferredDuringSchedulingIgnoredDuringExecution") or [])]
+    for term in terms:
+        for req in [*(term.get("matchExpressions") or []), *(term.get("matchFields") or [])]:
+            _null_strings(req.get("values"))
+
+
+def _string_map(mapping: Any, struct: str, path: str) -> None:
+    for key, value in (mapping or {}).items():
+        if value is None:
+            mapping[key] = ""
+        elif not isinstance(value, str):
+            raise DecodeError(f"json: cannot unmarshal {_json_kind(value)} into Go struct field {struct}.{path} "
+                              f"of type string")
+
+
+def _selector(selector: Any, path: str) -> None:
+    if not selector:
+        return
+    _string_map(selector.get("matchLabels"), "LabelSelector", f"{path}.matchLabels")
+    for req in selector.get("matchExpressions") or []:
+        _null_strings(req.get("values"))
+
+
+def _null_strings(values: list[Any] | None) -> None:
+    for i, value in enumerate(values or []):
+        if value is None:
+            values[i] = ""

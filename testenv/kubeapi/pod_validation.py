@@ -248,13 +248,16 @@ def _validate_policies(spec: JsonObject) -> list[e.FieldError]:
 
 
 def _validate_scheduling(spec: JsonObject) -> list[e.FieldError]:
+    """In ValidatePodSpec's order: affinity, schedulingGates, topologySpreadConstraints,
+    nodeName, tolerations; then ValidatePodCreate's rule on nodeName and gates."""
     errs: list[e.FieldError] = []
-    node = spec.get("nodeName", "")
-    if node:
-        errs += [e.invalid("spec.nodeName", node, m) for m in names.is_dns1123_subdomain(node)]
+    affinity = spec.get("affinity") or {}
+    if affinity.get("nodeAffinity") is not None:
+        errs += _validate_node_affinity(affinity["nodeAffinity"], "spec.affinity.nodeAffinity")
+    for kind in ("podAffinity", "podAntiAffinity"):
+        if affinity.get(kind) is not None:
+            errs += _validate_pod_affinity(affinity[kind], f"spec.affinity.{kind}")
     gates = spec.get("schedulingGates") or []
-    if gates and node:
-        errs.append(e.forbidden_field("spec.nodeName", "cannot be set until all schedulingGates have been cleared"))
     seen: set[str] = set()
     for i, gate in enumerate(gates):
         gate_name = gate.get("name", "")
@@ -262,15 +265,14 @@ def _validate_scheduling(spec: JsonObject) -> list[e.FieldError]:
         if gate_name in seen:
             errs.append(e.duplicate(f"spec.schedulingGates[{i}].name", gate_name))
         seen.add(gate_name)
+    errs += _validate_spread(spec.get("topologySpreadConstraints") or [], "spec.topologySpreadConstraints")
+    node = spec.get("nodeName", "")
+    if node:
+        errs += [e.invalid("spec.nodeName", node, m) for m in names.is_dns1123_subdomain(node)]
     for i, toleration in enumerate(spec.get("tolerations") or []):
         errs += _validate_toleration(toleration, f"spec.tolerations[{i}]")
-    errs += _validate_spread(spec.get("topologySpreadConstraints") or [], "spec.topologySpreadConstraints")
-    affinity = spec.get("affinity") or {}
-    if affinity.get("nodeAffinity") is not None:
-        errs += _validate_node_affinity(affinity["nodeAffinity"], "spec.affinity.nodeAffinity")
-    for kind in ("podAffinity", "podAntiAffinity"):
-        if affinity.get(kind) is not None:
-            errs += _validate_pod_affinity(affinity[kind], f"spec.affinity.{kind}")
+    if gates and node:
+        errs.append(e.forbidden_field("spec.nodeName", "cannot be set until all schedulingGates have been cleared"))
     return errs
 
 

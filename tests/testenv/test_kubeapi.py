@@ -1809,6 +1809,7 @@ ENV_NAME_RULE = ("a valid environment variable name must consist of alphabetic c
     ("MY VAR", [ENV_NAME_RULE]),
     ("DÉJÀ", [ENV_NAME_RULE]),
     ("..X", ["must not start with '..'"]),
+    ("..=X", [ENV_NAME_RULE, "must not start with '..'"]),
 ])
 def test_an_env_var_name_the_1_31_server_refuses_is_422(kubeapi_http: httpx2.Client, name: str, messages: list) -> None:
     """v1.31 (what discovery says): RelaxedEnvironmentVariableValidation is alpha and off, so
@@ -2069,3 +2070,39 @@ def test_a_create_that_carries_a_resource_version_is_the_storage_layers_plain_50
         created = kubeapi_http.post(url, json=body)
         assert created.status_code == 201, created.text
         assert created.json()["metadata"]["resourceVersion"] not in ("0", "-1")
+
+
+def test_a_number_in_a_selectors_match_labels_is_the_decoders_400_and_a_null_is_empty(kubeapi_http: httpx2.Client) -> None:
+    """matchLabels is map[string]string: Go's decoder refuses a number (a YAML `gpus: 8` sent as
+    is) before validation, and reads a null as "" (a valid label value)."""
+    url = "/api/v1/namespaces/default/pods"
+    spread = {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
+              "labelSelector": {"matchLabels": {"gpus": 8}}}
+    response = kubeapi_http.post(url, json=pod_body("p", topologySpreadConstraints=[spread]))
+    assert response.status_code == 400
+    assert response.json()["message"] == (
+        'Pod in version "v1" cannot be handled as a Pod: json: cannot unmarshal number into Go struct field '
+        "LabelSelector.spec.topologySpreadConstraints.labelSelector.matchLabels of type string")
+    spread["labelSelector"] = {"matchLabels": {"gpus": None},
+                               "matchExpressions": [{"key": "tier", "operator": "In", "values": [None]}]}
+    created = kubeapi_http.post(url, json=pod_body("p", topologySpreadConstraints=[spread], nodeSelector={"n": None}))
+    assert created.status_code == 201, created.text
+    spec = created.json()["spec"]
+    assert spec["topologySpreadConstraints"][0]["labelSelector"] == {
+        "matchLabels": {"gpus": ""}, "matchExpressions": [{"key": "tier", "operator": "In", "values": [""]}]}
+    assert spec["nodeSelector"] == {"n": ""}
+
+
+def test_placement_errors_come_in_validate_pod_specs_order(kubeapi_http: httpx2.Client) -> None:
+    """Affinity before topologySpreadConstraints before tolerations, as ValidatePodSpec runs them."""
+    spec = {"tolerations": [{"key": "gpu", "operator": "Exists", "value": "x"}],
+            "topologySpreadConstraints": [{"maxSkew": 0, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}],
+            "affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"topologyKey": "zone", "labelSelector": {"matchExpressions": [{"key": "a", "operator": "Exists",
+                                                                                 "values": ["b"]}]}}]}}}
+    response = kubeapi_http.post("/api/v1/namespaces/default/pods", json=pod_body("p", **spec))
+    assert response.status_code == 422
+    fields = [cause["field"] for cause in response.json()["details"]["causes"]]
+    assert fields == ["spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].labelSelector"
+                      ".matchExpressions[0].values", "spec.topologySpreadConstraints[0].maxSkew",
+                      "spec.tolerations[0].operator"]

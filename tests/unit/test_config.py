@@ -146,6 +146,10 @@ def test_placement_kubernetes_accepts_loads_and_renders_as_written(write_config)
        nodeAffinityPolicy: Honor, nodeTaintsPolicy: Ignore, matchLabelKeys: [team]}
     - {maxSkew: 2, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway,
        labelSelector: {matchExpressions: [{key: app, operator: Exists}]}}
+    - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, minDomains: null,
+       nodeTaintsPolicy: null, labelSelector: null}
+    - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway,
+       labelSelector: {matchLabels: {app: ~}, matchExpressions: [{key: tier, operator: In, values: [~, gpu]}]}}
     affinity:
       nodeAffinity:
         requiredDuringSchedulingIgnoredDuringExecution:
@@ -165,6 +169,8 @@ def test_placement_kubernetes_accepts_loads_and_renders_as_written(write_config)
     assert rendered["affinity"] == nodeset.affinity
     assert rendered["topology_spread"][0]["labelSelector"]["matchLabels"]["slurm-k8s-bridge/nodeset"] == nodeset.name
     assert rendered["topology_spread"][1]["labelSelector"] == {"matchExpressions": [{"key": "app", "operator": "Exists"}]}
+    # labelSelector: null is no selector: the nodeset's own pods are counted, not none.
+    assert rendered["topology_spread"][2]["labelSelector"] == rendered["topology_spread"][0]["labelSelector"]
 
 
 @pytest.mark.parametrize(("keys", "expected"), [
@@ -189,7 +195,55 @@ def test_placement_kubernetes_accepts_loads_and_renders_as_written(write_config)
     ("env: {NVIDIA_VISIBLE_DEVICES: all}", "nodesets[0].env.NVIDIA_VISIBLE_DEVICES: would show the pod other GPUs"),
     ("env: {SLURMD_GPU_COUNT: '8'}", "nodesets[0].env.SLURMD_GPU_COUNT: set by the pod template"),
     ("env: {'A=B': x}", "nodesets[0].env: expected variable names of letters, digits, '_', '-' and '.', not "
-                        "starting with a digit or '..' (what Kubernetes 1.27-1.31 accept), got 'A=B'"),
+                        "starting with a digit or '..', not '.' (what Kubernetes 1.27-1.31 accept), got 'A=B'"),
+    ("env: {'.': x}", "nodesets[0].env: expected variable names of letters, digits, '_', '-' and '.', not starting with a"
+                      " digit or '..', not '.'"),
+    # Shapes a YAML slip gives: one line naming the field, never a traceback.
+    ("affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{matchExpressions: []}]}}",
+     "nodesets[0].affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution: expected a node selector "
+     "(nodeSelectorTerms), got [{'matchExpressions': []}]"),
+    ("affinity: {podAntiAffinity: [{topologyKey: zone}]}",
+     "nodesets[0].affinity.podAntiAffinity: expected a mapping (requiredDuringSchedulingIgnoredDuringExecution, ...)"),
+    ("affinity: {nodeAffinity: {preferredDuringSchedulingIgnoredDuringExecution: [gpu]}}",
+     "nodesets[0].affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0]: expected a mapping "
+     "(weight, preference), got 'gpu'"),
+    ("affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms:"
+     " [{matchFields: [metadata.name=w1]}]}}}",
+     ".matchFields[0]: expected a mapping with key, operator and values, got 'metadata.name=w1'"),
+    ("affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms:"
+     " [{matchExpressions: [{key: cores, operator: Gt, values: 8}]}]}}}",
+     ".matchExpressions[0].values: expected a list of values, got 8"),
+    ("affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms:"
+     " [{matchExpressions: [{key: cores, operator: Gt, values: [8]}]}]}}}",
+     ".matchExpressions[0].values: expected strings (quote a number: '8'), got 8"),
+    ("affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms:"
+     " [{matchExpressions: [{key: gpu, operator: [In], values: [a]}]}]}}}",
+     ".matchExpressions[0].operator: expected one of In, NotIn, Exists, DoesNotExist, Gt, Lt, got ['In']"),
+    ("affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms:"
+     " [{matchExpressions: [{key: null, operator: Exists}]}]}}}",
+     ".matchExpressions[0].key: expected a label key like 'example.com/name', got None"),
+    ("affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms:"
+     " [{matchFields: [{key: metadata.name, operator: In, values: [Worker_1]}]}]}}}",
+     ".matchFields[0].values: expected a node name (DNS-1123 subdomain), got 'Worker_1'"),
+    ("affinity: {podAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: zone,"
+     " labelSelector: {matchLabels: [app=x]}}]}}",
+     "podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].labelSelector.matchLabels: expected a mapping of "
+     "labels, got ['app=x']"),
+    ("affinity: {podAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: zone,"
+     " labelSelector: {matchLabels: {gpus: 8}}}]}}",
+     ".labelSelector.matchLabels.gpus: expected a label value (quote a number: '8'), got 8"),
+    ("affinity: {podAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: zone,"
+     " namespaces: [Slurm]}]}}",
+     "requiredDuringSchedulingIgnoredDuringExecution[0].namespaces: expected namespace names (DNS-1123 labels), got 'Slurm'"),
+    ("topology_spread: [zone]", "nodesets[0].topology_spread[0]: expected `object`, got `str`"),
+    ("topology_spread: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule, matchLabelKeys: app}]",
+     "nodesets[0].topology_spread[0].matchLabelKeys: expected a list of label keys, got 'app'"),
+    ("topology_spread: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule, matchLabelKeys: [app],"
+     " labelSelector: {matchLabels: {app: slurmd}}}]",
+     "nodesets[0].topology_spread[0].matchLabelKeys[0]: expected a label key that the labelSelector does not name"),
+    ("topology_spread: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule,"
+     " labelSelector: {matchExpressions: 5}}]",
+     "nodesets[0].topology_spread[0].labelSelector.matchExpressions: expected a list, got 5"),
     ("env: {'DÉJÀ': x}", "nodesets[0].env: expected variable names of letters, digits"),
     ("env: {'1GPU': x}", "nodesets[0].env: expected variable names of letters, digits, '_', '-' and '.', not starting with a digit"),
     ("env: {'MY VAR': x}", "nodesets[0].env: expected variable names of letters"),
