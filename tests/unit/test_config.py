@@ -134,6 +134,66 @@ def test_hpc_nodeset_keys_load_into_typed_settings(write_config):
     assert nodeset.drain_on_stop and nodeset.slurmd_port == 6818
 
 
+RICH_PLACEMENT = {
+    "topology_spread": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule", "minDomains": 2,
+                         "nodeTaintsPolicy": "Honor", "matchLabelKeys": ["team"],
+                         "labelSelector": {"matchLabels": {"app": "x"},
+                                           "matchExpressions": [{"key": "a", "operator": "In", "values": ["b"]}]}}],
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "gpu", "operator": "Gt", "values": ["8"]}],
+                 "matchFields": [{"key": "metadata.name", "operator": "In", "values": ["w1"]}]}]},
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 5, "preference": {"matchExpressions": [{"key": "z", "operator": "Exists"}]}}]},
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {"topologyKey": "zone", "namespaces": ["slurm"], "labelSelector": {"matchLabels": {"app": "x"}}}],
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 5, "podAffinityTerm": {"topologyKey": "zone",
+                                                  "namespaceSelector": {"matchLabels": {"ns": "a"}}}}]}},
+}
+
+
+def _with_each_node_replaced(tree, by):
+    """Every copy of ``tree`` with one of its values (at any depth) replaced by ``by``."""
+    import copy
+
+    def paths(node, path):
+        yield path
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, child in children:
+            yield from paths(child, (*path, key))
+
+    for path in list(paths(tree, ()))[1:]:
+        mutated = copy.deepcopy(tree)
+        parent = mutated
+        for key in path[:-1]:
+            parent = parent[key]
+        parent[path[-1]] = copy.deepcopy(by)
+        yield path, mutated
+
+
+@pytest.mark.parametrize("by", [None, 8, "x", True, [], {}, [8], {"k": 8}, ["x"], [None]],
+                         ids=["null", "number", "string", "bool", "empty-list", "empty-map", "list-of-number",
+                              "map", "list-of-string", "list-of-null"])
+def test_no_shape_of_placement_gives_a_traceback(write_config, by):
+    """Whatever a YAML slip puts anywhere in topology_spread or affinity, the config loads or
+    says what is wrong in one line (the hooks' exit 78), never an exception that would give the
+    resuming nodes back as an internal error."""
+    import json
+
+    base = json.loads(json.dumps(RICH_PLACEMENT))
+    assert config_module.load(str(write_config(HPC_NODESET + "    " + "\n    ".join(
+        f"{k}: {json.dumps(v)}" for k, v in base.items()) + "\n")))
+    for path, mutated in _with_each_node_replaced(base, by):
+        text = HPC_NODESET + "".join(f"    {key}: {json.dumps(value)}\n" for key, value in mutated.items())
+        try:
+            config_module.load(str(write_config(text)))
+        except ConfigError as e:
+            assert "\n" not in str(e), (path, str(e))
+
+
 def test_placement_kubernetes_accepts_loads_and_renders_as_written(write_config):
     """The checks refuse only what kube-apiserver refuses: a rich, valid placement loads, and
     the pod carries it (a constraint without labelSelector counts the nodeset's pods)."""
