@@ -928,7 +928,7 @@ def _check_spread(nodeset: Nodeset, where: str) -> None:
                 _expect(spread[policy] in ("Honor", "Ignore"), f"{at}.{policy}", "Honor or Ignore", spread[policy])
         selector = spread.get("labelSelector")
         _check_selector(selector, f"{at}.labelSelector")
-        written = selector if selector is not None else {"matchLabels": {naming.NODESET_LABEL: "", **naming.owner_labels("")}}
+        written = selector if selector is not None else naming.nodeset_selector(nodeset.name, "")
         taken = set(written.get("matchLabels") or {}) | {r.get("key") for r in written.get("matchExpressions") or []}
         for j, label in enumerate(_as_list(spread.get("matchLabelKeys"), f"{at}.matchLabelKeys", "a list of label keys")):
             _expect(isinstance(label, str) and is_qualified_name(label) and label not in taken,

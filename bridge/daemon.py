@@ -32,7 +32,7 @@ from bridge.kube import KubeClient
 from bridge.metrics import Metrics
 from bridge.pool import Pool
 from bridge.reconcile import (Action, DeletePod, DeletePodGroup, DrainNode, Memory, ReleaseJob, ReleaseNode,
-                              UndrainNode, host_view, plan)
+                              UndrainNode, deleting, host_view, plan)
 from bridge.slurm import NodeFacts, SlurmClient
 
 _EVENT_REASONS = {"delete_pod": "SlurmOrphanPod", "release_node": "SlurmNodeReleased",
@@ -445,7 +445,7 @@ def _with_pods_made_meanwhile(before: list[dict[str, Any]], after: list[dict[str
     down before it deletes the pod. A pod made for a node Slurm showed powered down is left to
     the next look (it would look like an orphan)."""
     live = {node for p in before if (node := naming.node_of(p)) and naming.is_ours(p, cluster=cluster)
-            and not (p.get("metadata") or {}).get("deletionTimestamp")}
+            and not deleting(p)}
     known = {(p.get("metadata") or {}).get("uid") for p in before}
     new = [p for p in after if naming.is_ours(p, cluster=cluster) and (node := naming.node_of(p)) not in live
            and node in facts and nodestate.needs_pod(facts[node].state)

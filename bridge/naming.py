@@ -60,6 +60,12 @@ def owner_labels(cluster: str) -> dict[str, str]:
     return {MANAGED_BY: NAME, CLUSTER_LABEL: dns_label(cluster)}
 
 
+def nodeset_selector(nodeset: str, cluster: str) -> dict[str, Any]:
+    """The label selector of one nodeset's pods: what a topology spread constraint without a
+    ``labelSelector`` counts."""
+    return {"matchLabels": {NODESET_LABEL: nodeset, **owner_labels(cluster)}}
+
+
 SELECTOR_NODES = 100
 """Nodes named in one listing's label selector: its URL stays under ~8 KiB (63-character label
 values), which proxies in front of an API server accept."""

@@ -22,7 +22,7 @@ def placement(nodeset: Nodeset, *, cluster: str) -> dict[str, Any]:
         node_selector[nodeset.capacity.label] = nodeset.capacity.value or nodeset.capacity.type
         if nodeset.capacity.taint is not None:
             tolerations.append({"key": nodeset.capacity.taint, "operator": "Exists", "effect": "NoSchedule"})
-    own_pods = {"matchLabels": {naming.NODESET_LABEL: nodeset.name, **naming.owner_labels(cluster)}}
+    own_pods = naming.nodeset_selector(nodeset.name, cluster)
     spread = [{**c, "labelSelector": own_pods if c.get("labelSelector") is None else c["labelSelector"]}
               for c in nodeset.topology_spread]
     return {

@@ -44,14 +44,10 @@ from bridge.slurm import DRAIN_REASON, NodeFacts, given_back
 """How every drain the bridge sets begins: the bridge lifts only drains with this reason."""
 
 
-@dataclass(frozen=True)
-class DeletePod:
+class _OneNode:
+    """An action on one Slurm node (``node``)."""
+
     node: str
-    pod: str
-    cause: str
-    rule: str = field(default="", compare=False)
-    """The short name of the rule that planned it (metrics, status): orphan, vanished, ..."""
-    kind = "delete_pod"
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -60,7 +56,17 @@ class DeletePod:
 
 
 @dataclass(frozen=True)
-class ReleaseNode:
+class DeletePod(_OneNode):
+    node: str
+    pod: str
+    cause: str
+    rule: str = field(default="", compare=False)
+    """The short name of the rule that planned it (metrics, status): orphan, vanished, ..."""
+    kind = "delete_pod"
+
+
+@dataclass(frozen=True)
+class ReleaseNode(_OneNode):
     """Give the node back to Slurm through :func:`bridge.failure.release_job` (its pod deleted,
     the node powered down, or set DOWN for a lasting cause): its job is requeued now."""
 
@@ -74,17 +80,12 @@ class ReleaseNode:
     kind = "release_node"
 
     @property
-    def nodes(self) -> tuple[str, ...]:
-        """The Slurm nodes it changes (every action has them)."""
-        return (self.node,)
-
-    @property
     def failure(self) -> Failure:
         return Failure(self.cause, self.transient, registered=self.registered)
 
 
 @dataclass(frozen=True)
-class DrainNode:
+class DrainNode(_OneNode):
     node: str
     reason: str
     rule: str = field(default="", compare=False)
@@ -92,27 +93,17 @@ class DrainNode:
     kind = "drain_node"
 
     @property
-    def nodes(self) -> tuple[str, ...]:
-        """The Slurm nodes it changes (every action has them)."""
-        return (self.node,)
-
-    @property
     def cause(self) -> str:
         return self.reason
 
 
 @dataclass(frozen=True)
-class UndrainNode:
+class UndrainNode(_OneNode):
     node: str
     cause: str
     rule: str = field(default="", compare=False)
     """The short name of the rule that planned it (metrics, status): orphan, vanished, ..."""
     kind = "undrain_node"
-
-    @property
-    def nodes(self) -> tuple[str, ...]:
-        """The Slurm nodes it changes (every action has them)."""
-        return (self.node,)
 
 
 @dataclass(frozen=True)
@@ -224,7 +215,7 @@ def _node_actions(node: str, fact: NodeFacts | None, pod: dict[str, Any] | None,
             # schedulable host, so that drain means nothing any more and would hold it forever.
             return [UndrainNode(node, "powered down: its pod and the cordoned Kubernetes node are behind it",
                                 rule="host_back")]
-        if pod is None or _deleting(pod) or (fact is not None and nodestate.is_allocated(fact.state)):
+        if pod is None or deleting(pod) or (fact is not None and nodestate.is_allocated(fact.state)):
             # Allocated while still powered down: the prolog's early start made its pods before
             # ResumeProgram (Slurm's ResumeRate may hold a large job there for minutes).
             return []
@@ -238,7 +229,7 @@ def _node_actions(node: str, fact: NodeFacts | None, pod: dict[str, Any] | None,
         # one again. Slurm runs nothing here until an admin resumes the node or ResumeTimeout
         # (an hour by default) hands it to ResumeFailProgram: the pod would hold its share of
         # Kubernetes until then.
-        if pod is None or _deleting(pod) or memory.lasted("orphan", node, now) < settings.orphan_grace:
+        if pod is None or deleting(pod) or memory.lasted("orphan", node, now) < settings.orphan_grace:
             return []
         return [DeletePod(node, pod["metadata"]["name"],
                           f"orphan pod: Slurm node {node} was given back DOWN ({fact.reason})", rule="orphan")]
@@ -264,7 +255,7 @@ def _pod_trouble(node: str, pod: dict[str, Any] | None, hosts: dict[str, dict] |
             return None
         return ReleaseNode(node, "its pod is gone", rule="vanished")
     name = pod["metadata"]["name"]
-    if _deleting(pod):
+    if deleting(pod):
         return ReleaseNode(node, f"pod {name} is being deleted", rule="deleting")
     phase = (pod.get("status") or {}).get("phase")
     if phase in ("Failed", "Succeeded"):
@@ -322,7 +313,7 @@ def _follow_actions(facts: dict[str, NodeFacts], pods: dict[str, dict[str, Any]]
     for node, pod in pods.items():
         fact = facts.get(node)
         if fact is not None and nodestate.is_powering_up(fact.state) and not nodestate.is_down(fact.state) \
-                and not _deleting(pod):
+                and not deleting(pod):
             jobs.setdefault(((pod["metadata"].get("labels") or {}).get(naming.JOB_LABEL) or ""), []).append(node)
     actions: list[Action] = []
     for job, nodes in sorted(jobs.items()):
@@ -357,12 +348,12 @@ def _pods_by_node(pods: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for pod in pods:
         node = naming.node_of(pod)
-        if node is not None and (node not in out or _deleting(out[node])):
+        if node is not None and (node not in out or deleting(out[node])):
             out[node] = pod
     return out
 
 
-def _deleting(pod: dict[str, Any]) -> bool:
+def deleting(pod: dict[str, Any]) -> bool:
     return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
 
 

@@ -190,12 +190,12 @@ def _check_string_maps(obj: dict[str, Any]) -> None:
         _selector(constraint.get("labelSelector"), "spec.topologySpreadConstraints.labelSelector")
     affinity = spec.get("affinity") or {}
     for kind in ("podAffinity", "podAntiAffinity"):
-        terms = (affinity.get(kind) or {})
+        pods = affinity.get(kind) or {}
         path = f"spec.affinity.{kind}"
-        for term in terms.get("requiredDuringSchedulingIgnoredDuringExecution") or []:
+        for term in pods.get("requiredDuringSchedulingIgnoredDuringExecution") or []:
             for field in ("labelSelector", "namespaceSelector"):
                 _selector(term.get(field), f"{path}.requiredDuringSchedulingIgnoredDuringExecution.{field}")
-        for weighted in terms.get("preferredDuringSchedulingIgnoredDuringExecution") or []:
+        for weighted in pods.get("preferredDuringSchedulingIgnoredDuringExecution") or []:
             term = weighted.get("podAffinityTerm") or {}
             for field in ("labelSelector", "namespaceSelector"):
                 _selector(term.get(field),
