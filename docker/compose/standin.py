@@ -4,7 +4,9 @@ sibling containers of this one. What CI runs where kind cannot start (no registr
 image); it plays the kind service's part:
 
 - the API server on 127.0.0.1 (TLS, a random port), with the repository's rbac/ for the
-  bridge's ServiceAccount; the namespace and the munge key Secret (from the shared key) applied;
+  bridge's ServiceAccount; the namespace, the munge key Secret (from the shared key) and the
+  site-users ConfigMap (RESEARCHER [researcher], RESEARCHER_UID [2000], as slurmctld has them)
+  applied;
 - the bridge's kubeconfig and the address pods reach slurmctld at (127.0.0.1: every container
   uses the host's network) written to $KUBE_DIR, which slurmctld waits for;
 - at SIGTERM (compose down/stop): the runner removes its pods' containers, then everything stops
@@ -69,6 +71,11 @@ def apply_objects(admin_kubeconfig: Path, key: bytes) -> None:
     objects.append(codecs.from_dict({"apiVersion": "v1", "kind": "Secret",
                                      "metadata": {"name": "munge-key", "namespace": NAMESPACE},
                                      "data": {"munge.key": base64.b64encode(key).decode()}}))
+    name, uid = os.environ.get("RESEARCHER", "researcher"), os.environ.get("RESEARCHER_UID", "2000")
+    objects.append(codecs.from_dict({"apiVersion": "v1", "kind": "ConfigMap",
+                                     "metadata": {"name": "site-users", "namespace": NAMESPACE},
+                                     "data": {"passwd": f"{name}:x:{uid}:{uid}::/home/{name}:/bin/bash\n",
+                                              "group": f"{name}:x:{uid}:\n"}}))
     for obj in objects:
         try:
             client.create(obj)

@@ -3,13 +3,18 @@
 # restarted service reuses the cluster. SIGTERM (compose stop/down) deletes the cluster.
 #
 # Environment: KIND_CLUSTER [slurm], SLURMD_IMAGE (loaded into the cluster),
-# KUBE_DIR [/etc/slurm-k8s-bridge/kube] (shared with slurmctld), NAMESPACE [slurm].
+# KUBE_DIR [/etc/slurm-k8s-bridge/kube] (shared with slurmctld), NAMESPACE [slurm],
+# HOME_DIR [/var/lib/slurm-k8s-bridge-home] (the host directory the workers mount for the pods'
+# /home), RESEARCHER [researcher] and RESEARCHER_UID [2000] (the site-users ConfigMap's user).
 set -eu
 
 prog=kind-up
 cluster=${KIND_CLUSTER:-slurm}
 kube_dir=${KUBE_DIR:-/etc/slurm-k8s-bridge/kube}
 namespace=${NAMESPACE:-slurm}
+home_dir=${HOME_DIR:-/var/lib/slurm-k8s-bridge-home}
+researcher=${RESEARCHER:-researcher}
+researcher_uid=${RESEARCHER_UID:-2000}
 admin=$kube_dir/admin.kubeconfig
 export KUBECONFIG="$admin"
 
@@ -21,7 +26,8 @@ if kind get clusters 2>/dev/null | grep -qx "$cluster"; then
 	kind export kubeconfig --name "$cluster" --kubeconfig "$admin"
 else
 	say "creating kind cluster $cluster (pulls kind's node image the first time)"
-	kind create cluster --name "$cluster" --config /opt/slurm-k8s-bridge/kind/cluster.yaml \
+	sed "s#@HOME_DIR@#$home_dir#g" /opt/slurm-k8s-bridge/kind/cluster.yaml >/tmp/cluster.yaml
+	kind create cluster --name "$cluster" --config /tmp/cluster.yaml \
 		--kubeconfig "$admin" --wait 180s
 fi
 
@@ -49,6 +55,13 @@ kind load docker-image "$SLURMD_IMAGE" --name "$cluster"
 kubectl apply -k /opt/slurm-k8s-bridge/rbac
 until [ -s /etc/munge/munge.key ]; do sleep 1; done # slurmctld makes it at its first start
 kubectl -n "$namespace" create secret generic munge-key --from-file=munge.key=/etc/munge/munge.key \
+	--dry-run=client -o yaml | kubectl apply -f -
+# The site's users, as the nodeset's users ConfigMap: the researcher slurmctld also has.
+mkdir -p /tmp/site-users
+printf '%s:x:%s:%s::/home/%s:/bin/bash\n' "$researcher" "$researcher_uid" "$researcher_uid" "$researcher" \
+	>/tmp/site-users/passwd
+printf '%s:x:%s:\n' "$researcher" "$researcher_uid" >/tmp/site-users/group
+kubectl -n "$namespace" create configmap site-users --from-file=/tmp/site-users \
 	--dry-run=client -o yaml | kubectl apply -f -
 
 # The bridge's kubeconfig: the API server as the host sees it, the ServiceAccount's token.

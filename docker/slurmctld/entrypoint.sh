@@ -21,6 +21,13 @@
 #   SLURMD_IMAGE   [slurm-k8s-bridge/slurmd:$SLURM_VERSION]
 #   SUSPEND_TIME [60]  SUSPEND_TIMEOUT [45]  RESUME_TIMEOUT [300]  RESUME_DEADLINE [120]
 #   KUBE_DIR [/etc/slurm-k8s-bridge/kube]  KUBE_WAIT (seconds) [600]
+#   RESEARCHER [researcher]  RESEARCHER_UID [2000]: the site's one user, who submits jobs here
+#                  (this container is also the login node) from /home/$RESEARCHER. /home is
+#                  the compose file's HOME_DIR, a host directory the pods mount at /home too,
+#                  so a job runs as the researcher in their own directory and its output file
+#                  is there after the pods are gone, as on a static node. The kind or standin
+#                  service puts the same user in the pods (the nodeset's users ConfigMap).
+#   HOME_DIR       the host directory mounted at /home [/var/lib/slurm-k8s-bridge-home]
 set -eu
 
 prog=slurmctld-entrypoint
@@ -111,6 +118,9 @@ EOF
 } >/etc/slurm/slurm.conf
 
 first_port=${slurmd_port%%-*}
+researcher=${RESEARCHER:-researcher}
+researcher_uid=${RESEARCHER_UID:-2000}
+home_dir=${HOME_DIR:-/var/lib/slurm-k8s-bridge-home}
 cat >/etc/slurm/k8s-bridge.yaml <<EOF
 # Written by $prog. Keys: bridge/config.py.
 slurm:
@@ -129,8 +139,19 @@ nodesets:
     image: "$image"
     host_network: ${POD_HOST_NETWORK:-true}
     slurmd_port: $first_port
+    users: {config_map: site-users}
+    filesystems:
+      - {name: home, path: /home, host_path: "$home_dir"}
 EOF
 chmod 0644 /etc/slurm/slurm.conf /etc/slurm/k8s-bridge.yaml
+
+# The researcher: an ordinary user with a home in the shared /home, made once (HOME_DIR keeps it).
+getent group "$researcher" >/dev/null || groupadd -g "$researcher_uid" "$researcher"
+getent passwd "$researcher" >/dev/null ||
+	useradd -M -u "$researcher_uid" -g "$researcher" -d "/home/$researcher" -s /bin/bash "$researcher"
+if [ ! -d "/home/$researcher" ]; then
+	install -d -o "$researcher" -g "$researcher" -m 0750 "/home/$researcher"
+fi
 
 mkdir -p /run/munge /run/munged
 chmod 0755 /run/munge # munged refuses a socket dir others cannot traverse
@@ -144,5 +165,5 @@ until munge -n 2>/dev/null | unmunge >/dev/null 2>&1; do
 	[ "$tries" -gt 0 ] || die "munged did not start"
 	sleep 0.1
 done
-echo "$prog: slurmctld $version, nodes $nodes, pods reach it at $address:$ctld_port, image $image"
+echo "$prog: slurmctld $version, nodes $nodes, pods reach it at $address:$ctld_port, image $image, user $researcher ($researcher_uid)"
 exec slurmctld -D "$@"

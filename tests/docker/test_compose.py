@@ -1,5 +1,7 @@
 """docker/docker-compose.yml: valid for Compose v1 (`docker-compose`, Debian's) and v2 (`docker
-compose`), and its profile without kind runs `sbatch -N2` to completion and back to zero pods.
+compose`), and its profile without kind runs the researcher's `sbatch -N2`, from their home on
+the login node (the slurmctld container), to completion as them, with the output file in that
+home after the pods are gone and back to zero pods.
 
 kind's node image (kindest/node, Docker Hub) cannot be pulled here, so the kind profile is proven
 only as far as both Compose versions accept it; the stand-in profile runs the same slurmctld
@@ -87,13 +89,16 @@ def standin_env(tmp_path: Path, docker_host: str) -> Iterator[dict[str, str]]:
     ctld = free_ports(3)  # slurmctld, then one port per node: all on the host's network
     first_slurmd = ctld + 1
     state = Path("/var/tmp") / f"slurm-k8s-bridge-standin-{os.getpid()}"
+    home = Path("/var/tmp") / f"slurm-k8s-bridge-home-{os.getpid()}"
     yield {
         "DOCKER_HOST": docker_host, "DOCKER_SOCKET": docker_host.removeprefix("unix://"),
         "SLURM_VERSION": engine.slurm_version(), "SLURMCTLD_PORT": str(ctld), "SLURMD_BASE_PORT": str(first_slurmd),
         "STANDIN_STATE_DIR": str(state), "NODE_COUNT": "2", "SUSPEND_TIME": "5", "SUSPEND_TIMEOUT": "5",
-        "COMPOSE_PROJECT_NAME": f"sk8s-test-{os.getpid()}",
+        "COMPOSE_PROJECT_NAME": f"sk8s-test-{os.getpid()}", "HOME_DIR": str(home),
+        "RESEARCHER": "carol", "RESEARCHER_UID": "2345",  # not the defaults: each place must read them
     }
     shutil.rmtree(state, ignore_errors=True)
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def pod_containers(client: Any) -> list[Any]:
@@ -107,16 +112,21 @@ wait_for = functools.partial(waiting.wait_for, interval=0.5)  # each look lists 
 def test_standin_profile_runs_sbatch_n2_to_completion_and_back_to_zero_pods(
     compose: list[str], standin_env: dict[str, str], docker_client: Any, slurmctld_image: str, slurmd_image: str
 ) -> None:
-    def slurm(*argv: str) -> subprocess.CompletedProcess:
-        return run_compose(compose, "exec", "-T", "slurmctld", *argv, env=standin_env, timeout=60)
+    def slurm(*argv: str, user: str = "root", workdir: str = "/") -> subprocess.CompletedProcess:
+        return run_compose(compose, "exec", "-T", "-u", user, "-w", workdir, "slurmctld", *argv,
+                           env=standin_env, timeout=60)
+
+    home = Path(standin_env["HOME_DIR"]) / "carol"
 
     up = run_compose(compose, "--profile", "standin", "up", "-d", env=standin_env)
     try:
         assert up.returncode == 0, up.stderr
         wait_for(lambda: "idle~" in slurm("sinfo", "-h", "-o", "%T").stdout, timeout=120,
                  what="slurmctld up with powered-down nodes")
+        # The researcher, on the login node, in her home: each step says where it ran, as whom, where.
         submitted = slurm("sbatch", "--parsable", "-N2", "--wrap",
-                          'test "$(srun hostname | sort -u | tr "\\n" " ")" = "elastic1 elastic2 "')
+                          """srun sh -c 'echo "$(hostname) $(id -un) $(id -u) $PWD"' | sort""",
+                          user="carol", workdir="/home/carol")
         assert submitted.returncode == 0, submitted.stderr
         job = submitted.stdout.strip()
 
@@ -130,8 +140,12 @@ def test_standin_profile_runs_sbatch_n2_to_completion_and_back_to_zero_pods(
         state = wait_for(lambda: (s := job_state()).get("JobState") in ("COMPLETED", "FAILED") and s,
                          timeout=90, what="job finished")
         assert state == {"JobState": "COMPLETED", "ExitCode": "0:0", "NodeList": "elastic[1-2]"}, state
+        output = home / f"slurm-{job}.out"  # in her home on the host, as on a static node's shared home
+        assert output.read_text().splitlines() == [f"elastic{i} carol 2345 /home/carol" for i in (1, 2)]
+        assert output.stat().st_uid == 2345
         # SuspendTime (5 s) later the bridge deletes the pods: nothing runs any more.
         wait_for(lambda: not pod_containers(docker_client), timeout=60, what="pods deleted after SuspendTime")
+        assert output.read_text().startswith("elastic1 carol")  # hers, on the host, the pods gone
         wait_for(lambda: slurm("sinfo", "-h", "-o", "%T").stdout.split() == ["idle~"], timeout=60,
                  what="nodes powered down")
     finally:
