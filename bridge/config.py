@@ -1024,6 +1024,25 @@ def _check_pod_term(term: Any, at: str) -> None:
     for namespace in _as_list(term.get("namespaces"), f"{at}.namespaces", "a list of namespaces"):
         _expect(isinstance(namespace, str) and _is_label(namespace), f"{at}.namespaces", "namespace names "
                 "(DNS-1123 labels)", namespace)
+    # matchLabelKeys / mismatchLabelKeys (beta, on by default in 1.31): the server adds `key In`
+    # / `key NotIn` the pod's own value of each key to the labelSelector, so a key the selector
+    # already names is refused there once the pod carries it; here always (it does nothing else).
+    selector = term.get("labelSelector")
+    keys: dict[str, list[str]] = {}
+    for field in ("matchLabelKeys", "mismatchLabelKeys"):
+        keys[field] = _as_list(term.get(field), f"{at}.{field}", "a list of label keys")
+        for j, label in enumerate(keys[field]):
+            label = _string(label, f"{at}.{field}[{j}]", "a label key")
+            _expect(is_qualified_name(label), f"{at}.{field}[{j}]", "a label key like 'example.com/name'", label)
+        if keys[field] and selector is None:
+            raise ConfigError(f"{at}.{field}: needs a labelSelector (Kubernetes refuses label keys without one)")
+    named = selector or {}  # a mapping: _check_selector said so
+    taken = set(named.get("matchLabels") or {}) | {r.get("key") for r in named.get("matchExpressions") or []}
+    for j, label in enumerate(keys["matchLabelKeys"]):
+        _expect(label not in taken and label not in keys["matchLabelKeys"][:j], f"{at}.matchLabelKeys[{j}]",
+                "a label key that the labelSelector and the list do not name already", label)
+        _expect(label not in keys["mismatchLabelKeys"], f"{at}.matchLabelKeys[{j}]",
+                "a label key that is not also in mismatchLabelKeys", label)
 
 
 def _check_gang(gang: Gang, where: str) -> None:

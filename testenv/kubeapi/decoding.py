@@ -36,17 +36,30 @@ def _json_kind(value: Any) -> str:
     return "null"
 
 
-def _go_type(t: mi.Type) -> str:
+# The integer fields of the kinds decoded here that are int64 in Go; the rest are int32.
+INT64_FIELDS = frozenset({
+    "activeDeadlineSeconds", "terminationGracePeriodSeconds", "deletionGracePeriodSeconds", "generation",
+    "observedGeneration", "runAsUser", "runAsGroup", "fsGroup", "supplementalGroups", "expirationSeconds",
+    "seconds",  # a lifecycle handler's sleep
+})
+_INT_RANGES = {"int32": (-2**31, 2**31 - 1), "int64": (-2**63, 2**63 - 1)}
+
+
+def _int_type(path: list[str]) -> str:
+    return "int64" if path and path[-1] in INT64_FIELDS else "int32"
+
+
+def _go_type(t: mi.Type, path: list[str] | None = None) -> str:
     if isinstance(t, mi.StrType):
         return "string"
     if isinstance(t, mi.BoolType):
         return "bool"
     if isinstance(t, mi.IntType):
-        return "int32"
+        return _int_type(path or [])
     if isinstance(t, mi.FloatType):
         return "float64"
     if isinstance(t, mi.ListType):
-        return "[]" + _go_type(t.item_type)
+        return "[]" + _go_type(t.item_type, path)
     if isinstance(t, mi.DictType):
         return "map[string]string"
     if isinstance(t, mi.StructType):
@@ -62,7 +75,7 @@ class _Walker:
         where = ".".join(path)
         return DecodeError(
             f"json: cannot unmarshal {_json_kind(value)} into Go struct field "
-            f"{self.struct_name}.{where} of type {_go_type(t)}"
+            f"{self.struct_name}.{where} of type {_go_type(t, path)}"
         )
 
     def conform(self, value: Any, t: mi.Type, path: list[str]) -> Any:
@@ -113,9 +126,13 @@ class _Walker:
             return value
         if isinstance(t, mi.BoolType) and isinstance(value, bool):
             return value
-        if isinstance(t, mi.IntType) and not isinstance(value, bool):
-            if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
-                return int(value)
+        if isinstance(t, mi.IntType) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            # Go's ParseInt: 30.0 is no integer, and the field's size bounds it.
+            low, high = _INT_RANGES[_int_type(path)]
+            if isinstance(value, int) and low <= value <= high:
+                return value
+            raise DecodeError(f"json: cannot unmarshal number {value!r} into Go struct field "
+                              f"{self.struct_name}.{'.'.join(path)} of type {_int_type(path)}")
         if isinstance(t, mi.FloatType) and isinstance(value, (int, float)) and not isinstance(value, bool):
             return value
         if isinstance(t, mi.AnyType):
@@ -195,11 +212,15 @@ def _check_string_maps(obj: dict[str, Any]) -> None:
         for term in pods.get("requiredDuringSchedulingIgnoredDuringExecution") or []:
             for field in ("labelSelector", "namespaceSelector"):
                 _selector(term.get(field), f"{path}.requiredDuringSchedulingIgnoredDuringExecution.{field}")
+            _null_strings(term.get("matchLabelKeys"))
+            _null_strings(term.get("mismatchLabelKeys"))
         for weighted in pods.get("preferredDuringSchedulingIgnoredDuringExecution") or []:
             term = weighted.get("podAffinityTerm") or {}
             for field in ("labelSelector", "namespaceSelector"):
                 _selector(term.get(field),
                           f"{path}.preferredDuringSchedulingIgnoredDuringExecution.podAffinityTerm.{field}")
+            _null_strings(term.get("matchLabelKeys"))
+            _null_strings(term.get("mismatchLabelKeys"))
     node = affinity.get("nodeAffinity") or {}
     required = node.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
     terms = [*(required.get("nodeSelectorTerms") or []),

@@ -165,3 +165,25 @@ def apply_admission_defaults(pod: JsonObject) -> None:
 def _tolerates_no_execute(toleration: JsonObject, taint: str) -> bool:
     # The plugin's own test, looser than the scheduler's: an empty key counts whatever the operator.
     return toleration.get("key", "") in ("", taint) and toleration.get("effect", "") in ("", "NoExecute")
+
+
+def merge_affinity_label_keys(pod: JsonObject) -> None:
+    """The create strategy's mutatePodAffinity (MatchLabelKeysInPodAffinity, beta and on in
+    1.31): each pod affinity term's matchLabelKeys / mismatchLabelKeys become `key In` / `key
+    NotIn` [the pod's own value] appended to its labelSelector, for the keys the pod's labels
+    have; a term without a selector matches nothing and is left alone. The keys stay, and
+    validation then sees the merged selector; an update merges nothing."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    affinity = (pod.get("spec") or {}).get("affinity") or {}
+    for kind in ("podAffinity", "podAntiAffinity"):
+        rules = affinity.get(kind) or {}
+        terms = [(w.get("podAffinityTerm") or {}) for w in rules.get("preferredDuringSchedulingIgnoredDuringExecution") or []]
+        for term in [*terms, *(rules.get("requiredDuringSchedulingIgnoredDuringExecution") or [])]:
+            selector = term.get("labelSelector")
+            if selector is None or not (term.get("matchLabelKeys") or term.get("mismatchLabelKeys")):
+                continue
+            merged = [{"key": key, "operator": operator, "values": [labels[key]]}
+                      for field, operator in (("matchLabelKeys", "In"), ("mismatchLabelKeys", "NotIn"))
+                      for key in term.get(field) or [] if key in labels]
+            if merged:
+                selector["matchExpressions"] = [*(selector.get("matchExpressions") or []), *merged]

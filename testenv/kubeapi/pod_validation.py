@@ -327,6 +327,34 @@ def _validate_match_label_keys(keys: list[str], selector: JsonObject | None, pat
     return errs
 
 
+def _validate_affinity_label_keys(term: JsonObject, path: str) -> list[e.FieldError]:
+    """validateMatchLabelKeysAndMismatchLabelKeys (1.31): it sees the selector after the create
+    strategy merged the keys in (pod_defaults.merge_affinity_label_keys), so a key the selector
+    already names is caught by the expression the merge appended, reported at the term's path
+    plus the key's index in matchLabelKeys."""
+    selector = term.get("labelSelector")
+    match, mismatch = term.get("matchLabelKeys") or [], term.get("mismatchLabelKeys") or []
+    errs: list[e.FieldError] = []
+    for field, keys in (("matchLabelKeys", match), ("mismatchLabelKeys", mismatch)):
+        if keys and selector is None:
+            errs.append(e.forbidden_field(f"{path}.{field}", "must not be specified when labelSelector is not set"))
+        elif keys:
+            for i, key in enumerate(keys):
+                errs += [e.invalid(f"{path}.{field}[{i}]", key, m) for m in names.is_qualified_name(key)]
+    if selector is not None:
+        index = {key: i for i, key in enumerate(match)}  # the last of a repeated key, as Go's map
+        seen = set(selector.get("matchLabels") or {})
+        for req in selector.get("matchExpressions") or []:
+            key = req.get("key", "")
+            if key in index and key in seen:
+                errs.append(e.invalid(f"{path}[{index[key]}]", key, "exists in both matchLabelKeys and labelSelector"))
+            seen.add(key)
+    for i, key in enumerate(match):
+        if key in mismatch:
+            errs.append(e.invalid(f"{path}.matchLabelKeys[{i}]", key, "exists in both matchLabelKeys and mismatchLabelKeys"))
+    return errs
+
+
 def validate_label_selector(selector: JsonObject | None, path: str) -> list[e.FieldError]:
     """metav1 ValidateLabelSelector, label values checked (AllowInvalidLabelValueInSelector off)."""
     if selector is None:
@@ -417,6 +445,7 @@ def _validate_pod_term(term: JsonObject, path: str) -> list[e.FieldError]:
     errs += validate_label_selector(term.get("namespaceSelector"), f"{path}.namespaceSelector")
     for namespace in term.get("namespaces") or []:
         errs += [e.invalid(f"{path}.namespace", namespace, m) for m in names.is_dns1123_label(namespace)]
+    errs += _validate_affinity_label_keys(term, path)
     key = term.get("topologyKey", "")
     if not key:
         errs.append(e.required(f"{path}.topologyKey", "can not be empty"))

@@ -59,6 +59,7 @@ class PodStrategy(Strategy):
 
     def prepare_for_create(self, obj: JsonObject, rt: ResourceType) -> None:
         obj["status"] = {"phase": "Pending", "qosClass": pod_qos(obj["spec"])}
+        pod_defaults.merge_affinity_label_keys(obj)  # create only, never on update
 
     def validate(self, obj: JsonObject, rt: ResourceType) -> list[e.FieldError]:
         return super().validate(obj, rt) + pod_validation.validate_pod_spec(obj["spec"])

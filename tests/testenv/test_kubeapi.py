@@ -290,6 +290,23 @@ def test_unknown_fields_are_dropped_and_wrong_types_are_400(kubeapi_http: httpx2
     )
 
 
+@pytest.mark.parametrize("url, body, message", [
+    ("/api/v1/namespaces/default/pods", pod_body("p", terminationGracePeriodSeconds=30.0),
+     "Pod in version \"v1\" cannot be handled as a Pod: json: cannot unmarshal number 30.0 into Go struct field "
+     "PodSpec.spec.terminationGracePeriodSeconds of type int64"),
+    ("/apis/coordination.k8s.io/v1/namespaces/default/leases",
+     {"metadata": {"name": "l"}, "spec": {"leaseDurationSeconds": 2**31}},
+     "Lease in version \"v1\" cannot be handled as a Lease: json: cannot unmarshal number 2147483648 into Go "
+     "struct field LeaseSpec.spec.leaseDurationSeconds of type int32"),
+], ids=["float-in-int64", "over-int32"])
+def test_a_number_that_is_no_integer_of_the_fields_size_is_400(kubeapi_http: httpx2.Client, url: str, body: dict,
+                                                                message: str) -> None:
+    """Go's decoder parses an integer field's literal with ParseInt: a template's `30.0` or a
+    duration past int32 is refused before validation, not rounded or stored."""
+    response = kubeapi_http.post(url, json=body)
+    assert (response.status_code, response.json()["message"]) == (400, message)
+
+
 # --- resourceVersion and optimistic concurrency -----------------------------------------------------
 
 
@@ -1872,12 +1889,36 @@ def test_env_var_names_with_dots_and_dashes_are_accepted(kubeapi_http: httpx2.Cl
      "\"kubernetes.io/host name\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start "
      "and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation "
      "is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"),
+    # Pod terms' label keys, checked on the selector the create merged them into (the pod has team=a).
+    ({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"topologyKey": "zone", "matchLabelKeys": ["team"]}]}}},
+     "spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].matchLabelKeys: Forbidden: must not "
+     "be specified when labelSelector is not set"),
+    ({"affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1,
+        "podAffinityTerm": {"topologyKey": "zone", "labelSelector": {}, "mismatchLabelKeys": ["bad key"]}}]}}},
+     "spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm"
+     '.mismatchLabelKeys[0]: Invalid value: "bad key": name part must consist of alphanumeric characters, \'-\', '
+     "'_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
+     "'123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"),
+    ({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"topologyKey": "zone", "labelSelector": {"matchLabels": {"team": "b"}}, "matchLabelKeys": ["x", "team"]}]}}},
+     "spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0][1]: Invalid value: \"team\": "
+     "exists in both matchLabelKeys and labelSelector"),
+    ({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"topologyKey": "zone", "labelSelector": {}, "matchLabelKeys": ["team"], "mismatchLabelKeys": ["team"]}]}}},
+     "[spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0][0]: Invalid value: \"team\": "
+     "exists in both matchLabelKeys and labelSelector, spec.affinity.podAffinity.requiredDuringSchedulingIgnored"
+     "DuringExecution[0].matchLabelKeys[0]: Invalid value: \"team\": exists in both matchLabelKeys and "
+     "mismatchLabelKeys]"),
 ], ids=["when-unsatisfiable", "topology-key", "duplicate-pair", "min-domains", "taints-policy", "match-label-keys",
-        "selector-values", "no-terms", "node-operator", "gt-values", "weight", "pod-topology-key"])
+        "selector-values", "no-terms", "node-operator", "gt-values", "weight", "pod-topology-key",
+        "label-keys-no-selector", "label-key-name", "label-key-in-selector", "label-key-in-both"])
 def test_placement_the_real_server_refuses_is_422(kubeapi_http: httpx2.Client, spec: dict, message: str) -> None:
     """A nodeset's topology_spread or affinity that kube-apiserver refuses: every resume of it
     would fail, so the stand-in refuses it too, with the same message."""
-    response = kubeapi_http.post("/api/v1/namespaces/default/pods", json=pod_body("p", **spec))
+    body = pod_body("p", **spec)
+    body["metadata"]["labels"] = {"team": "a"}
+    response = kubeapi_http.post("/api/v1/namespaces/default/pods", json=body)
     assert response.status_code == 422, response.text
     assert response.json()["message"] == f'Pod "p" is invalid: {message}'
 
@@ -1897,6 +1938,29 @@ def test_placement_the_bridge_renders_is_accepted(kubeapi_http: httpx2.Client) -
                                                                  "labelSelector": {"matchExpressions": [
                                                                      {"key": "app", "operator": "Exists"}]}}}]}}}
     assert kubeapi_http.post("/api/v1/namespaces/default/pods", json=pod_body("p", **spec)).status_code == 201
+
+
+def test_pod_affinity_label_keys_become_the_pods_own_values_in_its_selector(kubeapi_http: httpx2.Client) -> None:
+    """As 1.31's create strategy: `key In/NotIn [the pod's value]` appended for each key the pod
+    has (a key it lacks adds nothing, so naming it in the selector too is no error); the keys
+    stay. So pods of one job meet in one zone with a single term written for every job."""
+    term = {"topologyKey": "zone", "labelSelector": {"matchLabels": {"app": "slurmd", "gone": "x"}},
+            "matchLabelKeys": ["slurm-k8s-bridge/job-id", "gone"], "mismatchLabelKeys": ["team"]}
+    body = pod_body("p", affinity={"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]},
+                                   "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                                       {"weight": 1, "podAffinityTerm": {"topologyKey": "zone", "labelSelector": {}}}]}})
+    body["metadata"]["labels"] = {"app": "slurmd", "slurm-k8s-bridge/job-id": "42", "team": "a"}
+    created = kubeapi_http.post("/api/v1/namespaces/default/pods", json=body)
+    assert created.status_code == 201, created.text
+    stored = kubeapi_http.get("/api/v1/namespaces/default/pods/p").json()["spec"]["affinity"]
+    required = stored["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert required["labelSelector"] == {"matchLabels": {"app": "slurmd", "gone": "x"}, "matchExpressions": [
+        {"key": "slurm-k8s-bridge/job-id", "operator": "In", "values": ["42"]},
+        {"key": "team", "operator": "NotIn", "values": ["a"]}]}
+    assert (required["matchLabelKeys"], required["mismatchLabelKeys"]) == (["slurm-k8s-bridge/job-id", "gone"], ["team"])
+    # A term with no keys is stored as sent.
+    preferred = stored["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert preferred["labelSelector"] == {}
 
 
 def test_a_topology_spread_max_skew_of_0_is_422(kubeapi_http: httpx2.Client) -> None:

@@ -148,7 +148,8 @@ RICH_PLACEMENT = {
                 {"weight": 5, "preference": {"matchExpressions": [{"key": "z", "operator": "Exists"}]}}]},
         "podAntiAffinity": {
             "requiredDuringSchedulingIgnoredDuringExecution": [
-                {"topologyKey": "zone", "namespaces": ["slurm"], "labelSelector": {"matchLabels": {"app": "x"}}}],
+                {"topologyKey": "zone", "namespaces": ["slurm"], "labelSelector": {"matchLabels": {"app": "x"}},
+                 "matchLabelKeys": ["slurm-k8s-bridge/job-id"], "mismatchLabelKeys": ["team"]}],
             "preferredDuringSchedulingIgnoredDuringExecution": [
                 {"weight": 5, "podAffinityTerm": {"topologyKey": "zone",
                                                   "namespaceSelector": {"matchLabels": {"ns": "a"}}}}]}},
@@ -219,6 +220,10 @@ def test_placement_kubernetes_accepts_loads_and_renders_as_written(write_config)
             matchFields: [{key: metadata.name, operator: NotIn, values: [worker-9]}]
         preferredDuringSchedulingIgnoredDuringExecution:
         - {weight: 100, preference: {matchExpressions: [{key: zone, operator: DoesNotExist}]}}
+      podAffinity:
+        requiredDuringSchedulingIgnoredDuringExecution:
+        - {topologyKey: topology.kubernetes.io/zone, labelSelector: {matchLabels: {app.kubernetes.io/name: slurmd}},
+           matchLabelKeys: [slurm-k8s-bridge/job-id], mismatchLabelKeys: [team]}
       podAntiAffinity:
         preferredDuringSchedulingIgnoredDuringExecution:
         - weight: 1
@@ -296,6 +301,26 @@ def test_placement_kubernetes_accepts_loads_and_renders_as_written(write_config)
      " namespaces: [Slurm]}]}}",
      "requiredDuringSchedulingIgnoredDuringExecution[0].namespaces: expected namespace names (DNS-1123 labels), got 'Slurm'"),
     ("topology_spread: [zone]", "nodesets[0].topology_spread[0]: expected `object`, got `str`"),
+    # Pod terms' label keys: the server merges `key In/NotIn` the pod's value into the selector.
+    ("affinity: {podAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: zone,"
+     " matchLabelKeys: [slurm-k8s-bridge/job-id]}]}}",
+     "requiredDuringSchedulingIgnoredDuringExecution[0].matchLabelKeys: needs a labelSelector (Kubernetes refuses"
+     " label keys without one)"),
+    ("affinity: {podAntiAffinity: {preferredDuringSchedulingIgnoredDuringExecution: [{weight: 1, podAffinityTerm:"
+     " {topologyKey: zone, labelSelector: {matchLabels: {app: x}}, mismatchLabelKeys: [bad key]}}]}}",
+     "podAffinityTerm.mismatchLabelKeys[0]: expected a label key like 'example.com/name', got 'bad key'"),
+    ("affinity: {podAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: zone,"
+     " labelSelector: {matchLabels: {slurm-k8s-bridge/job-id: '1'}}, matchLabelKeys: [slurm-k8s-bridge/job-id]}]}}",
+     "[0].matchLabelKeys[0]: expected a label key that the labelSelector and the list do not name already"),
+    ("affinity: {podAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: zone,"
+     " labelSelector: {}, matchLabelKeys: [team, team]}]}}",
+     "[0].matchLabelKeys[1]: expected a label key that the labelSelector and the list do not name already"),
+    ("affinity: {podAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: zone,"
+     " labelSelector: {}, matchLabelKeys: [team], mismatchLabelKeys: [team]}]}}",
+     "[0].matchLabelKeys[0]: expected a label key that is not also in mismatchLabelKeys, got 'team'"),
+    ("affinity: {podAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: zone,"
+     " labelSelector: {}, matchLabelKeys: [8]}]}}",
+     "[0].matchLabelKeys[0]: expected a label key (quote a number: '8'), got 8"),
     ("topology_spread: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule, matchLabelKeys: app}]",
      "nodesets[0].topology_spread[0].matchLabelKeys: expected a list of label keys, got 'app'"),
     ("topology_spread: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule, matchLabelKeys: [app],"
