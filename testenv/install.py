@@ -78,11 +78,7 @@ def ensure(repo: Path = REPO) -> Path:
         if deps_changed:  # the build tools, so that a refresh builds without fetching them
             _run([pip, "install", "-q", "setuptools>=64", "wheel"])
         with tempfile.TemporaryDirectory(prefix="bridge-wheel-") as out:
-            source = _copy_sources(repo, Path(out) / "src")  # no build/ left over from another build
-            # The PEP 517 call pip would make, without pip's start-up (1 s instead of 8 here).
-            _run([str(python), "-c", "import sys; from setuptools import build_meta; build_meta.build_wheel(sys.argv[1])",
-                  out], cwd=source)
-            wheel = next(Path(out).glob("*.whl"))
+            wheel = build_wheel(repo, Path(out), python)
             # --force-reinstall: the version number does not change between two commits.
             _run([pip, "install", "-q", "--force-reinstall", "--no-deps", str(wheel)])
             if deps_changed:
@@ -90,6 +86,17 @@ def ensure(repo: Path = REPO) -> Path:
         deps_stamp.write_text(pyproject)
         stamp.write_text(wanted)
         return venv / "bin"
+
+
+def build_wheel(repo: Path, out: Path, python: Path) -> Path:
+    """The bridge's wheel, built by ``python`` (a venv with the build tools) from a copy of the
+    sources in ``out`` (no build/ left over from another build, none left in the checkout),
+    offline; returns its path."""
+    source = _copy_sources(repo, out / "src")
+    # The PEP 517 call pip would make, without pip's start-up (1 s instead of 8 here).
+    _run([str(python), "-c", "import sys; from setuptools import build_meta; build_meta.build_wheel(sys.argv[1])",
+          str(out)], cwd=source)
+    return next(out.glob("*.whl"))
 
 
 def _copy_sources(repo: Path, into: Path) -> Path:

@@ -27,7 +27,8 @@
 #                  so a job runs as the researcher in their own directory and its output file
 #                  is there after the pods are gone, as on a static node. The kind or standin
 #                  service puts the same user in the pods (the nodeset's users ConfigMap).
-#   HOME_DIR       the host directory mounted at /home [/var/lib/slurm-k8s-bridge-home]
+#   HOME_DIR       the host directory mounted at /home [/var/lib/slurm-k8s-bridge-home]: an
+#                  absolute path without a trailing /, as the nodeset's host_path must be
 set -eu
 
 prog=slurmctld-entrypoint
@@ -121,6 +122,11 @@ first_port=${slurmd_port%%-*}
 researcher=${RESEARCHER:-researcher}
 researcher_uid=${RESEARCHER_UID:-2000}
 home_dir=${HOME_DIR:-/var/lib/slurm-k8s-bridge-home}
+case $home_dir in
+/*/ | /*//* | */../* | */./* | *#*) die "HOME_DIR=$home_dir: expected a clean absolute path (no trailing /, no . or ..)" ;;
+/?*) ;;
+*) die "HOME_DIR=$home_dir: expected an absolute path" ;;
+esac
 cat >/etc/slurm/k8s-bridge.yaml <<EOF
 # Written by $prog. Keys: bridge/config.py.
 slurm:
@@ -149,9 +155,8 @@ chmod 0644 /etc/slurm/slurm.conf /etc/slurm/k8s-bridge.yaml
 getent group "$researcher" >/dev/null || groupadd -g "$researcher_uid" "$researcher"
 getent passwd "$researcher" >/dev/null ||
 	useradd -M -u "$researcher_uid" -g "$researcher" -d "/home/$researcher" -s /bin/bash "$researcher"
-if [ ! -d "/home/$researcher" ]; then
-	install -d -o "$researcher" -g "$researcher" -m 0750 "/home/$researcher"
-fi
+install -d -m 0750 "/home/$researcher"
+chown "$researcher:$researcher" "/home/$researcher" # also after RESEARCHER_UID changed
 
 mkdir -p /run/munge /run/munged
 chmod 0755 /run/munge # munged refuses a socket dir others cannot traverse

@@ -41,6 +41,9 @@ INT64_FIELDS = frozenset({
     "activeDeadlineSeconds", "terminationGracePeriodSeconds", "deletionGracePeriodSeconds", "generation",
     "observedGeneration", "runAsUser", "runAsGroup", "fsGroup", "supplementalGroups", "expirationSeconds",
     "seconds",  # a lifecycle handler's sleep
+    "tolerationSeconds", "sizeBytes", "capacity",  # a node's images, its swap
+    "uid", "gid",  # a container status's user
+    "maxLength", "minLength", "maxItems", "minItems", "maxProperties", "minProperties",  # a CRD's schema
 })
 _INT_RANGES = {"int32": (-2**31, 2**31 - 1), "int64": (-2**63, 2**63 - 1)}
 
@@ -99,11 +102,14 @@ class _Walker:
         options = [o for o in t.types if not isinstance(o, mi.NoneType)]
         if len(options) == 1:
             return self.conform(value, options[0], path)
+        failures: dict[type, DecodeError] = {}
         for option in options:  # int-or-string and friends
             try:
                 return self.conform(value, option, path)
-            except DecodeError:
-                continue
+            except DecodeError as error:
+                failures[type(option)] = error
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and mi.IntType in failures:
+            raise failures[mi.IntType]  # IntOrString reads a number as its int: "number 8080.0 into ..."
         raise self.fail(value, options[0], path)
 
     def struct(self, value: Any, t: mi.StructType, path: list[str]) -> dict[str, Any]:

@@ -7,15 +7,19 @@ leftovers; the environment's stop() checks nothing is left behind.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import os
 import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from testenv import site
 from testenv.env import NAMESPACE, Environment
 from tests import waiting
 
@@ -80,8 +84,29 @@ def env(make_env) -> Environment:
 wait_for = functools.partial(waiting.wait_for, interval=0.2)
 
 
+@functools.cache
+def researcher_dir() -> Path:
+    """A directory of alice's in her home, where :func:`sbatch` submits from: the site's homes
+    are mounted in every nodeset's pods, so her jobs run there, as her, and write their output
+    there, as on a static node. One per test process, removed at its exit."""
+    site.ensure()
+    directory = site.ALICE.home / f"e2e-{os.getpid()}"
+    made = site.run_as(site.ALICE, None, "mkdir", "-p", "-m", "0750", str(directory), cwd=Path("/"))
+    assert made.returncode == 0, made.stderr
+    atexit.register(shutil.rmtree, directory, True)
+    return directory
+
+
 def sbatch(env: Environment, *args: str) -> str:
-    return env.slurm.run("sbatch", "--parsable", *args).stdout.strip().split(";")[0]
+    """A job as a researcher submits it: alice's ``sbatch``, from her :func:`researcher_dir`."""
+    result = site.run_as(site.ALICE, env.slurm, "sbatch", "--parsable", *args, cwd=researcher_dir())
+    assert result.returncode == 0, f"sbatch {' '.join(args)} as alice: {result.stderr}"
+    return result.stdout.strip().split(";")[0]
+
+
+def job_output(job: str) -> str:
+    """What alice finds in her directory after the job: its ``slurm-<id>.out``."""
+    return (researcher_dir() / f"slurm-{job}.out").read_text()
 
 
 def bridge_pods(env: Environment) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from lightkube.resources.core_v1 import Node, Pod
 
-from tests.e2e.conftest import bridge_pods, job_field, node_field, sbatch, wait_for
+from tests.e2e.conftest import bridge_pods, job_field, job_output, node_field, sbatch, wait_for
 from bridge import hostlist, naming
 from testenv.env import BIN, IMAGE, NAMESPACE, Environment
 from testenv.slurm.config import Timeouts
@@ -112,8 +112,7 @@ def test_pod_deleted_behind_slurms_back_requeues_the_job_in_seconds(daemon_env):
     env.kube().delete(Pod, f"testenv-{node}", grace_period=0)
     wait_for(lambda: env.slurm.job_state(job) == "PENDING", timeout=30, what="job requeued")
     requeued = time.monotonic() - deleted
-    print(f"\npod deleted → job requeued: {requeued:.1f} s (SlurmdTimeout would be 300 s)")
-    assert requeued < 10
+    print(f"\npod deleted → job requeued: {requeued:.1f} s (SlurmdTimeout would be 300 s)")  # benchmarks/daemon.py
     assert int(job_field(env, job, "Restarts")) == 1
     released = daemon.actions("release_node", node)
     assert len(released) == 1 and released[0]["rule"] in ("vanished", "deleting")
@@ -134,7 +133,7 @@ def test_orphan_pod_is_deleted_after_the_grace_period_and_a_look_alike_never(dae
     print(f"\norphan pod → deleted: {took:.1f} s (grace {DAEMON['daemon']['orphan_grace']} s)")
     assert took >= DAEMON["daemon"]["orphan_grace"]
     assert [r["rule"] for r in daemon.actions("delete_pod", "elastic3")] == ["orphan"]
-    time.sleep(DAEMON["daemon"]["orphan_grace"] + 2)  # a look-alike is still there after the grace
+    daemon.wait_looks(3)  # looks past the grace (it was planted first): a look-alike is still there
     assert env.kube().get(Pod, "lookalike-elastic4").metadata.deletionTimestamp is None
     assert daemon.actions("delete_pod", "elastic4") == []
     env.kube().delete(Pod, "lookalike-elastic4", grace_period=0)
@@ -309,6 +308,7 @@ def test_following_daemon_lets_a_good_job_run(make_env):
     try:
         job = sbatch(env, "-N2", "--wrap", "hostname")
         wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=60, what="job completed")
+        assert job_output(job) == f"{job_field(env, job, 'BatchHost')}\n"  # alice's output, in her directory
         assert daemon.actions("release_job") == [] and daemon.actions("release_node") == []
         assert _handed_over(env)
     finally:
@@ -342,6 +342,7 @@ def test_capacity_breaker_opens_jobs_wait_without_looping_and_it_closes_after_a_
         # Capacity comes back; after the cool-down the probe (the job itself) succeeds.
         env.kube().patch(Node, "worker-1", {"metadata": {"labels": {"pool": "big"}}})
         wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=60, what="job completed after the probe")
+        assert job_output(job) == f"{job_field(env, job, 'BatchHost')}\n"  # alice's output, in her directory
         assert daemon.actions("close_breaker")
         assert int(job_field(env, job, "Restarts")) == attempts
         assert not any("capacity breaker" in node_field(env, f"elastic{i}", "Reason") for i in range(1, 5))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from testenv import site
+from testenv.env import IMAGE_ENTRYPOINT
 from testenv.slurm.config import Timeouts
 from tests.e2e.conftest import bridge_pods, sbatch, wait_for
 from tests.e2e.test_researchers import alice_run, sbatch_as  # noqa: F401 (alice_run is a fixture)
@@ -24,17 +25,25 @@ def _epoch(record) -> float:
 def test_pods_are_created_at_allocation_before_resume_program_and_never_twice(make_env, alice_run):
     # Resume calls at most every 10 s (power_save_min_interval, which sites raise to batch them):
     # the window early start closes.
+    # slurmd waits for a gate (in alice's directory, which the pods mount) the test opens once
+    # ResumeProgram has run: so the hook is certainly called while the nodes are still powering up.
+    gate = alice_run / "slurmd-may-start"
+    gated = {"gated-slurmd:1": {"entrypoint": [*IMAGE_ENTRYPOINT[:2], "/bin/sh", "-c",
+                                               f'while [ ! -e {gate} ]; do sleep 0.1; done; exec "$@"', "sh",
+                                               *IMAGE_ENTRYPOINT[2:]]}}
     env = make_env(timeouts=Timeouts(suspend_time=5, resume_timeout=120, suspend_timeout=2,
-                                     power_save_min_interval=10))
+                                     power_save_min_interval=10),
+                   images=gated, nodesets=[{"name": "elastic", "nodes": "elastic[1-4]", "image": "gated-slurmd:1"}])
     job = sbatch_as(env, site.ALICE, alice_run, "-N2", "--wrap", "srun hostname")
+    hooks = wait_for(lambda: _events(env, "resume done", hook="resume"), timeout=30, what="ResumeProgram's hook done")
+    gate.touch()
     wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=60, what="job completed")
     assert sorted((alice_run / f"slurm-{job}.out").read_text().split()) == ["elastic1", "elastic2"]
     early = [r for r in _events(env, "resume done", hook="prolog") if r.get("jobs") == [int(job)]]
     assert [r["created"] for r in early] == [2], early
-    hooks = [r for r in _events(env, "resume done", hook="resume")]
-    # If the power-save thread called ResumeProgram at all (its tick may come before slurmd
-    # registered), the hook found the job's pods and created none.
-    assert all(r["created"] == 0 for r in hooks), hooks
+    # ResumeProgram's hook found the job's pods and created none.
+    hooks = _events(env, "resume done", hook="resume")
+    assert hooks and all(r["created"] == 0 for r in hooks) and sum(r["existing"] for r in hooks) == 2, hooks
     for record in hooks:
         assert _epoch(record) > _epoch(early[0])
     wait_for(lambda: not bridge_pods(env), timeout=60, what="pods deleted after SuspendTime")

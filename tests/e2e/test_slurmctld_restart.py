@@ -13,11 +13,12 @@ import signal
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import bridge_pods, job_field, node_field, sbatch, wait_for
+from tests.e2e.conftest import bridge_pods, job_field, job_output, node_field, sbatch, wait_for
 from testenv.env import IMAGE_ENTRYPOINT
 
 pytestmark = pytest.mark.follows  # testenv/test.sh runs it in both follow modes
@@ -96,6 +97,7 @@ def test_slurmctld_killed_mid_resume_and_restarted_leaves_nothing_stuck(make_env
     env.slurm.restart_slurmctld()
     restarted = time.monotonic()
     wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=150, what="the job completed")
+    assert job_output(job) == f"{job_field(env, job, 'BatchHost')}\n"  # alice's output, in her directory
     wait_for(lambda: not _stuck(env), timeout=30, what="no node stuck, no orphan pod")
     clean = time.monotonic() - restarted
     print(f"\nslurmctld SIGKILLed mid-resume, restarted → job completed, nothing stuck: {clean:.1f} s "
@@ -107,13 +109,20 @@ def test_slurmctld_killed_mid_resume_and_restarted_leaves_nothing_stuck(make_env
 
 
 
-def test_resume_hook_that_outlived_its_slurmctld_reads_the_jobs_from_the_restarted_one(make_env):
+@pytest.fixture
+def gate() -> Iterator[Path]:
+    """A directory SlurmUser can read (not under pytest's 0700 base), removed whatever happens."""
+    directory = Path(tempfile.mkdtemp(prefix="slurmctld-restart-gate-"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_resume_hook_that_outlived_its_slurmctld_reads_the_jobs_from_the_restarted_one(make_env, gate):
     """slurmctld dies after calling ResumeProgram and before the hook read $SLURM_RESUME_FILE (a
     memfd of the dead slurmctld: gone with it). The hook asks the restarted slurmctld which jobs
     the nodes are for and makes their pods: the job runs without a requeue, instead of its nodes
     going DOWN and the job waiting out a requeue."""
-    gate = Path(tempfile.mkdtemp(prefix="resume-gate-"))  # not under pytest's 0700 base: SlurmUser looks
-    gate.chmod(0o755)
     go = gate / "go"
     # Early start off: the pods must come from the hook (with it on, the prolog makes them first).
     env = make_env(bridge={"resume": {"early_start": False}},
@@ -126,19 +135,18 @@ def test_resume_hook_that_outlived_its_slurmctld_reads_the_jobs_from_the_restart
     env.slurm.restart_slurmctld()
     go.touch()
     wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=60, what="the job completed")
+    assert job_output(job) == f"{job_field(env, job, 'BatchHost')}\n"  # alice's output, in her directory
     assert job_field(env, job, "Restarts") == "0"
     gone = [r for r in env.bridge_log_records() if r.get("event", "").startswith("resume file gone")]
     assert gone and gone[0]["jobs"] == [int(job)], gone
     assert not [r for r in env.bridge_log_records() if r.get("event") == "resume failed"]
-    shutil.rmtree(gate)
 
 
-def test_a_hook_whose_slurm_read_loses_slurmctld_waits_for_the_restarted_one(make_env):
+def test_a_hook_whose_slurm_read_loses_slurmctld_waits_for_the_restarted_one(make_env, gate):
     """slurmctld dies while the resume hook reads the job's nodes (it had read its resume file):
     the read waits for the restarted slurmctld, the pods are made and the job runs without a
     requeue. Before, the failed read gave the nodes back DOWN and the job waited out Slurm's
     2-minute requeue hold (seen once in CI: "Zero Bytes were transmitted or received")."""
-    gate = Path(tempfile.mkdtemp(prefix="read-gate-"))  # not under pytest's 0700 base: SlurmUser looks
     gate.chmod(0o777)
     bin_dir = gate / "bin"
     bin_dir.mkdir(mode=0o755)
@@ -177,6 +185,6 @@ def test_a_hook_whose_slurm_read_loses_slurmctld_waits_for_the_restarted_one(mak
     time.sleep(DOWN_FOR)  # slurmctld is down: nothing to wait for, its restart is the event
     env.slurm.restart_slurmctld()
     wait_for(lambda: env.slurm.job_state(job) == "COMPLETED", timeout=90, what="the job completed")
+    assert job_output(job) == f"{job_field(env, job, 'BatchHost')}\n"  # alice's output, in her directory
     assert job_field(env, job, "Restarts") == "0"
     assert not [r for r in env.bridge_log_records() if r.get("event") == "resume failed"]
-    shutil.rmtree(gate)
