@@ -46,7 +46,8 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 @cli.command()
 @click.argument("nodes", nargs=-1, required=True)
-@click.option("--job-id", type=click.IntRange(min=1), help="Label the pods with this job, as resume would.")
+@click.option("--job-id", type=click.IntRange(min=1, max=2**32 - 1),  # Slurm's job ids are uint32
+              help="Label the pods with this job, as resume would.")
 @click.option("--check", is_flag=True,
               help="Validate the pods against Kubernetes' own schema instead of printing them.")
 @click.option("--kubernetes-version", "kubernetes_versions", multiple=True, metavar="X.Y",
@@ -290,6 +291,21 @@ def main() -> None:
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except OSError as e:
+        from bridge.hooks import output_failed
+
+        if (code := output_failed("slurm-k8s-bridge", e)) is None:
+            raise
+        sys.exit(code)
+    try:
+        sys.stdout.flush()  # what is left to write, while an error can still be one line
+    except OSError as e:
+        from bridge.hooks import output_failed
+
+        sys.exit(output_failed("slurm-k8s-bridge", e) or EX_SOFTWARE)
+
+
+EX_SOFTWARE = 70
 
 
 def _usage_message(error: click.ClickException) -> str:

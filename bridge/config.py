@@ -540,6 +540,20 @@ def load(path: str | None = None) -> Config:
     return parse(text, path=path)
 
 
+def slurm_bin_dir_anyway(path: str | None = None) -> str:
+    """``slurm.bin_dir`` from a config file that did not load (a typo elsewhere in it), so a hook
+    can still give its nodes back with the site's scontrol; Slurm's default where it has none."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(resolve_path(path)).read_text(encoding="utf-8"))
+        bin_dir = data["slurm"]["bin_dir"]
+    except Exception:  # noqa: BLE001 - any shape at all: the default is the answer
+        return "/usr/bin"
+    return bin_dir if isinstance(bin_dir, str) and _is_clean_absolute(bin_dir) and Path(bin_dir).is_dir() \
+        else "/usr/bin"
+
+
 def parse(text: str, *, path: str = "<config>") -> Config:
     """Validate config text (see :func:`load`)."""
     import yaml
@@ -618,6 +632,9 @@ def _check(config: Config) -> None:
         for name, value in msgspec.structs.asdict(getattr(config, section)).items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{path}: {section}.{name}: expected a finite number, got {value!r}")
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > 1e9:
+                # No setting wants more (1e9 s is 31 years); Python's own timeouts overflow near 9.2e9.
+                raise ConfigError(f"{path}: {section}.{name}: expected at most 1000000000, got {value!r}")
     if config.kubernetes.concurrency < 1:
         raise ConfigError(f"{path}: kubernetes.concurrency: expected at least 1, "
                           f"got {config.kubernetes.concurrency}")

@@ -12,6 +12,7 @@ requeues the jobs rather than losing them.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -34,6 +35,29 @@ def ensure_stdio() -> None:
                 os.close(null)
         if getattr(sys, name) is None:
             setattr(sys, name, open(fd, mode, closefd=False))
+
+
+EX_IOERR = 74
+_OUTPUT_ERRNOS = frozenset({errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EBADF})
+
+
+def output_failed(prog: str, error: BaseException) -> int | None:
+    """``error`` is the output's (a reader that went away, a full disk): say so in one line
+    where stderr still works, keep Python's exit-time flush quiet, and return EX_IOERR;
+    None for any other error."""
+    if not isinstance(error, OSError) or error.errno not in _OUTPUT_ERRNOS:
+        return None
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())  # what is still buffered goes nowhere, without a second error
+        os.close(null)
+    except (OSError, ValueError):
+        pass
+    try:
+        print(f"{prog}: output: cannot write: {error.strerror}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+    return EX_IOERR
 
 
 def resume_main() -> None:
@@ -84,7 +108,7 @@ USAGE = {
     "resume-fail": "ResumeFailProgram: clean up the pods of nodes that hit ResumeTimeout",
 }
 EXIT_CODES = ("exit codes: 0 done, 64 usage (malformed hostlist), 65 template or resume file, "
-              "68 a node Slurm does not know, 69 Slurm or Kubernetes unavailable, "
+              "68 a node Slurm does not know, 69 Slurm or Kubernetes unavailable, 74 output not written, "
               "75 some nodes failed (they were given back to Slurm), 77 forbidden, 78 config")
 
 
@@ -102,7 +126,12 @@ def run_hook(hook: str, body: Callable[[HookContext], None], *, argv: list[str] 
 
     argv = sys.argv[1:] if argv is None else argv
     if argv in (["-h"], ["--help"]):
-        print(_usage(hook))
+        try:
+            print(_usage(hook), flush=True)
+        except OSError as e:
+            if (code := output_failed(f"slurm-k8s-{hook}", e)) is None:
+                raise
+            return code
         return 0
     started = time.monotonic() if started is None else started
     log = None
@@ -118,7 +147,8 @@ def run_hook(hook: str, body: Callable[[HookContext], None], *, argv: list[str] 
         log = log or _error_log(hook, argv, context)
         _report(hook, e, log, nodes)
         if hook == "resume" and nodes and not isinstance(e, PartialFailure):
-            _down_after_error(nodes, e, log, bin_dir=cfg.slurm.bin_dir if cfg else "/usr/bin")
+            bin_dir = cfg.slurm.bin_dir if cfg else config_module.slurm_bin_dir_anyway()
+            _down_after_error(nodes, e, log, bin_dir=bin_dir)
         return e.exit_code
     except Exception as e:
         # A bug: it keeps its traceback, but the jobs waiting on these nodes are not left to
@@ -127,7 +157,8 @@ def run_hook(hook: str, body: Callable[[HookContext], None], *, argv: list[str] 
             log.exception("hook crashed", outcome="bug")
         if hook == "resume" and nodes:
             bug = BridgeError(f"internal error, see the bridge's log: {type(e).__name__}: {e}")
-            _down_after_error(nodes, bug, log, bin_dir=cfg.slurm.bin_dir if cfg else "/usr/bin")
+            bin_dir = cfg.slurm.bin_dir if cfg else config_module.slurm_bin_dir_anyway()
+            _down_after_error(nodes, bug, log, bin_dir=bin_dir)
         raise
     if log is not None:
         log.info("hook finished", outcome="ok", seconds=round(time.monotonic() - started, 3))
@@ -163,7 +194,7 @@ def _down_after_error(nodes: list[str], error: BridgeError, log: Any, *, bin_dir
     """The whole resume failed before any pod could be planned (no config, API down...):
     give the nodes back to Slurm so their jobs are requeued now, not after ResumeTimeout —
     powered down if the cause may pass, DOWN with the cause if an admin must act. Without a
-    usable config, scontrol is looked for in Debian's place."""
+    usable config, scontrol is looked for where its slurm.bin_dir says, else in Debian's place."""
     from bridge.failure import classify
     from bridge.slurm import CommandSlurm
 
@@ -267,10 +298,22 @@ def _short(node: str) -> str:
     return node if len(node) <= 60 else f"{node[:40]}... ({len(node)} characters)"
 
 
+def _owing_kube(ctx: HookContext) -> Any:
+    """The Kubernetes client of a hook whose nodes Slurm counts off whatever it does (suspend,
+    resume-fail): if there can be none (a kubeconfig error), their pods are owed, not forgotten."""
+    from bridge import suspend
+
+    try:
+        return ctx.kube()
+    except BridgeError:
+        suspend.owe(ctx.nodes, config=ctx.config, log=ctx.log)
+        raise
+
+
 def _suspend(ctx: HookContext) -> None:
     from bridge import suspend
 
-    with ctx.kube() as kube:
+    with _owing_kube(ctx) as kube:
         outcome = suspend.suspend(ctx.nodes, config=ctx.config, kube=kube, log=ctx.log, slurm=ctx.slurm())
     if outcome.failed:
         raise PartialFailure(f"{len(outcome.failed)} pod(s) not deleted", failed=outcome.failed)
@@ -279,7 +322,7 @@ def _suspend(ctx: HookContext) -> None:
 def _resume_fail(ctx: HookContext) -> None:
     from bridge import suspend
 
-    with ctx.kube() as kube:
+    with _owing_kube(ctx) as kube:
         outcome = suspend.resume_failed(ctx.nodes, config=ctx.config, slurm=ctx.slurm(), kube=kube, log=ctx.log)
     if outcome.failed:
         raise PartialFailure(f"{len(outcome.failed)} pod(s) not deleted", failed=outcome.failed)

@@ -123,6 +123,7 @@ class LightkubeApi:
         self._loop = asyncio.new_event_loop()
         config = _kubeconfig(settings)
         self._server = config.cluster.server
+        self._exec = config.user.exec.command if config.user is not None and config.user.exec is not None else None
         try:
             self._client = lightkube.AsyncClient(
                 config=config,
@@ -130,6 +131,8 @@ class LightkubeApi:
                 field_manager=NAME,
                 timeout=httpx2.Timeout(settings.timeout),
             )
+        except lightkube.ConfigError as e:  # its user's credentials: a tokenFile that is not there
+            raise ConfigError(f"kubernetes: kubeconfig {_where(settings)}: {_one_line(e)}") from None
         except (OSError, ssl.SSLError, ValueError) as e:
             # A CA or client certificate the kubeconfig names but SlurmUser cannot read.
             where = settings.kubeconfig or "$KUBECONFIG"
@@ -295,6 +298,9 @@ class LightkubeApi:
                         self._unreachable = False  # back: a long-lived client's calls get their retries again
                         return answer
                     except Exception as e:  # noqa: BLE001 - translated just below, never swallowed
+                        credentials = _credential_error(e, self._exec)
+                        if credentials is not None:
+                            raise ConfigError(f"kubernetes: kubeconfig {_where(self._settings)}: {credentials}") from e
                         error = translate(e, self._server, timeout=self._settings.timeout)
                         if not isinstance(error, KubernetesUnavailable):
                             self._unreachable = False  # it answered (a 404, a 409): it is reachable
@@ -303,6 +309,24 @@ class LightkubeApi:
             self._unreachable = True
             raise
         raise AssertionError("unreachable: stamina re-raises the last error")
+
+
+def _credential_error(error: Exception, exec_command: str | None) -> str | None:
+    """What is wrong with the kubeconfig user's credentials, when a request failed for them
+    (lightkube gets them as it sends: an exec plugin run, a token file read): a config error,
+    not an unreachable server, so a hook gives its nodes back for an admin, not for a retry."""
+    from lightkube import ConfigError as LightkubeConfigError
+
+    if isinstance(error, LightkubeConfigError):
+        return _one_line(error).rstrip(": ")  # "Exec ... returned 1: " and what it wrote to stderr, if anything
+    if exec_command is None:
+        return None
+    if isinstance(error, OSError) and error.filename == exec_command:
+        return f"its credential plugin {exec_command} cannot run: {error.strerror}"
+    if isinstance(error, (ValueError, KeyError, TypeError, IndexError)):  # json.loads(output)["status"]["token"]
+        return (f"its credential plugin {exec_command} did not print an ExecCredential with status.token: "
+                f"{type(error).__name__}: {_one_line(error)}")
+    return None
 
 
 def _metadata_only(obj: dict[str, Any]) -> dict[str, Any]:
@@ -346,19 +370,42 @@ def _kubeconfig(settings: KubernetesSettings) -> Any:
         if settings.in_cluster:
             return KubeConfig.from_service_account().get()
         if settings.kubeconfig:
-            return KubeConfig.from_file(settings.kubeconfig).get(context_name=settings.context)
-        return KubeConfig.from_env().get(context_name=settings.context)
+            if os.path.isdir(settings.kubeconfig):
+                raise ConfigError(f"kubernetes: kubeconfig {settings.kubeconfig} is a directory, not a file")
+            if os.path.isfile(settings.kubeconfig) and os.path.getsize(settings.kubeconfig) == 0:
+                raise ConfigError(f"kubernetes: kubeconfig {settings.kubeconfig} is empty")
+            config = KubeConfig.from_file(settings.kubeconfig).get(context_name=settings.context)
+        else:
+            config = KubeConfig.from_env().get(context_name=settings.context)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError(f"kubernetes: kubeconfig {_where(settings)} is not YAML ({at}"
                           f"{getattr(e, 'problem', None) or _one_line(e)})") from e
-    except (TypeError, AttributeError, KeyError) as e:
+    except (TypeError, AttributeError, KeyError, RecursionError) as e:
         # lightkube walks the file as dicts and lists; anything else is not a kubeconfig.
         raise ConfigError(f"kubernetes: kubeconfig {_where(settings)} is not a kubeconfig (a mapping with clusters, "
                           f"contexts, users and current-context): {type(e).__name__}: {_one_line(e)}") from e
     except (LightkubeConfigError, OSError, ValueError) as e:
         raise ConfigError(f"kubernetes: cannot load kubeconfig {_where(settings)}: {_one_line(e)}") from e
+    _check_server(config.cluster.server, settings)
+    return config
+
+
+def _check_server(server: str, settings: KubernetesSettings) -> None:
+    """The cluster's server is an http(s) URL with a host; lightkube's default when a cluster
+    names none (http://localhost:8080) would send the token in clear to whatever listens there."""
+    from urllib.parse import urlsplit
+
+    if server == "http://localhost:8080":
+        raise ConfigError(f"kubernetes: kubeconfig {_where(settings)}: its cluster names no server")
+    try:
+        url = urlsplit(server)
+        url.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as e:
+        raise ConfigError(f"kubernetes: kubeconfig {_where(settings)}: server {server!r}: {e}") from None
+    if url.scheme not in ("https", "http") or not url.hostname:
+        raise ConfigError(f"kubernetes: kubeconfig {_where(settings)}: server {server!r} is not an https:// URL")
 
 
 def _where(settings: KubernetesSettings) -> str:

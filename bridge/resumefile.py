@@ -111,6 +111,8 @@ def parse(text: bytes | str, *, source: str = ENV_VAR) -> ResumeRequest:
         data = json.loads(text)
     except ValueError as e:
         raise ResumeFileError(f"{source}: not JSON: {e}") from None
+    except RecursionError:  # Slurm nests two levels; a file nested deeper than Python's stack is none of its
+        raise ResumeFileError(f"{source}: not the JSON Slurm writes: nested too deeply") from None
     if not isinstance(data, dict):
         raise ResumeFileError(f"{source}: expected a JSON object")
     jobs = data.get("jobs") or []

@@ -20,7 +20,7 @@ from typing import Any
 
 from bridge import naming, nodestate, owed
 from bridge.config import Config
-from bridge.errors import KubernetesError, SlurmError
+from bridge.errors import ConfigError, KubernetesError, SlurmError
 from bridge.kube import KubeClient
 from bridge.slurm import SlurmClient
 
@@ -59,10 +59,9 @@ def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any, slu
     try:
         listed = naming.pods_of(kube, cluster=cluster, nodes=set(nodes) | set(owed.owed(state_dir)),
                                 metadata_only=True)
-    except KubernetesError:
-        if not strict:  # Slurm counts these nodes off all the same: whatever pod they have now is owed
-            now = owed.before(time.time())
-            owed.owe(state_dir, {n: (naming.pod_name(cluster, n), now) for n in nodes}, log=log)
+    except (KubernetesError, ConfigError):  # unreachable, or the kubeconfig's credentials failed
+        if not strict:
+            owe(nodes, config=config, log=log)
         raise
     outcome.kept = _resumed_again(sorted(n for n in listed if n in set(nodes)), slurm=slurm, log=log, strict=strict)
     pods = {node: pod for node, pod in listed.items() if node in set(nodes) - set(outcome.kept)}
@@ -89,6 +88,14 @@ def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any, slu
     log.info("suspend done", deleted=len(outcome.deleted), absent=len(outcome.absent),
              failed=len(outcome.failed), kept=len(outcome.kept))
     return outcome
+
+
+def owe(nodes: list[str], *, config: Config, log: Any) -> None:
+    """Slurm counts ``nodes`` off whatever happens here: whatever pod they have now is owed to
+    the next hook call that reaches Kubernetes (or the daemon's orphan rule)."""
+    now = owed.before(time.time())
+    owed.owe(config.resume.state_dir, {n: (naming.pod_name(config.slurm.cluster_name, n), now) for n in nodes},
+             log=log)
 
 
 def _resumed_again(nodes: list[str], *, slurm: SlurmClient | None, log: Any, strict: bool = False) -> list[str]:
@@ -169,7 +176,7 @@ def resume_failed(nodes: list[str], *, config: Config, slurm: SlurmClient, kube:
     try:
         try:
             pods = naming.pods_of(kube, cluster=config.slurm.cluster_name, nodes=nodes)
-        except KubernetesError:
+        except (KubernetesError, ConfigError):
             pods = {}  # the suspend below lists them again, and owes their deletes if it cannot
         for node, pod in pods.items():
             cause = with_last_words(Failure(pod_problem(pod), True, container=main_container(pod)), pod,

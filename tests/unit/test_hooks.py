@@ -93,6 +93,58 @@ def test_unreachable_api_is_exit_69_and_logged_as_json(tmp_path):
     assert failure["outcome"] == "error" and failure["exit_code"] == 69
 
 
+def test_a_failing_credential_plugin_is_a_config_error_and_the_suspended_nodes_pods_stay_owed(tmp_path):
+    """An EKS/GKE token helper failing is for an admin (78, not a 69 outage), and the pods of the
+    nodes Slurm has counted off are owed to the next hook call that reaches Kubernetes."""
+    from bridge import owed
+
+    write_config(tmp_path)
+    kubeconfig = (tmp_path / "kubeconfig").read_text().replace(
+        "user: {token: t}", "user: {exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: /bin/false}}")
+    (tmp_path / "kubeconfig").write_text(kubeconfig)
+    config = tmp_path / "k8s-bridge.yaml"
+    config.write_text(config.read_text() + f"resume: {{state_dir: {tmp_path / 'state'}}}\n")
+    (tmp_path / "state").mkdir()
+    result = hook("slurm-k8s-suspend", "elastic[1-2]", slurm_conf=tmp_path / "slurm.conf")
+    assert result.returncode == 78
+    line = one_line_error(result, "slurm-k8s-suspend: config: kubernetes: kubeconfig ")
+    assert line.endswith("Exec /bin/false returned 1")
+    assert sorted(owed.owed(str(tmp_path / "state"))) == ["elastic1", "elastic2"]
+
+
+def test_resume_with_a_config_that_does_not_load_gives_its_nodes_back_with_the_sites_scontrol(tmp_path):
+    """A typo elsewhere in the config: the nodes still go back to Slurm (DOWN with the cause)
+    through the scontrol its slurm.bin_dir names, not one looked for in /usr/bin."""
+    bin_dir = tmp_path / "slurm-bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol-calls"
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    (tmp_path / "k8s-bridge.yaml").write_text(textwrap.dedent(f"""
+        slurm: {{conf_server: "127.0.0.1:6817", bin_dir: {bin_dir}}}
+        colour: blue
+        log: {{file: {tmp_path / 'bridge.log'}}}
+        nodesets: [{{name: cpu, nodes: "elastic[1-4]", image: "slurm-k8s-bridge/slurmd:22.05.8"}}]
+        """))
+    result = hook("slurm-k8s-resume", "elastic[1-2]", slurm_conf=tmp_path / "slurm.conf")
+    assert result.returncode == 78
+    assert "colour" in one_line_error(result, "slurm-k8s-resume: config:")
+    [call] = calls.read_text().splitlines()
+    assert call.startswith("update NodeName=elastic[1-2] State=DOWN Reason=slurm-k8s-bridge: config: ") and "colour" in call
+
+
+@pytest.mark.parametrize("name, args", [("slurm-k8s-resume", ["--help"]), ("slurm-k8s-bridge", ["--help"]),
+                                        ("slurm-k8s-bridge", ["--version"])])
+def test_output_that_cannot_be_written_is_one_line_and_exit_74(tmp_path, name, args):
+    """A full disk under `--help > file`: EX_IOERR and the reason, not a traceback."""
+    script = BIN / name
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([str(script), *args], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60,
+                                env={"SLURM_CONF": str(tmp_path / "slurm.conf")})
+    assert result.returncode == 74
+    assert one_line_error(result, f"{name}: output: cannot write: ") == f"{name}: output: cannot write: No space left on device"
+
+
 def test_hooks_work_with_stdio_closed_as_slurmscriptd_starts_them(tmp_path):
     """slurmctld's script daemon closes stdin/stdout/stderr: the hook must still do its work
     and report through its exit code and log, not die with exit 1 on its first print."""

@@ -213,7 +213,13 @@ def test_a_stalled_call_says_it_timed_out_and_after_how_long(api):
     ("{{{: [", "is not YAML (line 1, column 4: "),
     ("- a\n- b\n", "is not a kubeconfig"),
     ("clusters: 5\n", "is not a kubeconfig"),
-    ("", "is not a kubeconfig"),
+    ("", "is empty"),
+    ("[" * 5000, "kubeconfig"),  # nested past Python's recursion limit
+    ("apiVersion: v1\nclusters: [{name: x, cluster: {}}]\ncontexts: [{name: c, context: {cluster: x, user: u}}]\n"
+     "current-context: c\nusers: [{name: u, user: {token: t}}]\n", "its cluster names no server"),
+    ("apiVersion: v1\nclusters: [{name: x, cluster: {server: 'ht!tp://127.0.0.1:1:2:3'}}]\n"
+     "contexts: [{name: c, context: {cluster: x, user: u}}]\ncurrent-context: c\nusers: [{name: u, user: {token: t}}]\n",
+     "server 'ht!tp://127.0.0.1:1:2:3'"),
     ("apiVersion: v1\nclusters: [{name: x}]\ncontexts: [{name: c, context: {cluster: x, user: u}}]\n"
      "current-context: c\nusers: [{name: u, user: 7}]\n", "is not a kubeconfig"),
 ])
@@ -222,6 +228,38 @@ def test_a_kubeconfig_that_is_not_one_is_a_config_error_in_one_line(tmp_path, te
     path.write_text(text)
     with pytest.raises(ConfigError) as caught:
         kube_module.LightkubeApi(KubernetesSettings(kubeconfig=str(path)))
+    assert words in str(caught.value) and str(path) in str(caught.value)
+    assert "\n" not in str(caught.value) and caught.value.exit_code == 78
+
+
+def test_a_kubeconfig_that_is_a_directory_says_so(tmp_path):
+    with pytest.raises(ConfigError, match=f"kubeconfig {re.escape(str(tmp_path))} is a directory, not a file$"):
+        kube_module.LightkubeApi(KubernetesSettings(kubeconfig=str(tmp_path)))
+
+
+@pytest.mark.parametrize("command, args, words", [
+    (None, [], "Token file /nonexistent/token not found"),
+    ("/bin/false", [], "Exec /bin/false returned 1"),
+    ("/nonexistent/get-token", [], "its credential plugin /nonexistent/get-token cannot run: No such file or directory"),
+    ("/bin/echo", ["garbage"], "its credential plugin /bin/echo did not print an ExecCredential with status.token: "
+                               "JSONDecodeError"),
+    ("/bin/echo", ["[1]"], "did not print an ExecCredential with status.token: TypeError"),
+])
+def test_a_credential_plugin_that_fails_is_a_config_error_not_an_unreachable_server(tmp_path, command, args, words):
+    """EKS's and GKE's token helpers run as the request is sent (a token file is read then too):
+    when one fails the hook gives
+    its nodes back as a config error (78, for an admin), not as a Kubernetes outage (69, retried)."""
+    import yaml
+
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "current-context": "c", "clusters": [{"name": "x", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "x", "user": "u"}}],
+        "users": [{"name": "u", "user": {"tokenFile": "/nonexistent/token"} if command is None else {
+            "exec": {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": command, "args": args}}}]}))
+    with kube_module.LightkubeApi(KubernetesSettings(kubeconfig=str(path), retry_seconds=0.1)) as client:
+        with pytest.raises(ConfigError) as caught:
+            client.list_pods({"a": "b"})
     assert words in str(caught.value) and str(path) in str(caught.value)
     assert "\n" not in str(caught.value) and caught.value.exit_code == 78
 

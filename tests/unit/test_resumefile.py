@@ -39,10 +39,15 @@ def test_2302_format_reads_renamed_and_new_keys():
     assert request.job_of("elastic3").reservation == "resv_1"
 
 
-@pytest.mark.parametrize("text", ["not json", "[]", '{"all_nodes": "x[", "jobs": []}', '{"jobs": [{"nodes": "a"}]}'])
+@pytest.mark.parametrize("text", ["not json", "[]", '{"all_nodes": "x[", "jobs": []}', '{"jobs": [{"nodes": "a"}]}',
+                                  "[" * 100000, '{"all_nodes_resume": "a", "x": ' + "[" * 100000 + "]" * 100000 + "}"],
+                         ids=["text", "list", "hostlist", "job-shape", "nested", "nested-extra-field"])
 def test_malformed_resume_file_is_a_clear_error(text):
-    with pytest.raises(ResumeFileError):
+    """An error the resume hook turns into one line and its nodes given back (never a traceback
+    that leaves them to ResumeTimeout)."""
+    with pytest.raises(ResumeFileError) as caught:
         resumefile.parse(text)
+    assert "\n" not in str(caught.value)
 
 
 def test_read_env_reads_the_file_slurm_names(monkeypatch, tmp_path):
