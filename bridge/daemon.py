@@ -296,6 +296,8 @@ class Watch:
         self.hosts: Informer | None = None
         self.groups: list[Informer] = []
         self._host_views: dict[str, Any] = {}
+        self.list_error: BridgeError | None = None
+        """Why the last first list failed (None once every informer listed)."""
 
     def start(self) -> Watch:
         import lightkube
@@ -303,7 +305,9 @@ class Watch:
         from bridge.kube import _kubeconfig
 
         settings = self._config.kubernetes
-        client = lightkube.AsyncClient(config=_kubeconfig(settings), namespace=settings.namespace, field_manager=NAME)
+        config = _kubeconfig(settings)
+        self._exec = config.user.exec.command if config.user is not None and config.user.exec is not None else None
+        client = lightkube.AsyncClient(config=config, namespace=settings.namespace, field_manager=NAME)
         owner = naming.owner_labels(self._config.slurm.cluster_name)
         self.pods = self._informer(client, _resource("v1", "Pod", "pods", namespaced=True), owner)
         self.hosts = self._informer(client, _resource("v1", "Node", "nodes", namespaced=False), None,
@@ -335,14 +339,24 @@ class Watch:
     async def _keep(self, informer: Informer) -> None:
         """List until it works (backing off to a minute: a missing grant or CRD is not fixed
         in a second), then watch forever."""
+        from bridge.kube import _credential_error, _where
+
         wait = 1.0
         while True:
             try:
                 await informer.sync()
                 break
-            except API_ERRORS as e:
+            except Exception as e:  # noqa: BLE001 - whatever it is, the list is tried again: never a dead informer
+                credentials = _credential_error(e, self._exec)
+                if credentials is not None:  # a credential plugin failing may pass (a token service's hiccup)
+                    self.list_error = ConfigError(f"kubernetes: kubeconfig {_where(self._config.kubernetes)}: "
+                                                  f"{credentials}")
+                elif isinstance(e, API_ERRORS):
+                    self.list_error = KubernetesError(f"cannot list {informer.kind}s: {e}")
+                else:
+                    self.list_error = KubernetesError(f"cannot list {informer.kind}s: {type(e).__name__}: {e}")
                 self._metrics.api_errors.labels("kubernetes", "list").inc()
-                self._log.warning("cannot list yet", resource=informer.kind, error=str(e), retry_in=wait)
+                self._log.warning("cannot list yet", resource=informer.kind, error=str(self.list_error), retry_in=wait)
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, 60.0)
         self._on_change()
@@ -522,7 +536,7 @@ def _wait_listed(watch: Watch, stop: threading.Event, *, once: bool, timeout: fl
         if stop.is_set():
             return
         if once and time.monotonic() > deadline:
-            raise KubernetesError("cannot list the bridge's pods (see the log)")
+            raise watch.list_error or KubernetesError("cannot list the bridge's pods (see the log)")
     if once:
         watch.hosts.synced.wait(max(0.0, deadline - time.monotonic()))
 

@@ -112,6 +112,21 @@ def test_a_failing_credential_plugin_is_a_config_error_and_the_suspended_nodes_p
     assert sorted(owed.owed(str(tmp_path / "state"))) == ["elastic1", "elastic2"]
 
 
+def test_the_daemon_whose_credential_plugin_fails_says_why_it_cannot_list(tmp_path):
+    """Its watches' first list failed on the plugin without a word (the informer died; "see the
+    log" and nothing in it): now one line, 78, and a running daemon keeps trying."""
+    write_config(tmp_path)
+    kubeconfig = (tmp_path / "kubeconfig").read_text().replace(
+        "user: {token: t}", "user: {exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: /bin/false}}")
+    (tmp_path / "kubeconfig").write_text(kubeconfig)
+    result = subprocess.run([str(BIN / "slurm-k8s-bridge"), "daemon", "--once", "--dry-run"], capture_output=True,
+                            text=True, timeout=60, env={"SLURM_K8S_BRIDGE_CONFIG": str(tmp_path / "k8s-bridge.yaml")})
+    assert result.returncode == 78
+    line = one_line_error(result, "slurm-k8s-bridge: config: kubernetes: kubeconfig ")
+    assert line.endswith("Exec /bin/false returned 1")
+    assert "Exec /bin/false returned 1" in (tmp_path / "bridge.log").read_text()  # "cannot list yet", with the cause
+
+
 def test_resume_with_a_config_that_does_not_load_gives_its_nodes_back_with_the_sites_scontrol(tmp_path):
     """A typo elsewhere in the config: the nodes still go back to Slurm (DOWN with the cause)
     through the scontrol its slurm.bin_dir names, not one looked for in /usr/bin."""
