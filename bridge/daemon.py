@@ -492,8 +492,14 @@ def _loop(daemon: Daemon, watch: Any, elector: Any, *, stop: threading.Event, wa
             stop.wait(elector.renew_every)  # a standby: another replica acts
             continue
         pods, hosts, groups = watch.snapshot()  # before Slurm's facts, and again after: see daemon.confirm
-        actions = daemon.look(pods or [], hosts, groups, again=watch.again,
-                              may_act=still_leads if elector is not None else None)
+        try:
+            actions = daemon.look(pods or [], hosts, groups, again=watch.again,
+                                  may_act=still_leads if elector is not None else None)
+        except ConfigError as e:  # the kubeconfig's credentials failed mid-look: a token service's hiccup
+            if once:
+                raise
+            metrics.api_errors.labels("kubernetes", "credentials").inc()
+            log.error("look failed: the Kubernetes credentials did not work; trying again", error=str(e))
         last = time.monotonic()
         if once:
             break

@@ -184,6 +184,44 @@ def test_the_daemons_loop_counts_a_pod_made_while_it_read_slurm(world):
     assert actions == [] and not slurm.down
 
 
+def test_a_look_whose_kubernetes_credentials_fail_is_logged_and_the_next_one_runs(world):
+    """A credential plugin's hiccup mid-look (a ConfigError from the client) does not end the
+    daemon: it says so, counts it, and looks again at the next tick."""
+    import threading
+
+    from bridge import daemon as daemon_module
+    from bridge.errors import ConfigError
+
+    make, slurm, kube, clock = world
+    daemon = make()
+    stop, wake, looks = threading.Event(), threading.Event(), []
+
+    def look(*args, **kwargs):
+        looks.append(1)
+        if len(looks) == 1:
+            raise ConfigError("kubernetes: kubeconfig k: Exec /usr/bin/aws returned 255")
+        stop.set()
+        return []
+
+    class Watch:
+        def snapshot(self):
+            return [], [host()], []
+
+        def again(self):
+            return [], [host()]
+
+    daemon.look = look
+    daemon.next_look = lambda: 0
+    metrics = Metrics()
+    with capture_logs() as logs:
+        daemon_module._loop(daemon, Watch(), None, stop=stop, wake=wake, log=structlog.get_logger(),
+                            metrics=metrics, once=False, min_gap=0)
+    assert len(looks) == 2
+    assert [r["error"] for r in logs if r["event"].startswith("look failed")] == [
+        "kubernetes: kubeconfig k: Exec /usr/bin/aws returned 255"]
+    assert metrics.api_errors.labels("kubernetes", "credentials")._value.get() == 1
+
+
 @pytest.mark.parametrize("state, reason_text", [
     (OFF, ""),
     # given back by a release while a racing resume made its pod again
