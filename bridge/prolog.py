@@ -52,6 +52,12 @@ def main() -> None:
     from bridge.hooks import ensure_stdio
 
     ensure_stdio()
+    if sys.argv[1:] in (["-h"], ["--help"]):  # a person; slurmctld passes no arguments (others are ignored:
+        # a prolog that failed on them would fail every job)
+        print("usage: slurm-k8s-prolog\nPrologSlurmctld: create a job's pods on powered-down nodes (early start) "
+              "and hold its start until they registered; reads SLURM_JOB_ID and SLURM_JOB_NODELIST from the "
+              "environment slurmctld gives it. Never fails a job: exit 0.")
+        sys.exit(0)
     if not os.environ.get("SLURM_CONF"):
         conf = controller_slurm_conf(os.getppid())
         if conf:

@@ -23,7 +23,7 @@ from typing import Callable
 import pytest
 import yaml
 
-from bridge import cli, hooks
+from bridge import cli, hooks, prolog
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -201,12 +201,13 @@ def _says(start: str, *words: str) -> Callable[[str], None]:
 
 CASES["hook help"] = Case("slurm-k8s-resume", ("--help",), 0, check=_says("usage: slurm-k8s-resume"))
 CASES["cli help"] = Case("slurm-k8s-bridge", ("--help",), 0, check=_says("Usage: ", "render", "suspend", "status"))
+CASES["prolog help"] = Case("slurm-k8s-prolog", ("--help",), 0, check=_says("usage: slurm-k8s-prolog", "SLURM_JOB_ID"))
 
 KINDS = {64: ("usage",), 65: ("resume-file",), 68: ("partial", "slurm"), 69: ("partial", "slurm"), 78: ("config",)}
 """The ``kind`` word of the line, by exit code."""
 
 ENTRIES = {"slurm-k8s-resume": hooks.resume_main, "slurm-k8s-suspend": hooks.suspend_main,
-           "slurm-k8s-resume-fail": hooks.resume_fail_main, "slurm-k8s-bridge": cli.main}
+           "slurm-k8s-resume-fail": hooks.resume_fail_main, "slurm-k8s-bridge": cli.main, "slurm-k8s-prolog": prolog.main}
 
 
 def _slurm(bin_dir: Path, case: Case) -> None:
