@@ -279,6 +279,9 @@ def _expand(expressions: tuple[str, ...]) -> list[str]:
 def main() -> None:
     """Entry point: run the CLI; an expected error is one line and its exit code (a usage
     error 64, as the hooks', not click's 2 with the whole usage around it)."""
+    from bridge.hooks import ensure_stdio
+
+    ensure_stdio()  # a closed stdout is /dev/null, as for the hooks
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -302,10 +305,9 @@ def main() -> None:
     except OSError as e:
         from bridge.hooks import output_failed
 
-        sys.exit(output_failed("slurm-k8s-bridge", e) or EX_SOFTWARE)
-
-
-EX_SOFTWARE = 70
+        if (code := output_failed("slurm-k8s-bridge", e)) is None:
+            raise
+        sys.exit(code)
 
 
 def _usage_message(error: click.ClickException) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 from bridge import NAME, breaker, failure, heartbeat, hostlist, naming, nodestate
 from bridge.config import Config
-from bridge.errors import BridgeError, ConfigError, KubernetesError, SlurmError
+from bridge.errors import BridgeError, ConfigError, CredentialsError, KubernetesError, SlurmError
 from bridge.informer import API_ERRORS, DELETED, Informer
 from bridge.kube import KubeClient
 from bridge.metrics import Metrics
@@ -296,8 +296,8 @@ class Watch:
         self.hosts: Informer | None = None
         self.groups: list[Informer] = []
         self._host_views: dict[str, Any] = {}
-        self.list_error: BridgeError | None = None
-        """Why the last first list failed (None once every informer listed)."""
+        self.list_errors: dict[str, BridgeError] = {}
+        """Why an informer's first list failed, by kind, until it listed."""
 
     def start(self) -> Watch:
         import lightkube
@@ -339,7 +339,7 @@ class Watch:
     async def _keep(self, informer: Informer) -> None:
         """List until it works (backing off to a minute: a missing grant or CRD is not fixed
         in a second), then watch forever."""
-        from bridge.kube import _credential_error, _where
+        from bridge.kube import _credential_error
 
         wait = 1.0
         while True:
@@ -347,18 +347,16 @@ class Watch:
                 await informer.sync()
                 break
             except Exception as e:  # noqa: BLE001 - whatever it is, the list is tried again: never a dead informer
-                credentials = _credential_error(e, self._exec)
-                if credentials is not None:  # a credential plugin failing may pass (a token service's hiccup)
-                    self.list_error = ConfigError(f"kubernetes: kubeconfig {_where(self._config.kubernetes)}: "
-                                                  f"{credentials}")
-                elif isinstance(e, API_ERRORS):
-                    self.list_error = KubernetesError(f"cannot list {informer.kind}s: {e}")
-                else:
-                    self.list_error = KubernetesError(f"cannot list {informer.kind}s: {type(e).__name__}: {e}")
+                # (a credential plugin failing may pass: a token service's hiccup)
+                error = _credential_error(e, self._exec, self._config.kubernetes) or KubernetesError(
+                    f"cannot list {informer.kind}s: {e}" if isinstance(e, API_ERRORS)
+                    else f"cannot list {informer.kind}s: {type(e).__name__}: {e}")
+                self.list_errors[informer.kind] = error
                 self._metrics.api_errors.labels("kubernetes", "list").inc()
-                self._log.warning("cannot list yet", resource=informer.kind, error=str(self.list_error), retry_in=wait)
+                self._log.warning("cannot list yet", resource=informer.kind, error=str(error), retry_in=wait)
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, 60.0)
+        self.list_errors.pop(informer.kind, None)
         self._on_change()
         await informer.run()
 
@@ -495,7 +493,7 @@ def _loop(daemon: Daemon, watch: Any, elector: Any, *, stop: threading.Event, wa
         try:
             actions = daemon.look(pods or [], hosts, groups, again=watch.again,
                                   may_act=still_leads if elector is not None else None)
-        except ConfigError as e:  # the kubeconfig's credentials failed mid-look: a token service's hiccup
+        except (ConfigError, CredentialsError) as e:  # the credentials failed mid-look: a token service's hiccup
             if once:
                 raise
             metrics.api_errors.labels("kubernetes", "credentials").inc()
@@ -542,7 +540,7 @@ def _wait_listed(watch: Watch, stop: threading.Event, *, once: bool, timeout: fl
         if stop.is_set():
             return
         if once and time.monotonic() > deadline:
-            raise watch.list_error or KubernetesError("cannot list the bridge's pods (see the log)")
+            raise watch.list_errors.get("Pod") or KubernetesError("cannot list the bridge's pods (see the log)")
     if once:
         watch.hosts.synced.wait(max(0.0, deadline - time.monotonic()))
 

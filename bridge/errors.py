@@ -121,6 +121,16 @@ class NotServed(KubernetesError):
         self.api_version = api_version
 
 
+class CredentialsError(KubernetesError):
+    """The kubeconfig user's credentials failed as a request was sent (a credential plugin that
+    fails, cannot run or prints no token; a token file missing or unreadable): a config error
+    for an admin, never retried. A :class:`KubernetesError`, so every handler of a failed
+    call covers it (a suspend owes its pods, a release deletes what it created)."""
+
+    exit_code = 78  # EX_CONFIG
+    kind = "config"
+
+
 class PartialFailure(BridgeError):
     """Some nodes of a hook call failed; they were marked in Slurm, the others went ahead."""
 

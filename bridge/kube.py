@@ -24,8 +24,8 @@ from typing import Any, Protocol, TypeVar
 
 from bridge import NAME
 from bridge.config import KubernetesSettings
-from bridge.errors import (ConfigError, Conflict, Forbidden, KubernetesError, KubernetesUnavailable, NotFound,
-                           NotServed)
+from bridge.errors import (ConfigError, Conflict, CredentialsError, Forbidden, KubernetesError, KubernetesUnavailable,
+                           NotFound, NotServed)
 
 T = TypeVar("T")
 PAGE = 500
@@ -298,10 +298,8 @@ class LightkubeApi:
                         self._unreachable = False  # back: a long-lived client's calls get their retries again
                         return answer
                     except Exception as e:  # noqa: BLE001 - translated just below, never swallowed
-                        credentials = _credential_error(e, self._exec)
-                        if credentials is not None:
-                            raise ConfigError(f"kubernetes: kubeconfig {_where(self._settings)}: {credentials}") from e
-                        error = translate(e, self._server, timeout=self._settings.timeout)
+                        error = _credential_error(e, self._exec, self._settings) or translate(
+                            e, self._server, timeout=self._settings.timeout)
                         if not isinstance(error, KubernetesUnavailable):
                             self._unreachable = False  # it answered (a 404, a 409): it is reachable
                         raise error from e
@@ -311,22 +309,34 @@ class LightkubeApi:
         raise AssertionError("unreachable: stamina re-raises the last error")
 
 
-def _credential_error(error: Exception, exec_command: str | None) -> str | None:
-    """What is wrong with the kubeconfig user's credentials, when a request failed for them
-    (lightkube gets them as it sends: an exec plugin run, a token file read): a config error,
-    not an unreachable server, so a hook gives its nodes back for an admin, not for a retry."""
+_CREDENTIALS_CODE = os.path.join("lightkube", "config", "client_adapter.py")
+
+
+def _credential_error(error: BaseException, exec_command: str | None,
+                      settings: KubernetesSettings) -> CredentialsError | None:
+    """The error of a request that failed on the kubeconfig user's credentials, which lightkube
+    gets as it sends (an exec plugin run, a token file read): raised inside its auth code, not
+    by the server's answer. A config error for an admin, not an unreachable server to retry."""
     from lightkube import ConfigError as LightkubeConfigError
 
-    if isinstance(error, LightkubeConfigError):
-        return _one_line(error).rstrip(": ")  # "Exec ... returned 1: " and what it wrote to stderr, if anything
-    if exec_command is None:
+    frames, tb = [], error.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code.co_filename)
+        tb = tb.tb_next
+    if not isinstance(error, LightkubeConfigError) and not any(f.endswith(_CREDENTIALS_CODE) for f in frames):
         return None
-    if isinstance(error, OSError) and error.filename == exec_command:
-        return f"its credential plugin {exec_command} cannot run: {error.strerror}"
-    if isinstance(error, (ValueError, KeyError, TypeError, IndexError)):  # json.loads(output)["status"]["token"]
-        return (f"its credential plugin {exec_command} did not print an ExecCredential with status.token: "
+    if isinstance(error, LightkubeConfigError):
+        what = _one_line(error).rstrip(": ")  # "Exec ... returned 1: " and what it wrote to stderr, if anything
+    elif isinstance(error, OSError) and exec_command is not None and error.filename == exec_command:
+        what = f"its credential plugin {exec_command} cannot run: {error.strerror}"
+    elif isinstance(error, OSError):
+        what = f"cannot read its credentials: {error.filename or ''}: {error.strerror}"
+    elif exec_command is not None:  # json.loads(output)["status"]["token"]
+        what = (f"its credential plugin {exec_command} did not print an ExecCredential with status.token: "
                 f"{type(error).__name__}: {_one_line(error)}")
-    return None
+    else:
+        what = f"its credentials: {type(error).__name__}: {_one_line(error)}"
+    return CredentialsError(f"kubernetes: kubeconfig {_where(settings)}: {what}")
 
 
 def _metadata_only(obj: dict[str, Any]) -> dict[str, Any]:

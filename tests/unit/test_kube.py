@@ -15,18 +15,18 @@ import yaml
 
 from bridge import kube as kube_module
 from bridge.config import KubernetesSettings
-from bridge.errors import ConfigError, Conflict, KubernetesError, KubernetesUnavailable, NotServed
+from bridge.errors import ConfigError, Conflict, CredentialsError, KubernetesError, KubernetesUnavailable, NotServed
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p1", "namespace": "slurm"},
        "spec": {"containers": [{"name": "c", "image": "i"}]}}
 
 
-def kubeconfig(tmp_path, server: str) -> str:
+def kubeconfig(tmp_path, server: str, user: dict | None = None) -> str:
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "x",
         "clusters": [{"name": "c", "cluster": {"server": server}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
+        "users": [{"name": "u", "user": user or {"token": "t"}}],
         "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "slurm"}}]}))
     return str(path)
 
@@ -46,9 +46,9 @@ def api(monkeypatch, tmp_path):
     transport = httpx2.MockTransport(handle)
     monkeypatch.setattr(lightkube, "AsyncClient", functools.partial(lightkube.AsyncClient, transport=transport))
 
-    def make(handler, **settings):
+    def make(handler, user=None, **settings):
         state["handler"] = handler
-        return kube_module.LightkubeApi(KubernetesSettings(kubeconfig=kubeconfig(tmp_path, "https://kube.test"),
+        return kube_module.LightkubeApi(KubernetesSettings(kubeconfig=kubeconfig(tmp_path, "https://kube.test", user),
                                                            **settings))
     make.calls = calls
     return make
@@ -182,6 +182,39 @@ def test_a_proxys_error_page_is_a_passing_failure_retried_and_reported_in_one_li
     assert "\n" not in str(error) and "proxy or load balancer" in str(error)
 
 
+@pytest.mark.parametrize("headers, body", [
+    ({"Content-Type": "text/html"}, "<html><head><title>502 Bad Gateway</title></head>\n<body>nginx</body></html>"),
+    ({}, ""),
+    ({"Content-Type": "application/json"}, "upstream connect error"),
+])
+def test_with_a_credential_plugin_a_proxys_error_page_is_still_no_credentials_error(api, headers, body):
+    """Only what fails inside lightkube's credential code is the credentials': a body that does
+    not decode, behind a plugin that works, is the proxy's passing failure as without one."""
+    credential = json.dumps({"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential",
+                             "status": {"token": "t"}})
+    user = {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": "/bin/echo", "args": [credential]}}
+    with api(lambda request, n: httpx2.Response(502, headers=headers, text=body), user=user,
+             retry_seconds=0.3) as client:
+        error = client.create_pods([POD])["p1"]
+    assert (type(error), error.code, error.transient) == (KubernetesError, 502, True)
+    with api(lambda request, n: httpx2.Response(200, headers=headers, text=body), user=user,
+             retry_seconds=0.3) as client:
+        with pytest.raises(KubernetesError) as caught:
+            client.get_pod("p1")
+    assert type(caught.value) is KubernetesError and caught.value.exit_code == 69
+
+
+def test_a_token_file_that_cannot_be_read_is_a_credentials_error(api, tmp_path):
+    token = tmp_path / "token"
+    token.mkdir()  # as unreadable as a root-only file, whoever runs the test
+    with api(lambda request, n: httpx2.Response(200, json={}), user={"tokenFile": str(token)},
+             retry_seconds=0.3) as client:
+        with pytest.raises(CredentialsError) as caught:
+            client.get_pod("p1")
+    assert f"cannot read its credentials: {token}: Is a directory" in str(caught.value)
+    assert caught.value.exit_code == 78 and not caught.value.transient
+
+
 def test_a_plain_text_429_of_priority_and_fairness_is_honoured_with_its_retry_after(api):
     def handler(request, n):
         if n == 1:
@@ -258,7 +291,7 @@ def test_a_credential_plugin_that_fails_is_a_config_error_not_an_unreachable_ser
         "users": [{"name": "u", "user": {"tokenFile": "/nonexistent/token"} if command is None else {
             "exec": {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": command, "args": args}}}]}))
     with kube_module.LightkubeApi(KubernetesSettings(kubeconfig=str(path), retry_seconds=0.1)) as client:
-        with pytest.raises(ConfigError) as caught:
+        with pytest.raises(CredentialsError) as caught:
             client.list_pods({"a": "b"})
     assert words in str(caught.value) and str(path) in str(caught.value)
     assert "\n" not in str(caught.value) and caught.value.exit_code == 78
