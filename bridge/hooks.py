@@ -300,13 +300,16 @@ def _short(node: str) -> str:
 
 def _owing_kube(ctx: HookContext) -> Any:
     """The Kubernetes client of a hook whose nodes Slurm counts off whatever it does (suspend,
-    resume-fail): if there can be none (a kubeconfig error), their pods are owed, not forgotten."""
+    resume-fail): if there can be none (a kubeconfig error), their pods are owed, not forgotten,
+    and resume-fail still puts back the causes the bridge had given."""
     from bridge import suspend
 
     try:
         return ctx.kube()
     except BridgeError:
         suspend.owe(ctx.nodes, config=ctx.config, log=ctx.log)
+        if ctx.hook == "resume-fail":
+            suspend.restore_causes(ctx.nodes, config=ctx.config, slurm=ctx.slurm(), log=ctx.log)
         raise
 
 

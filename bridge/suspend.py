@@ -168,9 +168,6 @@ def resume_failed(nodes: list[str], *, config: Config, slurm: SlurmClient, kube:
     then delete them. Slurm does not call SuspendProgram for these nodes, so this is the
     only cleanup they get. Where the bridge had already set a node DOWN with a cause, that
     cause replaces Slurm's "ResumeTimeout reached"."""
-    from bridge import causes
-    from bridge.errors import SlurmError
-
     from bridge.failure import Failure, with_last_words
 
     try:
@@ -186,13 +183,21 @@ def resume_failed(nodes: list[str], *, config: Config, slurm: SlurmClient, kube:
                             message=f"Slurm node {node} did not register in time: {cause}")
         return suspend(nodes, config=config, kube=kube, log=log)  # cleanup first: nothing else will
     finally:  # the bridge's cause, even when Kubernetes cannot be reached
-        for node in nodes:
-            cause = causes.recall(config.resume.state_dir, node)
-            try:
-                if cause:
-                    slurm.set_down([node], cause)
-            except SlurmError as e:
-                log.warning("cannot restore the node's reason", node=node, error=str(e))
+        restore_causes(nodes, config=config, slurm=slurm, log=log)
+
+
+def restore_causes(nodes: list[str], *, config: Config, slurm: SlurmClient, log: Any) -> None:
+    """Where the bridge had set a node DOWN with a cause, that cause replaces Slurm's
+    "ResumeTimeout reached"."""
+    from bridge import causes
+
+    for node in nodes:
+        cause = causes.recall(config.resume.state_dir, node)
+        try:
+            if cause:
+                slurm.set_down([node], cause)
+        except SlurmError as e:
+            log.warning("cannot restore the node's reason", node=node, error=str(e))
 
 
 def _ours(*, config: Config, kube: KubeClient) -> list[dict[str, Any]]:

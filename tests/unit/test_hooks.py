@@ -112,6 +112,35 @@ def test_a_failing_credential_plugin_is_a_config_error_and_the_suspended_nodes_p
     assert sorted(owed.owed(str(tmp_path / "state"))) == ["elastic1", "elastic2"]
 
 
+def test_resume_fail_without_a_usable_kubeconfig_owes_the_pods_and_puts_back_the_bridges_cause(tmp_path):
+    """Slurm gave up on the node; the bridge cannot reach Kubernetes at all (its kubeconfig is
+    gone): the pod is owed to the next call, and the node keeps the cause the bridge had found
+    rather than Slurm's bare "ResumeTimeout reached"."""
+    import structlog
+
+    from bridge import causes, owed
+
+    write_config(tmp_path)
+    bin_dir, calls = tmp_path / "slurm-bin", tmp_path / "scontrol-calls"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    config = tmp_path / "k8s-bridge.yaml"
+    config.write_text(config.read_text().replace('slurm: {conf_server: "127.0.0.1:6817"}',
+                                                 f'slurm: {{conf_server: "127.0.0.1:6817", bin_dir: {bin_dir}}}')
+                      + f"resume: {{state_dir: {tmp_path / 'state'}}}\n")
+    (tmp_path / "state").mkdir()
+    causes.remember(str(tmp_path / "state"), "elastic1", "slurm-k8s-bridge: pod linux-elastic1: ErrImagePull",
+                    log=structlog.get_logger())
+    (tmp_path / "kubeconfig").unlink()
+    result = hook("slurm-k8s-resume-fail", "elastic1", slurm_conf=tmp_path / "slurm.conf")
+    assert result.returncode == 78
+    one_line_error(result, "slurm-k8s-resume-fail: config: kubernetes: cannot load kubeconfig ")
+    assert list(owed.owed(str(tmp_path / "state"))) == ["elastic1"]
+    assert calls.read_text().splitlines() == [
+        "update NodeName=elastic1 State=DOWN Reason=slurm-k8s-bridge: pod linux-elastic1: ErrImagePull"]
+
+
 def test_the_daemon_whose_credential_plugin_fails_says_why_it_cannot_list(tmp_path):
     """Its watches' first list failed on the plugin without a word (the informer died; "see the
     log" and nothing in it): now one line, 78, and a running daemon keeps trying."""
