@@ -284,6 +284,7 @@ def main() -> None:
     ensure_stdio()  # a closed stdout is /dev/null, as for the hooks
     try:
         cli.main(standalone_mode=False)
+        sys.stdout.flush()  # what is left to write, while an error can still be one line
     except click.exceptions.Abort:
         sys.exit(130)
     except click.ClickException as e:
@@ -294,14 +295,6 @@ def main() -> None:
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
-    except OSError as e:
-        from bridge.hooks import output_failed
-
-        if (code := output_failed("slurm-k8s-bridge", e)) is None:
-            raise
-        sys.exit(code)
-    try:
-        sys.stdout.flush()  # what is left to write, while an error can still be one line
     except OSError as e:
         from bridge.hooks import output_failed
 

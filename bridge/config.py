@@ -945,8 +945,7 @@ def _check_spread(nodeset: Nodeset, where: str) -> None:
                 _expect(spread[policy] in ("Honor", "Ignore"), f"{at}.{policy}", "Honor or Ignore", spread[policy])
         selector = spread.get("labelSelector")
         _check_selector(selector, f"{at}.labelSelector")
-        written = selector if selector is not None else naming.nodeset_selector(nodeset.name, "")
-        taken = set(written.get("matchLabels") or {}) | {r.get("key") for r in written.get("matchExpressions") or []}
+        taken = _selector_keys(selector if selector is not None else naming.nodeset_selector(nodeset.name, ""))
         for j, label in enumerate(_as_list(spread.get("matchLabelKeys"), f"{at}.matchLabelKeys", "a list of label keys")):
             _expect(isinstance(label, str) and is_qualified_name(label) and label not in taken,
                     f"{at}.matchLabelKeys[{j}]", "a label key that the labelSelector does not name", label)
@@ -976,6 +975,11 @@ def _check_selector(selector: Any, at: str, operators: dict[str, str] = _SELECTO
                 _check_label_value(value, f"{where}.values")
             else:
                 _string(value, f"{where}.values", "strings")
+
+
+def _selector_keys(selector: Mapping[str, Any]) -> set[Any]:
+    """The label keys a (checked) label selector names."""
+    return set(selector.get("matchLabels") or {}) | {r.get("key") for r in selector.get("matchExpressions") or []}
 
 
 def _check_label_value(value: Any, at: str) -> None:
@@ -1053,8 +1057,7 @@ def _check_pod_term(term: Any, at: str) -> None:
             _expect(is_qualified_name(label), f"{at}.{field}[{j}]", "a label key like 'example.com/name'", label)
         if keys[field] and selector is None:
             raise ConfigError(f"{at}.{field}: needs a labelSelector (Kubernetes refuses label keys without one)")
-    named = selector or {}  # a mapping: _check_selector said so
-    taken = set(named.get("matchLabels") or {}) | {r.get("key") for r in named.get("matchExpressions") or []}
+    taken = _selector_keys(selector or {})  # a mapping: _check_selector said so
     for j, label in enumerate(keys["matchLabelKeys"]):
         _expect(label not in taken and label not in keys["matchLabelKeys"][:j], f"{at}.matchLabelKeys[{j}]",
                 "a label key that the labelSelector and the list do not name already", label)

@@ -302,11 +302,11 @@ class Watch:
     def start(self) -> Watch:
         import lightkube
 
-        from bridge.kube import _kubeconfig
+        from bridge.kube import _kubeconfig, exec_command
 
         settings = self._config.kubernetes
         config = _kubeconfig(settings)
-        self._exec = config.user.exec.command if config.user is not None and config.user.exec is not None else None
+        self._exec = exec_command(config)
         client = lightkube.AsyncClient(config=config, namespace=settings.namespace, field_manager=NAME)
         owner = naming.owner_labels(self._config.slurm.cluster_name)
         self.pods = self._informer(client, _resource("v1", "Pod", "pods", namespaced=True), owner)
@@ -493,7 +493,7 @@ def _loop(daemon: Daemon, watch: Any, elector: Any, *, stop: threading.Event, wa
         try:
             actions = daemon.look(pods or [], hosts, groups, again=watch.again,
                                   may_act=still_leads if elector is not None else None)
-        except (ConfigError, CredentialsError) as e:  # the credentials failed mid-look: a token service's hiccup
+        except CredentialsError as e:  # the credentials failed mid-look: a token service's hiccup
             if once:
                 raise
             metrics.api_errors.labels("kubernetes", "credentials").inc()

@@ -147,8 +147,7 @@ def run_hook(hook: str, body: Callable[[HookContext], None], *, argv: list[str] 
         log = log or _error_log(hook, argv, context)
         _report(hook, e, log, nodes)
         if hook == "resume" and nodes and not isinstance(e, PartialFailure):
-            bin_dir = cfg.slurm.bin_dir if cfg else config_module.slurm_bin_dir_anyway()
-            _down_after_error(nodes, e, log, bin_dir=bin_dir)
+            _down_after_error(nodes, e, log, cfg)
         return e.exit_code
     except Exception as e:
         # A bug: it keeps its traceback, but the jobs waiting on these nodes are not left to
@@ -157,8 +156,7 @@ def run_hook(hook: str, body: Callable[[HookContext], None], *, argv: list[str] 
             log.exception("hook crashed", outcome="bug")
         if hook == "resume" and nodes:
             bug = BridgeError(f"internal error, see the bridge's log: {type(e).__name__}: {e}")
-            bin_dir = cfg.slurm.bin_dir if cfg else config_module.slurm_bin_dir_anyway()
-            _down_after_error(nodes, bug, log, bin_dir=bin_dir)
+            _down_after_error(nodes, bug, log, cfg)
         raise
     if log is not None:
         log.info("hook finished", outcome="ok", seconds=round(time.monotonic() - started, 3))
@@ -190,16 +188,17 @@ def _report(hook: str, error: BridgeError, log: Any, nodes: list[str]) -> None:
         log.error("hook failed", outcome="error", kind=error.kind, error=str(error), exit_code=error.exit_code)
 
 
-def _down_after_error(nodes: list[str], error: BridgeError, log: Any, *, bin_dir: str) -> None:
+def _down_after_error(nodes: list[str], error: BridgeError, log: Any, cfg: Any) -> None:
     """The whole resume failed before any pod could be planned (no config, API down...):
     give the nodes back to Slurm so their jobs are requeued now, not after ResumeTimeout —
     powered down if the cause may pass, DOWN with the cause if an admin must act. Without a
     usable config, scontrol is looked for where its slurm.bin_dir says, else in Debian's place."""
+    from bridge import config as config_module
     from bridge.failure import classify
     from bridge.slurm import CommandSlurm
 
     failure = classify(error)
-    slurm = CommandSlurm(bin_dir)
+    slurm = CommandSlurm(cfg.slurm.bin_dir if cfg else config_module.slurm_bin_dir_anyway())
     try:
         if failure.transient:
             slurm.power_down(nodes, failure.cause)

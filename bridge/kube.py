@@ -123,7 +123,7 @@ class LightkubeApi:
         self._loop = asyncio.new_event_loop()
         config = _kubeconfig(settings)
         self._server = config.cluster.server
-        self._exec = config.user.exec.command if config.user is not None and config.user.exec is not None else None
+        self._exec = exec_command(config)
         try:
             self._client = lightkube.AsyncClient(
                 config=config,
@@ -131,7 +131,7 @@ class LightkubeApi:
                 field_manager=NAME,
                 timeout=httpx2.Timeout(settings.timeout),
             )
-        except lightkube.ConfigError as e:  # its user's credentials: a tokenFile that is not there
+        except lightkube.ConfigError as e:  # its user's credentials, in a form lightkube cannot use
             raise ConfigError(f"kubernetes: kubeconfig {_where(settings)}: {_one_line(e)}") from None
         except (OSError, ssl.SSLError, ValueError) as e:
             # A CA or client certificate the kubeconfig names but SlurmUser cannot read.
@@ -310,6 +310,11 @@ class LightkubeApi:
 
 
 _CREDENTIALS_CODE = os.path.join("lightkube", "config", "client_adapter.py")
+
+
+def exec_command(config: Any) -> str | None:
+    """The credential plugin a loaded kubeconfig's user runs, if any."""
+    return config.user.exec.command if config.user is not None and config.user.exec is not None else None
 
 
 def _credential_error(error: BaseException, exec_command: str | None,

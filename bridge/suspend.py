@@ -20,7 +20,7 @@ from typing import Any
 
 from bridge import naming, nodestate, owed
 from bridge.config import Config
-from bridge.errors import ConfigError, KubernetesError, SlurmError
+from bridge.errors import KubernetesError, SlurmError
 from bridge.kube import KubeClient
 from bridge.slurm import SlurmClient
 
@@ -59,7 +59,7 @@ def suspend(nodes: list[str], *, config: Config, kube: KubeClient, log: Any, slu
     try:
         listed = naming.pods_of(kube, cluster=cluster, nodes=set(nodes) | set(owed.owed(state_dir)),
                                 metadata_only=True)
-    except (KubernetesError, ConfigError):  # unreachable, or the kubeconfig's credentials failed
+    except KubernetesError:  # unreachable, or the kubeconfig's credentials failed (CredentialsError)
         if not strict:
             owe(nodes, config=config, log=log)
         raise
@@ -173,7 +173,7 @@ def resume_failed(nodes: list[str], *, config: Config, slurm: SlurmClient, kube:
     try:
         try:
             pods = naming.pods_of(kube, cluster=config.slurm.cluster_name, nodes=nodes)
-        except (KubernetesError, ConfigError):
+        except KubernetesError:
             pods = {}  # the suspend below lists them again, and owes their deletes if it cannot
         for node, pod in pods.items():
             cause = with_last_words(Failure(pod_problem(pod), True, container=main_container(pod)), pod,

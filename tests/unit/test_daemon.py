@@ -185,12 +185,12 @@ def test_the_daemons_loop_counts_a_pod_made_while_it_read_slurm(world):
 
 
 def test_a_look_whose_kubernetes_credentials_fail_is_logged_and_the_next_one_runs(world):
-    """A credential plugin's hiccup mid-look (a ConfigError from the client) does not end the
+    """A credential plugin's hiccup mid-look (a CredentialsError from the client) does not end the
     daemon: it says so, counts it, and looks again at the next tick."""
     import threading
 
     from bridge import daemon as daemon_module
-    from bridge.errors import ConfigError
+    from bridge.errors import CredentialsError
 
     make, slurm, kube, clock = world
     daemon = make()
@@ -199,7 +199,7 @@ def test_a_look_whose_kubernetes_credentials_fail_is_logged_and_the_next_one_run
     def look(*args, **kwargs):
         looks.append(1)
         if len(looks) == 1:
-            raise ConfigError("kubernetes: kubeconfig k: Exec /usr/bin/aws returned 255")
+            raise CredentialsError("kubernetes: kubeconfig k: Exec /usr/bin/aws returned 255")
         stop.set()
         return []
 
